@@ -1,0 +1,1 @@
+"""Prompt templates, shipped inside the wheel as `tripost._prompts` (see setup.py)."""

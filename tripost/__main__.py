@@ -1,0 +1,3 @@
+from tripost.cli import main
+
+raise SystemExit(main())

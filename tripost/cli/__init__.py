@@ -1,0 +1,57 @@
+"""The `tripost` command: thin verbs over the library.
+
+Each verb lives in its own module with `register(subparsers)`; the module's
+handler returns an exit code. A `TripostError` anywhere becomes one line on
+stderr and exit code 2: the user sees what is wrong, never a traceback wall.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from tripost import __version__
+from tripost.errors import TripostError
+
+# Verb modules, in the order `tripost --help` lists them.
+VERB_MODULES = [
+    "tripost.cli.tasks_cmd",
+    "tripost.cli.teach_cmd",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tripost",
+        description="Teach small language models to correct themselves (TriPosT).",
+    )
+    parser.add_argument("--version", action="version", version=f"tripost {__version__}")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB")
+    sub.required = True
+    for name in VERB_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    # Nothing may be fetched from a model hub at run time (DESIGN.md).
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except TripostError as e:
+        print(f"tripost {args.verb}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"tripost {args.verb}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # `tripost tasks sample ... | head` closes stdout early: not an error.
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 0
