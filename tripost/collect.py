@@ -24,7 +24,6 @@ teacher on one batch's trajectories (all of them at once, bounded by
 from __future__ import annotations
 
 import hashlib
-import json
 import sys
 import time
 from collections import Counter
@@ -268,8 +267,4 @@ def collect(
     return result
 
 
-def config_hash(config: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-__all__ = ["AttemptSampler", "CollectConfig", "CollectResult", "collect", "edit_trajectory", "record_key", "config_hash"]
+__all__ = ["AttemptSampler", "CollectConfig", "CollectResult", "collect", "edit_trajectory", "record_key"]

@@ -1,0 +1,50 @@
+"""TOML config with command-line overrides; typos are errors, not silence."""
+
+import pytest
+
+from tripost.config import apply_override, config_hash, load_config, parse_value
+from tripost.errors import TripostError
+
+DEFAULTS = {"seed": 0, "train": {"epochs": 1, "lr": 2e-4}, "teacher": {"spec": "scripted"}, "buffer": {"ratio": [1.5, 1, 1]}}
+
+
+def test_precedence_defaults_file_overrides(tmp_path):
+    f = tmp_path / "c.toml"
+    f.write_text('seed = 3\n[train]\nepochs = 2\n')
+    cfg = load_config(DEFAULTS, f, ["train.lr=0.001", "teacher.spec=openai:gpt-4o-mini", "buffer.ratio=[1, 1, 0]"])
+    assert cfg == {"seed": 3, "train": {"epochs": 2, "lr": 0.001}, "teacher": {"spec": "openai:gpt-4o-mini"}, "buffer": {"ratio": [1, 1, 0]}}
+    assert DEFAULTS["train"]["epochs"] == 1  # defaults untouched
+
+
+def test_values_parse_as_toml_or_string():
+    assert parse_value("3") == 3 and parse_value("true") is True and parse_value("1.5") == 1.5
+    assert parse_value("hf:/models/x") == "hf:/models/x"
+    assert parse_value('"3"') == "3"
+
+
+@pytest.mark.parametrize("item, needle", [
+    ("train.epoch=2", "unknown config key 'train.epoch'"),
+    ("trian.epochs=2", "unknown config section 'trian'"),
+    ("train", "not KEY=VALUE"),
+])
+def test_typos_are_clear_errors(item, needle):
+    with pytest.raises(TripostError, match=needle):
+        apply_override({}, item, DEFAULTS)
+
+
+def test_unknown_key_in_file_and_bad_toml(tmp_path):
+    f = tmp_path / "c.toml"
+    f.write_text("[train]\nepoch = 2\n")
+    with pytest.raises(TripostError, match="unknown config key 'train.epoch'"):
+        load_config(DEFAULTS, f)
+    f.write_text("[train\n")
+    with pytest.raises(TripostError, match="c.toml"):
+        load_config(DEFAULTS, f)
+    with pytest.raises(TripostError, match="not found"):
+        load_config(DEFAULTS, tmp_path / "none.toml")
+
+
+def test_hash_changes_with_config():
+    a = load_config(DEFAULTS)
+    b = load_config(DEFAULTS, overrides=["seed=1"])
+    assert config_hash(a) == config_hash(load_config(DEFAULTS)) != config_hash(b)
