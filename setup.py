@@ -10,6 +10,9 @@ from setuptools import find_packages, setup
 setup(
     packages=find_packages(include=["tripost", "tripost.*"]) + ["tripost._prompts"],
     package_dir={"tripost._prompts": "prompts"},
-    package_data={"tripost._prompts": ["*.txt", "*.md", "*.json", "**/*.txt", "**/*.md", "**/*.json"]},
+    package_data={
+        "tripost._prompts": ["*.txt", "*.md", "*.json", "**/*.txt", "**/*.md", "**/*.json"],
+        "tripost.tasks": ["data/*.txt", "data/*.json"],
+    },
     include_package_data=False,
 )

@@ -30,7 +30,7 @@ FEEDBACK_PREFIX = "Feedback:"
 UPDATED_PREFIX = "Updated Answer:"
 ALL_CORRECT_TAIL = "The final response is also correct."
 
-_STEP_RE = re.compile(r"^\((\d+)\)\s?")
+_STEP_RE = re.compile(r"^\((\d{1,6})\)\s?")
 _FINAL_RE = re.compile(r"^\(Final response\)\s?", re.IGNORECASE)
 _ANSWER_RE = re.compile(r"the answer is\s*(.*?)\s*\.?\s*$", re.IGNORECASE | re.DOTALL)
 
