@@ -22,6 +22,8 @@ def test_wheel_carries_prompts_and_installed_package_finds_them(tmp_path):
     assert shipped, "prompts/ is empty"
     for rel in shipped:
         assert f"tripost/_prompts/{rel}" in names, rel
+    for data in (ROOT / "tripost" / "tasks" / "data").glob("*"):
+        assert f"tripost/tasks/data/{data.name}" in names, data.name
 
     # Install the wheel into a bare folder (no editable finder) and ask the
     # installed package where its prompts are, from outside the source tree.
