@@ -268,3 +268,19 @@ def collect(
 
 
 __all__ = ["AttemptSampler", "CollectConfig", "CollectResult", "collect", "edit_trajectory", "record_key"]
+
+
+def student_sampler(student: Any, params: Any, prompt_format: Any = None) -> AttemptSampler:
+    """An `AttemptSampler` over a loaded `tripost.student.Student`: the problem
+    prompt is the one the student is trained on (tripost.student.prompt)."""
+    from dataclasses import replace as _replace
+
+    from tripost.student import build_prompts
+
+    def sampler(problems: Sequence[Problem], n: int, seed: int) -> list[list[str]]:
+        prompts = build_prompts(student.tokenizer, [p.question for p in problems], prompt_format)
+        p = _replace(params, n=n if not params.greedy else 1, seed=seed)
+        rows = student.sample(prompts, p)
+        return [[g.text for g in row] for row in rows]
+
+    return sampler

@@ -19,6 +19,7 @@ from tripost.errors import TripostError
 VERB_MODULES = [
     "tripost.cli.tasks_cmd",
     "tripost.cli.teach_cmd",
+    "tripost.cli.collect_cmd",
     "tripost.cli.buffer_cmd",
 ]
 

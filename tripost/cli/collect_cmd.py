@@ -1,0 +1,83 @@
+"""`tripost collect`: student attempts + teacher edits -> interaction log."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from tripost.collect import CollectConfig, collect, student_sampler
+from tripost.config import config_hash, write_config
+from tripost.errors import TripostError
+from tripost.tasks import FAMILIES, PRESETS, SUBSETS, get_task, sample_problems
+from tripost.tasks.external import load_problems
+from tripost.teachers import SPECS, make_teacher
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "collect",
+        help="collect self-correction trajectories (student attempts, teacher edits)",
+        description=(
+            "The student samples attempts for training problems; the teacher gives feedback and improves wrong "
+            "attempts up to --max-edits times. Finished trajectories are appended to RUN/log.jsonl; re-running the "
+            "same command resumes where it stopped."
+        ),
+    )
+    p.add_argument("--student", default="smollm2-135m", metavar="SPEC", help="smollm2-135m (default), hf:PATH or gguf:PATH")
+    p.add_argument("--adapter", metavar="DIR", help="a PEFT adapter folder for the student")
+    p.add_argument("--precision", default="fp32", choices=("nf4", "bf16", "fp32"), help="student precision for sampling (default fp32)")
+    p.add_argument("--teacher", default="scripted", metavar="SPEC", help=f"teacher spec (default scripted): {', '.join(SPECS)}")
+    p.add_argument("--task", required=True, metavar="FAMILY", help=f"one of: {', '.join(FAMILIES)}")
+    p.add_argument("--data", metavar="FILE.jsonl", help="external problems instead of generated ones")
+    p.add_argument("--preset", default="small", choices=PRESETS)
+    p.add_argument("--subset", default="seen", choices=SUBSETS)
+    p.add_argument("--n", type=int, default=32, help="training problems (default 32)")
+    p.add_argument("--samples", type=int, default=1, help="attempts per problem (default 1)")
+    p.add_argument("--max-edits", type=int, default=5, help="teacher improvements per trajectory (default 5)")
+    p.add_argument("--passes", type=int, default=1, help="passes over the problems (default 1)")
+    p.add_argument("--target-usable", type=int, default=None, help="stop once this many usable trajectories exist")
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--top-p", type=float, default=0.95)
+    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=16, help="problems per student batch (default 16)")
+    p.add_argument("--teacher-concurrency", type=int, default=8)
+    p.add_argument("--iteration", type=int, default=0, help="iteration number recorded in the log")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, metavar="RUN", help="run folder (log.jsonl, collect.json, config.json)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(handler=cmd_collect)
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from tripost.student import SamplingParams, load_student
+
+    if args.n < 1:
+        raise TripostError("--n must be at least 1")
+    task = get_task(args.task)
+    if args.data:
+        problems = load_problems(args.data, args.task, split="train")[: args.n]
+    else:
+        problems = sample_problems(task, split="train", subset=args.subset, preset=args.preset, n=args.n, seed=args.seed)
+    teacher = make_teacher(args.teacher)
+    params = SamplingParams(n=1, temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens, seed=args.seed)
+    resolved = {k: v for k, v in vars(args).items() if k not in ("handler", "json")}
+    run = Path(args.out)
+    write_config(resolved, run)
+    cfg = CollectConfig(
+        samples_per_problem=args.samples, max_edits=args.max_edits, max_passes=args.passes, target_usable=args.target_usable,
+        batch_size=args.batch_size, teacher_concurrency=args.teacher_concurrency, iteration=args.iteration, seed=args.seed,
+        config_hash=config_hash(resolved),
+    )
+    student = load_student(args.student, precision=args.precision, adapter=args.adapter)
+    info = {**student.describe(), "sampling": params.to_dict()}
+    result = collect(problems, student_sampler(student, params), teacher, run / "log.jsonl", cfg, student_info=info)
+    (run / "collect.json").write_text(json.dumps(result.to_dict(), indent=2, sort_keys=True) + "\n")
+    if args.json:
+        print(json.dumps(result.to_dict(), sort_keys=True))
+    else:
+        print(f"wrote {result.records_written} trajectories to {result.log_path} ({result.records_skipped} already there); "
+              f"usable {result.usable}: {result.by_kind}; teacher calls {result.teacher_calls}, cost ${result.cost_usd:.4f}")
+    if result.stopped_early:
+        print(f"note: {result.stopped_early}")
+    return 0
