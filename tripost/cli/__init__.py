@@ -21,6 +21,7 @@ VERB_MODULES = [
     "tripost.cli.teach_cmd",
     "tripost.cli.collect_cmd",
     "tripost.cli.buffer_cmd",
+    "tripost.cli.eval_cmd",
 ]
 
 

@@ -1,0 +1,147 @@
+"""`tripost eval`: accuracy with test-time self-improvement on held-out problems."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from tripost.errors import TripostError
+from tripost.tasks import PRESETS, SPLITS, Problem, get_task, sample_problems
+
+SUBSET_CHOICES = ("seen", "unseen", "both")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a student with test-time self-improvement",
+        description=(
+            "Greedy first attempt, then the student's own Feedback / Updated Answer until it says its answer is "
+            "correct, makes no progress, repeats itself or reaches --max-turns. The gold answer is used only for "
+            "scoring. Reports first and final accuracy, how often the student revised, fixed a wrong answer or broke "
+            "a right one, per-difficulty accuracy, and 95% bootstrap intervals, per task and for seen/unseen/total."
+        ),
+    )
+    p.add_argument("--student", default="smollm2-135m", metavar="SPEC", help="smollm2-135m (default), hf:PATH or gguf:PATH")
+    p.add_argument("--adapter", metavar="DIR", help="a PEFT adapter folder to load on the student")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "nf4"), help="student precision (default fp32)")
+    p.add_argument("--task", required=True, metavar="FAMILY", help="a task family, several separated by commas, or 'all' (every generated family)")
+    p.add_argument("--split", default="test", choices=SPLITS, help="problem split (default test; train needs --allow-train)")
+    p.add_argument("--allow-train", action="store_true", help="allow evaluating on the train split (not a held-out measurement)")
+    p.add_argument("--subset", default="both", choices=SUBSET_CHOICES, help="seen, unseen or both difficulty subsets (default both)")
+    p.add_argument("--n", type=int, default=20, help="problems per family and subset (default 20; with --data: at most N from the file)")
+    p.add_argument("--data", metavar="FILE.jsonl", help="evaluate on problems from a JSON-lines file instead of generated ones")
+    p.add_argument("--preset", default="small", choices=PRESETS, help="difficulty preset of generated problems (default small)")
+    p.add_argument("--seed", type=int, default=0, help="seed of problem sampling and of the bootstrap (default 0)")
+    p.add_argument("--max-turns", type=int, default=3, metavar="K", help="most updates after the first attempt (default 3; 0 = first attempt only)")
+    p.add_argument("--max-new-tokens", type=int, default=256, help="token budget of each attempt, feedback or update (default 256)")
+    p.add_argument("--batch-size", type=int, default=16, help="sequences per generation batch (default 16)")
+    p.add_argument("--no-force-feedback", action="store_true", help="stop when the student ends its text without writing feedback itself")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="B", help="bootstrap resamples for the 95%% intervals (default 1000)")
+    p.add_argument("--out", metavar="FILE.json", help="write the metrics JSON here and the transcripts to FILE.transcripts.jsonl beside it")
+    p.add_argument("--json", action="store_true", help="print the metrics JSON instead of a table")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=cmd_eval)
+
+
+def families_of(text: str) -> list[str]:
+    """`arithmetic`, `arithmetic,word_sorting` or `all` -> checked family names."""
+    from tripost.tasks import FAMILIES
+
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise TripostError("--task is empty; name a task family")
+    if names == ["all"]:
+        return [f for f in FAMILIES if get_task(f).scripted]
+    for n in names:
+        get_task(n)  # an unknown family is a clear error here, before any model loads
+    return list(dict.fromkeys(names))
+
+
+def load_eval_problems(args: argparse.Namespace) -> list[Problem]:
+    if args.n < 1:
+        raise TripostError("--n must be at least 1")
+    if args.split == "train" and not args.allow_train:
+        raise TripostError("refusing to evaluate on the train split: evaluation is on held-out problems (use --split test or val, or pass --allow-train)")
+    families = families_of(args.task)
+    subsets = ("seen", "unseen") if args.subset == "both" else (args.subset,)
+    if args.data:
+        from tripost.tasks.external import load_problems
+
+        if len(families) != 1:
+            raise TripostError("--data holds problems of one family; name exactly one with --task")
+        problems = [p for p in load_problems(args.data, families[0], split=args.split) if p.split == args.split and p.subset in subsets]
+        if not problems:
+            raise TripostError(f"{args.data}: no {args.split} problems of subset {args.subset}")
+        return problems[: args.n]
+    problems: list[Problem] = []
+    for fam in families:
+        task = get_task(fam)
+        if not task.levels(args.preset, "seen") and not task.levels(args.preset, "unseen"):
+            raise TripostError(f"the {fam} family has no problem generator: pass its problems with --data FILE.jsonl")
+        for subset in subsets:
+            problems += sample_problems(task, split=args.split, subset=subset, preset=args.preset, n=args.n, seed=args.seed)
+    return problems
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from tripost.evaluate import EvalConfig, evaluate
+    from tripost.student.load import check_adapter_dir, load_student
+    from tripost.student.spec import parse_spec
+
+    # Everything a user can get wrong is checked before the model loads.
+    cfg = EvalConfig(
+        max_turns=args.max_turns, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+        force_feedback=not args.no_force_feedback, n_bootstrap=args.bootstrap, seed=args.seed,
+        allow_train=args.allow_train, progress=not args.no_progress,
+    )
+    problems = load_eval_problems(args)
+    parse_spec(args.student)
+    if args.adapter:
+        check_adapter_dir(args.adapter)
+    if args.out and Path(args.out).is_dir():
+        raise TripostError(f"--out {args.out} is a folder; give a file name such as {Path(args.out) / 'eval.json'}")
+    student = load_student(args.student, precision=args.precision, adapter=args.adapter)
+    result = evaluate(student, problems, cfg)
+    saved = result.save(args.out) if args.out else None
+    summary = result.summary()
+    if saved:
+        summary["transcripts"] = str(saved[1])
+    if args.json:
+        sys.stdout.write(json.dumps(summary, ensure_ascii=False) + "\n")
+    else:
+        print_table(summary)
+        if saved:
+            print(f"wrote {saved[0]} and {saved[1]}")
+    return 0
+
+
+def _pct(x: float | None) -> str:
+    return "   -  " if x is None else f"{100 * x:5.1f}%"
+
+
+def _ci(ci: list[float] | None) -> str:
+    return "" if ci is None else f" [{100 * ci[0]:.0f}-{100 * ci[1]:.0f}]"
+
+
+def print_table(summary: dict[str, Any]) -> None:
+    m = summary["metrics"]
+    rows: list[tuple[str, dict[str, Any]]] = []
+    for fam, groups in m["by_task"].items():
+        rows += [(f"{fam}/{g}", groups[g]) for g in ("seen", "unseen") if groups[g]]
+    rows += [(g, m[g]) for g in ("seen", "unseen", "total") if m[g]]
+    print(f"{'group':28s} {'n':>4s}  {'first':>16s}  {'final':>16s}  {'revised':>7s}  {'fixed':>7s}  {'broke':>7s}")
+    for name, g in rows:
+        print(
+            f"{name:28s} {g['n']:4d}  {_pct(g['first_accuracy'])}{_ci(g['ci']['first_accuracy']):>10s}  "
+            f"{_pct(g['final_accuracy'])}{_ci(g['ci']['final_accuracy']):>10s}  {_pct(g['revised_rate']):>7s}  "
+            f"{_pct(g['fix_rate']):>7s}  {_pct(g['break_rate']):>7s}"
+        )
+    total = m["total"]
+    print("stop reasons: " + ", ".join(f"{k} {v}" for k, v in total["stop_reasons"].items()))
+    gen = summary["generation"]
+    if gen.get("tokens_per_s"):
+        print(f"generated {gen['tokens']} tokens in {gen['seconds']:.1f} s ({gen['tokens_per_s']:.1f} tokens/s)")

@@ -1,0 +1,208 @@
+"""Evaluation: accuracy with test-time self-improvement, and honest metrics.
+
+    from tripost.evaluate import EvalConfig, evaluate
+    result = evaluate(student, problems, EvalConfig(max_turns=3))
+    result.save("eval.json")          # + eval.transcripts.jsonl beside it
+    result.metrics["total"]["final_accuracy"]
+
+`student` is a loaded `tripost.student.Student`, a `GenerationBackend`, or a
+plain `GenerateFn` (see selfimprove.py). Only held-out problems are evaluated:
+a problem of the train split is refused unless `allow_train` is set.
+
+Pieces: stop.py (when self-improvement stops, from the text alone),
+selfimprove.py (batched greedy self-improvement), metrics.py (scoring against
+the gold answers, rates, bootstrap intervals).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tripost.errors import TripostError
+from tripost.evaluate.metrics import EvalRecord, bootstrap_interval, compute_metrics, group_metrics, score
+from tripost.evaluate.selfimprove import (
+    GenerateFn,
+    Piece,
+    PromptFn,
+    Transcript,
+    plain_prompt,
+    run_self_improvement,
+    run_self_improvement_batch,
+    student_generate_fn,
+    student_prompt_fn,
+)
+from tripost.evaluate.stop import STOP_REASONS, StopDecision, decide_stop, loops
+from tripost.tasks import get_task
+from tripost.tasks.base import Problem
+
+SCHEMA = "tripost.eval/1"
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    max_turns: int = 3  # updates the student may write after its attempt
+    max_new_tokens: int = 256  # per generated piece (attempt, feedback or update)
+    batch_size: int = 16
+    force_feedback: bool = True  # ask for feedback even when the student ended its text
+    n_bootstrap: int = 1000
+    confidence: float = 0.95
+    seed: int = 0  # of the bootstrap resamples (decoding is greedy)
+    allow_train: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.max_turns < 0:
+            raise TripostError(f"max_turns must be >= 0, got {self.max_turns}")
+        for name in ("max_new_tokens", "batch_size", "n_bootstrap"):
+            if getattr(self, name) < 1:
+                raise TripostError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0 < self.confidence < 1:
+            raise TripostError(f"confidence must be in (0, 1), got {self.confidence}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class EvalResult:
+    records: list[EvalRecord]
+    metrics: dict[str, Any]
+    config: EvalConfig
+    student: dict[str, Any] = field(default_factory=dict)
+    generation: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        """Everything but the transcripts: what goes into the JSON file."""
+        splits = Counter(r.split for r in self.records)
+        return {
+            "schema": SCHEMA,
+            "student": self.student,
+            "config": self.config.to_dict(),
+            "problems": {
+                "n": len(self.records),
+                "families": list(dict.fromkeys(r.family for r in self.records)),
+                "splits": dict(sorted(splits.items())),
+            },
+            "metrics": self.metrics,
+            "generation": self.generation,
+            "seconds": round(self.seconds, 3),
+        }
+
+    def save(self, path: str | Path) -> tuple[Path, Path]:
+        """Write the summary JSON to `path` and the transcripts, one JSON line
+        each, beside it (`NAME.transcripts.jsonl`). Written to temporary files
+        and renamed, so a crash never leaves a half-written result that looks whole."""
+        path = Path(path)
+        transcripts = transcripts_path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        summary = self.summary()
+        summary["transcripts"] = transcripts.name
+        _atomic_write(transcripts, "".join(json.dumps(r.to_dict(), ensure_ascii=False) + "\n" for r in self.records))
+        _atomic_write(path, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+        return path, transcripts
+
+
+def transcripts_path(path: str | Path) -> Path:
+    path = Path(path)
+    stem = path.name[: -len(".json")] if path.name.endswith(".json") else path.name
+    return path.with_name(stem + ".transcripts.jsonl")
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def check_held_out(problems: Sequence[Problem], allow_train: bool = False) -> None:
+    """Refuse training problems: accuracy on them says nothing about learning."""
+    train = [p for p in problems if p.split == "train"]
+    if train and not allow_train:
+        raise TripostError(f"refusing to evaluate on {len(train)} problem(s) of the train split (e.g. {train[0].id}); evaluate on held-out problems, or allow it explicitly (--allow-train)")
+
+
+def evaluate(
+    student: Any,
+    problems: Sequence[Problem],
+    config: EvalConfig | None = None,
+    *,
+    prompt_fn: PromptFn | None = None,
+) -> EvalResult:
+    """Greedy attempt + test-time self-improvement on every problem, scored
+    against the gold answers. `student`: a `Student`, a `GenerationBackend` or
+    a `GenerateFn`. `prompt_fn` defaults to the student's own prompt
+    (student/prompt.py, through its chat template when it has one)."""
+    cfg = config or EvalConfig()
+    if not problems:
+        raise TripostError("evaluate: no problems")
+    check_held_out(problems, cfg.allow_train)
+    tasks = {f: get_task(f) for f in dict.fromkeys(p.family for p in problems)}
+    info: dict[str, Any] = {}
+    generate_fn: GenerateFn
+    from tripost.student.generate import GenerationBackend
+    from tripost.student.load import Student
+
+    if not isinstance(student, (Student, GenerationBackend)):
+        if not callable(student):
+            raise TripostError(f"evaluate: cannot generate with a {type(student).__name__}; pass a Student, a GenerationBackend or a generate function")
+        generate_fn = student
+        info = {"student": getattr(student, "__name__", type(student).__name__)}
+    else:
+        generate_fn = student_generate_fn(student, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size)
+        tokenizer = getattr(student, "tokenizer", None) or getattr(getattr(student, "student", None), "tokenizer", None)
+        if prompt_fn is None and tokenizer is not None:
+            prompt_fn = student_prompt_fn(tokenizer)
+        describe = getattr(student, "describe", None)
+        info = describe() if callable(describe) else {"student": type(student).__name__}
+    t0 = time.perf_counter()
+    transcripts = run_self_improvement_batch(
+        problems, generate_fn, cfg.max_turns, prompt_fn=prompt_fn or plain_prompt,
+        force_feedback=cfg.force_feedback, batch_size=cfg.batch_size, progress=cfg.progress,
+    )
+    gen_seconds = time.perf_counter() - t0
+    records = [score(p, t, tasks[p.family]) for p, t in zip(problems, transcripts)]
+    metrics = compute_metrics(records, n_boot=cfg.n_bootstrap, seed=cfg.seed, confidence=cfg.confidence)
+    tokens = [t.n_tokens for t in transcripts]
+    n_tokens = None if any(n is None for n in tokens) else sum(n for n in tokens if n is not None)
+    generation = {
+        "pieces": sum(len(t.pieces) for t in transcripts),
+        "tokens": n_tokens,
+        "seconds": round(gen_seconds, 3),
+        "tokens_per_s": round(n_tokens / gen_seconds, 2) if n_tokens and gen_seconds > 0 else None,
+    }
+    return EvalResult(records=records, metrics=metrics, config=cfg, student=info, generation=generation, seconds=time.perf_counter() - t0)
+
+
+__all__ = [
+    "SCHEMA",
+    "STOP_REASONS",
+    "EvalConfig",
+    "EvalRecord",
+    "EvalResult",
+    "GenerateFn",
+    "Piece",
+    "StopDecision",
+    "Transcript",
+    "bootstrap_interval",
+    "check_held_out",
+    "compute_metrics",
+    "decide_stop",
+    "evaluate",
+    "group_metrics",
+    "loops",
+    "plain_prompt",
+    "run_self_improvement",
+    "run_self_improvement_batch",
+    "score",
+    "student_generate_fn",
+    "student_prompt_fn",
+    "transcripts_path",
+]

@@ -1,0 +1,226 @@
+"""Scoring transcripts against gold answers, and the evaluation metrics.
+
+Per group of problems (total, seen, unseen; and the same per task family):
+
+- first_accuracy / final_accuracy: the first attempt's and the last written
+  rationale's answers, checked by the family's `check_answer`;
+- revised_rate: share of problems where the student wrote an `Updated Answer`;
+- fix_rate: wrong -> right, among problems whose first attempt was wrong;
+- break_rate: right -> wrong, among problems whose first attempt was right
+  (TriPosT, Yu et al. 2024, Section 4 reports both directions: a student that
+  "improves" by changing right answers is not improving);
+- improvement: final_accuracy - first_accuracy;
+- per-difficulty first and final accuracy;
+- 95% percentile-bootstrap intervals over problems (resampled with
+  replacement, seeded; every metric uses the same resamples, so the interval
+  of `improvement` accounts for the pairing of first and final answers).
+
+Rates whose denominator is zero are None (JSON null), never 0.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from tripost.errors import TripostError
+from tripost.evaluate.selfimprove import Transcript
+from tripost.format import parse_feedback, parse_rationale
+from tripost.tasks.base import Problem, Task
+
+CI_METRICS = ("first_accuracy", "final_accuracy", "improvement", "revised_rate", "fix_rate", "break_rate")
+
+
+@dataclass(frozen=True)
+class EvalRecord:
+    """One evaluated problem: what the student wrote and how it scored.
+    `answers[i]` / `correct[i]` belong to the i-th rationale (0 = the attempt);
+    `verdicts[i]` is what the student's own feedback said about it (True: the
+    final response is correct, False: it named an error, None: no feedback or
+    none in the feedback form) and `claimed_errors[i]` the step it blamed."""
+
+    problem_id: str
+    family: str
+    subset: str
+    split: str
+    difficulty: str
+    question: str
+    gold: str
+    text: str
+    stop_reason: str
+    stop_detail: str
+    n_updates: int
+    answers: list[str | None]
+    correct: list[bool]
+    verdicts: list[bool | None] = field(default_factory=list)
+    claimed_errors: list[int | None] = field(default_factory=list)
+    n_tokens: int | None = None
+
+    @property
+    def first_correct(self) -> bool:
+        return self.correct[0]
+
+    @property
+    def final_correct(self) -> bool:
+        return self.correct[-1]
+
+    @property
+    def revised(self) -> bool:
+        return self.n_updates > 0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.update(first_correct=self.first_correct, final_correct=self.final_correct, revised=self.revised,
+                 first_answer=self.answers[0], final_answer=self.answers[-1])
+        return d
+
+
+def score(problem: Problem, transcript: Transcript, task: Task) -> EvalRecord:
+    """Check every rationale of a transcript against the gold answer."""
+    answers: list[str | None] = []
+    correct: list[bool] = []
+    verdicts: list[bool | None] = []
+    claimed: list[int | None] = []
+    for turn in transcript.turns:
+        answer = task.parse_answer(turn.rationale) if turn.rationale.strip() else None
+        answers.append(answer)
+        correct.append(bool(answer is not None and task.check_answer(problem, answer)))
+        fb = parse_feedback(turn.feedback, parse_rationale(turn.rationale).n_steps) if turn.feedback else None
+        verdicts.append(fb.is_correct if fb is not None else None)
+        claimed.append(fb.error_step if fb is not None else None)
+    return EvalRecord(
+        problem_id=problem.id, family=problem.family, subset=problem.subset, split=problem.split,
+        difficulty=problem.difficulty, question=problem.question, gold=problem.answer, text=transcript.text,
+        stop_reason=transcript.stop_reason, stop_detail=transcript.stop_detail, n_updates=transcript.n_updates,
+        answers=answers, correct=correct, verdicts=verdicts, claimed_errors=claimed, n_tokens=transcript.n_tokens,
+    )
+
+
+# ------------------------------------------------------------- bootstrap ---
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    num, den = np.asarray(num, dtype=float), np.asarray(den, dtype=float)
+    out = np.full(np.broadcast(num, den).shape, np.nan)
+    np.divide(num, den, out=out, where=den > 0)
+    return out
+
+
+# Each statistic maps columns (first, final, revised) of shape (..., n) to (...).
+_STATISTICS: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]] = {
+    "first_accuracy": lambda f, l, r: f.mean(axis=-1),
+    "final_accuracy": lambda f, l, r: l.mean(axis=-1),
+    "improvement": lambda f, l, r: l.mean(axis=-1) - f.mean(axis=-1),
+    "revised_rate": lambda f, l, r: r.mean(axis=-1),
+    "fix_rate": lambda f, l, r: _ratio((~f & l).sum(axis=-1), (~f).sum(axis=-1)),
+    "break_rate": lambda f, l, r: _ratio((f & ~l).sum(axis=-1), f.sum(axis=-1)),
+}
+
+
+def bootstrap_interval(
+    values: Sequence[float] | np.ndarray,
+    statistic: Callable[[np.ndarray], np.ndarray] | None = None,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> tuple[float, float] | None:
+    """Percentile-bootstrap interval of `statistic` (default: the mean) over
+    `values`; `statistic` maps resamples of shape (n_boot, n) to (n_boot,),
+    NaN where undefined. None when there is nothing to resample."""
+    x = np.asarray(values)
+    if x.shape[0] == 0:
+        return None
+    stat = statistic or (lambda a: a.mean(axis=-1))
+    idx = _resample_index(x.shape[0], n_boot, seed)
+    return _percentiles(stat(x[idx]), confidence)
+
+
+def _resample_index(n: int, n_boot: int, seed: int) -> np.ndarray:
+    if n_boot < 1:
+        raise TripostError(f"n_boot must be at least 1, got {n_boot}")
+    return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+
+
+def _percentiles(stats: np.ndarray, confidence: float) -> tuple[float, float] | None:
+    if not 0 < confidence < 1:
+        raise TripostError(f"confidence must be in (0, 1), got {confidence}")
+    stats = np.asarray(stats, dtype=float)
+    stats = stats[~np.isnan(stats)]
+    if stats.size == 0:
+        return None
+    alpha = (1 - confidence) / 2
+    lo, hi = np.percentile(stats, [100 * alpha, 100 * (1 - alpha)])
+    return (float(lo), float(hi))
+
+
+# --------------------------------------------------------------- metrics ---
+
+
+def _num(x: float | np.floating) -> float | None:
+    x = float(x)
+    return None if np.isnan(x) else x
+
+
+def group_metrics(records: Sequence[EvalRecord], *, n_boot: int = 1000, seed: int = 0, confidence: float = 0.95) -> dict[str, Any] | None:
+    """The metrics of one group of records (None for an empty group)."""
+    if not records:
+        return None
+    first = np.array([r.first_correct for r in records], dtype=bool)
+    final = np.array([r.final_correct for r in records], dtype=bool)
+    revised = np.array([r.revised for r in records], dtype=bool)
+    out: dict[str, Any] = {"n": len(records)}
+    for name in CI_METRICS:
+        out[name] = _num(_STATISTICS[name](first, final, revised))
+    out["counts"] = {
+        "first_correct": int(first.sum()),
+        "final_correct": int(final.sum()),
+        "revised": int(revised.sum()),
+        "first_wrong": int((~first).sum()),
+        "fixed": int((~first & final).sum()),
+        "first_right": int(first.sum()),
+        "broken": int((first & ~final).sum()),
+    }
+    out["mean_updates"] = float(np.mean([r.n_updates for r in records]))
+    out["stop_reasons"] = dict(sorted(Counter(r.stop_reason for r in records).items()))
+    # One set of resamples for every metric: paired intervals.
+    idx = _resample_index(len(records), n_boot, seed)
+    out["ci"] = {}
+    for name in CI_METRICS:
+        ci = _percentiles(_STATISTICS[name](first[idx], final[idx], revised[idx]), confidence) if out[name] is not None else None
+        out["ci"][name] = list(ci) if ci is not None else None
+    rows: dict[tuple[str, str], list[EvalRecord]] = {}
+    for r in records:
+        rows.setdefault((r.family, r.difficulty), []).append(r)
+    out["by_difficulty"] = [
+        {
+            "family": fam,
+            "difficulty": diff,
+            "n": len(rs),
+            "first_accuracy": sum(r.first_correct for r in rs) / len(rs),
+            "final_accuracy": sum(r.final_correct for r in rs) / len(rs),
+        }
+        for (fam, diff), rs in rows.items()
+    ]
+    return out
+
+
+def compute_metrics(records: Sequence[EvalRecord], *, n_boot: int = 1000, seed: int = 0, confidence: float = 0.95) -> dict[str, Any]:
+    """Metrics for total / seen / unseen, and the same per task family."""
+    kw = {"n_boot": n_boot, "seed": seed, "confidence": confidence}
+
+    def split(rs: Sequence[EvalRecord]) -> dict[str, Any]:
+        return {
+            "total": group_metrics(rs, **kw),
+            "seen": group_metrics([r for r in rs if r.subset == "seen"], **kw),
+            "unseen": group_metrics([r for r in rs if r.subset == "unseen"], **kw),
+        }
+
+    out = split(records)
+    families = list(dict.fromkeys(r.family for r in records))
+    out["by_task"] = {f: split([r for r in records if r.family == f]) for f in families}
+    return out
