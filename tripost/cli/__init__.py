@@ -22,6 +22,7 @@ VERB_MODULES = [
     "tripost.cli.collect_cmd",
     "tripost.cli.buffer_cmd",
     "tripost.cli.eval_cmd",
+    "tripost.cli.serve_cmd",
 ]
 
 

@@ -1,26 +1,125 @@
 """Teachers behind one interface; `make_teacher(spec)` builds one from a spec.
 
-Specs (DESIGN.md): `scripted`, `openai:MODEL`, `anthropic:MODEL`, `hf:PATH`,
-`replay:LOG`.
+Specs (DESIGN.md):
+
+    scripted         knows the task, always right (the default)
+    openai:MODEL     Chat Completions via the openai SDK (OPENAI_BASE_URL /
+                     OPENAI_API_KEY: OpenAI, vLLM, Ollama, llama.cpp,
+                     `tripost serve-teacher`)
+    anthropic:MODEL  the Messages API via the anthropic SDK (ANTHROPIC_BASE_URL /
+                     ANTHROPIC_API_KEY)
+    hf:PATH          a local transformers model (folder, .gguf, or smollm2-135m)
+    replay:LOG       answers recorded in an interaction log (file or folder)
+
+The three LLM backends share one `PromptedTeacher` (prompted.py) with an
+on-disk response cache, retries, bounded concurrency and a usage ledger.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
 
 from tripost.errors import TripostError
 from tripost.teachers.base import FeedbackReply, ImproveReply, Teacher, TeacherCall
 
 SPECS = ("scripted", "openai:MODEL", "anthropic:MODEL", "hf:PATH", "replay:LOG")
+CACHE_FILE = "teacher-cache.sqlite"
 
 
-def make_teacher(spec: str) -> Teacher:
-    kind, _, arg = spec.partition(":")
+def default_cache_path() -> Path:
+    from tripost.paths import tripost_home
+
+    return tripost_home() / CACHE_FILE
+
+
+def make_teacher(
+    spec: str,
+    *,
+    cache: bool | str | Path | Any = True,
+    concurrency: int | None = None,
+    prices: str | Path | Mapping[str, Any] | None = None,
+    ledger: Any = None,
+    timeout: float = 60.0,
+    max_attempts: int = 6,
+    policy: Any = None,
+    max_tokens: int | None = None,
+    temperature: float = 0.0,
+    embed_request: bool = True,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    device: str | None = None,
+) -> Teacher:
+    """Build a teacher from a spec; options apply to the LLM backends only.
+
+    cache        True: the shared cache under `tripost_home()`; a path: that
+                 sqlite file; False/None: no cache; or a `ResponseCache`
+    concurrency  in-flight requests per backend (default: the backend's own, 16 for APIs, 1 for hf)
+    prices       price overrides: mapping or TOML/JSON file (usage.py)
+    ledger       a `Ledger` to book usage into (shared between teachers if you like)
+    timeout      per-request timeout in seconds (API backends)
+    max_attempts tries per request, the first included (retry.py), unless `policy` is given
+    max_tokens   answer length limit (default 768; 320 for hf, where CPU decoding is slow)
+    embed_request append the machine-readable request block to prompts (templates.py)
+    base_url/api_key  override the SDK environment variables
+    """
+    kind, sep, arg = spec.strip().partition(":")
     if kind == "scripted" and not arg:
         from tripost.teachers.scripted import ScriptedTeacher
 
         return ScriptedTeacher()
-    if kind in {"openai", "anthropic", "hf", "replay"}:
-        raise TripostError(f"teacher backend {kind!r} is not built yet; available: scripted")
-    raise TripostError(f"unknown teacher spec {spec!r}; expected one of: {', '.join(SPECS)}")
+    if kind in ("openai", "anthropic", "hf", "replay") and not arg.strip():
+        example = {"openai": "openai:gpt-4o-mini", "anthropic": "anthropic:claude-3-5-haiku-latest", "hf": "hf:/path/to/model", "replay": "replay:run/log.jsonl"}[kind]
+        raise TripostError(f"teacher spec {spec!r} needs a {'path' if kind in ('hf', 'replay') else 'model'}, e.g. {example}")
+    if kind == "replay":
+        from tripost.teachers.replay import ReplayTeacher
+
+        return ReplayTeacher(arg.strip())
+    if kind not in ("openai", "anthropic", "hf"):
+        raise TripostError(f"unknown teacher spec {spec!r}; expected one of: {', '.join(SPECS)}")
+
+    from tripost.teachers.cache import ResponseCache
+    from tripost.teachers.prompted import PromptedTeacher
+    from tripost.teachers.retry import RetryPolicy
+    from tripost.teachers.usage import Ledger, load_prices
+
+    backend: Any
+    if kind == "openai":
+        from tripost.teachers.openai_chat import OpenAIChat
+
+        backend = OpenAIChat(arg.strip(), base_url=base_url, api_key=api_key, timeout=timeout)
+    elif kind == "anthropic":
+        from tripost.teachers.anthropic_chat import AnthropicChat
+
+        backend = AnthropicChat(arg.strip(), base_url=base_url, api_key=api_key, timeout=timeout)
+    else:
+        from tripost.teachers.hf_chat import HFChat
+
+        backend = HFChat(arg, device=device)
+
+    if cache is True:
+        response_cache = ResponseCache(default_cache_path())
+    elif cache is False or cache is None:
+        response_cache = None
+    elif isinstance(cache, (str, Path)):
+        response_cache = ResponseCache(cache)
+    else:
+        response_cache = cache
+    if ledger is None:
+        ledger = Ledger(load_prices(prices))
+    elif prices is not None:
+        raise TripostError("make_teacher: give prices= or ledger=, not both (a ledger has its own price table)")
+    return PromptedTeacher(
+        backend,
+        cache=response_cache,
+        ledger=ledger,
+        concurrency=concurrency,
+        policy=policy or RetryPolicy(max_attempts=max_attempts),
+        max_tokens=max_tokens or (320 if kind == "hf" else 768),
+        temperature=temperature,
+        embed_request=embed_request,
+        name=f"{kind}:{arg.strip()}",
+    )
 
 
-__all__ = ["FeedbackReply", "ImproveReply", "Teacher", "TeacherCall", "make_teacher", "SPECS"]
+__all__ = ["FeedbackReply", "ImproveReply", "Teacher", "TeacherCall", "make_teacher", "SPECS", "default_cache_path"]

@@ -1,0 +1,510 @@
+"""`tripost serve-teacher`: any teacher as an OpenAI- and Anthropic-shaped HTTP service.
+
+Endpoints
+    POST /v1/chat/completions   OpenAI Chat Completions shape
+    POST /v1/messages           Anthropic Messages shape
+    GET  /v1/models             the one model served
+    GET  /stats                 requests by status, path and injected fault
+
+How a request is answered
+    - an LLM teacher (openai:, anthropic:, hf:) is exposed as a chat proxy:
+      the messages go to its backend (through its cache and retries) and the
+      backend's text comes back;
+    - any other teacher (scripted, replay:) reads the `<tripost-request>`
+      block the prompted teacher appends to its prompts (templates.py) and
+      answers with `Feedback: ...` or `Updated Answer: ...` text, exactly
+      what the teacher itself returns.
+
+Fault injection (seeded, for testing clients): `fail_rate` answers an error
+status drawn from `fail_codes` (429s carry `Retry-After` half of the time;
+the code `quota` is a 429 saying the account is out of quota, which a client
+must not retry), `latency` sleeps before every answer, `garbage_rate`
+answers 200 with text that is not what was asked for.
+
+Usage numbers are estimated (4 characters a token) and mimic provider
+prompt caching: a prompt prefix (system + all but the last message) seen
+before counts as cached: OpenAI `prompt_tokens_details.cached_tokens` (part
+of `prompt_tokens`), Anthropic `cache_read_input_tokens` /
+`cache_creation_input_tokens` (for prefixes marked with `cache_control`,
+excluded from `input_tokens`).
+
+The server never reads or logs credentials: keys sent by clients are ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import random
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from tripost.errors import TripostError
+from tripost.format import UPDATED_PREFIX, parse_feedback, parse_rationale
+from tripost.teachers.chat import ChatMessage, ChatRequest
+from tripost.teachers.templates import parse_block
+
+log = logging.getLogger("tripost.serve")
+
+DEFAULT_FAIL_CODES = (429, 500, 529)
+QUOTA = "quota"
+_GARBAGE = (
+    "",
+    "I am not sure what you mean.",
+    "Feedback: In step (99) the part \"nothing\" is incorrect. This is because it does not exist.",
+    "Feedback: everything looks great to me!",
+    "Updated Answer:\n(1) Something unrelated.\n(2) More of it.",
+    "Updated Answer:\n(1) Let us think.\n(Final response) So the answer is",
+    "{\"feedback\": \"truncated json",
+    "lorem ipsum dolor sit amet, consectetur adipiscing elit",
+)
+
+
+def estimate_tokens(text: str) -> int:
+    return max(1, math.ceil(len(text) / 4)) if text else 0
+
+
+@dataclass
+class Faults:
+    fail_rate: float = 0.0
+    fail_codes: tuple[int | str, ...] = DEFAULT_FAIL_CODES
+    latency: float = 0.0
+    garbage_rate: float = 0.0
+    retry_after: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("fail_rate", "garbage_rate"):
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise TripostError(f"serve-teacher: --{name.replace('_', '-')} must be between 0 and 1, got {v}")
+        if self.latency < 0 or self.retry_after < 0:
+            raise TripostError("serve-teacher: --latency and --retry-after cannot be negative")
+        if self.fail_rate > 0 and not self.fail_codes:
+            raise TripostError("serve-teacher: --fail-rate needs at least one code in --fail-codes")
+
+
+def parse_fail_codes(text: str) -> tuple[int | str, ...]:
+    """'429,500,529,quota' -> (429, 500, 529, 'quota')."""
+    out: list[int | str] = []
+    for part in text.split(","):
+        part = part.strip().lower()
+        if not part:
+            continue
+        if part == QUOTA:
+            out.append(QUOTA)
+            continue
+        try:
+            code = int(part)
+        except ValueError:
+            raise TripostError(f"serve-teacher: bad status code {part!r} in --fail-codes (e.g. 429,500,529,quota)") from None
+        if not 400 <= code <= 599:
+            raise TripostError(f"serve-teacher: --fail-codes takes error statuses 400-599, got {code}")
+        out.append(code)
+    return tuple(out)
+
+
+@dataclass
+class Stats:
+    started: float = field(default_factory=time.time)
+    by_status: Counter[str] = field(default_factory=Counter)
+    by_path: Counter[str] = field(default_factory=Counter)
+    faults: Counter[str] = field(default_factory=Counter)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def record(self, path: str, status: int, fault: str | None = None) -> None:
+        with self.lock:
+            self.by_status[str(status)] += 1
+            self.by_path[path] += 1
+            if fault:
+                self.faults[fault] += 1
+
+    def to_dict(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "requests": sum(self.by_path.values()),
+                "by_status": dict(self.by_status),
+                "by_path": dict(self.by_path),
+                "faults": dict(self.faults),
+                "uptime_s": round(time.time() - self.started, 3),
+            }
+
+
+class HTTPFailure(Exception):
+    def __init__(self, status: int, message: str, kind: str = "invalid_request_error"):
+        super().__init__(message)
+        self.status = status
+        self.kind = kind
+
+
+class TeacherService:
+    """The part that answers: a teacher, fault injection and usage accounting."""
+
+    def __init__(self, teacher: Any, model: str = "tripost-teacher", faults: Faults | None = None):
+        self.teacher = teacher
+        self.model = model
+        self.faults = faults or Faults()
+        self.stats = Stats()
+        self._rng = random.Random(self.faults.seed)
+        self._rng_lock = threading.Lock()
+        self._seen_prefixes: set[str] = set()
+        self._prefix_lock = threading.Lock()
+
+    # ---------------------------------------------------------------- faults ---
+
+    def draw_fault(self) -> tuple[str, Any] | None:
+        """None, ("fail", code) or ("garbage", text), from the seeded stream."""
+        f = self.faults
+        with self._rng_lock:
+            r = self._rng.random()
+            if r < f.fail_rate:
+                code = self._rng.choice(f.fail_codes)
+                with_retry_after = self._rng.random() < 0.5
+                return ("fail", (code, with_retry_after))
+            if r < f.fail_rate + (1 - f.fail_rate) * f.garbage_rate:
+                return ("garbage", self._rng.choice(_GARBAGE))
+        return None
+
+    # --------------------------------------------------------------- answers ---
+
+    def answer(
+        self, system: str, messages: list[ChatMessage], max_tokens: int, temperature: float, stop: tuple[str, ...] = ()
+    ) -> str:
+        from tripost.teachers.prompted import PromptedTeacher
+
+        if isinstance(self.teacher, PromptedTeacher):
+            req = ChatRequest(
+                model=self.teacher.backend.model,
+                system=system,
+                messages=tuple(messages),
+                max_tokens=max_tokens,
+                temperature=temperature,
+                stop=stop,
+            )
+            out = self.teacher.complete(req)
+            if out.response is None:
+                raise HTTPFailure(503, f"the backend is unavailable ({out.error.reason if out.error else 'error'})", "api_error")
+            return out.response.text
+        users = [m for m in messages if m.role == "user"]
+        if not users:
+            raise HTTPFailure(400, "no user message")
+        try:
+            block = parse_block(users[-1].content)
+        except TripostError as e:
+            raise HTTPFailure(400, str(e)) from None
+        if block is None:
+            raise HTTPFailure(
+                400,
+                f"this server runs the {getattr(self.teacher, 'name', 'scripted')} teacher, which needs the "
+                "<tripost-request> block that tripost's prompted teacher appends (embed_request=True)",
+            )
+        try:
+            if block.kind == "feedback":
+                reply = self.teacher.feedback(block.problem, block.attempt)
+                return f"Feedback: {reply.text}" if reply.text else ""
+            fb = parse_feedback(block.feedback or "", parse_rationale(block.attempt).n_steps)
+            if fb is None:
+                raise HTTPFailure(400, "the feedback in the request block does not parse")
+            imp = self.teacher.improve(block.problem, block.attempt, fb)
+            return f"{UPDATED_PREFIX}\n{imp.rationale}" if imp.rationale else ""
+        except TripostError as e:
+            raise HTTPFailure(422, str(e)) from None
+
+    def prompt_usage(
+        self, flavour: str, system: str, messages: list[ChatMessage], cacheable: bool
+    ) -> tuple[int, int, bool]:
+        """(prefix tokens, rest tokens, prefix seen before) for the caching mimicry
+        (one prompt cache per API flavour, as with two providers)."""
+        prefix_text = flavour + "\x00" + system + "".join(f"\x00{m.role}\x00{m.content}" for m in messages[:-1])
+        rest = messages[-1].content if messages else ""
+        key = hashlib.sha256(prefix_text.encode()).hexdigest()
+        with self._prefix_lock:
+            seen = key in self._seen_prefixes
+            if cacheable and len(messages) > 1:
+                self._seen_prefixes.add(key)
+        prefix_tokens = estimate_tokens(system) + sum(estimate_tokens(m.content) for m in messages[:-1])
+        return prefix_tokens, estimate_tokens(rest), seen
+
+
+# ------------------------------------------------------------ HTTP plumbing ---
+
+
+def _text_of(content: Any) -> tuple[str, bool]:
+    """(text, marked with cache_control) of a message content: a string or a list of blocks."""
+    if isinstance(content, str):
+        return content, False
+    if isinstance(content, list):
+        parts, marked = [], False
+        for block in content:
+            if isinstance(block, dict) and block.get("type", "text") == "text":
+                parts.append(str(block.get("text", "")))
+                marked = marked or "cache_control" in block
+        return "".join(parts), marked
+    raise HTTPFailure(400, "message content must be a string or a list of text blocks")
+
+
+def _int(body: dict[str, Any], *names: str, default: int) -> int:
+    for n in names:
+        if body.get(n) is not None:
+            try:
+                return int(body[n])
+            except (TypeError, ValueError):
+                raise HTTPFailure(400, f"{n} must be an integer") from None
+    return default
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "tripost-serve-teacher"
+    protocol_version = "HTTP/1.1"
+    service: TeacherService  # set on the subclass made per server
+
+    def log_message(self, format: str, *args: Any) -> None:  # request line only: never headers
+        log.debug("%s %s", self.address_string(), format % args)
+
+    # ---------------------------------------------------------------- routes ---
+
+    def do_GET(self) -> None:
+        path = self.path.split("?")[0].rstrip("/")
+        if path == "/stats":
+            self._send_json(200, self.service.stats.to_dict(), record=False)
+        elif path in ("/v1/models", "/models"):
+            self._send_json(200, {"object": "list", "data": [{"id": self.service.model, "object": "model", "owned_by": "tripost"}]}, path=path)
+        elif path in ("", "/health", "/healthz"):
+            self._send_json(200, {"status": "ok"}, path=path)
+        else:
+            self._send_json(404, {"error": {"message": f"no route {path}", "type": "not_found"}}, path=path)
+
+    def do_POST(self) -> None:
+        path = self.path.split("?")[0].rstrip("/")
+        if path.endswith("/chat/completions"):
+            flavour = "openai"
+        elif path.endswith("/messages"):
+            flavour = "anthropic"
+        else:
+            self._drain()
+            self._send_json(404, {"error": {"message": f"no route {path}", "type": "not_found"}}, path=path)
+            return
+        try:
+            body = self._read_body()
+            if self.service.faults.latency:
+                time.sleep(self.service.faults.latency)
+            fault = self.service.draw_fault()
+            if fault is not None and fault[0] == "fail":
+                self._send_failure(flavour, path, *fault[1])
+                return
+            if flavour == "openai":
+                payload = self._openai(body, garbage=fault[1] if fault else None)
+            else:
+                payload = self._anthropic(body, garbage=fault[1] if fault else None)
+            self._send_json(200, payload, path=path, fault="garbage" if fault else None)
+        except HTTPFailure as e:
+            self._send_error(flavour, path, e.status, str(e), e.kind)
+        except Exception as e:  # a bug here must answer 500, not hang the client
+            log.exception("serve-teacher: internal error")
+            self._send_error(flavour, path, 500, f"internal error: {type(e).__name__}", "api_error")
+
+    # ------------------------------------------------------------- flavours ---
+
+    def _openai(self, body: dict[str, Any], garbage: str | None) -> dict[str, Any]:
+        raw = body.get("messages")
+        if not isinstance(raw, list) or not raw:
+            raise HTTPFailure(400, "messages must be a non-empty list")
+        system_parts: list[str] = []
+        messages: list[ChatMessage] = []
+        for m in raw:
+            if not isinstance(m, dict):
+                raise HTTPFailure(400, "each message must be an object")
+            text, _ = _text_of(m.get("content", ""))
+            role = m.get("role")
+            if role in ("system", "developer"):
+                system_parts.append(text)
+            elif role in ("user", "assistant"):
+                messages.append(ChatMessage(role, text))
+            else:
+                raise HTTPFailure(400, f"unknown role {role!r}")
+        system = "\n".join(system_parts)
+        max_tokens = _int(body, "max_completion_tokens", "max_tokens", default=768)
+        stop = body.get("stop") or ()
+        stop = (stop,) if isinstance(stop, str) else tuple(str(x) for x in stop)
+        text = garbage if garbage is not None else self.service.answer(
+            system, messages, max_tokens, float(body.get("temperature") or 0.0), stop
+        )
+        # OpenAI caches long prompt prefixes automatically.
+        prefix, rest, seen = self.service.prompt_usage("openai", system, messages, cacheable=True)
+        completion = estimate_tokens(text)
+        return {
+            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": str(body.get("model") or self.service.model),
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop", "logprobs": None}],
+            "usage": {
+                "prompt_tokens": prefix + rest,
+                "completion_tokens": completion,
+                "total_tokens": prefix + rest + completion,
+                "prompt_tokens_details": {"cached_tokens": prefix if seen else 0},
+                "completion_tokens_details": {"reasoning_tokens": 0},
+            },
+        }
+
+    def _anthropic(self, body: dict[str, Any], garbage: str | None) -> dict[str, Any]:
+        raw = body.get("messages")
+        if not isinstance(raw, list) or not raw:
+            raise HTTPFailure(400, "messages: must be a non-empty list")
+        if body.get("max_tokens") is None:
+            raise HTTPFailure(400, "max_tokens: field required")
+        system, marked = _text_of(body.get("system") or "")
+        messages: list[ChatMessage] = []
+        for m in raw:
+            if not isinstance(m, dict) or m.get("role") not in ("user", "assistant"):
+                raise HTTPFailure(400, "messages: each message needs role user or assistant")
+            text, m_marked = _text_of(m.get("content", ""))
+            marked = marked or m_marked
+            messages.append(ChatMessage(m["role"], text))
+        max_tokens = _int(body, "max_tokens", default=768)
+        stop = tuple(str(x) for x in body.get("stop_sequences") or ())
+        text = garbage if garbage is not None else self.service.answer(
+            system, messages, max_tokens, float(body.get("temperature") or 0.0), stop
+        )
+        prefix, rest, seen = self.service.prompt_usage("anthropic", system, messages, cacheable=marked)
+        if marked:
+            usage = {
+                "input_tokens": rest,
+                "cache_read_input_tokens": prefix if seen else 0,
+                "cache_creation_input_tokens": 0 if seen else prefix,
+            }
+        else:
+            usage = {"input_tokens": prefix + rest, "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0}
+        usage["output_tokens"] = estimate_tokens(text)
+        return {
+            "id": f"msg_{uuid.uuid4().hex[:24]}",
+            "type": "message",
+            "role": "assistant",
+            "model": str(body.get("model") or self.service.model),
+            "content": [{"type": "text", "text": text}],
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": usage,
+        }
+
+    # ------------------------------------------------------------- responses ---
+
+    def _send_failure(self, flavour: str, path: str, code: int | str, with_retry_after: bool) -> None:
+        headers: dict[str, str] = {}
+        if code == QUOTA:
+            status, kind = 429, "insufficient_quota"
+            message = "You exceeded your current quota (injected by serve-teacher)"
+        else:
+            status = int(code)
+            kind = {429: "rate_limit_error", 529: "overloaded_error"}.get(status, "api_error")
+            message = f"injected failure {status}"
+            if status == 429 and with_retry_after:
+                ra = self.service.faults.retry_after
+                headers = {"retry-after-ms": str(int(ra * 1000)), "Retry-After": str(max(1, math.ceil(ra)))}
+        self._send_error(flavour, path, status, message, kind, headers=headers, fault=f"fail_{code}")
+
+    def _send_error(
+        self, flavour: str, path: str, status: int, message: str, kind: str,
+        headers: dict[str, str] | None = None, fault: str | None = None,
+    ) -> None:
+        if flavour == "anthropic":
+            err: dict[str, Any] = {"type": "billing_error" if kind == "insufficient_quota" else kind, "message": message}
+            payload: dict[str, Any] = {"type": "error", "error": err}
+        else:
+            code = kind if kind in ("insufficient_quota",) else None
+            payload = {"error": {"message": message, "type": kind, "code": code, "param": None}}
+        self._send_json(status, payload, path=path, headers=headers, fault=fault)
+
+    def _drain(self) -> bytes:
+        try:
+            length = int(self.headers.get("content-length") or 0)
+        except ValueError:
+            length = 0
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _read_body(self) -> dict[str, Any]:
+        raw = self._drain()
+        if not raw:
+            return {}
+        try:
+            body = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise HTTPFailure(400, "the request body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise HTTPFailure(400, "the request body must be a JSON object")
+        if body.get("stream"):
+            raise HTTPFailure(400, "streaming is not supported by serve-teacher")
+        return body
+
+    def _send_json(
+        self, status: int, payload: Any, *, path: str | None = None, headers: dict[str, str] | None = None,
+        fault: str | None = None, record: bool = True,
+    ) -> None:
+        data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        if record:
+            self.service.stats.record(path or self.path, status, fault)
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+
+@dataclass
+class RunningServer:
+    """A server running in a background thread (tests, benchmarks)."""
+
+    httpd: ThreadingHTTPServer
+    thread: threading.Thread
+    service: TeacherService
+
+    @property
+    def url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def stats(self) -> dict[str, Any]:
+        return self.service.stats.to_dict()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)
+
+    def __enter__(self) -> "RunningServer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def make_server(service: TeacherService, host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
+    handler = type("Handler", (_Handler,), {"service": service})
+    try:
+        return _Server((host, port), handler)
+    except OSError as e:
+        raise TripostError(f"serve-teacher: cannot listen on {host}:{port} ({e.strerror})") from None
+
+
+def start_server(teacher: Any, *, host: str = "127.0.0.1", port: int = 0, model: str = "tripost-teacher", faults: Faults | None = None) -> RunningServer:
+    """Serve `teacher` in a daemon thread; port 0 picks a free one."""
+    service = TeacherService(teacher, model=model, faults=faults)
+    httpd = make_server(service, host, port)
+    thread = threading.Thread(target=httpd.serve_forever, name="tripost-serve-teacher", daemon=True)
+    thread.start()
+    return RunningServer(httpd=httpd, thread=thread, service=service)

@@ -1,0 +1,115 @@
+"""`anthropic:MODEL`: the Messages API through the official `anthropic` SDK.
+
+The SDK reads `ANTHROPIC_API_KEY` (or `ANTHROPIC_AUTH_TOKEN`) and
+`ANTHROPIC_BASE_URL`. The 2.x SDK no longer takes `temperature`, so none is
+sent unless `send_temperature=True` (then it travels in the request body).
+The system prompt and the few-shot examples are the
+same for every request of a kind, so they are marked for prompt caching
+(`cache_control`), which the provider bills as cache writes and then much
+cheaper cache reads (usage.py keeps the buckets apart). The SDK's own
+retries are off (`max_retries=0`): retry.py retries, once.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from tripost.errors import TripostError
+from tripost.teachers.chat import ChatRequest, ChatResponse, Usage
+from tripost.teachers.retry import register_secret
+
+_LOCAL_PLACEHOLDER_KEY = "not-needed"
+
+
+class AnthropicChat:
+    name = "anthropic"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        max_concurrency: int = 16,
+        prompt_caching: bool = True,
+        send_temperature: bool = False,
+    ):
+        if not model:
+            raise TripostError("anthropic teacher: give a model, e.g. anthropic:claude-3-5-haiku-latest")
+        self.model = model
+        self.max_concurrency = max_concurrency
+        self.timeout = timeout
+        self.prompt_caching = prompt_caching
+        self.send_temperature = send_temperature
+        self._base_url = base_url or os.environ.get("ANTHROPIC_BASE_URL") or None
+        self._auth_token: str | None = None
+        key = api_key or os.environ.get("ANTHROPIC_API_KEY") or None
+        if key is None and os.environ.get("ANTHROPIC_AUTH_TOKEN"):
+            self._auth_token = os.environ["ANTHROPIC_AUTH_TOKEN"]
+        elif key is None:
+            if self._base_url is None:
+                raise TripostError(
+                    "anthropic teacher: set ANTHROPIC_API_KEY (or ANTHROPIC_BASE_URL for a local compatible server)"
+                )
+            key = _LOCAL_PLACEHOLDER_KEY
+        register_secret(key)
+        register_secret(self._auth_token)
+        self._key = key
+        self._client: Any = None
+
+    def __repr__(self) -> str:  # never show the key
+        return f"AnthropicChat(model={self.model!r})"
+
+    def _get_client(self) -> Any:
+        if self._client is None:
+            import anthropic
+
+            auth = {"auth_token": self._auth_token} if self._auth_token else {"api_key": self._key}
+            self._client = anthropic.AsyncAnthropic(
+                **auth, base_url=self._base_url, timeout=self.timeout, max_retries=0
+            )
+        return self._client
+
+    def build_params(self, request: ChatRequest) -> dict[str, Any]:
+        messages: list[dict[str, Any]] = []
+        for i, m in enumerate(request.messages):
+            block: dict[str, Any] = {"type": "text", "text": m.content}
+            # The last message of the shared prefix closes the cacheable part.
+            if self.prompt_caching and request.cache_prefix and i == request.cache_prefix - 1:
+                block["cache_control"] = {"type": "ephemeral"}
+            messages.append({"role": m.role, "content": [block]})
+        params: dict[str, Any] = {
+            "model": request.model,
+            "max_tokens": request.max_tokens,
+            "messages": messages,
+        }
+        if self.send_temperature:
+            # The SDK (2.x) has no `temperature` argument any more; servers
+            # that still take it get it in the body.
+            params["extra_body"] = {"temperature": request.temperature}
+        if request.system:
+            system: dict[str, Any] = {"type": "text", "text": request.system}
+            if self.prompt_caching and not request.cache_prefix:
+                system["cache_control"] = {"type": "ephemeral"}
+            params["system"] = [system]
+        stops = [s for s in request.stop if s.strip()]
+        if stops:
+            params["stop_sequences"] = stops
+        return params
+
+    async def acomplete(self, request: ChatRequest) -> ChatResponse:
+        message = await self._get_client().messages.create(**self.build_params(request))
+        text = "".join(getattr(b, "text", "") for b in (message.content or []) if getattr(b, "type", "") == "text")
+        return ChatResponse(
+            text=text,
+            usage=Usage.from_anthropic(message.usage),
+            model=getattr(message, "model", "") or self.model,
+            finish_reason=str(getattr(message, "stop_reason", "") or ""),
+        )
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None

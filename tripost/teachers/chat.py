@@ -1,0 +1,184 @@
+"""The small chat interface every LLM teacher is built on.
+
+A `ChatBackend` turns one `ChatRequest` (system prompt, messages, sampling
+parameters) into one `ChatResponse` (text and token usage). Backends know
+nothing about tasks, prompts, retries or caching: the prompted teacher
+(prompted.py) writes the prompts and parses the answers, the requester
+(requester.py) adds retries, the cache, the concurrency limit and the usage
+ledger. So OpenAI, Anthropic, a local transformers model or anything else
+plugs in by implementing one coroutine.
+
+Usage is normalised into four separate buckets, because providers count
+differently (OpenAI's `cached_tokens` are part of `prompt_tokens`;
+Anthropic's `input_tokens` exclude cache reads and writes):
+
+    input_tokens        uncached input, billed at the input price
+    cache_read_tokens   input served from the provider's prompt cache
+    cache_write_tokens  input written to the provider's prompt cache
+    output_tokens       generated tokens
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+CACHE_KEY_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: str  # "user" | "assistant"
+    content: str
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """One chat completion request, independent of the provider.
+
+    `cache_prefix` is how many leading messages are the same for every request
+    of a kind (the few-shot examples): a backend with prompt caching
+    (Anthropic) marks them so the provider can reuse them.
+    `sample_index` distinguishes repeated samples of the same prompt in the
+    on-disk cache; it is never sent.
+    """
+
+    model: str
+    system: str
+    messages: tuple[ChatMessage, ...]
+    max_tokens: int = 512
+    temperature: float = 0.0
+    stop: tuple[str, ...] = ()
+    sample_index: int = 0
+    cache_prefix: int = 0
+
+    def canonical(self, backend: str) -> dict[str, Any]:
+        """Everything that determines the answer, and nothing else (no key,
+        no base URL, no timeout): the cache key is a hash of this."""
+        return {
+            "v": CACHE_KEY_VERSION,
+            "backend": backend,
+            "model": self.model,
+            "system": self.system,
+            "messages": [[m.role, m.content] for m in self.messages],
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "stop": list(self.stop),
+            "sample_index": self.sample_index,
+        }
+
+    def key(self, backend: str) -> str:
+        blob = json.dumps(self.canonical(backend), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+    def openai_messages(self) -> list[dict[str, str]]:
+        out = [{"role": "system", "content": self.system}] if self.system else []
+        out.extend({"role": m.role, "content": m.content} for m in self.messages)
+        return out
+
+
+@dataclass(frozen=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+
+    def __add__(self, other: "Usage") -> "Usage":
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.cache_read_tokens + other.cache_read_tokens,
+            self.cache_write_tokens + other.cache_write_tokens,
+        )
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+    def buckets(self) -> dict[str, int]:
+        """The short names the interaction log uses (replay/README.md)."""
+        return {
+            "input": self.input_tokens,
+            "output": self.output_tokens,
+            "cache_read": self.cache_read_tokens,
+            "cache_write": self.cache_write_tokens,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> "Usage":
+        d = d or {}
+        return cls(**{k: int(d.get(k) or 0) for k in cls.__dataclass_fields__})
+
+    @classmethod
+    def from_openai(cls, usage: Any) -> "Usage":
+        """OpenAI: `prompt_tokens` includes `prompt_tokens_details.cached_tokens`."""
+        if usage is None:
+            return cls()
+        prompt = int(_get(usage, "prompt_tokens") or 0)
+        details = _get(usage, "prompt_tokens_details")
+        cached = int(_get(details, "cached_tokens") or 0) if details is not None else 0
+        return cls(
+            input_tokens=max(prompt - cached, 0),
+            output_tokens=int(_get(usage, "completion_tokens") or 0),
+            cache_read_tokens=cached,
+        )
+
+    @classmethod
+    def from_anthropic(cls, usage: Any) -> "Usage":
+        """Anthropic: `input_tokens` already excludes cache reads and writes."""
+        if usage is None:
+            return cls()
+        return cls(
+            input_tokens=int(_get(usage, "input_tokens") or 0),
+            output_tokens=int(_get(usage, "output_tokens") or 0),
+            cache_read_tokens=int(_get(usage, "cache_read_input_tokens") or 0),
+            cache_write_tokens=int(_get(usage, "cache_creation_input_tokens") or 0),
+        )
+
+
+def _get(obj: Any, name: str) -> Any:
+    if obj is None:
+        return None
+    if isinstance(obj, dict):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+@dataclass(frozen=True)
+class ChatResponse:
+    text: str
+    usage: Usage = field(default_factory=Usage)
+    model: str = ""  # the model that answered, as the provider names it
+    finish_reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "usage": self.usage.to_dict(), "model": self.model, "finish_reason": self.finish_reason}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ChatResponse":
+        return cls(
+            text=str(d.get("text", "")),
+            usage=Usage.from_dict(d.get("usage")),
+            model=str(d.get("model", "")),
+            finish_reason=str(d.get("finish_reason", "")),
+        )
+
+
+@runtime_checkable
+class ChatBackend(Protocol):
+    """One provider and model. `name` is the backend kind ("openai",
+    "anthropic", "hf"), `model` what it runs; `max_concurrency` is a sensible
+    default for in-flight requests (1 for a local model)."""
+
+    name: str
+    model: str
+    max_concurrency: int
+
+    async def acomplete(self, request: ChatRequest) -> ChatResponse:
+        """Answer one request or raise `ChatError` (see retry.py)."""
+        ...
+
+    async def aclose(self) -> None:
+        ...

@@ -1,0 +1,92 @@
+"""`openai:MODEL`: Chat Completions through the official `openai` SDK.
+
+Any OpenAI-compatible server works unchanged (vLLM, Ollama, llama.cpp,
+`tripost serve-teacher`): the SDK reads `OPENAI_BASE_URL` and
+`OPENAI_API_KEY`. A local server usually needs no key; when a base URL is set
+and no key is, a placeholder is sent. The SDK's own retries are off
+(`max_retries=0`): retry.py retries, once.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from tripost.errors import TripostError
+from tripost.teachers.chat import ChatRequest, ChatResponse, Usage
+from tripost.teachers.retry import register_secret
+
+_LOCAL_PLACEHOLDER_KEY = "not-needed"
+
+
+class OpenAIChat:
+    name = "openai"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        max_concurrency: int = 16,
+        token_param: str = "max_tokens",
+    ):
+        if not model:
+            raise TripostError("openai teacher: give a model, e.g. openai:gpt-4o-mini")
+        if token_param not in ("max_tokens", "max_completion_tokens"):
+            raise TripostError("openai teacher: token_param must be max_tokens or max_completion_tokens")
+        self.model = model
+        self.max_concurrency = max_concurrency
+        self.timeout = timeout
+        self.token_param = token_param
+        self._base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
+        key = api_key or os.environ.get("OPENAI_API_KEY") or None
+        if key is None:
+            if self._base_url is None:
+                raise TripostError(
+                    "openai teacher: set OPENAI_API_KEY (or OPENAI_BASE_URL for a local OpenAI-compatible server)"
+                )
+            key = _LOCAL_PLACEHOLDER_KEY
+        register_secret(key)
+        self._key = key
+        self._client: Any = None
+
+    def __repr__(self) -> str:  # never show the key
+        return f"OpenAIChat(model={self.model!r})"
+
+    def _get_client(self) -> Any:
+        if self._client is None:
+            import openai
+
+            self._client = openai.AsyncOpenAI(
+                api_key=self._key, base_url=self._base_url, timeout=self.timeout, max_retries=0
+            )
+        return self._client
+
+    async def acomplete(self, request: ChatRequest) -> ChatResponse:
+        kwargs: dict[str, Any] = {
+            "model": request.model,
+            "messages": request.openai_messages(),
+            "temperature": request.temperature,
+            self.token_param: request.max_tokens,
+        }
+        if request.stop:
+            kwargs["stop"] = list(request.stop)[:4]
+        completion = await self._get_client().chat.completions.create(**kwargs)
+        choices = getattr(completion, "choices", None) or []
+        if not choices:
+            return ChatResponse(text="", usage=Usage.from_openai(getattr(completion, "usage", None)), model=self.model)
+        choice = choices[0]
+        text = getattr(choice.message, "content", None) or ""
+        return ChatResponse(
+            text=text,
+            usage=Usage.from_openai(completion.usage),
+            model=getattr(completion, "model", "") or self.model,
+            finish_reason=str(getattr(choice, "finish_reason", "") or ""),
+        )
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None

@@ -1,0 +1,330 @@
+"""The prompted teacher: one `Teacher` for every LLM backend.
+
+It writes the feedback and improve prompts (templates.py), sends them
+through a `Requester` (cache, retries, concurrency, ledger) to a
+`ChatBackend`, and parses and validates what comes back. An LLM answer is
+only used when it is well-formed (TriPosT, Yu et al. 2024, Section 2.1: the
+teacher edits the student's attempt from the first wrong step on):
+
+feedback   parses as a TriPosT feedback sentence, names a step that exists,
+           and quotes a segment that occurs in the attempt;
+improve    keeps the steps before the wrong one verbatim, parses as a full
+           rationale with a final answer, and changes the wrong step.
+
+Anything else is rejected with a reason (counted in `rejections`, logged at
+WARNING with the start of the offending text) and returned as a reply with
+`rejected` set, never raised. Backend failures that outlive their retries are
+rejected as "unavailable"; configuration errors (bad key, bad model, spend
+limit) raise `TripostError`.
+
+Sync methods implement the `Teacher` protocol; `afeedback`/`aimprove` and the
+`*_many` batch helpers run many requests concurrently, bounded per backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from tripost.format import (
+    FEEDBACK_PREFIX,
+    UPDATED_PREFIX,
+    Feedback,
+    Rationale,
+    parse_feedback,
+    parse_rationale,
+    render_rationale,
+)
+from tripost.tasks.base import Problem
+from tripost.teachers.aio import LoopThread
+from tripost.teachers.base import FeedbackReply, ImproveReply, TeacherCall
+from tripost.teachers.cache import ResponseCache
+from tripost.teachers.chat import ChatBackend, ChatRequest
+from tripost.teachers.requester import Outcome, Requester
+from tripost.teachers.retry import RetryPolicy
+from tripost.teachers.templates import load_template, render_block, request_fields
+from tripost.teachers.usage import Ledger
+
+log = logging.getLogger("tripost.teachers")
+
+# Rejection reasons (stable labels: they are counted and written to logs).
+UNAVAILABLE = "unavailable"
+EMPTY = "empty"
+UNPARSEABLE = "unparseable"
+STEP_OUT_OF_RANGE = "step_out_of_range"
+EMPTY_SEGMENT = "empty_segment"
+SEGMENT_NOT_IN_ATTEMPT = "segment_not_in_attempt"
+NO_FINAL_ANSWER = "no_final_answer"
+BAD_NUMBERING = "bad_step_numbers"
+CHANGED_KEPT_STEPS = "changed_kept_steps"
+WRONG_STEP_UNCHANGED = "wrong_step_unchanged"
+
+_FENCE_RE = re.compile(r"^```[\w-]*\s*$", re.MULTILINE)
+_IN_STEP_RE = re.compile(r"In step \((\d+)\)", re.IGNORECASE)
+
+
+class PromptedTeacher:
+    def __init__(
+        self,
+        backend: ChatBackend,
+        *,
+        cache: ResponseCache | None = None,
+        ledger: Ledger | None = None,
+        concurrency: int | None = None,
+        policy: RetryPolicy | None = None,
+        max_tokens: int = 768,
+        temperature: float = 0.0,
+        embed_request: bool = True,
+        sample_index: int = 0,
+        name: str | None = None,
+    ):
+        self.backend = backend
+        self.name = name or f"{backend.name}:{backend.model}"
+        self.requester = Requester(backend, cache=cache, ledger=ledger, policy=policy, concurrency=concurrency)
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+        self.embed_request = embed_request
+        self.sample_index = sample_index
+        self.rejections: Counter[str] = Counter()
+        self._loop = LoopThread(f"tripost-teacher-{backend.name}")
+
+    @property
+    def ledger(self) -> Ledger:
+        return self.requester.ledger
+
+    @property
+    def cache(self) -> ResponseCache | None:
+        return self.requester.cache
+
+    # ------------------------------------------------------------ protocol ---
+
+    def feedback(self, problem: Problem, attempt: str) -> FeedbackReply:
+        return self._loop.run(self._feedback(problem, attempt))
+
+    def improve(self, problem: Problem, attempt: str, feedback: Feedback) -> ImproveReply:
+        return self._loop.run(self._improve(problem, attempt, feedback))
+
+    async def afeedback(self, problem: Problem, attempt: str) -> FeedbackReply:
+        return await self._loop.run_async(self._feedback(problem, attempt))
+
+    async def aimprove(self, problem: Problem, attempt: str, feedback: Feedback) -> ImproveReply:
+        return await self._loop.run_async(self._improve(problem, attempt, feedback))
+
+    def feedback_many(self, items: Sequence[tuple[Problem, str]]) -> list[FeedbackReply]:
+        """Feedback on many (problem, attempt) pairs at once, in order."""
+        return self._loop.run(self._gather([self._feedback(p, a) for p, a in items]))
+
+    def improve_many(self, items: Sequence[tuple[Problem, str, Feedback]]) -> list[ImproveReply]:
+        return self._loop.run(self._gather([self._improve(p, a, f) for p, a, f in items]))
+
+    async def afeedback_many(self, items: Sequence[tuple[Problem, str]]) -> list[FeedbackReply]:
+        return await self._loop.run_async(self._gather([self._feedback(p, a) for p, a in items]))
+
+    async def aimprove_many(self, items: Sequence[tuple[Problem, str, Feedback]]) -> list[ImproveReply]:
+        return await self._loop.run_async(self._gather([self._improve(p, a, f) for p, a, f in items]))
+
+    def complete(self, request: ChatRequest) -> Outcome:
+        """Send a ready-made chat request through this teacher's cache, retries
+        and ledger (serve-teacher uses it to expose the backend as a service)."""
+        return self._loop.run(self.requester.request(request))
+
+    @staticmethod
+    async def _gather(coros: list[Any]) -> list[Any]:
+        # The requester's semaphore bounds what is in flight; gather just queues.
+        return list(await asyncio.gather(*coros))
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "teacher": self.name,
+            "rejections": dict(self.rejections),
+            "ledger": self.ledger.to_dict(),
+            "max_in_flight": self.requester.max_in_flight,
+            "concurrency": self.requester.concurrency,
+        }
+
+    def close(self) -> None:
+        async def shutdown() -> None:
+            await self.backend.aclose()
+
+        try:
+            self._loop.run(shutdown())
+        finally:
+            self._loop.close()
+
+    # ------------------------------------------------------------- requests ---
+
+    def build_request(self, kind: str, problem: Problem, attempt: str, feedback: str | None = None) -> ChatRequest:
+        template = load_template(problem.family, kind)
+        messages = template.messages(request_fields(problem, attempt, feedback))
+        if self.embed_request:
+            last = messages[-1]
+            messages = messages[:-1] + (
+                type(last)(last.role, last.content + "\n\n" + render_block(kind, problem, attempt, feedback)),
+            )
+        stop = (f"\n{UPDATED_PREFIX}",) if kind == "feedback" else (f"\n{FEEDBACK_PREFIX}",)
+        return ChatRequest(
+            model=self.backend.model,
+            system=template.system,
+            messages=messages,
+            max_tokens=self.max_tokens,
+            temperature=self.temperature,
+            stop=stop,
+            sample_index=self.sample_index,
+            cache_prefix=len(messages) - 1,
+        )
+
+    def _call(self, kind: str, out: Outcome, rejected: str | None) -> TeacherCall:
+        usage = out.response.usage.buckets() if out.response is not None and not out.cached else {}
+        return TeacherCall(
+            backend=self.backend.name,
+            model=self.backend.model,
+            kind=kind,
+            latency_s=out.latency_s,
+            usage=usage,
+            retries=out.retries,
+            cached=out.cached,
+            cost_usd=out.cost_usd,
+            rejected=rejected,
+        )
+
+    def _reject(self, kind: str, problem: Problem, reason: str, text: str) -> None:
+        self.rejections[reason] += 1
+        snippet = " ".join(text.split())[:160]
+        log.warning("%s: rejected %s for %s (%s): %r", self.name, kind, problem.id or problem.family, reason, snippet)
+
+    async def _feedback(self, problem: Problem, attempt: str) -> FeedbackReply:
+        out = await self.requester.request(self.build_request("feedback", problem, attempt))
+        text = out.response.text if out.response is not None else ""
+        if out.error is not None:
+            reason = UNAVAILABLE
+            self._reject("feedback", problem, reason, out.error.reason)
+            return FeedbackReply(feedback=None, text="", calls=(self._call("feedback", out, reason),), rejected=reason)
+        sentence, fb, reason = validate_feedback(text, attempt)
+        if reason is not None:
+            self._reject("feedback", problem, reason, text)
+        return FeedbackReply(feedback=fb, text=sentence, calls=(self._call("feedback", out, reason),), rejected=reason)
+
+    async def _improve(self, problem: Problem, attempt: str, feedback: Feedback) -> ImproveReply:
+        if feedback.error_step is None:
+            # Nothing to fix: the attempt stands, as with the scripted teacher.
+            return ImproveReply(rationale=attempt)
+        out = await self.requester.request(self.build_request("improve", problem, attempt, feedback.render()))
+        if out.error is not None:
+            self._reject("improve", problem, UNAVAILABLE, out.error.reason)
+            return ImproveReply(rationale=None, calls=(self._call("improve", out, UNAVAILABLE),), rejected=UNAVAILABLE)
+        text = out.response.text if out.response is not None else ""
+        rationale, reason = validate_improvement(text, attempt, feedback)
+        if reason is not None:
+            self._reject("improve", problem, reason, text)
+        return ImproveReply(rationale=rationale, calls=(self._call("improve", out, reason),), rejected=reason)
+
+
+# -------------------------------------------------------------- validation ---
+
+
+def _norm(text: str) -> str:
+    # Feedback renders double quotes in a segment as single ones (format.py).
+    return " ".join(text.replace('"', "'").split())
+
+
+def _strip_fences(text: str) -> str:
+    return _FENCE_RE.sub("", text).strip()
+
+
+def extract_feedback_sentence(text: str) -> str:
+    """The feedback sentence in an LLM answer: after `Feedback:` if present,
+    up to a blank line or an `Updated Answer:`."""
+    body = _strip_fences(text)
+    i = body.find(FEEDBACK_PREFIX)
+    if i >= 0:
+        body = body[i + len(FEEDBACK_PREFIX):]
+    body = body.split(UPDATED_PREFIX)[0]
+    body = re.split(r"\n\s*\n", body.strip(), maxsplit=1)[0]
+    return " ".join(body.split())
+
+
+def validate_feedback(text: str, attempt: str) -> tuple[str, Feedback | None, str | None]:
+    """(sentence, feedback or None, rejection reason or None).
+
+    An accepted sentence comes back in canonical form (`Feedback.render`): it
+    goes into training data, where "Step (1) to step (k-1) are correct" must
+    agree with k whatever the LLM wrote. A rejected one comes back as written."""
+    if not text.strip():
+        return "", None, EMPTY
+    sentence = extract_feedback_sentence(text)
+    parsed = parse_rationale(attempt)
+    n = parsed.n_steps
+    fb = parse_feedback(sentence, n)
+    if fb is None:
+        return sentence, None, UNPARSEABLE
+    if fb.error_step is None:
+        return fb.render(), fb, None
+    # "In step (k)" must name a numbered step (the final response is named as such).
+    m = _IN_STEP_RE.search(sentence)
+    if m and not 1 <= int(m.group(1)) <= n:
+        return sentence, None, STEP_OUT_OF_RANGE
+    if not _norm(fb.segment):
+        return sentence, None, EMPTY_SEGMENT
+    if _norm(fb.segment) not in _norm(attempt):
+        return sentence, None, SEGMENT_NOT_IN_ATTEMPT
+    return fb.render(), fb, None
+
+
+def validate_improvement(text: str, attempt: str, feedback: Feedback) -> tuple[str | None, str | None]:
+    """(improved rationale or None, rejection reason or None).
+
+    Accepts a full rationale (steps from (1)) or a continuation from the wrong
+    step (k). The result keeps the attempt's text byte-for-byte up to step k
+    and writes the final line in the canonical form."""
+    body = _strip_fences(text)
+    if not body:
+        return None, EMPTY
+    i = body.find(UPDATED_PREFIX)
+    if i >= 0:
+        body = body[i + len(UPDATED_PREFIX):].strip()
+    new = parse_rationale(body)
+    if not new.steps and new.final is None:
+        return None, UNPARSEABLE
+    answer = new.answer
+    if new.final is None or not answer:
+        return None, NO_FINAL_ANSWER
+    old = parse_rationale(attempt)
+    k = feedback.error_step
+    assert k is not None
+    tail = _tail_steps(new, old, k)
+    if isinstance(tail, str):
+        return None, tail
+    if k <= old.n_steps:
+        if not tail or _norm(tail[0]) == _norm(old.steps[k - 1]):
+            return None, WRONG_STEP_UNCHANGED
+    else:
+        old_answer = old.answer or ""
+        if not tail and _norm(answer).lower() == _norm(old_answer).lower():
+            return None, WRONG_STEP_UNCHANGED
+    prefix = old.text[: old.offset_of(k)] if old.steps else ""
+    if prefix and not prefix.endswith("\n"):
+        prefix += "\n"
+    return prefix + render_rationale(tail, answer, start=k), None
+
+
+def _tail_steps(new: Rationale, old: Rationale, k: int) -> list[str] | str:
+    """The new steps from step k on, or a rejection reason."""
+    numbers = list(new.numbers)
+    if not numbers:
+        # Only a final response: fine when every numbered step was kept.
+        return [] if k > old.n_steps else CHANGED_KEPT_STEPS
+    start = numbers[0]
+    if numbers != list(range(start, start + len(numbers))):
+        return BAD_NUMBERING
+    if start == 1:
+        kept = new.steps[: k - 1]
+        if len(kept) < k - 1 or [_norm(s) for s in kept] != [_norm(s) for s in old.steps[: k - 1]]:
+            return CHANGED_KEPT_STEPS
+        return list(new.steps[k - 1:])
+    if start == k:
+        return list(new.steps)
+    return BAD_NUMBERING

@@ -1,0 +1,129 @@
+"""One backend plus everything around a request: cache, retries, a bound on
+in-flight requests, and the usage ledger.
+
+    outcome = await requester.request(chat_request)
+
+A cache hit returns at once without touching the backend. Otherwise the
+request waits for one of `concurrency` slots (per backend), goes out with
+retries (retry.py), and its answer is cached and booked. Identical requests
+in flight at the same time share one backend call.
+
+Failures: a non-retryable error (bad request, authentication, spend limit)
+is raised as a `ChatError` (a `TripostError`: a configuration problem the user
+must fix). A retryable one that outlives its retries comes back as an
+`Outcome` with `error` set, so a batch of many problems carries on and the
+teacher reports the request as rejected ("unavailable").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from tripost.teachers.cache import ResponseCache
+from tripost.teachers.chat import ChatBackend, ChatRequest, ChatResponse, Usage
+from tripost.teachers.retry import ChatError, RetryPolicy, call_with_retries
+from tripost.teachers.usage import Ledger
+
+
+@dataclass(frozen=True)
+class Outcome:
+    response: ChatResponse | None
+    error: ChatError | None = None
+    retries: int = 0
+    cached: bool = False
+    latency_s: float = 0.0
+    cost_usd: float = 0.0
+    key: str = ""
+    retry_reasons: dict[str, int] = field(default_factory=dict)
+
+
+class Requester:
+    def __init__(
+        self,
+        backend: ChatBackend,
+        *,
+        cache: ResponseCache | None = None,
+        ledger: Ledger | None = None,
+        policy: RetryPolicy | None = None,
+        concurrency: int | None = None,
+    ):
+        self.backend = backend
+        self.cache = cache
+        self.ledger = ledger or Ledger()
+        self.policy = policy or RetryPolicy()
+        self.concurrency = max(1, int(concurrency or getattr(backend, "max_concurrency", 8)))
+        self._sem: asyncio.Semaphore | None = None
+        self._inflight: dict[str, asyncio.Future[Outcome]] = {}
+        self.in_flight = 0
+        self.max_in_flight = 0  # the highest number of concurrent backend calls seen
+
+    def _semaphore(self) -> asyncio.Semaphore:
+        # Created lazily, on the loop that runs the requests.
+        if self._sem is None:
+            self._sem = asyncio.Semaphore(self.concurrency)
+        return self._sem
+
+    async def request(self, req: ChatRequest) -> Outcome:
+        name, model = self.backend.name, self.backend.model
+        key = req.key(name)
+        t0 = time.perf_counter()
+        if self.cache is not None:
+            hit = self.cache.get(key)
+            if hit is not None:
+                self.ledger.record(name, model, hit.usage, cached=True)
+                return Outcome(response=hit, cached=True, latency_s=time.perf_counter() - t0, key=key)
+        shared = self._inflight.get(key)
+        if shared is not None:
+            out = await asyncio.shield(shared)
+            self.ledger.record(name, model, Usage(), cached=True)
+            return Outcome(response=out.response, error=out.error, cached=True, latency_s=time.perf_counter() - t0, key=key)
+        fut: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = fut
+        try:
+            out = await self._call(req, key, t0)
+            fut.set_result(out)
+            return out
+        except BaseException as e:
+            fut.set_exception(e)
+            fut.exception()  # mark retrieved: nobody else may be waiting
+            raise
+        finally:
+            del self._inflight[key]
+
+    async def _call(self, req: ChatRequest, key: str, t0: float) -> Outcome:
+        name, model = self.backend.name, self.backend.model
+        reasons: Counter[str] = Counter()
+
+        async def attempt() -> ChatResponse:
+            async with self._semaphore():
+                self.in_flight += 1
+                self.max_in_flight = max(self.max_in_flight, self.in_flight)
+                try:
+                    return await self.backend.acomplete(req)
+                finally:
+                    self.in_flight -= 1
+
+        try:
+            response, retries = await call_with_retries(
+                attempt, self.policy, name, on_retry=lambda e: reasons.update([e.reason])
+            )
+        except ChatError as e:
+            n_retries = sum(reasons.values())
+            self.ledger.record(name, model, Usage(), retries=n_retries, failed=True, retry_reasons=reasons)
+            if not e.retryable:
+                raise
+            reasons.update([e.reason])
+            return Outcome(
+                response=None, error=e, retries=n_retries, latency_s=time.perf_counter() - t0, key=key,
+                retry_reasons=dict(reasons),
+            )
+        cost = self.ledger.record(name, model, response.usage, retries=retries, retry_reasons=reasons)
+        if self.cache is not None:
+            self.cache.put(key, name, model, response)
+        return Outcome(
+            response=response, retries=retries, latency_s=time.perf_counter() - t0, cost_usd=cost, key=key,
+            retry_reasons=dict(reasons),
+        )
