@@ -23,6 +23,7 @@ VERB_MODULES = [
     "tripost.cli.buffer_cmd",
     "tripost.cli.eval_cmd",
     "tripost.cli.serve_cmd",
+    "tripost.cli.run_cmd",
 ]
 
 

@@ -1,0 +1,54 @@
+"""`tripost run` (the whole loop) and `tripost report`."""
+
+from __future__ import annotations
+
+import argparse
+
+from tripost.errors import TripostError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    r = sub.add_parser(
+        "run",
+        help="the whole TriPosT loop: [iteration 0] -> collect -> buffer -> train -> eval, T times",
+        description=(
+            "Run TriPosT iterations into a run folder. Config: built-in defaults < --config FILE.toml < KEY=VALUE "
+            "overrides (e.g. loop.iterations=2 train.epochs=1 tasks.families='[\"arithmetic\",\"word_sorting\"]'). "
+            "Re-running the same command resumes an interrupted run; finished stages are skipped."
+        ),
+    )
+    r.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
+    r.add_argument("--config", metavar="FILE.toml", help="a TOML config file")
+    r.add_argument("--out", required=True, metavar="RUN", help="run folder")
+    r.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
+    r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    r.set_defaults(handler=cmd_run)
+
+    p = sub.add_parser("report", help="write report.md and plots for a run folder", description="Write RUN/report.md, RUN/report.json and RUN/plots/*.png from a run folder.")
+    p.add_argument("run", metavar="RUN")
+    p.set_defaults(handler=cmd_report)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import json
+
+    from tripost.loop import Run, resolve_config
+
+    cfg = resolve_config(args.config, args.overrides)
+    if args.print_config:
+        print(json.dumps(cfg, indent=2, sort_keys=True))
+        return 0
+    Run(args.out, cfg, progress=not args.no_progress).run()
+    print(f"run finished: {args.out}/report.md")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from tripost.report import write_report
+
+    if not Path(args.run).is_dir():
+        raise TripostError(f"{args.run}: no such run folder")
+    print(write_report(args.run))
+    return 0

@@ -1,0 +1,260 @@
+"""The TriPosT iterations: [iteration 0] -> for t = 1..T: collect -> buffer -> train -> eval.
+
+    RUN/config.json              the resolved config (defaults < TOML < overrides)
+    RUN/state.json               stages finished, with their seconds
+    RUN/it0/train/               SFT on gold rationales: the student learns the format
+    RUN/it0/eval/eval.json       (and the untrained student as `base` in RUN/base/eval/ when enabled)
+    RUN/itT/collect/log.jsonl    trajectories collected with the iteration T-1 student
+    RUN/itT/buffer/              the replay buffer over the logs of it1..itT (retention applies)
+    RUN/itT/train/               the adapter, continued from iteration T-1's
+    RUN/itT/eval/eval.json       test-time self-improvement on held-out test problems
+    RUN/report.md, RUN/plots/    tripost.report
+
+Every stage writes its outputs in the run folder and is skipped when it has
+finished, so re-running the same command after an interruption resumes: a
+half-done collection resumes from its log, a half-done training from its last
+checkpoint. Resuming with a different config is refused (the run folder would
+no longer say how it was made).
+
+Iteration 0 is SFT on gold rationales as in TriPosT (Yu et al. 2024, Section 3:
+the model is first fine-tuned on the task's rationales so it can produce the
+format at all); each later iteration continues from the previous adapter.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import time
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from tripost.buffer import BufferConfig, build_buffer, save_buffer
+from tripost.collect import CollectConfig, collect, student_sampler
+from tripost.config import config_hash, load_config, write_config
+from tripost.errors import TripostError
+from tripost.log import read_log
+from tripost.tasks import get_task, sample_problems
+from tripost.tasks.base import Problem
+from tripost.tasks.external import load_problems
+
+
+def _train_defaults() -> dict[str, Any]:
+    from tripost.train import TrainConfig
+
+    skip = {"student", "adapter", "progress", "system", "seed"}  # the run seed is used
+    out = {}
+    for f in fields(TrainConfig):
+        if f.name in skip:
+            continue
+        value = getattr(TrainConfig(), f.name)
+        out[f.name] = "" if value is None else value
+    return out
+
+
+def default_config() -> dict[str, Any]:
+    """Built-in defaults: the embedded student, the scripted teacher, the small
+    preset, sized for a 2-core CPU. TOML has no null: 0 or "" mean "unset"."""
+    train = _train_defaults()
+    train.update(epochs=3.0, batch_size=8, save_steps=50, logging_steps=2)
+    return {
+        "seed": 0,
+        "student": {"spec": "smollm2-135m", "sample_precision": "fp32", "eval_base": False},
+        "tasks": {"families": ["arithmetic"], "preset": "small", "n_train": 48, "n_eval": 24, "eval_subsets": ["seen", "unseen"], "data": ""},
+        "teacher": {"spec": "scripted", "concurrency": 8},
+        "loop": {"iterations": 1, "iteration0": True},
+        "collect": {"samples_per_problem": 2, "max_edits": 5, "max_passes": 1, "target_usable": 0, "temperature": 0.7,
+                    "top_p": 0.95, "max_new_tokens": 192, "batch_size": 16},
+        "buffer": {"ratio": [1.5, 1.0, 1.0], "difficulty_mode": "plain", "bucket_cap": 0.5, "keep_last": 0, "decay": 0.0,
+                   "max_chars": 4000, "dedupe": True, "include_gold": True},
+        "train": train,
+        "eval": {"max_turns": 2, "max_new_tokens": 192, "batch_size": 16, "n_bootstrap": 1000},
+    }
+
+
+def resolve_config(path: str | None = None, overrides: list[str] | None = None) -> dict[str, Any]:
+    cfg = load_config(default_config(), path, overrides)
+    if cfg["loop"]["iterations"] < 0:
+        raise TripostError("loop.iterations must be >= 0")
+    if not cfg["tasks"]["families"]:
+        raise TripostError("tasks.families is empty")
+    for fam in cfg["tasks"]["families"]:
+        get_task(fam)
+    return cfg
+
+
+class Run:
+    """One run folder and its stages."""
+
+    def __init__(self, out: str | Path, config: dict[str, Any], progress: bool = True, log=None):
+        self.out = Path(out)
+        self.cfg = config
+        self.progress = progress
+        self.say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        self.hash = config_hash(config)
+        self.state_path = self.out / "state.json"
+        self._teacher = None
+
+    # ---------------------------------------------------------------- state ---
+    def prepare(self) -> None:
+        cfg_path = self.out / "config.json"
+        if cfg_path.exists():
+            old = json.loads(cfg_path.read_text())
+            if config_hash(old) != self.hash:
+                raise TripostError(f"{self.out} holds a run with a different config; use a new --out (or the same config to resume)")
+        write_config(self.cfg, self.out)
+
+    def state(self) -> dict[str, Any]:
+        return json.loads(self.state_path.read_text()) if self.state_path.exists() else {"stages": {}}
+
+    def _mark(self, stage: str, info: dict[str, Any]) -> None:
+        st = self.state()
+        st["stages"][stage] = info
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(st, indent=2) + "\n")
+        tmp.replace(self.state_path)
+
+    def _stage(self, name: str, done: bool, fn) -> None:
+        if done:
+            self.say(f"[{name}] done earlier, skipped")
+            return
+        self.say(f"[{name}] ...")
+        t0 = time.perf_counter()
+        info = fn() or {}
+        seconds = round(time.perf_counter() - t0, 1)
+        self._mark(name, {"seconds": seconds, **info})
+        self.say(f"[{name}] finished in {seconds}s")
+
+    # ------------------------------------------------------------- problems ---
+    def problems(self, split: str, subset: str, n: int, salt: str) -> list[Problem]:
+        tc = self.cfg["tasks"]
+        out: list[Problem] = []
+        for fam in tc["families"]:
+            if tc["data"]:
+                pool = [p for p in load_problems(tc["data"], fam, split=split) if p.split == split and p.subset == subset]
+                out += pool[:n]
+            else:
+                out += sample_problems(get_task(fam), split=split, subset=subset, preset=tc["preset"], n=n, seed=self.cfg["seed"])
+        random.Random(f"{salt}|{self.cfg['seed']}").shuffle(out)
+        return out
+
+    def train_problems(self) -> list[Problem]:
+        return self.problems("train", "seen", self.cfg["tasks"]["n_train"], "train")
+
+    def eval_problems(self) -> list[Problem]:
+        out: list[Problem] = []
+        for subset in self.cfg["tasks"]["eval_subsets"]:
+            out += self.problems("test", subset, self.cfg["tasks"]["n_eval"], f"eval-{subset}")
+        return out
+
+    # --------------------------------------------------------------- stages ---
+    def it(self, t: int) -> Path:
+        return self.out / f"it{t}"
+
+    def adapter(self, t: int) -> str | None:
+        if t < 0:
+            return None
+        path = self.it(t) / "train"
+        return str(path) if (path / "adapter_config.json").exists() else None
+
+    def teacher(self):
+        if self._teacher is None:
+            from tripost.teachers import make_teacher
+
+            self._teacher = make_teacher(self.cfg["teacher"]["spec"], concurrency=self.cfg["teacher"]["concurrency"]) if self.cfg["teacher"]["spec"] != "scripted" else make_teacher("scripted")
+        return self._teacher
+
+    def train_config(self, adapter: str | None):
+        from tripost.train import TrainConfig
+
+        d = {k: (None if v == "" else v) for k, v in self.cfg["train"].items()}
+        return TrainConfig.from_dict({**d, "student": self.cfg["student"]["spec"], "adapter": adapter, "progress": self.progress, "seed": self.cfg["seed"]})
+
+    def stage_gold_sft(self) -> dict[str, Any]:
+        from tripost.buffer import Example, to_dataset, trajectory_text
+        from tripost.train import train_sft
+
+        examples = [Example(prompt=p.question, completion=trajectory_text([{"rationale": p.rationale}]), kind="gold", family=p.family,
+                            difficulty=p.difficulty, subset=p.subset, problem_id=p.id, iteration=0, n_edits=0) for p in self.train_problems()]
+        res = train_sft(self.train_config(None), to_dataset(examples), self.it(0) / "train")
+        return {"examples": len(examples), "steps": res.steps, "final_loss": res.final_loss, "tokens": res.tokens}
+
+    def stage_collect(self, t: int) -> dict[str, Any]:
+        from tripost.student import SamplingParams, load_student
+
+        c = self.cfg["collect"]
+        student = load_student(self.cfg["student"]["spec"], precision=self.cfg["student"]["sample_precision"], adapter=self.adapter(t - 1))
+        params = SamplingParams(temperature=c["temperature"], top_p=c["top_p"], max_new_tokens=c["max_new_tokens"], seed=self.cfg["seed"])
+        cc = CollectConfig(samples_per_problem=c["samples_per_problem"], max_edits=c["max_edits"], max_passes=c["max_passes"],
+                           target_usable=c["target_usable"] or None, batch_size=c["batch_size"], teacher_concurrency=self.cfg["teacher"]["concurrency"],
+                           iteration=t, seed=self.cfg["seed"], config_hash=self.hash)
+        folder = self.it(t) / "collect"
+        res = collect(self.train_problems(), student_sampler(student, params), self.teacher(), folder / "log.jsonl", cc,
+                      student_info={**student.describe(), "sampling": params.to_dict()}, progress=self.progress)
+        (folder / "collect.json").write_text(json.dumps(res.to_dict(), indent=2, sort_keys=True) + "\n")
+        if res.stopped_early:
+            self.say(f"[it{t}/collect] note: {res.stopped_early}")
+        return {"usable": res.usable, "by_kind": res.by_kind, "teacher_calls": res.teacher_calls, "cost_usd": res.cost_usd}
+
+    def stage_buffer(self, t: int) -> dict[str, Any]:
+        b = self.cfg["buffer"]
+        bc = BufferConfig(ratio=tuple(b["ratio"]), max_chars=b["max_chars"], dedupe=b["dedupe"], difficulty_mode=b["difficulty_mode"],
+                          bucket_cap=b["bucket_cap"], keep_last=b["keep_last"] or None, decay=b["decay"] or None,
+                          include_gold=b["include_gold"], seed=self.cfg["seed"] + t)
+        records = [r for i in range(1, t + 1) for r in read_log(self.it(i) / "collect" / "log.jsonl")]
+        examples, stats = build_buffer(records, bc, pool=[p.to_dict() for p in self.train_problems()])
+        if not examples:
+            raise TripostError(f"iteration {t}: the buffer is empty (no usable trajectories); see {self.it(t) / 'collect' / 'collect.json'}")
+        save_buffer(examples, stats, self.it(t) / "buffer")
+        return {"examples": len(examples), "by_kind": stats.by_kind_after}
+
+    def stage_train(self, t: int) -> dict[str, Any]:
+        from tripost.train import load_buffer_dataset, train_sft
+
+        res = train_sft(self.train_config(self.adapter(t - 1)), load_buffer_dataset(self.it(t) / "buffer"), self.it(t) / "train")
+        return {"steps": res.steps, "final_loss": res.final_loss, "tokens": res.tokens}
+
+    def stage_eval(self, folder: Path, adapter: str | None) -> dict[str, Any]:
+        from tripost.evaluate import EvalConfig, evaluate
+        from tripost.student import load_student
+
+        e = self.cfg["eval"]
+        student = load_student(self.cfg["student"]["spec"], precision=self.cfg["student"]["sample_precision"], adapter=adapter)
+        ec = EvalConfig(max_turns=e["max_turns"], max_new_tokens=e["max_new_tokens"], batch_size=e["batch_size"],
+                        n_bootstrap=e["n_bootstrap"], seed=self.cfg["seed"], progress=self.progress)
+        res = evaluate(student, self.eval_problems(), ec)
+        res.save(folder / "eval.json")
+        m = res.metrics["total"]
+        return {"first_accuracy": m["first_accuracy"], "final_accuracy": m["final_accuracy"]}
+
+    # ------------------------------------------------------------------ run ---
+    def run(self) -> dict[str, Any]:
+        from tripost.train import is_trained
+
+        self.prepare()
+        T = self.cfg["loop"]["iterations"]
+        if self.cfg["student"]["eval_base"]:
+            base = self.out / "base" / "eval"
+            self._stage("base/eval", (base / "eval.json").exists(), lambda: self.stage_eval(base, None))
+        if self.cfg["loop"]["iteration0"]:
+            self._stage("it0/train", is_trained(self.it(0) / "train"), self.stage_gold_sft)
+            self._stage("it0/eval", (self.it(0) / "eval" / "eval.json").exists(), lambda: self.stage_eval(self.it(0) / "eval", self.adapter(0)))
+        for t in range(1, T + 1):
+            self._stage(f"it{t}/collect", (self.it(t) / "collect" / "collect.json").exists(), lambda t=t: self.stage_collect(t))
+            self._stage(f"it{t}/buffer", (self.it(t) / "buffer" / "stats.json").exists(), lambda t=t: self.stage_buffer(t))
+            self._stage(f"it{t}/train", is_trained(self.it(t) / "train"), lambda t=t: self.stage_train(t))
+            self._stage(f"it{t}/eval", (self.it(t) / "eval" / "eval.json").exists(), lambda t=t: self.stage_eval(self.it(t) / "eval", self.adapter(t)))
+        from tripost.report import write_report
+
+        report = write_report(self.out)
+        self.say(f"report: {report}")
+        return self.state()
+
+
+def run_loop(out: str | Path, config_path: str | None = None, overrides: list[str] | None = None, progress: bool = True) -> dict[str, Any]:
+    """`tripost run` as a function."""
+    return Run(out, resolve_config(config_path, overrides), progress=progress).run()
+
+
