@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
+import warnings
 
 from tripost import __version__
 from tripost.errors import TripostError
@@ -47,9 +49,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_libraries() -> None:
+    """Keep the terminal for our own output: upstream deprecation notices
+    (transformers 5 renames) and bitsandbytes' note that it could not fetch an
+    optional CPU kernel from a hub (we never fetch from a hub) are noise here."""
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+
+
 def main(argv: list[str] | None = None) -> int:
     # Nothing may be fetched from a model hub at run time (DESIGN.md).
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    _quiet_libraries()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
