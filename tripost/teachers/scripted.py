@@ -24,10 +24,15 @@ class ScriptedTeacher:
     def feedback(self, problem: Problem, attempt: str) -> FeedbackReply:
         t0 = time.perf_counter()
         check = get_task(problem.family).check_steps(problem, attempt)
+        segment = check.segment
+        if check.first_error_step is not None and not segment.strip():
+            # A checker with nothing to quote (no steps, no final line): quote
+            # the attempt's first line, so the feedback still points somewhere.
+            segment = next((ln.strip() for ln in attempt.splitlines() if ln.strip()), "")[:80]
         fb = Feedback(
             n_steps=check.n_steps,
             error_step=check.first_error_step,
-            segment=check.segment,
+            segment=segment,
             reason=check.reason,
         )
         call = TeacherCall(backend="scripted", model="scripted", kind="feedback", latency_s=time.perf_counter() - t0)
