@@ -11,11 +11,9 @@ import pytest
 from peft import PeftConfig
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    from tripost.student import build_tiny_model
-
-    return build_tiny_model(tmp_path_factory.mktemp("loop-tiny") / "model")
+@pytest.fixture
+def tiny(tiny_model_dir):
+    return tiny_model_dir
 
 
 def run_cmd(model, out, *extra):
