@@ -1,61 +1,30 @@
 #!/usr/bin/env bash
-# The main job on the embedded default, on a fresh CPU-only machine, offline.
+# The main job on the embedded default: `tripost run` with the embedded
+# SmolLM2-135M student and the scripted teacher on the `small` arithmetic
+# preset, offline, on a CPU-only machine, in about 15-20 minutes on 2 cores.
 #
-# What is built so far: the four task families with step checkers, the
-# scripted teacher, and the embedded SmolLM2-135M student. The demo samples
-# problems, lets the student attempt them, and has the scripted teacher find
-# the first wrong step and write the fix. (Once the training loop lands, this
-# runs `tripost run` on the embedded default.)
+# Sizing (measured on the 2-core CPU this project is built on, see
+# docs/benchmarks/): QLoRA's NF4 base trains ~4x slower than a plain fp32 base
+# on CPU (bitsandbytes has no fast CPU 4-bit matmul here), so the demo trains
+# fp32 LoRA; on a GPU leave train.precision at its default, nf4. Sizes are
+# small so the whole loop (iteration 0 gold SFT + one TriPosT iteration)
+# fits the time budget; the numbers it prints are a smoke check, not a result
+# (see scripts/bench_learning.py for that).
+#
+# Re-running resumes: finished stages are skipped. OUT=DIR picks the folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 OUT=${OUT:-runs/demo}
-mkdir -p "$OUT"
-T=.venv/bin/tripost
 
-echo "== task families"
-$T tasks list
-
-echo
-echo "== a gold rationale per family (small preset, train split)"
-for fam in arithmetic word_sorting date_understanding logical_deduction; do
-    $T tasks sample "$fam" --n 1 --seed 0 --json > "$OUT/$fam.sample.jsonl"
-    .venv/bin/python - "$OUT/$fam.sample.jsonl" <<'PY'
-import json, sys
-p = json.loads(open(sys.argv[1]).readline())
-print(f"--- {p['family']} [{p['difficulty']}]\nQ: {p['question']}\n{p['rationale']}\n")
-PY
-done
-
-echo "== the embedded student attempts 16 arithmetic problems (greedy), the scripted teacher checks them"
-$T sample --student smollm2-135m --task arithmetic --split val --n 16 --samples 1 --json > "$OUT/attempts.jsonl"
-tail -n 1 "$OUT/attempts.jsonl"
+.venv/bin/tripost run --out "$OUT" \
+    student.spec=smollm2-135m teacher.spec=scripted \
+    'tasks.families=["arithmetic"]' tasks.preset=small tasks.n_train=32 tasks.n_eval=8 \
+    loop.iterations=1 \
+    collect.samples_per_problem=1 collect.max_new_tokens=160 \
+    train.precision=fp32 train.epochs=3 train.batch_size=4 train.learning_rate=0.001 \
+    eval.max_turns=1 eval.max_new_tokens=160
 
 echo
-echo "== the scripted teacher's feedback and fix for the student's attempts"
-.venv/bin/python - "$OUT/attempts.jsonl" "$OUT/arithmetic.val.jsonl" <<'PY'
-import json, sys
-from tripost.tasks import get_task, sample_problems
-rows = [json.loads(l) for l in open(sys.argv[1]) if '"problem_id"' in l]
-problems = {p.id: p for p in sample_problems(get_task("arithmetic"), split="val", n=16, seed=0)}
-with open(sys.argv[2], "w") as f:
-    for r in rows:
-        p = problems.get(r["problem_id"])
-        if p is not None:
-            f.write(json.dumps({**p.to_dict(), "attempt": r["text"]}) + "\n")
-PY
-$T teach --teacher scripted --task arithmetic "$OUT/arithmetic.val.jsonl" > "$OUT/teach.jsonl"
-.venv/bin/python - "$OUT/arithmetic.val.jsonl" "$OUT/teach.jsonl" <<'PY'
-import json, sys
-attempts = [json.loads(l) for l in open(sys.argv[1])]
-taught = [json.loads(l) for l in open(sys.argv[2])]
-shown = 0
-for a, t in zip(attempts, taught):
-    if t["improved"] and shown < 2:
-        shown += 1
-        print(f"Q: {a['question']}\n--- student attempt\n{a['attempt']}\nFeedback: {t['feedback']}\nUpdated Answer: {t['improved']}\n")
-print(f"{sum(1 for t in taught if t['correct'])}/{len(taught)} attempts fully correct; the rest got feedback and a fix.")
-PY
-echo
-echo "demo outputs are in $OUT/"
+echo "report: $OUT/report.md (plots in $OUT/plots/)"

@@ -21,7 +21,9 @@ from tripost.errors import TripostError
 VERB_MODULES = [
     "tripost.cli.tasks_cmd",
     "tripost.cli.teach_cmd",
+    "tripost.cli.sample_cmd",
     "tripost.cli.collect_cmd",
+    "tripost.cli.train_cmd",
     "tripost.cli.buffer_cmd",
     "tripost.cli.eval_cmd",
     "tripost.cli.serve_cmd",
