@@ -13,12 +13,12 @@ ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = sorted((ROOT / "replay").glob("*.jsonl"))
 
 # Run the CLI with every way to reach a teacher or a model cut off: importing
-# the student or teacher packages, an LLM SDK or transformers fails, and so
-# does opening any network connection.
+# a teacher backend, an LLM SDK, transformers or peft (no model can generate
+# without them) fails, and so does opening any network connection.
 GUARD = """
 import socket, sys
 class Block:
-    BLOCKED = ("tripost.student", "tripost.teachers.scripted", "tripost.teachers.prompted", "tripost.teachers.openai_chat",
+    BLOCKED = ("tripost.teachers.scripted", "tripost.teachers.prompted", "tripost.teachers.openai_chat",
                "tripost.teachers.anthropic_chat", "tripost.teachers.hf_chat", "tripost.teachers.replay",
                "openai", "anthropic", "transformers", "peft")
     def find_spec(self, name, path=None, target=None):

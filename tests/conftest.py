@@ -1,0 +1,54 @@
+"""Shared test setup: offline, a persistent model cache, a tiny model.
+
+Nothing may come from a model hub (DESIGN.md), so the hub is switched off for
+every test. `TRIPOST_HOME` defaults to a folder under .pytest_cache (git
+ignores it): the embedded SmolLM2's one-time GGUF conversion (~20 s) then
+happens once per checkout, not once per run. Tests that need an empty cache
+make their own with monkeypatch. Every default here yields to a value the
+caller already set in the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Set at import, before any test module imports transformers or huggingface_hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("TRIPOST_HOME", str(ROOT / ".pytest_cache" / "tripost-home"))
+# Passive OpenMP waiting, as tripost/__init__.py sets it, but here it must be
+# set before any test module imports torch (libgomp reads it when it loads).
+# With the default spinning policy and anything else on the CPU, a 20-token
+# sample from the real student took 45 s instead of 1.6 s on 2 cores.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+@pytest.fixture(scope="session")
+def tripost_home() -> Path:
+    home = Path(os.environ["TRIPOST_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tripost_home: Path) -> Path:
+    """A tiny random Llama with the real SmolLM2 tokenizer; load it as `hf:PATH`.
+    Read-only: a test that changes model files should build its own."""
+    from tripost.student.tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture(scope="session")
+def embedded_dir(tripost_home: Path) -> Path:
+    """The converted embedded SmolLM2 (converted on first use, then cached)."""
+    from tripost.student.embedded import embedded_model_dir
+
+    return embedded_model_dir()

@@ -1,0 +1,400 @@
+"""Weighted SFT (tripost.train) on the tiny random model with the real tokenizer."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+torch = pytest.importorskip("torch")
+datasets = pytest.importorskip("datasets")
+
+from tripost.errors import TripostError  # noqa: E402
+from tripost.student.prompt import build_prompt  # noqa: E402
+from tripost.train import (  # noqa: E402
+    TrainConfig,
+    WeightedCollator,
+    feedback_offset,
+    is_trained,
+    load_for_training,
+    tokenize_example,
+    train_sft,
+    weighted_causal_lm_loss,
+)
+
+ATTEMPT = "(1) 2 + 3 = 6.\n(Final response) So the answer is 6."
+FEEDBACK = 'Feedback: In step (1) the part "2 + 3 = 6" is incorrect. This is because 2 + 3 = 5.'
+UPDATED = "Updated Answer: (1) 2 + 3 = 5.\n(Final response) So the answer is 5."
+CLOSING = "Feedback: Step (1) is correct. The final response is also correct."
+TRAJECTORY = "\n".join([ATTEMPT, FEEDBACK, UPDATED, CLOSING])
+DIRECT = "(1) a comes before b.\n(Final response) So the answer is a b.\n" + CLOSING
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # The tiny model's matrices are far too small to split across threads, and
+    # on a busy 2-core machine OpenMP's spin-waiting makes two threads 10x
+    # slower than one. Restored afterwards for the rest of the session.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from tripost.student.tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture(scope="module")
+def tok(tiny):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(tiny))
+
+
+def _ids(tok, text):
+    return tok(text, add_special_tokens=False)["input_ids"]
+
+
+def _cfg(tiny, **kw):
+    base = dict(student=f"hf:{tiny}", precision="fp32", batch_size=4, learning_rate=1e-2, warmup=0.0,
+                lora_dropout=0.0, logging_steps=1, progress=False, group_by_length=True)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _buffer(n=8):
+    rows = [("What is 2 + 3?", TRAJECTORY), ("Sort the words: b a", DIRECT)]
+    rows = [rows[i % 2] for i in range(n)]
+    return datasets.Dataset.from_dict({
+        "prompt": [r[0] for r in rows], "completion": [r[1] for r in rows],
+        "weight": [1.0 + (i % 2) for i in range(n)],
+    })
+
+
+# ------------------------------------------------------------ weight masks ---
+
+
+def test_weight_mask_is_exact_token_by_token(tok):
+    prompt = build_prompt(tok, "What is 2 + 3?")
+    ex = tokenize_example(tok, prompt, TRAJECTORY)
+    p = _ids(tok, prompt)  # chat-templated prompts carry their own special tokens
+    a = _ids(tok, ATTEMPT + "\n")
+    f = _ids(tok, TRAJECTORY[len(ATTEMPT) + 1:])
+    # Newlines end pre-tokenised words, so the parts tokenise alone as in the whole.
+    assert ex.input_ids == p + a + f + [tok.eos_token_id]
+    assert ex.weights == [0.0] * len(p) + [1.0] * len(a) + [1.5] * len(f) + [1.5]
+    assert ex.prompt_len == len(p) and ex.feedback_start == len(p) + len(a)
+    pieces = tok.convert_ids_to_tokens(ex.input_ids)
+    k = ex.feedback_start
+    assert pieces[k - 1] == "Ċ" and ex.weights[k - 1] == 1.0  # the newline closes the attempt
+    assert pieces[k] == "Feed" and ex.weights[k] == 1.5
+    assert tok.decode(ex.input_ids[k:-1]) == TRAJECTORY[len(ATTEMPT) + 1:]
+    assert tok.decode(ex.input_ids[len(p):k]) == ATTEMPT + "\n"
+    # The prompt is the student's sampling prompt, byte for byte.
+    assert tok.decode(ex.input_ids[: ex.prompt_len]) == prompt
+
+
+def test_weights_are_configurable_and_without_feedback_all_attempt(tok):
+    prompt = build_prompt(tok, "Q?")
+    ex = tokenize_example(tok, prompt, ATTEMPT, prompt_weight=0.25, attempt_weight=2.0, feedback_weight=9.0, example_weight=0.5)
+    n = ex.prompt_len
+    assert ex.feedback_start is None
+    assert ex.weights[:n] == [0.25] * n
+    assert ex.weights[n:] == [1.0] * (len(ex) - n)  # attempt 2.0 x example 0.5, EOS included
+    assert ex.input_ids[-1] == tok.eos_token_id
+
+
+def test_tokens_after_an_eos_inside_the_completion_weigh_nothing(tok):
+    ex = tokenize_example(tok, build_prompt(tok, "Q?"), "(1) x.<|im_end|>junk after the end")
+    eos_at = ex.input_ids.index(tok.eos_token_id, ex.prompt_len)
+    assert ex.weights[eos_at] == 1.0
+    assert ex.weights[eos_at + 1:] and all(w == 0.0 for w in ex.weights[eos_at + 1:])
+
+
+def test_feedback_offset_needs_a_line_start():
+    assert feedback_offset("(1) a\nFeedback: ok") == 6
+    assert feedback_offset('(1) the word "Feedback: x" inside') is None
+    assert feedback_offset("no feedback") is None
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    attempt=st.text(st.sampled_from("abc (1)=+.0123\t"), min_size=1, max_size=40).filter(lambda s: s.strip()),
+    tail=st.text(st.sampled_from("xyz Step(2).\n\"'"), max_size=40),
+)
+def test_weight_regions_cover_exactly_their_text(tok, attempt, tail):
+    completion = f"{attempt}\nFeedback: {tail}"
+    ex = tokenize_example(tok, "P:", completion)
+    w, ids, n = ex.weights, ex.input_ids, ex.prompt_len
+    assert all(x == 0.0 for x in w[:n])
+    # Non-decreasing 1.0 ... 1.5 after the prompt: one switch, at the feedback.
+    comp = w[n:]
+    assert set(comp) <= {1.0, 1.5} and comp == sorted(comp) and comp[-1] == 1.5
+    k = ex.feedback_start
+    assert tok.decode(ids[n:k]) + tok.decode(ids[k:-1]) == completion
+    assert "Feedback:" in tok.decode(ids[k:k + 4]) and "Feedback" not in tok.decode(ids[n:k])
+
+
+def test_collator_pads_right_with_zero_weight(tok):
+    a = tokenize_example(tok, "P:", ATTEMPT)
+    b = tokenize_example(tok, "P:", TRAJECTORY)
+    batch = WeightedCollator(pad_token_id=tok.pad_token_id, pad_to_multiple_of=8)(
+        [{"input_ids": a.input_ids, "loss_weights": a.weights}, {"input_ids": b.input_ids, "loss_weights": b.weights}]
+    )
+    width = batch["input_ids"].shape[1]
+    assert width % 8 == 0 and width >= len(b)
+    assert batch["attention_mask"][0].tolist() == [1] * len(a) + [0] * (width - len(a))
+    assert batch["loss_weights"][0, len(a):].abs().sum() == 0
+    assert batch["loss_weights"][1, : len(b)].tolist() == pytest.approx(b.weights)
+
+
+@settings(max_examples=30, deadline=None)
+@given(lengths=st.lists(st.integers(1, 500), min_size=1, max_size=120), bs=st.integers(1, 9), mega=st.integers(1, 4))
+def test_length_buckets_are_a_permutation_of_sorted_runs(lengths, bs, mega):
+    from tripost.train import LengthBucketSampler
+
+    torch.manual_seed(0)
+    order = list(LengthBucketSampler(lengths, bs, mega=mega))
+    assert sorted(order) == list(range(len(lengths)))
+    batches = [order[i:i + bs] for i in range(0, len(order), bs)]
+    # Every batch but the last is full, and each batch is one sorted run of its
+    # mega-batch: no example outside it lies strictly between its shortest and longest.
+    assert all(len(b) == bs for b in batches[:-1])
+    assert max(lengths[i] for i in batches[0]) == max(lengths)
+    if mega * bs >= len(lengths):
+        for b in batches:
+            lo, hi = min(lengths[i] for i in b), max(lengths[i] for i in b)
+            inside = sum(lo < lengths[i] < hi for i in range(len(lengths)) if i not in b)
+            assert inside == 0
+
+
+# -------------------------------------------------------------------- loss ---
+
+
+def _batch(tok, **weights):
+    exs = [tokenize_example(tok, build_prompt(tok, q), c, **weights) for q, c in [("What is 2 + 3?", TRAJECTORY), ("Sort: b a", DIRECT), ("Q?", ATTEMPT)]]
+    return WeightedCollator(pad_token_id=tok.pad_token_id)([{"input_ids": e.input_ids, "loss_weights": e.weights} for e in exs])
+
+
+def test_all_weights_one_is_the_standard_causal_lm_loss(tiny, tok):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(tiny), dtype=torch.float32).eval()
+    b = _batch(tok, prompt_weight=1.0, attempt_weight=1.0, feedback_weight=1.0)
+    labels = b["input_ids"].masked_fill(b["attention_mask"] == 0, -100)
+    with torch.no_grad():
+        ours = weighted_causal_lm_loss(model, b["input_ids"], b["attention_mask"], b["loss_weights"])
+        ref = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], labels=labels).loss
+        assert ours.item() == pytest.approx(ref.item(), rel=1e-5)
+        # Prompt at weight 0 (the default) is the standard loss with the prompt masked
+        # out; this also runs the path that skips the prompt's logits.
+        b = _batch(tok, attempt_weight=1.0, feedback_weight=1.0)
+        labels = b["input_ids"].masked_fill(b["loss_weights"] == 0, -100)
+        ours = weighted_causal_lm_loss(model, b["input_ids"], b["attention_mask"], b["loss_weights"])
+        ref = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], labels=labels).loss
+        assert ours.item() == pytest.approx(ref.item(), rel=1e-5)
+        # The 1.5 weight changes the loss to the weighted mean, computed by hand.
+        b = _batch(tok)
+        logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits[:, :-1].float()
+        ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), b["input_ids"][:, 1:], reduction="none")
+        w = b["loss_weights"][:, 1:]
+        ours = weighted_causal_lm_loss(model, b["input_ids"], b["attention_mask"], b["loss_weights"])
+        assert ours.item() == pytest.approx(((ce * w).sum() / w.sum()).item(), rel=1e-5)
+
+
+def test_fused_head_path_matches_the_models_own_logits(tiny, tok, monkeypatch):
+    # The loss may skip the model's head and apply it to weighted positions
+    # only (in recomputed chunks); loss and gradients must not change.
+    from transformers import AutoModelForCausalLM
+
+    import tripost.train as tr
+
+    model = AutoModelForCausalLM.from_pretrained(str(tiny), dtype=torch.float32)
+    b = _batch(tok)
+    results = []
+    for fused, chunk in ((False, tr._CHUNK_ELEMENTS), (True, tr._CHUNK_ELEMENTS), (True, 7 * model.config.vocab_size)):
+        monkeypatch.setattr(tr, "_CHUNK_ELEMENTS", chunk)  # 7 rows a chunk: many chunks
+        model.zero_grad()
+        loss = weighted_causal_lm_loss(model, b["input_ids"], b["attention_mask"], b["loss_weights"], fused=fused)
+        loss.backward()
+        results.append((loss.item(), model.model.layers[0].mlp.down_proj.weight.grad.clone()))
+    for loss, grad in results[1:]:
+        assert loss == pytest.approx(results[0][0], rel=1e-5)
+        torch.testing.assert_close(grad, results[0][1], rtol=1e-4, atol=1e-7)
+
+
+def test_gradient_accumulation_normalises_over_the_whole_step(tiny, tmp_path):
+    # SGD, no clipping: the update is lr x gradient, so 2 micro-batches of 2
+    # must give exactly the update of one batch of 4 (Σ w·CE / Σ w over all 4)...
+    common = dict(max_steps=1, optim="sgd", max_grad_norm=0.0, learning_rate=10.0, save_steps=100)
+    one = train_sft(_cfg(tiny, batch_size=4, grad_accum=1, gradient_checkpointing=False, **common), _buffer(4), tmp_path / "one")
+    # ... with gradient checkpointing on too: recomputation must not change the gradient.
+    two = train_sft(_cfg(tiny, batch_size=2, grad_accum=2, gradient_checkpointing=True, **common), _buffer(4), tmp_path / "two")
+    assert one.final_loss == pytest.approx(two.final_loss, rel=1e-5)
+    from safetensors.torch import load_file
+
+    a, b = load_file(str(tmp_path / "one" / "adapter_model.safetensors")), load_file(str(tmp_path / "two" / "adapter_model.safetensors"))
+    assert set(a) == set(b)
+    moved = False
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-6)
+        moved |= "lora_B" in k and bool(a[k].abs().sum() > 0)
+    assert moved  # the step did change the adapter
+
+
+# ---------------------------------------------------------------- training ---
+
+
+def test_training_lowers_the_loss_and_saves_a_plain_peft_adapter(tiny, tok, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "adapter"
+    res = train_sft(_cfg(tiny, max_steps=6, save_steps=100), _buffer(8), out)
+    assert res.steps == 6 and res.examples == 8 and is_trained(out)
+    assert 0 < res.weighted_tokens <= res.tokens < res.padded_tokens or res.tokens == res.padded_tokens
+    for name in ("adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "train_config.json", "train_metrics.json"):
+        assert (out / name).is_file(), name
+    assert not (out / "checkpoints").exists()  # removed once the adapter is saved
+    assert json.loads((out / "train_config.json").read_text())["feedback_weight"] == 1.5
+    metrics = json.loads((out / "train_metrics.json").read_text())
+    assert [p["step"] for p in metrics["loss_curve"]] == [1, 2, 3, 4, 5, 6]
+
+    b = _batch(tok)
+    base = AutoModelForCausalLM.from_pretrained(str(tiny), dtype=torch.float32).eval()
+    with torch.no_grad():
+        before = weighted_causal_lm_loss(base, b["input_ids"], b["attention_mask"], b["loss_weights"]).item()
+        tuned = PeftModel.from_pretrained(base, str(out)).eval()  # plain peft, no tripost code
+        after = weighted_causal_lm_loss(tuned, b["input_ids"], b["attention_mask"], b["loss_weights"]).item()
+    assert after < before - 0.05
+    assert metrics["loss_curve"][-1]["loss"] < metrics["loss_curve"][0]["loss"]
+
+
+def test_qlora_nf4_path_trains_and_saves(tiny, tmp_path):
+    # The default precision: NF4 base prepared for k-bit training, LoRA on top
+    # (bitsandbytes runs NF4 on CPU too). One step; the adapter must move.
+    from safetensors.torch import load_file
+
+    res = train_sft(_cfg(tiny, precision="nf4", max_steps=1, save_steps=100), _buffer(4), tmp_path / "q")
+    assert res.steps == 1 and res.final_loss is not None and res.final_loss == res.final_loss  # not NaN
+    weights = load_file(str(tmp_path / "q" / "adapter_model.safetensors"))
+    assert any("lora_B" in k and bool(v.abs().sum() > 0) for k, v in weights.items())
+    assert json.loads((tmp_path / "q" / "tripost-student.json").read_text())["precision"] == "nf4"
+
+
+class _Crash(Exception):
+    pass
+
+
+def test_an_interrupted_run_resumes_from_its_checkpoint(tiny, tmp_path):
+    from safetensors.torch import load_file
+    from transformers import TrainerCallback
+
+    class CrashAfterSave(TrainerCallback):
+        def on_save(self, args, state, control, **kw):
+            if state.global_step == 2:
+                raise _Crash()
+
+    cfg = _cfg(tiny, max_steps=4, save_steps=2, batch_size=2, lora_dropout=0.1)
+    with pytest.raises(_Crash):
+        train_sft(cfg, _buffer(8), tmp_path / "run", callbacks=[CrashAfterSave()])
+    assert (tmp_path / "run" / "checkpoints" / "checkpoint-2").is_dir() and not is_trained(tmp_path / "run")
+    resumed = train_sft(cfg, _buffer(8), tmp_path / "run")
+    assert resumed.resumed_from and resumed.resumed_from.endswith("checkpoint-2")
+    assert resumed.steps == 4
+    straight = train_sft(cfg, _buffer(8), tmp_path / "straight")
+    assert straight.resumed_from is None
+    a = load_file(str(tmp_path / "run" / "adapter_model.safetensors"))
+    b = load_file(str(tmp_path / "straight" / "adapter_model.safetensors"))
+    for k in a:  # same data order, dropout masks and optimizer state as one straight run
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-6)
+
+
+def test_continuing_from_an_adapter_starts_from_its_weights_trainable(tiny, tmp_path):
+    from safetensors.torch import load_file
+
+    first = tmp_path / "it1"
+    train_sft(_cfg(tiny, max_steps=2, save_steps=100), _buffer(4), first)
+    saved = load_file(str(first / "adapter_model.safetensors"))
+    student = load_for_training(_cfg(tiny, adapter=str(first)))
+    params = {n: p for n, p in student.model.named_parameters() if p.requires_grad}
+    assert params and all("lora_" in n for n in params)
+    for key, value in saved.items():  # adapter keys drop the adapter name ("default")
+        match = [p for n, p in params.items() if n.replace(".default", "").endswith(key.removeprefix("base_model.model."))]
+        assert len(match) == 1, key
+        torch.testing.assert_close(match[0].detach(), value)
+    res = train_sft(_cfg(tiny, adapter=str(first), max_steps=1, save_steps=100), _buffer(4), tmp_path / "it2")
+    assert res.steps == 1 and json.loads((tmp_path / "it2" / "tripost-student.json").read_text())["continued_from"] == str(first.resolve())
+
+
+def test_example_weight_multiplier_is_off_by_default(tiny, tok):
+    from tripost.train import prepare_dataset
+
+    ds = _buffer(2)  # weights 1.0 and 2.0
+    off, _ = prepare_dataset(ds, tok, _cfg(tiny))
+    on, _ = prepare_dataset(ds, tok, _cfg(tiny, use_example_weight=True))
+    assert off[1]["loss_weights"] == on[1]["loss_weights"][:0] + [w / 2 for w in on[1]["loss_weights"]]
+    assert off[0]["loss_weights"] == on[0]["loss_weights"]
+
+
+# ------------------------------------------------------------ bad input ---
+
+
+def test_bad_config_and_input_are_one_line_errors(tiny, tok):
+    from tripost.train import prepare_dataset
+
+    with pytest.raises(TripostError, match="unknown train config key 'epoch'"):
+        TrainConfig.from_dict({"epoch": 2})
+    with pytest.raises(TripostError, match="precision"):
+        TrainConfig(precision="int3")
+    with pytest.raises(TripostError, match="feedback_weight"):
+        TrainConfig(feedback_weight=-1)
+    with pytest.raises(TripostError, match="no 'completion' column"):
+        prepare_dataset(datasets.Dataset.from_dict({"prompt": ["q"]}), tok, _cfg(tiny))
+    with pytest.raises(TripostError, match="longer than max_length=8"):
+        prepare_dataset(_buffer(2), tok, _cfg(tiny, max_length=8))
+
+
+def _cli(argv):
+    """`tripost ...` through the real entry point; if the verb is not wired into
+    the command yet, through a parser holding just this verb, the same way."""
+    from tripost import cli
+
+    if "tripost.cli.train_cmd" in cli.VERB_MODULES:
+        return cli.main(argv)
+    from tripost.cli import train_cmd
+
+    parser = cli._Parser(prog="tripost")
+    train_cmd.register(parser.add_subparsers(dest="verb", parser_class=cli._Parser))
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except TripostError as e:
+        print(f"tripost {args.verb}: error: {e}", file=__import__("sys").stderr)
+        return e.exit_code
+
+
+def test_cli_train_end_to_end_and_errors(tiny, tmp_path, capsys):
+    from tripost.buffer import BufferStats, Example, save_buffer
+
+    ex = [Example(prompt="What is 2 + 3?", completion=TRAJECTORY, kind="improvement", family="arithmetic", difficulty="1",
+                  subset="seen", problem_id="p1", iteration=1, n_edits=1)] * 4
+    save_buffer(ex, BufferStats(), tmp_path / "buf")
+    out = tmp_path / "ad"
+    code = _cli(["train", "--student", f"hf:{tiny}", "--buffer", str(tmp_path / "buf"), "--out", str(out),
+                 "--precision", "fp32", "max_steps=1", "batch_size=2", "progress=false", "--json"])
+    assert code == 0 and is_trained(out)
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["steps"] == 1 and summary["out_dir"] == str(out)
+
+    assert _cli(["train", "--student", f"hf:{tiny}", "--buffer", str(tmp_path / "nope"), "--out", str(out)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert _cli(["train", "--student", f"hf:{tiny}", "--buffer", str(tmp_path / "buf"), "--out", str(out), "epoch=2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "unknown config key" in err and len(err.splitlines()) == 1

@@ -1,0 +1,90 @@
+"""`tripost train`: weighted (Q)LoRA SFT of the student on a replay buffer."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import tomllib
+from pathlib import Path
+
+from tripost.config import apply_override
+from tripost.errors import TripostError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="fine-tune the student on a replay buffer (weighted QLoRA SFT)",
+        description=(
+            "Weighted SFT on the buffer (TriPosT): prompt tokens weigh 0, the first attempt 1.0, everything from the "
+            "first 'Feedback:' on 1.5. QLoRA (NF4 base + LoRA r=16 on all linear layers) by default. Writes a PEFT "
+            "adapter folder (plus tokenizer, train_config.json, train_metrics.json) to --out; an interrupted run "
+            "resumes from OUT/checkpoints. Any TrainConfig field can be set as KEY=VALUE, e.g. epochs=2 "
+            "feedback_weight=1.0 (a 'train.' prefix is accepted). Several GPUs: accelerate launch -m tripost train ..."
+        ),
+    )
+    p.add_argument("--student", default=None, metavar="SPEC", help="smollm2-135m (default), hf:PATH or gguf:PATH")
+    p.add_argument("--adapter", default=None, metavar="DIR", help="continue from this adapter (the previous iteration's)")
+    p.add_argument("--buffer", required=True, metavar="DIR", help="a `tripost buffer` folder (DIR or DIR/dataset)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output adapter folder")
+    p.add_argument("--precision", choices=("nf4", "bf16", "fp32"), default=None, help="base precision (default nf4: QLoRA)")
+    p.add_argument("--epochs", type=float, default=None)
+    p.add_argument("--max-steps", type=int, default=None, help="stop after this many optimizer steps (overrides --epochs)")
+    p.add_argument("--config", default=None, metavar="FILE", help="TOML file with train settings (top level or a [train] table)")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON line")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="TrainConfig overrides")
+    p.set_defaults(handler=cmd_train)
+
+
+def resolve_config(args: argparse.Namespace):
+    from tripost.train import TrainConfig
+
+    known = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory() for f in dataclasses.fields(TrainConfig)}  # type: ignore[misc]
+    values: dict = dict(known)
+    if args.config:
+        path = Path(args.config)
+        if not path.is_file():
+            raise TripostError(f"config file {path} not found")
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as e:
+            raise TripostError(f"config file {path}: {e}") from None
+        data = data.get("train", data) if isinstance(data.get("train"), dict) else data
+        for k, v in data.items():
+            if k not in known:
+                raise TripostError(f"config file {path}: unknown train config key {k!r}")
+            values[k] = v
+    for item in args.overrides:
+        key = item.partition("=")[0].strip()
+        item = item.strip()[len("train."):] if key.startswith("train.") else item
+        apply_override(values, item, known)
+    for flag, key in (("student", "student"), ("adapter", "adapter"), ("precision", "precision"), ("epochs", "epochs"), ("max_steps", "max_steps")):
+        v = getattr(args, flag)
+        if v is not None:
+            values[key] = v
+    return TrainConfig.from_dict(values)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from tripost.train import load_buffer_dataset, train_sft
+
+    config = resolve_config(args)
+    dataset = load_buffer_dataset(args.buffer)
+    result = train_sft(config, dataset, args.out)
+    if args.json:
+        d = result.to_dict()
+        d.pop("loss_curve")
+        print(json.dumps(d, sort_keys=True))
+    else:
+        loss = f"{result.final_loss:.4f}" if result.final_loss is not None else "n/a"
+        print(
+            f"trained {result.steps} steps ({result.epochs:.2f} epochs) on {result.examples} examples"
+            f"{f' ({result.dropped_overlong} too long, dropped)' if result.dropped_overlong else ''}: "
+            f"final loss {loss}, {result.tokens} tokens in {result.seconds:.1f} s ({result.tokens_per_second:.0f} tokens/s)"
+        )
+        if result.resumed_from:
+            print(f"resumed from {result.resumed_from}")
+        print(f"adapter: {result.out_dir}", file=sys.stdout)
+    return 0

@@ -1,0 +1,321 @@
+"""Sampling from the student: the backend interface and the local one.
+
+A `GenerationBackend` turns fully rendered prompts (see prompt.py) into
+completions. Prompts are plain strings, already through the chat template, so
+a remote OpenAI-compatible completions server (vLLM serving the student with
+its adapter) can stand in for the local backend without re-rendering anything.
+
+The local backend batches with left padding (every prompt ends where decoding
+starts, so one KV cache serves the whole batch), sorts prompts by length to
+waste little on padding, draws `n` samples per prompt, and seeds each batch
+from (seed, batch index) in a private generator: same arguments, same text,
+and the caller's random stream is left alone.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from tripost.errors import TripostError
+
+if TYPE_CHECKING:
+    from tripost.student.load import Student
+
+FINISH_REASONS = ("stop", "eos", "length")
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to sample. `temperature == 0` means greedy decoding (then `n` must be 1
+    and `top_p`/`seed` are irrelevant). `stop` strings end a completion and are
+    cut from its text, as in the OpenAI API. `ignore_eos` (vLLM's name) makes
+    every completion exactly `max_new_tokens` long (EOS is masked out): for
+    fixed-work throughput measurements."""
+
+    n: int = 1
+    temperature: float = 0.7
+    top_p: float = 0.95
+    max_new_tokens: int = 256
+    stop: tuple[str, ...] = ()
+    seed: int = 0
+    ignore_eos: bool = False
+
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise TripostError(f"number of samples must be at least 1, got {self.n}")
+        if self.temperature < 0:
+            raise TripostError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise TripostError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.max_new_tokens < 1:
+            raise TripostError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
+        if any(not s for s in self.stop):
+            raise TripostError("stop strings must not be empty")
+        if self.greedy and self.n != 1:
+            raise TripostError("greedy decoding (temperature 0) gives one sample per prompt; use n=1")
+        object.__setattr__(self, "stop", tuple(self.stop))
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["stop"] = list(self.stop)
+        return d
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One completion. `n_tokens` counts generated tokens (an end-of-sequence
+    token included, padding not)."""
+
+    prompt_index: int
+    sample_index: int
+    text: str
+    n_tokens: int
+    finish_reason: str  # one of FINISH_REASONS
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@runtime_checkable
+class GenerationBackend(Protocol):
+    """Anything that samples completions for rendered prompts.
+
+    `generate` returns one list per prompt, in prompt order, of `params.n`
+    generations in sample order."""
+
+    def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Generation]]: ...
+
+
+@dataclass
+class GenerationStats:
+    """Throughput of the last `generate` call (for summaries and benchmarks)."""
+
+    sequences: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else 0.0
+
+
+class LocalBackend:
+    """Batched sampling with a local transformers model (the student)."""
+
+    def __init__(self, student: "Student", batch_size: int = 32, progress: bool = False):
+        if batch_size < 1:
+            raise TripostError(f"batch size must be at least 1, got {batch_size}")
+        self.student = student
+        self.batch_size = batch_size
+        self.progress = progress
+        self.last_stats = GenerationStats()
+
+    def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Generation]]:
+        import torch
+        from tqdm.auto import tqdm
+
+        model, tok = self.student.model, self.student.tokenizer
+        prompts = list(prompts)
+        out: list[list[Generation | None]] = [[None] * params.n for _ in prompts]
+        if not prompts:
+            self.last_stats = GenerationStats()
+            return []
+        # Token lengths decide the batching order: similar lengths batch
+        # together, so little compute goes to padding.
+        encoded = [_encode(tok, p) for p in prompts]
+        jobs = [(i, j) for i in range(len(prompts)) for j in range(params.n)]
+        jobs.sort(key=lambda ij: (len(encoded[ij[0]]), ij[0], ij[1]))
+        batches = [jobs[k : k + self.batch_size] for k in range(0, len(jobs), self.batch_size)]
+        device = self.student.device
+        eos_ids = _eos_ids(model, tok)
+        pad_id = tok.pad_token_id if tok.pad_token_id is not None else eos_ids[0]
+        gen_kwargs: dict[str, Any] = {
+            "max_new_tokens": params.max_new_tokens,
+            "pad_token_id": pad_id,
+            "eos_token_id": eos_ids,
+            "bos_token_id": tok.bos_token_id,
+        }
+        if params.ignore_eos:
+            # EOS is masked out until the last token, so every row decodes
+            # exactly max_new_tokens (a fixed workload for benchmarks).
+            gen_kwargs["min_new_tokens"] = params.max_new_tokens
+        # Sampling happens in our own logits processor (see _NucleusSampler),
+        # which hands transformers a one-hot choice; its argmax then picks it.
+        gen_kwargs["do_sample"] = False
+        sampler = None
+        if not params.greedy:
+            sampler = _NucleusSampler(params.temperature, params.top_p, device)
+            gen_kwargs["logits_processor"] = [sampler]
+        if params.stop:
+            gen_kwargs.update(stop_strings=list(params.stop), tokenizer=tok)
+        stats = GenerationStats()
+        start = time.perf_counter()
+        was_training = model.training
+        model.eval()
+        try:
+            for b, batch in enumerate(tqdm(batches, desc="sampling", unit="batch", disable=not self.progress or len(batches) < 2)):
+                ids = [encoded[i] for i, _ in batch]
+                width = max(len(x) for x in ids)
+                input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)
+                attention = torch.zeros((len(ids), width), dtype=torch.long)
+                for r, x in enumerate(ids):
+                    input_ids[r, width - len(x) :] = torch.tensor(x, dtype=torch.long)
+                    attention[r, width - len(x) :] = 1
+                if sampler is not None:
+                    sampler.generator.manual_seed(_batch_seed(params.seed, b))
+                with torch.inference_mode():
+                    seqs = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device), **gen_kwargs)
+                new = seqs[:, width:].tolist()
+                for (i, j), row in zip(batch, new):
+                    g = _finish(tok, row, eos_ids, pad_id, params, i, j)
+                    out[i][j] = g
+                    stats.tokens += g.n_tokens
+                stats.sequences += len(batch)
+        finally:
+            if was_training:
+                model.train()
+        stats.seconds = time.perf_counter() - start
+        self.last_stats = stats
+        return [[g for g in row if g is not None] for row in out]
+
+
+class _NucleusSampler:
+    """Temperature + nucleus (top-p) sampling (Holtzman et al. 2020) as a
+    transformers logits processor that returns a one-hot choice.
+
+    Why not transformers' own sampling: it sorts the whole vocabulary and draws
+    from all of it at every step; for 32 rows of SmolLM2's 49k vocabulary that
+    took ~200 ms a step on 2 CPU cores, a fifth of batched decoding. Here the
+    nucleus is looked for among the top `k` tokens first (a partial top-k, ~8
+    ms); only a row whose top `k` hold less than `top_p` of the mass falls back
+    to a full sort, so the result is exactly nucleus sampling either way. The
+    draw uses a private generator: seeded per batch, and the caller's global
+    random stream is never touched.
+    """
+
+    def __init__(self, temperature: float, top_p: float, device: Any, k: int = 256):
+        import torch
+
+        self.temperature = temperature
+        self.top_p = top_p
+        self.k = k
+        self.generator = torch.Generator(device=device)
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        logits = scores.float() / self.temperature
+        if self.top_p >= 1.0:
+            # Plain categorical draw, by the Gumbel-max trick (no full-vocabulary multinomial).
+            u = torch.rand(logits.shape, generator=self.generator, device=logits.device).clamp_(min=1e-20)
+            choice = (logits - torch.log(-torch.log(u))).argmax(-1, keepdim=True)
+        else:
+            lse = torch.logsumexp(logits, dim=-1, keepdim=True)
+            k = min(self.k, logits.shape[-1])
+            top, idx = logits.topk(k, dim=-1)  # descending
+            probs = (top - lse).exp()
+            cover = probs.sum(-1) >= self.top_p
+            choice = torch.empty((logits.shape[0], 1), dtype=torch.long, device=logits.device)
+            if bool(cover.any()):
+                rows = cover.nonzero().squeeze(-1)
+                choice[rows] = self._draw(probs[rows], idx[rows])
+            if not bool(cover.all()):
+                rows = (~cover).nonzero().squeeze(-1)
+                full, full_idx = logits[rows].sort(dim=-1, descending=True)
+                choice[rows] = self._draw((full - lse[rows]).exp(), full_idx)
+        out = torch.full_like(scores, float("-inf"))
+        return out.scatter_(-1, choice, 0.0)
+
+    def _draw(self, probs: Any, idx: Any) -> Any:
+        """Keep the smallest top set whose mass reaches top_p (a token stays if
+        the mass before it is below top_p; the first always stays), then draw."""
+        import torch
+
+        before = probs.cumsum(-1) - probs
+        weights = probs.masked_fill(before >= self.top_p, 0.0)
+        pick = torch.multinomial(weights, 1, generator=self.generator)
+        return idx.gather(-1, pick)
+
+
+def _batch_seed(seed: int, batch: int) -> int:
+    return (seed * 1_000_003 + batch) % (2**63)
+
+
+def _encode(tok: Any, prompt: str) -> list[int]:
+    # A chat-templated prompt already spells out its special tokens; adding
+    # them again (a second BOS) would shift the model's input distribution.
+    special = not (tok.bos_token and prompt.startswith(tok.bos_token))
+    ids = tok(prompt, add_special_tokens=special)["input_ids"]
+    if not ids:
+        # The first new token needs something to be predicted from.
+        if tok.bos_token_id is None:
+            raise TripostError("empty prompt, and the tokenizer has no BOS token to start from")
+        ids = [tok.bos_token_id]
+    return ids
+
+
+def _eos_ids(model: Any, tok: Any) -> list[int]:
+    ids: list[int] = []
+    cfg = getattr(model, "generation_config", None)
+    raw = getattr(cfg, "eos_token_id", None) if cfg is not None else None
+    for x in raw if isinstance(raw, (list, tuple)) else [raw]:
+        if x is not None and x not in ids:
+            ids.append(int(x))
+    if tok.eos_token_id is not None and tok.eos_token_id not in ids:
+        ids.append(int(tok.eos_token_id))
+    if not ids:
+        raise TripostError("the student's tokenizer has no end-of-sequence token")
+    return ids
+
+
+def _finish(tok: Any, row: list[int], eos_ids: list[int], pad_id: int, params: SamplingParams, i: int, j: int) -> Generation:
+    """Trim one generated row to its text, token count and finish reason."""
+    n = len(row)
+    reason = "length"
+    if not params.ignore_eos:
+        for k, t in enumerate(row):
+            if t in eos_ids:
+                n, reason = k + 1, "eos"
+                break
+    if reason == "length" and params.stop:
+        # A row stopped by a stop string is padded to the batch's length.
+        while n > 0 and row[n - 1] == pad_id:
+            n -= 1
+    body = [t for t in row[:n] if t not in eos_ids] if reason == "eos" else row[:n]
+    text = tok.decode(body, skip_special_tokens=True)
+    if params.stop:
+        cut = min((p for p in (text.find(s) for s in params.stop) if p >= 0), default=-1)
+        if cut >= 0:
+            text = text[:cut]
+            # transformers stops a row on a stop string and pads the rest: when
+            # pad and EOS are one token, that padding is not a real EOS.
+            if reason == "eos" and pad_id in eos_ids:
+                n -= 1
+            reason = "stop"
+    return Generation(prompt_index=i, sample_index=j, text=text, n_tokens=n, finish_reason=reason)
+
+
+def sample(student: "Student", prompts: Sequence[str], params: SamplingParams, *, batch_size: int = 32, progress: bool = False) -> list[list[Generation]]:
+    """`params.n` samples for each prompt with the local backend."""
+    return LocalBackend(student, batch_size=batch_size, progress=progress).generate(prompts, params)
+
+
+def greedy(
+    student: "Student",
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int = 256,
+    stop: Sequence[str] = (),
+    batch_size: int = 32,
+    progress: bool = False,
+) -> list[Generation]:
+    """One greedy completion per prompt."""
+    params = SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens, stop=tuple(stop))
+    return [row[0] for row in sample(student, prompts, params, batch_size=batch_size, progress=progress)]

@@ -1,0 +1,811 @@
+"""Weighted SFT of the student on the replay buffer, QLoRA by default.
+
+TriPosT (Yu et al., NAACL 2024, Section 2.2 "Learning") fine-tunes the model on
+its buffer with a weighted language-modelling loss: the tokens of the first
+attempt count 1, everything from the first `Feedback:` on — the self-written
+feedback and the improved answers — counts more (their weight 1.5), because
+those are the skills the iteration is meant to teach; the prompt is not a
+target. Here, per token t of an example with weight w_t,
+
+    loss = sum_t w_t * CE_t / sum_t w_t        (shifted, causal)
+
+summed over every token of the whole optimiser step (all micro-batches of a
+gradient-accumulation cycle and all data-parallel ranks), so long and short
+examples weigh as their tokens do, exactly as with one big batch.
+
+The model is QLoRA (Dettmers et al. 2023) by default: the base in 4-bit NF4
+(bitsandbytes) and LoRA (r=16, all linear layers; Hu et al. 2021) trained on
+top; bf16 or fp32 bases are options. Iteration t continues from the adapter
+of iteration t-1, as TriPosT trains one model across iterations.
+
+The trainer is a `transformers.Trainer` subclass that only replaces the loss,
+so `accelerate launch` (DDP, FSDP, DeepSpeed) runs it unchanged. Batches are
+grouped by length (`LengthBucketSampler`) and padded only to the longest
+example in each batch: the buffer mixes short direct answers with
+long multi-edit trajectories, and random batches would pay for the long ones'
+padding on every short one (scripts/bench_train.py measures it).
+
+Output: a standard PEFT adapter folder (adapter_config.json +
+adapter_model.safetensors) holding also the tokenizer, the resolved config
+(train_config.json) and train_metrics.json (loss curve, tokens, seconds);
+train_metrics.json is written last, so its presence means "finished".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tripost.errors import TripostError
+from tripost.format import FEEDBACK_PREFIX
+
+if TYPE_CHECKING:
+    import datasets
+    import torch
+
+CONFIG_FILE = "train_config.json"
+METRICS_FILE = "train_metrics.json"
+CHECKPOINTS = "checkpoints"
+PRECISIONS = ("nf4", "bf16", "fp32")
+MIXED = ("auto", "bf16", "no")
+
+# The first feedback starts a line (tripost.format renders it so; parse_trajectory
+# splits on the same pattern).
+_FEEDBACK_RE = re.compile(rf"^[ \t]*({re.escape(FEEDBACK_PREFIX)})", re.MULTILINE)
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on; written resolved into the output."""
+
+    student: str = "smollm2-135m"
+    adapter: str | None = None  # continue from this PEFT folder (iteration t-1), loaded trainable
+    precision: str = "nf4"  # nf4 = QLoRA; bf16 / fp32 = LoRA on a plain base
+
+    # Per-token loss weights (TriPosT Section 2.2): prompt / first attempt /
+    # everything from the first "Feedback:" on (incl. the closing EOS).
+    prompt_weight: float = 0.0
+    attempt_weight: float = 1.0
+    feedback_weight: float = 1.5
+    # Multiply each example's token weights by the buffer's `weight` column
+    # (difficulty-aware reweighting, tripost.buffer); off by default.
+    use_example_weight: bool = False
+
+    # The prompt, rendered exactly as the student renders it at sampling time
+    # (tripost.student.prompt.PromptFormat).
+    prompt_template: str = "student.txt"
+    chat: str = "auto"
+    system: str | None = None
+
+    # LoRA (a new adapter; a continued one keeps its own settings).
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+
+    # Optimisation. LoRA wants a much larger learning rate than TriPosT's full
+    # fine-tuning; 2e-4 with a 0.3 clip is QLoRA's setting for small models.
+    epochs: float = 3.0
+    max_steps: int = -1  # > 0 overrides epochs
+    batch_size: int = 8
+    grad_accum: int = 1
+    learning_rate: float = 2e-4
+    lr_scheduler: str = "cosine"
+    warmup: float = 0.03  # < 1: a fraction of the steps; else a step count
+    weight_decay: float = 0.0
+    max_grad_norm: float = 0.3
+    optim: str = "adamw_torch"
+    seed: int = 0
+
+    # Batching and memory.
+    max_length: int = 2048  # longer examples are dropped (a truncated one would never learn to stop)
+    group_by_length: bool = True
+    pad_to_multiple_of: int | None = None
+    # On by default, as in QLoRA (peft's prepare_model_for_kbit_training): a
+    # step then keeps ~0.1 GiB of activations per 1000 tokens instead of ~2 GiB
+    # (fp32, this 135M model) for ~30% more compute.
+    gradient_checkpointing: bool = True
+    mixed_precision: str = "auto"  # auto: bf16 autocast on GPUs that support it, none on CPU
+    device: str | None = None  # None: CUDA when available
+
+    # Checkpoints, logging.
+    save_steps: int = 200
+    save_total_limit: int = 2
+    keep_checkpoints: bool = False
+    resume: bool = True  # continue from the last checkpoint under OUT/checkpoints
+    logging_steps: int = 5
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise TripostError(f"unknown precision {self.precision!r}; choose from {', '.join(PRECISIONS)}")
+        if self.mixed_precision not in MIXED:
+            raise TripostError(f"unknown mixed_precision {self.mixed_precision!r}; choose from {', '.join(MIXED)}")
+        for name in ("prompt_weight", "attempt_weight", "feedback_weight"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise TripostError(f"{name} must be a finite number >= 0, got {v!r}")
+        for name in ("batch_size", "grad_accum", "lora_r", "max_length", "save_steps", "logging_steps", "save_total_limit"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise TripostError(f"{name} must be a whole number >= 1, got {v!r}")
+        if self.epochs <= 0 and self.max_steps <= 0:
+            raise TripostError("set epochs > 0 or max_steps > 0")
+        if self.learning_rate <= 0:
+            raise TripostError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+        if not 0 <= self.lora_dropout < 1:
+            raise TripostError(f"lora_dropout must be in [0, 1), got {self.lora_dropout!r}")
+        if self.pad_to_multiple_of is not None and self.pad_to_multiple_of < 1:
+            raise TripostError("pad_to_multiple_of must be >= 1")
+        self.target_modules = list(self.target_modules)
+        if self.adapter is not None:
+            self.adapter = str(self.adapter)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        """A config from a (TOML or JSON) dict; an unknown key is an error naming it."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise TripostError(f"unknown train config key {unknown[0]!r}; known: {', '.join(sorted(known))}")
+        try:
+            return cls(**data)
+        except TypeError as e:  # e.g. a list where a number belongs
+            raise TripostError(f"bad train config: {e}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ------------------------------------------------------------ tokenisation ---
+
+
+@dataclass(frozen=True)
+class TokenizedExample:
+    """Token ids and, per token, the weight of predicting that token (the first
+    token is never predicted, so its weight is unused)."""
+
+    input_ids: list[int]
+    weights: list[float]
+    prompt_len: int
+    feedback_start: int | None  # index of the first feedback token; None without feedback
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+def feedback_offset(completion: str) -> int | None:
+    """Character offset of the first `Feedback:` that starts a line, or None."""
+    m = _FEEDBACK_RE.search(completion)
+    return m.start(1) if m else None
+
+
+def encode_prompt(tokenizer: Any, prompt_text: str) -> list[int]:
+    """The prompt's ids exactly as the student encodes it for sampling and scoring."""
+    from tripost.student.generate import _encode
+
+    return list(_encode(tokenizer, prompt_text))
+
+
+def tokenize_example(
+    tokenizer: Any,
+    prompt_text: str,
+    completion: str,
+    *,
+    prompt_weight: float = 0.0,
+    attempt_weight: float = 1.0,
+    feedback_weight: float = 1.5,
+    example_weight: float = 1.0,
+) -> TokenizedExample:
+    """Prompt ids + completion ids + EOS with per-token weights.
+
+    The prompt is tokenised as at sampling time and the completion on its own
+    (as the model generates it after the prompt, and as logprob.py scores it),
+    then EOS closes it so the student learns to stop. A completion token
+    counts as feedback when any of its characters lies at or after the first
+    `Feedback:`; the closing EOS takes the weight of the part it ends. Tokens
+    after an EOS inside the completion get weight 0 (nothing after the end of
+    a sequence is a target)."""
+    eos = tokenizer.eos_token_id
+    if eos is None:
+        raise TripostError("the student's tokenizer has no EOS token; cannot teach it to stop")
+    prompt_ids = encode_prompt(tokenizer, prompt_text)
+    if not prompt_ids:
+        bos = tokenizer.bos_token_id
+        if bos is None:
+            raise TripostError("empty prompt and no BOS token: the first completion token has nothing to follow")
+        prompt_ids = [bos]
+    cut = feedback_offset(completion)
+    if getattr(tokenizer, "is_fast", False):
+        enc = tokenizer(completion, add_special_tokens=False, return_offsets_mapping=True)
+        comp_ids = list(enc["input_ids"])
+        is_fb = [cut is not None and end > cut for _, end in enc["offset_mapping"]]
+    else:  # no offsets: tokenise the two parts apart (boundary tokens may differ slightly)
+        head = completion if cut is None else completion[:cut]
+        tail = "" if cut is None else completion[cut:]
+        a = tokenizer(head, add_special_tokens=False)["input_ids"] if head else []
+        b = tokenizer(tail, add_special_tokens=False)["input_ids"] if tail else []
+        comp_ids, is_fb = list(a) + list(b), [False] * len(a) + [True] * len(b)
+    comp_w = [(feedback_weight if f else attempt_weight) * example_weight for f in is_fb]
+    comp_ids.append(eos)
+    comp_w.append((feedback_weight if cut is not None else attempt_weight) * example_weight)
+    first_eos = comp_ids.index(eos)
+    comp_w = [w if i <= first_eos else 0.0 for i, w in enumerate(comp_w)]
+    fb_start = next((len(prompt_ids) + i for i, f in enumerate(is_fb) if f), None)
+    return TokenizedExample(
+        input_ids=prompt_ids + comp_ids,
+        weights=[prompt_weight] * len(prompt_ids) + comp_w,
+        prompt_len=len(prompt_ids),
+        feedback_start=fb_start,
+    )
+
+
+def prepare_dataset(dataset: "datasets.Dataset", tokenizer: Any, config: TrainConfig) -> tuple["datasets.Dataset", dict[str, int]]:
+    """Buffer rows -> a `datasets.Dataset` of input_ids, loss_weights, length.
+    Rows longer than `max_length` tokens are dropped and counted."""
+    import datasets
+
+    from tripost.student.prompt import PromptFormat, build_prompt
+
+    for col in ("prompt", "completion"):
+        if col not in dataset.column_names:
+            raise TripostError(f"the training set has no {col!r} column (columns: {', '.join(dataset.column_names)})")
+    if config.use_example_weight and "weight" not in dataset.column_names:
+        raise TripostError("use_example_weight is on but the training set has no 'weight' column")
+    fmt = PromptFormat(template=config.prompt_template, chat=config.chat, system=config.system)
+    cols: dict[str, list] = {"input_ids": [], "loss_weights": [], "length": []}
+    dropped = 0
+    for row in dataset:
+        ex_w = float(row["weight"]) if config.use_example_weight else 1.0
+        if not math.isfinite(ex_w) or ex_w < 0:
+            raise TripostError(f"example weight must be a finite number >= 0, got {row['weight']!r}")
+        ex = tokenize_example(
+            tokenizer, build_prompt(tokenizer, row["prompt"], fmt), row["completion"],
+            prompt_weight=config.prompt_weight, attempt_weight=config.attempt_weight,
+            feedback_weight=config.feedback_weight, example_weight=ex_w,
+        )
+        if len(ex) > config.max_length:
+            dropped += 1
+            continue
+        cols["input_ids"].append(ex.input_ids)
+        cols["loss_weights"].append(ex.weights)
+        cols["length"].append(len(ex))
+    if not cols["input_ids"]:
+        raise TripostError(f"no training examples left: {len(dataset)} rows, {dropped} longer than max_length={config.max_length} tokens")
+    out = datasets.Dataset.from_dict(cols)
+    return out, {"rows": len(dataset), "examples": len(out), "dropped_overlong": dropped}
+
+
+@dataclass
+class WeightedCollator:
+    """Pads on the right (causal training: positions count from 0 in every row)
+    to the longest example of the batch; padding gets weight 0."""
+
+    pad_token_id: int
+    pad_to_multiple_of: int | None = None
+
+    def __call__(self, features: Sequence[dict[str, Any]]) -> dict[str, "torch.Tensor"]:
+        import torch
+
+        width = max(len(f["input_ids"]) for f in features)
+        if self.pad_to_multiple_of:
+            width = -(-width // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        ids = torch.full((len(features), width), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(features), width), dtype=torch.long)
+        weights = torch.zeros((len(features), width), dtype=torch.float32)
+        for r, f in enumerate(features):
+            n = len(f["input_ids"])
+            ids[r, :n] = torch.as_tensor(f["input_ids"], dtype=torch.long)
+            mask[r, :n] = 1
+            weights[r, :n] = torch.as_tensor(f["loss_weights"], dtype=torch.float32)
+        return {"input_ids": ids, "attention_mask": mask, "loss_weights": weights}
+
+
+# -------------------------------------------------------------------- loss ---
+
+
+def weighted_ce_sum(logits: "torch.Tensor", input_ids: "torch.Tensor", weights: "torch.Tensor", offset: int = 0) -> tuple["torch.Tensor", "torch.Tensor"]:
+    """(sum_t w_t * CE_t, sum_t w_t) of the shifted causal LM loss.
+
+    `logits[:, j]` is the model's output at position `offset + j` and predicts
+    token `offset + j + 1`; weights are per predicted token. Only positions with
+    a positive weight are upcast and scored, so zero-weight prompt tokens cost
+    nothing here."""
+    import torch
+    import torch.nn.functional as F
+
+    targets = input_ids[:, offset + 1 :]
+    w = weights[:, offset + 1 :].to(torch.float32)
+    logits = logits[:, : targets.shape[1]]
+    keep = w > 0
+    if not bool(keep.any()):
+        zero = logits.sum() * 0.0  # keeps the graph: backward works, gradients are 0
+        return zero.float(), w.sum()
+    ce = F.cross_entropy(logits[keep].float(), targets[keep], reduction="none")
+    return (ce * w[keep]).sum(), w.sum()
+
+
+def weighted_causal_lm_loss(model: Any, input_ids: "torch.Tensor", attention_mask: "torch.Tensor", weights: "torch.Tensor", *, fused: bool = True) -> "torch.Tensor":
+    """Σ w·CE / Σ w for one batch (the per-batch form of the trainer's loss)."""
+    total, norm = _forward_weighted(model, input_ids, attention_mask, weights, fused=fused)
+    return total / norm.clamp_min(1e-8)
+
+
+# Model types whose logits are exactly `lm_head(last hidden state)`: nothing
+# (soft-capping, scaling) after the head, so the loss may apply the head itself.
+_PLAIN_HEAD_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3", "smollm3", "phi3", "olmo2"})
+# Rows of logits scored at once: ~256 MiB of fp32 logits for a 64k vocabulary.
+_CHUNK_ELEMENTS = 2**26
+
+
+def _unwrap(model: Any) -> Any:
+    base = model
+    while hasattr(base, "get_base_model") or hasattr(base, "module"):
+        base = base.module if hasattr(base, "module") else base.get_base_model()
+    return base
+
+
+def _accepts_logits_to_keep(model: Any) -> bool:
+    import inspect
+
+    try:
+        return "logits_to_keep" in inspect.signature(_unwrap(model).forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _plain_head(model: Any) -> Any:
+    """The output projection when the loss may apply it itself, else None."""
+    import torch
+
+    base = _unwrap(model)
+    if getattr(getattr(base, "config", None), "model_type", None) not in _PLAIN_HEAD_TYPES:
+        return None
+    head = base.get_output_embeddings() if hasattr(base, "get_output_embeddings") else None
+    return head if type(head) is torch.nn.Linear else None
+
+
+def _chunk_ce(hidden: "torch.Tensor", weight: "torch.Tensor", bias: "torch.Tensor | None", targets: "torch.Tensor", w: "torch.Tensor") -> "torch.Tensor":
+    import torch.nn.functional as F
+
+    logits = F.linear(hidden, weight, bias).float()
+    return (F.cross_entropy(logits, targets, reduction="none") * w).sum()
+
+
+def _forward_weighted(
+    model: Any, input_ids: "torch.Tensor", attention_mask: "torch.Tensor | None", weights: "torch.Tensor",
+    keep_ok: bool | None = None, fused: bool = True,
+) -> tuple["torch.Tensor", "torch.Tensor"]:
+    """(Σ w·CE, Σ w) of one batch.
+
+    The vocabulary projection of a 49k-word model is a large share of a small
+    model's compute and most of its training memory (batch x length x vocab
+    floats, several times over in the loss and its gradient). Two savings:
+    the model stops its logits at the first position that predicts a weighted
+    token (`logits_to_keep`: the prompt weighs 0), and, for models whose logits
+    are a plain linear head (`fused`), the head is skipped inside the model and
+    applied here only to the positions with a positive weight, in chunks that
+    are recomputed during backward instead of stored. Both give the same loss
+    (tests/test_train.py compares them)."""
+    import torch
+    from torch.utils.checkpoint import checkpoint
+
+    positive = (weights[:, 1:] > 0).any(dim=0).nonzero()
+    start = int(positive[0]) if len(positive) else input_ids.shape[1] - 1
+    if keep_ok is None:
+        keep_ok = _accepts_logits_to_keep(model)
+    # Right padding (the collator's) never sits before a real token, so under
+    # causal attention no real token can see it: the mask changes nothing the
+    # loss reads, and without it SDPA takes its fused causal kernel instead of
+    # materialising a mask.
+    right_padded = attention_mask is not None and bool((attention_mask[:, 1:] <= attention_mask[:, :-1]).all())
+    kwargs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": None if right_padded else attention_mask, "use_cache": False}
+    if keep_ok and start > 0:
+        kwargs["logits_to_keep"] = input_ids.shape[1] - start
+    else:
+        start = 0
+    head = _plain_head(model) if fused else None
+    if head is None:
+        logits = model(**kwargs).logits
+        return weighted_ce_sum(logits, input_ids, weights, offset=start)
+
+    captured: list[torch.Tensor] = []
+
+    def skip_head(module: Any, args: tuple) -> tuple:
+        captured.append(args[0])
+        return (args[0][:, :0],)  # the model's own logits come out empty
+
+    handle = head.register_forward_pre_hook(skip_head)
+    try:
+        model(**kwargs)
+    finally:
+        handle.remove()
+    hidden = captured[-1]
+    targets = input_ids[:, start + 1 :]
+    w = weights[:, start + 1 :].to(torch.float32)
+    keep = w > 0
+    norm = w.sum()
+    hidden = hidden[:, : targets.shape[1]][keep]
+    targets, w = targets[keep], w[keep]
+    if hidden.shape[0] == 0:
+        return hidden.sum() * 0.0, norm
+    rows = max(1, _CHUNK_ELEMENTS // max(1, head.out_features))
+    total = hidden.new_zeros((), dtype=torch.float32)
+    for i in range(0, hidden.shape[0], rows):
+        args = (hidden[i : i + rows], head.weight, head.bias, targets[i : i + rows], w[i : i + rows])
+        if torch.is_grad_enabled() and hidden.requires_grad:
+            total = total + checkpoint(_chunk_ce, *args, use_reentrant=False)
+        else:
+            total = total + _chunk_ce(*args)
+    return total, norm
+
+
+class LengthBucketSampler:
+    """Indices in batches of similar length, batches in random order.
+
+    A random permutation is cut into mega-batches of `mega` batches, each
+    sorted by length and cut into batches; the batch order is then shuffled
+    (the longest batch first, so an out-of-memory error shows at step 1) and
+    a short last batch stays last, so consecutive `batch_size` indices are
+    always one batch. Unlike the Trainer's own length-grouped sampler, which
+    keeps at least four mega-batches, a small buffer is sorted whole: with a
+    few hundred examples that is the difference between grouping and not.
+    Randomness comes from torch's global generator (the Trainer seeds it and
+    restores it on resume), as in transformers' LengthGroupedSampler."""
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, mega: int = 50) -> None:
+        self.lengths = [int(x) for x in lengths]
+        self.batch_size = batch_size
+        self.mega = mega
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self):
+        import torch
+
+        n, bs = len(self.lengths), self.batch_size
+        perm = torch.randperm(n).tolist()
+        size = bs * self.mega
+        batches: list[list[int]] = []
+        for i in range(0, n, size):
+            chunk = sorted(perm[i : i + size], key=lambda k: self.lengths[k], reverse=True)
+            batches += [chunk[j : j + bs] for j in range(0, len(chunk), bs)]
+        tail = [batches.pop()] if batches and len(batches[-1]) < bs else []
+        batches = [batches[k] for k in torch.randperm(len(batches)).tolist()]
+        if batches:
+            top = max(range(len(batches)), key=lambda k: max(self.lengths[i] for i in batches[k]))
+            batches[0], batches[top] = batches[top], batches[0]
+        return iter([i for b in batches + tail for i in b])
+
+
+def _make_trainer_class():
+    """The Trainer subclass (built lazily: importing tripost.train must not import torch)."""
+    import torch
+    from transformers import Trainer
+
+    class WeightedSFTTrainer(Trainer):
+        """`Trainer` with TriPosT's weighted loss, normalised over the whole
+        optimiser step: `get_batch_samples` sums the weights of every
+        micro-batch (and rank) of the step, `compute_loss` divides each
+        micro-batch's Σ w·CE by that sum."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._keep_ok = _accepts_logits_to_keep(self.model)
+            # Sharded engines gather the head's weight only inside the model's
+            # own forward: there the loss must take the model's logits.
+            self._fused = not (self.is_fsdp_enabled or self.is_deepspeed_enabled)
+            self.token_counts = {"tokens": 0, "padded": 0, "weighted": 0}
+            self._counts: list[torch.Tensor] = []
+
+        def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+            ds = train_dataset if train_dataset is not None else self.train_dataset
+            if getattr(self, "group_by_length", False) and ds is not None and "length" in ds.column_names:
+                return LengthBucketSampler(ds["length"], self.args.per_device_train_batch_size)
+            return super()._get_train_sampler(train_dataset)
+
+        def get_batch_samples(self, epoch_iterator: Any, num_batches: int, device: Any) -> tuple[list, Any]:
+            batches, _ = super().get_batch_samples(epoch_iterator, num_batches, device)
+            if not batches:
+                return batches, None
+            total = sum(b["loss_weights"][:, 1:].sum().to(torch.float32) for b in batches)
+            total = torch.as_tensor(total, device=device)
+            if self.args.world_size > 1:
+                total = self.accelerator.gather(total.reshape(1)).sum()
+            return batches, total
+
+        def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None) -> Any:
+            weights = inputs.pop("loss_weights")
+            ids, mask = inputs["input_ids"], inputs["attention_mask"]
+            total, local_norm = _forward_weighted(model, ids, mask, weights, self._keep_ok, self._fused)
+            if num_items_in_batch is not None:
+                # Normalised over the whole step already: the Trainer must not
+                # divide by the accumulation steps again. DDP averages gradients
+                # over ranks, so a globally normalised loss is scaled back up.
+                self.loss_is_scaled_for_ga = True
+                loss = total / torch.as_tensor(num_items_in_batch, dtype=torch.float32, device=total.device).clamp_min(1e-8)
+                if self.args.world_size > 1:
+                    loss = loss * self.accelerator.num_processes
+            else:  # evaluation, or a Trainer that does not pre-count: per-batch mean
+                self.loss_is_scaled_for_ga = False
+                loss = total / local_norm.clamp_min(1e-8)
+            if model.training:
+                self._counts.append(torch.stack([mask.sum(), torch.tensor(mask.numel(), device=mask.device), (weights > 0).sum()]).detach())
+                if len(self._counts) >= 64:
+                    self.flush_token_counts()
+            return (loss, None) if return_outputs else loss
+
+        def flush_token_counts(self) -> None:
+            if self._counts:
+                s = torch.stack(self._counts).sum(0).tolist()
+                self._counts = []
+                for k, v in zip(("tokens", "padded", "weighted"), s):
+                    self.token_counts[k] += int(v)
+
+    return WeightedSFTTrainer
+
+
+_TRAINER_CLASS = None
+
+
+def _log_last_step_callback():
+    from transformers import TrainerCallback
+
+    class LogLastStep(TrainerCallback):
+        """Log the last step too, so the loss curve ends where training did."""
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            if state.max_steps and state.global_step >= state.max_steps:
+                control.should_log = True
+            return control
+
+    return LogLastStep()
+
+
+def trainer_class():
+    global _TRAINER_CLASS
+    if _TRAINER_CLASS is None:
+        _TRAINER_CLASS = _make_trainer_class()
+    return _TRAINER_CLASS
+
+
+# -------------------------------------------------------------- the model ---
+
+
+def load_for_training(config: TrainConfig) -> Any:
+    """The student with a trainable LoRA adapter (new, or continued from
+    `config.adapter`). The base is prepared first (frozen; for NF4, the
+    non-quantised parameters upcast to fp32 by `prepare_model_for_kbit_training`)
+    and the adapter wrapped around it after, since preparing freezes every
+    parameter it sees."""
+    from peft import PeftModel, prepare_model_for_kbit_training
+    from transformers import set_seed
+
+    from tripost.student.load import LoraSettings, attach_lora, check_adapter_dir, load_student
+
+    set_seed(config.seed)  # the new adapter's initialisation
+    adapter = check_adapter_dir(config.adapter) if config.adapter else None
+    student = load_student(config.student, config.precision, device=config.device, trainable=True)
+    model = student.model
+    if config.precision == "nf4":
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=config.gradient_checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False},
+        )
+    else:
+        for p in model.parameters():
+            p.requires_grad_(False)
+        if config.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.config.use_cache = False  # no KV cache while training
+    student.model = model
+    if adapter is not None:
+        try:
+            student.model = PeftModel.from_pretrained(model, str(adapter), is_trainable=True)
+        except Exception as e:  # peft raises many types for a bad folder
+            raise TripostError(f"cannot continue from adapter {adapter}: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from None
+        student.adapter = adapter
+    else:
+        attach_lora(student, LoraSettings(r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout, target_modules=tuple(config.target_modules)))
+    student.model.train()
+    return student
+
+
+# -------------------------------------------------------------------- run ---
+
+
+@dataclass
+class TrainResult:
+    out_dir: str
+    steps: int
+    epochs: float
+    train_loss: float | None  # mean over this session's steps
+    final_loss: float | None  # the last logged loss
+    loss_curve: list[dict[str, float]]  # [{"step", "loss", "lr"}, ...] over the whole run (resumed ones included)
+    examples: int
+    dropped_overlong: int
+    tokens: int  # real (non-pad) tokens processed this session
+    padded_tokens: int  # batch slots processed, padding included
+    weighted_tokens: int  # tokens with a positive loss weight
+    seconds: float
+    tokens_per_second: float
+    resumed_from: str | None
+    trainable_params: int
+    device: str
+    mixed_precision: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _last_checkpoint(folder: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if not folder.is_dir():
+        return None
+    return get_last_checkpoint(str(folder))
+
+
+def _bf16_autocast(config: TrainConfig, device: Any) -> bool:
+    import torch
+
+    if config.mixed_precision == "no":
+        return False
+    if config.mixed_precision == "bf16":
+        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise TripostError("mixed_precision=bf16 but this GPU does not support bf16")
+        return True
+    return device.type == "cuda" and torch.cuda.is_bf16_supported()
+
+
+def build_trainer(config: TrainConfig, student: Any, train_set: "datasets.Dataset", out_dir: Path, callbacks: Sequence[Any] = ()) -> Any:
+    from transformers import TrainingArguments
+
+    device = student.device
+    bf16 = _bf16_autocast(config, device)
+    args = TrainingArguments(
+        output_dir=str(out_dir / CHECKPOINTS),
+        per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum,
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type=config.lr_scheduler,
+        warmup_steps=config.warmup,
+        weight_decay=config.weight_decay,
+        max_grad_norm=config.max_grad_norm,
+        optim=config.optim,
+        seed=config.seed,
+        data_seed=config.seed,
+        bf16=bf16,
+        use_cpu=device.type == "cpu",
+        # Our own loss and collator read `loss_weights`, which the model's
+        # forward does not take: keep every column.
+        remove_unused_columns=False,
+        train_sampling_strategy="random",  # length grouping: LengthBucketSampler (below)
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
+        logging_strategy="steps",
+        logging_steps=config.logging_steps,
+        logging_first_step=True,
+        report_to="none",
+        disable_tqdm=not config.progress,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=device.type == "cuda",
+        gradient_checkpointing=False,  # already set on the model in load_for_training
+    )
+    pad = student.tokenizer.pad_token_id if student.tokenizer.pad_token_id is not None else student.tokenizer.eos_token_id
+    cls = trainer_class()
+    trainer = cls(
+        model=student.model,
+        args=args,
+        train_dataset=train_set,
+        data_collator=WeightedCollator(pad_token_id=pad, pad_to_multiple_of=config.pad_to_multiple_of),
+        processing_class=student.tokenizer,
+        callbacks=[_log_last_step_callback(), *callbacks],
+    )
+    trainer.group_by_length = config.group_by_length
+    return trainer
+
+
+def _loss_curve(log_history: list[dict[str, Any]]) -> list[dict[str, float]]:
+    return [
+        {"step": int(e["step"]), "loss": float(e["loss"]), "lr": float(e.get("learning_rate", 0.0))}
+        for e in log_history
+        if "loss" in e and "step" in e
+    ]
+
+
+def train_sft(config: TrainConfig, dataset: "datasets.Dataset", out_dir: str | Path, *, callbacks: Sequence[Any] = ()) -> TrainResult:
+    """Train (or continue) a LoRA adapter on `dataset` (the buffer's columns;
+    prompt and completion are required) and write it to `out_dir`.
+
+    When `config.resume` is on and `out_dir/checkpoints` holds a checkpoint
+    from an interrupted run, training continues from it (optimizer, scheduler,
+    data position and RNG states included)."""
+    import torch
+
+    from tripost.student.load import ADAPTER_META
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    student = load_for_training(config)
+    train_set, counts = prepare_dataset(dataset, student.tokenizer, config)
+    trainer = build_trainer(config, student, train_set, out, callbacks)
+    resume = _last_checkpoint(out / CHECKPOINTS) if config.resume else None
+    if trainer.is_world_process_zero():
+        (out / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n")
+    t0 = time.perf_counter()
+    output = trainer.train(resume_from_checkpoint=resume)
+    seconds = time.perf_counter() - t0
+    trainer.flush_token_counts()
+    trainer.save_model(str(out))  # the adapter (PEFT format) and the tokenizer; main process only
+    tc = trainer.token_counts
+    if trainer.args.world_size > 1:
+        t = trainer.accelerator.gather(torch.tensor([tc["tokens"], tc["padded"], tc["weighted"]], device=trainer.args.device)).reshape(-1, 3).sum(0).tolist()
+        tc = dict(zip(("tokens", "padded", "weighted"), (int(x) for x in t)))
+    curve = _loss_curve(trainer.state.log_history)
+    result = TrainResult(
+        out_dir=str(out),
+        steps=int(trainer.state.global_step),
+        epochs=float(trainer.state.epoch or 0.0),
+        train_loss=float(output.training_loss) if output.training_loss is not None and math.isfinite(output.training_loss) else None,
+        final_loss=curve[-1]["loss"] if curve else None,
+        loss_curve=curve,
+        examples=counts["examples"],
+        dropped_overlong=counts["dropped_overlong"],
+        tokens=tc["tokens"],
+        padded_tokens=tc["padded"],
+        weighted_tokens=tc["weighted"],
+        seconds=round(seconds, 3),
+        tokens_per_second=round(tc["tokens"] / seconds, 2) if seconds > 0 else 0.0,
+        resumed_from=resume,
+        trainable_params=sum(p.numel() for p in student.model.parameters() if p.requires_grad),
+        device=str(student.device),
+        mixed_precision="bf16" if trainer.args.bf16 else "no",
+    )
+    if trainer.is_world_process_zero():
+        (out / ADAPTER_META).write_text(json.dumps({"student": str(student.spec), "precision": student.precision, "continued_from": str(student.adapter) if student.adapter else None}, indent=2) + "\n")
+        stale = out / "training_args.bin"  # Trainer.save_model's pickle: not part of an adapter folder
+        if stale.exists():
+            stale.unlink()
+        if not config.keep_checkpoints:
+            shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
+        (out / METRICS_FILE).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    return result
+
+
+def is_trained(out_dir: str | Path) -> bool:
+    """Whether `out_dir` holds a finished training run (metrics are written last)."""
+    return (Path(out_dir) / METRICS_FILE).is_file()
+
+
+def load_buffer_dataset(folder: str | Path) -> "datasets.Dataset":
+    """The training set saved by `tripost buffer` (DIR or DIR/dataset)."""
+    import datasets
+
+    path = Path(folder)
+    if not path.exists():
+        raise TripostError(f"buffer folder {path} does not exist")
+    if (path / "dataset").is_dir():
+        path = path / "dataset"
+    try:
+        ds = datasets.load_from_disk(str(path))
+    except (FileNotFoundError, ValueError, OSError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise TripostError(f"cannot read the buffer dataset in {path}: {first}") from None
+    if isinstance(ds, datasets.DatasetDict):
+        raise TripostError(f"{path} holds several splits; point --buffer at one dataset")
+    if len(ds) == 0:
+        raise TripostError(f"the buffer in {path} is empty")
+    return ds
