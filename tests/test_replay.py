@@ -70,3 +70,14 @@ def test_corrupt_line_in_a_log_is_named_and_skippable(tmp_path):
     assert r.returncode == 2 and f"{log}:2: corrupt log line" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     r = subprocess.run([sys.executable, "-m", "tripost", "buffer", str(log), "--out", str(tmp_path / "b"), "--skip-bad-lines"], capture_output=True, text=True)
     assert r.returncode == 0 and "skipped 1 corrupt log line" in r.stderr
+
+
+def test_replay_trains_from_the_rebuilt_buffer(tmp_path, tiny_model_dir):
+    out = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-m", "tripost", "replay", str(SHIPPED[0]), "--out", str(out), "--json", "--train",
+                        "--student", f"hf:{tiny_model_dir}", "--precision", "fp32", "--epochs", "1", "--ratio", "1:0:1"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert summary["teacher_calls"] == 0 and summary["train"]["steps"] > 0
+    assert (out / "train" / "adapter_model.safetensors").exists()

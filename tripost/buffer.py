@@ -86,6 +86,7 @@ class BufferStats:
     retained: int = 0
     by_kind_before: dict[str, int] = field(default_factory=dict)
     by_kind_after: dict[str, int] = field(default_factory=dict)
+    by_task_before: dict[str, int] = field(default_factory=dict)
     by_task_after: dict[str, int] = field(default_factory=dict)
     dropped: dict[str, int] = field(default_factory=dict)
     difficulty: dict[str, dict[str, int]] = field(default_factory=dict)  # pool / collected / buffer
@@ -206,6 +207,7 @@ def build_buffer(records: Sequence[LogRecord], cfg: BufferConfig | None = None, 
     stats.retained = len(kept)
     examples, dropped = examples_from_records(kept, cfg.include_gold)
     stats.by_kind_before = {k: sum(e.kind == k for e in examples) for k in KIND_ORDER}
+    stats.by_task_before = dict(Counter(e.family for e in examples))
 
     filtered, seen = [], set()
     for e in examples:

@@ -57,6 +57,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("logs", nargs="+", metavar="LOG")
     r.add_argument("--out", required=True, metavar="RUN", help="run folder")
     r.add_argument("--json", action="store_true")
+    t = r.add_argument_group("training from the rebuilt buffer (still no teacher and no sampling)")
+    t.add_argument("--train", action="store_true", help="also train an adapter on the buffer into RUN/train")
+    t.add_argument("--student", default="smollm2-135m", metavar="SPEC", help="student to train (default smollm2-135m)")
+    t.add_argument("--adapter", metavar="DIR", help="continue from this adapter")
+    t.add_argument("--precision", default="nf4", choices=("nf4", "bf16", "fp32"), help="base precision (default nf4: QLoRA; fp32 is faster on CPU)")
+    t.add_argument("--epochs", type=float, default=3.0)
     add_buffer_options(r)
     r.set_defaults(handler=cmd_replay)
 
@@ -79,7 +85,9 @@ def print_stats(stats: BufferStats, out: Path) -> None:
     print(f"{'kind':12s} {'before':>7s} {'after':>7s}")
     for k in KIND_ORDER:
         print(f"{k:12s} {stats.by_kind_before.get(k, 0):7d} {stats.by_kind_after.get(k, 0):7d}")
-    print("by task: " + ", ".join(f"{t}={n}" for t, n in sorted(stats.by_task_after.items())))
+    print(f"{'task':20s} {'before':>7s} {'after':>7s}")
+    for t in sorted(set(stats.by_task_before) | set(stats.by_task_after)):
+        print(f"{t:20s} {stats.by_task_before.get(t, 0):7d} {stats.by_task_after.get(t, 0):7d}")
     diffs = sorted(set().union(*[set(v) for v in stats.difficulty.values()]))
     print(f"{'difficulty':12s} {'pool':>7s} {'collected':>10s} {'buffer':>7s}")
     for d in diffs:
@@ -106,11 +114,18 @@ def cmd_replay(args: argparse.Namespace) -> int:
     run = Path(args.out)
     out = save_buffer(examples, stats, run / "buffer")
     summary = {"logs": args.logs, "records": len(records), "skipped_lines": bad, "examples": len(examples),
-               "teacher_calls": 0, "generation_calls": 0, "buffer": stats.to_dict()}
+               "teacher_calls": 0, "generation_calls": 0, "buffer": stats.to_dict(), "train": None}
+    if args.train:
+        from tripost.train import TrainConfig, load_buffer_dataset, train_sft
+
+        cfg = TrainConfig(student=args.student, adapter=args.adapter, precision=args.precision, epochs=args.epochs, seed=args.seed)
+        summary["train"] = train_sft(cfg, load_buffer_dataset(out), run / "train").to_dict()
     (run / "replay.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     if args.json:
         print(json.dumps(summary, sort_keys=True))
     else:
         print_stats(stats, out)
+        if summary["train"]:
+            print(f"trained {summary['train']['steps']} steps; adapter in {run / 'train'}")
         print("replay: 0 teacher calls, 0 generation calls")
     return 0
