@@ -36,6 +36,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import re
 import shutil
 import time
@@ -594,7 +595,15 @@ def load_for_training(config: TrainConfig) -> Any:
 
     set_seed(config.seed)  # the new adapter's initialisation
     adapter = check_adapter_dir(config.adapter) if config.adapter else None
-    student = load_student(config.student, config.precision, device=config.device, trainable=True)
+    device = config.device
+    if device is None and os.environ.get("LOCAL_RANK") is not None:
+        import torch
+
+        # Under `accelerate launch` / torchrun every process loads its own
+        # copy onto its own GPU (the QLoRA-with-DDP recipe), not all onto GPU 0.
+        if torch.cuda.is_available():
+            device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
+    student = load_student(config.student, config.precision, device=device, trainable=True)
     model = student.model
     if config.precision == "nf4":
         model = prepare_model_for_kbit_training(
@@ -680,7 +689,7 @@ def build_trainer(config: TrainConfig, student: Any, train_set: "datasets.Datase
         max_steps=config.max_steps,
         learning_rate=config.learning_rate,
         lr_scheduler_type=config.lr_scheduler,
-        warmup_steps=config.warmup,
+        warmup_steps=config.warmup if config.warmup < 1 else int(config.warmup),
         weight_decay=config.weight_decay,
         max_grad_norm=config.max_grad_norm,
         optim=config.optim,
