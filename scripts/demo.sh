@@ -23,7 +23,7 @@ OUT=${OUT:-runs/demo}
     'tasks.families=["arithmetic"]' tasks.preset=small tasks.n_train=32 tasks.n_eval=8 \
     loop.iterations=1 \
     collect.samples_per_problem=1 collect.max_new_tokens=160 \
-    train.precision=fp32 train.epochs=3 train.batch_size=4 train.learning_rate=0.001 \
+    train.precision=fp32 train.epochs=2 train.batch_size=4 train.learning_rate=0.001 \
     eval.max_turns=1 eval.max_new_tokens=160
 
 echo
