@@ -182,6 +182,13 @@ def render_md(r: dict, table: str) -> str:
         + f". 1-minute load average before / after the run: {m['loadavg_1m_before_after'][0]} / {m['loadavg_1m_before_after'][1]}.\n\n"
         f"Made by:\n\n```\nHF_HUB_OFFLINE=1 {r['command']}\n```\n\n"
         f"{table}\n\n"
+        "Reading it: batched decoding amortises each weight read over the batch, so tokens/s grows with the "
+        "batch until the CPU is compute-bound. Each batch also pays the prefill of its prompts (~100 tokens "
+        "each), which is why longer completions scale better. NF4 is there for memory (the QLoRA base): on CPU "
+        "bitsandbytes dequantises every weight at every forward pass, cheap next to a memory-bound batch of 1, "
+        "costly next to a compute-bound batch of 32. The cold load converts the shipped GGUF once; NF4's cached "
+        "load reads quantised weights kept next to that conversion. Timings on a shared machine move with its "
+        "load: compare rows of one run, not runs.\n\n"
         "Raw numbers: [student.json](student.json).\n"
     )
 

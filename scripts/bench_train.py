@@ -201,7 +201,9 @@ def run_cell(cell: dict) -> dict:
     clock = Clock()
     with tempfile.TemporaryDirectory() as tmp:
         trainer = build_trainer(cfg, student, train_set, Path(tmp), callbacks=[clock])
+        cpu0 = time.process_time()
         trainer.train()
+        cpu_s = time.process_time() - cpu0
     trainer.flush_token_counts()
     seconds = clock.end - clock.begin
     tc = trainer.token_counts
@@ -217,6 +219,8 @@ def run_cell(cell: dict) -> dict:
         "padded_tokens": tc["padded"],
         "weighted_tokens": tc["weighted"],
         "tokens_per_s": round(tc["tokens"] / seconds, 2),
+        "cpu_seconds": round(cpu_s, 2),  # whole train() call, set-up included
+        "tokens_per_cpu_s": round(tc["tokens"] / cpu_s, 2),
         "padding_share": round(1 - tc["tokens"] / tc["padded"], 4) if tc["padded"] else 0.0,
         "s_per_step": round(seconds / max(1, trainer.state.global_step), 3),
         "final_loss": next((e["loss"] for e in reversed(trainer.state.log_history) if "loss" in e), None),
@@ -372,11 +376,11 @@ def render_table(r: dict) -> str:
     st = r["settings"]
     gc = "gradient checkpointing" if st["gradient_checkpointing"] else "no checkpointing"
     out = [f"precisions ({st['student']}, batch {st['batch_size']}, length-grouped, {gc}, {st['steps']} steps each)"]
-    out.append(f"{'precision':10s} {'tokens/s':>9s} {'s/step':>7s} {'peak MiB':>9s} {'model MiB':>10s} {'trainable':>10s}")
+    out.append(f"{'precision':10s} {'tokens/s':>9s} {'tok/cpu-s':>10s} {'s/step':>7s} {'peak MiB':>9s} {'model MiB':>10s} {'trainable':>10s}")
     for c in r["precisions"]:
         label = {"fp32": "fp32 LoRA", "bf16": "bf16 LoRA", "nf4": "QLoRA nf4"}.get(c["precision"], c["precision"])
         model = f"{c['model_rss_mib']:.0f}" if "model_rss_mib" in c else "-"
-        out.append(f"{label:10s} {c['tokens_per_s']:9.1f} {c['s_per_step']:7.2f} {c['peak_mem_mib']:9.0f} {model:>10s} {c['trainable_params']:10d}")
+        out.append(f"{label:10s} {c['tokens_per_s']:9.1f} {c['tokens_per_cpu_s']:10.1f} {c['s_per_step']:7.2f} {c['peak_mem_mib']:9.0f} {model:>10s} {c['trainable_params']:10d}")
     pad = r["padding"]
     out.append("")
     out.append(f"padding ({pad['precision']}, one epoch of {st['examples']} examples each way, batch {st['batch_size']}, steps alternating; mix {r['buffer_mix']})")
@@ -408,7 +412,10 @@ Machine: {m['platform']}, {where}; Python {m['python']}, torch {m['torch']}, tra
 ```
 
 - tokens/s counts real (non-pad) tokens, prompt included, per second of optimizer steps (an untimed warm-up
-  forward/backward runs first in every worker).
+  forward/backward runs first in every worker). "tok/cpu-s" divides by the worker's CPU time instead (all its
+  threads together): on a shared machine it moves less with other processes' load than wall-clock time does.
+  The precision cells run one after another, so their wall-clock rates also carry the load of their moment
+  (the load average at the end of each cell is in the JSON).
 - Memory is the {mem} of the worker process that ran the cell (one fresh process per cell); "model MiB" is the
   RSS right after loading the model with its adapter, before training. On CPU the peak RSS is mostly glibc's
   heap holding freed blocks, not live tensors: the tensors kept for backward are ~0.1 GiB per 1000 tokens with

@@ -709,6 +709,9 @@ def build_trainer(config: TrainConfig, student: Any, train_set: "datasets.Datase
         logging_first_step=True,
         report_to="none",
         disable_tqdm=not config.progress,
+        # LoRA on every linear layer: each trainable parameter gets a gradient
+        # every step, so DDP need not search for unused ones (slow with checkpointing).
+        ddp_find_unused_parameters=False,
         dataloader_num_workers=0,
         dataloader_pin_memory=device.type == "cuda",
         gradient_checkpointing=False,  # already set on the model in load_for_training
