@@ -23,6 +23,7 @@ from tripost.errors import InputError, TripostError
 
 SCHEMA = "tripost.log/1"
 KINDS = ("improvement", "direct", "failed")
+SOURCES = ("teacher", "rejection", "sharpen", "guided")
 
 
 @dataclass
@@ -42,6 +43,12 @@ class LogRecord:
     config_hash: str = ""
     teacher_calls: list[dict[str, Any]] = field(default_factory=list)
     student: dict[str, Any] = field(default_factory=dict)
+    # Who made the trajectory: `teacher` (TriPosT's interactive editing),
+    # `rejection` (the student's own correct samples, no teacher: STaR/LMSI),
+    # `sharpen` (the student's own best-of-N by its likelihood: SFT-sharpening),
+    # `guided` (a guided round of Guided Self-Improvement; `guide` says how).
+    source: str = "teacher"
+    guide: dict[str, Any] | None = None
     schema: str = SCHEMA
 
     def to_json(self) -> str:
@@ -57,6 +64,8 @@ class LogRecord:
             raise ValueError(f"unsupported log schema {d.get('schema')!r} (this tripost reads {SCHEMA})")
         if d["kind"] not in KINDS:
             raise ValueError(f"unknown kind {d['kind']!r}")
+        if d.get("source", "teacher") not in SOURCES:
+            raise ValueError(f"unknown source {d['source']!r}")
         if not isinstance(d["turns"], list) or not all(isinstance(t, dict) and "rationale" in t for t in d["turns"]):
             raise ValueError("'turns' must be a list of objects with a 'rationale'")
         return cls(**{k: v for k, v in d.items() if k in known})
