@@ -54,6 +54,13 @@ def _train_defaults() -> dict[str, Any]:
     return out
 
 
+# Where an iteration's training data comes from: `teacher` is TriPosT's
+# interactive editing; `rejection` the student's own correct samples with no
+# teacher (the STaR/LMSI baseline, tripost.rejection).
+COLLECT_SOURCES = ("teacher", "rejection")
+SKIPPED = "skipped.json"  # written in itT/train when there was nothing to train on
+
+
 def default_config() -> dict[str, Any]:
     """Built-in defaults: the embedded student, the scripted teacher, the small
     preset, sized for a 2-core CPU. TOML has no null: 0 or "" mean "unset"."""
@@ -65,12 +72,12 @@ def default_config() -> dict[str, Any]:
         "tasks": {"families": ["arithmetic"], "preset": "small", "n_train": 48, "n_eval": 24, "eval_subsets": ["seen", "unseen"], "data": ""},
         "teacher": {"spec": "scripted", "concurrency": 8},
         "loop": {"iterations": 1, "iteration0": True},
-        "collect": {"samples_per_problem": 2, "max_edits": 5, "max_passes": 1, "target_usable": 0, "temperature": 0.7,
+        "collect": {"source": "teacher", "samples_per_problem": 2, "max_edits": 5, "max_passes": 1, "target_usable": 0, "temperature": 0.7,
                     "top_p": 0.95, "max_new_tokens": 192, "batch_size": 16},
         "buffer": {"ratio": [1.5, 1.0, 1.0], "difficulty_mode": "plain", "bucket_cap": 0.5, "keep_last": 0, "decay": 0.0,
                    "max_chars": 4000, "dedupe": True, "include_gold": True},
         "train": train,
-        "eval": {"max_turns": 2, "max_new_tokens": 192, "batch_size": 16, "n_bootstrap": 1000},
+        "eval": {"every_iteration": True, "max_turns": 2, "max_new_tokens": 192, "batch_size": 16, "n_bootstrap": 1000},
     }
 
 
@@ -82,6 +89,8 @@ def resolve_config(path: str | None = None, overrides: list[str] | None = None) 
         raise TripostError("tasks.families is empty")
     for fam in cfg["tasks"]["families"]:
         get_task(fam)
+    if cfg["collect"]["source"] not in COLLECT_SOURCES:
+        raise TripostError(f"unknown collect.source {cfg['collect']['source']!r}; choose from {', '.join(COLLECT_SOURCES)}")
     return cfg
 
 
@@ -154,10 +163,18 @@ class Run:
         return self.out / f"it{t}"
 
     def adapter(self, t: int) -> str | None:
-        if t < 0:
-            return None
-        path = self.it(t) / "train"
-        return str(path) if (path / "adapter_config.json").exists() else None
+        """The student's adapter after iteration t: its own, or, when that
+        iteration had nothing to train on, the latest one before it."""
+        for i in range(t, -1, -1):
+            path = self.it(i) / "train"
+            if (path / "adapter_config.json").exists():
+                return str(path)
+        return None
+
+    def trained(self, t: int) -> bool:
+        from tripost.train import is_trained
+
+        return is_trained(self.it(t) / "train") or (self.it(t) / "train" / SKIPPED).exists()
 
     def teacher(self):
         if self._teacher is None:
@@ -191,8 +208,14 @@ class Run:
                            target_usable=c["target_usable"] or None, batch_size=c["batch_size"], teacher_concurrency=self.cfg["teacher"]["concurrency"],
                            iteration=t, seed=self.cfg["seed"], config_hash=self.hash)
         folder = self.it(t) / "collect"
-        res = collect(self.train_problems(), student_sampler(student, params), self.teacher(), folder / "log.jsonl", cc,
-                      student_info={**student.describe(), "sampling": params.to_dict()}, progress=self.progress)
+        info = {**student.describe(), "sampling": params.to_dict()}
+        if c["source"] == "rejection":
+            from tripost.rejection import rejection_collect
+
+            res = rejection_collect(self.train_problems(), student_sampler(student, params), folder / "log.jsonl", cc, student_info=info, progress=self.progress)
+        else:
+            res = collect(self.train_problems(), student_sampler(student, params), self.teacher(), folder / "log.jsonl", cc,
+                          student_info=info, progress=self.progress)
         (folder / "collect.json").write_text(json.dumps(res.to_dict(), indent=2, sort_keys=True) + "\n")
         if res.stopped_early:
             self.say(f"[it{t}/collect] note: {res.stopped_early}")
@@ -205,6 +228,14 @@ class Run:
                           include_gold=b["include_gold"], seed=self.cfg["seed"] + t)
         records = [r for i in range(1, t + 1) for r in read_log(self.it(i) / "collect" / "log.jsonl")]
         examples, stats = build_buffer(records, bc, pool=[p.to_dict() for p in self.train_problems()])
+        if not examples and self.cfg["collect"]["source"] != "teacher":
+            # Teacher-free data can honestly be empty (no sample was right):
+            # the iteration then trains nothing and keeps the last adapter.
+            stats.notes.append("empty buffer: this iteration trains nothing")
+            folder = self.it(t) / "buffer"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "stats.json").write_text(json.dumps(stats.to_dict(), indent=2, sort_keys=True) + "\n")
+            return {"examples": 0, "by_kind": stats.by_kind_after}
         if not examples:
             raise TripostError(f"iteration {t}: the buffer is empty (no usable trajectories); see {self.it(t) / 'collect' / 'collect.json'}")
         save_buffer(examples, stats, self.it(t) / "buffer")
@@ -213,6 +244,12 @@ class Run:
     def stage_train(self, t: int) -> dict[str, Any]:
         from tripost.train import load_buffer_dataset, train_sft
 
+        if not (self.it(t) / "buffer" / "dataset").exists():
+            folder = self.it(t) / "train"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / SKIPPED).write_text(json.dumps({"reason": "empty buffer", "adapter": self.adapter(t - 1)}) + "\n")
+            self.say(f"[it{t}/train] nothing to train on (empty buffer): keeping {self.adapter(t - 1) or 'the base student'}")
+            return {"steps": 0, "final_loss": None, "tokens": 0, "skipped": True}
         res = train_sft(self.train_config(self.adapter(t - 1)), load_buffer_dataset(self.it(t) / "buffer"), self.it(t) / "train")
         return {"steps": res.steps, "final_loss": res.final_loss, "tokens": res.tokens}
 
@@ -244,8 +281,9 @@ class Run:
         for t in range(1, T + 1):
             self._stage(f"it{t}/collect", (self.it(t) / "collect" / "collect.json").exists(), lambda t=t: self.stage_collect(t))
             self._stage(f"it{t}/buffer", (self.it(t) / "buffer" / "stats.json").exists(), lambda t=t: self.stage_buffer(t))
-            self._stage(f"it{t}/train", is_trained(self.it(t) / "train"), lambda t=t: self.stage_train(t))
-            self._stage(f"it{t}/eval", (self.it(t) / "eval" / "eval.json").exists(), lambda t=t: self.stage_eval(self.it(t) / "eval", self.adapter(t)))
+            self._stage(f"it{t}/train", self.trained(t), lambda t=t: self.stage_train(t))
+            if self.cfg["eval"]["every_iteration"] or t == T:
+                self._stage(f"it{t}/eval", (self.it(t) / "eval" / "eval.json").exists(), lambda t=t: self.stage_eval(self.it(t) / "eval", self.adapter(t)))
         from tripost.report import write_report
 
         report = write_report(self.out)
