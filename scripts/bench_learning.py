@@ -54,11 +54,11 @@ SUBSETS = ["seen", "unseen", "total"]
 
 # Sizes. Arithmetic on 2 CPU cores (docs/benchmarks/): one fp32 LoRA step of
 # 8 short examples ~8 s, greedy decoding ~140 tokens/s at batch 16-32.
-#   default: 2 tasks x 40 train problems; eval 2 tasks x 2 subsets x 24 = 96
-#            problems x up to 2 turns; T = 2 TriPosT iterations.
+#   default: 2 tasks x 32 train problems; eval 2 tasks x 2 subsets x 20 = 80
+#            problems x up to 2 turns; T = 2 TriPosT iterations (~75 min quiet).
 #   quick:   2 x 8 train problems, eval 2 x 2 x 4 = 16 problems, 1 turn.
 SIZES: dict[str, dict[str, Any]] = {
-    "default": {"n_train": 40, "n_eval": 24, "iterations": 2, "samples": 2, "epochs": 2.0, "max_turns": 2, "max_new_tokens": 160},
+    "default": {"n_train": 32, "n_eval": 20, "iterations": 2, "samples": 2, "epochs": 2.0, "max_turns": 2, "max_new_tokens": 160},
     "quick": {"n_train": 8, "n_eval": 4, "iterations": 2, "samples": 1, "epochs": 1.0, "max_turns": 1, "max_new_tokens": 128},
     "full": {"n_train": 64, "n_eval": 32, "iterations": 3, "samples": 2, "epochs": 2.0, "max_turns": 3, "max_new_tokens": 192},
 }
@@ -249,7 +249,8 @@ def verdict(rows: list[dict[str, Any]], T: int) -> dict[str, Any]:
         return {"met": None, "why": "missing rows"}
     beats = tri["final_acc"] > gp["final_acc"]
     fix, brk = tri["fix_rate"], tri["break_rate"]
-    si = fix is not None and (brk is None or fix > brk)
+    # No right first attempt to break: the fix rate must still be above zero.
+    si = fix is not None and fix > (brk if brk is not None else 0.0)
     return {
         "met": bool(beats and si),
         "tripost_final_acc": tri["final_acc"], "sft_gold_plus_final_acc": gp["final_acc"], "beats_sft_gold_plus": beats,
@@ -312,6 +313,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
         ax.set_xticks(range(len(names)))
         ax.set_xticklabels(names, rotation=35, ha="right")
         ax.set_title(task)
+        ax.set_ylim(0, 100)
         ax.set_ylabel("accuracy (%)")
     axes[0].legend(fontsize=8)
     fig.tight_layout()
