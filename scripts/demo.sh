@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: `tripost run` with the embedded
 # SmolLM2-135M student and the scripted teacher on the `small` arithmetic
-# preset, offline, on a CPU-only machine, in about 15-20 minutes on 2 cores.
+# preset, offline, on a CPU-only machine: 13.4 min measured on 2 shared cores
+# (docs/demo.md).
 #
 # Sizing (measured on the 2-core CPU this project is built on, see
 # docs/benchmarks/): QLoRA's NF4 base trains ~4x slower than a plain fp32 base
