@@ -8,7 +8,10 @@ Steps, in order (TriPosT, Yu et al. 2024, Section 2.2 "Learning"):
    feedback, updated answer, ..., "The final response is also correct."); a
    `direct` record its attempt and the closing feedback; each distinct problem
    also gives a `gold` example from its gold rationale; `failed` records are
-   dropped (final answer not correct);
+   dropped (final answer not correct), except that a `direct` record made by
+   SFT-sharpening (`source == "sharpen"`, tripost/sharpen.py) is kept whether
+   or not it is right: sharpening trains on the student's own most likely
+   answer without checking it (Huang et al. 2024), so correctness is not its filter;
 3. filters: final answer correct, length limit, dedupe on normalised text;
 4. rebalancing to improvement : direct : gold = 1.5 : 1 : 1 by default
    (TriPosT keeps ~43% improvement data: p = 1.5 / 3.5);
@@ -150,7 +153,9 @@ def examples_from_records(records: Sequence[LogRecord], include_gold: bool = Tru
             prompt=p["question"], family=p.get("family", ""), difficulty=str(p.get("difficulty", "")),
             subset=p.get("subset", "seen"), problem_id=p.get("id", ""), iteration=r.iteration,
         )
-        if r.kind == "failed" or not r.final_correct:
+        if r.source == "sharpen" and r.kind == "direct":
+            examples.append(Example(completion=trajectory_text(r.turns[:1]), kind="direct", n_edits=0, **base))
+        elif r.kind == "failed" or not r.final_correct:
             dropped["not correct"] += 1
         elif r.kind == "direct":
             examples.append(Example(completion=trajectory_text(r.turns[:1]), kind="direct", n_edits=0, **base))

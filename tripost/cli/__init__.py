@@ -26,6 +26,8 @@ VERB_MODULES = [
     "tripost.cli.train_cmd",
     "tripost.cli.buffer_cmd",
     "tripost.cli.eval_cmd",
+    "tripost.cli.sharpen_cmd",
+    "tripost.cli.gap_cmd",
     "tripost.cli.serve_cmd",
     "tripost.cli.run_cmd",
 ]

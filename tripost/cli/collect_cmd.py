@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from tripost.collect import CollectConfig, collect, student_sampler
 from tripost.config import config_hash, write_config
 from tripost.errors import TripostError
+from tripost.guided import STRATEGIES, GuidedConfig, guided_collect, guided_student_sampler
 from tripost.tasks import FAMILIES, PRESETS, SUBSETS, get_task, sample_problems
 from tripost.tasks.external import load_problems
 from tripost.teachers import SPECS, make_teacher
@@ -33,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", default="small", choices=PRESETS)
     p.add_argument("--subset", default="seen", choices=SUBSETS)
     p.add_argument("--n", type=int, default=32, help="training problems (default 32)")
-    p.add_argument("--samples", type=int, default=1, help="attempts per problem (default 1)")
+    p.add_argument("--samples", type=int, default=None, help="attempts per problem (default 1; with --guided: samples per round, default 8)")
     p.add_argument("--max-edits", type=int, default=5, help="teacher improvements per trajectory (default 5)")
     p.add_argument("--passes", type=int, default=1, help="passes over the problems (default 1)")
     p.add_argument("--target-usable", type=int, default=None, help="stop once this many usable trajectories exist")
@@ -46,6 +48,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, metavar="RUN", help="run folder (log.jsonl, collect.json, config.json)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    g = p.add_argument_group("guided sampling (Guided Self-Improvement; docs/guided.md)")
+    g.add_argument("--guided", metavar="STRATEGY", choices=STRATEGIES,
+                   help=f"plain round, then guided rounds for problems below --min-correct: {', '.join(STRATEGIES)}")
+    g.add_argument("--min-correct", type=int, default=None, help="correct samples a problem needs to leave the guided rounds (default 4)")
+    g.add_argument("--guided-rounds", type=int, default=None, help="guided rounds after the plain one (default 8)")
+    g.add_argument("--budget", type=int, default=None, help="most sampled sequences in all, round 0 included")
+    g.add_argument("--teacher-edits", action="store_true", help="the plain round's wrong samples also get TriPosT's teacher edits")
     p.set_defaults(handler=cmd_collect)
 
 
@@ -65,10 +74,14 @@ def cmd_collect(args: argparse.Namespace) -> int:
     run = Path(args.out)
     write_config(resolved, run)
     cfg = CollectConfig(
-        samples_per_problem=args.samples, max_edits=args.max_edits, max_passes=args.passes, target_usable=args.target_usable,
+        samples_per_problem=1 if args.samples is None else args.samples, max_edits=args.max_edits, max_passes=args.passes, target_usable=args.target_usable,
         batch_size=args.batch_size, teacher_concurrency=args.teacher_concurrency, iteration=args.iteration, seed=args.seed,
         config_hash=config_hash(resolved),
     )
+    if args.guided:
+        return _guided(args, problems, teacher, params, resolved, run)
+    if any(v is not None for v in (args.min_correct, args.guided_rounds, args.budget)) or args.teacher_edits:
+        raise TripostError("--min-correct, --guided-rounds, --budget and --teacher-edits go with --guided STRATEGY")
     student = load_student(args.student, precision=args.precision, adapter=args.adapter)
     info = {**student.describe(), "sampling": params.to_dict()}
     result = collect(problems, student_sampler(student, params), teacher, run / "log.jsonl", cfg, student_info=info)
@@ -80,4 +93,31 @@ def cmd_collect(args: argparse.Namespace) -> int:
               f"usable {result.usable}: {result.by_kind}; teacher calls {result.teacher_calls}, cost ${result.cost_usd:.4f}")
     if result.stopped_early:
         print(f"note: {result.stopped_early}")
+    return 0
+
+
+def _guided(args: argparse.Namespace, problems: list, teacher, params, resolved: dict, run: Path) -> int:
+    from tripost.student import load_student
+
+    given = {"samples_per_round": args.samples, "min_correct": args.min_correct, "max_rounds": args.guided_rounds}
+    cfg = GuidedConfig(
+        strategy=args.guided, budget=args.budget, batch_size=args.batch_size, teacher_edits=args.teacher_edits,
+        max_edits=args.max_edits, iteration=args.iteration, seed=args.seed, config_hash=config_hash(resolved),
+        **{k: v for k, v in given.items() if v is not None},
+    )
+    need_teacher = cfg.strategy == "interactive" or cfg.teacher_edits
+    student = load_student(args.student, precision=args.precision, adapter=args.adapter)
+    info = {**student.describe(), "sampling": params.to_dict()}
+    result = guided_collect(problems, guided_student_sampler(student, params), teacher if need_teacher else None,
+                            run / "log.jsonl", cfg, student_info=info)
+    (run / "collect.json").write_text(json.dumps(result.to_dict(), indent=2, sort_keys=True) + "\n")
+    if args.json:
+        print(json.dumps(result.to_dict(), sort_keys=True))
+    else:
+        print(f"wrote {result.records_written} records to {result.log_path} ({result.records_skipped} already there); "
+              f"{result.rounds} round(s), {result.generation_calls} samples; coverage {result.coverage_round0:.0%} after round 0, "
+              f"{result.coverage_final:.0%} at the end; correct trajectories {result.correct_final} "
+              f"({result.correct_round0} from round 0); teacher calls {result.teacher_calls}")
+    if result.stopped_early:
+        print(f"note: {result.stopped_early}", file=sys.stderr if args.json else sys.stdout)
     return 0
