@@ -1,0 +1,674 @@
+"""Sharpening: the student's own likelihood as its reward (Huang et al. 2024).
+
+Huang, Block, Foster, Rohatgi, Zhang, Simchowitz, Ash, Krishnamurthy,
+"Self-Improvement in Language Models: The Sharpening Mechanism" (2024; ICLR
+2025). A model is often a better verifier than generator: among N of its own
+samples, the one it finds most likely is more often right than a random one.
+Selecting that sample at inference time is best-of-N sharpening; training on
+the selected samples (SFT-sharpening) moves the model toward its own
+high-likelihood answers, with no teacher and no gold answer.
+
+Rewards, for a response y to prompt x (y is the attempt only: text from a
+`Feedback:` line on is cut off, and the attempt is scored as a complete
+response, its end-of-sequence token included, see `SharpenConfig`):
+
+    logprob       r(y) = log pi(y | x) = sum_t log pi(y_t | x, y_<t)
+                  (the paper's maximum-likelihood sharpening objective)
+    mean_logprob  r(y) = log pi(y | x) / |y|   (length-normalised: the sum
+                  favours short responses)
+    majority      the most common parsed final answer among the N (self-
+                  consistency, Wang et al. 2023; the paper's "majority" self-
+                  reward); ties between answers go to the answer whose best
+                  sample has the higher mean_logprob, and the chosen sample is
+                  that best sample. A response with no parseable answer never
+                  outvotes one with an answer.
+
+Remaining ties go to the lower sample index, so selection is a function of the
+candidates alone. An empty attempt scores -inf under both likelihood rewards:
+it is never preferred while anything else is on offer.
+
+Best-of-N accuracy as a function of N (`accuracy_vs_n`) draws M = max(ns)
+samples per problem once, scores them once, and computes for each N the
+expected accuracy of best-of-N over a uniformly random size-N subset of the M:
+
+- likelihood rewards, exactly: sort the M samples by (reward desc, index asc);
+  the sample at rank k (0-based) is the choice of a random N-subset iff it is
+  in the subset and the other N-1 members all rank below it, so
+
+      E[acc_N] = sum_k c_(k) * C(M-1-k, N-1) / C(M, N)
+
+  (c_(k) is 1 when the rank-k sample is correct; the weights sum to 1 by the
+  hockey-stick identity);
+- majority, by enumerating every N-subset when there are at most
+  `max_subsets` of them, else by averaging over `max_subsets` random subsets;
+- oracle (any correct; pass@N, the unbiased estimator of Chen et al. 2021):
+  1 - C(M-c, N) / C(M, N) for c correct samples among M;
+- single sample: c / M, which is also best-of-1 under every reward.
+
+The accuracy of a group is the mean over problems; its 95% interval is a
+percentile bootstrap over problems (tripost.evaluate.metrics), and the gain
+over a single sample is bootstrapped on the same resamples (paired).
+
+SFT-sharpening as a data source (`sharpen_records`, `write_sharpen_log`):
+for each training problem, sample N attempts, keep the best by the reward, and
+log it as a `direct` record with `source="sharpen"` whose feedback is the
+closing "also correct" sentence. `final_correct` says whether it is in fact
+right (for reporting); the replay buffer keeps sharpen records either way
+(tripost/buffer.py), because not checking answers is the point.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import math
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tripost.errors import TripostError
+from tripost.log import LogRecord, LogWriter
+from tripost.tasks import get_task
+from tripost.tasks.base import Problem
+
+REWARDS = ("logprob", "mean_logprob", "majority")
+DEFAULT_NS = (1, 2, 4, 8, 16)
+FEEDBACK_STOP = "\nFeedback:"
+
+
+@dataclass(frozen=True)
+class SharpenConfig:
+    """How candidates are drawn and chosen.
+
+    samples: N, candidates per problem (the data path; `accuracy_vs_n` draws
+    max(ns) instead). reward: one of REWARDS. append_eos: score the attempt as
+    a complete response (its end-of-sequence token included), so a truncated
+    attempt pays for an ending it did not write. Sampling stops at a
+    `Feedback:` line: a trained student writes its own feedback after its
+    attempt, and only the attempt is a candidate."""
+
+    samples: int = 8
+    reward: str = "logprob"
+    temperature: float = 0.7
+    top_p: float = 0.95
+    max_new_tokens: int = 256
+    batch_size: int = 32  # sequences sampled together
+    score_batch_size: int = 8  # sequences scored together
+    append_eos: bool = True
+
+    def __post_init__(self) -> None:
+        if self.samples < 1:
+            raise TripostError(f"samples per problem must be at least 1, got {self.samples}")
+        check_reward(self.reward)
+        if self.batch_size < 1 or self.score_batch_size < 1:
+            raise TripostError("batch sizes must be at least 1")
+        self.sampling_params(self.samples, 0)  # checks temperature, top_p, max_new_tokens
+
+    def sampling_params(self, n: int, seed: int) -> Any:
+        from tripost.student.generate import SamplingParams
+
+        return SamplingParams(n=n, temperature=self.temperature, top_p=self.top_p, max_new_tokens=self.max_new_tokens, stop=(FEEDBACK_STOP,), seed=seed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_reward(reward: str) -> str:
+    if reward not in REWARDS:
+        raise TripostError(f"unknown reward {reward!r}; choose from {', '.join(REWARDS)}")
+    return reward
+
+
+def parse_rewards(text: str | Sequence[str]) -> list[str]:
+    """`all`, one reward, a comma list, or a sequence -> checked reward names."""
+    names = [n.strip() for n in text.split(",")] if isinstance(text, str) else list(text)
+    names = [n for n in names if n]
+    if names == ["all"]:
+        return list(REWARDS)
+    if not names:
+        raise TripostError("no reward given; choose from " + ", ".join(REWARDS) + " or all")
+    return list(dict.fromkeys(check_reward(n) for n in names))
+
+
+def parse_ns(text: str | Sequence[int]) -> list[int]:
+    """`1,2,4,8,16` -> sorted distinct positive sample counts."""
+    if isinstance(text, str):
+        try:
+            values = [int(x) for x in text.split(",") if x.strip()]
+        except ValueError:
+            raise TripostError(f"--ns must be positive integers separated by commas, like 1,2,4,8,16; got {text!r}") from None
+    else:
+        values = [int(x) for x in text]
+    if not values or any(v < 1 for v in values):
+        raise TripostError(f"--ns must be positive integers separated by commas, like 1,2,4,8,16; got {text!r}")
+    return sorted(set(values))
+
+
+# ------------------------------------------------------------ candidates ---
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One sampled attempt with its self-scores. `correct` is checked against
+    the gold answer: for reporting only, never for choosing."""
+
+    text: str
+    logprob: float
+    mean_logprob: float
+    n_tokens: int = 0  # scored tokens (the end-of-sequence token included when appended)
+    answer: str | None = None
+    correct: bool = False
+    finish_reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for k in ("logprob", "mean_logprob"):
+            d[k] = d[k] if math.isfinite(d[k]) else None  # JSON has no -inf
+        return d
+
+
+def attempt_of(text: str) -> str:
+    """The attempt in a student output: everything before its first
+    `Feedback:` or `Updated Answer:` line, stripped."""
+    from tripost.format import parse_trajectory
+
+    turns = parse_trajectory(text).turns
+    return turns[0].rationale if turns else ""
+
+
+def reward_values(candidates: Sequence[Candidate], reward: str) -> np.ndarray:
+    """The per-candidate score of a likelihood reward (majority is not a per-candidate score)."""
+    if reward == "logprob":
+        return np.array([c.logprob for c in candidates], dtype=float)
+    if reward == "mean_logprob":
+        return np.array([c.mean_logprob for c in candidates], dtype=float)
+    check_reward(reward)
+    raise TripostError("majority has no per-candidate score; use best_of_n")
+
+
+def majority_choice(answers: Sequence[str | None], mean_logprobs: Sequence[float]) -> int:
+    """Index of the majority pick: each sample is keyed by (votes for its
+    answer, its mean log-prob, lower index); a sample without an answer has
+    0 votes. The highest key wins, which is the best sample of the most
+    common answer, ties between answers broken by their best samples."""
+    if not answers:
+        raise TripostError("no candidates to choose from")
+    if len(answers) != len(mean_logprobs):
+        raise TripostError(f"{len(answers)} answers but {len(mean_logprobs)} scores")
+    counts: dict[str, int] = {}
+    for a in answers:
+        if a is not None:
+            counts[a] = counts.get(a, 0) + 1
+    best, best_key = 0, None
+    for i, (a, lp) in enumerate(zip(answers, mean_logprobs)):
+        key = (counts[a] if a is not None else 0, lp)
+        if best_key is None or key > best_key:
+            best, best_key = i, key
+    return best
+
+
+def best_of_n(candidates: Sequence[Candidate], reward: str) -> int:
+    """Index of the candidate that `reward` picks (ties: the lower index)."""
+    if not candidates:
+        raise TripostError("no candidates to choose from")
+    if check_reward(reward) == "majority":
+        return majority_choice([c.answer for c in candidates], [c.mean_logprob for c in candidates])
+    return int(np.argmax(reward_values(candidates, reward)))  # argmax: first of equal maxima
+
+
+# ------------------------------------------------------------ expectations ---
+
+
+def expected_best_of_n(scores: Sequence[float], correct: Sequence[bool], n: int) -> float:
+    """Exact E[correct of the argmax-score sample] over uniformly random
+    n-subsets of the samples (ties: lower index), by the rank formula in the
+    module docstring: sum_k c_(k) C(M-1-k, n-1) / C(M, n)."""
+    m = len(scores)
+    _check_n(n, m)
+    s = np.asarray(scores, dtype=float)
+    order = np.lexsort((np.arange(m), -s))  # by score descending, then index ascending
+    total = math.comb(m, n)
+    c = np.asarray(correct, dtype=bool)[order]
+    return float(sum(math.comb(m - 1 - k, n - 1) for k in range(m - n + 1) if c[k]) / total)
+
+
+def oracle_at_n(correct: Sequence[bool], n: int) -> float:
+    """pass@n: the chance that a random n-subset holds a correct sample,
+    1 - C(M-c, n) / C(M, n) (Chen et al. 2021)."""
+    m = len(correct)
+    _check_n(n, m)
+    c = int(np.sum(np.asarray(correct, dtype=bool)))
+    return 1.0 - math.comb(m - c, n) / math.comb(m, n)
+
+
+def subsets(m: int, n: int, max_subsets: int, rng: np.random.Generator) -> tuple[np.ndarray, bool]:
+    """Index subsets of size n from range(m), each row sorted: all C(m, n) of
+    them when there are at most `max_subsets` (exact=True), else
+    `max_subsets` uniformly random ones."""
+    _check_n(n, m)
+    if max_subsets < 1:
+        raise TripostError(f"max_subsets must be at least 1, got {max_subsets}")
+    if math.comb(m, n) <= max_subsets:
+        return np.array(list(itertools.combinations(range(m), n)), dtype=np.int64).reshape(-1, n), True
+    picks = np.argsort(rng.random((max_subsets, m)), axis=1)[:, :n]
+    return np.sort(picks, axis=1), False
+
+
+def majority_over_subsets(answers: Sequence[str | None], mean_logprobs: Sequence[float], correct: Sequence[bool], idx: np.ndarray) -> float:
+    """Mean correctness of `majority_choice` over the index subsets `idx`
+    (rows, sorted ascending), vectorised."""
+    ids: dict[str, int] = {}
+    for a in answers:
+        if a is not None:
+            ids.setdefault(a, len(ids))
+    none_col = len(ids)
+    codes = np.array([ids[a] if a is not None else none_col for a in answers], dtype=np.int64)
+    lp = np.asarray(mean_logprobs, dtype=float)
+    ok = np.asarray(correct, dtype=bool)
+    sub = codes[idx]  # (S, n) answer codes
+    counts = (sub[..., None] == np.arange(none_col + 1)).sum(axis=1)  # (S, A+1)
+    votes = np.take_along_axis(counts, sub, axis=1)
+    votes[sub == none_col] = 0
+    top = votes == votes.max(axis=1, keepdims=True)
+    key = np.where(top, lp[idx], -np.inf)
+    # All -inf (every top sample empty): argmax of the raw mask gives the first top one.
+    pick = np.where(np.isfinite(key).any(axis=1), key.argmax(axis=1), top.argmax(axis=1))
+    return float(ok[np.take_along_axis(idx, pick[:, None], axis=1)[:, 0]].mean())
+
+
+def _check_n(n: int, m: int) -> None:
+    if not 1 <= n <= m:
+        raise TripostError(f"best-of-{n} needs 1 <= N <= {m} (the samples drawn)")
+
+
+# ---------------------------------------------------------- draw and score ---
+
+
+@dataclass
+class DrawStats:
+    sequences: int = 0
+    tokens: int = 0
+    sample_seconds: float = 0.0
+    score_seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["tokens_per_s"] = round(self.tokens / self.sample_seconds, 2) if self.sample_seconds > 0 else 0.0
+        return d
+
+
+def draw_candidates(
+    student: Any,
+    problems: Sequence[Problem],
+    n: int,
+    config: SharpenConfig,
+    seed: int,
+    *,
+    prompt_format: Any = None,
+    progress: bool = False,
+    stats: DrawStats | None = None,
+) -> list[list[Candidate]]:
+    """`n` attempts per problem, sampled in one batched, seeded call, then all
+    scored in one batched `Student.logprobs` call, and checked against gold."""
+    from tripost.student import build_prompts
+
+    prompts = build_prompts(student.tokenizer, [p.question for p in problems], prompt_format)
+    t0 = time.perf_counter()
+    rows = student.sample(prompts, config.sampling_params(n, seed), batch_size=config.batch_size, progress=progress)
+    t1 = time.perf_counter()
+    texts = [[attempt_of(g.text) for g in row] for row in rows]
+    flat_prompts = [prompts[i] for i, row in enumerate(texts) for _ in row]
+    flat_texts = [t for row in texts for t in row]
+    scores = student.logprobs(flat_prompts, flat_texts, batch_size=config.score_batch_size, append_eos=config.append_eos, progress=progress)
+    t2 = time.perf_counter()
+    if stats is not None:
+        stats.sequences += len(flat_texts)
+        stats.tokens += sum(g.n_tokens for row in rows for g in row)
+        stats.sample_seconds += t1 - t0
+        stats.score_seconds += t2 - t1
+    out: list[list[Candidate]] = []
+    k = 0
+    for problem, row, gens in zip(problems, texts, rows):
+        task = get_task(problem.family)
+        cands = []
+        for text, g in zip(row, gens):
+            sc = scores[k]
+            k += 1
+            answer = task.parse_answer(text) if text else None
+            empty = not text
+            cands.append(Candidate(
+                text=text,
+                logprob=-math.inf if empty else sc.sum,
+                mean_logprob=-math.inf if empty else sc.mean,
+                n_tokens=sc.n_tokens,
+                answer=answer,
+                correct=bool(answer is not None and task.check_answer(problem, answer)),
+                finish_reason=g.finish_reason,
+            ))
+        out.append(cands)
+    return out
+
+
+# -------------------------------------------------------- accuracy vs N ---
+
+
+@dataclass
+class SharpenEval:
+    """Best-of-N accuracy per reward and N. `values[row][i]` holds the
+    per-problem expected accuracies at `ns[i]` (rows: the rewards, `oracle`,
+    and `single`, which is the same for every N)."""
+
+    ns: list[int]
+    rewards: list[str]
+    problems: list[Problem]
+    candidates: list[list[Candidate]]
+    values: dict[str, list[np.ndarray]]
+    exact: dict[str, list[bool]]
+    config: SharpenConfig
+    seed: int = 0
+    n_boot: int = 1000
+    max_subsets: int = 2000
+    student: dict[str, Any] = field(default_factory=dict)
+    draw: DrawStats = field(default_factory=DrawStats)
+    seconds: float = 0.0
+
+    def table(self) -> dict[str, list[dict[str, Any]]]:
+        """Row -> per N: accuracy, its 95% interval, and (for rewards) the gain
+        over a single sample with its paired interval."""
+        from tripost.evaluate.metrics import bootstrap_interval
+
+        single = self.values["single"][0]
+        out: dict[str, list[dict[str, Any]]] = {}
+        for row, per_n in self.values.items():
+            cells = []
+            for i, (n, v) in enumerate(zip(self.ns, per_n)):
+                ci = bootstrap_interval(v, n_boot=self.n_boot, seed=self.seed)
+                cell: dict[str, Any] = {"n": n, "accuracy": float(v.mean()), "ci": list(ci) if ci else None, "exact": self.exact[row][i]}
+                if row in REWARDS:
+                    gci = bootstrap_interval(v - single, n_boot=self.n_boot, seed=self.seed)
+                    cell["gain"] = float((v - single).mean())
+                    cell["gain_ci"] = list(gci) if gci else None
+                cells.append(cell)
+            out[row] = cells
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        m = len(self.candidates[0]) if self.candidates else 0
+        return {
+            "schema": "tripost.sharpen-eval/1",
+            "student": self.student,
+            "config": self.config.to_dict(),
+            "ns": self.ns,
+            "rewards": self.rewards,
+            "samples_per_problem": m,
+            "seed": self.seed,
+            "n_bootstrap": self.n_boot,
+            "max_subsets": self.max_subsets,
+            "problems": {
+                "n": len(self.problems),
+                "families": list(dict.fromkeys(p.family for p in self.problems)),
+                "splits": sorted({p.split for p in self.problems}),
+                "subsets": sorted({p.subset for p in self.problems}),
+            },
+            "table": self.table(),
+            "per_problem": [
+                {"id": p.id, "family": p.family, "subset": p.subset, "difficulty": p.difficulty, "gold": p.answer,
+                 "correct_samples": sum(c.correct for c in cands), "samples": len(cands),
+                 "answers": dict(sorted(_count(c.answer for c in cands).items(), key=lambda kv: -kv[1])[:5])}
+                for p, cands in zip(self.problems, self.candidates)
+            ],
+            "generation": self.draw.to_dict(),
+            "seconds": round(self.seconds, 3),
+        }
+
+    def samples_jsonl(self) -> str:
+        import json
+
+        lines = []
+        for p, cands in zip(self.problems, self.candidates):
+            for i, c in enumerate(cands):
+                lines.append(json.dumps({"problem_id": p.id, "sample": i, **c.to_dict()}, ensure_ascii=False))
+        return "".join(line + "\n" for line in lines)
+
+
+def _count(items: Any) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for x in items:
+        key = "<none>" if x is None else str(x)
+        out[key] = out.get(key, 0) + 1
+    return out
+
+
+def accuracy_vs_n(
+    student: Any,
+    problems: Sequence[Problem],
+    ns: Sequence[int] = DEFAULT_NS,
+    reward: str | Sequence[str] = "all",
+    config: SharpenConfig | None = None,
+    *,
+    seed: int = 0,
+    max_subsets: int = 2000,
+    n_boot: int = 1000,
+    allow_train: bool = False,
+    prompt_format: Any = None,
+    progress: bool = False,
+) -> SharpenEval:
+    """Best-of-N accuracy against N for each reward (see the module docstring
+    for the estimators). Samples max(ns) attempts per problem once (seed
+    `seed`), scores them once, and evaluates every N and reward on them."""
+    from tripost.evaluate import check_held_out
+
+    ns = parse_ns(ns)
+    rewards = parse_rewards(reward)
+    config = config or SharpenConfig(reward=rewards[0])
+    if not problems:
+        raise TripostError("sharpen: no problems")
+    check_held_out(problems, allow_train)
+    if n_boot < 1:
+        raise TripostError(f"n_boot must be at least 1, got {n_boot}")
+    m = max(ns)
+    config.sampling_params(m, seed)  # greedy decoding with m > 1 is an error here, before any work
+    t0 = time.perf_counter()
+    stats = DrawStats()
+    candidates = draw_candidates(student, problems, m, config, seed, prompt_format=prompt_format, progress=progress, stats=stats)
+    result = evaluate_candidates(candidates, ns, rewards, seed=seed, max_subsets=max_subsets)
+    return SharpenEval(
+        ns=ns, rewards=rewards, problems=list(problems), candidates=candidates, values=result[0], exact=result[1],
+        config=config, seed=seed, n_boot=n_boot, max_subsets=max_subsets,
+        student=student.describe() if hasattr(student, "describe") else {}, draw=stats, seconds=time.perf_counter() - t0,
+    )
+
+
+def evaluate_candidates(
+    candidates: Sequence[Sequence[Candidate]], ns: Sequence[int], rewards: Sequence[str], *, seed: int = 0, max_subsets: int = 2000
+) -> tuple[dict[str, list[np.ndarray]], dict[str, list[bool]]]:
+    """Per-problem expected best-of-N accuracies from already scored candidates:
+    (row -> one array over problems per N, row -> whether each N was exact)."""
+    ns = parse_ns(ns)
+    rewards = parse_rewards(rewards)
+    rows = [*rewards, "oracle", "single"]
+    values: dict[str, list[list[float]]] = {r: [[] for _ in ns] for r in rows}
+    exact: dict[str, list[bool]] = {r: [True] * len(ns) for r in rows}
+    for p, cands in enumerate(candidates):
+        correct = [c.correct for c in cands]
+        for i, n in enumerate(ns):
+            values["single"][i].append(float(np.mean(correct)) if cands else 0.0)
+            values["oracle"][i].append(oracle_at_n(correct, n))
+            for r in rewards:
+                if r == "majority":
+                    rng = np.random.default_rng([seed % 2**32, p, n])
+                    idx, is_exact = subsets(len(cands), n, max_subsets, rng)
+                    values[r][i].append(majority_over_subsets([c.answer for c in cands], [c.mean_logprob for c in cands], correct, idx))
+                    exact[r][i] = exact[r][i] and is_exact
+                else:
+                    values[r][i].append(expected_best_of_n(reward_values(cands, r), correct, n))
+    return {r: [np.array(v, dtype=float) for v in per_n] for r, per_n in values.items()}, exact
+
+
+# ------------------------------------------------------ SFT-sharpening data ---
+
+
+def sharpen_key(problem: Problem, reward: str, iteration: int) -> str:
+    """The log key of a problem's sharpened record (one per problem, reward and iteration)."""
+    return f"{problem.id}#sharpen-{reward}@it{iteration}"
+
+
+def _derive_seed(seed: int, iteration: int, problem_ids: Sequence[str]) -> int:
+    h = hashlib.sha256(f"sharpen|{seed}|{iteration}|{','.join(problem_ids)}".encode()).digest()
+    return int.from_bytes(h[:4], "big")
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def sharpen_records(
+    problems: Sequence[Problem],
+    student: Any,
+    config: SharpenConfig,
+    iteration: int = 0,
+    seed: int = 0,
+    *,
+    config_hash: str = "",
+    student_info: dict[str, Any] | None = None,
+    prompt_format: Any = None,
+    progress: bool = False,
+    stats: DrawStats | None = None,
+) -> list[LogRecord]:
+    """One `source="sharpen"` record per problem: `config.samples` attempts
+    (seeded by seed, iteration and the problem ids), the one `config.reward`
+    picks kept as a `direct` record whose feedback is the closing "also
+    correct" sentence. `final_correct` reports whether the pick is in fact
+    right; it does not decide anything. A problem whose attempts are all
+    empty gives a `failed` record (stop reason "empty attempt")."""
+    from tripost.buffer import closing_feedback
+
+    if not problems:
+        return []
+    draw_seed = _derive_seed(seed, iteration, [p.id for p in problems])
+    candidates = draw_candidates(student, problems, config.samples, config, draw_seed, prompt_format=prompt_format, progress=progress, stats=stats)
+    info = dict(student_info if student_info is not None else (student.describe() if hasattr(student, "describe") else {}))
+    info["sampling"] = config.sampling_params(config.samples, draw_seed).to_dict()
+    out = []
+    for problem, cands in zip(problems, candidates):
+        pick = best_of_n(cands, config.reward)
+        c = cands[pick]
+        empty = not c.text
+        turn = {
+            "rationale": c.text,
+            "feedback": None if empty else closing_feedback(c.text),
+            "source": "student",
+            "answer": c.answer,
+            "logprob": _finite(c.logprob),
+            "mean_logprob": _finite(c.mean_logprob),
+            "n_tokens": c.n_tokens,
+        }
+        votes = _count(x.answer for x in cands)
+        out.append(LogRecord(
+            key=sharpen_key(problem, config.reward, iteration), problem=problem.to_dict(),
+            kind="failed" if empty else "direct", turns=[turn], final_correct=c.correct and not empty,
+            stop_reason="empty attempt" if empty else f"best of {len(cands)} by {config.reward}",
+            sample_index=pick, iteration=iteration, seed=seed, config_hash=config_hash,
+            student={**info, "sharpen": {
+                "reward": config.reward, "samples": len(cands), "chosen": pick,
+                "correct_samples": sum(x.correct for x in cands), "answers": votes,
+            }},
+            source="sharpen",
+        ))
+    return out
+
+
+@dataclass
+class SharpenDataResult:
+    log_path: str
+    records_written: int = 0
+    records_skipped: int = 0  # already in the log (resumed)
+    chosen_correct: int = 0  # of the written picks (reporting only)
+    any_correct: int = 0  # written problems with at least one correct sample
+    failed: int = 0
+    draw: DrawStats = field(default_factory=DrawStats)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["draw"] = self.draw.to_dict()
+        return d
+
+
+def write_sharpen_log(
+    problems: Sequence[Problem],
+    student: Any,
+    log_path: str | Path,
+    config: SharpenConfig,
+    iteration: int = 0,
+    seed: int = 0,
+    *,
+    chunk_size: int = 16,
+    config_hash: str = "",
+    student_info: dict[str, Any] | None = None,
+    prompt_format: Any = None,
+    progress: bool = True,
+) -> SharpenDataResult:
+    """`sharpen_records` for `problems` appended to the interaction log at
+    `log_path`, `chunk_size` problems at a time (each chunk flushed before the
+    next is sampled). Resumable: problems whose key is already in the log are
+    skipped, like tripost.collect."""
+    from tqdm import tqdm
+
+    if chunk_size < 1:
+        raise TripostError(f"chunk size must be at least 1, got {chunk_size}")
+    t0 = time.perf_counter()
+    result = SharpenDataResult(log_path=str(log_path))
+    with LogWriter(log_path) as writer:
+        todo = [p for p in problems if not writer.done(sharpen_key(p, config.reward, iteration))]
+        result.records_skipped = len(problems) - len(todo)
+        bar = tqdm(total=len(problems), initial=result.records_skipped, desc=f"sharpen it{iteration}", unit="problem",
+                   disable=not progress, file=sys.stderr, dynamic_ncols=True)
+        try:
+            for start in range(0, len(todo), chunk_size):
+                chunk = todo[start : start + chunk_size]
+                for rec in sharpen_records(chunk, student, config, iteration, seed, config_hash=config_hash,
+                                           student_info=student_info, prompt_format=prompt_format, stats=result.draw):
+                    writer.write(rec)
+                    result.records_written += 1
+                    result.chosen_correct += rec.final_correct
+                    result.any_correct += rec.student["sharpen"]["correct_samples"] > 0
+                    result.failed += rec.kind == "failed"
+                bar.update(len(chunk))
+                bar.set_postfix(picked_correct=result.chosen_correct)
+        finally:
+            bar.close()
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+__all__ = [
+    "DEFAULT_NS",
+    "REWARDS",
+    "Candidate",
+    "DrawStats",
+    "SharpenConfig",
+    "SharpenDataResult",
+    "SharpenEval",
+    "accuracy_vs_n",
+    "attempt_of",
+    "best_of_n",
+    "draw_candidates",
+    "evaluate_candidates",
+    "expected_best_of_n",
+    "majority_choice",
+    "majority_over_subsets",
+    "oracle_at_n",
+    "parse_ns",
+    "parse_rewards",
+    "reward_values",
+    "sharpen_key",
+    "sharpen_records",
+    "subsets",
+    "write_sharpen_log",
+]
