@@ -402,7 +402,8 @@ class SharpenEval:
         return {
             "schema": "tripost.sharpen-eval/1",
             "student": self.student,
-            "config": self.config.to_dict(),
+            # The rewards evaluated are `rewards`; the config's own `reward` is the data path's.
+            "config": {k: v for k, v in self.config.to_dict().items() if k != "reward"},
             "ns": self.ns,
             "rewards": self.rewards,
             "samples_per_problem": m,
