@@ -56,8 +56,10 @@ def _train_defaults() -> dict[str, Any]:
 
 # Where an iteration's training data comes from: `teacher` is TriPosT's
 # interactive editing; `rejection` the student's own correct samples with no
-# teacher (the STaR/LMSI baseline, tripost.rejection).
-COLLECT_SOURCES = ("teacher", "rejection")
+# teacher (the STaR/LMSI baseline, tripost.rejection); `sharpen` the student's
+# own best of `samples_per_problem` by its likelihood (`sharpen_reward`), right
+# or not: SFT-sharpening (Huang et al. 2024, tripost.sharpen).
+COLLECT_SOURCES = ("teacher", "rejection", "sharpen")
 SKIPPED = "skipped.json"  # written in itT/train when there was nothing to train on
 
 
@@ -72,7 +74,7 @@ def default_config() -> dict[str, Any]:
         "tasks": {"families": ["arithmetic"], "preset": "small", "n_train": 48, "n_eval": 24, "eval_subsets": ["seen", "unseen"], "data": ""},
         "teacher": {"spec": "scripted", "concurrency": 8},
         "loop": {"iterations": 1, "iteration0": True},
-        "collect": {"source": "teacher", "samples_per_problem": 2, "max_edits": 5, "max_passes": 1, "target_usable": 0, "temperature": 0.7,
+        "collect": {"source": "teacher", "sharpen_reward": "mean_logprob", "samples_per_problem": 2, "max_edits": 5, "max_passes": 1, "target_usable": 0, "temperature": 0.7,
                     "top_p": 0.95, "max_new_tokens": 192, "batch_size": 16},
         "buffer": {"ratio": [1.5, 1.0, 1.0], "difficulty_mode": "plain", "bucket_cap": 0.5, "keep_last": 0, "decay": 0.0,
                    "max_chars": 4000, "dedupe": True, "include_gold": True},
@@ -209,6 +211,18 @@ class Run:
                            iteration=t, seed=self.cfg["seed"], config_hash=self.hash)
         folder = self.it(t) / "collect"
         info = {**student.describe(), "sampling": params.to_dict()}
+        if c["source"] == "sharpen":
+            from tripost.sharpen import SharpenConfig, write_sharpen_log
+
+            sc = SharpenConfig(samples=c["samples_per_problem"], reward=c["sharpen_reward"], temperature=c["temperature"], top_p=c["top_p"],
+                               max_new_tokens=c["max_new_tokens"], batch_size=c["batch_size"])
+            sres = write_sharpen_log(self.train_problems(), student, folder / "log.jsonl", sc, iteration=t, seed=self.cfg["seed"],
+                                     config_hash=self.hash, student_info=info, progress=self.progress)
+            kinds = {"direct": sres.records_written + sres.records_skipped - sres.failed, "failed": sres.failed}
+            summary = {**sres.to_dict(), "usable": kinds["direct"], "by_kind": kinds, "teacher_calls": 0, "cost_usd": 0.0}
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "collect.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+            return {"usable": kinds["direct"], "by_kind": kinds, "chosen_correct": sres.chosen_correct, "teacher_calls": 0, "cost_usd": 0.0}
         if c["source"] == "rejection":
             from tripost.rejection import rejection_collect
 

@@ -1,4 +1,4 @@
-"""Rejection sampling (the teacher-free baseline) and `collect.source=rejection` in the loop."""
+"""Teacher-free data sources in the loop: rejection sampling (`collect.source=rejection`) and SFT-sharpening (`collect.source=sharpen`)."""
 
 import json
 
@@ -77,3 +77,22 @@ def test_unknown_collect_source_is_refused():
 
     with pytest.raises(TripostError, match="collect.source"):
         resolve_config(None, ["collect.source=oracle"])
+
+
+def test_loop_with_sharpen_source_trains_on_the_students_own_picks(tmp_path, tiny_model_dir):
+    # Sharpening keeps the best-by-likelihood sample whether or not it is right,
+    # so even the never-right tiny model has a buffer and a trained adapter.
+    cfg = resolve_config(None, [
+        f"student.spec=hf:{tiny_model_dir}", "tasks.n_train=3", "tasks.n_eval=2", "train.epochs=1", "train.precision=fp32",
+        "collect.source=sharpen", "collect.sharpen_reward=logprob", "buffer.include_gold=false", "collect.max_new_tokens=12",
+        "collect.samples_per_problem=2", "eval.max_new_tokens=12", "eval.max_turns=1", "eval.n_bootstrap=20", "loop.iterations=1",
+        "loop.iteration0=false",
+    ])
+    run = Run(tmp_path / "run", cfg, progress=False, log=lambda m: None)
+    state = run.run()
+    assert state["stages"]["it1/collect"]["teacher_calls"] == 0
+    recs = list(read_log(tmp_path / "run" / "it1" / "collect" / "log.jsonl"))
+    assert len(recs) == 3 and all(r.source == "sharpen" for r in recs)
+    assert state["stages"]["it1/buffer"]["by_kind"]["direct"] == 3
+    assert (tmp_path / "run" / "it1" / "train" / "adapter_config.json").exists()
+    assert run.adapter(1) == str(tmp_path / "run" / "it1" / "train")
