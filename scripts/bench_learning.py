@@ -54,13 +54,16 @@ SUBSETS = ["seen", "unseen", "total"]
 
 # Sizes. Arithmetic on 2 CPU cores (docs/benchmarks/): one fp32 LoRA step of
 # 8 short examples ~8 s, greedy decoding ~140 tokens/s at batch 16-32.
-#   default: 2 tasks x 32 train problems; eval 2 tasks x 2 subsets x 20 = 80
-#            problems x up to 2 turns; T = 2 TriPosT iterations (~75 min quiet).
+#   default: 2 tasks x 48 train problems, iteration 0 for 3 epochs (36 steps),
+#            later iterations 2 epochs; eval 2 tasks x 2 subsets x 16 = 64
+#            problems, attempt + 1 self-improvement turn; T = 2 (~80 min quiet).
+#            (A first default, 32 train problems and 2 epochs everywhere, left
+#            the student off-format on word sorting: 0% for sft-gold.)
 #   quick:   2 x 8 train problems, eval 2 x 2 x 4 = 16 problems, 1 turn.
 SIZES: dict[str, dict[str, Any]] = {
-    "default": {"n_train": 32, "n_eval": 20, "iterations": 2, "samples": 2, "epochs": 2.0, "max_turns": 2, "max_new_tokens": 160},
-    "quick": {"n_train": 8, "n_eval": 4, "iterations": 2, "samples": 1, "epochs": 1.0, "max_turns": 1, "max_new_tokens": 128},
-    "full": {"n_train": 64, "n_eval": 32, "iterations": 3, "samples": 2, "epochs": 2.0, "max_turns": 3, "max_new_tokens": 192},
+    "default": {"n_train": 48, "n_eval": 16, "iterations": 2, "samples": 1, "epochs0": 3.0, "epochs": 2.0, "max_turns": 1, "max_new_tokens": 160},
+    "quick": {"n_train": 8, "n_eval": 4, "iterations": 2, "samples": 1, "epochs0": 1.0, "epochs": 1.0, "max_turns": 1, "max_new_tokens": 128},
+    "full": {"n_train": 96, "n_eval": 32, "iterations": 3, "samples": 2, "epochs0": 3.0, "epochs": 2.0, "max_turns": 3, "max_new_tokens": 192},
 }
 
 
@@ -86,7 +89,7 @@ def base_overrides(size: dict[str, Any], precision: str, seed: int, student: str
         f"seed={seed}", f"student.spec={student}", "student.eval_base=true",
         f'tasks.families={json.dumps(TASKS)}', "tasks.preset=small",
         f"tasks.n_train={size['n_train']}", f"tasks.n_eval={size['n_eval']}",
-        f"loop.iterations={size['iterations']}",
+        f"loop.iterations={size['iterations']}", f"loop.iteration0_epochs={size['epochs0']}",
         f"collect.samples_per_problem={size['samples']}", f"collect.max_new_tokens={size['max_new_tokens']}",
         f"train.precision={precision}", f"train.epochs={size['epochs']}", "train.batch_size=8", "train.learning_rate=0.001",
         "train.logging_steps=5",

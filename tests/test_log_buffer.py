@@ -124,3 +124,16 @@ def test_save_buffer_writes_arrow_and_stats(tmp_path):
     ds = datasets.load_from_disk(str(out / "dataset"))
     assert ds.num_rows == len(examples)
     assert json.loads((out / "stats.json").read_text())["by_kind_after"]["improvement"] == 4
+
+
+def test_scarce_direct_does_not_shrink_the_buffer():
+    # A student that is right once: 1 direct, 40 improvement, 41 gold (one a
+    # duplicate of the direct attempt, dropped). Gold fills
+    # the right-at-first share, improvement stays at 1.5 / 3.5 of the buffer.
+    recs = [record(i, "improvement") for i in range(40)] + [record(100, "direct")]
+    examples, stats = build_buffer(recs, BufferConfig(ratio=(1.5, 1, 1), seed=1))
+    kinds = Counter(e.kind for e in examples)
+    assert stats.dropped == {"duplicate": 1}
+    assert kinds["direct"] == 1 and kinds["gold"] == 40 and kinds["improvement"] == round(41 * 1.5 / 2)
+    assert any("gold examples fill" in n for n in stats.notes)
+    assert abs(kinds["improvement"] / len(examples) - 1.5 / 3.5) < 0.02

@@ -14,7 +14,8 @@ Steps, in order (TriPosT, Yu et al. 2024, Section 2.2 "Learning"):
    answer without checking it (Huang et al. 2024), so correctness is not its filter;
 3. filters: final answer correct, length limit, dedupe on normalised text;
 4. rebalancing to improvement : direct : gold = 1.5 : 1 : 1 by default
-   (TriPosT keeps ~43% improvement data: p = 1.5 / 3.5);
+   (TriPosT keeps ~43% improvement data: p = 1.5 / 3.5); direct and gold
+   (both "right at first") fill in for each other (`rebalance`);
 5. difficulty-aware sampling: within a kind, examples are drawn with weight
    1 / (size of their difficulty bucket) (`inverse`) or with each bucket
    capped (`cap`), so easy problems do not drown the hard ones — the tail
@@ -202,6 +203,45 @@ def _draw(pool: list[Example], k: int, cfg: BufferConfig, rng: random.Random) ->
     return chosen
 
 
+def rebalance(available: dict[str, int], ratio: Sequence[float], notes: list[str] | None = None) -> dict[str, int]:
+    """How many examples of each kind to draw: the largest buffer that keeps
+    improvement : (direct + gold) at the ratio without repeating an example.
+
+    TriPosT's ratio is about the share of improvement data (Yu et al. 2024,
+    Section 2.2: p = 1.5 / 3.5 ~ 43%; more and the student learns to find
+    errors everywhere, less and it never revises). `direct` and `gold` both
+    teach "this attempt is right, say so", so they stand in for each other:
+    each gets its share of the right-at-first part when it can, and the other
+    fills what it lacks. (Early on, a student that is never right has no
+    `direct` examples at all, or one: a rule that scales every kind by the
+    scarcest would shrink the buffer to a handful of examples.)"""
+    r_imp, r_dir, r_gold = (float(r) for r in ratio)
+    n_imp, n_dir, n_gold = (available.get(k, 0) for k in KIND_ORDER)
+    r_ok, n_ok = r_dir + r_gold, (n_dir if r_dir > 0 else 0) + (n_gold if r_gold > 0 else 0)
+    limits = [n / r for n, r in ((n_imp, r_imp), (n_ok, r_ok)) if r > 0 and n > 0]
+    out = dict.fromkeys(KIND_ORDER, 0)
+    if not limits:
+        return out
+    scale = min(limits)
+    if r_imp > 0:
+        out["improvement"] = min(n_imp, round(scale * r_imp))
+    if r_ok > 0 and n_ok > 0:
+        want = min(n_ok, round(scale * r_ok))
+        d = min(n_dir, round(want * r_dir / r_ok)) if r_dir > 0 else 0
+        g = min(n_gold, want - d) if r_gold > 0 else 0
+        if r_dir > 0:
+            d = min(n_dir, want - g)  # direct fills what gold lacks
+        out["direct"], out["gold"] = d, g
+    if notes is not None:
+        for k, r in zip(KIND_ORDER, (r_imp, r_dir, r_gold)):
+            if r > 0 and not available.get(k, 0):
+                notes.append(f"no {k} examples: the ratio is kept among the other kinds")
+        wanted_dir = round(out["direct"] + out["gold"]) * r_dir / r_ok if r_ok > 0 else 0
+        if r_dir > 0 and r_gold > 0 and out["direct"] < wanted_dir - 0.5 and available.get("direct", 0):
+            notes.append(f"only {out['direct']} direct examples: gold examples fill the right-at-first share")
+    return out
+
+
 def build_buffer(records: Sequence[LogRecord], cfg: BufferConfig | None = None, pool: Sequence[dict] | None = None) -> tuple[list[Example], BufferStats]:
     """Records -> (balanced examples, stats). `pool` (problem dicts) is only used
     for the difficulty histogram; without it the records' problems stand in."""
@@ -227,17 +267,10 @@ def build_buffer(records: Sequence[LogRecord], cfg: BufferConfig | None = None, 
         filtered.append(e)
 
     by_kind = {k: [e for e in filtered if e.kind == k] for k in KIND_ORDER}
-    ratio = dict(zip(KIND_ORDER, cfg.ratio))
-    active = [k for k in KIND_ORDER if ratio[k] > 0 and by_kind[k]]
-    for k in KIND_ORDER:
-        if ratio[k] > 0 and not by_kind[k]:
-            stats.notes.append(f"no {k} examples: the ratio is kept among the other kinds")
     chosen: list[Example] = []
-    if active:
-        # The largest buffer that keeps the ratio without repeating an example.
-        scale = min(len(by_kind[k]) / ratio[k] for k in active)
-        for k in active:
-            chosen += _draw(by_kind[k], max(1, round(scale * ratio[k])), cfg, rng)
+    for k, n in rebalance({k: len(v) for k, v in by_kind.items()}, cfg.ratio, stats.notes).items():
+        if n:
+            chosen += _draw(by_kind[k], n, cfg, rng)
     rng.shuffle(chosen)
 
     stats.by_kind_after = {k: sum(e.kind == k for e in chosen) for k in KIND_ORDER}

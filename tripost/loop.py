@@ -27,7 +27,7 @@ import json
 import random
 import sys
 import time
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +73,7 @@ def default_config() -> dict[str, Any]:
         "student": {"spec": "smollm2-135m", "sample_precision": "fp32", "eval_base": False},
         "tasks": {"families": ["arithmetic"], "preset": "small", "n_train": 48, "n_eval": 24, "eval_subsets": ["seen", "unseen"], "data": ""},
         "teacher": {"spec": "scripted", "concurrency": 8},
-        "loop": {"iterations": 1, "iteration0": True},
+        "loop": {"iterations": 1, "iteration0": True, "iteration0_epochs": 0.0},
         "collect": {"source": "teacher", "sharpen_reward": "mean_logprob", "samples_per_problem": 2, "max_edits": 5, "max_passes": 1, "target_usable": 0, "temperature": 0.7,
                     "top_p": 0.95, "max_new_tokens": 192, "batch_size": 16},
         "buffer": {"ratio": [1.5, 1.0, 1.0], "difficulty_mode": "plain", "bucket_cap": 0.5, "keep_last": 0, "decay": 0.0,
@@ -197,7 +197,12 @@ class Run:
 
         examples = [Example(prompt=p.question, completion=trajectory_text([{"rationale": p.rationale}]), kind="gold", family=p.family,
                             difficulty=p.difficulty, subset=p.subset, problem_id=p.id, iteration=0, n_edits=0) for p in self.train_problems()]
-        res = train_sft(self.train_config(None), to_dataset(examples), self.it(0) / "train")
+        cfg = self.train_config(None)
+        if self.cfg["loop"]["iteration0_epochs"]:
+            # Learning the format from gold rationales can need more passes
+            # than the later iterations (0 = train.epochs).
+            cfg = replace(cfg, epochs=float(self.cfg["loop"]["iteration0_epochs"]))
+        res = train_sft(cfg, to_dataset(examples), self.it(0) / "train")
         return {"examples": len(examples), "steps": res.steps, "final_loss": res.final_loss, "tokens": res.tokens}
 
     def stage_collect(self, t: int) -> dict[str, Any]:
