@@ -10,7 +10,7 @@ from pathlib import Path
 from tripost.collect import CollectConfig, collect, student_sampler
 from tripost.config import config_hash, write_config
 from tripost.errors import TripostError
-from tripost.guided import STRATEGIES, GuidedConfig, guided_collect, guided_student_sampler
+from tripost.guided import CHECKS, STRATEGIES, GuidedConfig, guided_collect, guided_student_sampler
 from tripost.tasks import FAMILIES, PRESETS, SUBSETS, get_task, sample_problems
 from tripost.tasks.external import load_problems
 from tripost.teachers import SPECS, make_teacher
@@ -54,6 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--min-correct", type=int, default=None, help="correct samples a problem needs to leave the guided rounds (default 4)")
     g.add_argument("--guided-rounds", type=int, default=None, help="guided rounds after the plain one (default 8)")
     g.add_argument("--budget", type=int, default=None, help="most sampled sequences in all, round 0 included")
+    g.add_argument("--guided-check", choices=CHECKS, default=None,
+                   help="answer (default): the final answer decides; steps: also no wrong step (families with a step checker)")
     g.add_argument("--teacher-edits", action="store_true", help="the plain round's wrong samples also get TriPosT's teacher edits")
     p.set_defaults(handler=cmd_collect)
 
@@ -80,8 +82,8 @@ def cmd_collect(args: argparse.Namespace) -> int:
     )
     if args.guided:
         return _guided(args, problems, teacher, params, resolved, run)
-    if any(v is not None for v in (args.min_correct, args.guided_rounds, args.budget)) or args.teacher_edits:
-        raise TripostError("--min-correct, --guided-rounds, --budget and --teacher-edits go with --guided STRATEGY")
+    if any(v is not None for v in (args.min_correct, args.guided_rounds, args.budget, args.guided_check)) or args.teacher_edits:
+        raise TripostError("--min-correct, --guided-rounds, --budget, --guided-check and --teacher-edits go with --guided STRATEGY")
     student = load_student(args.student, precision=args.precision, adapter=args.adapter)
     info = {**student.describe(), "sampling": params.to_dict()}
     result = collect(problems, student_sampler(student, params), teacher, run / "log.jsonl", cfg, student_info=info)
@@ -99,7 +101,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
 def _guided(args: argparse.Namespace, problems: list, teacher, params, resolved: dict, run: Path) -> int:
     from tripost.student import load_student
 
-    given = {"samples_per_round": args.samples, "min_correct": args.min_correct, "max_rounds": args.guided_rounds}
+    given = {"samples_per_round": args.samples, "min_correct": args.min_correct, "max_rounds": args.guided_rounds, "check": args.guided_check}
     cfg = GuidedConfig(
         strategy=args.guided, budget=args.budget, batch_size=args.batch_size, teacher_edits=args.teacher_edits,
         max_edits=args.max_edits, iteration=args.iteration, seed=args.seed, config_hash=config_hash(resolved),

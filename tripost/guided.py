@@ -1,0 +1,628 @@
+"""Guided sampling for the long tail of hard problems (Guided Self-Improvement).
+
+Self-improvement that trains on the student's own correct samples
+over-samples the problems it already solves and under-samples the rest; over
+iterations the hard problems' share of the training data shrinks ("tail
+narrowing", Ding et al. 2024, "Mitigating Tail Narrowing in LLM
+Self-Improvement via Socratic-Guided Sampling", arXiv:2411.00750, NAACL 2025).
+Guided Self-Improvement (GSI) spends extra samples only on the problems the
+student keeps failing, and makes those samples likelier to be right by
+showing the student a guidance signal:
+
+    round 0      plain sampling: N samples per problem, the training prompt
+    round r>=1   for every problem with fewer than `min_correct` correct
+                 samples so far, N more samples with guidance:
+      answer       the gold answer as a hint in the prompt (STaR's
+                   "rationalization", Zelikman et al. 2022)
+      rationale    the gold rationale as a reference to write one's own from
+      state_reset  the student's answer starts with the first k steps of the
+                   gold rationale and the student continues from there;
+                   k = clamp(round(f * n), 1, max(1, n - 1)) of the gold's n
+                   steps, f cycling over `fractions` (0.2, 0.4, 0.6, 0.8)
+                   round by round; the trajectory is prefix + continuation
+      interactive  the teacher's feedback on the problem's last wrong attempt
+                   (and that attempt), then the student writes a full new
+                   solution
+      resample     no guidance: more plain rounds (the brute-force baseline
+                   GSI is compared against)
+
+Every sample is checked against the gold answer (`task.check_answer` on the
+answer parsed from its first rationale). A right answer can come from a wrong
+rationale — with the answer in the prompt a weak student often just states it
+— so for families with a step checker (`task.scripted`) the record also
+carries the checker's verdict, `turns[0]["error_step"]` (None: every step
+right), the result counts step-checked trajectories and coverage separately,
+and `check="steps"` makes the step check the filter (a sample is correct only
+if its answer is right and no step is wrong). What is logged is what would be
+trained on, and the guidance never is:
+
+- `problem` is the original problem, so the buffer's prompt is the plain
+  question (tripost.buffer uses `problem["question"]`);
+- `turns` holds only the student's first rationale (for state reset: the gold
+  prefix plus the student's continuation); anything the student wrote after a
+  `Feedback:` line is dropped, since nothing checked it;
+- the hint lives in `guide` ({"strategy", "round", "hint", "fraction", ...}),
+  which the buffer never reads.
+
+A guided sample that *mentions* its guidance ("as the hint says ...") would
+teach the student to talk about a hint it will not have: a correct guided
+sample whose generated text contains one of `leak_markers` (word match,
+case-insensitive) is logged as `failed` with stop reason "mentions the
+guidance". Text that merely *equals* the hint is not stripped: an answer hint
+is the answer itself, which a correct rationale must state; a rationale that
+copies the reference solution verbatim is a correct rationale (it is flagged
+`guide["copied"]` and counted in `GuidedResult.copied`, so its share is
+visible).
+
+Records: plain rounds (and `resample` rounds) are teacher-free, `source`
+"rejection", exactly like tripost.rejection's: kind `direct` when right,
+`failed` when wrong. Guided rounds are `source` "guided": `direct` or
+`failed`. With `teacher_edits`, round 0's wrong samples instead go through
+TriPosT's editing (`tripost.collect.edit_trajectory`, `source` "teacher"), so
+one log holds TriPosT's improvements and the guided tail data; the editing is
+sequential here (tripost.collect.collect is the concurrent path).
+
+Resumable like `collect()`: a record's key names problem, round, strategy,
+sample and iteration; keys already in the log are skipped, and which problems
+a round guides is recomputed from the log, so a resumed run makes the same
+decisions. Round 0's keys do not name the strategy: runs of different
+strategies over one log share their plain round.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from tqdm import tqdm
+
+from tripost.errors import TripostError
+from tripost.format import parse_rationale, parse_trajectory
+from tripost.log import LogRecord, LogWriter, read_log
+from tripost.paths import read_prompt
+from tripost.tasks import get_task
+from tripost.tasks.base import Problem
+from tripost.teachers.base import Teacher, TeacherCall
+
+STRATEGIES = ("answer", "rationale", "state_reset", "interactive", "resample")
+CHECKS = ("answer", "steps")
+TEMPLATES = {"answer": "guided/answer.txt", "rationale": "guided/rationale.txt", "interactive": "guided/interactive.txt"}
+DEFAULT_FRACTIONS = (0.2, 0.4, 0.6, 0.8)
+# Words of the guided templates that a correct rationale has no reason to use.
+DEFAULT_LEAK_MARKERS = ("hint", "reference", "previous attempt", "feedback", "teacher")
+PLAIN_TEMPLATE = "student.txt"
+NO_ATTEMPT = "(no attempt)"
+REJECTED_FEEDBACK = "The previous answer is incorrect."
+
+
+@dataclass(frozen=True)
+class GuidedPrompt:
+    """What the student is asked: `instruction` is the user-turn text (the plain
+    student instruction, or a guided template filled in); `prefix` is text the
+    student's answer starts with and that sampling continues (state reset)."""
+
+    problem: Problem
+    instruction: str
+    prefix: str = ""
+
+
+class PromptSampler(Protocol):
+    """`n` sampled continuations per prompt (the prefix not repeated), in
+    prompt order. `seed` makes a call reproducible."""
+
+    def __call__(self, prompts: Sequence[GuidedPrompt], n: int, seed: int) -> list[list[str]]:
+        ...
+
+
+@dataclass
+class GuidedConfig:
+    strategy: str = "answer"  # answer | rationale | state_reset | interactive | resample
+    samples_per_round: int = 8  # N: samples per problem per round
+    min_correct: int = 4  # a problem with fewer correct samples than this gets the next guided round
+    max_rounds: int = 8  # guided rounds after the plain round 0
+    fractions: tuple[float, ...] = DEFAULT_FRACTIONS  # state reset: gold prefix shares, cycled over rounds
+    budget: int | None = None  # most sampled sequences in all (round 0 included); None: no cap
+    batch_size: int = 16  # problems per sampler call
+    leak_markers: tuple[str, ...] = DEFAULT_LEAK_MARKERS
+    check: str = "answer"  # answer: the final answer decides; steps: also no wrong step (scripted families)
+    teacher_edits: bool = False  # round 0's wrong samples go through TriPosT's editing
+    max_edits: int = 5
+    iteration: int = 0
+    seed: int = 0
+    config_hash: str = ""
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise TripostError(f"unknown guided strategy {self.strategy!r}; choose from {', '.join(STRATEGIES)}")
+        for name in ("samples_per_round", "min_correct", "batch_size"):
+            if getattr(self, name) < 1:
+                raise TripostError(f"guided: {name} must be at least 1")
+        if self.max_rounds < 0 or self.max_edits < 0:
+            raise TripostError("guided: max_rounds and max_edits must be >= 0")
+        self.fractions = tuple(float(f) for f in self.fractions)
+        if not self.fractions or any(not 0 < f < 1 for f in self.fractions):
+            raise TripostError("guided: state reset fractions must be numbers in (0, 1)")
+        if self.budget is not None and self.budget < self.samples_per_round:
+            raise TripostError(f"guided: budget {self.budget} is below one problem's round ({self.samples_per_round} samples)")
+        self.leak_markers = tuple(m for m in self.leak_markers if m.strip())
+        if self.check not in CHECKS:
+            raise TripostError(f"guided: check must be one of {', '.join(CHECKS)}, not {self.check!r}")
+
+
+@dataclass
+class GuidedResult:
+    """What a guided collection did and what it bought.
+
+    coverage: share of problems with at least one correct trajectory of the
+    student's own (plain or guided; teacher improvements do not count).
+    difficulty: histograms by difficulty label of the problem pool, of the
+    correct trajectories (`collected`, what the buffer is built from) and of
+    the covered problems, after round 0 and at the end. tail: total variation
+    distance between the pool's and the collected trajectories' difficulty
+    distributions, 1/2 * sum_d |pool(d) - collected(d)| (0: the data is spread
+    like the pool; 1: disjoint), None when nothing is collected.
+    generation_calls: sampled sequences (one per record, resumed ones included).
+    """
+
+    log_path: str
+    strategy: str
+    problems: int = 0
+    rounds: int = 0  # rounds run, round 0 included
+    records_written: int = 0
+    records_skipped: int = 0  # already in the log (resumed)
+    usable: int = 0  # correct trajectories: the student's own + teacher improvements
+    by_kind: dict[str, int] = field(default_factory=dict)
+    by_source: dict[str, int] = field(default_factory=dict)
+    stop_reasons: dict[str, int] = field(default_factory=dict)
+    generation_calls: int = 0
+    generation_calls_by_round: list[int] = field(default_factory=list)
+    generated_chars: int = 0  # characters the student generated (a state reset's gold prefix excluded)
+    teacher_calls: int = 0
+    cost_usd: float = 0.0
+    coverage_round0: float = 0.0
+    coverage_final: float = 0.0
+    coverage_by_round: list[float] = field(default_factory=list)
+    correct_round0: int = 0  # the student's correct trajectories
+    correct_final: int = 0
+    # Of those, the ones whose every step the family's step checker accepts,
+    # and the coverage they give (None for families without a step checker).
+    steps_ok_round0: int | None = None
+    steps_ok_final: int | None = None
+    coverage_steps_round0: float | None = None
+    coverage_steps_final: float | None = None
+    guided_problems: int = 0  # problems that got at least one guided round
+    solved_by_guidance: int = 0  # no correct sample in round 0, at least one at the end
+    unguidable: int = 0  # below min_correct, but the strategy has nothing to show (no gold rationale ...)
+    leaked: int = 0  # correct guided samples dropped for mentioning their guidance
+    copied: int = 0  # correct rationale-guided samples that equal the gold rationale
+    teacher_improvements: int = 0
+    difficulty: dict[str, dict[str, int]] = field(default_factory=dict)
+    tail: dict[str, float | None] = field(default_factory=dict)
+    budget: int | None = None
+    budget_hit: bool = False
+    stopped_early: str | None = None
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ------------------------------------------------------------------ pieces ---
+
+
+def guided_key(problem: Problem, round_index: int, sample_index: int, iteration: int, strategy: str) -> str:
+    """Round 0 is plain sampling whatever the strategy, so its key does not name one."""
+    tag = "" if round_index == 0 else f"-{strategy}"
+    return f"{problem.id}#g{round_index}{tag}s{sample_index}@it{iteration}"
+
+
+def round_seed(seed: int, iteration: int, round_index: int, problem_ids: Sequence[str]) -> int:
+    h = hashlib.sha256(f"guided|{seed}|{iteration}|{round_index}|{','.join(problem_ids)}".encode()).digest()
+    return int.from_bytes(h[:4], "big")
+
+
+_PLACEHOLDER_RE = re.compile(r"\{(question|hint|attempt)\}")
+
+
+def fill_template(template: str, **values: str) -> str:
+    """One pass over the template, so a question containing `{hint}` stays literal."""
+    text = read_prompt(template)
+    missing = [k for k in values if "{" + k + "}" not in text]
+    if missing:
+        raise TripostError(f"prompt template {template!r} has no {{{missing[0]}}} placeholder")
+    return _PLACEHOLDER_RE.sub(lambda m: values.get(m.group(1), m.group(0)).strip(), text).rstrip() + "\n"
+
+
+def plain_instruction(problem: Problem) -> str:
+    """The student's training instruction (tripost.student.prompt.render_instruction)."""
+    from tripost.student.prompt import render_instruction
+
+    return render_instruction(problem.question, PLAIN_TEMPLATE)
+
+
+def reset_prefix(rationale: str, fraction: float) -> tuple[str, int]:
+    """(the gold rationale's text up to step k+1, k) for a state reset at
+    `fraction`: k = clamp(round(fraction * n), 1, max(1, n - 1)); the student
+    writes at least one numbered step itself unless the gold has only one."""
+    parsed = parse_rationale(rationale)
+    n = parsed.n_steps
+    if n == 0:
+        raise TripostError("state reset needs a gold rationale with numbered steps")
+    k = min(max(1, math.floor(fraction * n + 0.5)), max(1, n - 1))
+    prefix = parsed.text[: parsed.offset_of(k + 1)]
+    if not prefix.endswith("\n"):
+        prefix += "\n"
+    return prefix, k
+
+
+def judge(problem: Problem, text: str) -> tuple[str, str | None, bool]:
+    """(first rationale of `text`, its parsed answer, whether that answer is right)."""
+    turns = parse_trajectory(text).turns
+    rationale = turns[0].rationale if turns else text.strip()
+    task = get_task(problem.family)
+    answer = task.parse_answer(rationale) if rationale.strip() else None
+    return rationale, answer, bool(answer is not None and task.check_answer(problem, answer))
+
+
+def first_wrong_step(problem: Problem, rationale: str) -> int | None:
+    """The family's step checker on a rationale: the first wrong step (n+1: the
+    final response), None when every step is right. Families without a step
+    checker (qa) have nothing to say: TripostError."""
+    task = get_task(problem.family)
+    if not task.scripted:
+        raise TripostError(f"{problem.family}: no step checker")
+    return task.check_steps(problem, rationale).first_error_step
+
+
+def _steps_ok(rec: LogRecord) -> bool | None:
+    t = rec.turns[0] if rec.turns else {}
+    return None if "error_step" not in t else t["error_step"] is None
+
+
+def mentions_guidance(text: str, markers: Sequence[str]) -> str | None:
+    """The first marker `text` uses as a word (case-insensitive), else None."""
+    for m in markers:
+        if re.search(rf"(?<![A-Za-z]){re.escape(m.strip())}(?![A-Za-z])", text, re.IGNORECASE):
+            return m
+    return None
+
+
+def _normalise(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip().lower()
+
+
+def tv_distance(p: dict[str, int], q: dict[str, int]) -> float | None:
+    """Total variation distance between two histograms (None if either is empty)."""
+    sp, sq = sum(p.values()), sum(q.values())
+    if not sp or not sq:
+        return None
+    keys = set(p) | set(q)
+    return 0.5 * sum(abs(p.get(k, 0) / sp - q.get(k, 0) / sq) for k in keys)
+
+
+def guidable(problem: Problem, strategy: str) -> bool:
+    """Whether `strategy` has something to show for `problem`."""
+    if strategy == "answer":
+        return bool(str(problem.answer).strip())
+    if strategy == "rationale":
+        return bool(problem.rationale.strip())
+    if strategy == "state_reset":
+        return bool(problem.rationale.strip()) and parse_rationale(problem.rationale).n_steps > 0
+    return True
+
+
+@dataclass
+class _State:
+    """One problem's history, rebuilt from the log on resume."""
+
+    index: int
+    sampled0: bool = False
+    correct: int = 0
+    correct_by_round: dict[int, int] = field(default_factory=dict)
+    steps_ok_by_round: dict[int, int] = field(default_factory=dict)
+    guided_rounds: int = 0
+    last_wrong: tuple[int, str] | None = None  # (round, rationale) of the latest round's first wrong sample
+    last_any: str | None = None
+
+
+def _student_correct(rec: LogRecord) -> bool:
+    return rec.kind == "direct" and rec.source != "teacher"
+
+
+def _wrong_attempt(rec: LogRecord) -> bool:
+    return rec.stop_reason in ("wrong answer", "no answer", "wrong step") or rec.source == "teacher"
+
+
+# -------------------------------------------------------------- collection ---
+
+
+def guided_collect(
+    problems: Sequence[Problem],
+    sampler: PromptSampler,
+    teacher: Teacher | None,
+    log_path: str | Path,
+    cfg: GuidedConfig | None = None,
+    *,
+    student_info: dict[str, Any] | None = None,
+    progress: bool = True,
+    on_record: Callable[[LogRecord], None] | None = None,
+) -> GuidedResult:
+    """Round 0 (plain) plus up to `cfg.max_rounds` guided rounds over the
+    problems below `cfg.min_correct` correct samples, into the log at
+    `log_path` (resuming whatever is already there). `teacher` is needed for
+    `interactive` and `teacher_edits` only (None otherwise is fine)."""
+    cfg = cfg or GuidedConfig()
+    if not problems:
+        raise TripostError("guided: no problems")
+    if teacher is None and (cfg.strategy == "interactive" or cfg.teacher_edits):
+        raise TripostError(f"guided: {'the interactive strategy' if cfg.strategy == 'interactive' else 'teacher_edits'} needs a teacher")
+    ids = [p.id for p in problems]
+    if len(set(ids)) != len(ids):
+        raise TripostError("guided: problem ids must be distinct (they name the log records)")
+    t0 = time.perf_counter()
+    n = cfg.samples_per_round
+    result = GuidedResult(log_path=str(log_path), strategy=cfg.strategy, problems=len(problems), budget=cfg.budget)
+    writer = LogWriter(log_path)  # first: it repairs a torn last line
+    existing = {r.key: r for r in read_log(log_path)}
+    state = {p.id: _State(index=i) for i, p in enumerate(problems)}
+    kinds: Counter = Counter()
+    sources: Counter = Counter()
+    reasons: Counter = Counter()
+    collected0: Counter = Counter()
+    collected: Counter = Counter()
+    spent = 0
+
+    def account(p: Problem, r: int, rec: LogRecord, generated: int) -> None:
+        nonlocal spent
+        st = state[p.id]
+        spent += 1
+        while len(result.generation_calls_by_round) <= r:
+            result.generation_calls_by_round.append(0)
+        result.generation_calls_by_round[r] += 1
+        result.generated_chars += generated
+        kinds[rec.kind] += 1
+        sources[rec.source] += 1
+        reasons[rec.stop_reason] += 1
+        result.teacher_calls += len(rec.teacher_calls)
+        result.cost_usd += sum(c.get("cost_usd", 0.0) for c in rec.teacher_calls)
+        if r == 0:
+            st.sampled0 = True
+        g = rec.guide or {}
+        result.leaked += rec.stop_reason == "mentions the guidance"
+        result.copied += bool(g.get("copied")) and rec.kind == "direct"
+        if rec.source == "teacher" and rec.final_correct:
+            result.teacher_improvements += 1
+        if _student_correct(rec):
+            st.correct += 1
+            st.correct_by_round[r] = st.correct_by_round.get(r, 0) + 1
+            collected[p.difficulty] += 1
+            if r == 0:
+                collected0[p.difficulty] += 1
+            if _steps_ok(rec):
+                st.steps_ok_by_round[r] = st.steps_ok_by_round.get(r, 0) + 1
+        elif rec.turns:
+            if _wrong_attempt(rec) and (st.last_wrong is None or st.last_wrong[0] < r):
+                st.last_wrong = (r, rec.turns[0]["rationale"])
+        if rec.turns:
+            st.last_any = rec.turns[0]["rationale"]
+
+    def build_prompt(p: Problem, r: int) -> tuple[GuidedPrompt, dict[str, Any] | None, list[TeacherCall]]:
+        if r == 0 or cfg.strategy == "resample":
+            return GuidedPrompt(p, plain_instruction(p)), None, []
+        s = cfg.strategy
+        guide: dict[str, Any] = {"strategy": s, "round": r, "hint": None, "fraction": None}
+        calls: list[TeacherCall] = []
+        if s == "answer":
+            guide["hint"] = str(p.answer)
+            return GuidedPrompt(p, fill_template(TEMPLATES[s], question=p.question, hint=guide["hint"])), guide, calls
+        if s == "rationale":
+            guide["hint"] = p.rationale.strip()
+            return GuidedPrompt(p, fill_template(TEMPLATES[s], question=p.question, hint=guide["hint"])), guide, calls
+        if s == "state_reset":
+            f = cfg.fractions[(r - 1) % len(cfg.fractions)]
+            prefix, k = reset_prefix(p.rationale, f)
+            guide.update(fraction=f, kept_steps=k, prefix_chars=len(prefix))
+            return GuidedPrompt(p, plain_instruction(p), prefix), guide, calls
+        # interactive: the teacher's feedback on the latest wrong attempt.
+        st = state[p.id]
+        attempt = st.last_wrong[1] if st.last_wrong else (st.last_any or "")
+        assert teacher is not None
+        reply = teacher.feedback(p, attempt)
+        calls = list(reply.calls)
+        hint = reply.text.strip() if reply.feedback is not None and reply.text.strip() else REJECTED_FEEDBACK
+        guide.update(hint=hint, attempt=attempt)
+        instruction = fill_template(TEMPLATES[s], question=p.question, hint=hint, attempt=attempt.strip() or NO_ATTEMPT)
+        return GuidedPrompt(p, instruction), guide, calls
+
+    def make_record(p: Problem, r: int, s: int, key: str, prompt: GuidedPrompt, guide: dict[str, Any] | None,
+                    text: str, calls: list[TeacherCall]) -> LogRecord:
+        rationale, answer, right = judge(p, prompt.prefix + text)
+        source = "rejection" if guide is None else "guided"
+        kind, stop = ("direct", "correct") if right else ("failed", "no answer" if answer is None else "wrong answer")
+        turns: list[dict[str, Any]] = [{"rationale": rationale, "feedback": None, "source": "student", "answer": answer}]
+        if get_task(p.family).scripted:
+            try:
+                turns[0]["error_step"] = first_wrong_step(p, rationale)
+            except TripostError:  # a problem the checker cannot read (an external record): no verdict
+                pass
+        if "error_step" in turns[0]:
+            if right and cfg.check == "steps" and turns[0]["error_step"] is not None:
+                kind, stop = "failed", "wrong step"
+        teacher_calls = [c.to_dict() for c in calls]
+        if guide is not None:
+            guide = dict(guide)
+            own = rationale[len(prompt.prefix):] if rationale.startswith(prompt.prefix) else rationale
+            marker = mentions_guidance(own, cfg.leak_markers)
+            if kind == "direct" and marker is not None:
+                kind, stop = "failed", "mentions the guidance"
+                guide["marker"] = marker
+            if guide["strategy"] == "rationale":
+                guide["copied"] = _normalise(rationale) == _normalise(p.rationale)
+        elif r == 0 and kind == "failed" and cfg.teacher_edits:
+            assert teacher is not None
+            from tripost.collect import edit_trajectory
+
+            turns, kind, stop, edit_calls = edit_trajectory(p, text, teacher, cfg.max_edits)
+            source = "teacher"
+            teacher_calls += [c.to_dict() for c in edit_calls]
+        return LogRecord(
+            key=key, problem=p.to_dict(), kind=kind, turns=turns, final_correct=kind != "failed", stop_reason=stop,
+            sample_index=s, iteration=cfg.iteration, seed=cfg.seed, config_hash=cfg.config_hash,
+            teacher_calls=teacher_calls, student=dict(student_info or {}), source=source, guide=guide,
+        )
+
+    bar = tqdm(total=cfg.max_rounds + 1, desc=f"guided {cfg.strategy} it{cfg.iteration}", unit="round",
+               disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    try:
+        for r in range(cfg.max_rounds + 1):
+            if r == 0:
+                todo = list(problems)
+            else:
+                below = [p for p in problems if state[p.id].sampled0 and state[p.id].correct < cfg.min_correct]
+                todo = [p for p in below if guidable(p, cfg.strategy)]
+                if r == 1:
+                    result.unguidable = len(below) - len(todo)
+            if cfg.budget is not None:
+                room = max(0, (cfg.budget - spent) // n)
+                if room < len(todo):
+                    # The budget goes to the problems with the fewest correct samples first.
+                    keep = sorted(range(len(todo)), key=lambda i: (state[todo[i].id].correct, i))[:room]
+                    todo = [todo[i] for i in sorted(keep)]
+                    result.budget_hit = True
+            if not todo:
+                break
+            result.rounds = r + 1
+            for start in range(0, len(todo), cfg.batch_size):
+                batch = todo[start : start + cfg.batch_size]
+                keys = {p.id: [guided_key(p, r, s, cfg.iteration, cfg.strategy) for s in range(n)] for p in batch}
+                missing = [p for p in batch if not all(k in existing for k in keys[p.id])]
+                built = {p.id: build_prompt(p, r) for p in missing}
+                texts: dict[str, list[str]] = {}
+                if missing:
+                    rows = sampler([built[p.id][0] for p in missing], n, round_seed(cfg.seed, cfg.iteration, r, [p.id for p in missing]))
+                    if len(rows) != len(missing) or any(len(row) != n for row in rows):
+                        raise TripostError(f"guided: the sampler returned {[len(x) for x in rows]} samples for {len(missing)} prompts; expected {n} each")
+                    texts = {p.id: row for p, row in zip(missing, rows)}
+                for p in batch:
+                    if r > 0:
+                        state[p.id].guided_rounds += 1
+                    calls_left = list(built[p.id][2]) if p.id in built else []
+                    for s, key in enumerate(keys[p.id]):
+                        rec = existing.get(key)
+                        if rec is not None:
+                            result.records_skipped += 1
+                            prefix = (rec.guide or {}).get("prefix_chars") or 0
+                        else:
+                            prompt, guide, _ = built[p.id]
+                            rec = make_record(p, r, s, key, prompt, guide, texts[p.id][s], calls_left)
+                            calls_left = []  # a problem-round's teacher calls are booked once
+                            writer.write(rec)
+                            existing[key] = rec
+                            result.records_written += 1
+                            if on_record:
+                                on_record(rec)
+                            prefix = len(prompt.prefix)
+                        generated = max(0, len(rec.turns[0]["rationale"]) - prefix) if rec.turns else 0
+                        account(p, r, rec, generated)
+            covered = sum(st.correct > 0 for st in state.values())
+            result.coverage_by_round.append(covered / len(problems))
+            bar.update(1)
+            bar.set_postfix(coverage=f"{covered}/{len(problems)}", calls=spent)
+    finally:
+        writer.close()
+        bar.close()
+
+    result.generation_calls = spent
+    result.by_kind = dict(kinds)
+    result.by_source = dict(sources)
+    result.stop_reasons = dict(reasons)
+    result.correct_final = sum(collected.values())
+    result.correct_round0 = sum(collected0.values())
+    result.usable = result.correct_final + result.teacher_improvements
+    result.coverage_round0 = result.coverage_by_round[0] if result.coverage_by_round else 0.0
+    result.coverage_final = result.coverage_by_round[-1] if result.coverage_by_round else 0.0
+    result.guided_problems = sum(st.guided_rounds > 0 for st in state.values())
+    result.solved_by_guidance = sum(st.correct_by_round.get(0, 0) == 0 and st.correct > 0 for st in state.values())
+    checked = [state[p.id] for p in problems if get_task(p.family).scripted]
+    if checked:
+        result.steps_ok_round0 = sum(st.steps_ok_by_round.get(0, 0) for st in checked)
+        result.steps_ok_final = sum(sum(st.steps_ok_by_round.values()) for st in checked)
+        result.coverage_steps_round0 = sum(st.steps_ok_by_round.get(0, 0) > 0 for st in checked) / len(checked)
+        result.coverage_steps_final = sum(sum(st.steps_ok_by_round.values()) > 0 for st in checked) / len(checked)
+    pool = Counter(p.difficulty for p in problems)
+    result.difficulty = {
+        "pool": dict(pool),
+        "collected_round0": dict(collected0),
+        "collected": dict(collected),
+        "covered_round0": dict(Counter(p.difficulty for p in problems if state[p.id].correct_by_round.get(0, 0) > 0)),
+        "covered": dict(Counter(p.difficulty for p in problems if state[p.id].correct > 0)),
+    }
+    result.tail = {"tv_round0": tv_distance(pool, collected0), "tv_final": tv_distance(pool, collected)}
+    if result.usable == 0:
+        result.stopped_early = f"no correct trajectory after {result.rounds} round(s) and {spent} samples"
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def guided_student_sampler(student: Any, params: Any, prompt_format: Any = None, counter: dict[str, int] | None = None) -> PromptSampler:
+    """A `PromptSampler` over a loaded `tripost.student.Student`. The user turn
+    is rendered exactly as tripost.student.prompt.build_prompt renders the
+    training prompt (so round 0's prompt *is* the training prompt), and a
+    state reset's prefix is appended after the assistant turn's start.
+    `counter`, if given, accumulates "sequences" and "tokens" generated."""
+    from dataclasses import replace as _replace
+
+    from tripost.student.prompt import PromptFormat, uses_chat
+
+    fmt = prompt_format or PromptFormat()
+    if params.greedy:
+        raise TripostError("guided sampling draws several samples per problem: use a temperature above 0")
+
+    def render(instruction: str) -> str:
+        if not uses_chat(student.tokenizer, fmt):
+            return instruction.rstrip("\n") + fmt.plain_suffix
+        messages = [{"role": "user", "content": instruction.rstrip("\n")}]
+        if fmt.system is not None:
+            messages.insert(0, {"role": "system", "content": fmt.system})
+        return student.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def sampler(prompts: Sequence[GuidedPrompt], n: int, seed: int) -> list[list[str]]:
+        texts = [render(gp.instruction) + gp.prefix for gp in prompts]
+        rows = student.sample(texts, _replace(params, n=n, seed=seed))
+        if counter is not None:
+            counter["sequences"] = counter.get("sequences", 0) + sum(len(row) for row in rows)
+            counter["tokens"] = counter.get("tokens", 0) + sum(g.n_tokens for row in rows for g in row)
+        return [[g.text for g in row] for row in rows]
+
+    return sampler
+
+
+__all__ = [
+    "DEFAULT_FRACTIONS",
+    "CHECKS",
+    "DEFAULT_LEAK_MARKERS",
+    "STRATEGIES",
+    "GuidedConfig",
+    "GuidedPrompt",
+    "GuidedResult",
+    "PromptSampler",
+    "fill_template",
+    "guidable",
+    "guided_collect",
+    "guided_key",
+    "guided_student_sampler",
+    "first_wrong_step",
+    "judge",
+    "mentions_guidance",
+    "plain_instruction",
+    "reset_prefix",
+    "tv_distance",
+]
