@@ -96,3 +96,21 @@ def test_loop_with_sharpen_source_trains_on_the_students_own_picks(tmp_path, tin
     assert state["stages"]["it1/buffer"]["by_kind"]["direct"] == 3
     assert (tmp_path / "run" / "it1" / "train" / "adapter_config.json").exists()
     assert run.adapter(1) == str(tmp_path / "run" / "it1" / "train")
+
+
+def test_loop_with_guided_source_runs_guided_rounds_for_unsolved_problems(tmp_path, tiny_model_dir):
+    cfg = resolve_config(None, [
+        f"student.spec=hf:{tiny_model_dir}", "tasks.n_train=3", "tasks.n_eval=2", "train.epochs=1", "train.precision=fp32",
+        "collect.source=guided", "collect.guided_strategy=answer", "collect.guided_rounds=1", "collect.guided_min_correct=1",
+        "collect.samples_per_problem=2", "collect.max_new_tokens=12", "buffer.include_gold=false",
+        "eval.max_new_tokens=12", "eval.max_turns=1", "eval.n_bootstrap=20", "loop.iterations=1", "loop.iteration0=false",
+    ])
+    state = Run(tmp_path / "run", cfg, progress=False, log=lambda m: None).run()
+    recs = list(read_log(tmp_path / "run" / "it1" / "collect" / "log.jsonl"))
+    # Round 0: 3 problems x 2 plain samples; the never-right tiny model leaves
+    # every problem below min_correct, so each gets one guided round of 2.
+    assert len(recs) == 12
+    assert sum(r.source == "rejection" for r in recs) == 6 and sum(r.source == "guided" for r in recs) == 6
+    assert all(r.guide["strategy"] == "answer" for r in recs if r.source == "guided")
+    assert all("hint" not in r.problem["question"].lower() for r in recs)
+    assert state["stages"]["it1/collect"]["teacher_calls"] == 0

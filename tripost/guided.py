@@ -85,9 +85,10 @@ from typing import Any, Protocol
 from tqdm import tqdm
 
 from tripost.errors import TripostError
-from tripost.format import parse_rationale, parse_trajectory
+from tripost.format import parse_rationale
 from tripost.log import LogRecord, LogWriter, read_log
 from tripost.paths import read_prompt
+from tripost.rejection import judge
 from tripost.tasks import get_task
 from tripost.tasks.base import Problem
 from tripost.teachers.base import Teacher, TeacherCall
@@ -261,15 +262,6 @@ def reset_prefix(rationale: str, fraction: float) -> tuple[str, int]:
     if not prefix.endswith("\n"):
         prefix += "\n"
     return prefix, k
-
-
-def judge(problem: Problem, text: str) -> tuple[str, str | None, bool]:
-    """(first rationale of `text`, its parsed answer, whether that answer is right)."""
-    turns = parse_trajectory(text).turns
-    rationale = turns[0].rationale if turns else text.strip()
-    task = get_task(problem.family)
-    answer = task.parse_answer(rationale) if rationale.strip() else None
-    return rationale, answer, bool(answer is not None and task.check_answer(problem, answer))
 
 
 def first_wrong_step(problem: Problem, rationale: str) -> int | None:

@@ -58,8 +58,12 @@ def _train_defaults() -> dict[str, Any]:
 # interactive editing; `rejection` the student's own correct samples with no
 # teacher (the STaR/LMSI baseline, tripost.rejection); `sharpen` the student's
 # own best of `samples_per_problem` by its likelihood (`sharpen_reward`), right
-# or not: SFT-sharpening (Huang et al. 2024, tripost.sharpen).
-COLLECT_SOURCES = ("teacher", "rejection", "sharpen")
+# or not: SFT-sharpening (Huang et al. 2024, tripost.sharpen); `guided` the
+# student's own correct samples plus guided rounds for the problems it rarely
+# gets right (Guided Self-Improvement, Ding et al. 2024, tripost.guided):
+# `guided_strategy` answer | rationale | state_reset | interactive | resample,
+# `samples_per_problem` per round, `guided_min_correct`, `guided_rounds`.
+COLLECT_SOURCES = ("teacher", "rejection", "sharpen", "guided")
 SKIPPED = "skipped.json"  # written in itT/train when there was nothing to train on
 
 
@@ -74,7 +78,8 @@ def default_config() -> dict[str, Any]:
         "tasks": {"families": ["arithmetic"], "preset": "small", "n_train": 48, "n_eval": 24, "eval_subsets": ["seen", "unseen"], "data": ""},
         "teacher": {"spec": "scripted", "concurrency": 8},
         "loop": {"iterations": 1, "iteration0": True, "iteration0_epochs": 0.0},
-        "collect": {"source": "teacher", "sharpen_reward": "mean_logprob", "samples_per_problem": 2, "max_edits": 5, "max_passes": 1, "target_usable": 0, "temperature": 0.7,
+        "collect": {"source": "teacher", "sharpen_reward": "mean_logprob", "guided_strategy": "rationale", "guided_min_correct": 4,
+                    "guided_rounds": 8, "guided_check": "answer", "samples_per_problem": 2, "max_edits": 5, "max_passes": 1, "target_usable": 0, "temperature": 0.7,
                     "top_p": 0.95, "max_new_tokens": 192, "batch_size": 16},
         "buffer": {"ratio": [1.5, 1.0, 1.0], "difficulty_mode": "plain", "bucket_cap": 0.5, "keep_last": 0, "decay": 0.0,
                    "max_chars": 4000, "dedupe": True, "include_gold": True},
@@ -228,7 +233,16 @@ class Run:
             folder.mkdir(parents=True, exist_ok=True)
             (folder / "collect.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
             return {"usable": kinds["direct"], "by_kind": kinds, "chosen_correct": sres.chosen_correct, "teacher_calls": 0, "cost_usd": 0.0}
-        if c["source"] == "rejection":
+        if c["source"] == "guided":
+            from tripost.guided import GuidedConfig, guided_collect, guided_student_sampler
+
+            gc = GuidedConfig(strategy=c["guided_strategy"], samples_per_round=c["samples_per_problem"], min_correct=c["guided_min_correct"],
+                              max_rounds=c["guided_rounds"], check=c["guided_check"], batch_size=c["batch_size"], max_edits=c["max_edits"],
+                              iteration=t, seed=self.cfg["seed"], config_hash=self.hash)
+            teacher = self.teacher() if gc.strategy == "interactive" else None
+            res = guided_collect(self.train_problems(), guided_student_sampler(student, params), teacher, folder / "log.jsonl", gc,
+                                 student_info=info, progress=self.progress)
+        elif c["source"] == "rejection":
             from tripost.rejection import rejection_collect
 
             res = rejection_collect(self.train_problems(), student_sampler(student, params), folder / "log.jsonl", cc, student_info=info, progress=self.progress)

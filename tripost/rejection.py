@@ -36,13 +36,21 @@ from tripost.tasks import get_task
 from tripost.tasks.base import Problem
 
 
-def judge_attempt(problem: Problem, text: str) -> tuple[str, bool]:
-    """(first attempt's rationale, whether its answer is right)."""
+def judge(problem: Problem, text: str) -> tuple[str, str | None, bool]:
+    """(first rationale of `text`, its parsed answer, whether that answer is
+    right). Only the first attempt is judged: what the student wrote after it
+    (its own feedback and updates) is not, since nothing checked it."""
     turns = parse_trajectory(text).turns
     attempt = turns[0].rationale if turns else text.strip()
     task = get_task(problem.family)
-    answer = task.parse_answer(attempt) if attempt else None
-    return attempt, bool(answer is not None and task.check_answer(problem, answer))
+    answer = task.parse_answer(attempt) if attempt.strip() else None
+    return attempt, answer, bool(answer is not None and task.check_answer(problem, answer))
+
+
+def judge_attempt(problem: Problem, text: str) -> tuple[str, bool]:
+    """(first attempt's rationale, whether its answer is right)."""
+    attempt, _, right = judge(problem, text)
+    return attempt, right
 
 
 def rejection_collect(
@@ -104,4 +112,4 @@ def rejection_collect(
     return result
 
 
-__all__ = ["judge_attempt", "rejection_collect"]
+__all__ = ["judge", "judge_attempt", "rejection_collect"]
