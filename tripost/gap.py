@@ -1,0 +1,666 @@
+"""The generation-verification gap: how much a model gains by filtering its
+own samples with its own (or another) verifier.
+
+Song et al. 2024, "Mind the Gap: Examining the Self-Improvement Capabilities
+of Large Language Models" (arXiv:2412.02674), define self-improvement as
+generate -> verify -> filter (-> distil), and measure its potential by the
+generation-verification gap: the accuracy of the samples the verifier keeps
+minus the accuracy of all samples. Here, for problems x_1..x_P with N samples
+each, a verifier score s_ij in [0, 1] per sample and correctness c_ij in {0, 1}
+(the answer of the last rationale the sample writes, against the gold answer):
+
+    acc_all(i)  = (1/N) * sum_j c_ij
+    K_i         = { j : sample j of problem i is kept by the filter }
+    acc_kept(i) = (1/|K_i|) * sum_{j in K_i} c_ij            (undefined if K_i is empty)
+    gap         = mean over problems with K_i non-empty of  acc_kept(i) - acc_all(i)
+    rel. gap    = mean over problems with K_i non-empty and acc_all(i) < 1 of
+                  (acc_kept(i) - acc_all(i)) / (1 - acc_all(i))
+
+The relative gap is the share of the remaining headroom the filter recovers
+(1 = it keeps only right samples, 0 = no better than taking all, negative =
+worse); it is normalised per problem, as DESIGN.md specifies. For comparison
+with a dataset-level normalisation the result also carries
+relative_gap_pooled = gap / (1 - mean of acc_all over the gap's problems).
+
+Problems where nothing is kept (no acc_kept) and problems where every sample
+is right (relative gap 0/0) are not dropped silently: they are counted and
+listed in the result, and every mean says how many problems it is over.
+Problems where every sample is wrong stay in both means (their terms are 0:
+no filter can help there) and are counted too. 95% percentile-bootstrap
+intervals resample problems (tripost.evaluate.metrics.bootstrap_interval).
+
+Verifiers (`GapConfig.verifier`), each a score per sample:
+
+- ``mc`` (after the paper's multiple-choice verification): after its own
+  answer (the sample's last rationale, without any feedback the student wrote
+  about it) the student is asked whether it is correct, and the score is
+  p(Correct) / (p(Correct) + p(Incorrect)) from its own probabilities; see
+  `verify_prompt` and `mc_logprobs` (one batched forward pass; each word's
+  full-sequence log-probability, as " Incorrect" is two tokens).
+- ``self``: the student's own closing feedback in the sample: 1.0 when its
+  last feedback says "The final response is also correct.", else 0.0 (also
+  when it wrote no feedback at all, as an untrained student does).
+- ``teacher``: the configured teacher's feedback on the final answer (1.0 when
+  it finds no error); with the scripted teacher this is an oracle, an upper
+  bound for the filter.
+
+Filters (`GapConfig.filter`):
+
+- ``quantile``: per problem, keep the samples whose score is >= the
+  ceil(q*N)-th largest score of that problem (q = `quantile`, the share kept,
+  default 0.5). Ties at the cut are all kept, so a verifier that scores every
+  sample alike keeps everything and shows a gap of exactly 0.
+- ``threshold``: keep the samples with score >= t (`threshold`, default 0.5);
+  a problem can then keep nothing.
+
+The verifier's quality against correctness, pooled over all samples, is
+reported as well: AUROC (the probability that a random right sample scores
+above a random wrong one, ties counted half), and the precision and recall of
+the kept set.
+
+The loop calls `gap_for_run(student, problems, cfg, out=...)`; the CLI verb is
+`tripost gap` (tripost/cli/gap_cmd.py).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tripost.errors import TripostError
+from tripost.evaluate.metrics import bootstrap_interval
+from tripost.format import parse_feedback, parse_rationale, parse_trajectory
+from tripost.tasks.base import Problem
+
+SCHEMA = "tripost.gap/1"
+VERIFIERS = ("mc", "self", "teacher")
+FILTERS = ("quantile", "threshold")
+
+
+@dataclass(frozen=True)
+class GapConfig:
+    """How to measure the gap.
+
+    samples: N attempts per problem, sampled at `temperature` / `top_p` with
+    `max_new_tokens` each (seeded by `seed`, which also seeds the bootstrap).
+    verifier / filter / quantile / threshold: see the module docstring.
+    teacher: the teacher spec for the ``teacher`` verifier when no teacher
+    object is passed to `measure_gap`.
+    mc_template / mc_prefix / mc_words: the ``mc`` verification prompt (a file
+    under prompts/), the text the student's verdict turn starts with, and the
+    two verdict continuations (correct first).
+    """
+
+    samples: int = 8
+    verifier: str = "mc"
+    filter: str = "quantile"
+    quantile: float = 0.5
+    threshold: float = 0.5
+    temperature: float = 0.7
+    top_p: float = 0.95
+    max_new_tokens: int = 256
+    seed: int = 0
+    batch_size: int = 32  # sequences decoded together
+    score_batch_size: int = 16  # verification prompts per forward pass
+    teacher: str = "scripted"
+    mc_template: str = "verify_mc.txt"
+    mc_prefix: str = "Verdict:"
+    mc_words: tuple[str, str] = (" Correct", " Incorrect")
+    n_bootstrap: int = 1000
+    confidence: float = 0.95
+    allow_train: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.verifier not in VERIFIERS:
+            raise TripostError(f"unknown verifier {self.verifier!r}; choose from {', '.join(VERIFIERS)}")
+        if self.filter not in FILTERS:
+            raise TripostError(f"unknown filter {self.filter!r}; choose from {', '.join(FILTERS)}")
+        if self.samples < 1:
+            raise TripostError(f"samples per problem must be at least 1, got {self.samples}")
+        if not 0 < self.quantile <= 1:
+            raise TripostError(f"quantile (the share of samples kept per problem) must be in (0, 1], got {self.quantile}")
+        if not 0 <= self.threshold <= 1:
+            raise TripostError(f"threshold must be in [0, 1] (scores are probabilities), got {self.threshold}")
+        if self.temperature <= 0:
+            raise TripostError(f"temperature must be > 0: the gap needs {self.samples} different samples per problem")
+        for name in ("max_new_tokens", "batch_size", "score_batch_size", "n_bootstrap"):
+            if getattr(self, name) < 1:
+                raise TripostError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0 < self.confidence < 1:
+            raise TripostError(f"confidence must be in (0, 1), got {self.confidence}")
+        words = tuple(self.mc_words)
+        if len(words) != 2 or not all(isinstance(w, str) and w for w in words) or words[0] == words[1]:
+            raise TripostError(f"mc_words must be two different non-empty strings (correct, incorrect), got {self.mc_words!r}")
+        object.__setattr__(self, "mc_words", words)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "GapConfig":
+        """From a config table (e.g. the run config's `[gap]`); unknown keys are an error."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise TripostError(f"unknown gap setting(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        d = dict(data)
+        if "mc_words" in d:
+            d["mc_words"] = tuple(d["mc_words"])
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["mc_words"] = list(self.mc_words)
+        return d
+
+
+# ------------------------------------------------------------------ filters ---
+
+
+def keep_quantile(scores: Sequence[float], q: float) -> list[bool]:
+    """Keep the samples scoring >= the ceil(q*N)-th largest score (ties kept)."""
+    if not 0 < q <= 1:
+        raise TripostError(f"quantile must be in (0, 1], got {q}")
+    if not scores:
+        return []
+    # 1e-9: in floats 0.3 * 10 is 3.0000000000000004, and ceil must still give 3.
+    k = max(1, math.ceil(q * len(scores) - 1e-9))
+    cut = sorted(scores, reverse=True)[k - 1]
+    return [s >= cut for s in scores]
+
+
+def keep_threshold(scores: Sequence[float], t: float) -> list[bool]:
+    """Keep the samples scoring >= t."""
+    return [s >= t for s in scores]
+
+
+def keep_mask(scores: Sequence[float], filter: str, quantile: float = 0.5, threshold: float = 0.5) -> list[bool]:
+    if filter == "quantile":
+        return keep_quantile(scores, quantile)
+    if filter == "threshold":
+        return keep_threshold(scores, threshold)
+    raise TripostError(f"unknown filter {filter!r}; choose from {', '.join(FILTERS)}")
+
+
+# ------------------------------------------------------------------ metrics ---
+
+
+@dataclass(frozen=True)
+class ProblemGap:
+    """One problem's terms. `acc_kept`, `gap` and `relative_gap` are None where
+    undefined (nothing kept; every sample right for `relative_gap`)."""
+
+    problem_id: str
+    n_samples: int
+    n_correct: int
+    n_kept: int
+    n_kept_correct: int
+    acc_all: float
+    acc_kept: float | None
+    gap: float | None
+    relative_gap: float | None
+
+    @property
+    def all_right(self) -> bool:
+        return self.n_correct == self.n_samples
+
+    @property
+    def all_wrong(self) -> bool:
+        return self.n_correct == 0
+
+    @property
+    def none_kept(self) -> bool:
+        return self.n_kept == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.update(all_right=self.all_right, all_wrong=self.all_wrong, none_kept=self.none_kept)
+        return d
+
+
+def problem_gap(problem_id: str, correct: Sequence[bool], kept: Sequence[bool]) -> ProblemGap:
+    """acc_all, acc_kept, gap = acc_kept - acc_all and
+    relative gap = gap / (1 - acc_all) of one problem (module docstring)."""
+    if len(correct) != len(kept):
+        raise TripostError(f"problem {problem_id}: {len(correct)} correctness flags but {len(kept)} keep flags")
+    if not correct:
+        raise TripostError(f"problem {problem_id} has no samples")
+    n = len(correct)
+    n_correct = sum(bool(c) for c in correct)
+    n_kept = sum(bool(k) for k in kept)
+    n_kept_correct = sum(bool(c) and bool(k) for c, k in zip(correct, kept))
+    acc_all = n_correct / n
+    acc_kept = n_kept_correct / n_kept if n_kept else None
+    gap = acc_kept - acc_all if acc_kept is not None else None
+    rel = gap / (1 - acc_all) if gap is not None and n_correct < n else None
+    return ProblemGap(problem_id, n, n_correct, n_kept, n_kept_correct, acc_all, acc_kept, gap, rel)
+
+
+def _mean_ci(values: Sequence[float], n_boot: int, seed: int, confidence: float) -> dict[str, Any]:
+    """{"mean", "n" (how many problems), "ci"} of per-problem values."""
+    if not values:
+        return {"mean": None, "n": 0, "ci": None}
+    ci = bootstrap_interval(np.asarray(values, dtype=float), n_boot=n_boot, seed=seed, confidence=confidence)
+    return {"mean": float(np.mean(values)), "n": len(values), "ci": list(ci) if ci is not None else None}
+
+
+def _pooled_relative(rows: Sequence[ProblemGap]) -> float | None:
+    gaps = [r.gap for r in rows if r.gap is not None]
+    headroom = 1 - float(np.mean([r.acc_all for r in rows])) if rows else 0.0
+    return float(np.mean(gaps)) / headroom if gaps and headroom > 0 else None
+
+
+def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float | None:
+    """P(score of a random positive > score of a random negative), ties half
+    (the Mann-Whitney U statistic over n_pos * n_neg). None without both classes."""
+    s = np.asarray(scores, dtype=float)
+    y = np.asarray(labels, dtype=bool)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return None
+    # Average ranks (1-based), ties sharing the mean of their ranks.
+    order = np.argsort(s, kind="mergesort")
+    sorted_s = s[order]
+    ranks = np.empty(len(s), dtype=float)
+    i = 0
+    while i < len(s):
+        j = i
+        while j + 1 < len(s) and sorted_s[j + 1] == sorted_s[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    u = ranks[y].sum() - n_pos * (n_pos + 1) / 2
+    return float(u / (n_pos * n_neg))
+
+
+def verifier_quality(scores: Sequence[float], correct: Sequence[bool], kept: Sequence[bool]) -> dict[str, Any]:
+    """The verifier against correctness, pooled over all samples."""
+    s = np.asarray(scores, dtype=float)
+    c = np.asarray(correct, dtype=bool)
+    k = np.asarray(kept, dtype=bool)
+    n_kept = int(k.sum())
+    return {
+        "samples": int(len(s)),
+        "base_rate": float(c.mean()) if len(c) else None,  # share of right samples
+        "auroc": auroc(s, c),
+        "precision": float((c & k).sum() / n_kept) if n_kept else None,  # share of kept samples that are right
+        "recall": float((c & k).sum() / c.sum()) if c.sum() else None,  # share of right samples that are kept
+        "mean_score_correct": float(s[c].mean()) if c.any() else None,
+        "mean_score_wrong": float(s[~c].mean()) if (~c).any() else None,
+    }
+
+
+def gap_metrics(
+    problem_ids: Sequence[str],
+    scores: Sequence[Sequence[float]],
+    correct: Sequence[Sequence[bool]],
+    *,
+    filter: str = "quantile",
+    quantile: float = 0.5,
+    threshold: float = 0.5,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> tuple[dict[str, Any], list[ProblemGap], list[list[bool]]]:
+    """The gap from per-problem scores and correctness: (metrics, per-problem
+    terms, keep flags). Pure arithmetic; `measure_gap` supplies the inputs."""
+    if not (len(problem_ids) == len(scores) == len(correct)):
+        raise TripostError(f"{len(problem_ids)} problems, {len(scores)} score lists and {len(correct)} correctness lists")
+    if not problem_ids:
+        raise TripostError("no problems to measure the gap on")
+    kept = [keep_mask(list(s), filter, quantile, threshold) for s in scores]
+    rows = [problem_gap(pid, list(c), k) for pid, c, k in zip(problem_ids, correct, kept)]
+    boot = {"n_boot": n_bootstrap, "seed": seed, "confidence": confidence}
+    with_kept = [r for r in rows if not r.none_kept]
+    flat_s = [x for s in scores for x in s]
+    flat_c = [bool(x) for c in correct for x in c]
+    flat_k = [x for k in kept for x in k]
+    metrics = {
+        "problems": len(rows),
+        "samples": len(flat_s),
+        "acc_all": _mean_ci([r.acc_all for r in rows], **boot),
+        "acc_kept": _mean_ci([r.acc_kept for r in with_kept if r.acc_kept is not None], **boot),
+        # Over the same problems as acc_kept, so acc_kept - acc_all_kept_problems == gap.
+        "acc_all_where_kept": _mean_ci([r.acc_all for r in with_kept], **boot),
+        "gap": _mean_ci([r.gap for r in with_kept if r.gap is not None], **boot),
+        "relative_gap": _mean_ci([r.relative_gap for r in with_kept if r.relative_gap is not None], **boot),
+        # Dataset-level normalisation, for comparison: the mean gap over the
+        # mean headroom of the same problems (None when there is none).
+        "relative_gap_pooled": _pooled_relative(with_kept),
+        "kept_samples": sum(r.n_kept for r in rows),
+        "kept_fraction": sum(r.n_kept for r in rows) / len(flat_s),
+        "excluded": {
+            "none_kept": {"n": sum(r.none_kept for r in rows), "problems": [r.problem_id for r in rows if r.none_kept]},
+            "all_right": {"n": sum(r.all_right for r in rows), "problems": [r.problem_id for r in rows if r.all_right]},
+        },
+        "all_wrong": {"n": sum(r.all_wrong for r in rows), "problems": [r.problem_id for r in rows if r.all_wrong]},
+        "verifier": verifier_quality(flat_s, flat_c, flat_k),
+    }
+    return metrics, rows, kept
+
+
+# ------------------------------------------------------------- verification ---
+
+
+def verify_prompt(tokenizer: Any, question: str, attempt: str, config: GapConfig | None = None, fmt: Any = None) -> str:
+    """The ``mc`` verification prompt: the student's own problem prompt, its
+    answer as its own turn, then the question of prompts/verify_mc.txt as the
+    next user turn, and the start of its reply (`mc_prefix`, "Verdict:"), so
+    the next words are the verdict. Without a chat template the same parts
+    follow each other as plain text."""
+    from tripost.paths import read_prompt
+    from tripost.student.prompt import PromptFormat, build_prompt, render_instruction, uses_chat
+
+    cfg = config or GapConfig()
+    fmt = fmt or PromptFormat()
+    ask = read_prompt(cfg.mc_template).strip()
+    attempt = attempt.strip()
+    if tokenizer is None or not uses_chat(tokenizer, fmt):
+        return f"{build_prompt(None, question, fmt)}{attempt}\n\n{ask}\n{cfg.mc_prefix}"
+    messages = [
+        {"role": "user", "content": render_instruction(question, fmt.template).rstrip("\n")},
+        {"role": "assistant", "content": attempt},
+        {"role": "user", "content": ask},
+    ]
+    if fmt.system is not None:
+        messages.insert(0, {"role": "system", "content": fmt.system})
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) + cfg.mc_prefix
+
+
+def mc_logprobs(
+    student: Any, prompts: Sequence[str], words: tuple[str, str] = (" Correct", " Incorrect"), *, batch_size: int = 16, progress: bool = False
+) -> list[tuple[float, float]]:
+    """(log p(words[0] | prompt), log p(words[1] | prompt)) for every prompt:
+    the full-sequence log-probability of each word's tokens (a word can be
+    several tokens: SmolLM2 spells " Incorrect" as " Inc" + "orrect").
+
+    One batched forward pass over the prompts. When the shorter word's tokens
+    but its last one are a prefix of the longer word's tokens (always so when
+    the shorter word is one token, as " Correct" is), a single sequence
+    prompt + longer word holds both: the longer word's log-probability is the
+    sum over its tokens, and the shorter one's is the same sum over its first
+    tokens plus the log-probability of its own last token at the position
+    where it would come. Otherwise both continuations are scored with
+    `tripost.student.logprob.sequence_logprobs` in one call (two sequences a
+    prompt). Tokenisation matches sequence_logprobs: the prompt as for
+    generation, each word on its own without special tokens."""
+    tok = student.tokenizer
+    ids = [tok(w, add_special_tokens=False)["input_ids"] for w in words]
+    if not ids[0] or not ids[1]:
+        raise TripostError(f"verdict words {words!r} must each tokenize to at least one token")
+    long_i = 0 if len(ids[0]) >= len(ids[1]) else 1
+    longer, shorter = ids[long_i], ids[1 - long_i]
+    if shorter[:-1] != longer[: len(shorter) - 1] or ids[0] == ids[1]:
+        from tripost.student.logprob import sequence_logprobs
+
+        m = len(prompts)
+        scores = sequence_logprobs(student, list(prompts) * 2, [words[0]] * m + [words[1]] * m, batch_size=batch_size, progress=progress)
+        return [(scores[i].sum, scores[m + i].sum) for i in range(m)]
+    pairs = _shared_pass(student, prompts, longer, shorter, batch_size, progress)
+    return [(lp_long, lp_short) if long_i == 0 else (lp_short, lp_long) for lp_long, lp_short in pairs]
+
+
+def _shared_pass(student: Any, prompts: Sequence[str], longer: list[int], shorter: list[int], batch_size: int, progress: bool) -> list[tuple[float, float]]:
+    import torch
+    from tqdm.auto import tqdm
+
+    from tripost.student.generate import _encode
+    from tripost.student.logprob import _forward
+
+    model, tok = student.model, student.tokenizer
+    encoded = [_encode(tok, p) for p in prompts]
+    order = sorted(range(len(encoded)), key=lambda k: len(encoded[k]))
+    out: list[tuple[float, float] | None] = [None] * len(encoded)
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    c, s = len(longer), len(shorter)
+    long_t = torch.tensor(longer, dtype=torch.long)
+    was_training = model.training
+    model.eval()
+    try:
+        starts = range(0, len(order), batch_size)
+        for b in tqdm(starts, desc="verifying", unit="batch", disable=not progress or len(starts) < 2):
+            batch = order[b : b + batch_size]
+            seqs = [encoded[k] + longer for k in batch]
+            width = max(len(x) for x in seqs)
+            input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+            attention = torch.zeros((len(batch), width), dtype=torch.long)
+            for r, x in enumerate(seqs):
+                input_ids[r, width - len(x) :] = torch.tensor(x, dtype=torch.long)
+                attention[r, width - len(x) :] = 1
+            positions = (attention.cumsum(-1) - 1).clamp(min=0)
+            dev = student.device
+            with torch.inference_mode():
+                logits = _forward(model, input_ids.to(dev), attention.to(dev), positions.to(dev), c + 1)
+                # Kept: the c+1 last positions; the first c predict the longer word's tokens.
+                logp = logits[:, :c].float().log_softmax(-1).cpu()
+            tok_lp = logp.gather(-1, long_t.expand(len(batch), c).unsqueeze(-1)).squeeze(-1).double()
+            lp_long = tok_lp.sum(-1)
+            lp_short = tok_lp[:, : s - 1].sum(-1) + logp[:, s - 1, shorter[-1]].double()
+            for r, k in enumerate(batch):
+                out[k] = (float(lp_long[r]), float(lp_short[r]))
+    finally:
+        if was_training:
+            model.train()
+    return [x for x in out if x is not None]
+
+
+def mc_scores(student: Any, prompts: Sequence[str], words: tuple[str, str] = (" Correct", " Incorrect"), *, batch_size: int = 16) -> list[float]:
+    """p(words[0]) / (p(words[0]) + p(words[1])) per verification prompt, from
+    `mc_logprobs`; computed as sigmoid(lp0 - lp1), which cannot overflow."""
+    return [_sigmoid(a - b) for a, b in mc_logprobs(student, prompts, words, batch_size=batch_size)]
+
+
+def _sigmoid(x: float) -> float:
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+def self_score(sample_text: str) -> float:
+    """1.0 when the sample's last turn carries feedback that says its final
+    response is correct (tripost.format.parse_feedback), else 0.0."""
+    turns = parse_trajectory(sample_text).turns
+    if not turns or turns[-1].feedback is None:
+        return 0.0
+    fb = parse_feedback(turns[-1].feedback, parse_rationale(turns[-1].rationale).n_steps)
+    return 1.0 if fb is not None and fb.is_correct else 0.0
+
+
+def final_rationale(sample_text: str) -> str:
+    """The last rationale the student wrote in a sample (its final answer)."""
+    turns = parse_trajectory(sample_text).turns
+    return turns[-1].rationale if turns else ""
+
+
+# ------------------------------------------------------------------- result ---
+
+
+@dataclass(frozen=True)
+class GapSample:
+    sample_index: int
+    text: str
+    answer: str | None
+    correct: bool
+    score: float
+    kept: bool
+    n_tokens: int
+    finish_reason: str
+    detail: dict[str, Any] = field(default_factory=dict)  # verifier-specific: log-probs, teacher feedback
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class GapResult:
+    """A measurement: the configuration, what produced it, the metrics, and
+    every problem's terms and samples."""
+
+    config: GapConfig
+    metrics: dict[str, Any]
+    problems: list[dict[str, Any]]  # problem fields, the ProblemGap terms, and samples
+    student: dict[str, Any] = field(default_factory=dict)
+    teacher: str | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self, samples: bool = True) -> dict[str, Any]:
+        """Everything; with `samples` False the sample texts are left out."""
+        problems = self.problems if samples else [{k: v for k, v in p.items() if k != "samples"} for p in self.problems]
+        return {
+            "schema": SCHEMA,
+            "student": self.student,
+            "teacher": self.teacher,
+            "config": self.config.to_dict(),
+            "metrics": self.metrics,
+            "problems": problems,
+            "seconds": self.seconds,
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write `to_dict()` as JSON (to a temporary sibling, then renamed, so
+        a crash never leaves a half-written file that looks whole)."""
+        path = Path(path)
+        if path.is_dir():
+            raise TripostError(f"{path} is a folder; give a file name such as {path / 'gap.json'}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+        return path
+
+
+def measure_gap(student: Any, problems: Sequence[Problem], config: GapConfig | None = None, teacher: Any = None) -> GapResult:
+    """Sample `config.samples` attempts per problem from `student` (a loaded
+    `tripost.student.Student`), score each with the verifier, filter, and
+    compute the gap (module docstring). Only held-out problems unless
+    `config.allow_train`. `teacher` (a `tripost.teachers.Teacher`) serves the
+    ``teacher`` verifier; without one `config.teacher` is built."""
+    from tripost.evaluate import check_held_out
+    from tripost.student.generate import SamplingParams
+    from tripost.student.prompt import build_prompts
+    from tripost.tasks import get_task
+
+    cfg = config or GapConfig()
+    problems = list(problems)
+    if not problems:
+        raise TripostError("measure_gap: no problems")
+    check_held_out(problems, cfg.allow_train)
+    if len({p.id for p in problems}) != len(problems):
+        raise TripostError("measure_gap: problem ids repeat; each problem must appear once")
+    tasks = {f: get_task(f) for f in dict.fromkeys(p.family for p in problems)}
+    if cfg.verifier == "teacher" and teacher is None:
+        from tripost.teachers import make_teacher
+
+        teacher = make_teacher(cfg.teacher)
+    params = SamplingParams(n=cfg.samples, temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
+
+    t0 = time.perf_counter()
+    prompts = build_prompts(student.tokenizer, [p.question for p in problems])
+    generations = student.sample(prompts, params, batch_size=cfg.batch_size, progress=cfg.progress)
+    t_sample = time.perf_counter() - t0
+
+    finals = [[final_rationale(g.text) for g in row] for row in generations]
+    answers = [[tasks[p.family].parse_answer(f) if f.strip() else None for f in row] for p, row in zip(problems, finals)]
+    correct = [[bool(a is not None and tasks[p.family].check_answer(p, a)) for a in row] for p, row in zip(problems, answers)]
+
+    t1 = time.perf_counter()
+    details: list[list[dict[str, Any]]] = [[{} for _ in row] for row in generations]
+    if cfg.verifier == "mc":
+        flat = [(i, j) for i, row in enumerate(finals) for j in range(len(row))]
+        vprompts = [verify_prompt(student.tokenizer, problems[i].question, finals[i][j], cfg) for i, j in flat]
+        lps = mc_logprobs(student, vprompts, cfg.mc_words, batch_size=cfg.score_batch_size, progress=cfg.progress)
+        flat_scores = [_sigmoid(a - b) for a, b in lps]
+        scores = [[0.0] * len(row) for row in finals]
+        for (i, j), sc, (a, b) in zip(flat, flat_scores, lps):
+            scores[i][j] = sc
+            details[i][j] = {"logp_correct": a, "logp_incorrect": b}
+    elif cfg.verifier == "self":
+        scores = [[self_score(g.text) for g in row] for row in generations]
+    else:
+        items = [(p, f) for p, row in zip(problems, finals) for f in row]
+        many = getattr(teacher, "feedback_many", None)
+        replies = many(items) if callable(many) else [teacher.feedback(p, f) for p, f in items]
+        it = iter(replies)
+        scores = []
+        for i, row in enumerate(finals):
+            srow = []
+            for j in range(len(row)):
+                reply = next(it)
+                fb = reply.feedback
+                srow.append(1.0 if fb is not None and fb.is_correct else 0.0)
+                details[i][j] = {"teacher_feedback": reply.text, "rejected": reply.rejected}
+            scores.append(srow)
+    t_verify = time.perf_counter() - t1
+
+    metrics, rows, kept = gap_metrics(
+        [p.id for p in problems], scores, correct, filter=cfg.filter, quantile=cfg.quantile, threshold=cfg.threshold,
+        n_bootstrap=cfg.n_bootstrap, seed=cfg.seed, confidence=cfg.confidence,
+    )
+    out_problems = []
+    for i, (p, row) in enumerate(zip(problems, rows)):
+        samples = [
+            GapSample(
+                sample_index=g.sample_index, text=g.text, answer=answers[i][j], correct=correct[i][j], score=scores[i][j],
+                kept=kept[i][j], n_tokens=g.n_tokens, finish_reason=g.finish_reason, detail=details[i][j],
+            ).to_dict()
+            for j, g in enumerate(generations[i])
+        ]
+        out_problems.append({
+            "family": p.family, "subset": p.subset, "split": p.split, "difficulty": p.difficulty,
+            "question": p.question, "gold": p.answer, **row.to_dict(), "samples": samples,
+        })
+    describe = getattr(student, "describe", None)
+    return GapResult(
+        config=cfg,
+        metrics=metrics,
+        problems=out_problems,
+        student=describe() if callable(describe) else {"student": type(student).__name__},
+        teacher=getattr(teacher, "name", None) if cfg.verifier == "teacher" else None,
+        seconds={"sample": round(t_sample, 3), "verify": round(t_verify, 3), "total": round(time.perf_counter() - t0, 3)},
+    )
+
+
+def gap_for_run(student: Any, problems: Sequence[Problem], cfg: GapConfig | Mapping[str, Any] | None = None, *, teacher: Any = None, out: str | Path | None = None) -> dict[str, Any]:
+    """For the iteration loop: measure the gap, write the full result to `out`
+    (e.g. RUN/itT/gap/gap.json) when given, and return the summary a run
+    records (metrics and config, without per-problem samples). `cfg` may be a
+    `GapConfig` or its dict form (the run config's table)."""
+    config = cfg if isinstance(cfg, GapConfig) else GapConfig.from_dict(cfg or {})
+    result = measure_gap(student, problems, config, teacher=teacher)
+    summary = result.to_dict(samples=False)
+    summary.pop("problems")
+    if out is not None:
+        summary["file"] = str(result.save(out))
+    return summary
+
+
+__all__ = [
+    "FILTERS",
+    "SCHEMA",
+    "VERIFIERS",
+    "GapConfig",
+    "GapResult",
+    "GapSample",
+    "ProblemGap",
+    "auroc",
+    "final_rationale",
+    "gap_for_run",
+    "gap_metrics",
+    "keep_mask",
+    "keep_quantile",
+    "keep_threshold",
+    "mc_logprobs",
+    "mc_scores",
+    "measure_gap",
+    "problem_gap",
+    "self_score",
+    "verifier_quality",
+    "verify_prompt",
+]
