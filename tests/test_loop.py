@@ -20,7 +20,7 @@ def run_cmd(model, out, *extra):
     return [sys.executable, "-m", "tripost", "run", "--out", str(out), "--no-progress",
             f"student.spec=hf:{model}", "tasks.n_train=6", "tasks.n_eval=3", "train.epochs=1", "train.precision=fp32",
             "collect.max_new_tokens=24", "collect.samples_per_problem=1", "eval.max_new_tokens=24", "eval.max_turns=1",
-            "eval.n_bootstrap=50", "loop.iterations=1", *extra]
+            "eval.n_bootstrap=50", "loop.iterations=1", "gap.n_problems=2", "gap.samples=2", "gap.max_new_tokens=16", *extra]
 
 
 def env(tmp_path):
@@ -53,8 +53,12 @@ def test_run_end_to_end_then_resume_after_kill(tmp_path, tiny):
     log = [json.loads(line) for line in (out / "it1" / "collect" / "log.jsonl").read_text().splitlines()]
     assert len(log) == 6 and all(r["problem"]["split"] == "train" for r in log)
     assert (out / "it1" / "buffer" / "stats.json").exists()
+    for t in (0, 1):
+        gap = json.loads((out / f"it{t}" / "gap" / "gap.json").read_text())
+        assert gap["metrics"]["problems"] == 2 and gap["config"]["verifier"] == "self"
     report = (out / "report.md").read_text()
     assert "## Accuracy" in report and "| it1 | total |" in report
+    assert "## Generation-verification gap" in report and "| it1 | self / quantile | 2 x 2 |" in report
     for png in ("accuracy", "self_improvement", "buffer", "teacher"):
         assert (out / "plots" / f"{png}.png").stat().st_size > 1000
     cfg = json.loads((out / "config.json").read_text())

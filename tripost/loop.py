@@ -8,6 +8,7 @@
     RUN/itT/buffer/              the replay buffer over the logs of it1..itT (retention applies)
     RUN/itT/train/               the adapter, continued from iteration T-1's
     RUN/itT/eval/eval.json       test-time self-improvement on held-out test problems
+    RUN/itT/gap/gap.json         the student's generation-verification gap (gap.enabled)
     RUN/report.md, RUN/plots/    tripost.report
 
 Every stage writes its outputs in the run folder and is skipped when it has
@@ -84,6 +85,11 @@ def default_config() -> dict[str, Any]:
         "buffer": {"ratio": [1.5, 1.0, 1.0], "difficulty_mode": "plain", "bucket_cap": 0.5, "keep_last": 0, "decay": 0.0,
                    "max_chars": 4000, "dedupe": True, "include_gold": True},
         "train": train,
+        # The generation-verification gap (Song et al. 2024, tripost.gap) of the
+        # student after each evaluated iteration, on the first `n_problems`
+        # held-out problems: does training widen the student's own gap?
+        "gap": {"enabled": True, "n_problems": 8, "samples": 4, "verifier": "self", "filter": "quantile", "quantile": 0.5,
+                "threshold": 0.5, "max_new_tokens": 192},
         "eval": {"every_iteration": True, "max_turns": 2, "max_new_tokens": 192, "batch_size": 16, "n_bootstrap": 1000},
     }
 
@@ -299,6 +305,24 @@ class Run:
         m = res.metrics["total"]
         return {"first_accuracy": m["first_accuracy"], "final_accuracy": m["final_accuracy"]}
 
+    def stage_gap(self, folder: Path, adapter: str | None) -> dict[str, Any]:
+        from tripost.gap import gap_for_run
+        from tripost.student import load_student
+
+        g = self.cfg["gap"]
+        student = load_student(self.cfg["student"]["spec"], precision=self.cfg["student"]["sample_precision"], adapter=adapter)
+        problems = self.eval_problems()[: g["n_problems"]]
+        cfg = {k: g[k] for k in ("samples", "verifier", "filter", "quantile", "threshold", "max_new_tokens")}
+        cfg.update(seed=self.cfg["seed"], teacher=self.cfg["teacher"]["spec"], n_bootstrap=self.cfg["eval"]["n_bootstrap"],
+                   batch_size=self.cfg["eval"]["batch_size"], progress=self.progress)
+        teacher = self.teacher() if g["verifier"] == "teacher" else None
+        m = gap_for_run(student, problems, cfg, teacher=teacher, out=folder / "gap.json")["metrics"]
+        return {"gap": m["gap"]["mean"], "relative_gap": m["relative_gap"]["mean"], "acc_all": m["acc_all"]["mean"]}
+
+    def _gap(self, name: str, folder: Path, adapter: str | None) -> None:
+        if self.cfg["gap"]["enabled"] and self.cfg["gap"]["n_problems"] > 0:
+            self._stage(f"{name}/gap", (folder / "gap.json").exists(), lambda: self.stage_gap(folder, adapter))
+
     # ------------------------------------------------------------------ run ---
     def run(self) -> dict[str, Any]:
         from tripost.train import is_trained
@@ -311,12 +335,14 @@ class Run:
         if self.cfg["loop"]["iteration0"]:
             self._stage("it0/train", is_trained(self.it(0) / "train"), self.stage_gold_sft)
             self._stage("it0/eval", (self.it(0) / "eval" / "eval.json").exists(), lambda: self.stage_eval(self.it(0) / "eval", self.adapter(0)))
+            self._gap("it0", self.it(0) / "gap", self.adapter(0))
         for t in range(1, T + 1):
             self._stage(f"it{t}/collect", (self.it(t) / "collect" / "collect.json").exists(), lambda t=t: self.stage_collect(t))
             self._stage(f"it{t}/buffer", (self.it(t) / "buffer" / "stats.json").exists(), lambda t=t: self.stage_buffer(t))
             self._stage(f"it{t}/train", self.trained(t), lambda t=t: self.stage_train(t))
             if self.cfg["eval"]["every_iteration"] or t == T:
                 self._stage(f"it{t}/eval", (self.it(t) / "eval" / "eval.json").exists(), lambda t=t: self.stage_eval(self.it(t) / "eval", self.adapter(t)))
+                self._gap(f"it{t}", self.it(t) / "gap", self.adapter(t))
         from tripost.report import write_report
 
         report = write_report(self.out)

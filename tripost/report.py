@@ -47,6 +47,7 @@ def collect_run(run: Path) -> dict[str, Any]:
             "collect": _load(p / "collect" / "collect.json"),
             "buffer": _load(p / "buffer" / "stats.json"),
             "train": _load(p / "train" / "train_metrics.json"),
+            "gap": _load(p / "gap" / "gap.json"),
         })
     return {"config": _load(run / "config.json"), "state": _load(run / "state.json"), "iterations": rows}
 
@@ -151,6 +152,25 @@ def render_markdown(data: dict[str, Any], plots: list[str]) -> str:
         if t:
             loss = "—" if t.get("final_loss") is None else f"{t['final_loss']:.3f}"
             lines.append(f"| {r['iteration']} | {t['steps']} | {t['tokens']} | {loss} | {t['seconds']:.0f} |")
+    gaps = [(r["iteration"], r["gap"]) for r in data["iterations"] if r.get("gap")]
+    if gaps:
+        lines += ["", "## Generation-verification gap", "",
+                  "The student's own verifier on its own samples (Song et al. 2024; tripost.gap): gap = mean over problems of "
+                  "(accuracy of the kept samples - accuracy of all samples); relative gap divides by (1 - accuracy of all).", "",
+                  "| iteration | verifier / filter | problems x samples | accuracy, all | accuracy, kept | gap | relative gap | none kept / all right |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|"]
+        for it, g in gaps:
+            m, c = g["metrics"], g.get("config", {})
+
+            def mci(x: dict[str, Any] | None) -> str:
+                if not x or x.get("mean") is None:
+                    return "—"
+                ci = x.get("ci")
+                return f"{100 * x['mean']:+.1f}" + (f" [{100 * ci[0]:.0f}, {100 * ci[1]:.0f}]" if ci else "")
+
+            lines.append(f"| {it} | {c.get('verifier')} / {c.get('filter')} | {m['problems']} x {c.get('samples')} | {_pct(m['acc_all']['mean'])} | "
+                         f"{_pct((m.get('acc_kept') or {}).get('mean'))} | {mci(m.get('gap'))} | {mci(m.get('relative_gap'))} | "
+                         f"{m['excluded']['none_kept']['n']} / {m['excluded']['all_right']['n']} |")
     if plots:
         lines += ["", "## Plots", ""] + [f"![{Path(p).stem}]({p})" for p in plots]
     stages = (data["state"] or {}).get("stages", {})
