@@ -48,3 +48,24 @@ def test_hash_changes_with_config():
     a = load_config(DEFAULTS)
     b = load_config(DEFAULTS, overrides=["seed=1"])
     assert config_hash(a) == config_hash(load_config(DEFAULTS)) != config_hash(b)
+
+
+def test_a_run_made_before_new_config_keys_resumes(tmp_path):
+    import json
+
+    from tripost.loop import Run, resolve_config
+
+    cfg = resolve_config(None, ["tasks.n_train=4"])
+    out = tmp_path / "run"
+    out.mkdir()
+    old = json.loads(json.dumps(cfg))
+    del old["gap"]  # as written by a tripost without the gap stage
+    (out / "config.json").write_text(json.dumps(old))
+    notes = []
+    Run(out, cfg, progress=False, log=notes.append).prepare()
+    assert notes and "gap.enabled" in notes[0]
+    # A changed value is still a different run.
+    old["tasks"]["n_train"] = 5
+    (out / "config.json").write_text(json.dumps(old))
+    with pytest.raises(TripostError, match="different config"):
+        Run(out, cfg, progress=False, log=notes.append).prepare()

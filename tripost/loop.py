@@ -107,6 +107,28 @@ def resolve_config(path: str | None = None, overrides: list[str] | None = None) 
     return cfg
 
 
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _added_defaults(old: dict[str, Any], new: dict[str, Any], defaults: dict[str, Any]) -> list[str] | None:
+    """The keys `new` has and `old` lacks, when every one of them is at its
+    default and all shared keys agree; None when the configs really differ."""
+    o, n, d = _flatten(old), _flatten(new), _flatten(defaults)
+    if set(o) - set(n) or any(json.dumps(o[k], sort_keys=True) != json.dumps(n[k], sort_keys=True) for k in o):
+        return None
+    added = sorted(set(n) - set(o))
+    if any(k not in d or n[k] != d[k] for k in added):
+        return None
+    return added
+
+
 class Run:
     """One run folder and its stages."""
 
@@ -125,7 +147,12 @@ class Run:
         if cfg_path.exists():
             old = json.loads(cfg_path.read_text())
             if config_hash(old) != self.hash:
-                raise TripostError(f"{self.out} holds a run with a different config; use a new --out (or the same config to resume)")
+                added = _added_defaults(old, self.cfg, default_config())
+                if added is None:
+                    raise TripostError(f"{self.out} holds a run with a different config; use a new --out (or the same config to resume)")
+                # A run made by an older tripost: the keys added since are at
+                # their defaults, so the run is the same run.
+                self.say(f"note: {self.out} was made before these config keys existed; resuming with their defaults: {', '.join(added)}")
         write_config(self.cfg, self.out)
 
     def state(self) -> dict[str, Any]:
