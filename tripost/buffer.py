@@ -227,18 +227,18 @@ def rebalance(available: dict[str, int], ratio: Sequence[float], notes: list[str
         out["improvement"] = min(n_imp, round(scale * r_imp))
     if r_ok > 0 and n_ok > 0:
         want = min(n_ok, round(scale * r_ok))
-        d = min(n_dir, round(want * r_dir / r_ok)) if r_dir > 0 else 0
+        share_d = round(want * r_dir / r_ok)
+        d = min(n_dir, share_d)
         g = min(n_gold, want - d) if r_gold > 0 else 0
         if r_dir > 0:
             d = min(n_dir, want - g)  # direct fills what gold lacks
         out["direct"], out["gold"] = d, g
+        if notes is not None and r_gold > 0 and 0 < d < share_d:
+            notes.append(f"only {d} direct examples: gold examples fill the right-at-first share")
     if notes is not None:
         for k, r in zip(KIND_ORDER, (r_imp, r_dir, r_gold)):
             if r > 0 and not available.get(k, 0):
                 notes.append(f"no {k} examples: the ratio is kept among the other kinds")
-        wanted_dir = round(out["direct"] + out["gold"]) * r_dir / r_ok if r_ok > 0 else 0
-        if r_dir > 0 and r_gold > 0 and out["direct"] < wanted_dir - 0.5 and available.get("direct", 0):
-            notes.append(f"only {out['direct']} direct examples: gold examples fill the right-at-first share")
     return out
 
 

@@ -262,11 +262,8 @@ class Run:
             sres = write_sharpen_log(self.train_problems(), student, folder / "log.jsonl", sc, iteration=t, seed=self.cfg["seed"],
                                      config_hash=self.hash, student_info=info, progress=self.progress)
             kinds = {"direct": sres.records_written + sres.records_skipped - sres.failed, "failed": sres.failed}
-            summary = {**sres.to_dict(), "usable": kinds["direct"], "by_kind": kinds, "teacher_calls": 0, "cost_usd": 0.0}
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / "collect.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-            return {"usable": kinds["direct"], "by_kind": kinds, "chosen_correct": sres.chosen_correct, "teacher_calls": 0, "cost_usd": 0.0}
-        if c["source"] == "guided":
+            summary = {**sres.to_dict(), "usable": kinds["direct"], "by_kind": kinds, "teacher_calls": 0, "cost_usd": 0.0, "stopped_early": None}
+        elif c["source"] == "guided":
             from tripost.guided import GuidedConfig, guided_collect, guided_student_sampler
 
             gc = GuidedConfig(strategy=c["guided_strategy"], samples_per_round=c["samples_per_problem"], min_correct=c["guided_min_correct"],
@@ -282,10 +279,12 @@ class Run:
         else:
             res = collect(self.train_problems(), student_sampler(student, params), self.teacher(), folder / "log.jsonl", cc,
                           student_info=info, progress=self.progress)
-        (folder / "collect.json").write_text(json.dumps(res.to_dict(), indent=2, sort_keys=True) + "\n")
-        if res.stopped_early:
-            self.say(f"[it{t}/collect] note: {res.stopped_early}")
-        return {"usable": res.usable, "by_kind": res.by_kind, "teacher_calls": res.teacher_calls, "cost_usd": res.cost_usd}
+        if c["source"] != "sharpen":
+            summary = res.to_dict()
+        (folder / "collect.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        if summary["stopped_early"]:
+            self.say(f"[it{t}/collect] note: {summary['stopped_early']}")
+        return {k: summary[k] for k in ("usable", "by_kind", "chosen_correct", "teacher_calls", "cost_usd") if k in summary}
 
     def stage_buffer(self, t: int) -> dict[str, Any]:
         b = self.cfg["buffer"]
