@@ -169,3 +169,20 @@ def test_sigkill_mid_collection_then_resume(tmp_path, tiny_model_dir):
     assert sorted(keys) == ref_keys  # the same total as an uninterrupted run
     summary = json.loads((run / "collect.json").read_text())
     assert summary["records_skipped"] >= n_before  # finished problems were not redone
+
+
+def test_cli_json_stdout_stays_json_when_stopping_early(tmp_path, tiny_model_dir, capsys):
+    # --json promises machine-readable stdout; the "stopped early" note goes to stderr.
+    import argparse
+
+    from tripost.cli import collect_cmd
+
+    parser = argparse.ArgumentParser()
+    collect_cmd.register(parser.add_subparsers(dest="verb"))
+    args = parser.parse_args(["collect", "--student", f"hf:{tiny_model_dir}", "--task", "arithmetic", "--n", "2",
+                              "--max-new-tokens", "8", "--target-usable", "1000", "--passes", "1",
+                              "--out", str(tmp_path / "run"), "--json"])
+    assert args.handler(args) == 0
+    out, err = capsys.readouterr()
+    summary = json.loads(out)
+    assert summary["stopped_early"] and "note: " + summary["stopped_early"] in err

@@ -93,8 +93,8 @@ def cmd_collect(args: argparse.Namespace) -> int:
     else:
         print(f"wrote {result.records_written} trajectories to {result.log_path} ({result.records_skipped} already there); "
               f"usable {result.usable}: {result.by_kind}; teacher calls {result.teacher_calls}, cost ${result.cost_usd:.4f}")
-    if result.stopped_early:
-        print(f"note: {result.stopped_early}")
+    if result.stopped_early:  # stdout stays pure JSON under --json
+        print(f"note: {result.stopped_early}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 
