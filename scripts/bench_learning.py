@@ -79,8 +79,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--docs", default=str(ROOT / "docs" / "benchmarks"))
     p.add_argument("--precision", default=None, help="training precision (default: nf4 on CUDA, fp32 on CPU)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra run config override, for every method (repeatable)")
+    p.add_argument("--tripost-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override for the TriPosT run only; buffer.* and collect.* keys (they act from iteration 1 on, so "
+                        "base, sft-gold and the baselines stay as they are) (repeatable)")
+    p.add_argument("--reuse", default=None, metavar="DIR",
+                   help="an earlier benchmark folder run with the same sizes and --set: link its base evaluation, "
+                        "iteration 0 and rejection run instead of computing them again (a cache: same config, same result)")
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
+
+
+TRIPOST_ONLY = ("buffer.", "collect.")  # config sections that act from iteration 1 on
+
+
+def check_tripost_set(items: list[str]) -> None:
+    from tripost.errors import TripostError
+
+    for item in items:
+        if not item.startswith(TRIPOST_ONLY):
+            raise TripostError(f"--tripost-set {item!r}: only {' / '.join(k + '*' for k in TRIPOST_ONLY)} keys act on the TriPosT "
+                               "iterations alone; use --set for the whole benchmark")
 
 
 def base_overrides(size: dict[str, Any], precision: str, seed: int, student: str) -> list[str]:
@@ -112,6 +130,48 @@ def _link(src: Path, dst: Path) -> None:
         return
     dst.parent.mkdir(parents=True, exist_ok=True)
     dst.symlink_to(os.path.relpath(src, dst.parent), target_is_directory=True)
+
+
+def reuse_finished(src: Path, out: Path, tri_cfg: dict[str, Any], rej_cfg: dict[str, Any], say) -> list[str]:
+    """Link what an earlier benchmark folder `src` finished and this one would
+    repeat exactly: the base evaluation and iteration 0 (no buffer.* or
+    collect.* key reaches them) and the whole rejection run when its config is
+    the same. Their stage records (wall seconds) are copied into this run's
+    state.json so the table's wall-time column stays whole."""
+    from tripost.config import config_hash
+    from tripost.errors import TripostError
+    from tripost.loop import _added_defaults, default_config
+
+    old = _load(src / "tripost" / "config.json")
+    if old is None:
+        raise TripostError(f"--reuse {src}: no tripost/config.json there")
+
+    # gap.* only adds its own stage beside the others (off in this benchmark;
+    # runs made before it existed lack the section): never part of the match.
+    def shared(c: dict[str, Any], drop: tuple[str, ...] = ("buffer", "collect")) -> str:
+        return config_hash({k: v for k, v in c.items() if k not in drop + ("gap",)})
+
+    if shared(old) != shared(tri_cfg):
+        raise TripostError(f"--reuse {src}: its run differs from this one beyond buffer.* / collect.* (sizes, seed or --set); nothing reused")
+    linked = []
+    for name in ("base", "it0"):
+        if (src / "tripost" / name).is_dir():
+            _link((src / "tripost" / name).resolve(), out / "tripost" / name)
+            linked.append(f"tripost/{name}")
+    state_path = out / "tripost" / "state.json"
+    state = _load(state_path) or {"stages": {}}
+    for stage, info in ((_load(src / "tripost" / "state.json") or {}).get("stages", {})).items():
+        if stage.split("/")[0] in ("base", "it0"):
+            state["stages"].setdefault(stage, info)
+    state_path.write_text(json.dumps(state, indent=2) + "\n")
+    old_rej = _load(src / "rejection" / "config.json")
+    nogap = lambda c: {k: v for k, v in c.items() if k != "gap"}  # noqa: E731
+    # The same run, or one made before keys that are now at their defaults existed.
+    if old_rej is not None and _added_defaults(nogap(old_rej), nogap(rej_cfg), nogap(default_config())) is not None:
+        _link((src / "rejection").resolve(), out / "rejection")
+        linked.append("rejection")
+    say(f"reused from {src}: {', '.join(linked) or 'nothing'}")
+    return linked
 
 
 # ------------------------------------------------------------ sft-gold+ ---
@@ -269,6 +329,10 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any], v: dict[str, Any]
            f"Command: `{meta['command']}`", "",
            f"Device: {meta['device']}; {meta['when']}; total wall time {meta['total_seconds'] / 60:.1f} min.", "",
            f"Sizes: {json.dumps(meta['size'])}; student {meta['student']}, training precision {meta['precision']}, seed {meta['seed']}.", "",
+           *([f"TriPosT run only: `{' '.join(meta['tripost_overrides'])}` (base, sft-gold, sft-gold+ and rejection as without it).", ""]
+             if meta.get("tripost_overrides") else []),
+           *([f"Reused from `{meta['reused']['from']}` (same config, so the same result): {', '.join(meta['reused']['what'])}; "
+              "their wall seconds in the table are from that run, the total above is this invocation's.", ""] if meta.get("reused") else []),
            "Accuracy in % with 95% bootstrap intervals over problems; fix = wrong first attempt fixed by the student's own revision "
            "(share of wrong first attempts), break = right first attempt revised into a wrong one (share of right first attempts).", ""]
     for task in ["total"] + TASKS:
@@ -349,16 +413,21 @@ def main(argv: list[str] | None = None) -> int:
     progress = not args.no_progress
     say = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     t_start = time.perf_counter()
+    reused: list[str] = []
     try:
-        # 1) base, sft-gold and the TriPosT iterations: one `tripost run`.
+        check_tripost_set(args.tripost_set)
         tri_dir, rej_dir, gp_dir = out / "tripost", out / "rejection", out / "sft-gold-plus"
+        tri_cfg = resolve_config(None, common + list(args.tripost_set))
+        rej_cfg = resolve_config(None, common + ["student.eval_base=false", "collect.source=rejection", "buffer.include_gold=false",
+                                                  "eval.every_iteration=false"])
+        if args.reuse:
+            reused = reuse_finished(Path(args.reuse), out, tri_cfg, rej_cfg, say)
+        # 1) base, sft-gold and the TriPosT iterations: one `tripost run`.
         say(f"== tripost run -> {tri_dir}")
-        tri = Run(tri_dir, resolve_config(None, common), progress=progress, log=say)
+        tri = Run(tri_dir, tri_cfg, progress=progress, log=say)
         tri.run()
         # 2) rejection sampling from the same iteration 0, no teacher.
         say(f"== rejection run -> {rej_dir}")
-        rej_cfg = resolve_config(None, common + ["student.eval_base=false", "collect.source=rejection", "buffer.include_gold=false",
-                                                  "eval.every_iteration=false"])
         _link(tri_dir / "it0", rej_dir / "it0")
         Run(rej_dir, rej_cfg, progress=progress, log=say).run()
         # 3) sft-gold+: the same iteration 0 trained on more gold, token-matched.
@@ -376,7 +445,9 @@ def main(argv: list[str] | None = None) -> int:
         "command": "HF_HUB_OFFLINE=1 .venv/bin/python scripts/bench_learning.py" + "".join(f" {shlex.quote(a)}" for a in (argv if argv is not None else sys.argv[1:])),
         "size_name": size_name, "size": size, "student": args.student, "precision": precision, "seed": args.seed,
         "device": device, "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "total_seconds": round(time.perf_counter() - t_start, 1),  # this invocation (a resumed one is shorter) "overrides": common, "runs": {"tripost": str(tri_dir), "rejection": str(rej_dir), "sft-gold+": str(gp_dir)},
+        "total_seconds": round(time.perf_counter() - t_start, 1),  # this invocation (a resumed or reusing one is shorter)
+        "overrides": common, "tripost_overrides": list(args.tripost_set), "reused": {"from": args.reuse, "what": reused} if args.reuse else None,
+        "runs": {"tripost": str(tri_dir), "rejection": str(rej_dir), "sft-gold+": str(gp_dir)},
     }
     docs = Path(args.docs)
     docs.mkdir(parents=True, exist_ok=True)
