@@ -350,6 +350,10 @@ def test_parse_and_check_answer():
     assert TASK.parse_answer("+05") == "5"
     assert TASK.parse_answer("(1) x\n(Final response) So the answer is 1,234.") == "1234"
     assert TASK.parse_answer("abc") is None and TASK.parse_answer("") is None
+    # No (Final response) line: the last statement of the answer wins, and only its own line.
+    assert TASK.parse_answer("So the answer is 3. Wait, the answer is 4.") == "4"
+    assert TASK.parse_answer("The answer is 7.\nThe answer is 7.") == "7"
+    assert TASK.parse_answer("The answer is 7.\nthat is all") == "7"
     p = _example()
     assert TASK.check_answer(p, "-1") and not TASK.check_answer(p, "1") and not TASK.check_answer(p, None)
 

@@ -875,7 +875,10 @@ class ArithmeticTask:
         if parsed.final is not None:
             raw = parse_final_answer(parsed.final)
         elif _ANSWER_IS_RE.search(text):
-            raw = parse_final_answer(text)
+            # No (Final response) line: the last "answer is" sentence counts,
+            # up to the end of its line (a rationale may state it twice).
+            last = list(_ANSWER_IS_RE.finditer(text))[-1]
+            raw = parse_final_answer("the " + text[last.start():].split("\n", 1)[0])
         else:
             raw = text
         return _normalise(raw) if raw else None
