@@ -161,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     except TripostError as e:
         print(f"probe_verdict: error: {e}", file=sys.stderr)
         return 2
-    cmd = "HF_HUB_OFFLINE=1 .venv/bin/python scripts/probe_verdict.py " + " ".join(f"--eval {e}" for e in args.eval)
+    cmd = ("HF_HUB_OFFLINE=1 .venv/bin/python scripts/probe_verdict.py " + (f"--run {args.run} " if args.run else "")
+           + " ".join(f"--eval {e}" for e in args.eval))
     md = ["# Verdict probe: does the student flag its wrong attempts, and can it fix them?", "", f"Command: `{cmd}`", "",
           f"Wall time {time.perf_counter() - t0:.0f} s. P(flag) = 1 - P(the feedback is exactly the all-correct sentence), on each "
           "evaluation's own greedy first attempts; AUROC of P(flag) for wrong vs right first attempts (0.5 = chance); "
