@@ -410,7 +410,7 @@ def _shared_pass(student: Any, prompts: Sequence[str], longer: list[int], shorte
     import torch
     from tqdm.auto import tqdm
 
-    from tripost.student.generate import _encode
+    from tripost.student.generate import _encode, left_pad
     from tripost.student.logprob import _forward
 
     model, tok = student.model, student.tokenizer
@@ -426,13 +426,7 @@ def _shared_pass(student: Any, prompts: Sequence[str], longer: list[int], shorte
         starts = range(0, len(order), batch_size)
         for b in tqdm(starts, desc="verifying", unit="batch", disable=not progress or len(starts) < 2):
             batch = order[b : b + batch_size]
-            seqs = [encoded[k] + longer for k in batch]
-            width = max(len(x) for x in seqs)
-            input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-            attention = torch.zeros((len(batch), width), dtype=torch.long)
-            for r, x in enumerate(seqs):
-                input_ids[r, width - len(x) :] = torch.tensor(x, dtype=torch.long)
-                attention[r, width - len(x) :] = 1
+            input_ids, attention = left_pad([encoded[k] + longer for k in batch], pad_id)
             positions = (attention.cumsum(-1) - 1).clamp(min=0)
             dev = student.device
             with torch.inference_mode():

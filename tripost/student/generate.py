@@ -161,13 +161,8 @@ class LocalBackend:
         model.eval()
         try:
             for b, batch in enumerate(tqdm(batches, desc="sampling", unit="batch", disable=not self.progress or len(batches) < 2)):
-                ids = [encoded[i] for i, _ in batch]
-                width = max(len(x) for x in ids)
-                input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)
-                attention = torch.zeros((len(ids), width), dtype=torch.long)
-                for r, x in enumerate(ids):
-                    input_ids[r, width - len(x) :] = torch.tensor(x, dtype=torch.long)
-                    attention[r, width - len(x) :] = 1
+                input_ids, attention = left_pad([encoded[i] for i, _ in batch], pad_id)
+                width = input_ids.shape[1]
                 if sampler is not None:
                     sampler.generator.manual_seed(_batch_seed(params.seed, b))
                 with torch.inference_mode():
@@ -246,6 +241,21 @@ class _NucleusSampler:
 
 def _batch_seed(seed: int, batch: int) -> int:
     return (seed * 1_000_003 + batch) % (2**63)
+
+
+def left_pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[Any, Any]:
+    """(input_ids, attention_mask) of a batch padded on the left, so every
+    row ends at the last column: where generation continues and where the
+    scorers read the continuation's logits."""
+    import torch
+
+    width = max(len(x) for x in seqs)
+    input_ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(seqs), width), dtype=torch.long)
+    for r, x in enumerate(seqs):
+        input_ids[r, width - len(x) :] = torch.tensor(x, dtype=torch.long)
+        attention[r, width - len(x) :] = 1
+    return input_ids, attention
 
 
 def _encode(tok: Any, prompt: str) -> list[int]:

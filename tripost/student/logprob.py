@@ -53,7 +53,7 @@ def sequence_logprobs(
     import torch
     from tqdm.auto import tqdm
 
-    from tripost.student.generate import _encode
+    from tripost.student.generate import _encode, left_pad
 
     if len(prompts) != len(continuations):
         raise TripostError(f"{len(prompts)} prompts but {len(continuations)} continuations")
@@ -76,14 +76,8 @@ def sequence_logprobs(
     model.eval()
     try:
         for batch in tqdm(batches, desc="scoring", unit="batch", disable=not progress or len(batches) < 2):
-            seqs = [items[k][0] + items[k][1] for k in batch]
-            width = max(len(s) for s in seqs)
             max_c = max(len(items[k][1]) for k in batch)
-            input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-            attention = torch.zeros((len(batch), width), dtype=torch.long)
-            for r, s in enumerate(seqs):
-                input_ids[r, width - len(s) :] = torch.tensor(s, dtype=torch.long)
-                attention[r, width - len(s) :] = 1
+            input_ids, attention = left_pad([items[k][0] + items[k][1] for k in batch], pad_id)
             # Left padding shifts where each row starts; positions count from
             # each row's first real token, as they would unpadded.
             positions = (attention.cumsum(-1) - 1).clamp(min=0)
