@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from tripost.errors import TripostError
@@ -89,8 +88,8 @@ def load_eval_problems(args: argparse.Namespace) -> list[Problem]:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from tripost.evaluate import EvalConfig, evaluate
-    from tripost.student.load import check_adapter_dir, load_student
-    from tripost.student.spec import parse_spec
+    from tripost.cli._io import check_out_file, check_student_args
+    from tripost.student.load import load_student
 
     # Everything a user can get wrong is checked before the model loads.
     cfg = EvalConfig(
@@ -99,11 +98,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         allow_train=args.allow_train, progress=not args.no_progress,
     )
     problems = load_eval_problems(args)
-    parse_spec(args.student)
-    if args.adapter:
-        check_adapter_dir(args.adapter)
-    if args.out and Path(args.out).is_dir():
-        raise TripostError(f"--out {args.out} is a folder; give a file name such as {Path(args.out) / 'eval.json'}")
+    check_student_args(args)
+    check_out_file(args.out, "eval.json")
     student = load_student(args.student, precision=args.precision, adapter=args.adapter)
     result = evaluate(student, problems, cfg)
     saved = result.save(args.out) if args.out else None

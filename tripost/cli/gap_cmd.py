@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from tripost.errors import TripostError
@@ -81,17 +80,14 @@ def config_from_args(args: argparse.Namespace) -> Any:
 def cmd_gap(args: argparse.Namespace) -> int:
     from tripost.cli.eval_cmd import load_eval_problems
     from tripost.gap import measure_gap
-    from tripost.student.load import check_adapter_dir, load_student
-    from tripost.student.spec import parse_spec
+    from tripost.cli._io import check_out_file, check_student_args
+    from tripost.student.load import load_student
 
     # Everything a user can get wrong is checked before the model loads.
     cfg = config_from_args(args)
     problems = load_eval_problems(args)
-    parse_spec(args.student)
-    if args.adapter:
-        check_adapter_dir(args.adapter)
-    if args.out and Path(args.out).is_dir():
-        raise TripostError(f"--out {args.out} is a folder; give a file name such as {Path(args.out) / 'gap.json'}")
+    check_student_args(args)
+    check_out_file(args.out, "gap.json")
     teacher = None
     if cfg.verifier == "teacher":
         from tripost.teachers import make_teacher

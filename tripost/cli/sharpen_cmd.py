@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tripost.cli._io import check_out_file, check_student_args
 from tripost.errors import TripostError
 from tripost.tasks import FAMILIES, PRESETS, SPLITS, SUBSETS, Problem, get_task, sample_problems
 
@@ -97,15 +98,6 @@ def _config(args: argparse.Namespace, samples: int, reward: str) -> Any:
     )
 
 
-def _check_student(args: argparse.Namespace) -> None:
-    from tripost.student.load import check_adapter_dir
-    from tripost.student.spec import parse_spec
-
-    parse_spec(args.student)
-    if args.adapter:
-        check_adapter_dir(args.adapter)
-
-
 def _problems(args: argparse.Namespace, split: str, subsets: tuple[str, ...]) -> list[Problem]:
     if args.n < 1:
         raise TripostError("--n must be at least 1")
@@ -132,10 +124,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise TripostError("--max-subsets must be at least 1")
     config = _config(args, max(ns), rewards[0])  # checks the sampling settings for max(ns) samples
     problems = _problems(args, args.split, ("seen", "unseen") if args.subset == "both" else (args.subset,))
-    _check_student(args)
+    check_student_args(args)
+    check_out_file(args.out, "sharpen.json")
     out = Path(args.out) if args.out else None
-    if out is not None and out.is_dir():
-        raise TripostError(f"--out {out} is a folder; give a file name such as {out / 'sharpen.json'}")
 
     from tripost.student import load_student
 
@@ -207,10 +198,9 @@ def cmd_data(args: argparse.Namespace) -> int:
         raise TripostError("--iteration must be >= 0")
     config = _config(args, args.samples, args.reward)
     problems = _problems(args, "train", (args.subset,))
-    _check_student(args)
+    check_student_args(args)
+    check_out_file(args.out, "sharpen.jsonl", "log file")
     out = Path(args.out)
-    if out.is_dir():
-        raise TripostError(f"--out {out} is a folder; give a log file name such as {out / 'sharpen.jsonl'}")
     if out.exists():
         for _ in read_log(out):  # a log we cannot resume is an error now, not after the model loads
             pass
