@@ -138,7 +138,6 @@ def reuse_finished(src: Path, out: Path, tri_cfg: dict[str, Any], rej_cfg: dict[
     collect.* key reaches them) and the whole rejection run when its config is
     the same. Their stage records (wall seconds) are copied into this run's
     state.json so the table's wall-time column stays whole."""
-    from tripost.config import config_hash
     from tripost.errors import TripostError
     from tripost.loop import _added_defaults, default_config
 
@@ -146,12 +145,14 @@ def reuse_finished(src: Path, out: Path, tri_cfg: dict[str, Any], rej_cfg: dict[
     if old is None:
         raise TripostError(f"--reuse {src}: no tripost/config.json there")
 
-    # gap.* only adds its own stage beside the others (off in this benchmark;
-    # runs made before it existed lack the section): never part of the match.
-    def shared(c: dict[str, Any], drop: tuple[str, ...] = ("buffer", "collect")) -> str:
-        return config_hash({k: v for k, v in c.items() if k not in drop + ("gap",)})
+    def same(a: dict[str, Any], b: dict[str, Any], drop: tuple[str, ...]) -> bool:
+        """The same run once the `drop` sections are set aside, or one made
+        before keys that are now at their defaults existed. gap.* only adds
+        its own stage beside the others (off in this benchmark): never compared."""
+        keep = lambda c: {k: v for k, v in c.items() if k not in drop + ("gap",)}  # noqa: E731
+        return _added_defaults(keep(a), keep(b), keep(default_config())) is not None
 
-    if shared(old) != shared(tri_cfg):
+    if not same(old, tri_cfg, ("buffer", "collect")):
         raise TripostError(f"--reuse {src}: its run differs from this one beyond buffer.* / collect.* (sizes, seed or --set); nothing reused")
     linked = []
     for name in ("base", "it0"):
@@ -165,9 +166,7 @@ def reuse_finished(src: Path, out: Path, tri_cfg: dict[str, Any], rej_cfg: dict[
             state["stages"].setdefault(stage, info)
     state_path.write_text(json.dumps(state, indent=2) + "\n")
     old_rej = _load(src / "rejection" / "config.json")
-    nogap = lambda c: {k: v for k, v in c.items() if k != "gap"}  # noqa: E731
-    # The same run, or one made before keys that are now at their defaults existed.
-    if old_rej is not None and _added_defaults(nogap(old_rej), nogap(rej_cfg), nogap(default_config())) is not None:
+    if old_rej is not None and same(old_rej, rej_cfg, ()):
         _link((src / "rejection").resolve(), out / "rejection")
         linked.append("rejection")
     say(f"reused from {src}: {', '.join(linked) or 'nothing'}")
