@@ -80,8 +80,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--precision", default=None, help="training precision (default: nf4 on CUDA, fp32 on CPU)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra run config override, for every method (repeatable)")
     p.add_argument("--tripost-set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override for the TriPosT run only; buffer.* and collect.* keys (they act from iteration 1 on, so "
-                        "base, sft-gold and the baselines stay as they are) (repeatable)")
+                   help="override for the TriPosT run only; buffer.* and collect.* keys and train.revised_attempt_weight (they act "
+                        "from iteration 1 on, so base, sft-gold and the baselines stay as they are) (repeatable)")
     p.add_argument("--reuse", default=None, metavar="DIR",
                    help="an earlier benchmark folder run with the same sizes and --set: link its base evaluation, "
                         "iteration 0 and rejection run instead of computing them again (a cache: same config, same result)")
@@ -89,7 +89,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-TRIPOST_ONLY = ("buffer.", "collect.")  # config sections that act from iteration 1 on
+# What acts from iteration 1 on only, so base, iteration 0 and the baselines
+# stay as they are: the buffer.* and collect.* sections, and the weight of a
+# revised first attempt (iteration 0's gold SFT has no revisions).
+TRIPOST_ONLY = ("buffer.", "collect.", "train.revised_attempt_weight=")
 
 
 def check_tripost_set(items: list[str]) -> None:
@@ -97,8 +100,18 @@ def check_tripost_set(items: list[str]) -> None:
 
     for item in items:
         if not item.startswith(TRIPOST_ONLY):
-            raise TripostError(f"--tripost-set {item!r}: only {' / '.join(k + '*' for k in TRIPOST_ONLY)} keys act on the TriPosT "
-                               "iterations alone; use --set for the whole benchmark")
+            raise TripostError(f"--tripost-set {item!r}: only buffer.* / collect.* keys and train.revised_attempt_weight act on the "
+                               "TriPosT iterations alone; use --set for the whole benchmark")
+
+
+def without_tripost_only(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The run config less what --tripost-set may change (and gap.*, which only
+    adds its own stage, off in this benchmark): equal for two runs whose base
+    evaluation and iteration 0 are the same."""
+    out = {k: v for k, v in cfg.items() if k not in ("buffer", "collect", "gap")}
+    if isinstance(out.get("train"), dict):
+        out["train"] = {k: v for k, v in out["train"].items() if k != "revised_attempt_weight"}
+    return out
 
 
 def base_overrides(size: dict[str, Any], precision: str, seed: int, student: str) -> list[str]:
@@ -134,8 +147,8 @@ def _link(src: Path, dst: Path) -> None:
 
 def reuse_finished(src: Path, out: Path, tri_cfg: dict[str, Any], rej_cfg: dict[str, Any], say) -> list[str]:
     """Link what an earlier benchmark folder `src` finished and this one would
-    repeat exactly: the base evaluation and iteration 0 (no buffer.* or
-    collect.* key reaches them) and the whole rejection run when its config is
+    repeat exactly: the base evaluation and iteration 0 (no key that
+    --tripost-set takes reaches them) and the whole rejection run when its config is
     the same. Their stage records (wall seconds) are copied into this run's
     state.json so the table's wall-time column stays whole."""
     from tripost.errors import TripostError
@@ -145,15 +158,13 @@ def reuse_finished(src: Path, out: Path, tri_cfg: dict[str, Any], rej_cfg: dict[
     if old is None:
         raise TripostError(f"--reuse {src}: no tripost/config.json there")
 
-    def same(a: dict[str, Any], b: dict[str, Any], drop: tuple[str, ...]) -> bool:
-        """The same run once the `drop` sections are set aside, or one made
-        before keys that are now at their defaults existed. gap.* only adds
-        its own stage beside the others (off in this benchmark): never compared."""
-        keep = lambda c: {k: v for k, v in c.items() if k not in drop + ("gap",)}  # noqa: E731
+    def same(a: dict[str, Any], b: dict[str, Any], keep) -> bool:
+        """The same run once `keep` has set aside what may differ, or one made
+        before keys that are now at their defaults existed."""
         return _added_defaults(keep(a), keep(b), keep(default_config())) is not None
 
-    if not same(old, tri_cfg, ("buffer", "collect")):
-        raise TripostError(f"--reuse {src}: its run differs from this one beyond buffer.* / collect.* (sizes, seed or --set); nothing reused")
+    if not same(old, tri_cfg, without_tripost_only):
+        raise TripostError(f"--reuse {src}: its run differs from this one beyond what --tripost-set may change (sizes, seed or --set); nothing reused")
     linked = []
     for name in ("base", "it0"):
         if (src / "tripost" / name).is_dir():
@@ -166,7 +177,7 @@ def reuse_finished(src: Path, out: Path, tri_cfg: dict[str, Any], rej_cfg: dict[
             state["stages"].setdefault(stage, info)
     state_path.write_text(json.dumps(state, indent=2) + "\n")
     old_rej = _load(src / "rejection" / "config.json")
-    if old_rej is not None and same(old_rej, rej_cfg, ()):
+    if old_rej is not None and same(old_rej, rej_cfg, lambda c: {k: v for k, v in c.items() if k != "gap"}):
         _link((src / "rejection").resolve(), out / "rejection")
         linked.append("rejection")
     say(f"reused from {src}: {', '.join(linked) or 'nothing'}")

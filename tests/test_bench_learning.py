@@ -44,9 +44,11 @@ def old_bench(bl, tmp_path, extra=()):
 
 
 def test_tripost_set_takes_only_keys_that_act_from_iteration_1(bl):
-    bl.check_tripost_set(["buffer.ratio=[3,1,1]", "collect.temperature=0.5"])
+    bl.check_tripost_set(["buffer.ratio=[3,1,1]", "collect.temperature=0.5", "train.revised_attempt_weight=0"])
     with pytest.raises(TripostError, match="use --set"):
         bl.check_tripost_set(["train.feedback_weight=3"])  # iteration 0 trains with it too
+    with pytest.raises(TripostError, match="use --set"):
+        bl.check_tripost_set(["train.revised_attempt_weight_x=0"])
 
 
 def test_reuse_links_base_it0_and_an_identical_rejection_run(bl, tmp_path):
@@ -60,6 +62,16 @@ def test_reuse_links_base_it0_and_an_identical_rejection_run(bl, tmp_path):
     assert not (out / "tripost" / "it1").exists()  # the iterations the variant changes are its own
     stages = json.loads((out / "tripost" / "state.json").read_text())["stages"]
     assert stages == {"base/eval": {"seconds": 5.0}, "it0/train": {"seconds": 7.0}}
+
+
+def test_reuse_takes_a_variant_that_masks_revised_attempts(bl, tmp_path):
+    src = old_bench(bl, tmp_path)
+    tri, rej = configs(bl)
+    base = bl.base_overrides(bl.SIZES["quick"], "fp32", 0, "smollm2-135m")
+    variant = resolve_config(None, [*base, "buffer.ratio=[3,1,1]", "train.revised_attempt_weight=0"])
+    assert variant["train"]["revised_attempt_weight"] == 0
+    linked = bl.reuse_finished(src, tmp_path / "new", variant, rej, lambda m: None)
+    assert linked == ["tripost/base", "tripost/it0", "rejection"]
 
 
 def test_reuse_refuses_a_run_that_differs_before_iteration_1(bl, tmp_path):

@@ -110,6 +110,39 @@ def test_weights_are_configurable_and_without_feedback_all_attempt(tok):
     assert ex.input_ids[-1] == tok.eos_token_id
 
 
+def test_revised_attempt_weight_acts_only_on_an_attempt_that_is_revised(tok):
+    prompt = build_prompt(tok, "What is 2 + 3?")
+    ex = tokenize_example(tok, prompt, TRAJECTORY, revised_attempt_weight=0.0)
+    n, k = ex.prompt_len, ex.feedback_start
+    assert ex.weights[n:k] and all(w == 0.0 for w in ex.weights[n:k])  # the wrong attempt: masked
+    assert all(w == 1.5 for w in ex.weights[k:])  # feedback, update, closing feedback, EOS: as before
+    same = tokenize_example(tok, prompt, TRAJECTORY)
+    assert ex.input_ids == same.input_ids and ex.weights[k:] == same.weights[k:]
+    # A direct answer (attempt + all-correct feedback, no revision) keeps attempt_weight.
+    d = tokenize_example(tok, prompt, DIRECT, attempt_weight=1.0, revised_attempt_weight=0.0)
+    assert d.weights == tokenize_example(tok, prompt, DIRECT).weights
+    assert 1.0 in d.weights[d.prompt_len:]
+    # "Updated Answer:" quoted inside feedback, not starting a line, is no revision.
+    quoted = ATTEMPT + '\nFeedback: the words "Updated Answer: x" are not a line start.'
+    q = tokenize_example(tok, prompt, quoted, revised_attempt_weight=0.0)
+    assert q.weights == tokenize_example(tok, prompt, quoted).weights
+
+
+def test_revised_attempt_weight_through_prepare_dataset(tiny, tok):
+    import datasets
+
+    from tripost.train import prepare_dataset
+
+    rows = datasets.Dataset.from_dict({"prompt": ["What is 2 + 3?", "Q?"], "completion": [TRAJECTORY, DIRECT]})
+    masked, _ = prepare_dataset(rows, tok, _cfg(tiny, revised_attempt_weight=0))
+    plain, _ = prepare_dataset(rows, tok, _cfg(tiny))
+    assert masked["input_ids"] == plain["input_ids"]
+    assert masked["loss_weights"][1] == plain["loss_weights"][1]
+    assert sum(masked["loss_weights"][0]) < sum(plain["loss_weights"][0])
+    with pytest.raises(TripostError, match="revised_attempt_weight"):
+        TrainConfig(revised_attempt_weight=-0.5)
+
+
 def test_tokens_after_an_eos_inside_the_completion_weigh_nothing(tok):
     ex = tokenize_example(tok, build_prompt(tok, "Q?"), "(1) x.<|im_end|>junk after the end")
     eos_at = ex.input_ids.index(tok.eos_token_id, ex.prompt_len)

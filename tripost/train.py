@@ -11,7 +11,11 @@ target. Here, per token t of an example with weight w_t,
 
 summed over every token of the whole optimiser step (all micro-batches of a
 gradient-accumulation cycle and all data-parallel ranks), so long and short
-examples weigh as their tokens do, exactly as with one big batch.
+examples weigh as their tokens do, exactly as with one big batch. An option
+the paper does not have, off by default: `revised_attempt_weight` gives the
+first attempt of an improvement trajectory (the student's own, wrong) its own
+weight; 0 teaches flagging and fixing without imitating the wrong attempt
+(docs/benchmarks/learning-masked.md measures it).
 
 The model is QLoRA (Dettmers et al. 2023) by default: the base in 4-bit NF4
 (bitsandbytes) and LoRA (r=16, all linear layers; Hu et al. 2021) trained on
@@ -46,7 +50,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tripost.errors import TripostError
-from tripost.format import FEEDBACK_PREFIX
+from tripost.format import FEEDBACK_PREFIX, UPDATED_PREFIX
 
 if TYPE_CHECKING:
     import datasets
@@ -61,6 +65,7 @@ MIXED = ("auto", "bf16", "no")
 # The first feedback starts a line (tripost.format renders it so; parse_trajectory
 # splits on the same pattern).
 _FEEDBACK_RE = re.compile(rf"^[ \t]*({re.escape(FEEDBACK_PREFIX)})", re.MULTILINE)
+_UPDATED_RE = re.compile(rf"^[ \t]*{re.escape(UPDATED_PREFIX)}", re.MULTILINE)
 
 
 @dataclass
@@ -76,6 +81,13 @@ class TrainConfig:
     prompt_weight: float = 0.0
     attempt_weight: float = 1.0
     feedback_weight: float = 1.5
+    # The first attempt of an example that goes on to revise it ("Updated
+    # Answer:" after the first feedback: an improvement trajectory, whose first
+    # attempt is the student's own, with a wrong step). None = attempt_weight,
+    # as TriPosT trains on it. 0 masks it, so the student learns to flag and fix
+    # its attempts without also imitating the wrong ones; only examples with a
+    # revision change, so gold SFT (iteration 0) is the same either way.
+    revised_attempt_weight: float | None = None
     # Multiply each example's token weights by the buffer's `weight` column
     # (difficulty-aware reweighting, tripost.buffer); off by default.
     use_example_weight: bool = False
@@ -130,9 +142,11 @@ class TrainConfig:
             raise TripostError(f"unknown precision {self.precision!r}; choose from {', '.join(PRECISIONS)}")
         if self.mixed_precision not in MIXED:
             raise TripostError(f"unknown mixed_precision {self.mixed_precision!r}; choose from {', '.join(MIXED)}")
-        for name in ("prompt_weight", "attempt_weight", "feedback_weight"):
+        for name in ("prompt_weight", "attempt_weight", "feedback_weight", "revised_attempt_weight"):
             v = getattr(self, name)
-            if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            if v is None and name == "revised_attempt_weight":
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
                 raise TripostError(f"{name} must be a finite number >= 0, got {v!r}")
         for name in ("batch_size", "grad_accum", "lora_r", "max_length", "save_steps", "logging_steps", "save_total_limit"):
             v = getattr(self, name)
@@ -205,6 +219,7 @@ def tokenize_example(
     attempt_weight: float = 1.0,
     feedback_weight: float = 1.5,
     example_weight: float = 1.0,
+    revised_attempt_weight: float | None = None,
 ) -> TokenizedExample:
     """Prompt ids + completion ids + EOS with per-token weights.
 
@@ -214,7 +229,9 @@ def tokenize_example(
     counts as feedback when any of its characters lies at or after the first
     `Feedback:`; the closing EOS takes the weight of the part it ends. Tokens
     after an EOS inside the completion get weight 0 (nothing after the end of
-    a sequence is a target)."""
+    a sequence is a target). When the completion revises its first attempt
+    (an `Updated Answer:` after the first feedback), that attempt weighs
+    `revised_attempt_weight` instead (None: `attempt_weight`)."""
     eos = tokenizer.eos_token_id
     if eos is None:
         raise TripostError("the student's tokenizer has no EOS token; cannot teach it to stop")
@@ -225,6 +242,8 @@ def tokenize_example(
             raise TripostError("empty prompt and no BOS token: the first completion token has nothing to follow")
         prompt_ids = [bos]
     cut = feedback_offset(completion)
+    if revised_attempt_weight is not None and cut is not None and _UPDATED_RE.search(completion, cut):
+        attempt_weight = revised_attempt_weight
     if getattr(tokenizer, "is_fast", False):
         enc = tokenizer(completion, add_special_tokens=False, return_offsets_mapping=True)
         comp_ids = list(enc["input_ids"])
@@ -272,6 +291,7 @@ def prepare_dataset(dataset: "datasets.Dataset", tokenizer: Any, config: TrainCo
             tokenizer, build_prompt(tokenizer, row["prompt"], fmt), row["completion"],
             prompt_weight=config.prompt_weight, attempt_weight=config.attempt_weight,
             feedback_weight=config.feedback_weight, example_weight=ex_w,
+            revised_attempt_weight=config.revised_attempt_weight,
         )
         if len(ex) > config.max_length:
             dropped += 1
