@@ -634,7 +634,12 @@ def load_for_training(config: TrainConfig) -> Any:
         for p in model.parameters():
             p.requires_grad_(False)
         if config.gradient_checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            # transformers 5.x renamed it activation checkpointing (the old name
+            # warns on every run); 5.0 has only the old one.
+            if hasattr(model, "activation_checkpointing_enable"):
+                model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            else:
+                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.config.use_cache = False  # no KV cache while training
     student.model = model
     if adapter is not None:
@@ -734,7 +739,10 @@ def build_trainer(config: TrainConfig, student: Any, train_set: "datasets.Datase
         ddp_find_unused_parameters=False,
         dataloader_num_workers=0,
         dataloader_pin_memory=device.type == "cuda",
-        gradient_checkpointing=False,  # already set on the model in load_for_training
+        # already set on the model in load_for_training (by its new name where
+        # this transformers has it: the old one warns even when False)
+        **({"activation_checkpointing": False} if "activation_checkpointing" in TrainingArguments.__dataclass_fields__
+           else {"gradient_checkpointing": False}),
     )
     pad = student.tokenizer.pad_token_id if student.tokenizer.pad_token_id is not None else student.tokenizer.eos_token_id
     cls = trainer_class()
