@@ -739,10 +739,9 @@ def build_trainer(config: TrainConfig, student: Any, train_set: "datasets.Datase
         ddp_find_unused_parameters=False,
         dataloader_num_workers=0,
         dataloader_pin_memory=device.type == "cuda",
-        # already set on the model in load_for_training (by its new name where
-        # this transformers has it: the old one warns even when False)
-        **({"activation_checkpointing": False} if "activation_checkpointing" in TrainingArguments.__dataclass_fields__
-           else {"gradient_checkpointing": False}),
+        # Checkpointing is left at its default (off) here: load_for_training
+        # already set it on the model, and naming it at all (gradient_checkpointing
+        # =False) prints transformers 5.x's deprecation warning.
     )
     pad = student.tokenizer.pad_token_id if student.tokenizer.pad_token_id is not None else student.tokenizer.eos_token_id
     cls = trainer_class()
