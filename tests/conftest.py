@@ -1,6 +1,6 @@
 """Shared test setup: offline, a persistent model cache, a tiny model.
 
-Nothing may come from a model hub (DESIGN.md), so the hub is switched off for
+Nothing may come from a model hub (docs/design.md), so the hub is switched off for
 every test. `TRIPOST_HOME` defaults to a folder under .pytest_cache (git
 ignores it): the embedded SmolLM2's one-time GGUF conversion (~20 s) then
 happens once per checkout, not once per run. Tests that need an empty cache

