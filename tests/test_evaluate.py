@@ -211,11 +211,11 @@ def test_batched_rounds_equal_one_by_one():
     }
     problems = [problem(k) for k in script]
     fake = Scripted(script, [])
-    batched = run_self_improvement_batch(problems, fake, max_turns=3, batch_size=2)
+    batched = run_self_improvement_batch(problems, fake, max_turns=3, batch_size=1)
     assert [t.stop_reason for t in batched] == ["correct", "correct", "no progress", "repetition", "no progress"]
-    # Every round is batched in calls of <= 2: attempts (5 active), feedback (5),
-    # updates (a, c, d), feedback (a, d), update (d).
-    assert [len(c[0]) for c in fake.calls] == [2, 2, 1, 2, 2, 1, 2, 1, 2, 1]
+    # Every round is batched in calls of <= batch_size x CALL_BATCHES = 4:
+    # attempts (5 active), feedback (5), updates (a, c, d), feedback (a, d), update (d).
+    assert [len(c[0]) for c in fake.calls] == [4, 1, 4, 1, 3, 2, 1]
     for p, t in zip(problems, batched):
         assert run_self_improvement(p, Scripted(script, []), max_turns=3) == t
 

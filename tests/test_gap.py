@@ -155,10 +155,10 @@ def _direct_logprob(student, prompt: str, word: str) -> float:
     """log p(word | prompt) from one unpadded forward pass of the model."""
     import torch
 
-    from tripost.student.generate import _encode
+    from tripost.student.generate import encode_prompt
 
     tok = student.tokenizer
-    pid = _encode(tok, prompt)
+    pid = encode_prompt(tok, prompt)
     wid = tok(word, add_special_tokens=False)["input_ids"]
     with torch.inference_mode():
         logits = student.model(input_ids=torch.tensor([pid + wid])).logits[0].float()

@@ -36,6 +36,7 @@ from typing import Any, Protocol
 from tqdm import tqdm
 
 from tripost.errors import TripostError
+from tripost.student.generate import DEFAULT_BATCH
 from tripost.format import Feedback, parse_feedback, parse_rationale, parse_trajectory
 from tripost.log import LogRecord, LogWriter, read_log
 from tripost.tasks.base import Problem
@@ -57,7 +58,7 @@ class CollectConfig:
     max_passes: int = 1  # passes over the problems
     target_usable: int | None = None  # stop once this many usable trajectories exist
     min_usable: int = 1  # fewer usable than this at the end: say so
-    batch_size: int = 16  # problems per student batch
+    batch_size: int = DEFAULT_BATCH  # problems per student batch (tripost.student.generate)
     teacher_concurrency: int = 8  # trajectories edited at once
     iteration: int = 0
     seed: int = 0

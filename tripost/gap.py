@@ -18,7 +18,7 @@ each, a verifier score s_ij in [0, 1] per sample and correctness c_ij in {0, 1}
 
 The relative gap is the share of the remaining headroom the filter recovers
 (1 = it keeps only right samples, 0 = no better than taking all, negative =
-worse); it is normalised per problem, as DESIGN.md specifies. For comparison
+worse); it is normalised per problem, as docs/design.md specifies. For comparison
 with a dataset-level normalisation the result also carries
 relative_gap_pooled = gap / (1 - mean of acc_all over the gap's problems).
 
@@ -76,6 +76,7 @@ from typing import Any
 import numpy as np
 
 from tripost.errors import TripostError
+from tripost.student.generate import DEFAULT_BATCH
 from tripost.evaluate.metrics import bootstrap_interval
 from tripost.format import parse_feedback, parse_rationale, parse_trajectory
 from tripost.tasks.base import Problem
@@ -108,7 +109,7 @@ class GapConfig:
     top_p: float = 0.95
     max_new_tokens: int = 256
     seed: int = 0
-    batch_size: int = 32  # sequences decoded together
+    batch_size: int = DEFAULT_BATCH  # sequences decoded together (tripost.student.generate)
     score_batch_size: int = 16  # verification prompts per forward pass
     teacher: str = "scripted"
     mc_template: str = "verify_mc.txt"
@@ -410,11 +411,11 @@ def _shared_pass(student: Any, prompts: Sequence[str], longer: list[int], shorte
     import torch
     from tqdm.auto import tqdm
 
-    from tripost.student.generate import _encode, left_pad
+    from tripost.student.generate import encode_prompt, left_pad
     from tripost.student.logprob import _forward
 
     model, tok = student.model, student.tokenizer
-    encoded = [_encode(tok, p) for p in prompts]
+    encoded = [encode_prompt(tok, p) for p in prompts]
     order = sorted(range(len(encoded)), key=lambda k: len(encoded[k]))
     out: list[tuple[float, float] | None] = [None] * len(encoded)
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id

@@ -85,6 +85,7 @@ from typing import Any, Protocol
 from tqdm import tqdm
 
 from tripost.errors import TripostError
+from tripost.student.generate import DEFAULT_BATCH
 from tripost.format import parse_rationale
 from tripost.log import LogRecord, LogWriter, read_log
 from tripost.paths import read_prompt
@@ -131,7 +132,7 @@ class GuidedConfig:
     max_rounds: int = 8  # guided rounds after the plain round 0
     fractions: tuple[float, ...] = DEFAULT_FRACTIONS  # state reset: gold prefix shares, cycled over rounds
     budget: int | None = None  # most sampled sequences in all (round 0 included); None: no cap
-    batch_size: int = 16  # problems per sampler call
+    batch_size: int = DEFAULT_BATCH  # problems per sampler call (tripost.student.generate)
     leak_markers: tuple[str, ...] = DEFAULT_LEAK_MARKERS
     check: str = "answer"  # answer: the final answer decides; steps: also no wrong step (scripted families)
     teacher_edits: bool = False  # round 0's wrong samples go through TriPosT's editing

@@ -72,6 +72,7 @@ from typing import Any
 import numpy as np
 
 from tripost.errors import TripostError
+from tripost.student.generate import DEFAULT_BATCH
 from tripost.log import LogRecord, LogWriter
 from tripost.tasks import get_task
 from tripost.tasks.base import Problem
@@ -97,7 +98,7 @@ class SharpenConfig:
     temperature: float = 0.7
     top_p: float = 0.95
     max_new_tokens: int = 256
-    batch_size: int = 32  # sequences sampled together
+    batch_size: int = DEFAULT_BATCH  # sequences sampled together (tripost.student.generate)
     score_batch_size: int = 8  # sequences scored together
     append_eos: bool = True
 

@@ -14,6 +14,8 @@ SUBSET_CHOICES = ("seen", "unseen", "both")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from tripost.evaluate import EvalConfig
+
     p = sub.add_parser(
         "eval",
         help="evaluate a student with test-time self-improvement",
@@ -26,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--student", default="smollm2-135m", metavar="SPEC", help="smollm2-135m (default), hf:PATH or gguf:PATH")
     p.add_argument("--adapter", metavar="DIR", help="a PEFT adapter folder to load on the student")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "nf4"), help="student precision (default fp32)")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "nf4"), help="student weights precision (default auto: bf16 where the device computes it fast, else fp32)")
     p.add_argument("--task", required=True, metavar="FAMILY", help="a task family, several separated by commas, or 'all' (every generated family)")
     p.add_argument("--split", default="test", choices=SPLITS, help="problem split (default test; train needs --allow-train)")
     p.add_argument("--allow-train", action="store_true", help="allow evaluating on the train split (not a held-out measurement)")
@@ -37,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of problem sampling and of the bootstrap (default 0)")
     p.add_argument("--max-turns", type=int, default=3, metavar="K", help="most updates after the first attempt (default 3; 0 = first attempt only)")
     p.add_argument("--max-new-tokens", type=int, default=256, help="token budget of each attempt, feedback or update (default 256)")
-    p.add_argument("--batch-size", type=int, default=16, help="sequences per generation batch (default 16)")
+    p.add_argument("--batch-size", type=int, default=EvalConfig.batch_size, help=f"sequences decoded together (default {EvalConfig.batch_size})")
     p.add_argument("--no-force-feedback", action="store_true", help="stop when the student ends its text without writing feedback itself")
     p.add_argument("--bootstrap", type=int, default=1000, metavar="B", help="bootstrap resamples for the 95%% intervals (default 1000)")
     p.add_argument("--out", metavar="FILE.json", help="write the metrics JSON here and the transcripts to FILE.transcripts.jsonl beside it")

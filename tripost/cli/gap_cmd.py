@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--student", default=EMBEDDED_NAME, metavar="SPEC", help=f"{SPEC_HELP} (default: {EMBEDDED_NAME})")
     p.add_argument("--adapter", metavar="DIR", help="a PEFT LoRA adapter folder to load on the student")
-    p.add_argument("--precision", default="fp32", choices=PRECISIONS, help="weights precision (default: fp32)")
+    p.add_argument("--precision", default="auto", choices=PRECISIONS, help="student weights precision (default auto: bf16 where the device computes it fast, else fp32)")
     p.add_argument("--task", required=True, metavar="FAMILY", help="a task family, several separated by commas, or 'all'")
     p.add_argument("--split", default="test", choices=SPLITS, help="problem split (default test; train needs --allow-train)")
     p.add_argument("--allow-train", action="store_true", help="allow the train split (not a held-out measurement)")

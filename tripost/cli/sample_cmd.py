@@ -17,6 +17,7 @@ from tripost.tasks import FAMILIES, PRESETS, SPLITS, SUBSETS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from tripost.student.generate import DEFAULT_BATCH
     from tripost.student.load import PRECISIONS
     from tripost.student.spec import EMBEDDED_NAME, SPEC_HELP
 
@@ -27,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--student", default=EMBEDDED_NAME, metavar="SPEC", help=f"{SPEC_HELP} (default: {EMBEDDED_NAME})")
     p.add_argument("--adapter", metavar="DIR", help="a PEFT LoRA adapter folder to load on the student")
-    p.add_argument("--precision", default="fp32", choices=PRECISIONS, help="weights precision (default: fp32)")
+    p.add_argument("--precision", default="auto", choices=PRECISIONS, help="student weights precision (default auto: bf16 where the device computes it fast, else fp32)")
     p.add_argument("--task", required=True, metavar="FAMILY", help=f"one of: {', '.join(FAMILIES)}")
     p.add_argument("--split", default="train", choices=SPLITS)
     p.add_argument("--subset", default="seen", choices=SUBSETS)
@@ -39,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (default: 0.95)")
     p.add_argument("--max-new-tokens", type=int, default=256, help="(default: 256)")
     p.add_argument("--stop", action="append", default=[], metavar="TEXT", help="stop string (repeatable)")
-    p.add_argument("--batch-size", type=int, default=32, help="sequences decoded together (default: 32)")
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, help=f"sequences decoded together (default: {DEFAULT_BATCH})")
     p.add_argument("--chat", default="auto", choices=("auto", "on", "off"), help="use the tokenizer's chat template (default: auto)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="JSON lines (the default when stdout is not a terminal)")

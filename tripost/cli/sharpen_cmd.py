@@ -16,18 +16,19 @@ from tripost.tasks import FAMILIES, PRESETS, SPLITS, SUBSETS, Problem, get_task,
 
 
 def _common(p: argparse.ArgumentParser) -> None:
+    from tripost.sharpen import SharpenConfig
     from tripost.student.load import PRECISIONS
     from tripost.student.spec import EMBEDDED_NAME, SPEC_HELP
 
     p.add_argument("--student", default=EMBEDDED_NAME, metavar="SPEC", help=f"{SPEC_HELP} (default: {EMBEDDED_NAME})")
     p.add_argument("--adapter", metavar="DIR", help="a PEFT LoRA adapter folder to load on the student")
-    p.add_argument("--precision", default="fp32", choices=PRECISIONS, help="weights precision (default: fp32)")
+    p.add_argument("--precision", default="auto", choices=PRECISIONS, help="student weights precision (default auto: bf16 where the device computes it fast, else fp32)")
     p.add_argument("--task", required=True, metavar="FAMILY", help=f"one of: {', '.join(FAMILIES)}")
     p.add_argument("--preset", default="small", choices=PRESETS, help="difficulty preset (default: small)")
     p.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (default: 0.7)")
     p.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (default: 0.95)")
     p.add_argument("--max-new-tokens", type=int, default=256, help="token budget of an attempt (default: 256)")
-    p.add_argument("--batch-size", type=int, default=32, help="sequences sampled together (default: 32)")
+    p.add_argument("--batch-size", type=int, default=SharpenConfig.batch_size, help=f"sequences sampled together (default: {SharpenConfig.batch_size})")
     p.add_argument("--score-batch-size", type=int, default=8, help="sequences scored together (default: 8)")
     p.add_argument("--seed", type=int, default=0, help="seed of problem sampling, decoding and the estimators (default: 0)")
     p.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")

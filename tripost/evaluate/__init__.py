@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from tripost.errors import TripostError
+from tripost.student.generate import DEFAULT_BATCH
 from tripost.evaluate.metrics import EvalRecord, bootstrap_interval, compute_metrics, group_metrics, score
 from tripost.evaluate.selfimprove import (
     GenerateFn,
@@ -49,7 +50,7 @@ SCHEMA = "tripost.eval/1"
 class EvalConfig:
     max_turns: int = 3  # updates the student may write after its attempt
     max_new_tokens: int = 256  # per generated piece (attempt, feedback or update)
-    batch_size: int = 16
+    batch_size: int = DEFAULT_BATCH  # sequences decoded together (tripost.student.generate)
     force_feedback: bool = True  # ask for feedback even when the student ended its text
     n_bootstrap: int = 1000
     confidence: float = 0.95

@@ -118,6 +118,9 @@ class Transcript:
         return d
 
 
+CALL_BATCHES = 4
+
+
 def plain_prompt(problem: Problem) -> str:
     """The student's instruction without a chat template (prompt.py's plain form)."""
     from tripost.student.prompt import build_prompt
@@ -200,10 +203,14 @@ def run_self_improvement_batch(
         while active:
             marker = _MARKER[phase]
             prefixes = {i: prompts[i] + texts[i] + marker for i in active}
-            # Similar lengths in one batch: less padding.
+            # Similar lengths in one batch: less padding. Each call gets
+            # CALL_BATCHES batches' worth of prefixes: the continuous engine
+            # keeps its `batch_size` slots full from that queue, and the
+            # progress bar still moves.
             order = sorted(active, key=lambda i: (len(prefixes[i]), i))
-            for k in range(0, len(order), batch_size):
-                chunk = order[k : k + batch_size]
+            per_call = batch_size * CALL_BATCHES
+            for k in range(0, len(order), per_call):
+                chunk = order[k : k + per_call]
                 outs = list(generate_fn([prefixes[i] for i in chunk], STOP_STRINGS))
                 if len(outs) != len(chunk):
                     raise TripostError(f"generate_fn returned {len(outs)} continuations for {len(chunk)} prefixes")

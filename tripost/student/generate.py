@@ -100,24 +100,74 @@ class GenerationStats:
     sequences: int = 0
     tokens: int = 0
     seconds: float = 0.0
+    engine: Any = None  # the continuous engine's counters (EngineStats), when it ran
 
     @property
     def tokens_per_s(self) -> float:
         return self.tokens / self.seconds if self.seconds > 0 else 0.0
 
 
-class LocalBackend:
-    """Batched sampling with a local transformers model (the student)."""
+# Sequences in flight at once on the local backend. CPU: 64 (measured in
+# docs/benchmarks/student.md: the decode step becomes compute-bound there, and
+# the KV cache of 64 x ~500 columns is ~1.5 GB for the embedded student).
+DEFAULT_BATCH = 64
+ENGINES = ("auto", "continuous", "static")
 
-    def __init__(self, student: "Student", batch_size: int = 32, progress: bool = False):
-        if batch_size < 1:
+
+class LocalBackend:
+    """Sampling with a local transformers model (the student).
+
+    engine "continuous" (tripost.student.engine): sequences leave the batch
+    when done and waiting prompts take their slots; "static": transformers'
+    `generate` on length-sorted fixed batches (the reference the tests
+    compare against, and the path for model types the engine does not
+    support); "auto": continuous where supported. `batch_size` is the number
+    of sequences decoded together (None: DEFAULT_BATCH)."""
+
+    def __init__(self, student: "Student", batch_size: int | None = None, progress: bool = False, engine: str = "auto"):
+        from tripost.student.engine import supports_engine
+
+        if batch_size is not None and batch_size < 1:
             raise TripostError(f"batch size must be at least 1, got {batch_size}")
+        if engine not in ENGINES:
+            raise TripostError(f"unknown sampling engine {engine!r}; choose from {', '.join(ENGINES)}")
         self.student = student
-        self.batch_size = batch_size
+        self.batch_size = batch_size or DEFAULT_BATCH
         self.progress = progress
+        if engine == "auto":
+            engine = "continuous" if supports_engine(student.model) else "static"
+        elif engine == "continuous" and not supports_engine(student.model):
+            raise TripostError("the continuous engine supports Llama-family models only; use engine 'static'")
+        self.engine = engine
         self.last_stats = GenerationStats()
 
     def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Generation]]:
+        if self.engine == "static":
+            return self._generate_static(prompts, params)
+        return self._generate_continuous(prompts, params)
+
+    def _generate_continuous(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Generation]]:
+        from tripost.student.engine import ContinuousBatcher
+
+        tok = self.student.tokenizer
+        prompts = list(prompts)
+        if not prompts:
+            self.last_stats = GenerationStats()
+            return []
+        eos_ids = _eos_ids(self.student.model, tok)
+        pad_id = tok.pad_token_id if tok.pad_token_id is not None else eos_ids[0]
+        stop_check = _stop_checker(tok, params.stop) if params.stop else None
+        batcher = ContinuousBatcher(self.student.model, tok, slots=self.batch_size, progress=self.progress)
+        ids = batcher.run([encode_prompt(tok, p) for p in prompts], params, eos_ids, stop_check)
+        out = [
+            [_finish(tok, row, eos_ids, pad_id, params, i, j, reason=batcher.finishes[i][j]) for j, row in enumerate(rows)]
+            for i, rows in enumerate(ids)
+        ]
+        st = batcher.stats
+        self.last_stats = GenerationStats(sequences=st.sequences, tokens=sum(g.n_tokens for r in out for g in r), seconds=st.seconds, engine=st)
+        return out
+
+    def _generate_static(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Generation]]:
         import torch
         from tqdm.auto import tqdm
 
@@ -129,7 +179,7 @@ class LocalBackend:
             return []
         # Token lengths decide the batching order: similar lengths batch
         # together, so little compute goes to padding.
-        encoded = [_encode(tok, p) for p in prompts]
+        encoded = [encode_prompt(tok, p) for p in prompts]
         jobs = [(i, j) for i in range(len(prompts)) for j in range(params.n)]
         jobs.sort(key=lambda ij: (len(encoded[ij[0]]), ij[0], ij[1]))
         batches = [jobs[k : k + self.batch_size] for k in range(0, len(jobs), self.batch_size)]
@@ -179,6 +229,18 @@ class LocalBackend:
         stats.seconds = time.perf_counter() - start
         self.last_stats = stats
         return [[g for g in row if g is not None] for row in out]
+
+
+def _stop_checker(tok: Any, stop: Sequence[str]) -> Any:
+    """Whether a sequence's text now holds a stop string: the decoded tail,
+    long enough for the longest stop string (every token is >= 1 character)."""
+    tail = max(len(s) for s in stop) + 2
+
+    def check(ids: list[int]) -> bool:
+        text = tok.decode(ids[-tail:], skip_special_tokens=True)
+        return any(s in text for s in stop)
+
+    return check
 
 
 class _NucleusSampler:
@@ -258,7 +320,8 @@ def left_pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[Any, Any]:
     return input_ids, attention
 
 
-def _encode(tok: Any, prompt: str) -> list[int]:
+def encode_prompt(tok: Any, prompt: str) -> list[int]:
+    """A rendered prompt's ids, as the student samples, scores and trains on it."""
     # A chat-templated prompt already spells out its special tokens; adding
     # them again (a second BOS) would shift the model's input distribution.
     special = not (tok.bos_token and prompt.startswith(tok.bos_token))
@@ -285,8 +348,18 @@ def _eos_ids(model: Any, tok: Any) -> list[int]:
     return ids
 
 
-def _finish(tok: Any, row: list[int], eos_ids: list[int], pad_id: int, params: SamplingParams, i: int, j: int) -> Generation:
-    """Trim one generated row to its text, token count and finish reason."""
+def _finish(tok: Any, row: list[int], eos_ids: list[int], pad_id: int, params: SamplingParams, i: int, j: int, reason: str | None = None) -> Generation:
+    """Trim one generated row to its text, token count and finish reason.
+    `reason` given (the continuous engine's rows end where they finished):
+    only the text is cut; None (a static batch's padded row): found here."""
+    if reason is not None:
+        body = row[:-1] if reason == "eos" else row
+        text = tok.decode(body, skip_special_tokens=True)
+        if params.stop:
+            cut = min((p for p in (text.find(s) for s in params.stop) if p >= 0), default=-1)
+            if cut >= 0:
+                text, reason = text[:cut], "stop"
+        return Generation(prompt_index=i, sample_index=j, text=text, n_tokens=len(row), finish_reason=reason)
     n = len(row)
     reason = "length"
     if not params.ignore_eos:
@@ -312,7 +385,7 @@ def _finish(tok: Any, row: list[int], eos_ids: list[int], pad_id: int, params: S
     return Generation(prompt_index=i, sample_index=j, text=text, n_tokens=n, finish_reason=reason)
 
 
-def sample(student: "Student", prompts: Sequence[str], params: SamplingParams, *, batch_size: int = 32, progress: bool = False) -> list[list[Generation]]:
+def sample(student: "Student", prompts: Sequence[str], params: SamplingParams, *, batch_size: int | None = None, progress: bool = False) -> list[list[Generation]]:
     """`params.n` samples for each prompt with the local backend."""
     return LocalBackend(student, batch_size=batch_size, progress=progress).generate(prompts, params)
 
@@ -323,7 +396,7 @@ def greedy(
     *,
     max_new_tokens: int = 256,
     stop: Sequence[str] = (),
-    batch_size: int = 32,
+    batch_size: int | None = None,
     progress: bool = False,
 ) -> list[Generation]:
     """One greedy completion per prompt."""

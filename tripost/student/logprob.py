@@ -53,7 +53,7 @@ def sequence_logprobs(
     import torch
     from tqdm.auto import tqdm
 
-    from tripost.student.generate import _encode, left_pad
+    from tripost.student.generate import encode_prompt, left_pad
 
     if len(prompts) != len(continuations):
         raise TripostError(f"{len(prompts)} prompts but {len(continuations)} continuations")
@@ -62,7 +62,7 @@ def sequence_logprobs(
     model, tok = student.model, student.tokenizer
     items: list[tuple[list[int], list[int]]] = []
     for p, c in zip(prompts, continuations):
-        pid = _encode(tok, p)  # an empty prompt becomes [BOS]: the first token needs a context
+        pid = encode_prompt(tok, p)  # an empty prompt becomes [BOS]: the first token needs a context
         cid = tok(c, add_special_tokens=False)["input_ids"] if c else []
         if append_eos:
             cid = cid + [tok.eos_token_id]

@@ -19,9 +19,15 @@ def build_tiny_model(
     kv_heads: int = 2,
     intermediate: int = 128,
     seed: int = 0,
+    init_std: float = 0.02,
+    tie_embeddings: bool = True,
 ) -> Path:
     """Write a tiny random model (deterministic in `seed`) and the embedded
-    model's tokenizer into `path`; load it with the spec `hf:PATH`."""
+    model's tokenizer into `path`; load it with the spec `hf:PATH`.
+
+    At the default init the model mostly repeats the prompt's last token; a
+    larger `init_std` with untied embeddings makes its greedy text depend on
+    the prompt, which decoding tests need."""
     import torch
     from transformers import AutoTokenizer, GenerationConfig, LlamaConfig, LlamaForCausalLM
 
@@ -42,7 +48,8 @@ def build_tiny_model(
         head_dim=hidden // heads,
         max_position_embeddings=2048,
         rms_norm_eps=1e-5,
-        tie_word_embeddings=True,
+        tie_word_embeddings=tie_embeddings,
+        initializer_range=init_std,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=eos,
         pad_token_id=pad,
