@@ -1,19 +1,33 @@
 #!/usr/bin/env python
-"""Benchmark the student: sampling throughput, load time, memory footprint.
+"""Benchmark sampling from the student: the continuous engine against today's static path and llama.cpp.
 
-For each precision: tokens/s of batched sampling at several batch sizes
-(distinct arithmetic prompts, nucleus sampling, a fixed number of new tokens
-per sequence via ignore_eos so every batch does the same work), the cached
-load time and `model.get_memory_footprint()`. Once: the cold load (GGUF
-conversion into an empty cache) against the cached load.
+1. fixed work: distinct arithmetic prompts through the chat template, nucleus
+   sampling (temperature 0.7, top-p 0.95), exactly `--new-tokens` new tokens
+   per sequence (ignore_eos), one call per cell after a warm-up. Cells: the
+   static path (transformers `generate` on length-sorted batches, the engine
+   before issue 15, at its old default batch 32) and the continuous engine
+   (tripost.student.engine) at several batch sizes; the default batch is
+   marked. Generated tokens/s counts the whole call, prefill included.
+2. real work: one attempt per problem for `--real-problems` problems of
+   arithmetic and word_sorting (small preset), temperature 0.7, up to 192
+   new tokens, stopping at EOS: what collection does. Static vs continuous on
+   the same prompts; answers end at different lengths here, which is where
+   continuous batching pays.
+3. llama.cpp: the same shipped GGUF through llama-cpp-python (a bench-only
+   optional dependency: `pip install llama-cpp-python`, built from source),
+   one stream, `--new-tokens` tokens with EOS banned, all CPU threads. Where it
+   is not installed, the bench says so and goes on.
+4. agreement: greedy text of the continuous engine at the default batch vs
+   at batch 7 (another batch composition) in the student's precision; the
+   same seeded sampling call twice; and, with `--bf16-check N`, greedy text in
+   bf16 vs fp32 on N problems (slow where bf16 is emulated).
+5. load: cold (GGUF conversion into an empty cache) vs cached.
 
-Prints a table and writes JSON (and a Markdown page quoting the exact command):
-
-    HF_HUB_OFFLINE=1 .venv/bin/python scripts/bench_student.py \
+    HF_HUB_OFFLINE=1 .venv/bin/python scripts/bench_student.py \\
         --json docs/benchmarks/student.json --md docs/benchmarks/student.md
 
-Targets (issue 3), measured in one run: batch-32 tokens/s >= 8x batch-1's;
-cached load <= 3 s.
+Targets (issue 15), measured in one run: >= 1,000 generated tok/s at the
+default batch with sampling on, and >= 8x llama.cpp single-stream.
 """
 
 from __future__ import annotations
@@ -37,16 +51,23 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+TARGET_TOK_S = 1000.0
+TARGET_VS_LLAMACPP = 8.0
+
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--student", default="smollm2-135m")
-    p.add_argument("--precisions", default="fp32,bf16,nf4")
-    p.add_argument("--batches", default="1,8,32")
-    p.add_argument("--new-tokens", type=int, default=256, help="new tokens per sequence (default: 256, the sampling default)")
-    p.add_argument("--repeats", type=int, default=1, help="timed runs per cell (the best is kept)")
+    p.add_argument("--precision", default="auto", help="student precision (default auto: bf16 where the device computes it fast)")
+    p.add_argument("--batches", default="32,64,128", help="continuous-engine batch sizes (the default batch is always added)")
+    p.add_argument("--static-batch", type=int, default=32, help="batch of the static path (its old default: 32)")
+    p.add_argument("--new-tokens", type=int, default=128, help="new tokens per sequence in the fixed-work cells")
+    p.add_argument("--real-problems", type=int, default=256, help="problems in the real-work cells")
+    p.add_argument("--agreement-problems", type=int, default=64)
+    p.add_argument("--bf16-check", type=int, default=0, metavar="N", help="greedy bf16 vs fp32 agreement on N problems (0: skip)")
+    p.add_argument("--no-llamacpp", action="store_true")
     p.add_argument("--no-cold", action="store_true", help="skip the cold (conversion) load")
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
+    p.add_argument("--quick", action="store_true", help="smoke run: tiny sizes")
     p.add_argument("--json", default=None, help="write results here")
     p.add_argument("--md", default=None, help="write a Markdown page with the table and the command here")
     return p.parse_args()
@@ -58,40 +79,85 @@ def timed(fn):
     return value, time.perf_counter() - t
 
 
+def prompts_for(student, families, n, split="train", seed=0):
+    from tripost.student import build_prompts
+    from tripost.tasks import get_task, sample_problems
+
+    problems = []
+    for k, fam in enumerate(families):
+        m = n // len(families) + (1 if k < n % len(families) else 0)
+        problems += sample_problems(get_task(fam), split=split, subset="seen", preset="small", n=m, seed=seed)
+    return build_prompts(student.tokenizer, [p.question for p in problems])
+
+
+def run_cell(student, prompts, params, engine, batch):
+    from tripost.student.generate import LocalBackend
+
+    backend = LocalBackend(student, batch_size=batch, engine=engine)
+    out, seconds = timed(lambda: backend.generate(prompts, params))
+    tokens = sum(g.n_tokens for r in out for g in r)
+    cell = {"engine": engine, "batch": batch, "sequences": len(prompts) * params.n, "tokens": tokens, "seconds": round(seconds, 2),
+            "tokens_per_s": round(tokens / seconds, 1)}
+    st = backend.last_stats.engine
+    if st is not None:
+        cell.update(slots=st.slots, decode_steps=st.steps, prefills=st.prefills, compactions=st.compactions,
+                    prefill_tokens=st.prefill_tokens, prompt_tokens=st.prompt_tokens)
+    return cell, out
+
+
+def llamacpp_single(gguf: Path, prompt: str, new_tokens: int) -> tuple[float | None, str]:
+    """Generated tok/s of llama.cpp, one stream, EOS banned; (None, why) where it cannot run."""
+    try:
+        from llama_cpp import Llama
+    except ImportError as e:
+        return None, f"llama-cpp-python is not installed ({e.__class__.__name__}); pip install llama-cpp-python to measure it"
+    try:
+        llm = Llama(model_path=str(gguf), n_ctx=1024, n_threads=os.cpu_count(), n_batch=512, verbose=False, seed=0)
+        eos = llm.token_eos()
+        llm.create_completion(prompt, max_tokens=8, temperature=0.7, top_p=0.95, logit_bias={eos: -100.0})  # warm-up
+        best = 0.0
+        for _ in range(2):
+            t = time.perf_counter()
+            out = llm.create_completion(prompt, max_tokens=new_tokens, temperature=0.7, top_p=0.95, logit_bias={eos: -100.0})
+            seconds = time.perf_counter() - t
+            best = max(best, out["usage"]["completion_tokens"] / seconds)
+        return round(best, 1), f"llama-cpp-python, {os.cpu_count()} threads, one stream, prompt prefill included"
+    except Exception as e:  # a build without this CPU's kernels, a GGUF it cannot read
+        return None, f"llama.cpp failed: {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+
+
+def agree(a, b) -> float:
+    pairs = [(x.text, y.text) for ra, rb in zip(a, b) for x, y in zip(ra, rb)]
+    return round(sum(x == y for x, y in pairs) / len(pairs), 4) if pairs else 0.0
+
+
 def main() -> int:
     args = parse_args()
     import torch
     import transformers
 
-    from tripost.student import SamplingParams, build_prompts, load_student, parse_spec
-    from tripost.student.generate import LocalBackend
-    from tripost.tasks import get_task, sample_problems
+    from tripost.student import SamplingParams, load_student, parse_spec
+    from tripost.student.embedded import find_embedded_gguf
+    from tripost.student.generate import DEFAULT_BATCH
+    from tripost.student.hardware import compute_profile
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    if args.quick:
+        args.batches, args.new_tokens, args.real_problems, args.agreement_problems, args.static_batch = "8", 16, 16, 8, 8
     load_before = os.getloadavg()
-    precisions = [x for x in args.precisions.split(",") if x]
-    batches = [int(x) for x in args.batches.split(",") if x]
+    t_start = time.perf_counter()
     spec = parse_spec(args.student)
+    batches = sorted({int(x) for x in args.batches.split(",") if x} | ({DEFAULT_BATCH} if not args.quick else set()))
     result: dict = {
         "student": str(spec),
-        "new_tokens": args.new_tokens,
-        "batches": batches,
+        "command": "HF_HUB_OFFLINE=1 " + " ".join(shlex.quote(a) for a in [".venv/bin/python", "scripts/bench_student.py", *sys.argv[1:]]),
         "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
+            "platform": platform.platform(), "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "torch": torch.__version__, "transformers": transformers.__version__, "compute_profile": compute_profile().to_dict(),
         },
-        "command": " ".join(shlex.quote(a) for a in [".venv/bin/python", "scripts/bench_student.py", *sys.argv[1:]]),
-        "load": {},
-        "precisions": {},
+        "settings": {"new_tokens": args.new_tokens, "batches": batches, "static_batch": args.static_batch, "real_problems": args.real_problems},
     }
 
-    # Cold vs cached load: a GGUF student into an empty cache converts first.
     if spec.kind in ("embedded", "gguf") and not args.no_cold:
         saved = os.environ.get("TRIPOST_HOME")
         with tempfile.TemporaryDirectory(prefix="tripost-bench-") as home:
@@ -105,42 +171,90 @@ def main() -> int:
                 else:
                     os.environ["TRIPOST_HOME"] = saved
         result["load"] = {"cold_s": round(cold, 2), "cached_s": round(cached, 2)}
-        print(f"load: cold (GGUF conversion) {cold:.2f} s, cached {cached:.2f} s", file=sys.stderr)
+        print(f"load: cold {cold:.2f} s, cached {cached:.2f} s", file=sys.stderr, flush=True)
 
-    task = get_task("arithmetic")
-    problems = sample_problems(task, split="train", n=max(batches), seed=0)
+    student = load_student(spec, args.precision)
+    result["precision"] = student.precision
+    print(f"student {spec} in {student.precision} ({compute_profile().reason})", file=sys.stderr, flush=True)
+    fixed_prompts = prompts_for(student, ("arithmetic",), max(batches + [args.static_batch]))
     params = SamplingParams(n=1, temperature=0.7, top_p=0.95, max_new_tokens=args.new_tokens, seed=0, ignore_eos=True)
-    for prec in precisions:
-        load_student(spec, prec)  # make sure the cache exists: time the cached load only
-        student, load_s = timed(lambda: load_student(spec, prec))
-        prompts = build_prompts(student.tokenizer, [p.question for p in problems])
-        row = {"load_s": round(load_s, 2), "footprint_mb": round(student.model.get_memory_footprint() / 1e6, 1), "tokens_per_s": {}}
-        # Warm-up: first calls allocate and pick kernels.
-        LocalBackend(student, batch_size=2).generate(prompts[:2], SamplingParams(n=1, max_new_tokens=4, ignore_eos=True))
-        for b in batches:
-            best = 0.0
-            for _ in range(args.repeats):
-                backend = LocalBackend(student, batch_size=b)
-                backend.generate(prompts[:b], params)
-                best = max(best, backend.last_stats.tokens_per_s)
-            row["tokens_per_s"][str(b)] = round(best, 1)
-            print(f"{prec} batch {b}: {best:.1f} tokens/s", file=sys.stderr)
-        if "1" in row["tokens_per_s"] and str(max(batches)) in row["tokens_per_s"]:
-            row[f"speedup_{max(batches)}_vs_1"] = round(row["tokens_per_s"][str(max(batches))] / row["tokens_per_s"]["1"], 2)
-        result["precisions"][prec] = row
-        del student
+    run_cell(student, fixed_prompts[:2], SamplingParams(n=1, max_new_tokens=4, ignore_eos=True), "continuous", 2)  # warm-up
 
-    top = max(batches)
-    targets = {}
-    if 1 in batches and top >= 32:
-        for prec, r in result["precisions"].items():
-            targets[f"{prec}_batch{top}_vs_batch1_ge_8x"] = r.get(f"speedup_{top}_vs_1", 0) >= 8
-    cached = [r["load_s"] for r in result["precisions"].values()] + ([result["load"]["cached_s"]] if result["load"] else [])
-    targets["cached_load_le_3s"] = max(cached) <= 3.0 if cached else None
-    result["targets"] = targets
-    # Other processes on the CPU distort every figure: record how busy it was.
+    fixed = []
+    cell, _ = run_cell(student, fixed_prompts[: args.static_batch], params, "static", args.static_batch)
+    fixed.append(cell)
+    print(f"fixed static b={args.static_batch}: {cell['tokens_per_s']} tok/s", file=sys.stderr, flush=True)
+    for b in batches:
+        cell, _ = run_cell(student, fixed_prompts[:b], params, "continuous", b)
+        cell["default"] = b == DEFAULT_BATCH
+        fixed.append(cell)
+        print(f"fixed continuous b={b}: {cell['tokens_per_s']} tok/s", file=sys.stderr, flush=True)
+    result["fixed"] = fixed
+
+    real_prompts = prompts_for(student, ("arithmetic", "word_sorting"), args.real_problems)
+    real_params = SamplingParams(n=1, temperature=0.7, top_p=0.95, max_new_tokens=192, seed=0)
+    real = []
+    for engine, b in (("static", args.static_batch), ("continuous", DEFAULT_BATCH)):
+        cell, out = run_cell(student, real_prompts, real_params, engine, b)
+        lens = sorted(g.n_tokens for r in out for g in r)
+        cell.update(median_len=lens[len(lens) // 2], max_len=lens[-1], min_len=lens[0])
+        real.append(cell)
+        print(f"real {engine} b={b}: {cell['tokens_per_s']} tok/s, {cell['seconds']} s", file=sys.stderr, flush=True)
+    result["real"] = real
+
+    n = args.agreement_problems
+    ag_prompts = prompts_for(student, ("arithmetic", "word_sorting"), n, split="val")
+    g_params = SamplingParams(n=1, temperature=0.0, max_new_tokens=96)
+    _, g_default = run_cell(student, ag_prompts, g_params, "continuous", DEFAULT_BATCH)
+    _, g_small = run_cell(student, ag_prompts, g_params, "continuous", 7)
+    _, g_static = run_cell(student, ag_prompts, g_params, "static", args.static_batch)
+    s_params = SamplingParams(n=2, temperature=0.7, top_p=0.95, max_new_tokens=96, seed=3)
+    _, s1 = run_cell(student, ag_prompts, s_params, "continuous", DEFAULT_BATCH)
+    _, s2 = run_cell(student, ag_prompts, s_params, "continuous", DEFAULT_BATCH)
+    _, s3 = run_cell(student, ag_prompts, s_params, "continuous", 7)
+    agreement = {
+        "problems": n,
+        "greedy_default_vs_batch7": agree(g_default, g_small),
+        "greedy_continuous_vs_static": agree(g_default, g_static),
+        "sampling_same_call_twice": agree(s1, s2),
+        "sampling_default_vs_batch7": agree(s1, s3),
+    }
+    if args.bf16_check:
+        other = "bf16" if student.precision == "fp32" else "fp32"
+        st2 = load_student(spec, other)
+        k = args.bf16_check
+        _, a = run_cell(student, ag_prompts[:k], g_params, "continuous", DEFAULT_BATCH)
+        (c2, b), secs = timed(lambda: run_cell(st2, ag_prompts[:k], g_params, "continuous", DEFAULT_BATCH))
+        agreement["bf16_vs_fp32_greedy"] = {"problems": k, "agreement": agree(a, b), "other_precision_tok_s": c2["tokens_per_s"]}
+        del st2
+    result["agreement"] = agreement
+    print(f"agreement: {agreement}", file=sys.stderr, flush=True)
+
+    llama = {"tokens_per_s": None, "note": "skipped (--no-llamacpp)"}
+    if not args.no_llamacpp:
+        gguf = find_embedded_gguf() if spec.kind == "embedded" else spec.path
+        tps, note = llamacpp_single(Path(gguf), fixed_prompts[0], args.new_tokens)
+        llama = {"tokens_per_s": tps, "note": note}
+        print(f"llama.cpp: {tps} tok/s ({note})", file=sys.stderr, flush=True)
+    result["llamacpp"] = llama
+
+    default = next(c for c in fixed if c.get("default")) if not args.quick else fixed[-1]
+    static = fixed[0]
+    result["summary"] = {
+        "default_batch": DEFAULT_BATCH,
+        "default_tok_s": default["tokens_per_s"],
+        "static_tok_s": static["tokens_per_s"],
+        "default_vs_static": round(default["tokens_per_s"] / static["tokens_per_s"], 2),
+        "real_work_speedup": round(real[1]["tokens_per_s"] / real[0]["tokens_per_s"], 2),
+        "llamacpp_single_tok_s": llama["tokens_per_s"],
+        "llamacpp_note": llama["note"],
+        "targets": {
+            "default_ge_1000_tok_s": default["tokens_per_s"] >= TARGET_TOK_S,
+            "ge_8x_llamacpp_single": (default["tokens_per_s"] >= TARGET_VS_LLAMACPP * llama["tokens_per_s"]) if llama["tokens_per_s"] else None,
+        },
+    }
     result["machine"]["loadavg_1m_before_after"] = [round(load_before[0], 2), round(os.getloadavg()[0], 2)]
-
+    result["total_seconds"] = round(time.perf_counter() - t_start, 1)
     table = render_table(result)
     print(table)
     if args.json:
@@ -151,45 +265,50 @@ def main() -> int:
 
 
 def render_table(r: dict) -> str:
-    bs = r["batches"]
-    head = ["precision", "footprint MB", "cached load s"] + [f"tok/s b={b}" for b in bs] + [f"b={max(bs)} / b=1"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
-    for prec, row in r["precisions"].items():
-        cells = [prec, f"{row['footprint_mb']:.1f}", f"{row['load_s']:.2f}"]
-        cells += [f"{row['tokens_per_s'].get(str(b), 0):.1f}" for b in bs]
-        sp = row.get(f"speedup_{max(bs)}_vs_1")
-        cells.append(f"{sp:.2f}x" if sp is not None else "-")
-        lines.append("| " + " | ".join(cells) + " |")
-    if r["load"]:
-        lines.append("")
-        lines.append(f"Load of {r['student']} (fp32): cold (GGUF conversion into an empty cache) {r['load']['cold_s']:.2f} s, cached {r['load']['cached_s']:.2f} s.")
+    s = r["settings"]
+    lines = [f"fixed work: {s['new_tokens']} new tokens per sequence (ignore_eos), nucleus sampling, {r['precision']}",
+             f"{'engine':11s} {'batch':>5s} {'slots':>5s} {'tok/s':>7s} {'seconds':>8s} {'prefill tok':>11s} {'of prompt tok':>13s}"]
+    for c in r["fixed"]:
+        mark = " (default)" if c.get("default") else ""
+        lines.append(f"{c['engine']:11s} {c['batch']:5d} {c.get('slots', c['batch']):5d} {c['tokens_per_s']:7.1f} {c['seconds']:8.1f} "
+                     f"{c.get('prefill_tokens', '-')!s:>11s} {c.get('prompt_tokens', '-')!s:>13s}{mark}")
     lines.append("")
-    lines.append("Targets: " + ", ".join(f"{k}: {'met' if v else 'NOT met'}" for k, v in r["targets"].items() if v is not None))
+    lines.append(f"real work: one attempt for each of {s['real_problems']} problems (arithmetic + word_sorting), up to 192 tokens, EOS ends it")
+    lines.append(f"{'engine':11s} {'batch':>5s} {'tok/s':>7s} {'seconds':>8s} {'tokens':>7s} {'len min/median/max':>19s}")
+    for c in r["real"]:
+        lines.append(f"{c['engine']:11s} {c['batch']:5d} {c['tokens_per_s']:7.1f} {c['seconds']:8.1f} {c['tokens']:7d} {c['min_len']:>7d}/{c['median_len']}/{c['max_len']}")
+    ll = r["llamacpp"]
+    lines.append("")
+    lines.append(f"llama.cpp single stream: {ll['tokens_per_s'] if ll['tokens_per_s'] is not None else 'n/a'} tok/s ({ll['note']})")
+    a = r["agreement"]
+    lines.append(f"agreement on {a['problems']} problems: greedy default batch vs batch 7 {100 * a['greedy_default_vs_batch7']:.1f}%, "
+                 f"continuous vs static {100 * a['greedy_continuous_vs_static']:.1f}%; seeded sampling same call twice "
+                 f"{100 * a['sampling_same_call_twice']:.1f}%, default batch vs batch 7 {100 * a['sampling_default_vs_batch7']:.1f}%")
+    if "bf16_vs_fp32_greedy" in a:
+        b = a["bf16_vs_fp32_greedy"]
+        lines.append(f"greedy bf16 vs fp32 on {b['problems']} problems: {100 * b['agreement']:.1f}% identical")
+    sm = r["summary"]
+    t = sm["targets"]
+    lines.append("")
+    lines.append(f"default (continuous, batch {sm['default_batch']}): {sm['default_tok_s']:.1f} tok/s = {sm['default_vs_static']:.2f}x the static path; "
+                 f"real work {sm['real_work_speedup']:.2f}x")
+    lines.append(f"targets: >= {TARGET_TOK_S:.0f} tok/s: {'met' if t['default_ge_1000_tok_s'] else 'NOT met'}; >= {TARGET_VS_LLAMACPP:.0f}x llama.cpp: "
+                 + ("n/a (no llama.cpp)" if t["ge_8x_llamacpp_single"] is None else ("met" if t["ge_8x_llamacpp_single"] else "NOT met")))
     return "\n".join(lines)
 
 
 def render_md(r: dict, table: str) -> str:
     m = r["machine"]
+    load = f"Load of {r['student']} (fp32): cold (GGUF conversion into an empty cache) {r['load']['cold_s']:.2f} s, cached {r['load']['cached_s']:.2f} s.\n\n" if r.get("load") else ""
     return (
-        "# Student benchmark\n\n"
-        f"Student `{r['student']}`; {r['new_tokens']} new tokens per sequence (ignore_eos), nucleus sampling "
-        "(temperature 0.7, top-p 0.95), distinct arithmetic prompts through the chat template, one batch per cell, "
-        "after a warm-up. Tokens/s counts generated tokens of the whole batch. Footprint is "
-        "`model.get_memory_footprint()`. Load times exclude Python imports.\n\n"
-        f"Machine: {m['platform']}, {m['processor']}, {m['cpus']} CPUs, torch {m['torch']} "
-        f"({m['torch_threads']} threads), transformers {m['transformers']}"
-        + (f", GPU {m['cuda']}" if m["cuda"] else ", no GPU")
-        + f". 1-minute load average before / after the run: {m['loadavg_1m_before_after'][0]} / {m['loadavg_1m_before_after'][1]}.\n\n"
-        f"Made by:\n\n```\nHF_HUB_OFFLINE=1 {r['command']}\n```\n\n"
-        f"{table}\n\n"
-        "Reading it: batched decoding amortises each weight read over the batch, so tokens/s grows with the "
-        "batch until the CPU is compute-bound. Each batch also pays the prefill of its prompts (~100 tokens "
-        "each), which is why longer completions scale better. NF4 is there for memory (the QLoRA base): on CPU "
-        "bitsandbytes dequantises every weight at every forward pass, cheap next to a memory-bound batch of 1, "
-        "costly next to a compute-bound batch of 32. The cold load converts the shipped GGUF once; NF4's cached "
-        "load reads quantised weights kept next to that conversion. Timings on a shared machine move with its "
-        "load: compare rows of one run, not runs.\n\n"
-        "Raw numbers: [student.json](student.json).\n"
+        "# Student benchmark (sampling)\n\n"
+        f"Made by:\n\n```\n{r['command']}\n```\n\n"
+        f"Machine: {m['platform']}, {m['processor']}, {m['cpus']} CPUs, torch {m['torch']} ({m['torch_threads']} threads), "
+        f"transformers {m['transformers']}" + (f", GPU {m['cuda']}" if m["cuda"] else ", no GPU")
+        + f". Compute profile: {m['compute_profile']['reason']}. 1-minute load average before / after: "
+        f"{m['loadavg_1m_before_after'][0]} / {m['loadavg_1m_before_after'][1]}. Total {r['total_seconds']:.0f} s.\n\n"
+        f"```\n{table}\n```\n\n{load}"
+        "Raw numbers: [student.json](student.json) (`summary` holds the figures the targets are checked on).\n"
     )
 
 

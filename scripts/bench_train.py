@@ -1,33 +1,34 @@
 #!/usr/bin/env python
-"""Benchmark weighted SFT: throughput and memory per precision, and padding reduction.
+"""Benchmark weighted SFT on this machine: today's path, the default setup, and the choices between.
 
-1. precisions: fp32 LoRA, bf16 LoRA and QLoRA (NF4 base) on the embedded
-   student, through the real trainer (tripost.train.build_trainer), a few
-   optimizer steps of length-grouped batches each, every cell in a fresh
-   worker process (so peak memory is that cell's own); real (non-pad)
-   tokens/s and peak memory (CPU: the worker's peak RSS; CUDA: peak allocated).
-2. padding: one epoch over the same realistic buffer as plain padded batches
-   (random order, each padded to its longest example: what a random sampler
-   and a padding collator give) and as length-grouped batches
-   (tripost.train.LengthBucketSampler), in one worker on one model, the two
-   kinds of step alternating (plain, grouped, plain, ...), each a full
-   forward/backward/AdamW step with the trainer's collator and loss. A shared
-   machine's load then hits both alike instead of deciding the comparison.
-   Real tokens/s by wall clock and by the worker's CPU time.
+1. throughput: every cell trains the same realistic buffer (the four generated
+   families, TriPosT's 1.5 : 1 : 1 kind mix, improvement trajectories with
+   1-3 edits) through the real trainer (tripost.train.prepare_run) in a fresh
+   worker process, one epoch of `--examples` examples at batch 8. The first
+   optimizer step is an untimed warm-up (allocator, lazy kernels, compilation);
+   real (non-pad) tokens/s is measured over the rest, and peak memory is the
+   worker's (CPU: peak RSS; CUDA: peak allocated). Cells:
+     baseline      the trainer before issue 15, as the demo ran it on CPU: fp32
+                   LoRA (dropout 0.05), activation checkpointing, padded
+                   length-grouped batches (on a CPU with bf16 matrix units also
+                   `baseline-bf16`, the bf16 LoRA cell the issue measured)
+     default       TrainConfig() as it is now: every "auto" resolved for this
+                   device (the setup it chose is printed)
+     variants      what the default is made of, one change at a time
+     default@8x256 the default on micro-batches of 8 examples of 256 tokens:
+                   the memory target's shape
+2. learning speed (`--learn`): LoRA vs full fine-tuning (and LoRA without
+   dropout) on the same gold rationales (arithmetic + word_sorting, small
+   preset) for the same number of steps; held-out weighted loss on unseen
+   gold rationales after training, and the seconds it took. The mode default
+   is chosen from this, not by habit.
 
-The buffer is a realistic mix: problems of the four generated families, kinds
-at TriPosT's 1.5 : 1 : 1 (improvement : direct : gold), improvement
-trajectories with 1-3 edits (a wrong rationale, its feedback, the updated
-answer ...), rendered exactly as tripost.buffer renders them.
-
-Every worker first runs one untimed forward/backward, so one-time set-up
-(allocator, lazy kernels) is not charged to whichever cell runs first.
-
-    HF_HUB_OFFLINE=1 .venv/bin/python scripts/bench_train.py \\
+    HF_HUB_OFFLINE=1 .venv/bin/python scripts/bench_train.py --learn \
         --json docs/benchmarks/train.json --md docs/benchmarks/train.md
 
-Target (issue 6), measured in one run: length-grouped >= 1.3x the real
-tokens/s of plain padded batches. `--quick` is a smoke run (tiny sizes).
+Targets (issue 15), measured in one run: the default CPU setup >= 4x the
+baseline's real tokens/s and >= 600 real tok/s; peak RSS <= 3 GiB at 8x256.
+`--quick` is a smoke run (tiny sizes, no learning section).
 """
 
 from __future__ import annotations
@@ -47,27 +48,43 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 FAMILIES = ("arithmetic", "word_sorting", "date_understanding", "logical_deduction")
-TARGET = 1.3
+LEARN_FAMILIES = ("arithmetic", "word_sorting")
+TARGET_SPEEDUP = 4.0
+TARGET_TOK_S = 600.0
+TARGET_RSS_MIB = 3 * 1024
+
+# The trainer before issue 15 on a CPU, as scripts/demo.sh ran it.
+BASELINE = {"precision": "fp32", "mode": "lora", "lora_dropout": 0.05, "gradient_checkpointing": "on", "packing": "off", "compile": "off"}
+VARIANTS = {
+    "baseline": BASELINE,
+    "baseline-bf16": {**BASELINE, "precision": "bf16"},
+    "padded, no ckpt": {"mode": "lora", "packing": "off", "gradient_checkpointing": "off"},
+    "packed": {"mode": "lora", "packing": "on"},
+    "default": {},
+    "lora, no dropout": {"mode": "lora", "lora_dropout": 0.0},
+    "full": {"mode": "full"},
+    "compiled": {"compile": "on"},
+}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--student", default="smollm2-135m")
-    p.add_argument("--precisions", default="fp32,bf16,nf4")
+    p.add_argument("--cells", default="baseline,padded, no ckpt,packed,lora, no dropout,full,default",
+                   help=f"throughput cells, comma-separated, from: {', '.join(VARIANTS)} (default@8x256 always runs)")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--steps", type=int, default=1, help="timed optimizer steps per precision")
-    p.add_argument("--examples", type=int, default=48, help="examples in the padding comparison (one epoch of each kind)")
-    p.add_argument("--pad-precision", default="bf16", help="precision of the padding comparison (default bf16: the fastest here; the effect is the batches')")
+    p.add_argument("--examples", type=int, default=48, help="examples per throughput cell (one epoch)")
+    p.add_argument("--learn", action="store_true", help="also measure learning speed: lora vs full on gold rationales")
+    p.add_argument("--learn-examples", type=int, default=256, help="gold training examples per learning cell")
+    p.add_argument("--learn-eval", type=int, default=64, help="held-out gold examples the learning cells are scored on")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None, help="torch threads per worker (default: torch's own)")
-    p.add_argument("--no-gradient-checkpointing", dest="gradient_checkpointing", action="store_false",
-                   help="keep every activation (~2 GiB per 1000 padded tokens in fp32; checkpointing is TrainConfig's default)")
-    p.add_argument("--quick", action="store_true", help="smoke run: tiny sizes")
+    p.add_argument("--quick", action="store_true", help="smoke run: tiny sizes, no learning section")
     p.add_argument("--json", default=None, help="write results here")
     p.add_argument("--md", default=None, help="write a Markdown page with the table and the command here")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -138,6 +155,20 @@ def realistic_rows(n: int, seed: int) -> dict[str, list]:
     return rows
 
 
+def gold_rows(families: tuple[str, ...], split: str, n: int, seed: int) -> dict[str, list]:
+    """`n` gold rows (question -> rationale) split evenly over `families`, `small` preset, seen subset."""
+    from tripost.buffer import trajectory_text
+    from tripost.tasks import get_task, sample_problems
+
+    rows: dict[str, list] = {"prompt": [], "completion": []}
+    for k, fam in enumerate(families):
+        m = n // len(families) + (1 if k < n % len(families) else 0)
+        for p in sample_problems(get_task(fam), split=split, subset="seen", preset="small", n=m, seed=seed):
+            rows["prompt"].append(p.question)
+            rows["completion"].append(trajectory_text([{"rationale": p.rationale}]))
+    return rows
+
+
 # ---------------------------------------------------------------- worker ---
 
 
@@ -149,155 +180,152 @@ def _rss_mib() -> float:
     return float("nan")
 
 
-def run_cell(cell: dict) -> dict:
-    """One measurement, in this (fresh) process."""
+def _peak_mib(dev) -> tuple[float, str]:
+    import torch
+
+    if dev.type == "cuda":
+        return round(torch.cuda.max_memory_allocated() / 2**20, 1), "cuda peak allocated"
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1), "peak RSS"
+
+
+def run_throughput(cell: dict) -> dict:
+    """One throughput measurement, in this (fresh) process."""
     import datasets
     import torch
     from transformers import TrainerCallback
 
-    from tripost.train import TrainConfig, build_trainer, load_for_training, prepare_dataset, weighted_causal_lm_loss
+    from tripost.train import TrainConfig, prepare_run
 
+    cfg = TrainConfig(student=cell["student"], batch_size=cell["batch_size"], epochs=1.0, learning_rate=1e-4, warmup=0.0,
+                      save_steps=10_000, logging_steps=10_000, progress=False, seed=cell["seed"], **cell["config"])
     rows = realistic_rows(cell["examples"], cell["seed"])
-    if cell.get("threads"):
-        torch.set_num_threads(int(cell["threads"]))
-    cfg = TrainConfig(
-        student=cell["student"], precision=cell["precision"], batch_size=cell["batch_size"],
-        gradient_checkpointing=cell["gradient_checkpointing"],
-        max_steps=cell["steps"], group_by_length=cell["grouped"], learning_rate=1e-4, warmup=0.0,
-        save_steps=10_000, logging_steps=10_000, progress=False, seed=cell["seed"],
-    )
-    t0 = time.perf_counter()
-    student = load_for_training(cfg)
-    load_s = time.perf_counter() - t0
-    dev = student.device
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
-    rss_loaded = _rss_mib()
-    train_set, counts = prepare_dataset(datasets.Dataset.from_dict(rows), student.tokenizer, cfg)
+    ds = datasets.Dataset.from_dict(rows)
+    fixed = cell.get("fixed_len")
 
-    # Untimed warm-up: one forward/backward of a small batch, gradients dropped.
-    from tripost.train import WeightedCollator
-
-    warm = WeightedCollator(student.tokenizer.pad_token_id)([train_set[i] for i in range(min(2, len(train_set)))])
-    loss = weighted_causal_lm_loss(student.model, warm["input_ids"].to(dev), warm["attention_mask"].to(dev), warm["loss_weights"].to(dev))
-    loss.backward()
-    student.model.zero_grad(set_to_none=True)
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
+    marks: list[tuple[float, int, int]] = []  # (time, real tokens so far, padded so far) at each step end
 
     class Clock(TrainerCallback):
-        def __init__(self) -> None:
-            self.begin = self.end = None
-
-        def on_train_begin(self, args, state, control, **kw):
-            self.begin = time.perf_counter()
+        trainer = None
 
         def on_step_end(self, args, state, control, **kw):
             if dev.type == "cuda":
                 torch.cuda.synchronize()
-            self.end = time.perf_counter()
+            self.trainer.flush_token_counts()
+            tc = self.trainer.token_counts
+            marks.append((time.perf_counter(), tc["tokens"], tc["padded"]))
 
     clock = Clock()
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = build_trainer(cfg, student, train_set, Path(tmp), callbacks=[clock])
+        t0 = time.perf_counter()
+        if fixed:
+            ds = _fixed_length(ds, cfg, fixed)
+        run = prepare_run(cfg, ds, Path(tmp), callbacks=[clock])
+        load_s = time.perf_counter() - t0
+        dev = run.student.device
+        clock.trainer = run.trainer
+        rss_loaded = _rss_mib()
         cpu0 = time.process_time()
-        trainer.train()
+        run.trainer.train()
         cpu_s = time.process_time() - cpu0
-    trainer.flush_token_counts()
-    seconds = clock.end - clock.begin
-    tc = trainer.token_counts
-    out = {
+    if len(marks) < 2:
+        raise SystemExit("throughput cell needs at least 2 optimizer steps (raise --examples)")
+    (t1, tok1, pad1), (tn, tokn, padn) = marks[0], marks[-1]
+    seconds = tn - t1
+    tokens, padded = tokn - tok1, padn - pad1
+    peak, kind = _peak_mib(dev)
+    return {
         **cell,
+        "setup": run.setup.to_dict(),
+        "setup_text": run.setup.describe(),
         "device": str(dev),
         "threads": torch.get_num_threads(),
         "load_s": round(load_s, 2),
-        "steps_done": int(trainer.state.global_step),
-        "examples_used": counts["examples"],
+        "steps_timed": len(marks) - 1,
         "seconds": round(seconds, 3),
-        "tokens": tc["tokens"],
-        "padded_tokens": tc["padded"],
-        "weighted_tokens": tc["weighted"],
-        "tokens_per_s": round(tc["tokens"] / seconds, 2),
-        "cpu_seconds": round(cpu_s, 2),  # whole train() call, set-up included
-        "tokens_per_cpu_s": round(tc["tokens"] / cpu_s, 2),
-        "padding_share": round(1 - tc["tokens"] / tc["padded"], 4) if tc["padded"] else 0.0,
-        "s_per_step": round(seconds / max(1, trainer.state.global_step), 3),
-        "final_loss": next((e["loss"] for e in reversed(trainer.state.log_history) if "loss" in e), None),
-        "trainable_params": sum(p.numel() for p in student.model.parameters() if p.requires_grad),
+        "tokens": tokens,
+        "padded_tokens": padded,
+        "tokens_per_s": round(tokens / seconds, 2),
+        "cpu_seconds": round(cpu_s, 2),  # the whole train() call, the warm-up step included
+        "tokens_per_cpu_s": round(tokn / cpu_s, 2),
+        "s_per_step": round(seconds / (len(marks) - 1), 3),
+        "padding_share": round(1 - tokens / padded, 4) if padded else 0.0,
+        "trainable_params": sum(p.numel() for p in run.student.model.parameters() if p.requires_grad),
+        "peak_mem_mib": peak,
+        "mem_kind": kind,
+        "model_rss_mib": round(rss_loaded, 1),
         "load_avg": os.getloadavg()[0],
     }
-    if dev.type == "cuda":
-        out["peak_mem_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-        out["mem_kind"] = "cuda peak allocated"
-    else:
-        out["peak_mem_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-        out["model_rss_mib"] = round(rss_loaded, 1)
-        out["mem_kind"] = "peak RSS"
-    return out
 
 
-def run_padding(cell: dict) -> dict:
-    """Plain padded vs length-grouped batches, alternating steps on one model."""
+def _fixed_length(ds, cfg, length: int):
+    """Rows whose prompt + completion come to exactly `length` tokens: longer
+    realistic rows cut at a character boundary and checked after tokenising."""
+    from transformers import AutoTokenizer
+
+    from tripost.student.load import resolve_model_dir
+    from tripost.student.prompt import PromptFormat, build_prompt
+    from tripost.student.spec import parse_spec
+    from tripost.train import tokenize_example
+
+    tok = AutoTokenizer.from_pretrained(str(resolve_model_dir(parse_spec(cfg.student))))
+    fmt = PromptFormat()
+    rows: dict[str, list] = {"prompt": [], "completion": []}
+    for r in ds:
+        prompt = build_prompt(tok, r["prompt"], fmt)
+        comp = r["completion"]
+        ex = tokenize_example(tok, prompt, comp)
+        if len(ex) < length:
+            continue
+        lo, hi = 0, len(comp)  # longest prefix of the completion that fits
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if len(tokenize_example(tok, prompt, comp[:mid])) <= length:
+                lo = mid
+            else:
+                hi = mid - 1
+        if len(tokenize_example(tok, prompt, comp[:lo])) == length:
+            rows["prompt"].append(r["prompt"])
+            rows["completion"].append(comp[:lo])
+    if len(rows["prompt"]) < 2 * cfg.batch_size:
+        raise SystemExit(f"only {len(rows['prompt'])} rows reach {length} tokens: raise --examples")
+    import datasets
+
+    return datasets.Dataset.from_dict(rows)
+
+
+def run_learning(cell: dict) -> dict:
+    """Train on gold rationales, then the held-out weighted loss (same weights as training)."""
     import datasets
     import torch
 
-    from tripost.train import LengthBucketSampler, TrainConfig, WeightedCollator, _forward_weighted, load_for_training, prepare_dataset
+    from tripost.train import PackedCollator, TrainConfig, prepare_dataset, prepare_run, weighted_causal_lm_loss
 
-    if cell.get("threads"):
-        torch.set_num_threads(int(cell["threads"]))
-    cfg = TrainConfig(student=cell["student"], precision=cell["precision"], batch_size=cell["batch_size"],
-                      gradient_checkpointing=cell["gradient_checkpointing"], seed=cell["seed"])
-    student = load_for_training(cfg)
-    dev = student.device
-    train_set, _ = prepare_dataset(datasets.Dataset.from_dict(realistic_rows(cell["examples"], cell["seed"])), student.tokenizer, cfg)
-    lengths = list(train_set["length"])
-    bs = cell["batch_size"]
-    torch.manual_seed(cell["seed"])
-    orders = {"plain": torch.randperm(len(lengths)).tolist(), "grouped": list(LengthBucketSampler(lengths, bs))}
-    collate = WeightedCollator(student.tokenizer.pad_token_id)
-    batches = {k: [collate([train_set[i] for i in o[j : j + bs]]) for j in range(0, len(o), bs)] for k, o in orders.items()}
-    params = [p for p in student.model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=1e-4)
-
-    def step(b: dict) -> None:
-        ids, mask, w = (b[k].to(dev) for k in ("input_ids", "attention_mask", "loss_weights"))
-        total, norm = _forward_weighted(student.model, ids, mask, w)
-        (total / norm.clamp_min(1e-8)).backward()
-        torch.nn.utils.clip_grad_norm_(params, 0.3)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-
-    small = collate([train_set[i] for i in range(min(2, len(train_set)))])
-    step(small)  # untimed warm-up
-    stats = {k: {"seconds": 0.0, "cpu_seconds": 0.0, "tokens": 0, "padded_tokens": 0, "steps": 0, "step_seconds": []} for k in batches}
-    n = max(len(v) for v in batches.values())
-    for i in range(n):
-        for k in (("plain", "grouped") if i % 2 == 0 else ("grouped", "plain")):
-            if i >= len(batches[k]):
-                continue
-            b = batches[k][i]
-            t, c = time.perf_counter(), time.process_time()
-            step(b)
-            dt, dc = time.perf_counter() - t, time.process_time() - c
-            st = stats[k]
-            st["seconds"] += dt
-            st["cpu_seconds"] += dc
-            st["tokens"] += int(b["attention_mask"].sum())
-            st["padded_tokens"] += int(b["attention_mask"].numel())
-            st["steps"] += 1
-            st["step_seconds"].append(round(dt, 2))
-    for st in stats.values():
-        st["seconds"] = round(st["seconds"], 2)
-        st["cpu_seconds"] = round(st["cpu_seconds"], 2)
-        st["tokens_per_s"] = round(st["tokens"] / st["seconds"], 2)
-        st["tokens_per_cpu_s"] = round(st["tokens"] / st["cpu_seconds"], 2)
-        st["padding_share"] = round(1 - st["tokens"] / st["padded_tokens"], 4)
-    return {**cell, "device": str(dev), "threads_used": torch.get_num_threads(), "load_avg_end": os.getloadavg()[0],
-            "peak_mem_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1) if dev.type != "cuda" else round(torch.cuda.max_memory_allocated() / 2**20, 1),
-            "plain": stats["plain"], "grouped": stats["grouped"], "tokens_per_s": stats["grouped"]["tokens_per_s"]}
+    cfg = TrainConfig(student=cell["student"], batch_size=cell["batch_size"], epochs=1.0, learning_rate=cell["learning_rate"], warmup=0.03,
+                      save_steps=10_000, logging_steps=10_000, progress=False, seed=cell["seed"], **cell["config"])
+    train = datasets.Dataset.from_dict(gold_rows(LEARN_FAMILIES, "train", cell["examples"], cell["seed"]))
+    held = datasets.Dataset.from_dict(gold_rows(LEARN_FAMILIES, "test", cell["eval"], cell["seed"] + 1))
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        run = prepare_run(cfg, train, Path(tmp))
+        run.trainer.train()
+        seconds = time.perf_counter() - t0
+        run.trainer.flush_token_counts()
+        model = run.student.model
+        model.eval()
+        ev, _ = prepare_dataset(held, run.student.tokenizer, cfg)
+        total = norm = 0.0
+        with torch.inference_mode():
+            for i in range(0, len(ev), 8):
+                b = PackedCollator()([ev[k] for k in range(i, min(i + 8, len(ev)))])
+                dev = run.student.device
+                loss = weighted_causal_lm_loss(model, b["input_ids"].to(dev), None, b["loss_weights"].to(dev),
+                                               position_ids=b["position_ids"].to(dev), packed_seq_lens=b["packed_seq_lens"])
+                w = float(b["loss_weights"][:, 1:].sum())
+                total += float(loss) * w
+                norm += w
+    return {**cell, "setup_text": run.setup.describe(), "seconds": round(seconds, 1), "steps": int(run.trainer.state.global_step),
+            "tokens": run.trainer.token_counts["tokens"], "heldout_loss": round(total / norm, 4),
+            "tokens_per_s": round(run.trainer.token_counts["tokens"] / seconds, 1)}
 
 
 def spawn(cell: dict) -> dict:
@@ -306,7 +334,7 @@ def spawn(cell: dict) -> dict:
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{") and '"tokens_per_s"' in ln]
     if proc.returncode != 0 or not lines:
         tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
-        raise SystemExit(f"worker failed ({cell}):\n{tail}")
+        raise SystemExit(f"worker failed ({cell.get('name')}):\n{tail}")
     return json.loads(lines[-1])
 
 
@@ -317,48 +345,75 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.worker:
         cell = json.loads(args.worker)
-        print(json.dumps(run_padding(cell) if cell.get("mode") == "padding" else run_cell(cell)), flush=True)
+        print(json.dumps(run_learning(cell) if cell["kind"] == "learning" else run_throughput(cell)), flush=True)
         return 0
     import torch
     import transformers
 
+    from tripost.student.hardware import compute_profile
     from tripost.student.load import resolve_model_dir
     from tripost.student.spec import parse_spec
 
     if args.quick:
-        args.steps, args.examples, args.batch_size = 1, 8, 4
+        args.examples, args.batch_size, args.learn = 8, 4, False
     resolve_model_dir(parse_spec(args.student))  # convert the embedded GGUF once, outside the timings
-    precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
-    base = {"student": args.student, "batch_size": args.batch_size, "seed": args.seed, "threads": args.threads,
-            "gradient_checkpointing": args.gradient_checkpointing}
+    profile = compute_profile()
+    names = [c.strip() for c in args.cells.split(",") if c.strip()]
+    unknown = [c for c in names if c not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"unknown cell {unknown[0]!r}; choose from {', '.join(VARIANTS)}")
+    if profile.bf16 and "baseline" in names and "baseline-bf16" not in names:
+        names.insert(names.index("baseline") + 1, "baseline-bf16")
+    if "default" not in names:
+        names.append("default")
+    base = {"kind": "throughput", "student": args.student, "batch_size": args.batch_size, "seed": args.seed, "examples": args.examples}
     t_start = time.perf_counter()
-
-    rows = realistic_rows(args.examples, args.seed)
-    kinds = {k: rows["kind"].count(k) for k in ("improvement", "direct", "gold")}
-
-    prec = []
-    for p in precisions:
-        print(f"[precision] {p} ...", file=sys.stderr, flush=True)
-        prec.append(spawn({**base, "precision": p, "grouped": True, "steps": args.steps, "examples": args.batch_size * args.steps}))
-
-    print("[padding] plain vs grouped, alternating ...", file=sys.stderr, flush=True)
-    pad = spawn({**base, "mode": "padding", "precision": args.pad_precision, "examples": args.examples})
-    speedup = pad["grouped"]["tokens_per_s"] / pad["plain"]["tokens_per_s"]
-    speedup_cpu = pad["grouped"]["tokens_per_cpu_s"] / pad["plain"]["tokens_per_cpu_s"]
+    cells = []
+    for name in names:
+        print(f"[throughput] {name} ...", file=sys.stderr, flush=True)
+        cells.append(spawn({**base, "name": name, "config": VARIANTS[name]}))
+        print(f"  {cells[-1]['tokens_per_s']:.1f} real tok/s, peak {cells[-1]['peak_mem_mib']:.0f} MiB: {cells[-1]['setup_text']}", file=sys.stderr, flush=True)
+    print("[throughput] default@8x256 ...", file=sys.stderr, flush=True)
+    fixed = spawn({**base, "name": "default@8x256", "config": {}, "fixed_len": 256, "examples": max(args.examples, 4 * args.batch_size) * 3})
+    learning = []
+    if args.learn:
+        for name, conf, lr in (("lora", {"mode": "lora"}, 2e-4), ("lora, lr 1e-3", {"mode": "lora"}, 1e-3),
+                               ("lora, no dropout", {"mode": "lora", "lora_dropout": 0.0}, 2e-4),
+                               ("full", {"mode": "full"}, 2e-4), ("full, lr 5e-5", {"mode": "full"}, 5e-5)):
+            print(f"[learning] {name} ...", file=sys.stderr, flush=True)
+            learning.append(spawn({"kind": "learning", "name": name, "student": args.student, "batch_size": args.batch_size, "seed": args.seed,
+                                   "examples": args.learn_examples, "eval": args.learn_eval, "learning_rate": lr, "config": conf}))
+            print(f"  held-out loss {learning[-1]['heldout_loss']:.4f} after {learning[-1]['seconds']:.0f} s", file=sys.stderr, flush=True)
     total_s = time.perf_counter() - t_start
 
+    by = {c["name"]: c for c in cells}
+    default, baseline = by["default"], by["baseline"] if "baseline" in by else None
+    speedup = default["tokens_per_s"] / baseline["tokens_per_s"] if baseline else None
     cmd = "HF_HUB_OFFLINE=1 .venv/bin/python scripts/bench_train.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     result = {
         "command": cmd.strip(),
+        "summary": {
+            "default_real_tok_s": default["tokens_per_s"],
+            "baseline_real_tok_s": baseline["tokens_per_s"] if baseline else None,
+            "speedup": round(speedup, 2) if speedup else None,
+            "default_peak_rss_mib": fixed["peak_mem_mib"],
+            "default_setup": default["setup_text"],
+            "targets": {
+                "speedup_ge_4x": bool(speedup and speedup >= TARGET_SPEEDUP),
+                "default_ge_600_tok_s": default["tokens_per_s"] >= TARGET_TOK_S,
+                "peak_rss_le_3gib_at_8x256": fixed["peak_mem_mib"] <= TARGET_RSS_MIB,
+            },
+        },
         "machine": {
             "platform": platform.platform(), "python": platform.python_version(), "cpu_count": os.cpu_count(),
             "torch": torch.__version__, "transformers": transformers.__version__,
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "compute_profile": profile.to_dict(),
         },
-        "settings": {**base, "steps": args.steps, "examples": args.examples, "pad_precision": args.pad_precision, "quick": args.quick},
-        "buffer_mix": kinds,
-        "precisions": prec,
-        "padding": {**pad, "speedup_tokens_per_s": round(speedup, 3), "speedup_tokens_per_cpu_s": round(speedup_cpu, 3), "target": TARGET, "met": speedup >= TARGET},
+        "settings": {**base, "learn_examples": args.learn_examples, "learn_eval": args.learn_eval, "quick": args.quick},
+        "throughput": cells,
+        "fixed_8x256": fixed,
+        "learning": learning,
         "total_seconds": round(total_s, 1),
     }
     table = render_table(result)
@@ -374,29 +429,28 @@ def main(argv: list[str] | None = None) -> int:
 
 def render_table(r: dict) -> str:
     st = r["settings"]
-    gc = "gradient checkpointing" if st["gradient_checkpointing"] else "no checkpointing"
-    out = [f"precisions ({st['student']}, batch {st['batch_size']}, length-grouped, {gc}, {st['steps']} steps each)"]
-    out.append(f"{'precision':10s} {'tokens/s':>9s} {'tok/cpu-s':>10s} {'s/step':>7s} {'peak MiB':>9s} {'model MiB':>10s} {'trainable':>10s}")
-    for c in r["precisions"]:
-        label = {"fp32": "fp32 LoRA", "bf16": "bf16 LoRA", "nf4": "QLoRA nf4"}.get(c["precision"], c["precision"])
-        model = f"{c['model_rss_mib']:.0f}" if "model_rss_mib" in c else "-"
-        out.append(f"{label:10s} {c['tokens_per_s']:9.1f} {c['tokens_per_cpu_s']:10.1f} {c['s_per_step']:7.2f} {c['peak_mem_mib']:9.0f} {model:>10s} {c['trainable_params']:10d}")
-    pad = r["padding"]
-    out.append("")
-    out.append(f"padding ({pad['precision']}, one epoch of {st['examples']} examples each way, batch {st['batch_size']}, steps alternating; mix {r['buffer_mix']})")
-    out.append(f"{'batches':10s} {'tokens/s':>9s} {'tok/cpu-s':>10s} {'seconds':>8s} {'real tok':>9s} {'slots':>7s} {'padding':>8s}")
-    for name in ("plain", "grouped"):
-        c = pad[name]
-        out.append(f"{name:10s} {c['tokens_per_s']:9.1f} {c['tokens_per_cpu_s']:10.1f} {c['seconds']:8.1f} {c['tokens']:9d} {c['padded_tokens']:7d} {100 * c['padding_share']:7.1f}%")
-    out.append(f"length-grouped / plain padded: {pad['speedup_tokens_per_s']:.2f}x real tokens/s by wall clock, {pad['speedup_tokens_per_cpu_s']:.2f}x by CPU time "
-               f"(target >= {pad['target']}x: {'met' if pad['met'] else 'NOT met'})")
+    out = [f"throughput ({st['student']}, one epoch of {st['examples']} realistic buffer examples at batch {st['batch_size']}, first step untimed)"]
+    out.append(f"{'cell':18s} {'real tok/s':>10s} {'tok/cpu-s':>10s} {'s/step':>7s} {'padding':>8s} {'peak MiB':>9s}  setup")
+    for c in r["throughput"] + [r["fixed_8x256"]]:
+        out.append(f"{c['name']:18s} {c['tokens_per_s']:10.1f} {c['tokens_per_cpu_s']:10.1f} {c['s_per_step']:7.2f} {100 * c['padding_share']:7.1f}% {c['peak_mem_mib']:9.0f}  {c['setup_text']}")
+    s = r["summary"]
+    t = s["targets"]
+    if s["speedup"] is not None:
+        out.append(f"default / baseline: {s['speedup']:.2f}x real tokens/s (target >= {TARGET_SPEEDUP:.0f}x: {'met' if t['speedup_ge_4x'] else 'NOT met'})")
+    out.append(f"default: {s['default_real_tok_s']:.1f} real tok/s (target >= {TARGET_TOK_S:.0f}: {'met' if t['default_ge_600_tok_s'] else 'NOT met'}); "
+               f"peak RSS at 8x256 {s['default_peak_rss_mib']:.0f} MiB (target <= {TARGET_RSS_MIB}: {'met' if t['peak_rss_le_3gib_at_8x256'] else 'NOT met'})")
+    if r["learning"]:
+        out.append("")
+        out.append(f"learning speed (gold rationales of {', '.join(LEARN_FAMILIES)}, {st['learn_examples']} examples, 1 epoch; held-out loss on {st['learn_eval']})")
+        out.append(f"{'cell':18s} {'lr':>7s} {'steps':>6s} {'seconds':>8s} {'tok/s':>7s} {'held-out loss':>14s}")
+        for c in r["learning"]:
+            out.append(f"{c['name']:18s} {c['learning_rate']:7.0e} {c['steps']:6d} {c['seconds']:8.0f} {c['tokens_per_s']:7.1f} {c['heldout_loss']:14.4f}")
     return "\n".join(out)
 
 
 def render_md(r: dict, table: str) -> str:
     m = r["machine"]
     where = m["cuda"] or f"CPU only, {m['cpu_count']} cores"
-    mem = r["precisions"][0]["mem_kind"] if r["precisions"] else "peak RSS"
     return f"""# Training benchmark (weighted SFT)
 
 Made by:
@@ -405,29 +459,14 @@ Made by:
 {r['command']}
 ```
 
-Machine: {m['platform']}, {where}; Python {m['python']}, torch {m['torch']}, transformers {m['transformers']}. Total run time {r['total_seconds']:.0f} s.
+Machine: {m['platform']}, {where}; Python {m['python']}, torch {m['torch']}, transformers {m['transformers']}.
+Compute profile: {m['compute_profile']['reason']}. Total run time {r['total_seconds']:.0f} s.
 
 ```
 {table}
 ```
 
-- tokens/s counts real (non-pad) tokens, prompt included, per second of optimizer steps (an untimed warm-up
-  forward/backward runs first in every worker). "tok/cpu-s" divides by the worker's CPU time instead (all its
-  threads together): on a shared machine it moves less with other processes' load than wall-clock time does.
-  The precision cells run one after another, so their wall-clock rates also carry the load of their moment
-  (the load average at the end of each cell is in the JSON).
-- Memory is the {mem} of the worker process that ran the cell (one fresh process per cell); "model MiB" is the
-  RSS right after loading the model with its adapter, before training. On CPU the peak RSS is mostly glibc's
-  heap holding freed blocks, not live tensors: the tensors kept for backward are ~0.1 GiB per 1000 tokens with
-  gradient checkpointing, and with `MALLOC_MMAP_THRESHOLD_=65536` (large blocks go back to the system at once)
-  an 8x512-token fp32 step peaked at ~2 GiB instead of ~11 GiB, for ~35% more time.
-- "plain" = random batches padded to the longest example of each batch; "grouped" = `LengthBucketSampler`
-  (tripost.train): batches of similar length in random order. Same examples, one model, the two kinds of step
-  alternating, so a shared machine's load falls on both alike; "tok/cpu-s" divides by the worker's CPU time.
-- The buffer mix is TriPosT's 1.5 : 1 : 1 (improvement : direct : gold) over the four generated families;
-  improvement trajectories carry 1-3 edits.
-
-Raw numbers: [train.json](train.json).
+Raw numbers: [train.json](train.json) (`summary` holds the figures the targets are checked on).
 """
 
 

@@ -62,7 +62,7 @@ def _ids(tok, text):
 
 
 def _cfg(tiny, **kw):
-    base = dict(student=f"hf:{tiny}", precision="fp32", batch_size=4, learning_rate=1e-2, warmup=0.0,
+    base = dict(student=f"hf:{tiny}", mode="lora", precision="fp32", batch_size=4, learning_rate=1e-2, warmup=0.0,
                 lora_dropout=0.0, logging_steps=1, progress=False, group_by_length=True)
     base.update(kw)
     return TrainConfig(**base)
@@ -435,3 +435,150 @@ def test_cli_train_end_to_end_and_errors(tiny, tmp_path, capsys):
     assert _cli(["train", "--student", f"hf:{tiny}", "--buffer", str(tmp_path / "buf"), "--out", str(out), "epoch=2"]) == 2
     err = capsys.readouterr().err.strip()
     assert "unknown config key" in err and len(err.splitlines()) == 1
+
+
+# ----------------------------------------------------------------- packing ---
+
+
+def _examples(tok):
+    pairs = [("What is 2 + 3?", TRAJECTORY), ("Sort: b a", DIRECT), ("Q?", ATTEMPT), ("What is 7 - 1?", ATTEMPT + "\n" + CLOSING)]
+    exs = [tokenize_example(tok, build_prompt(tok, q), c, prompt_weight=0.5) for q, c in pairs]
+    return [{"input_ids": e.input_ids, "loss_weights": e.weights} for e in exs]
+
+
+@pytest.mark.parametrize("mode", ["lora", "full"])
+def test_packed_rows_give_the_padded_batch_loss_and_gradients(tiny, tok, mode):
+    # One packed row (positions restarting per example, attention per example)
+    # must train exactly like the right-padded batch of the same examples: same
+    # weighted loss, same gradient on every trainable weight. prompt_weight > 0,
+    # so an example's first token would be a target if packing let it be.
+    from tripost.train import PackedCollator, TrainSetup, load_for_training
+
+    feats = _examples(tok)
+    padded = WeightedCollator(pad_token_id=tok.pad_token_id)(feats)
+    packed = PackedCollator()(feats)
+    assert packed["input_ids"].shape == (1, sum(len(f["input_ids"]) for f in feats))
+    assert packed["packed_seq_lens"] == [len(f["input_ids"]) for f in feats]
+    grads = []
+    for pack in (False, True):
+        cfg = _cfg(tiny, mode=mode)
+        setup = TrainSetup(device="cpu", mode=mode, precision="fp32", autocast="no", gradient_checkpointing=False, packing=pack, compile=False)
+        model = load_for_training(cfg, setup).model
+        if mode == "lora":  # B = 0 at init: give the adapter a non-trivial state
+            with torch.no_grad():
+                for n, p in model.named_parameters():
+                    if "lora_B" in n:
+                        p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(len(n))) * 0.05)
+        if pack:
+            loss = weighted_causal_lm_loss(model, packed["input_ids"], None, packed["loss_weights"],
+                                           position_ids=packed["position_ids"], packed_seq_lens=packed["packed_seq_lens"])
+        else:
+            loss = weighted_causal_lm_loss(model, padded["input_ids"], padded["attention_mask"], padded["loss_weights"])
+        loss.backward()
+        grads.append((loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}))
+    (l0, g0), (l1, g1) = grads
+    assert l1 == pytest.approx(l0, rel=1e-5)
+    assert set(g0) == set(g1) and g0
+    for n in g0:
+        torch.testing.assert_close(g1[n], g0[n], rtol=1e-4, atol=1e-6, msg=n)
+
+
+def test_packed_attention_sees_nothing_across_examples(tiny, tok):
+    # Changing the first example must not change the second example's logits.
+    from transformers import AutoModelForCausalLM
+
+    from tripost.train import PackedCollator, use_packed_attention
+
+    model = AutoModelForCausalLM.from_pretrained(str(tiny), dtype=torch.float32).eval()
+    use_packed_attention(model)
+    feats = _examples(tok)
+    other = [{**feats[0], "input_ids": [(t + 7) % 1000 for t in feats[0]["input_ids"]]}, feats[1]]
+    outs = []
+    for f in ([feats[0], feats[1]], other):
+        b = PackedCollator()(f)
+        with torch.no_grad():
+            logits = model(input_ids=b["input_ids"], position_ids=b["position_ids"], packed_seq_lens=b["packed_seq_lens"]).logits
+        outs.append(logits[0, len(f[0]["input_ids"]):])
+    torch.testing.assert_close(outs[0], outs[1])
+
+
+# ------------------------------------------------------------------- setup ---
+
+
+def test_setup_on_cpu_resolves_every_auto_and_says_why(tiny, monkeypatch):
+    import tripost.train as tr
+    from tripost.student import hardware
+
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: set())  # an AVX2-only CPU
+    hardware.cpu_profile.cache_clear()
+    try:
+        cfg = TrainConfig(student=f"hf:{tiny}")
+        s = tr.resolve_setup(cfg, device="cpu")
+        assert (s.mode, s.precision, s.autocast, s.packing, s.gradient_checkpointing, s.compile) == ("full", "fp32", "no", True, False, False)
+        assert any("mode auto: full" in r for r in s.reasons)
+        monkeypatch.setattr(tr, "available_memory_bytes", lambda dev: 1000)  # no room for full training state
+        assert tr.resolve_setup(cfg, device="cpu").mode == "lora"
+        monkeypatch.undo()
+        monkeypatch.setattr(hardware, "cpu_flags", lambda: set())
+        assert any("no bf16 matrix instructions" in r for r in s.reasons)
+        assert "packed rows" in s.describe() and "fp32 weights" in s.describe()
+        # Activations that would not fit switch checkpointing on.
+        from transformers import AutoConfig
+
+        mc = AutoConfig.from_pretrained(str(tiny))
+        monkeypatch.setattr(tr, "available_memory_bytes", lambda dev: 1000)
+        assert tr.resolve_setup(cfg, device="cpu", model_config=mc, max_batch_tokens=4096).gradient_checkpointing
+        monkeypatch.setattr(tr, "available_memory_bytes", lambda dev: 2**40)
+        assert not tr.resolve_setup(cfg, device="cpu", model_config=mc, max_batch_tokens=4096).gradient_checkpointing
+        # Explicit settings win; true/false mean on/off.
+        s = tr.resolve_setup(TrainConfig(student=f"hf:{tiny}", gradient_checkpointing=True, packing=False, precision="bf16"), device="cpu")
+        assert (s.gradient_checkpointing, s.packing, s.precision, s.autocast) == (True, False, "bf16", "no")
+    finally:
+        hardware.cpu_profile.cache_clear()
+
+
+def test_bf16_is_chosen_only_where_it_measures_faster(monkeypatch):
+    from tripost.student import hardware
+
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: {"avx2", "amx_bf16", "avx512_bf16"})
+    for fp32, bf16, want in ((400.0, 2400.0, True), (400.0, 450.0, False)):
+        monkeypatch.setattr(hardware, "_matmul_gflops", lambda dtype, n=512, repeats=3, a=fp32, b=bf16: b if "bfloat16" in str(dtype) else a)
+        hardware.cpu_profile.cache_clear()
+        p = hardware.cpu_profile()
+        assert p.bf16 is want and "amx_bf16" in p.reason and p.fp32_gflops == fp32
+    hardware.cpu_profile.cache_clear()
+
+
+def test_bad_mode_and_switch_values_are_one_line_errors(tiny):
+    with pytest.raises(TripostError, match="unknown train mode 'half'"):
+        TrainConfig(mode="half")
+    with pytest.raises(TripostError, match="full fine-tuning cannot train 4-bit"):
+        TrainConfig(mode="full", precision="nf4")
+    with pytest.raises(TripostError, match="packing must be one of auto, on, off"):
+        TrainConfig(packing="sometimes")
+
+
+# --------------------------------------------------------------- full mode ---
+
+
+def test_full_fine_tuning_saves_weights_the_student_loads_and_continues(tiny, tok, tmp_path):
+    from tripost.student.load import check_adapter_dir, is_full_weights, is_trained_weights, load_student
+
+    out = tmp_path / "full"
+    res = train_sft(_cfg(tiny, mode="full", max_steps=3, learning_rate=1e-3, save_steps=100), _buffer(8), out)
+    assert res.setup["mode"] == "full" and res.trainable_params > 1_000_000
+    assert is_full_weights(out) and is_trained_weights(out) and check_adapter_dir(out) == out.resolve()
+    assert not (out / "adapter_config.json").exists()
+    cfg_json = json.loads((out / "config.json").read_text())
+    assert cfg_json.get("_attn_implementation", "sdpa") in ("sdpa", None)  # no trainer-only attention in a saved model
+    base = load_student(f"hf:{tiny}", "fp32")
+    tuned = load_student(f"hf:{tiny}", "fp32", adapter=out)
+    assert tuned.adapter == out.resolve() and not tuned.has_lora
+    w0 = base.model.model.layers[0].mlp.down_proj.weight
+    w1 = tuned.model.model.layers[0].mlp.down_proj.weight
+    assert not torch.equal(w0, w1)  # the fine-tuned weights, not the base's
+    # Iteration t+1 continues from them (full), and refuses a LoRA on top.
+    res2 = train_sft(_cfg(tiny, mode="full", max_steps=1, adapter=str(out), save_steps=100), _buffer(4), tmp_path / "next")
+    assert res2.steps == 1 and is_full_weights(tmp_path / "next")
+    with pytest.raises(TripostError, match="holds fully fine-tuned weights"):
+        train_sft(_cfg(tiny, mode="lora", max_steps=1, adapter=str(out)), _buffer(4), tmp_path / "bad")

@@ -34,6 +34,7 @@ from typing import Any
 
 from tripost.buffer import BufferConfig, build_buffer, save_buffer
 from tripost.collect import CollectConfig, collect, student_sampler
+from tripost.evaluate import EvalConfig
 from tripost.config import config_hash, load_config, write_config
 from tripost.errors import TripostError
 from tripost.log import read_log
@@ -75,13 +76,13 @@ def default_config() -> dict[str, Any]:
     train.update(epochs=3.0, batch_size=8, save_steps=50, logging_steps=2)
     return {
         "seed": 0,
-        "student": {"spec": "smollm2-135m", "sample_precision": "fp32", "eval_base": False},
+        "student": {"spec": "smollm2-135m", "sample_precision": "auto", "eval_base": False},
         "tasks": {"families": ["arithmetic"], "preset": "small", "n_train": 48, "n_eval": 24, "eval_subsets": ["seen", "unseen"], "data": ""},
         "teacher": {"spec": "scripted", "concurrency": 8},
         "loop": {"iterations": 1, "iteration0": True, "iteration0_epochs": 0.0},
         "collect": {"source": "teacher", "sharpen_reward": "mean_logprob", "guided_strategy": "rationale", "guided_min_correct": 4,
                     "guided_rounds": 8, "guided_check": "answer", "samples_per_problem": 2, "max_edits": 5, "max_passes": 1, "target_usable": 0, "temperature": 0.7,
-                    "top_p": 0.95, "max_new_tokens": 192, "batch_size": 16},
+                    "top_p": 0.95, "max_new_tokens": 192, "batch_size": CollectConfig.batch_size},
         "buffer": {"ratio": [1.5, 1.0, 1.0], "difficulty_mode": "plain", "bucket_cap": 0.5, "keep_last": 0, "decay": 0.0,
                    "max_chars": 4000, "dedupe": True, "include_gold": True},
         "train": train,
@@ -90,7 +91,7 @@ def default_config() -> dict[str, Any]:
         # held-out problems: does training widen the student's own gap?
         "gap": {"enabled": True, "n_problems": 8, "samples": 4, "verifier": "self", "filter": "quantile", "quantile": 0.5,
                 "threshold": 0.5, "max_new_tokens": 192},
-        "eval": {"every_iteration": True, "max_turns": 2, "max_new_tokens": 192, "batch_size": 16, "n_bootstrap": 1000},
+        "eval": {"every_iteration": True, "max_turns": 2, "max_new_tokens": 192, "batch_size": EvalConfig.batch_size, "n_bootstrap": 1000},
     }
 
 
@@ -205,9 +206,11 @@ class Run:
     def adapter(self, t: int) -> str | None:
         """The student's adapter after iteration t: its own, or, when that
         iteration had nothing to train on, the latest one before it."""
+        from tripost.student.load import is_trained_weights
+
         for i in range(t, -1, -1):
             path = self.it(i) / "train"
-            if (path / "adapter_config.json").exists():
+            if is_trained_weights(path):
                 return str(path)
         return None
 

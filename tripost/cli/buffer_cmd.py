@@ -61,7 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--train", action="store_true", help="also train an adapter on the buffer into RUN/train")
     t.add_argument("--student", default="smollm2-135m", metavar="SPEC", help="student to train (default smollm2-135m)")
     t.add_argument("--adapter", metavar="DIR", help="continue from this adapter")
-    t.add_argument("--precision", default="nf4", choices=("nf4", "bf16", "fp32"), help="base precision (default nf4: QLoRA; fp32 is faster on CPU)")
+    t.add_argument("--precision", default="auto", choices=("auto", "nf4", "bf16", "fp32"), help="base precision (default auto: QLoRA nf4 on a GPU, fp32 on CPU)")
     t.add_argument("--epochs", type=float, default=3.0)
     add_buffer_options(r)
     r.set_defaults(handler=cmd_replay)

@@ -19,8 +19,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="fine-tune the student on a replay buffer (weighted QLoRA SFT)",
         description=(
             "Weighted SFT on the buffer (TriPosT): prompt tokens weigh 0, the first attempt 1.0, everything from the "
-            "first 'Feedback:' on 1.5. QLoRA (NF4 base + LoRA r=16 on all linear layers) by default. Writes a PEFT "
-            "adapter folder (plus tokenizer, train_config.json, train_metrics.json) to --out; an interrupted run "
+            "first 'Feedback:' on 1.5. LoRA r=16 on all linear layers (mode=lora, the default) or every weight (mode=full); "
+            "the setup is chosen for the device and printed: QLoRA on a GPU, fp32 with packed rows on a CPU (bf16 autocast "
+            "where the CPU has bf16 matrix units). Writes a PEFT adapter folder, or the full weights, (plus tokenizer, "
+            "train_config.json, train_metrics.json) to --out; an interrupted run "
             "resumes from OUT/checkpoints. Any TrainConfig field can be set as KEY=VALUE, e.g. epochs=2 "
             "feedback_weight=1.0 (a 'train.' prefix is accepted). Several GPUs: accelerate launch -m tripost train ..."
         ),
@@ -29,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--adapter", default=None, metavar="DIR", help="continue from this adapter (the previous iteration's)")
     p.add_argument("--buffer", required=True, metavar="DIR", help="a `tripost buffer` folder (DIR or DIR/dataset)")
     p.add_argument("--out", required=True, metavar="DIR", help="output adapter folder")
-    p.add_argument("--precision", choices=("nf4", "bf16", "fp32"), default=None, help="base precision (default nf4: QLoRA)")
+    p.add_argument("--precision", choices=("auto", "nf4", "bf16", "fp32"), default=None, help="base precision (default auto: QLoRA nf4 on a GPU, fp32 on CPU with bf16 autocast where it is fast)")
     p.add_argument("--epochs", type=float, default=None)
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many optimizer steps (overrides --epochs)")
     p.add_argument("--config", default=None, metavar="FILE", help="TOML file with train settings (top level or a [train] table)")

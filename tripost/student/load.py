@@ -2,8 +2,11 @@
 or load a LoRA adapter.
 
 Precisions:
-    fp32  full precision (the default on CPU)
-    bf16  half the memory; fine on GPUs and recent CPUs
+    auto  bf16 where the device computes bf16 matmuls fast (GPUs, CPUs with
+          AMX / AVX512-BF16: tripost.student.hardware measures it), else fp32
+    fp32  full precision
+    bf16  half the memory; fast on GPUs and CPUs with bf16 matrix units,
+          emulated (very slow) on others
     nf4   bitsandbytes 4-bit NormalFloat with double quantisation: the QLoRA
           base (Dettmers et al. 2023), used by the trainer; bitsandbytes >= 0.48
           runs it on CPU too
@@ -30,12 +33,32 @@ if TYPE_CHECKING:  # heavy imports stay lazy: `tripost --help` must not load tor
     from tripost.student.generate import Generation, SamplingParams
     from tripost.student.logprob import SequenceScore
 
-PRECISIONS = ("fp32", "bf16", "nf4")
+PRECISIONS = ("auto", "fp32", "bf16", "nf4")
+
+
+def resolve_precision(precision: str, device: "str | torch.device | None" = None) -> str:
+    """`auto` -> bf16 or fp32 for the device (tripost.student.hardware); others as given."""
+    if precision != "auto":
+        return precision
+    from tripost.student.hardware import compute_profile
+
+    return "bf16" if compute_profile(device).bf16 else "fp32"
+
+
+def unwrap_model(model: Any) -> Any:
+    """The transformers model under PEFT / DDP wrappers."""
+    base = model
+    while hasattr(base, "get_base_model") or hasattr(base, "module"):
+        base = base.module if hasattr(base, "module") else base.get_base_model()
+    return base
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 # Written next to a saved adapter (PEFT ignores unknown files): which student
-# and precision it was trained on, for `--adapter DIR` users and reports.
+# and precision it was trained on, for `--adapter DIR` users and reports. Its
+# "kind" is "full" in a folder of fully fine-tuned weights (train.mode full),
+# which `--adapter DIR` takes in place of the base's weights.
 ADAPTER_META = "tripost-student.json"
+FULL_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
 DEFAULT_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -123,7 +146,7 @@ def resolve_model_dir(spec: StudentSpec) -> Path:
 
 def load_student(
     spec: str | StudentSpec,
-    precision: str = "fp32",
+    precision: str = "auto",
     adapter: str | Path | None = None,
     *,
     trainable: bool = False,
@@ -133,14 +156,17 @@ def load_student(
     when `trainable`); to start a new adapter call `attach_lora` afterwards."""
     if precision not in PRECISIONS:
         raise TripostError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    precision = resolve_precision(precision, device)
     spec = parse_spec(spec)
     adapter_path = check_adapter_dir(adapter) if adapter is not None else None
     folder = resolve_model_dir(spec)
+    full = adapter_path is not None and is_full_weights(adapter_path)
     # Our own GGUF conversions may also hold their NF4 quantisation (see _load_nf4).
-    model, tokenizer = _load_model(folder, precision, device, what=str(spec), cache_nf4=spec.kind != "hf")
+    model, tokenizer = _load_model(adapter_path if full else folder, precision, device, what=str(spec), cache_nf4=spec.kind != "hf" and not full)
     student = Student(model=model, tokenizer=tokenizer, spec=spec, precision=precision, source_dir=folder)
     if adapter_path is not None:
-        student.model = _load_adapter(student.model, adapter_path, trainable)
+        if not full:
+            student.model = _load_adapter(student.model, adapter_path, trainable)
         student.adapter = adapter_path
     if not trainable:
         student.model.eval()
@@ -235,13 +261,31 @@ def _save_nf4(model: Any, cache: Path) -> None:
 # ------------------------------------------------------------------ adapters ---
 
 
+def is_full_weights(folder: str | Path) -> bool:
+    """Whether `folder` holds fully fine-tuned weights saved by the trainer."""
+    path = Path(folder)
+    try:
+        meta = json.loads((path / ADAPTER_META).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("kind") == "full" and (path / "config.json").is_file() and any((path / w).is_file() for w in FULL_WEIGHTS)
+
+
+def is_trained_weights(folder: str | Path) -> bool:
+    """Whether `folder` holds trained weights a student can load: a PEFT adapter or full weights."""
+    return (Path(folder) / ADAPTER_CONFIG).is_file() or is_full_weights(folder)
+
+
 def check_adapter_dir(folder: str | Path) -> Path:
-    """A usable PEFT adapter folder, or a `TripostError` saying what is wrong with it."""
+    """A usable folder of trained weights (a PEFT adapter, or the trainer's
+    full fine-tuned weights), or a `TripostError` saying what is wrong with it."""
     path = Path(folder).expanduser()
     if not path.exists():
         raise TripostError(f"adapter folder {path} does not exist")
     if not path.is_dir():
         raise TripostError(f"adapter {path} is not a folder (expected a PEFT adapter folder)")
+    if is_full_weights(path):
+        return path.resolve()
     cfg = path / ADAPTER_CONFIG
     if not cfg.is_file():
         raise TripostError(f"adapter folder {path} has no {ADAPTER_CONFIG}; not a PEFT adapter")
