@@ -131,3 +131,17 @@ def test_shared_prefix_leaves_every_prompt_a_token_of_its_own():
     assert _shared_prefix_len([[1] * 20, [1] * 20]) == 19  # identical prompts: the last token is each one's own
     assert _shared_prefix_len([[1, 2, 3], [1, 2, 4]]) == 0  # too short to be worth a pass
     assert _shared_prefix_len([[5] * 30]) == 29
+
+
+def test_per_prompt_seeds_make_a_prompts_samples_its_own(student, prompts):
+    # With a seed per prompt, what a prompt samples does not depend on which
+    # other prompts share the call or where it sits in it (a collector's
+    # record then depends on the record alone), on either engine.
+    params = SamplingParams(n=2, temperature=0.9, top_p=0.95, max_new_tokens=10)
+    seeds = [100 + i for i in range(len(prompts))]
+    for engine in ("continuous", "static"):
+        whole = LocalBackend(student, batch_size=4, engine=engine).generate(prompts, params, seeds=seeds)
+        back = LocalBackend(student, batch_size=3, engine=engine).generate(prompts[::-1], params, seeds=seeds[::-1])[::-1]
+        alone = LocalBackend(student, engine=engine).generate([prompts[5]], params, seeds=[seeds[5]])
+        assert [[g.text for g in r] for r in whole] == [[g.text for g in r] for r in back]
+        assert [g.text for g in alone[0]] == [g.text for g in whole[5]]

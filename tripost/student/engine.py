@@ -168,10 +168,14 @@ class ContinuousBatcher:
 
     # ----------------------------------------------------------------- run ---
 
-    def run(self, prompt_ids: Sequence[Sequence[int]], params: "SamplingParams", eos_ids: Sequence[int], stop_check: Any = None) -> list[list[list[int]]]:
+    def run(self, prompt_ids: Sequence[Sequence[int]], params: "SamplingParams", eos_ids: Sequence[int], stop_check: Any = None,
+            seeds: Sequence[int] | None = None) -> list[list[list[int]]]:
         """Token ids generated per prompt and sample, and the finish reason of
         each (`self.finishes`, same nesting). `stop_check(ids) -> bool` says
-        whether a sequence's text now contains a stop string."""
+        whether a sequence's text now contains a stop string. `seeds`: one
+        seed per prompt, so that what a prompt samples depends on its own seed
+        alone and not on its place in the call (default: params.seed and the
+        prompt's index)."""
         import torch
         from tqdm.auto import tqdm
 
@@ -179,6 +183,8 @@ class ContinuousBatcher:
         prompts = [list(p) for p in prompt_ids]
         if any(not p for p in prompts):
             raise TripostError("an empty prompt has nothing to continue from")
+        if seeds is not None and len(seeds) != len(prompts):
+            raise TripostError(f"{len(seeds)} seeds for {len(prompts)} prompts")
         n_jobs = len(prompts) * params.n
         self.stats = EngineStats(sequences=n_jobs, prompt_tokens=sum(len(p) for p in prompts) * params.n)
         result: list[list[list[int]]] = [[[] for _ in range(params.n)] for _ in prompts]
@@ -187,7 +193,8 @@ class ContinuousBatcher:
             return result
         p0 = _shared_prefix_len(prompts)
         queue = [
-            _Seq(job=k, prompt_index=i, sample_index=j, suffix=prompts[i][p0:], rng=random.Random(_seq_seed(params.seed, i, j)))
+            _Seq(job=k, prompt_index=i, sample_index=j, suffix=prompts[i][p0:],
+                 rng=random.Random(_seq_seed(params.seed, i, j) if seeds is None else _seq_seed(int(seeds[i]), 0, j)))
             for k, (i, j) in enumerate((i, j) for i in range(len(prompts)) for j in range(params.n))
         ]
         queue.reverse()  # pop() from the end takes jobs in order

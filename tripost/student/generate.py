@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from tripost.errors import TripostError
@@ -141,12 +141,21 @@ class LocalBackend:
         self.engine = engine
         self.last_stats = GenerationStats()
 
-    def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Generation]]:
+    def generate(self, prompts: Sequence[str], params: SamplingParams, seeds: Sequence[int] | None = None) -> list[list[Generation]]:
+        """`params.n` generations per prompt. `seeds` (one per prompt): each
+        prompt samples from its own seed, whatever else is in the call (a
+        collector's record then depends on the record alone); None: the call's
+        `params.seed`."""
+        if seeds is not None and len(seeds) != len(prompts):
+            raise TripostError(f"{len(seeds)} seeds for {len(prompts)} prompts")
         if self.engine == "static":
-            return self._generate_static(prompts, params)
-        return self._generate_continuous(prompts, params)
+            if seeds is None:
+                return self._generate_static(prompts, params)
+            # The static path seeds whole batches: a prompt alone per seed.
+            return [self._generate_static([p], replace(params, seed=int(s)))[0] for p, s in zip(prompts, seeds)]
+        return self._generate_continuous(prompts, params, seeds)
 
-    def _generate_continuous(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Generation]]:
+    def _generate_continuous(self, prompts: Sequence[str], params: SamplingParams, seeds: Sequence[int] | None = None) -> list[list[Generation]]:
         from tripost.student.engine import ContinuousBatcher
 
         tok = self.student.tokenizer
@@ -158,7 +167,7 @@ class LocalBackend:
         pad_id = tok.pad_token_id if tok.pad_token_id is not None else eos_ids[0]
         stop_check = _stop_checker(tok, params.stop) if params.stop else None
         batcher = ContinuousBatcher(self.student.model, tok, slots=self.batch_size, progress=self.progress)
-        ids = batcher.run([encode_prompt(tok, p) for p in prompts], params, eos_ids, stop_check)
+        ids = batcher.run([encode_prompt(tok, p) for p in prompts], params, eos_ids, stop_check, seeds=seeds)
         out = [
             [_finish(tok, row, eos_ids, pad_id, params, i, j, reason=batcher.finishes[i][j]) for j, row in enumerate(rows)]
             for i, rows in enumerate(ids)
@@ -385,9 +394,10 @@ def _finish(tok: Any, row: list[int], eos_ids: list[int], pad_id: int, params: S
     return Generation(prompt_index=i, sample_index=j, text=text, n_tokens=n, finish_reason=reason)
 
 
-def sample(student: "Student", prompts: Sequence[str], params: SamplingParams, *, batch_size: int | None = None, progress: bool = False) -> list[list[Generation]]:
-    """`params.n` samples for each prompt with the local backend."""
-    return LocalBackend(student, batch_size=batch_size, progress=progress).generate(prompts, params)
+def sample(student: "Student", prompts: Sequence[str], params: SamplingParams, *, batch_size: int | None = None, progress: bool = False,
+           seeds: Sequence[int] | None = None) -> list[list[Generation]]:
+    """`params.n` samples for each prompt with the local backend (`seeds`: one per prompt, see LocalBackend.generate)."""
+    return LocalBackend(student, batch_size=batch_size, progress=progress).generate(prompts, params, seeds=seeds)
 
 
 def greedy(
