@@ -1,14 +1,12 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: `tripost run` with the embedded
 # SmolLM2-135M student and the scripted teacher on the `small` arithmetic
-# preset, offline, on a CPU-only machine: 13.4 min measured on 2 shared cores
-# (docs/demo.md).
+# preset, offline, on a CPU-only machine (measured time: docs/demo.md).
 #
-# Sizing (measured on the 2-core CPU this project is built on, see
-# docs/benchmarks/): QLoRA's NF4 base trains ~4x slower than a plain fp32 base
-# on CPU (bitsandbytes has no fast CPU 4-bit matmul here), so the demo trains
-# fp32 LoRA; on a GPU leave train.precision at its default, nf4. Sizes are
-# small so the whole loop (iteration 0 gold SFT + one TriPosT iteration)
+# Training uses the setup tripost picks for the device (printed at each train
+# stage): on a CPU, full fine-tuning of the 135M student in fp32 (bf16 autocast
+# where the CPU has bf16 matrix units) on packed rows; on a GPU, QLoRA. Sizes
+# are small so the whole loop (iteration 0 gold SFT + one TriPosT iteration)
 # fits the time budget; the numbers it prints are a smoke check, not a result
 # (see scripts/bench_learning.py for that).
 #
@@ -28,7 +26,7 @@ OUT=${OUT:-runs/demo}
     'tasks.families=["arithmetic"]' tasks.preset=small tasks.n_train=32 tasks.n_eval=8 \
     loop.iterations=1 \
     collect.samples_per_problem=1 collect.max_new_tokens=160 \
-    train.precision=fp32 train.epochs=2 train.batch_size=4 train.learning_rate=0.001 \
+    train.epochs=2 train.batch_size=4 \
     eval.max_turns=1 eval.max_new_tokens=160 gap.enabled=false
 
 echo
