@@ -145,3 +145,17 @@ def test_per_prompt_seeds_make_a_prompts_samples_its_own(student, prompts):
         alone = LocalBackend(student, engine=engine).generate([prompts[5]], params, seeds=[seeds[5]])
         assert [[g.text for g in r] for r in whole] == [[g.text for g in r] for r in back]
         assert [g.text for g in alone[0]] == [g.text for g in whole[5]]
+
+
+def test_a_prompt_longer_than_the_context_is_cut_and_counted(student, prompts, capsys):
+    limit = student.model.config.max_position_embeddings
+    tok = student.tokenizer
+    long_prompt = prompts[0] + " word" * (limit + 50)
+    backend = LocalBackend(student)
+    out = backend.generate([long_prompt, prompts[1]], SamplingParams(n=1, temperature=0.0, max_new_tokens=8))
+    assert backend.last_stats.truncated == 1 and len(out) == 2 and out[0][0].n_tokens == 8
+    assert "1 prompt(s) longer than the model's context" in capsys.readouterr().err
+    # The cut keeps the prompt's end: the engine saw exactly its last tokens.
+    room = limit - 8
+    ids = encode_prompt(tok, long_prompt)[-room:]
+    assert out[0][0].text == tok.decode(reference_greedy(student.model, ids, 8))

@@ -14,6 +14,7 @@ and the caller's random stream is left alone.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
@@ -101,6 +102,7 @@ class GenerationStats:
     tokens: int = 0
     seconds: float = 0.0
     engine: Any = None  # the continuous engine's counters (EngineStats), when it ran
+    truncated: int = 0  # prompts cut to fit the model's context (their start dropped)
 
     @property
     def tokens_per_s(self) -> float:
@@ -167,13 +169,15 @@ class LocalBackend:
         pad_id = tok.pad_token_id if tok.pad_token_id is not None else eos_ids[0]
         stop_check = _stop_checker(tok, params.stop) if params.stop else None
         batcher = ContinuousBatcher(self.student.model, tok, slots=self.batch_size, progress=self.progress)
-        ids = batcher.run([encode_prompt(tok, p) for p in prompts], params, eos_ids, stop_check, seeds=seeds)
+        encoded, truncated = fit_context(self.student.model, [encode_prompt(tok, p) for p in prompts], params.max_new_tokens)
+        ids = batcher.run(encoded, params, eos_ids, stop_check, seeds=seeds)
         out = [
             [_finish(tok, row, eos_ids, pad_id, params, i, j, reason=batcher.finishes[i][j]) for j, row in enumerate(rows)]
             for i, rows in enumerate(ids)
         ]
         st = batcher.stats
-        self.last_stats = GenerationStats(sequences=st.sequences, tokens=sum(g.n_tokens for r in out for g in r), seconds=st.seconds, engine=st)
+        self.last_stats = GenerationStats(sequences=st.sequences, tokens=sum(g.n_tokens for r in out for g in r), seconds=st.seconds, engine=st,
+                                          truncated=truncated)
         return out
 
     def _generate_static(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Generation]]:
@@ -188,7 +192,7 @@ class LocalBackend:
             return []
         # Token lengths decide the batching order: similar lengths batch
         # together, so little compute goes to padding.
-        encoded = [encode_prompt(tok, p) for p in prompts]
+        encoded, truncated = fit_context(model, [encode_prompt(tok, p) for p in prompts], params.max_new_tokens)
         jobs = [(i, j) for i in range(len(prompts)) for j in range(params.n)]
         jobs.sort(key=lambda ij: (len(encoded[ij[0]]), ij[0], ij[1]))
         batches = [jobs[k : k + self.batch_size] for k in range(0, len(jobs), self.batch_size)]
@@ -214,7 +218,7 @@ class LocalBackend:
             gen_kwargs["logits_processor"] = [sampler]
         if params.stop:
             gen_kwargs.update(stop_strings=list(params.stop), tokenizer=tok)
-        stats = GenerationStats()
+        stats = GenerationStats(truncated=truncated)
         start = time.perf_counter()
         was_training = model.training
         model.eval()
@@ -238,6 +242,31 @@ class LocalBackend:
         stats.seconds = time.perf_counter() - start
         self.last_stats = stats
         return [[g for g in row if g is not None] for row in out]
+
+
+def context_length(model: Any) -> int | None:
+    """The most positions the model was trained for (None: unknown)."""
+    from tripost.student.load import unwrap_model
+
+    n = getattr(getattr(unwrap_model(model), "config", None), "max_position_embeddings", None)
+    return int(n) if isinstance(n, int) and n > 0 else None
+
+
+def fit_context(model: Any, encoded: list[list[int]], max_new_tokens: int) -> tuple[list[list[int]], int]:
+    """Prompts cut to leave room for `max_new_tokens` in the model's context:
+    the start is dropped, since the end (the question's tail and the turn
+    marker) is what the next token depends on. Returns the prompts and how
+    many were cut; a cut is reported once on stderr, not silently."""
+    limit = context_length(model)
+    if limit is None:
+        return encoded, 0
+    room = max(1, limit - max_new_tokens)
+    cut = sum(len(ids) > room for ids in encoded)
+    if not cut:
+        return encoded, 0
+    print(f"note: {cut} prompt(s) longer than the model's context ({limit} tokens, {max_new_tokens} kept for the answer) "
+          f"were cut to their last {room} tokens", file=sys.stderr, flush=True)
+    return [ids[-room:] if len(ids) > room else ids for ids in encoded], cut
 
 
 def _stop_checker(tok: Any, stop: Sequence[str]) -> Any:
