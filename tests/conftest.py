@@ -37,6 +37,20 @@ def tripost_home() -> Path:
     return home
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module of tiny-model tests: their matrices are
+    far too small to split across threads, and on a busy 2-core machine
+    OpenMP's spin-waiting makes two threads 10x slower than one. Restored
+    afterwards for the rest of the session."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tripost_home: Path) -> Path:
     """A tiny random Llama with the real SmolLM2 tokenizer; load it as `hf:PATH`.

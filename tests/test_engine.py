@@ -17,12 +17,7 @@ from tripost.student.engine import ContinuousBatcher, _shared_prefix_len  # noqa
 from tripost.student.generate import LocalBackend, SamplingParams, encode_prompt  # noqa: E402
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -32,15 +32,7 @@ TRAJECTORY = "\n".join([ATTEMPT, FEEDBACK, UPDATED, CLOSING])
 DIRECT = "(1) a comes before b.\n(Final response) So the answer is a b.\n" + CLOSING
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # The tiny model's matrices are far too small to split across threads, and
-    # on a busy 2-core machine OpenMP's spin-waiting makes two threads 10x
-    # slower than one. Restored afterwards for the rest of the session.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
