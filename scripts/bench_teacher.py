@@ -59,7 +59,8 @@ def requests(n: int) -> list[tuple]:
 
 
 def start_server(latency: float) -> tuple[subprocess.Popen, str]:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    # The server's token is the key the clients below send.
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRIPOST_SERVE_TOKEN": "bench-dummy-key"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "tripost.serve", "--backend", "scripted", "--port", "0", "--latency", str(latency)],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True,

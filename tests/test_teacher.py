@@ -8,6 +8,7 @@ import asyncio
 import importlib.util
 import json
 import random
+import sqlite3
 from pathlib import Path
 
 import httpx2
@@ -141,6 +142,33 @@ def test_cache_roundtrip(tmp_path):
     assert len(cache) == 1 and cache.hits == 1 and cache.misses == 1
     cache.close()
     assert ResponseCache(tmp_path / "c" / "cache.sqlite").get("k") == resp  # persisted
+
+
+def test_cache_drops_entries_the_caller_refuses(tmp_path):
+    """Issue 20.1: an entry that fails the caller's validation (written by a
+    version that cached everything) is deleted and counted as a miss."""
+    cache = ResponseCache(tmp_path / "cache.sqlite")
+    cache.put("bad", "openai", "m", ChatResponse(text="lorem ipsum"))
+    cache.put("good", "openai", "m", ChatResponse(text="Feedback: fine"))
+    valid = lambda r: r.text.startswith("Feedback:")  # noqa: E731
+    assert cache.get("bad", valid) is None and cache.get("good", valid).text == "Feedback: fine"
+    assert len(cache) == 1 and (cache.hits, cache.misses) == (1, 1)
+    assert cache.get("bad") is None  # gone for good
+    with sqlite3.connect(tmp_path / "cache.sqlite") as db:  # a torn or foreign row
+        db.execute("INSERT INTO responses VALUES ('torn', 'openai', 'm', '{not json', 0)")
+    assert cache.get("torn") is None and len(cache) == 1  # a miss, and dropped
+
+
+def test_a_malformed_answer_is_not_fatal(monkeypatch):
+    """Issue 20.2: a 200 body that does not parse ends one request, not the run."""
+    from tripost.teachers.retry import MALFORMED, malformed
+
+    monkeypatch.setenv("OPENAI_API_KEY", "abc-very-secret-123")
+    e = malformed("openai", ValueError("body says abc-very-secret-123"))
+    assert e.kind == e.reason == MALFORMED and not e.retryable and not e.fatal
+    assert "abc-very-secret-123" not in str(e) and str(e).startswith("openai: malformed 200 response (ValueError")
+    for status, fatal in ((401, True), (400, True), (429, False), (529, False)):
+        assert classify(openai.APIStatusError("x", response=_resp(status), body=None), "openai").fatal is fatal
 
 
 # ------------------------------------------------------------------ retries ---

@@ -4,12 +4,28 @@ Endpoints
     POST /v1/chat/completions   OpenAI Chat Completions shape
     POST /v1/messages           Anthropic Messages shape
     GET  /v1/models             the one model served
-    GET  /stats                 requests by status, path and injected fault
+    GET  /stats                 requests by status, path and injected fault (no token needed)
+    GET  /health                liveness (no token needed)
+
+Authentication
+    Every /v1 request must carry the server's token the way the SDKs send an
+    API key: `Authorization: Bearer TOKEN` (openai) or `x-api-key: TOKEN`
+    (anthropic); anything else is answered 401 before the request is read
+    any further. Without it any process that can reach the port could use the
+    teacher, and in proxy mode spend the operator's API key upstream. The
+    token is given (`--token`, `TRIPOST_SERVE_TOKEN`) or generated; it never
+    appears in a log line or an error message. /stats and /health carry counts
+    only, no content, and stay open so that a monitor needs no secret.
 
 How a request is answered
     - an LLM teacher (openai:, anthropic:, hf:) is exposed as a chat proxy:
       the messages go to its backend (through its cache and retries) and the
-      backend's text comes back;
+      backend's text comes back. An upstream error comes back with its own
+      status (401 stays 401, an exhausted 529 stays 529; a timeout is 504, an
+      unreachable or malformed upstream 502), as one log line, never a 500
+      with a traceback. Only answers that pass the prompted teacher's
+      validation of the request block are cached (non-empty ones for a
+      request without a block), as in the teacher itself;
     - any other teacher (scripted, replay:) reads the `<tripost-request>`
       block the prompted teacher appends to its prompts (templates.py) and
       answers with `Feedback: ...` or `Updated Answer: ...` text, exactly
@@ -19,7 +35,13 @@ Fault injection (seeded, for testing clients): `fail_rate` answers an error
 status drawn from `fail_codes` (429s carry `Retry-After` half of the time;
 the code `quota` is a 429 saying the account is out of quota, which a client
 must not retry), `latency` sleeps before every answer, `garbage_rate`
-answers 200 with text that is not what was asked for.
+answers 200 with text that is not what was asked for, `malformed_rate`
+answers 200 with a body a client cannot read (JSON cut short, an HTML page,
+a text block whose text is null; the variants in turn).
+
+A client that goes away before its answer is written (a timeout, a killed
+process) is one log line and counts as "disconnected" in /stats, not as a
+500 with a BrokenPipeError traceback.
 
 Usage numbers are estimated (4 characters a token) and mimic provider
 prompt caching: a prompt prefix (system + all but the last message) seen
@@ -28,27 +50,34 @@ of `prompt_tokens`), Anthropic `cache_read_input_tokens` /
 `cache_creation_input_tokens` (for prefixes marked with `cache_control`,
 excluded from `input_tokens`).
 
-The server never reads or logs credentials: keys sent by clients are ignored.
+The server logs no header and no credential: the token is only compared.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
+import ipaddress
 import json
 import logging
 import math
 import random
+import secrets
+import select
+import socket
 import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from tripost.errors import TripostError
 from tripost.format import UPDATED_PREFIX, parse_feedback, parse_rationale
-from tripost.teachers.chat import ChatMessage, ChatRequest
+from tripost.teachers.chat import ChatMessage, ChatRequest, ChatResponse
+from tripost.teachers.retry import ChatError, redact, register_secret
 from tripost.teachers.templates import parse_block
 
 log = logging.getLogger("tripost.serve")
@@ -67,6 +96,54 @@ _GARBAGE = (
 )
 
 
+# 200 bodies a client cannot read, per API flavour: (content type, body).
+_MALFORMED = {
+    "openai": (
+        ("application/json", b'{"choices": [ {not json'),
+        ("text/html", b"<html><body><h1>502 Bad Gateway</h1></body></html>"),
+        ("application/json", json.dumps({
+            "id": "chatcmpl-malformed", "object": "chat.completion", "created": 0, "model": "x",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": 5}, "finish_reason": "stop"}],
+        }).encode()),
+    ),
+    "anthropic": (
+        ("text/html", b"<html><body><h1>502 Bad Gateway</h1></body></html>"),
+        ("application/json", json.dumps({
+            "id": "msg_malformed", "type": "message", "role": "assistant", "model": "x",
+            "content": [{"type": "text", "text": None}], "stop_reason": "end_turn", "stop_sequence": None,
+            "usage": {"input_tokens": 1, "output_tokens": 1},
+        }).encode()),
+        ("application/json", b'{"type": "message", "content": [ {not json'),
+    ),
+}
+TOKEN_ENV = "TRIPOST_SERVE_TOKEN"
+DISCONNECTED = "disconnected"  # the /stats status of a request whose client went away
+# What a client that went away looks like to the handler.
+_CLIENT_GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
+
+
+def new_token() -> str:
+    """A fresh random token (32 url-safe characters after the prefix)."""
+    return "tpst-" + secrets.token_urlsafe(24)
+
+
+def check_token(token: str, source: str = "--token") -> str:
+    """The token, refused when a header could not carry it or it is too short
+    to protect anything; remembered so that `redact` hides it."""
+    if len(token) < 8 or any(c.isspace() or not c.isprintable() for c in token):
+        raise TripostError(f"serve-teacher: {source} must be at least 8 printable characters without spaces")
+    register_secret(token)
+    return token
+
+
+def is_loopback(host: str) -> bool:
+    """Whether an address is this machine only (127.0.0.0/8, ::1)."""
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 def estimate_tokens(text: str) -> int:
     return max(1, math.ceil(len(text) / 4)) if text else 0
 
@@ -79,9 +156,10 @@ class Faults:
     garbage_rate: float = 0.0
     retry_after: float = 1.0
     seed: int = 0
+    malformed_rate: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("fail_rate", "garbage_rate"):
+        for name in ("fail_rate", "garbage_rate", "malformed_rate"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise TripostError(f"serve-teacher: --{name.replace('_', '-')} must be between 0 and 1, got {v}")
@@ -119,12 +197,20 @@ class Stats:
     faults: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def record(self, path: str, status: int, fault: str | None = None) -> None:
+    def record(self, path: str, status: int | str, fault: str | None = None) -> None:
         with self.lock:
             self.by_status[str(status)] += 1
             self.by_path[path] += 1
             if fault:
                 self.faults[fault] += 1
+
+    def disconnected(self, status: int) -> None:
+        """A request recorded with `status` whose client went away before the answer was written."""
+        with self.lock:
+            self.by_status[str(status)] -= 1
+            if self.by_status[str(status)] <= 0:
+                del self.by_status[str(status)]
+            self.by_status[DISCONNECTED] += 1
 
     def to_dict(self) -> dict[str, Any]:
         with self.lock:
@@ -138,10 +224,62 @@ class Stats:
 
 
 class HTTPFailure(Exception):
-    def __init__(self, status: int, message: str, kind: str = "invalid_request_error"):
+    def __init__(
+        self, status: int, message: str, kind: str = "invalid_request_error", headers: dict[str, str] | None = None
+    ):
         super().__init__(message)
         self.status = status
         self.kind = kind
+        self.headers = headers or {}
+
+
+# Error types by status, as the providers name them (the SDKs map statuses to
+# exception classes themselves; the type tells a reader what happened).
+_KIND_BY_STATUS = {
+    400: "invalid_request_error", 401: "authentication_error", 403: "permission_error", 404: "not_found_error",
+    413: "request_too_large", 429: "rate_limit_error", 529: "overloaded_error",
+}
+
+
+def upstream_failure(e: ChatError) -> HTTPFailure:
+    """What a proxied request answers when its upstream failed: the
+    upstream's own status, so a client reacts as it would to the provider
+    (401 stops, an exhausted 529 may be retried later); a Retry-After the
+    upstream sent travels along."""
+    message = f"serve-teacher's upstream failed: {e}"  # ChatError messages are redacted
+    if e.kind == "spend_limit":
+        return HTTPFailure(429, message, "insufficient_quota")
+    if e.kind == "http" and e.status is not None and 400 <= e.status <= 599:
+        headers = {}
+        if e.retry_after is not None:
+            headers = {"retry-after-ms": str(int(e.retry_after * 1000)), "Retry-After": str(max(1, math.ceil(e.retry_after)))}
+        return HTTPFailure(e.status, message, _KIND_BY_STATUS.get(e.status, "api_error"), headers)
+    if e.kind == "timeout":
+        return HTTPFailure(504, message, "timeout_error")
+    # A refused connection or a 200 we could not read: the gateway's upstream is bad.
+    return HTTPFailure(502, message, "api_error")
+
+
+def proxy_answer_check(messages: list[ChatMessage]) -> Callable[[ChatResponse], bool]:
+    """Which upstream answers the proxy may cache: for a request carrying a
+    `<tripost-request>` block, those that pass the prompted teacher's own
+    validation (a garbage answer cached here would reach every client for
+    good); without one, nothing tells a good answer from a bad one, so at
+    least an empty answer is never cached."""
+    from tripost.teachers.prompted import answer_check
+
+    users = [m for m in messages if m.role == "user"]
+    try:
+        block = parse_block(users[-1].content) if users else None
+    except TripostError:
+        block = None
+    if block is not None:
+        if block.kind == "feedback":
+            return answer_check("feedback", block.attempt)
+        fb = parse_feedback(block.feedback or "", parse_rationale(block.attempt).n_steps)
+        if fb is not None and fb.error_step is not None:
+            return answer_check("improve", block.attempt, fb)
+    return lambda r: bool(r.text.strip())
 
 
 class TeacherService:
@@ -154,13 +292,16 @@ class TeacherService:
         self.stats = Stats()
         self._rng = random.Random(self.faults.seed)
         self._rng_lock = threading.Lock()
+        self._malformed = 0
         self._seen_prefixes: set[str] = set()
         self._prefix_lock = threading.Lock()
 
     # ---------------------------------------------------------------- faults ---
 
     def draw_fault(self) -> tuple[str, Any] | None:
-        """None, ("fail", code) or ("garbage", text), from the seeded stream."""
+        """None, ("fail", code), ("garbage", text) or ("malformed", n), from
+        the seeded stream; the n-th malformed answer takes the variants in
+        turn, so a few requests see every one."""
         f = self.faults
         with self._rng_lock:
             r = self._rng.random()
@@ -168,8 +309,12 @@ class TeacherService:
                 code = self._rng.choice(f.fail_codes)
                 with_retry_after = self._rng.random() < 0.5
                 return ("fail", (code, with_retry_after))
-            if r < f.fail_rate + (1 - f.fail_rate) * f.garbage_rate:
+            garbage = f.fail_rate + (1 - f.fail_rate) * f.garbage_rate
+            if r < garbage:
                 return ("garbage", self._rng.choice(_GARBAGE))
+            if r < garbage + (1 - garbage) * f.malformed_rate:
+                self._malformed += 1
+                return ("malformed", self._malformed - 1)
         return None
 
     # --------------------------------------------------------------- answers ---
@@ -188,9 +333,18 @@ class TeacherService:
                 temperature=temperature,
                 stop=stop,
             )
-            out = self.teacher.complete(req)
+            try:
+                out = self.teacher.complete(req, accept=proxy_answer_check(messages))
+            except ChatError as e:  # fatal upstream (401, 400, spend limit): passed on as it is
+                log.warning("upstream refused a request: %s", e)
+                raise upstream_failure(e) from None
+            except TripostError as e:  # the backend itself cannot run (e.g. a model that does not load)
+                log.warning("the backend failed: %s", redact(str(e)))
+                raise HTTPFailure(500, f"the backend failed: {redact(str(e))}", "api_error") from None
             if out.response is None:
-                raise HTTPFailure(503, f"the backend is unavailable ({out.error.reason if out.error else 'error'})", "api_error")
+                assert out.error is not None
+                log.warning("upstream failed: %s", out.error)
+                raise upstream_failure(out.error)
             return out.response.text
         users = [m for m in messages if m.role == "user"]
         if not users:
@@ -264,30 +418,78 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "tripost-serve-teacher"
     protocol_version = "HTTP/1.1"
     service: TeacherService  # set on the subclass made per server
+    token: str  # likewise
+    _answering: str | None = None  # the path of the request being answered, if any
 
     def log_message(self, format: str, *args: Any) -> None:  # request line only: never headers
-        log.debug("%s %s", self.address_string(), format % args)
+        log.debug("%s %s", self.address_string(), redact(format % args))
+
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except _CLIENT_GONE as e:
+            # The client closed while we read or wrote: its business, one line.
+            if self._answering is not None:
+                log.warning("client %s went away before its answer to %s (%s)",
+                            self.client_address[0], redact(self._answering), type(e).__name__)
+            else:  # reset between requests on a kept-alive connection: nothing was lost
+                log.debug("client %s reset an idle connection", self.client_address[0])
+
+    def do_GET(self) -> None:
+        self._answering = self.path.split("?")[0]
+        self._get()
+        self._answering = None  # not reached when the client went away: handle() tells
+
+    def do_POST(self) -> None:
+        self._answering = self.path.split("?")[0]
+        self._post()
+        self._answering = None
+
+    # ------------------------------------------------------------------ auth ---
+
+    def _authorized(self) -> bool:
+        """The request carries the token as an SDK sends an API key."""
+        presented = []
+        scheme, _, value = (self.headers.get("authorization") or "").strip().partition(" ")
+        if scheme.lower() == "bearer":
+            presented.append(value.strip())
+        if self.headers.get("x-api-key"):
+            presented.append(self.headers["x-api-key"].strip())
+        want = self.token.encode()
+        # Constant-time: how much of a guess matched must not show in the timing.
+        return any(hmac.compare_digest(p.encode(), want) for p in presented)
+
+    def _refuse(self, flavour: str, path: str) -> None:
+        log.info("refused %s %s from %s: no valid token", self.command, redact(path), self.client_address[0])
+        self._send_error(
+            flavour, path, 401,
+            "missing or wrong token: send serve-teacher's token as the API key (Authorization: Bearer, or x-api-key)",
+            "authentication_error",
+        )
 
     # ---------------------------------------------------------------- routes ---
 
-    def do_GET(self) -> None:
+    def _get(self) -> None:
         path = self.path.split("?")[0].rstrip("/")
         if path == "/stats":
             self._send_json(200, self.service.stats.to_dict(), record=False)
-        elif path in ("/v1/models", "/models"):
-            self._send_json(200, {"object": "list", "data": [{"id": self.service.model, "object": "model", "owned_by": "tripost"}]}, path=path)
         elif path in ("", "/health", "/healthz"):
             self._send_json(200, {"status": "ok"}, path=path)
+        elif not self._authorized():
+            self._refuse("openai", path)
+        elif path in ("/v1/models", "/models"):
+            self._send_json(200, {"object": "list", "data": [{"id": self.service.model, "object": "model", "owned_by": "tripost"}]}, path=path)
         else:
             self._send_json(404, {"error": {"message": f"no route {path}", "type": "not_found"}}, path=path)
 
-    def do_POST(self) -> None:
+    def _post(self) -> None:
         path = self.path.split("?")[0].rstrip("/")
-        if path.endswith("/chat/completions"):
-            flavour = "openai"
-        elif path.endswith("/messages"):
-            flavour = "anthropic"
-        else:
+        flavour = "anthropic" if path.endswith("/messages") else "openai"
+        if not self._authorized():
+            self._drain()
+            self._refuse(flavour, path)
+            return
+        if not path.endswith(("/chat/completions", "/messages")):
             self._drain()
             self._send_json(404, {"error": {"message": f"no route {path}", "type": "not_found"}}, path=path)
             return
@@ -295,20 +497,42 @@ class _Handler(BaseHTTPRequestHandler):
             body = self._read_body()
             if self.service.faults.latency:
                 time.sleep(self.service.faults.latency)
+            if self._peer_closed():
+                # Gone while we waited: answering (in proxy mode, paying upstream) is wasted.
+                self.service.stats.record(path, DISCONNECTED)
+                log.warning("client %s went away before its answer to %s", self.client_address[0], redact(path))
+                self.close_connection = True
+                return
             fault = self.service.draw_fault()
             if fault is not None and fault[0] == "fail":
                 self._send_failure(flavour, path, *fault[1])
                 return
+            if fault is not None and fault[0] == "malformed":
+                variants = _MALFORMED[flavour]
+                ctype, data = variants[fault[1] % len(variants)]
+                self._send_bytes(200, data, ctype, path=path, fault=f"malformed_{fault[1] % len(variants)}")
+                return
+            garbage = fault[1] if fault is not None else None
             if flavour == "openai":
-                payload = self._openai(body, garbage=fault[1] if fault else None)
+                payload = self._openai(body, garbage=garbage)
             else:
-                payload = self._anthropic(body, garbage=fault[1] if fault else None)
+                payload = self._anthropic(body, garbage=garbage)
             self._send_json(200, payload, path=path, fault="garbage" if fault else None)
+        except _CLIENT_GONE:
+            raise  # handle() logs it: there is nobody to answer
         except HTTPFailure as e:
-            self._send_error(flavour, path, e.status, str(e), e.kind)
+            self._send_error(flavour, path, e.status, str(e), e.kind, headers=e.headers)
         except Exception as e:  # a bug here must answer 500, not hang the client
-            log.exception("serve-teacher: internal error")
+            log.exception("internal error answering %s", path)
             self._send_error(flavour, path, 500, f"internal error: {type(e).__name__}", "api_error")
+
+    def _peer_closed(self) -> bool:
+        """Whether the client has closed its end (readable, yet nothing to read)."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except OSError:  # reset by the peer
+            return True
 
     # ------------------------------------------------------------- flavours ---
 
@@ -448,15 +672,28 @@ class _Handler(BaseHTTPRequestHandler):
         fault: str | None = None, record: bool = True,
     ) -> None:
         data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        self._send_bytes(status, data, "application/json", path=path, headers=headers, fault=fault, record=record)
+
+    def _send_bytes(
+        self, status: int, data: bytes, content_type: str, *, path: str | None = None,
+        headers: dict[str, str] | None = None, fault: str | None = None, record: bool = True,
+    ) -> None:
+        # Counted before writing, so a client that reads /stats right after
+        # its answer sees it; moved to "disconnected" if the write fails.
         if record:
             self.service.stats.record(path or self.path, status, fault)
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(data)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(data)
+        except _CLIENT_GONE:
+            if record:
+                self.service.stats.disconnected(status)
+            raise
 
 
 class _Server(ThreadingHTTPServer):
@@ -472,6 +709,7 @@ class RunningServer:
     httpd: ThreadingHTTPServer
     thread: threading.Thread
     service: TeacherService
+    token: str = field(repr=False)  # what clients send as their API key
 
     @property
     def url(self) -> str:
@@ -493,18 +731,40 @@ class RunningServer:
         self.stop()
 
 
-def make_server(service: TeacherService, host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
-    handler = type("Handler", (_Handler,), {"service": service})
+def make_server(service: TeacherService, host: str = "127.0.0.1", port: int = 0, *, token: str) -> ThreadingHTTPServer:
+    """A server answering only requests that carry `token`. Warns (log
+    WARNING) when the address it bound is reachable from other machines."""
+    handler = type("Handler", (_Handler,), {"service": service, "token": check_token(token)})
     try:
-        return _Server((host, port), handler)
+        httpd = _Server((host, port), handler)
     except OSError as e:
         raise TripostError(f"serve-teacher: cannot listen on {host}:{port} ({e.strerror})") from None
+    bound = str(httpd.server_address[0])
+    if not is_loopback(bound):
+        log.warning(
+            "WARNING: listening on %s, which is not loopback: other machines can reach this teacher. Anyone with "
+            "the token can use it%s, and plain HTTP carries the token and every prompt unencrypted. "
+            "Use --host 127.0.0.1 unless that is what you want.",
+            bound, " and spend the upstream API key" if _is_proxy(service) else "",
+        )
+    return httpd
 
 
-def start_server(teacher: Any, *, host: str = "127.0.0.1", port: int = 0, model: str = "tripost-teacher", faults: Faults | None = None) -> RunningServer:
-    """Serve `teacher` in a daemon thread; port 0 picks a free one."""
+def _is_proxy(service: TeacherService) -> bool:
+    from tripost.teachers.prompted import PromptedTeacher
+
+    return isinstance(service.teacher, PromptedTeacher)
+
+
+def start_server(
+    teacher: Any, *, host: str = "127.0.0.1", port: int = 0, model: str = "tripost-teacher",
+    faults: Faults | None = None, token: str | None = None,
+) -> RunningServer:
+    """Serve `teacher` in a daemon thread; port 0 picks a free one. Without
+    `token` a fresh one is made: `RunningServer.token`."""
     service = TeacherService(teacher, model=model, faults=faults)
-    httpd = make_server(service, host, port)
+    token = token if token is not None else new_token()
+    httpd = make_server(service, host, port, token=token)
     thread = threading.Thread(target=httpd.serve_forever, name="tripost-serve-teacher", daemon=True)
     thread.start()
-    return RunningServer(httpd=httpd, thread=thread, service=service)
+    return RunningServer(httpd=httpd, thread=thread, service=service, token=token)

@@ -8,6 +8,12 @@ same for every request of a kind, so they are marked for prompt caching
 (`cache_control`), which the provider bills as cache writes and then much
 cheaper cache reads (usage.py keeps the buckets apart). The SDK's own
 retries are off (`max_retries=0`): retry.py retries, once.
+
+The request goes out through `with_raw_response`, so sending (whose
+failures retry.py classifies) and reading the 200 body are apart: an HTML
+page, a body that is not JSON or a text block whose text is not a string is
+a `malformed_response` for this one request, never an exception that stops
+the run.
 """
 
 from __future__ import annotations
@@ -16,8 +22,8 @@ import os
 from typing import Any
 
 from tripost.errors import TripostError
-from tripost.teachers.chat import ChatRequest, ChatResponse, Usage
-from tripost.teachers.retry import register_secret
+from tripost.teachers.chat import ChatRequest, ChatResponse, Usage, get_field
+from tripost.teachers.retry import malformed, register_secret
 
 _LOCAL_PLACEHOLDER_KEY = "not-needed"
 
@@ -100,13 +106,34 @@ class AnthropicChat:
         return params
 
     async def acomplete(self, request: ChatRequest) -> ChatResponse:
-        message = await self._get_client().messages.create(**self.build_params(request))
-        text = "".join(getattr(b, "text", "") for b in (message.content or []) if getattr(b, "type", "") == "text")
+        raw = await self._get_client().messages.with_raw_response.create(**self.build_params(request))
+        await raw.read()  # a failure while receiving is the connection's, classified by retry.py
+        try:
+            return self.read_message(await raw.parse())
+        except Exception as e:  # anything wrong from here on is the body's fault
+            raise malformed(self.name, e) from None
+
+    def read_message(self, message: Any) -> ChatResponse:
+        """The text blocks of a parsed message; raises on a body of the wrong
+        shape (the SDK hands back a str for a non-JSON body, and builds its
+        model without validating the fields)."""
+        content = get_field(message, "content")
+        if not isinstance(content, list):
+            raise ValueError("no content list" if not isinstance(message, str) else "the body is not JSON")
+        parts: list[str] = []
+        for block in content:
+            if get_field(block, "type") != "text":
+                continue  # thinking, tool use: not the answer
+            text = get_field(block, "text")
+            if not isinstance(text, str):
+                raise ValueError(f"a text block's text is {type(text).__name__}, not a string")
+            parts.append(text)
+        model = get_field(message, "model")
         return ChatResponse(
-            text=text,
-            usage=Usage.from_anthropic(message.usage),
-            model=getattr(message, "model", "") or self.model,
-            finish_reason=str(getattr(message, "stop_reason", "") or ""),
+            text="".join(parts),
+            usage=Usage.from_anthropic(get_field(message, "usage")),
+            model=model if isinstance(model, str) and model else self.model,
+            finish_reason=str(get_field(message, "stop_reason") or ""),
         )
 
     async def aclose(self) -> None:

@@ -6,6 +6,11 @@ the same requests makes no HTTP call. The key and the stored value hold no
 key material: requests never contain API keys or base URLs, and only the
 response text and its usage are stored.
 
+Only answers the caller accepted are stored (requester.py): a rejected
+answer cached would be returned for good, however healthy the server is
+next time. `get` takes the same test, so an entry an older version stored
+without it is dropped and asked again instead of being served.
+
 One connection per cache, guarded by a lock: the requester calls it from the
 teacher's event-loop thread, tests and tools from others.
 """
@@ -16,6 +21,7 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from tripost.errors import TripostError
@@ -46,14 +52,21 @@ class ResponseCache:
         self.hits = 0
         self.misses = 0
 
-    def get(self, key: str) -> ChatResponse | None:
+    def get(self, key: str, accept: Callable[[ChatResponse], bool] | None = None) -> ChatResponse | None:
+        """The stored answer, or None. An answer `accept` refuses is deleted
+        and counts as a miss."""
         with self._lock:
             row = self._db.execute("SELECT response FROM responses WHERE key = ?", (key,)).fetchone()
-            if row is None:
+            response = _load(row[0]) if row is not None else None
+            if response is not None and accept is not None and not accept(response):
+                response = None
+            if response is None:
+                if row is not None:
+                    self._db.execute("DELETE FROM responses WHERE key = ?", (key,))
                 self.misses += 1
                 return None
             self.hits += 1
-        return ChatResponse.from_dict(json.loads(row[0]))
+        return response
 
     def put(self, key: str, backend: str, model: str, response: ChatResponse) -> None:
         blob = json.dumps(response.to_dict(), ensure_ascii=False)
@@ -70,3 +83,12 @@ class ResponseCache:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _load(blob: str) -> ChatResponse | None:
+    # A row that does not read back (a torn or foreign write) is a miss, not a crash.
+    try:
+        data = json.loads(blob)
+        return ChatResponse.from_dict(data) if isinstance(data, dict) else None
+    except (TypeError, ValueError):
+        return None

@@ -116,12 +116,12 @@ class Usage:
         """OpenAI: `prompt_tokens` includes `prompt_tokens_details.cached_tokens`."""
         if usage is None:
             return cls()
-        prompt = int(_get(usage, "prompt_tokens") or 0)
-        details = _get(usage, "prompt_tokens_details")
-        cached = int(_get(details, "cached_tokens") or 0) if details is not None else 0
+        prompt = int(get_field(usage, "prompt_tokens") or 0)
+        details = get_field(usage, "prompt_tokens_details")
+        cached = int(get_field(details, "cached_tokens") or 0) if details is not None else 0
         return cls(
             input_tokens=max(prompt - cached, 0),
-            output_tokens=int(_get(usage, "completion_tokens") or 0),
+            output_tokens=int(get_field(usage, "completion_tokens") or 0),
             cache_read_tokens=cached,
         )
 
@@ -131,14 +131,16 @@ class Usage:
         if usage is None:
             return cls()
         return cls(
-            input_tokens=int(_get(usage, "input_tokens") or 0),
-            output_tokens=int(_get(usage, "output_tokens") or 0),
-            cache_read_tokens=int(_get(usage, "cache_read_input_tokens") or 0),
-            cache_write_tokens=int(_get(usage, "cache_creation_input_tokens") or 0),
+            input_tokens=int(get_field(usage, "input_tokens") or 0),
+            output_tokens=int(get_field(usage, "output_tokens") or 0),
+            cache_read_tokens=int(get_field(usage, "cache_read_input_tokens") or 0),
+            cache_write_tokens=int(get_field(usage, "cache_creation_input_tokens") or 0),
         )
 
 
-def _get(obj: Any, name: str) -> Any:
+def get_field(obj: Any, name: str) -> Any:
+    """`obj.name` or `obj[name]`: SDK objects, or plain dicts where an SDK
+    built its model from a body it could not validate."""
     if obj is None:
         return None
     if isinstance(obj, dict):

@@ -5,6 +5,12 @@ Any OpenAI-compatible server works unchanged (vLLM, Ollama, llama.cpp,
 `OPENAI_API_KEY`. A local server usually needs no key; when a base URL is set
 and no key is, a placeholder is sent. The SDK's own retries are off
 (`max_retries=0`): retry.py retries, once.
+
+The request goes out through `with_raw_response`, so sending (whose
+failures retry.py classifies) and reading the 200 body are apart: a body
+that does not parse, or parses into the wrong shape, is a
+`malformed_response` for this one request, never an exception that stops
+the run.
 """
 
 from __future__ import annotations
@@ -13,8 +19,8 @@ import os
 from typing import Any
 
 from tripost.errors import TripostError
-from tripost.teachers.chat import ChatRequest, ChatResponse, Usage
-from tripost.teachers.retry import register_secret
+from tripost.teachers.chat import ChatRequest, ChatResponse, Usage, get_field
+from tripost.teachers.retry import malformed, register_secret
 
 _LOCAL_PLACEHOLDER_KEY = "not-needed"
 
@@ -73,17 +79,36 @@ class OpenAIChat:
         }
         if request.stop:
             kwargs["stop"] = list(request.stop)[:4]
-        completion = await self._get_client().chat.completions.create(**kwargs)
-        choices = getattr(completion, "choices", None) or []
+        raw = await self._get_client().chat.completions.with_raw_response.create(**kwargs)
+        try:
+            return self.read_completion(raw.parse())
+        except Exception as e:  # anything wrong from here on is the body's fault
+            raise malformed(self.name, e) from None
+
+    def read_completion(self, completion: Any) -> ChatResponse:
+        """The answer in a parsed completion; raises on a body of the wrong
+        shape (the SDK hands back a str for a non-JSON body, and builds its
+        model without validating the fields)."""
+        choices = get_field(completion, "choices")
+        if not isinstance(choices, list):
+            raise ValueError("no choices list" if not isinstance(completion, str) else "the body is not JSON")
+        usage = Usage.from_openai(get_field(completion, "usage"))
+        model = get_field(completion, "model")
+        model = model if isinstance(model, str) and model else self.model
         if not choices:
-            return ChatResponse(text="", usage=Usage.from_openai(getattr(completion, "usage", None)), model=self.model)
+            # A valid answer with nothing in it: the teacher rejects it as empty.
+            return ChatResponse(text="", usage=usage, model=model)
         choice = choices[0]
-        text = getattr(choice.message, "content", None) or ""
+        text = get_field(get_field(choice, "message"), "content")
+        if text is None:  # a refusal or a tool call: no text, as the API allows
+            text = ""
+        if not isinstance(text, str):
+            raise ValueError(f"message content is {type(text).__name__}, not text")
         return ChatResponse(
             text=text,
-            usage=Usage.from_openai(completion.usage),
-            model=getattr(completion, "model", "") or self.model,
-            finish_reason=str(getattr(choice, "finish_reason", "") or ""),
+            usage=usage,
+            model=model,
+            finish_reason=str(get_field(choice, "finish_reason") or ""),
         )
 
     async def aclose(self) -> None:

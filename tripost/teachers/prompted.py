@@ -14,8 +14,12 @@ improve    keeps the steps before the wrong one verbatim, parses as a full
 Anything else is rejected with a reason (counted in `rejections`, logged at
 WARNING with the start of the offending text) and returned as a reply with
 `rejected` set, never raised. Backend failures that outlive their retries are
-rejected as "unavailable"; configuration errors (bad key, bad model, spend
-limit) raise `TripostError`.
+rejected as "unavailable", a 200 whose body does not parse as
+"malformed_response"; configuration errors (bad key, bad model, spend limit)
+raise `TripostError`.
+
+Only answers that pass validation are cached (`answer_check` is handed to
+the requester): a re-run after a bad server asks again.
 
 Sync methods implement the `Teacher` protocol; `afeedback`/`aimprove` and the
 `*_many` batch helpers run many requests concurrently, bounded per backend.
@@ -27,7 +31,7 @@ import asyncio
 import logging
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from tripost.format import (
@@ -43,9 +47,9 @@ from tripost.tasks.base import Problem
 from tripost.teachers.aio import LoopThread
 from tripost.teachers.base import FeedbackReply, ImproveReply, TeacherCall
 from tripost.teachers.cache import ResponseCache
-from tripost.teachers.chat import ChatBackend, ChatRequest
+from tripost.teachers.chat import ChatBackend, ChatRequest, ChatResponse
 from tripost.teachers.requester import Outcome, Requester
-from tripost.teachers.retry import RetryPolicy
+from tripost.teachers.retry import MALFORMED, RetryPolicy
 from tripost.teachers.templates import load_template, render_block, request_fields
 from tripost.teachers.usage import Ledger
 
@@ -62,6 +66,7 @@ NO_FINAL_ANSWER = "no_final_answer"
 BAD_NUMBERING = "bad_step_numbers"
 CHANGED_KEPT_STEPS = "changed_kept_steps"
 WRONG_STEP_UNCHANGED = "wrong_step_unchanged"
+# and MALFORMED ("malformed_response", retry.py): a 200 whose body does not parse.
 
 _FENCE_RE = re.compile(r"^```[\w-]*\s*$", re.MULTILINE)
 _IN_STEP_RE = re.compile(r"In step \((\d+)\)", re.IGNORECASE)
@@ -127,10 +132,11 @@ class PromptedTeacher:
     async def aimprove_many(self, items: Sequence[tuple[Problem, str, Feedback]]) -> list[ImproveReply]:
         return await self._loop.run_async(self._gather([self._improve(p, a, f) for p, a, f in items]))
 
-    def complete(self, request: ChatRequest) -> Outcome:
+    def complete(self, request: ChatRequest, accept: Callable[[ChatResponse], bool] | None = None) -> Outcome:
         """Send a ready-made chat request through this teacher's cache, retries
-        and ledger (serve-teacher uses it to expose the backend as a service)."""
-        return self._loop.run(self.requester.request(request))
+        and ledger (serve-teacher uses it to expose the backend as a service);
+        only answers `accept` passes are cached."""
+        return self._loop.run(self.requester.request(request, accept=accept))
 
     @staticmethod
     async def _gather(coros: list[Any]) -> list[Any]:
@@ -197,11 +203,13 @@ class PromptedTeacher:
         log.warning("%s: rejected %s for %s (%s): %r", self.name, kind, problem.id or problem.family, reason, snippet)
 
     async def _feedback(self, problem: Problem, attempt: str) -> FeedbackReply:
-        out = await self.requester.request(self.build_request("feedback", problem, attempt))
+        out = await self.requester.request(
+            self.build_request("feedback", problem, attempt), accept=answer_check("feedback", attempt)
+        )
         text = out.response.text if out.response is not None else ""
         if out.error is not None:
-            reason = UNAVAILABLE
-            self._reject("feedback", problem, reason, out.error.reason)
+            reason = _failure_reason(out)
+            self._reject("feedback", problem, reason, str(out.error))
             return FeedbackReply(feedback=None, text="", calls=(self._call("feedback", out, reason),), rejected=reason)
         sentence, fb, reason = validate_feedback(text, attempt)
         if reason is not None:
@@ -212,10 +220,14 @@ class PromptedTeacher:
         if feedback.error_step is None:
             # Nothing to fix: the attempt stands, as with the scripted teacher.
             return ImproveReply(rationale=attempt)
-        out = await self.requester.request(self.build_request("improve", problem, attempt, feedback.render()))
+        out = await self.requester.request(
+            self.build_request("improve", problem, attempt, feedback.render()),
+            accept=answer_check("improve", attempt, feedback),
+        )
         if out.error is not None:
-            self._reject("improve", problem, UNAVAILABLE, out.error.reason)
-            return ImproveReply(rationale=None, calls=(self._call("improve", out, UNAVAILABLE),), rejected=UNAVAILABLE)
+            reason = _failure_reason(out)
+            self._reject("improve", problem, reason, str(out.error))
+            return ImproveReply(rationale=None, calls=(self._call("improve", out, reason),), rejected=reason)
         text = out.response.text if out.response is not None else ""
         rationale, reason = validate_improvement(text, attempt, feedback)
         if reason is not None:
@@ -223,7 +235,22 @@ class PromptedTeacher:
         return ImproveReply(rationale=rationale, calls=(self._call("improve", out, reason),), rejected=reason)
 
 
+def _failure_reason(out: Outcome) -> str:
+    assert out.error is not None
+    return MALFORMED if out.error.kind == MALFORMED else UNAVAILABLE
+
+
 # -------------------------------------------------------------- validation ---
+
+
+def answer_check(kind: str, attempt: str, feedback: Feedback | None = None) -> Callable[[ChatResponse], bool]:
+    """Whether an answer to a `kind` request about `attempt` passes
+    validation: the test an answer must pass to be cached."""
+    if kind == "feedback":
+        return lambda r: validate_feedback(r.text, attempt)[2] is None
+    if feedback is None or feedback.error_step is None:
+        raise ValueError("answer_check: an improve request needs feedback that names a wrong step")
+    return lambda r: validate_improvement(r.text, attempt, feedback)[1] is None
 
 
 def _norm(text: str) -> str:

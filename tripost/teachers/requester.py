@@ -1,18 +1,21 @@
 """One backend plus everything around a request: cache, retries, a bound on
 in-flight requests, and the usage ledger.
 
-    outcome = await requester.request(chat_request)
+    outcome = await requester.request(chat_request, accept=is_usable)
 
 A cache hit returns at once without touching the backend. Otherwise the
 request waits for one of `concurrency` slots (per backend), goes out with
-retries (retry.py), and its answer is cached and booked. Identical requests
-in flight at the same time share one backend call.
+retries (retry.py), and its answer is booked, and cached when `accept` passes
+it: the caller validates answers, and only a valid one may be served again
+(a cached rejection would be a rejection for good). A cached answer `accept`
+refuses is dropped and asked again. Identical requests in flight at the same
+time share one backend call.
 
-Failures: a non-retryable error (bad request, authentication, spend limit)
-is raised as a `ChatError` (a `TripostError`: a configuration problem the user
-must fix). A retryable one that outlives its retries comes back as an
-`Outcome` with `error` set, so a batch of many problems carries on and the
-teacher reports the request as rejected ("unavailable").
+Failures: a fatal error (bad request, authentication, spend limit) is raised
+as a `ChatError` (a `TripostError`: a configuration problem the user must
+fix). A retryable one that outlives its retries, or a 200 whose body is
+malformed, comes back as an `Outcome` with `error` set, so a batch of many
+problems carries on and the teacher reports the request as rejected.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tripost.teachers.cache import ResponseCache
@@ -66,12 +70,13 @@ class Requester:
             self._sem = asyncio.Semaphore(self.concurrency)
         return self._sem
 
-    async def request(self, req: ChatRequest) -> Outcome:
+    async def request(self, req: ChatRequest, accept: Callable[[ChatResponse], bool] | None = None) -> Outcome:
+        """`accept`: whether an answer may be cached (None: every answer)."""
         name, model = self.backend.name, self.backend.model
         key = req.key(name)
         t0 = time.perf_counter()
         if self.cache is not None:
-            hit = self.cache.get(key)
+            hit = self.cache.get(key, accept)
             if hit is not None:
                 self.ledger.record(name, model, hit.usage, cached=True)
                 return Outcome(response=hit, cached=True, latency_s=time.perf_counter() - t0, key=key)
@@ -83,7 +88,7 @@ class Requester:
         fut: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._inflight[key] = fut
         try:
-            out = await self._call(req, key, t0)
+            out = await self._call(req, key, t0, accept)
             fut.set_result(out)
             return out
         except BaseException as e:
@@ -93,7 +98,9 @@ class Requester:
         finally:
             del self._inflight[key]
 
-    async def _call(self, req: ChatRequest, key: str, t0: float) -> Outcome:
+    async def _call(
+        self, req: ChatRequest, key: str, t0: float, accept: Callable[[ChatResponse], bool] | None
+    ) -> Outcome:
         name, model = self.backend.name, self.backend.model
         reasons: Counter[str] = Counter()
 
@@ -113,7 +120,7 @@ class Requester:
         except ChatError as e:
             n_retries = sum(reasons.values())
             self.ledger.record(name, model, Usage(), retries=n_retries, failed=True, retry_reasons=reasons)
-            if not e.retryable:
+            if e.fatal:
                 raise
             reasons.update([e.reason])
             return Outcome(
@@ -121,7 +128,7 @@ class Requester:
                 retry_reasons=dict(reasons),
             )
         cost = self.ledger.record(name, model, response.usage, retries=retries, retry_reasons=reasons)
-        if self.cache is not None:
+        if self.cache is not None and (accept is None or accept(response)):
             self.cache.put(key, name, model, response)
         return Outcome(
             response=response, retries=retries, latency_s=time.perf_counter() - t0, cost_usd=cost, key=key,

@@ -8,6 +8,12 @@ account is out of quota or over its spend limit, since waiting cannot fix
 those. The SDKs' own retries are switched off (`max_retries=0`) so the two
 layers don't multiply.
 
+A 200 whose body cannot be read (not JSON, HTML from a proxy, a text block
+that is null) is a `malformed_response`: the backend raises it, it is not
+retried (like a garbage answer, asking again costs the same and is no more
+likely to help), and the requester hands it back as an outcome so the teacher
+counts one rejection instead of aborting the run.
+
 Every message a `ChatError` carries goes through `redact`: an API key (or
 what looks like one) never reaches a log, a report or the terminal.
 """
@@ -32,6 +38,7 @@ from tripost.errors import TripostError
 T = TypeVar("T")
 
 RETRY_STATUSES = frozenset({408, 409, 429})
+MALFORMED = "malformed_response"  # ChatError.kind, and the teacher's rejection reason
 # Error codes/types providers use for "out of money", where a retry is useless.
 _SPEND_LIMIT_MARKERS = ("insufficient_quota", "billing", "spend_limit", "spending limit", "credit balance", "quota")
 
@@ -85,7 +92,7 @@ class ChatError(TripostError):
         self.status = status
         self.retryable = retryable
         self.retry_after = retry_after
-        self.kind = kind  # "http" | "timeout" | "connection" | "spend_limit" | "error"
+        self.kind = kind  # "http" | "timeout" | "connection" | "spend_limit" | MALFORMED | "error"
 
     @property
     def reason(self) -> str:
@@ -93,6 +100,18 @@ class ChatError(TripostError):
         if self.kind == "http" and self.status is not None:
             return f"http_{self.status}"
         return self.kind
+
+    @property
+    def fatal(self) -> bool:
+        """A problem the user must fix (key, model, spend limit, a bad
+        request): the run stops. Everything else is one failed request."""
+        return not self.retryable and self.kind != MALFORMED
+
+
+def malformed(backend: str, problem: BaseException | str) -> ChatError:
+    """The error for a 200 answer whose body is not what the API promises."""
+    detail = problem if isinstance(problem, str) else f"{type(problem).__name__}: {str(problem)[:160]}"
+    return ChatError(f"{backend}: malformed 200 response ({detail})", kind=MALFORMED)
 
 
 def retry_after_seconds(headers: Any) -> float | None:
