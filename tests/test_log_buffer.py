@@ -7,7 +7,7 @@ import pytest
 
 from tripost.buffer import BufferConfig, build_buffer, save_buffer, to_dataset
 from tripost.errors import InputError, TripostError
-from tripost.log import LogRecord, LogWriter, read_log
+from tripost.log import SKIP_HINT, LogRecord, LogWriter, read_log
 
 
 def record(i, kind="improvement", difficulty="2", iteration=0, family="arithmetic", correct=True, text=None):
@@ -47,8 +47,12 @@ def test_corrupt_line_names_file_and_line_unless_skipped(tmp_path):
     path = tmp_path / "log.jsonl"
     lines = [record(0).to_json(), "{broken", record(1).to_json(), json.dumps({"key": "x"})]
     path.write_text("\n".join(lines) + "\n")
+    # Only a reader that has --skip-bad-lines (buffer, replay) may offer it.
     with pytest.raises(InputError, match=r"log.jsonl:2: corrupt log line .*--skip-bad-lines"):
+        list(read_log(path, hint=SKIP_HINT))
+    with pytest.raises(InputError, match=r"log.jsonl:2: corrupt log line .*repair or delete this line") as err:
         list(read_log(path))
+    assert "--skip-bad-lines" not in str(err.value)
     bad: list[int] = []
     assert [r.key for r in read_log(path, skip_bad_lines=True, bad=bad)] == ["p0#0@0", "p1#0@0"]
     assert bad == [2, 4]

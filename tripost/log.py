@@ -55,25 +55,96 @@ class LogRecord:
         return json.dumps(asdict(self), ensure_ascii=False, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "LogRecord":
+    def from_dict(cls, d: Any) -> "LogRecord":
+        """A record from a parsed log line; a `ValueError` names the first field
+        that breaks the schema (replay/README.md), so a reader never meets a
+        wrong type deep inside the buffer or the format parser."""
+        check_record(d)
         known = cls.__dataclass_fields__
-        missing = [k for k in ("key", "problem", "kind", "turns", "final_correct", "stop_reason") if k not in d]
-        if missing:
-            raise ValueError(f"missing field {', '.join(repr(m) for m in missing)}")
-        if d.get("schema", SCHEMA) != SCHEMA:
-            raise ValueError(f"unsupported log schema {d.get('schema')!r} (this tripost reads {SCHEMA})")
-        if d["kind"] not in KINDS:
-            raise ValueError(f"unknown kind {d['kind']!r}")
-        if d.get("source", "teacher") not in SOURCES:
-            raise ValueError(f"unknown source {d['source']!r}")
-        if not isinstance(d["turns"], list) or not all(isinstance(t, dict) and "rationale" in t for t in d["turns"]):
-            raise ValueError("'turns' must be a list of objects with a 'rationale'")
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
-def read_log(path: str | Path, skip_bad_lines: bool = False, bad: list[int] | None = None) -> Iterator[LogRecord]:
-    """Records of a log. A corrupt line is an `InputError` naming file and
-    line, unless `skip_bad_lines` (then its number goes into `bad`). A last
+REQUIRED = ("key", "problem", "kind", "turns", "final_correct", "stop_reason")
+# Field -> the JSON type it must have; `None` in a tuple means null is allowed.
+_TOP_TYPES: dict[str, tuple[type | None, ...]] = {
+    "key": (str,), "problem": (dict,), "kind": (str,), "turns": (list,), "final_correct": (bool,),
+    "stop_reason": (str,), "sample_index": (int,), "iteration": (int,), "seed": (int,), "config_hash": (str,),
+    "teacher_calls": (list,), "student": (dict,), "source": (str,), "guide": (dict, None), "schema": (str,),
+}
+# What readers take from `problem` (the buffer's prompt and grouping, the
+# tasks' `Problem.from_dict`): `question` is required, the rest optional.
+_PROBLEM_TYPES: dict[str, tuple[type | None, ...]] = {
+    "question": (str,), "id": (str,), "family": (str,), "answer": (str, int, float), "rationale": (str, None),
+    "difficulty": (str, int), "subset": (str,), "split": (str,), "options": (list,), "meta": (dict,),
+}
+_TURN_TYPES: dict[str, tuple[type | None, ...]] = {"rationale": (str,), "feedback": (str, None), "source": (str,), "error_step": (int, None)}
+_JSON_NAMES = {str: "a string", int: "a whole number", float: "a number", bool: "true or false", dict: "an object", list: "an array", None: "null"}
+
+
+def _json_type(v: Any) -> str:
+    if v is None:
+        return "null"
+    for t in (bool, int, float, str, dict, list):  # bool first: it is an int to Python
+        if isinstance(v, t):
+            return _JSON_NAMES[t]
+    return type(v).__name__
+
+
+def _has_type(v: Any, types: tuple[type | None, ...]) -> bool:
+    if v is None:
+        return None in types
+    if isinstance(v, bool):
+        return bool in types
+    return any(t is not None and t is not bool and isinstance(v, t) for t in types)
+
+
+def _check_fields(obj: dict[str, Any], spec: dict[str, tuple[type | None, ...]], where: str) -> None:
+    for name, types in spec.items():
+        if name in obj and not _has_type(obj[name], types):
+            want = " or ".join(_JSON_NAMES[t] for t in types)
+            raise ValueError(f"{where}{name!r} must be {want}, not {_json_type(obj[name])}")
+
+
+def check_record(d: Any) -> None:
+    """Raise `ValueError` (the message names the field) unless `d` is a record
+    of the current schema that every reader can use as it is."""
+    if not isinstance(d, dict):
+        raise ValueError(f"a log record must be a JSON object, not {_json_type(d)}")
+    missing = [k for k in REQUIRED if k not in d]
+    if missing:
+        raise ValueError(f"missing field {', '.join(repr(m) for m in missing)}")
+    if d.get("schema", SCHEMA) != SCHEMA:
+        raise ValueError(f"unsupported log schema {d.get('schema')!r} (this tripost reads {SCHEMA})")
+    _check_fields(d, _TOP_TYPES, "field ")
+    if d["kind"] not in KINDS:
+        raise ValueError(f"unknown kind {d['kind']!r}")
+    if d.get("source", "teacher") not in SOURCES:
+        raise ValueError(f"unknown source {d['source']!r}")
+    if "question" not in d["problem"]:
+        raise ValueError("'problem' has no 'question'")
+    _check_fields(d["problem"], _PROBLEM_TYPES, "problem field ")
+    for i, t in enumerate(d["turns"]):
+        if not isinstance(t, dict) or "rationale" not in t:
+            raise ValueError(f"'turns[{i}]' must be an object with a 'rationale'")
+        _check_fields(t, _TURN_TYPES, f"turns[{i}] field ")
+    if d["kind"] != "failed" and not d["turns"]:
+        raise ValueError(f"a {d['kind']!r} record needs at least one turn")
+    for i, c in enumerate(d.get("teacher_calls", [])):
+        if not isinstance(c, dict):
+            raise ValueError(f"'teacher_calls[{i}]' must be an object, not {_json_type(c)}")
+
+
+# What a reader that cannot skip lines tells the user to do about a bad one.
+REPAIR_HINT = "the lines before it are intact: repair or delete this line, then rerun"
+# ... and what a reader with --skip-bad-lines (buffer, replay) says instead.
+SKIP_HINT = "rerun with --skip-bad-lines to go on without it"
+
+
+def read_log(path: str | Path, skip_bad_lines: bool = False, bad: list[int] | None = None, hint: str = REPAIR_HINT) -> Iterator[LogRecord]:
+    """Records of a log. A corrupt line (not JSON, or not a record of the
+    schema) is an `InputError` naming file and line and ending with `hint`
+    (what the user can do: only a verb that has --skip-bad-lines may offer
+    it), unless `skip_bad_lines` (then its number goes into `bad`). A last
     line without its newline is what a crash leaves behind: it is ignored."""
     path = Path(path)
     if not path.is_file():
@@ -93,13 +164,13 @@ def read_log(path: str | Path, skip_bad_lines: bool = False, bad: list[int] | No
                     bad.append(lineno)
                 continue
             msg = e.msg if isinstance(e, json.JSONDecodeError) else str(e)
-            raise InputError(str(path), f"corrupt log line ({msg}); rerun with --skip-bad-lines to go on", lineno) from None
+            raise InputError(str(path), f"corrupt log line ({msg}); {hint}", lineno) from None
 
 
-def read_logs(paths: Iterable[str | Path], skip_bad_lines: bool = False) -> list[LogRecord]:
+def read_logs(paths: Iterable[str | Path], skip_bad_lines: bool = False, hint: str = REPAIR_HINT) -> list[LogRecord]:
     out: list[LogRecord] = []
     for p in paths:
-        out.extend(read_log(p, skip_bad_lines=skip_bad_lines))
+        out.extend(read_log(p, skip_bad_lines=skip_bad_lines, hint=hint))
     return out
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from tripost.buffer import KIND_ORDER, BufferConfig, BufferStats, build_buffer, save_buffer
 from tripost.errors import TripostError
-from tripost.log import read_log
+from tripost.cli._io import check_out_dir
+from tripost.log import SKIP_HINT, read_log
 
 
 def _ratio(text: str) -> tuple[float, float, float]:
@@ -71,7 +72,7 @@ def _read(args: argparse.Namespace):
     records, bad = [], []
     for path in args.logs:
         lines: list[int] = []
-        records += list(read_log(path, skip_bad_lines=args.skip_bad_lines, bad=lines))
+        records += list(read_log(path, skip_bad_lines=args.skip_bad_lines, bad=lines, hint=SKIP_HINT))
         bad += [f"{path}:{n}" for n in lines]
     if bad:
         print(f"skipped {len(bad)} corrupt log line(s): {', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}", file=sys.stderr)
@@ -98,8 +99,10 @@ def print_stats(stats: BufferStats, out: Path) -> None:
 
 
 def cmd_buffer(args: argparse.Namespace) -> int:
+    check_out_dir(args.out)
+    cfg = buffer_config(args)
     records, _ = _read(args)
-    examples, stats = build_buffer(records, buffer_config(args))
+    examples, stats = build_buffer(records, cfg)
     out = save_buffer(examples, stats, args.out)
     if args.json:
         print(json.dumps(stats.to_dict(), sort_keys=True))
@@ -109,17 +112,24 @@ def cmd_buffer(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    # Everything that can be wrong is found before anything is written.
+    check_out_dir(args.out)
+    cfg = buffer_config(args)
+    train_cfg = None
+    if args.train:
+        from tripost.train import TrainConfig
+
+        train_cfg = TrainConfig(student=args.student, adapter=args.adapter, precision=args.precision, epochs=args.epochs, seed=args.seed)
     records, bad = _read(args)
-    examples, stats = build_buffer(records, buffer_config(args))
+    examples, stats = build_buffer(records, cfg)
     run = Path(args.out)
     out = save_buffer(examples, stats, run / "buffer")
     summary = {"logs": args.logs, "records": len(records), "skipped_lines": bad, "examples": len(examples),
                "teacher_calls": 0, "generation_calls": 0, "buffer": stats.to_dict(), "train": None}
-    if args.train:
-        from tripost.train import TrainConfig, load_buffer_dataset, train_sft
+    if train_cfg is not None:
+        from tripost.train import load_buffer_dataset, train_sft
 
-        cfg = TrainConfig(student=args.student, adapter=args.adapter, precision=args.precision, epochs=args.epochs, seed=args.seed)
-        summary["train"] = train_sft(cfg, load_buffer_dataset(out), run / "train").to_dict()
+        summary["train"] = train_sft(train_cfg, load_buffer_dataset(out), run / "train").to_dict()
     (run / "replay.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     if args.json:
         print(json.dumps(summary, sort_keys=True))
