@@ -1,12 +1,15 @@
 """The free-form qa family and external problem files."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
 from tripost.errors import InputError, TripostError
 from tripost.tasks import get_task
-from tripost.tasks.external import load_problems
+from tripost.tasks.external import MAX_ANSWER_CHARS, MAX_QUESTION_CHARS, MAX_RATIONALE_CHARS, load_problems
 from tripost.teachers.scripted import ScriptedTeacher
 
 
@@ -64,3 +67,91 @@ def test_bad_external_files_name_the_line(tmp_path, rows, needle):
 def test_missing_file_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="no such file"):
         load_problems(tmp_path / "nope.jsonl", "qa")
+
+
+# ------------------------------------------------ wrong types (issue 20, item 4)
+
+FAMILIES = ["qa", "arithmetic", "word_sorting", "date_understanding", "logical_deduction"]
+GOOD = {
+    "qa": {"question": "x?", "answer": "5"},
+    "arithmetic": {"question": "(1 + 2) =", "answer": "3"},
+    "word_sorting": {"question": "Sort the following words alphabetically: List: b a", "answer": "a b"},
+    "date_understanding": {"question": "What is the date? Options: (A) 12/14/1937", "answer": "(A)"},
+    "logical_deduction": {"question": "Which is first?", "answer": "(A)", "options": ["red", "blue"]},
+}
+WRONG_TYPES = [
+    ({"options": 7}, "'options' must be a list"),  # the line of the issue: a traceback in qa.py
+    ({"options": "abc"}, "'options' must be a list"),
+    ({"options": [1, {"a": 2}]}, "'options' must be a list of strings"),
+    ({"options": [["a"]]}, "'options' must be a list of strings"),
+    ({"options": [str(i) for i in range(27)]}, "27 options"),
+    ({"question": 5}, "'question'"),
+    ({"question": ["x?"]}, "'question'"),
+    ({"answer": ["5"]}, "'answer'"),
+    ({"answer": {"value": 5}}, "'answer'"),
+    ({"meta": 7}, "'meta' must be an object"),
+    ({"meta": ["words"]}, "'meta' must be an object"),
+    ({"rationale": 7}, "'rationale' must be a string"),
+    ({"rationale": ["(1) x"]}, "'rationale' must be a string"),
+    ({"id": [1]}, "'id' must be a string or a number"),
+    ({"difficulty": {"a": 1}}, "'difficulty' must be a string or a number"),
+    ({"subset": ["seen"]}, "subset must be one of"),
+    ({"split": {"a": 1}}, "split must be one of"),
+]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("change, needle", WRONG_TYPES, ids=[f"{next(iter(c))}={json.dumps(next(iter(c.values())))[:20]}" for c, _ in WRONG_TYPES])
+def test_wrong_field_types_are_one_error_naming_the_line(tmp_path, family, change, needle):
+    f = write_jsonl(tmp_path / "q.jsonl", [{**GOOD[family], "id": "first"}, {**GOOD[family], **change}])
+    with pytest.raises(InputError) as e:
+        load_problems(f, family)
+    message = str(e.value)
+    assert message.startswith(f"{f}:2: ") and "\n" not in message, message
+    # qa is the family of the issue; the others word question/answer errors their own way
+    field = next(iter(change))
+    assert needle in message if family == "qa" or field not in ("question", "answer") else field in message, message
+
+
+def test_good_records_of_every_family_load(tmp_path):
+    # the records the wrong-type test changes are themselves fine
+    for family in FAMILIES:
+        f = write_jsonl(tmp_path / f"{family}.jsonl", [GOOD[family]])
+        assert load_problems(f, family)[0].answer
+
+
+def test_qa_keeps_number_options_as_text(tmp_path):
+    f = write_jsonl(tmp_path / "q.jsonl", [{"question": "x?", "answer": 5, "options": [5, "6", 7.5], "rationale": None}])
+    p = load_problems(f, "qa")[0]
+    assert p.options == ("5", "6", "7.5") and p.rationale == "" and p.answer == "5"
+
+
+# ----------------------------------------------------- sizes (issue 20, item 5)
+
+
+@pytest.mark.parametrize("field, limit", [("question", MAX_QUESTION_CHARS), ("answer", MAX_ANSWER_CHARS), ("rationale", MAX_RATIONALE_CHARS)])
+def test_field_sizes_are_bounded(tmp_path, field, limit):
+    base = {"question": "How many?", "answer": "5"}
+    at_limit = {**base, field: "7" * limit}
+    over = {**base, field: "7" * (limit + 1)}
+    p = load_problems(write_jsonl(tmp_path / "ok.jsonl", [at_limit]), "qa")[0]
+    assert len(getattr(p, field)) == limit
+    with pytest.raises(InputError) as e:
+        load_problems(write_jsonl(tmp_path / "big.jsonl", [base, over]), "qa")
+    assert str(e.value) == f"{tmp_path / 'big.jsonl'}:2: field {field!r} is {limit + 1:,} characters long, more than the {limit:,} accepted"
+
+
+def test_every_family_bounds_its_question(tmp_path):
+    for family in FAMILIES:
+        big = {**GOOD[family], "question": GOOD[family]["question"] + " " * MAX_QUESTION_CHARS}
+        with pytest.raises(TripostError, match="characters long, more than"):
+            get_task(family).from_record(big)  # the path `tasks check` and `teach` take
+
+
+def test_cli_reports_a_wrong_type_in_one_line(tmp_path):
+    f = write_jsonl(tmp_path / "q.jsonl", [{"question": "x?", "answer": "5", "options": 7}])
+    r = subprocess.run([sys.executable, "-m", "tripost", "tasks", "sample", "qa", "--data", str(f), "--json"],
+                       capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=120)
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].endswith(f"{f}:1: field 'options' must be a list of strings (or numbers)"), r.stderr

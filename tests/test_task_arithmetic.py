@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import tracemalloc
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -11,8 +12,9 @@ from hypothesis import strategies as st
 from tripost.errors import TripostError
 from tripost.format import parse_rationale
 from tripost.tasks import PRESETS, SPLITS, SUBSETS, get_task, sample_problems, split_of
-from tripost.tasks.arithmetic import ArithmeticTask
-from tripost.tasks.base import Task
+from tripost.tasks.arithmetic import MAX_NUMBERS, ArithmeticTask, Group, parse_expression, render
+from tripost.tasks.base import Problem, Task
+from tripost.tasks.external import MAX_QUESTION_CHARS, MAX_RATIONALE_CHARS
 from tripost.teachers.scripted import ScriptedTeacher
 
 TASK = get_task("arithmetic")
@@ -407,3 +409,95 @@ def test_never_eval():
 
     calls = [n.func.id for n in ast.walk(ast.parse(inspect.getsource(mod))) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)]
     assert not {"eval", "exec", "compile"} & set(calls)
+
+
+# ------------------------------------------- input size (issue 20, item 5) ---
+# A question of 50,000 numbers once took 17.6 GB: the gold rationale writes a
+# group out once per operation, so it grows with the square of the group's
+# length. Sizes here stay small; no timings are asserted.
+
+
+def _group(n: int, op: str = "+", number: str = "1") -> str:
+    return "(" + f" {op} ".join([number] * n) + ") ="
+
+
+def test_question_with_max_numbers_is_solved_and_one_more_is_refused():
+    at_limit = TASK.from_record({"question": _group(MAX_NUMBERS), "answer": MAX_NUMBERS})
+    assert at_limit.answer == str(MAX_NUMBERS) and at_limit.meta["length"] == MAX_NUMBERS
+    check = TASK.check_steps(at_limit, at_limit.rationale)
+    assert check.all_correct and check.correct
+    # about the longest gold rationale at the limit: products of -9 up to 30 digits
+    worst = TASK.from_record({"question": _group(MAX_NUMBERS - 1, "*", "-9")[:-3] + " + 1) =", "answer": str((-9) ** 31 + 1)})
+    assert TASK.check_steps(worst, worst.rationale).all_correct and len(worst.rationale) <= MAX_RATIONALE_CHARS
+    with pytest.raises(TripostError) as e:
+        TASK.from_record({"question": _group(MAX_NUMBERS + 1), "answer": MAX_NUMBERS + 1})
+    assert f"has {MAX_NUMBERS + 1} numbers, more than the {MAX_NUMBERS} accepted" in str(e.value)
+    assert "\n" not in str(e.value) and len(str(e.value)) < 300
+
+
+def test_numbers_are_counted_across_groups():
+    nested = "(" + " - ".join(["(1 + 2 + 3)"] * 11) + ") ="  # 33 numbers, none more than 3 in a group
+    with pytest.raises(TripostError, match=f"33 numbers, more than the {MAX_NUMBERS}"):
+        TASK.from_record({"question": nested, "answer": -24})
+    ok = "(" + " - ".join(["(1 + 2 + 3)"] * 10) + ") ="
+    assert TASK.from_record({"question": ok, "answer": -48}).answer == "-48"
+
+
+def test_long_question_is_refused_before_parsing():
+    padded = _group(3).replace(" ", " " * 3000)  # 3 numbers, over MAX_QUESTION_CHARS characters
+    assert len(padded) > MAX_QUESTION_CHARS
+    with pytest.raises(TripostError, match="characters long, more than the 8,000 accepted"):
+        TASK.from_record({"question": padded, "answer": 3})
+    # a sampled record carries its expression in meta: that path is bounded too
+    p = Problem.from_dict({**_example().to_dict(), "meta": {"expression": _group(MAX_NUMBERS + 1)[:-2]}})
+    with pytest.raises(TripostError, match="more than the 32 accepted"):
+        TASK.check_steps(p, GOLD)
+
+
+def test_a_number_too_long_for_the_checker_is_refused():
+    # (-9) ** 32 has 31 digits: the gold rationale was accepted, and the step
+    # checker, which reads numbers of up to 30 digits, flagged it as wrong.
+    with pytest.raises(TripostError, match="reaches a number of 31 digits on the way; the step checker reads at most 30"):
+        TASK.from_record({"question": _group(MAX_NUMBERS, "*", "-9"), "answer": str((-9) ** MAX_NUMBERS)})
+
+
+def test_long_numbers_that_make_a_long_rationale_are_refused():
+    big = "9" * 30  # the checker's longest number; a - b + c - ... stays that short
+    over = "(" + " + ".join([f"{big} - {big}"] * (MAX_NUMBERS // 2)) + ") ="
+    with pytest.raises(TripostError, match="rationale .* is 17,077 characters long, more than the 16,000 accepted"):
+        TASK.from_record({"question": over, "answer": 0})
+    # One number fewer fits in the size, but its group (more than 400
+    # characters) is longer than the checker looks back for: refused rather
+    # than accepted with a gold rationale the checker flags as wrong.
+    unreadable = "(" + " + ".join([f"{big} - {big}"] * (MAX_NUMBERS // 2 - 1)) + ") ="
+    with pytest.raises(TripostError, match="too long for the step checker to read"):
+        TASK.from_record({"question": unreadable, "answer": 0})
+    short = "(" + " + ".join([f"{big} - {big}"] * 6) + ") ="
+    p = TASK.from_record({"question": short, "answer": 0})
+    assert TASK.check_steps(p, p.rationale).all_correct
+
+
+def test_overlong_rationale_is_flagged_not_read():
+    p = _example()
+    long = GOLD.replace("(7 - -1) = 8.", "(7 - -1) = " + " = ".join(["(8 * 1 * 1)"] * 1500) + " = 8.")
+    assert len(long) > MAX_RATIONALE_CHARS
+    check = TASK.check_steps(p, long)
+    assert check.first_error_step == 1 and "characters long, more than" in check.reason
+    assert check.correct and check.answer == "-1" and check.n_steps == 4
+
+
+def test_parsing_is_linear_and_bounded_in_memory():
+    # 20,000 numbers parse (the checker reads model text this way); counting
+    # them is what refuses a question before its rationale is written.
+    # Memory, not time, is the bound checked: the quadratic parser took 1.2 GB
+    # at 10,000 numbers; a linear one holds a tree of ~100 bytes per number.
+    expr = _group(20_000)[:-2]
+    tracemalloc.start()
+    try:
+        tree = parse_expression(expr)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert isinstance(tree, Group) and len(tree.items) == 20_000
+    assert peak < 64 * 2**20, f"parsing 20,000 numbers peaked at {peak / 2**20:.0f} MiB"
+    assert render(tree) == expr

@@ -310,7 +310,11 @@ def test_from_record_round_trip():
     [
         ({"question": "Sort these: oven costume", "answer": "costume oven"}, "List:"),
         (_record("oven costume", answer="oven costume"), "alphabetical order"),
-        (_record("oven c0stume"), "letters a-z"),
+        # Any whitespace-free token is a word now (c0stume, shouldn't, ph.d), but the
+        # rationale quotes words with '"', so a word cannot hold one.
+        (_record('oven co"stume'), "double quote"),
+        (_record("oven co\u200bstume"), "invisible"),
+        (_record("oven " + "c" * 65), "65 characters long"),
         ({"question": "Sort the following words alphabetically: List:", "answer": "x"}, "empty"),
         ({"question": 3, "answer": "x"}, "question"),
         ({"question": "Sort ... List: a b"}, "answer"),
@@ -319,3 +323,146 @@ def test_from_record_round_trip():
 def test_bad_records(record, message):
     with pytest.raises(TripostError, match=message):
         TASK.from_record(record)
+
+
+# ------------------------------------ real-world words (issue 20, item 12) ---
+# Real word lists hold apostrophes, periods and more (shouldn't, o'connell,
+# ph.d); the family refused a whole file at the first such word. Any token
+# without whitespace or '"' is a word; the order is Python's string order, as
+# in the BIG-bench benchmark's answers.
+
+REAL = "shouldn't o'connell ph.d it's it ph.d. x-ray at&t 1,000 naïve o a]b"
+
+
+def _assert_scripted_round_trip(p, rng: random.Random) -> None:
+    """The gold rationale passes; every corrupted step is flagged and fixed."""
+    check = TASK._check_steps(p, p.rationale)
+    assert check.all_correct and check.correct, (p.rationale, check)
+    assert TASK.check_answer(p, TASK.parse_answer(p.rationale))
+    teacher = ScriptedTeacher()
+    for k in range(1, parse_rationale(p.rationale).n_steps + 2):
+        bad = TASK.corrupt(p, k, rng)
+        found = TASK._check_steps(p, bad)
+        assert found.first_error_step == k, (k, bad, found)
+        assert found.segment in _step_text(bad, k)
+        fb = teacher.feedback(p, bad)
+        assert fb.feedback.error_step == k
+        fixed = TASK._check_steps(p, teacher.improve(p, bad, fb.feedback).rationale)
+        assert fixed.all_correct and fixed.correct
+
+
+def test_real_world_words_are_sorted_in_string_order():
+    p = TASK.from_record(_record(REAL))
+    assert p.answer == " ".join(sorted(REAL.split()))
+    assert p.answer.startswith("1,000 a]b at&t it it's naïve o o'connell ph.d ph.d. shouldn't")
+    # a character outside a-z counts from "a" by code point: "'" is -57, "." is -50
+    assert '"o\'connell"="\'" (-57)' in p.rationale and '"ph.d."="." (-50)' in p.rationale
+    _assert_scripted_round_trip(p, random.Random(0))
+
+
+def test_a_word_that_ran_out_comes_before_punctuation():
+    # "it" < "it's" although "" counts 0 and "'" counts -57: order is by the characters
+    p = TASK.from_record(_record("it's it"))
+    assert p.answer == "it it's" and "(0) \"it\" < (-57) \"it's\"" in p.rationale
+    assert TASK._check_steps(p, p.rationale).all_correct
+    swapped = p.rationale.replace("(0) \"it\" < (-57) \"it's\"", "(-57) \"it's\" < (0) \"it\"")
+    check = TASK._check_steps(p, swapped)
+    assert check.first_error_step == parse_rationale(p.rationale).n_steps - 1
+    assert check.reason == 'a missing letter (0) comes before "\'" (-57)'
+    wrong_number = p.rationale.replace("\"it's\"=\"'\" (-57)", "\"it's\"=\"'\" (39)")
+    check = TASK._check_steps(p, wrong_number)
+    assert "counts as -57" in check.reason
+
+
+def test_answers_with_periods_and_apostrophes_stay_exact():
+    p = TASK.from_record(_record("ph.d. ph.d etc. 'em"))
+    assert p.answer == "'em etc. ph.d ph.d."
+    assert TASK.check_answer(p, "'em etc. ph.d ph.d.")
+    assert TASK.check_answer(p, TASK.parse_answer("So the answer is 'em, etc., ph.d, ph.d.."))
+    assert not TASK.check_answer(p, TASK.parse_answer("So the answer is 'em, etc., ph.d., ph.d."))
+    assert TASK.check_answer(p, '["\'em", "etc.", "ph.d", "ph.d."]')
+    assert not TASK.check_answer(p, "'em etc. ph.d. ph.d")  # "ph.d" < "ph.d."
+    # "'em" and "etc." are plain words once their ends are stripped, which
+    # parse_answer does as it always has; check_answer knows them by that bare form.
+    assert TASK.parse_answer(p.rationale) == "em etc ph.d ph.d."
+    assert TASK.check_answer(p, TASK.parse_answer(p.rationale))
+    with pytest.raises(TripostError, match="alphabetical order"):
+        TASK.from_record(_record("ph.d. ph.d", answer="ph.d. ph.d"))
+    assert TASK.from_record(_record("ph.d. ph.d", answer="ph.d, ph.d.")).answer == "ph.d ph.d."
+
+
+def test_external_file_with_real_words_loads(tmp_path):
+    from tripost.tasks.external import load_problems
+
+    rows = [_record(REAL), _record("don't do doesn't")]
+    f = tmp_path / "words.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    problems = load_problems(f, "word_sorting")
+    assert [p.answer for p in problems] == [" ".join(sorted(r["question"].split("List:")[1].split())) for r in rows]
+    assert problems[1].answer == "do doesn't don't"
+
+
+def test_teacher_tolerates_a_meta_that_is_not_an_object():
+    p = TASK.from_record(_record("oven costume"))
+    odd = type(p).from_dict({**p.to_dict(), "meta": 7})
+    steps, answer = TASK.continue_rationale(odd, [])
+    assert answer == "costume oven" and TASK._check_steps(p, render_rationale(steps, answer)).all_correct
+
+
+# Words as real lists have them: letters with apostrophes, periods, hyphens,
+# digits, ampersands, brackets, commas, accents; none only punctuation.
+_REAL_CHARS = "abcoe'.-&0]é,"
+real_words = st.text(alphabet=_REAL_CHARS, min_size=1, max_size=7).filter(lambda w: w.strip("\"'.[],;") != "")
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(words=st.lists(real_words, min_size=1, max_size=9), seed=st.integers(0, 10**6))
+def test_any_token_list_sorts_checks_and_teaches(words, seed):
+    p = TASK.from_record(_record(" ".join(words)))
+    assert p.answer.split() == sorted(words)
+    _assert_scripted_round_trip(p, random.Random(seed))
+    # The answer check is exact: any other order of the same words is wrong.
+    # Unless two words differ only by punctuation at their ends ("a" and "a,"):
+    # in a plain-text answer that punctuation cannot be told from a separator,
+    # and only the step checker, which reads quoted words, can tell them apart.
+    bare = {w.strip("\"'.[],;") for w in words}
+    if len(set(words)) > 1 and len(bare) == len(set(words)):
+        other = sorted(words, reverse=True)
+        assert not TASK.check_answer(p, " ".join(other))
+        assert not TASK.check_answer(p, TASK.parse_answer(render_rationale([], " ".join(other))))
+
+
+def _old_normalise(text: str) -> str | None:
+    """The answer reading before real-world words (a-z only)."""
+    import re
+
+    t = text.strip().lower().rstrip(".").strip()
+    tokens = [tok.strip("\"'.[]") for tok in re.split(r"[\s,;]+", t)]
+    return " ".join(tok for tok in tokens if tok) or None
+
+
+@settings(max_examples=300, deadline=None)
+@given(seed=st.integers(0, 10**6), data=st.data())
+def test_plain_word_answers_read_as_before(seed, data):
+    """For a-z words, answers are read and judged exactly as before."""
+    p = TASK.generate(random.Random(seed), random.Random(seed).choice(ALL_LEVELS))
+    words = p.answer.split()
+    deco = st.text(alphabet="\"'.,;[] ", max_size=2)
+    picked = data.draw(st.lists(st.sampled_from(words + ["x", "car"]), min_size=0, max_size=len(words) + 1))
+    text = " ".join(data.draw(deco) + (w.upper() if data.draw(st.booleans()) else w) + data.draw(deco) for w in picked)
+    for t in (text, f"So the answer is {text}.", f"(1) x\n(Final response) So the answer is {text}."):
+        assert TASK.check_answer(p, t) == (_old_normalise(t) == _old_normalise(p.answer))
+    assert TASK.parse_answer(text) == _old_normalise(text) or not text.strip()
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.data())
+def test_garbled_rationale_of_real_words_never_raises(data):
+    p = TASK.from_record(_record(REAL))
+    chars = list(p.rationale)
+    for _ in range(data.draw(st.integers(1, 6))):
+        i = data.draw(st.integers(0, len(chars) - 1))
+        chars[i] = data.draw(st.sampled_from(['"', "'", ".", "(", ")", "[", "]", "<", "-", "", "\n", "9", "é"]))
+    result = TASK._check_steps(p, "".join(chars))  # the unguarded checker
+    assert result.first_error_step is None or 1 <= result.first_error_step <= result.n_steps + 1
+    TASK.parse_answer("".join(chars))

@@ -40,6 +40,7 @@ from typing import Any, Iterator, Union
 from tripost.errors import TripostError
 from tripost.format import parse_final_answer, parse_rationale, render_rationale
 from tripost.tasks.base import PRESETS, SPLITS, SUBSETS, Problem, StepCheck, problem_id
+from tripost.tasks.external import MAX_QUESTION_CHARS, MAX_RATIONALE_CHARS, check_record
 
 # Levels per preset. `paper` follows TriPosT (seen: 3-4 numbers per group,
 # nesting 2 and 2-2; unseen: longer groups or deeper nesting). `small` is for
@@ -66,6 +67,18 @@ _MAX_DEPTH = 40
 _MAX_DIGITS = 30
 _MAX_BITS = 4000
 _SCAN = 400  # how far back/forward to look for an expression at a chain's ends
+_DIGITS_RE = re.compile(r"[0-9]+")
+
+# Problem size. Parsing is linear, but the gold rationale does one operation
+# per "=", so a group of n numbers is written out n - 1 times and the
+# rationale grows with the square of n: one group of 10,000 numbers took 11 to
+# 23 s and 1.2 GB (a 200 MB rationale), one of 50,000 was killed for memory at
+# 17.6 GB. TriPosT's largest level has 24 numbers (len3-2-2-2); the worst case
+# at 32, one group of -9 * -9 * ..., writes a 3,300-character rationale, about
+# what a 2,048-token training row holds. Numbers are counted on the parsed
+# tree, in linear time, before any rationale is written; the rationale is then
+# bounded once more by MAX_RATIONALE_CHARS (long numbers make long lines).
+MAX_NUMBERS = 32
 
 
 # ---------------------------------------------------------------- trees ---
@@ -252,18 +265,25 @@ def _is_innermost(node: Node) -> bool:
 
 def _vars(node: Node) -> list[str]:
     """Variable names in order of first appearance."""
-    out: list[str] = []
+    # A dict, not a list, to test "seen": a list made this quadratic in the
+    # number of variables (one per innermost group).
+    out: dict[str, None] = {}
 
     def walk(n: Node) -> None:
         if isinstance(n, Var):
-            if n.name not in out:
-                out.append(n.name)
+            out.setdefault(n.name)
         elif isinstance(n, Group):
             for i in n.items:
                 walk(i)
 
     walk(node)
-    return out
+    return list(out)
+
+
+def _count_numbers(node: Node) -> int:
+    if isinstance(node, Group):
+        return sum(_count_numbers(i) for i in node.items)
+    return 1 if isinstance(node, Num) else 0
 
 
 def _substitute(node: Node, table: dict[str, Node]) -> Node:
@@ -316,11 +336,14 @@ def _step_once(node: Node) -> Node:
     raise AssertionError("a group with no group inside is innermost")
 
 
-def _chain(node: Node) -> list[Node]:
-    out = [node]
-    while isinstance(out[-1], Group):
-        out.append(_step_once(out[-1]))
-    return out
+def _chain(node: Node) -> Iterator[Node]:
+    """`node`, then one operation at a time down to a number. A generator: the
+    caller renders each tree and drops it, so only the text is kept, not
+    every intermediate tree as well."""
+    yield node
+    while isinstance(node, Group):
+        node = _step_once(node)
+        yield node
 
 
 # ------------------------------------------------- problem analysis ---
@@ -375,6 +398,12 @@ def _shape(root: Node) -> str:
 
 @functools.lru_cache(maxsize=4096)
 def _analyse(expression: str) -> _Analysis:
+    # Checked here, not only in from_record: a `tasks sample` record reaches
+    # this through its meta's expression.
+    if len(expression) > MAX_QUESTION_CHARS:
+        raise TripostError(
+            f"arithmetic: the expression is {len(expression):,} characters long, more than the {MAX_QUESTION_CHARS:,} accepted"
+        )
     root = parse_expression(expression)
     if root is None:
         raise TripostError(
@@ -385,6 +414,12 @@ def _analyse(expression: str) -> _Analysis:
         raise TripostError(f"arithmetic: {_clip(expression)!r} has letters; only numbers can be calculated")
     if not isinstance(root, Group):
         raise TripostError(f"arithmetic: {_clip(expression)!r} has no operation to calculate")
+    n_numbers = _count_numbers(root)
+    if n_numbers > MAX_NUMBERS:
+        raise TripostError(
+            f"arithmetic: {_clip(expression)!r} has {n_numbers} numbers, more than the {MAX_NUMBERS} accepted "
+            "(the step-by-step rationale grows with the square of a group's length)"
+        )
     try:
         value = _value(root)
     except _ParseError:
@@ -812,12 +847,26 @@ class ArithmeticTask:
     def _problem(self, question: str, expression: str, difficulty: str | None = None, **kw: Any) -> Problem:
         a = _analyse(expression)
         steps = _continue(a, _State(a))
+        rationale = render_rationale(steps, a.answer)
+        if len(rationale) > MAX_RATIONALE_CHARS:
+            raise TripostError(
+                f"arithmetic: the step-by-step rationale of {_clip(question)!r} is {len(rationale):,} characters long, "
+                f"more than the {MAX_RATIONALE_CHARS:,} accepted (its numbers are too long)"
+            )
+        # The checker reads numbers of up to _MAX_DIGITS digits: a problem whose
+        # own rationale it could not read would flag every correct attempt.
+        longest = max((len(m) for m in _DIGITS_RE.findall(rationale)), default=0)
+        if longest > _MAX_DIGITS:
+            raise TripostError(
+                f"arithmetic: {_clip(question)!r} reaches a number of {longest} digits on the way; "
+                f"the step checker reads at most {_MAX_DIGITS}"
+            )
         return Problem(
             id=kw.get("id") or "",
             family=self.name,
             question=question,
             answer=a.answer,
-            rationale=render_rationale(steps, a.answer),
+            rationale=rationale,
             difficulty=difficulty or a.label,
             subset=kw.get("subset", "seen"),
             split=kw.get("split", "train"),
@@ -835,6 +884,7 @@ class ArithmeticTask:
     def from_record(self, record: dict[str, Any]) -> Problem:
         if not isinstance(record, dict):
             raise TripostError("an arithmetic record must be a JSON object with 'question' and 'answer'")
+        check_record(record)  # loosely read fields' types, and sizes
         question, answer = record.get("question"), record.get("answer")
         if not isinstance(question, str) or not question.strip():
             raise TripostError("field 'question' must be a non-empty string such as '((-3 + 5 * 2) - (7 - -1)) ='")
@@ -863,6 +913,14 @@ class ArithmeticTask:
         )
         if p.answer != gold:
             raise TripostError(f"the answer {_clip(str(answer))!r} does not match the question {_clip(q)!r}, which equals {p.answer}")
+        # Generated problems are readable by construction; an external one may
+        # not be (a group longer than the checker looks back for, _SCAN): the
+        # checker would then flag every correct attempt, the gold one included.
+        if not self.check_steps(p, p.rationale).all_correct:
+            raise TripostError(
+                f"arithmetic: {_clip(q)!r} is too long for the step checker to read its step-by-step rationale "
+                f"(keep a group under {_SCAN} characters)"
+            )
         return p
 
     # ---- answers
@@ -899,8 +957,17 @@ class ArithmeticTask:
 
     def check_steps(self, problem: Problem, rationale: str) -> StepCheck:
         a = self._analysis(problem)  # a bad problem is the caller's error: let it raise
+        text = rationale if isinstance(rationale, str) else str(rationale)
         try:
-            return self._check(a, problem, rationale if isinstance(rationale, str) else str(rationale))
+            if len(text) > MAX_RATIONALE_CHARS:
+                # A link `X = Y` is checked against every operation X allows,
+                # so the work grows with the square of a link's length (one of
+                # 24,000 characters took 2.5 s): text longer than any record
+                # may hold is flagged, not read. Model text is far shorter.
+                answer = self.parse_answer(text)
+                reason = f"the rationale is {len(text):,} characters long, more than the {MAX_RATIONALE_CHARS:,} checked"
+                return StepCheck(answer == a.answer, 1, "", reason, parse_rationale(text).n_steps, answer)
+            return self._check(a, problem, text)
         except Exception:  # noqa: BLE001 - model text must never crash a run; report, don't raise
             return StepCheck(correct=False, first_error_step=1, segment="", reason=FORM)
 

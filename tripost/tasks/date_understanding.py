@@ -50,6 +50,7 @@ from typing import Any
 from tripost.errors import TripostError
 from tripost.format import final_line, parse_final_answer, parse_rationale, render_rationale
 from tripost.tasks.base import Problem, StepCheck, problem_id, split_of
+from tripost.tasks.external import check_record
 
 FAMILY = "date_understanding"
 
@@ -862,6 +863,7 @@ class DateUnderstandingTask:
     def from_record(self, record: dict[str, Any]) -> Problem:
         if not isinstance(record, dict):
             raise TripostError("date_understanding record must be a JSON object")
+        check_record(record)  # loosely read fields' types, and sizes
         question = record.get("question")
         if not isinstance(question, str) or not question.strip():
             raise TripostError("field 'question' must be a non-empty string")

@@ -4,6 +4,12 @@ Each line is an object with at least `question` and `answer`; the family's
 `from_record` does the rest (arithmetic and word sorting parse the question
 fully, so the scripted teacher works on them). A bad line is an `InputError`
 naming the file and the line; nothing is silently skipped.
+
+`check_record` holds what every family's record must be, whatever the family:
+the types of the fields families read loosely (options, rationale, id,
+difficulty, meta) and bounds on sizes. Each family's `from_record` calls it,
+so records that reach a family another way (`tasks check`, `teach`) get the
+same checks as a `--data` file.
 """
 
 from __future__ import annotations
@@ -11,10 +17,83 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from typing import Any
+
 from tripost.errors import InputError, TripostError
 from tripost.jsonl import read_jsonl
 from tripost.tasks import get_task
 from tripost.tasks.base import SPLITS, SUBSETS, Problem, problem_id
+
+
+# Size bounds on a record. A file can hold anything, and every later stage keeps
+# each problem in memory, puts it in prompts and writes it to the log for each
+# sample: a 10 MB question was accepted and `collect` then tried to allocate
+# 17 GB. The trainer drops rows over 2,048 tokens (train.max_length), about
+# 8,000 characters of English, so a longer question could never be learnt
+# from; the longest GSM8K and MATH questions are under 4,000 characters and
+# the longest generated ones (logical_deduction, paper preset) under 1,000.
+MAX_QUESTION_CHARS = 8_000
+# GSM8K-style answer fields carry the worked solution before "#### 72", so an
+# answer may be as long as a question.
+MAX_ANSWER_CHARS = 8_000
+# A rationale restates parts of the question at every step (word sorting lists
+# each word again for every letter it reads): generated gold rationales run to
+# about twice their question (2,000 characters at most in the paper preset).
+# Twice the question bound leaves room for external ones and still bounds the
+# step checkers, which may look at every pair of steps' expressions.
+MAX_RATIONALE_CHARS = 16_000
+MAX_OPTIONS = 26  # options are named (A) to (Z)
+MAX_OPTION_CHARS = 1_000  # an option is one answer: a date, a name, a number
+MAX_ID_CHARS = 200  # an id is a name in logs and reports, not content
+
+
+def _too_long(field: str, text: str, limit: int) -> TripostError:
+    return TripostError(f"field {field!r} is {len(text):,} characters long, more than the {limit:,} accepted")
+
+
+def _clip(value: Any, n: int = 60) -> str:
+    """A value's repr short enough for a one-line error."""
+    text = repr(value)
+    return text if len(text) <= n else text[: n - 3] + "..."
+
+
+def _scalar(value: Any) -> bool:
+    """A string or a number (not a boolean): what an id, a difficulty or an option may be."""
+    return isinstance(value, str) or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+
+def check_record(record: Any) -> None:
+    """Raise a one-line `TripostError` for a record no family can take: not an
+    object, a loosely read field of the wrong type, or a field too long.
+    `question` and `answer` are typed by each family (the rules differ);
+    here only their length is bounded."""
+    if not isinstance(record, dict):
+        raise TripostError("a problem record must be a JSON object with 'question' and 'answer'")
+    for field, limit in (("question", MAX_QUESTION_CHARS), ("answer", MAX_ANSWER_CHARS), ("rationale", MAX_RATIONALE_CHARS)):
+        value = record.get(field)
+        if isinstance(value, str) and len(value) > limit:
+            raise _too_long(field, value, limit)
+    rationale = record.get("rationale")
+    if rationale is not None and not isinstance(rationale, str):
+        raise TripostError(f"field 'rationale' must be a string, got {type(rationale).__name__}")
+    options = record.get("options")
+    if options is not None:
+        if not isinstance(options, list) or not all(_scalar(o) for o in options):
+            raise TripostError("field 'options' must be a list of strings (or numbers)")
+        if len(options) > MAX_OPTIONS:
+            raise TripostError(f"field 'options' has {len(options)} options, more than the {MAX_OPTIONS} (A) to (Z) can name")
+        for o in options:
+            if isinstance(o, str) and len(o) > MAX_OPTION_CHARS:
+                raise _too_long("options", o, MAX_OPTION_CHARS)
+    for field in ("id", "difficulty"):
+        value = record.get(field)
+        if value is not None and not _scalar(value):
+            raise TripostError(f"field {field!r} must be a string or a number, got {type(value).__name__}")
+        if isinstance(value, str) and len(value) > MAX_ID_CHARS:
+            raise _too_long(field, value, MAX_ID_CHARS)
+    meta = record.get("meta")
+    if meta is not None and not isinstance(meta, dict):
+        raise TripostError(f"field 'meta' must be an object, got {type(meta).__name__}")
 
 
 def load_problems(path: str | Path, family: str, split: str = "test") -> list[Problem]:
@@ -23,15 +102,16 @@ def load_problems(path: str | Path, family: str, split: str = "test") -> list[Pr
     seen: set[str] = set()
     for lineno, record in read_jsonl(str(path), required=("question", "answer")):
         try:
+            check_record(record)  # the families call it too; here it also covers any family that forgets
             p = task.from_record(record)
         except TripostError as e:
             raise InputError(str(path), str(e), lineno) from None
         subset = record.get("subset", "seen")
         rsplit = record.get("split", split)
         if subset not in SUBSETS:
-            raise InputError(str(path), f"subset must be one of {', '.join(SUBSETS)}, got {subset!r}", lineno)
+            raise InputError(str(path), f"subset must be one of {', '.join(SUBSETS)}, got {_clip(subset)}", lineno)
         if rsplit not in SPLITS:
-            raise InputError(str(path), f"split must be one of {', '.join(SPLITS)}, got {rsplit!r}", lineno)
+            raise InputError(str(path), f"split must be one of {', '.join(SPLITS)}, got {_clip(rsplit)}", lineno)
         pid = str(record.get("id") or problem_id(family, p.question))
         if pid in seen:
             raise InputError(str(path), f"duplicate problem id {pid!r}", lineno)

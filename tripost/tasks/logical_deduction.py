@@ -48,6 +48,7 @@ from typing import Any
 from tripost.errors import TripostError
 from tripost.format import final_line, parse_final_answer, parse_rationale, render_rationale
 from tripost.tasks.base import PRESETS, SUBSETS, Problem, StepCheck, problem_id, split_of
+from tripost.tasks.external import check_record
 
 _LEVELS = {
     # paper: TriPosT's split (seen 3 and 5 objects, unseen 7).
@@ -1017,6 +1018,7 @@ class LogicalDeductionTask:
     def from_record(self, record: dict[str, Any]) -> Problem:
         if not isinstance(record, dict):
             raise TripostError("logical_deduction record must be a JSON object")
+        check_record(record)  # loosely read fields' types, and sizes
         question, answer = record.get("question"), record.get("answer")
         if not isinstance(question, str) or not question.strip():
             raise TripostError("logical_deduction record: field 'question' must be a non-empty string")

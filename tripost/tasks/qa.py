@@ -15,6 +15,7 @@ from typing import Any
 from tripost.errors import TripostError
 from tripost.format import parse_final_answer, parse_rationale
 from tripost.tasks.base import Problem, StepCheck
+from tripost.tasks.external import check_record
 
 _NUMBER_RE = re.compile(r"^[-+]?\$?\d[\d,]*(\.\d+)?%?$")
 
@@ -45,6 +46,8 @@ class QATask:
         raise TripostError("the qa family has no generator: load problems with --data FILE.jsonl")
 
     def from_record(self, record: dict[str, Any]) -> Problem:
+        # Types and sizes first: a wrong type is one clear error, never a traceback.
+        check_record(record)
         question, answer = record.get("question"), record.get("answer")
         if not isinstance(question, str) or not question.strip():
             raise TripostError("field 'question' must be a non-empty string")
@@ -55,15 +58,16 @@ class QATask:
         # GSM8K writes its gold answer as "... #### 72": keep the part after ####.
         if "####" in answer:
             answer = answer.rsplit("####", 1)[1]
-        rationale = record.get("rationale") or ""
+            if not answer.strip():
+                raise TripostError("field 'answer' has nothing after '####'")
         return Problem(
             id=str(record.get("id") or ""),
             family=self.name,
             question=question.strip(),
             answer=answer.strip(),
-            rationale=rationale if isinstance(rationale, str) else "",
+            rationale=record.get("rationale") or "",
             difficulty=str(record.get("difficulty", "external")),
-            options=tuple(record.get("options") or ()),
+            options=tuple(str(o) for o in record.get("options") or ()),
         )
 
     def parse_answer(self, text: str) -> str | None:

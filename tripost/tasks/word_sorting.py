@@ -20,6 +20,15 @@ A word that has run out of letters shows as `"car"="" (0)`, so a prefix
 comes first ("car" < "card"). Identical words (possible in external files)
 form a settled group written `["car" = "car"]`.
 
+Real word lists hold more than letters (`shouldn't`, `o'connell`, `ph.d`), so
+an external word is any token without whitespace or a double quote (the
+rationale quotes words with it). The order is plain string order, Python's
+`sorted`, as the BIG-bench benchmark's answers use: characters compare by
+code point. The number after a character counts from "a" by code point, so
+a-z keep 1-26, an apostrophe is -57 and a period -50; a missing letter stays
+0 and still comes first ("it" < "it's"). The order of a split is judged on
+the characters themselves, the numbers only name them.
+
 The `small` preset (for the 135M student) uses fewer, more common words and
 a shorter variant of the same procedure: a subpart is sorted at once by the
 first letter at which its words differ, skipping letters they all share.
@@ -46,9 +55,12 @@ from typing import Any
 from tripost.errors import TripostError
 from tripost.format import final_line, parse_final_answer, parse_rationale, render_rationale
 from tripost.tasks.base import Problem, StepCheck
+from tripost.tasks.external import MAX_RATIONALE_CHARS, check_record
 
 QUESTION_PREFIX = "Sort the following words alphabetically: List:"
-_WORD_RE = re.compile(r"^[a-z]+$")
+# The shipped list holds plain words; external words may hold any character
+# but whitespace and '"' (see `_bad_word`).
+_PLAIN_RE = re.compile(r"^[a-z]+$")
 
 # Difficulty = number of words. TriPosT (Yu et al. 2024, Sec. 4.1) trains on
 # 1-7 words and tests generalisation on 8+; the `-easy` levels of the small
@@ -62,6 +74,7 @@ _LEVELS = {
 _EASY_POOL = 1200  # the most common words of the list
 _EASY_MAX_LEN = 8
 _MAX_WORDS = 64  # external records: keeps a rationale a sane length
+_MAX_WORD_CHARS = 64  # the step checker reads quoted words of up to 64 characters (_ITEM_RE)
 _FORM_REASON = "this step does not follow the expected form"
 
 _ORDINALS = (
@@ -92,8 +105,17 @@ def letter_at(word: str, k: int) -> str:
 
 
 def letter_value(letter: str) -> int:
-    """Position in the alphabet; a missing letter counts as 0 (it sorts first)."""
+    """Position in the alphabet (a-z are 1-26); any other character counts
+    from "a" by code point ("'" is -57). A missing letter counts as 0 and
+    sorts first whatever its number: order is decided by the characters
+    themselves (string order), the number only names them."""
     return ord(letter) - ord("a") + 1 if letter else 0
+
+
+def _letter_reason(letter: str) -> str:
+    if _PLAIN_RE.match(letter):
+        return f'"{letter}" is letter {letter_value(letter)} of the alphabet'
+    return f'"{letter}" counts as {letter_value(letter)} (its code point less that of "a", plus 1)'
 
 
 def _common_prefix(words: tuple[str, ...] | list[str]) -> int:
@@ -109,7 +131,7 @@ def word_list() -> tuple[str, ...]:
     """The shipped word list (tripost/tasks/data/words.txt), in file order."""
     text = resources.files("tripost.tasks").joinpath("data/words.txt").read_text(encoding="utf-8")
     words = tuple(line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#"))
-    bad = [w for w in words if not _WORD_RE.match(w)]
+    bad = [w for w in words if not _PLAIN_RE.match(w)]
     if bad or len(set(words)) != len(words):
         raise TripostError(f"word_sorting: the shipped word list is corrupt (e.g. {bad[:3]})")
     return words
@@ -145,12 +167,13 @@ def _letters_step(words: tuple[str, ...] | list[str], k: int, whole: bool) -> st
 
 
 def _buckets(words: tuple[str, ...] | list[str], k: int) -> list[tuple[str, ...]]:
-    """Words grouped by their k-th letter, groups in alphabetical order, words
-    inside a group in the order given."""
+    """Words grouped by their k-th letter, groups in string order of that
+    letter (the missing letter "" first, then by code point: for a-z the
+    alphabet), words inside a group in the order given."""
     by: dict[str, list[str]] = {}
     for w in words:
         by.setdefault(letter_at(w, k), []).append(w)
-    return [tuple(by[c]) for c in sorted(by, key=letter_value)]
+    return [tuple(by[c]) for c in sorted(by)]
 
 
 def _order_step(buckets: list[tuple[str, ...]], k: int) -> str:
@@ -165,11 +188,80 @@ def _hence_step(sorted_words: list[str]) -> str:
     return f"Hence, we have {out}."
 
 
+_DECORATION = "\"'.[]"  # what an answer may wrap a plain word in: quotes, brackets, a period
+
+
 def _normalise(text: str) -> str | None:
-    t = text.strip().lower().rstrip(".").strip()
-    tokens = [tok.strip("\"'.[]") for tok in re.split(r"[\s,;]+", t)]
-    tokens = [tok for tok in tokens if tok]
-    return " ".join(tokens) or None
+    """An answer as lower-case tokens joined by spaces. Plain words (a-z) lose
+    the quotes, brackets, periods and commas around them ("Car, card." ->
+    "car card"), as they always have. A token with other characters inside
+    ("shouldn't", "ph.d.", "1,000") is kept whole bar `_trim`: its periods,
+    apostrophes and commas may belong to the word, and `_answer_words` reads
+    it against the problem's words."""
+    out: list[str] = []
+    for chunk in text.strip().lower().split():
+        parts = [p.strip(_DECORATION) for p in re.split(r"[,;]+", chunk)]
+        if all(not p or _PLAIN_RE.match(p) for p in parts):
+            out += [p for p in parts if p]
+        else:
+            out.append(_trim(chunk))
+    return " ".join(out) or None
+
+
+def _trim(token: str) -> str:
+    """`["ph.d.",` -> `ph.d.`: quotes (never part of a word), brackets and
+    separators around it, and a period after a closing quote or bracket go.
+    (A word that does end in a bracket is still found by its bare form.)"""
+    prev = None
+    while token != prev:
+        prev = token
+        token = token.strip('"[],;')
+        if token.endswith(('".', '].')):
+            token = token[:-1]
+    return token
+
+
+@dataclass(frozen=True)
+class _Vocab:
+    """A problem's words, and each word by its bare form (no quotes, brackets,
+    periods or apostrophes at its ends) when only one word has that form."""
+
+    words: frozenset[str]
+    by_bare: dict[str, str]
+
+    @classmethod
+    def of(cls, words: list[str] | tuple[str, ...]) -> "_Vocab":
+        bare: dict[str, set[str]] = {}
+        for w in words:
+            bare.setdefault(w.strip(_DECORATION + ",;"), set()).add(w)
+        return cls(frozenset(words), {k: next(iter(v)) for k, v in bare.items() if len(v) == 1})
+
+
+def _resolve(token: str, vocab: _Vocab) -> list[str]:
+    """The problem word(s) an answer token stands for: itself if it is one,
+    else itself without decoration around it, else its comma-separated parts,
+    else the one word with its bare form; an unknown token stays and will
+    not match."""
+    if token in vocab.words:
+        return [token]
+    bare = token.strip(_DECORATION + ",;")
+    if not bare:
+        return []  # only quotes, brackets or separators
+    for chars in ("[]", "[],;", "[],;.", "[],;.'"):
+        if token.strip(chars) in vocab.words:
+            return [token.strip(chars)]
+    if "," in token or ";" in token:
+        return [w for part in re.split(r"[,;]+", token) if part for w in _resolve(part, vocab)]
+    return [vocab.by_bare.get(bare, bare)]
+
+
+def _answer_words(text: str, vocab: _Vocab) -> list[str]:
+    """The words an answer lists, read against the problem's words: exact for
+    words with periods or apostrophes inside ("ph.d" and "ph.d." stay apart).
+    A plain word with one at an end ("etc.", "'em") is known by its bare form
+    when no other word of the list shares it."""
+    norm = _normalise(text)
+    return [w for tok in (norm.split() if norm else []) for w in _resolve(tok, vocab)]
 
 
 # ------------------------------------------------------ the state machine ---
@@ -213,16 +305,20 @@ def _initial(words: list[str]) -> _State:
     return _State(blocks=[_Block(tuple(words), 0)])
 
 
-_ITEM_RE = re.compile(r'"([^"\n]{0,64})"\s*[=:]\s*"([^"\n]{0,8})"\s*\(\s*(-?\d{1,6})\s*\)')
+_ITEM_RE = re.compile(r'"([^"\n]{0,64})"\s*[=:]\s*"([^"\n]{0,8})"\s*\(\s*(-?\d{1,7})\s*\)')  # 7 digits: U+10FFFF counts as 1,114,015
 _FIRST_RE = re.compile(r"^(?:The|Their)\s+(?P<ordl>(?P<ord>\w+)\s+letters?)\s*(?:is|are)?\s*:\s*", re.IGNORECASE)
+# A group is `[...]`; `_QGROUP` also reads a `]` inside a quoted word
+# ("a]b"). `_SUBPART_RE` tries the plain form first and `_ENTRY_RE` the quoted
+# one, so that text the plain form read is read as before.
+_QGROUP = r'\[(?:"[^"\n]*"|[^\]"\n])*\]'
 _SUBPART_RE = re.compile(
-    r"^(?:Now\s*,?\s+)?(?:let's\s+|let\s+us\s+|we\s+)?sort\s+(?:this|the)\s+subpart\s*(?P<group>\[[^\]]*\])\s*"
+    r"^(?:Now\s*,?\s+)?(?:let's\s+|let\s+us\s+|we\s+)?sort\s+(?:this|the)\s+subpart\s*(?P<group>\[[^\]]*\]|" + _QGROUP + r")\s*"
     r"by\s+looking\s+at\s+(?:their|the)\s+(?P<ordl>(?P<ord>\w+)\s+letters?)\s*:\s*",
     re.IGNORECASE,
 )
 _ORDER_RE = re.compile(r"^We\s+now\s+have\s*:\s*", re.IGNORECASE)
 _HENCE_RE = re.compile(r"^(?:Hence|Thus|Therefore|So)\s*,?\s+we\s+have\s*:?\s*", re.IGNORECASE)
-_ENTRY_RE = re.compile(r'\(\s*(-?\d{1,6})\s*\)\s*(\[[^\]]*\]|"[^"\n]*")')
+_ENTRY_RE = re.compile(r'\(\s*(-?\d{1,7})\s*\)\s*(' + _QGROUP + r'|\[[^\]]*\]|"[^"\n]*")')
 _GAP_RE = re.compile(r"^[\s,;.]*(?:and\s*)?[\s.]*$", re.IGNORECASE)
 _LT_RE = re.compile(r"\s*<\s*")
 _GROUP_WORD_RE = re.compile(r'\s*"([^"\n]*)"\s*')
@@ -367,7 +463,7 @@ class _Checker:
             if num != letter_value(c):
                 if not c:
                     return _Error(item, "a missing letter counts as 0")
-                return _Error(item, f'"{c}" is letter {letter_value(c)} of the alphabet')
+                return _Error(item, _letter_reason(c))
             listed.append(w)
         if first_item is None:
             return _Error(_head(text[items_start:]) or _head(text), _FORM_REASON)
@@ -444,7 +540,9 @@ class _Checker:
                 if not c:
                     return _Error(etext, f'"{gwords[0]}" has no {ordinal(k)} letter, which counts as 0')
                 return _Error(etext, f'the {ordinal(k)} letter of "{gwords[0]}" is "{c}" ({letter_value(c)})')
-            if prev is not None and letter_value(prev[0]) > letter_value(c):
+            # By the characters, not their numbers: a missing letter (0) comes
+            # before "'" (-57), as in Python's string order.
+            if prev is not None and prev[0] > c:
                 seg = text[prev[1][0] : e]
                 return _Error(seg, f"{_describe(c)} comes before {_describe(prev[0])}")
             prev = (c, (s, e))
@@ -600,6 +698,7 @@ class WordSortingTask:
     def from_record(self, record: dict[str, Any]) -> Problem:
         if not isinstance(record, dict):
             raise TripostError("word_sorting record must be a JSON object")
+        check_record(record)  # loosely read fields' types, and sizes
         question, answer = record.get("question"), record.get("answer")
         if not isinstance(question, str) or not question.strip():
             raise TripostError("word_sorting record: field 'question' must be a non-empty string")
@@ -607,14 +706,20 @@ class WordSortingTask:
             raise TripostError("word_sorting record: field 'answer' must be a non-empty string")
         words = parse_question(question)
         gold = " ".join(sorted(words))
-        given = _normalise(answer)
-        if given != gold:
+        vocab = _Vocab.of(words)
+        if _answer_words(answer, vocab) != _answer_words(gold, vocab):  # read both alike, as check_answer does
             raise TripostError(
-                f"word_sorting record: answer {answer.strip()!r} is not the list in alphabetical order ({gold!r})"
+                f"word_sorting record: answer {_clip(answer.strip())!r} is not the list in alphabetical order ({_clip(gold)!r})"
             )
         difficulty = record.get("difficulty")
         difficulty = str(difficulty) if difficulty not in (None, "") else str(len(words))
         p = self._problem(words, difficulty, skip=False)
+        if len(p.rationale) > MAX_RATIONALE_CHARS:
+            # Long words that share long prefixes are read letter by letter.
+            raise TripostError(
+                f"word_sorting record: the step-by-step rationale for this list is {len(p.rationale):,} characters long, "
+                f"more than the {MAX_RATIONALE_CHARS:,} accepted"
+            )
         given_rationale = record.get("rationale")
         if isinstance(given_rationale, str) and given_rationale.strip():
             # Keep the file's own rationale when it is right; otherwise the generated gold one.
@@ -649,12 +754,17 @@ class WordSortingTask:
         if parsed.steps:
             return None  # a rationale that never reached its final response
         m = re.search(r"the answer is\s*(.*)$", text, re.IGNORECASE | re.DOTALL)
-        return _normalise(m.group(1) if m else text)
+        # One period ends the sentence, as parse_final_answer drops it: a
+        # second one may belong to the last word ("... ph.d..").
+        return _normalise(re.sub(r"\.\s*$", "", m.group(1) if m else text))
 
     def check_answer(self, problem: Problem, answer: str | None) -> bool:
         if answer is None:
             return False
-        return _normalise(answer) == _normalise(problem.answer)
+        # Read against the gold words, so that "ph.d" and "ph.d." stay apart.
+        vocab = _Vocab.of(problem.answer.lower().split())
+        gold = _answer_words(problem.answer, vocab)
+        return bool(gold) and _answer_words(answer, vocab) == gold
 
     # -- steps --------------------------------------------------------------------
 
@@ -707,7 +817,7 @@ class WordSortingTask:
             # the right ones reached.
             if checker.step(step) is not None:
                 break
-        skip = problem.meta.get("variant") == "skip"
+        skip = isinstance(problem.meta, dict) and problem.meta.get("variant") == "skip"
         return checker.finish(skip), problem.answer
 
     def corrupt(self, problem: Problem, step: int, rng: random.Random) -> str:
@@ -756,15 +866,38 @@ def parse_question(question: str) -> list[str]:
         raise TripostError("word_sorting record: the list after 'List:' is empty")
     if len(words) > _MAX_WORDS:
         raise TripostError(f"word_sorting record: {len(words)} words is more than the {_MAX_WORDS} supported")
-    bad = [w for w in words if not _WORD_RE.match(w)]
-    if bad:
-        raise TripostError(f"word_sorting record: {bad[0]!r} is not a word of letters a-z")
+    for w in words:
+        why = _bad_word(w)
+        if why:
+            raise TripostError(f"word_sorting record: {_clip(w)!r} {why}")
     return words
+
+
+def _bad_word(word: str) -> str | None:
+    """Why a whitespace-free token cannot be sorted step by step, or None."""
+    if '"' in word:
+        return "has a double quote, which the rationale quotes words with"
+    if not word.strip(_DECORATION + ",;"):
+        return "is only the punctuation an answer puts around words"
+    if not word.isprintable():
+        return "has a control or invisible character"
+    if len(word) > _MAX_WORD_CHARS:
+        return f"is {len(word)} characters long, more than the {_MAX_WORD_CHARS} the step checker reads"
+    return None
+
+
+def _is_word(w: object) -> bool:
+    """A word as `parse_question` gives it: one lower-case token that `_bad_word` passes."""
+    return isinstance(w, str) and w.split() == [w] and w == w.lower() and _bad_word(w) is None
+
+
+def _clip(text: str, n: int = 60) -> str:
+    return text if len(text) <= n else text[: n - 3] + "..."
 
 
 def _words_of(problem: Problem) -> list[str]:
     words = problem.meta.get("words") if isinstance(problem.meta, dict) else None
-    if isinstance(words, list) and words and all(isinstance(w, str) and _WORD_RE.match(w) for w in words):
+    if isinstance(words, list) and words and all(_is_word(w) for w in words):
         return list(words)
     return parse_question(problem.question)
 
