@@ -64,8 +64,9 @@ def test_a_run_made_before_new_config_keys_resumes(tmp_path):
     notes = []
     Run(out, cfg, progress=False, log=notes.append).prepare()
     assert notes and "gap.enabled" in notes[0]
-    # A changed value is still a different run.
+    # A changed value is still a different run (once a stage has finished there).
     old["tasks"]["n_train"] = 5
     (out / "config.json").write_text(json.dumps(old))
+    (out / "state.json").write_text(json.dumps({"stages": {"it0/train": {"seconds": 1.0}}}))
     with pytest.raises(TripostError, match="different config"):
         Run(out, cfg, progress=False, log=notes.append).prepare()

@@ -9,6 +9,10 @@ resolved config is written into every run folder (config.json) and hashed
 Values on the command line are read as TOML values when they parse as one
 (`3`, `1.5`, `true`, `[1.5, 1, 1]`, `"text"`), else as plain strings
 (`teacher.spec=openai:gpt-4o-mini`).
+
+Every value must have its default's type (`check_types`): a string where a
+number belongs is an error naming the key when the config is resolved, not a
+traceback when some stage first compares it with a number.
 """
 
 from __future__ import annotations
@@ -21,12 +25,35 @@ from typing import Any
 
 from tripost.errors import TripostError
 
+# String defaults that are switches: they also take TOML's true/false (on/off).
+SWITCH_WORDS = ("auto", "on", "off")
+
 
 def parse_value(text: str) -> Any:
     try:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         return text
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """A TOML file as a dict; a missing, unreadable, non-UTF-8 or malformed
+    file is one `TripostError` naming it."""
+    p = Path(path)
+    if not p.is_file():
+        raise TripostError(f"config file {p} not found")
+    try:
+        raw = p.read_bytes()
+    except OSError as e:
+        raise TripostError(f"config file {p}: cannot read it ({e.strerror})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise TripostError(f"config file {p}: not UTF-8 text (byte {e.start}); TOML files are UTF-8") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise TripostError(f"config file {p}: {e}") from None
 
 
 def apply_override(config: dict[str, Any], item: str, known: dict[str, Any] | None = None) -> None:
@@ -49,6 +76,10 @@ def apply_override(config: dict[str, Any], item: str, known: dict[str, Any] | No
             raise TripostError(f"config key {'.'.join(parts[: i + 1])!r} is not a section")
     if ref is not None and parts[-1] not in ref:
         raise TripostError(f"unknown config key {key.strip()!r}; known in this section: {', '.join(sorted(ref))}")
+    if ref is not None and isinstance(ref[parts[-1]], dict):
+        section = ".".join(parts)
+        example = next(iter(ref[parts[-1]]), "key")
+        raise TripostError(f"override {item!r}: {section!r} is a config section, not a value; set one of its keys, e.g. {section}.{example}=...")
     node[parts[-1]] = parse_value(raw.strip())
 
 
@@ -58,6 +89,8 @@ def merge(base: dict[str, Any], extra: dict[str, Any], known: dict[str, Any] | N
         path = f"{where}.{k}" if where else k
         if known is not None and k not in known:
             raise TripostError(f"unknown config key {path!r}")
+        if known is not None and isinstance(known[k], dict) and not isinstance(v, dict):
+            raise TripostError(f"config key {path!r} is a section ([{path}] with keys such as {next(iter(known[k]), 'key')} = ...), not a value")
         if isinstance(v, dict) and isinstance(out.get(k), dict):
             out[k] = merge(out[k], v, known[k] if known is not None and isinstance(known.get(k), dict) else None, path)
         else:
@@ -65,19 +98,80 @@ def merge(base: dict[str, Any], extra: dict[str, Any], known: dict[str, Any] | N
     return out
 
 
+def _kind(v: Any) -> str:
+    """The value's type as a config file spells it."""
+    if isinstance(v, bool):
+        return "true/false"
+    if isinstance(v, int):
+        return "a whole number"
+    if isinstance(v, float):
+        return "a number"
+    if isinstance(v, str):
+        return "a string"
+    if isinstance(v, list):
+        return "a list"
+    if isinstance(v, dict):
+        return "a section"
+    return type(v).__name__
+
+
+def _fits(value: Any, default: Any) -> bool:
+    """Whether `value` has the type of `default`: a float takes a whole number
+    too, a switch string takes true/false, and an unset default ("" or None:
+    TOML has no null) takes any value that is not a section (the component
+    that reads it checks it further)."""
+    if default is None or default == "":
+        return not isinstance(value, dict)
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, str):
+        return isinstance(value, str) or (isinstance(value, bool) and default in SWITCH_WORDS)
+    if isinstance(default, list):
+        if not isinstance(value, list):
+            return False
+        # Elements: as the default's, when all of its elements agree (a list
+        # of names, a list of numbers).
+        if default and all(isinstance(d, str) for d in default):
+            return all(isinstance(x, str) for x in value)
+        if default and all(isinstance(d, (int, float)) and not isinstance(d, bool) for d in default):
+            return all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in value)
+        return True
+    return True
+
+
+def check_types(config: dict[str, Any], defaults: dict[str, Any], where: str = "") -> None:
+    """Every key of `config` that `defaults` knows has the default's type; the
+    first that does not is a `TripostError` naming the key, the type it needs
+    and the value it got."""
+    for k, default in defaults.items():
+        if k not in config:
+            continue
+        path = f"{where}.{k}" if where else k
+        value = config[k]
+        if isinstance(default, dict):
+            if not isinstance(value, dict):
+                raise TripostError(f"config key {path!r} is a section, not a value (got {json.dumps(value, default=str)})")
+            check_types(value, default, path)
+        elif not _fits(value, default):
+            want = _kind(default)
+            if isinstance(default, float):
+                want = "a number"
+            elif isinstance(default, list) and default:
+                want = f"a list of {'strings' if isinstance(default[0], str) else 'numbers'}"
+            raise TripostError(f"config key {path!r} must be {want}, not {_kind(value)} ({json.dumps(value, default=str)})")
+
+
 def load_config(defaults: dict[str, Any], path: str | Path | None = None, overrides: list[str] | None = None) -> dict[str, Any]:
     config = copy.deepcopy(defaults)
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise TripostError(f"config file {p} not found")
-        try:
-            data = tomllib.loads(p.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as e:
-            raise TripostError(f"config file {p}: {e}") from None
-        config = merge(config, data, defaults)
+        config = merge(config, read_toml(path), defaults)
     for item in overrides or []:
         apply_override(config, item, defaults)
+    check_types(config, defaults)
     return config
 
 

@@ -35,7 +35,7 @@ from typing import Any
 from tripost.buffer import BufferConfig, build_buffer, save_buffer
 from tripost.collect import CollectConfig, collect, student_sampler
 from tripost.evaluate import EvalConfig
-from tripost.config import config_hash, load_config, write_config
+from tripost.config import check_types, config_hash, load_config, write_config
 from tripost.errors import TripostError
 from tripost.log import read_log
 from tripost.tasks import get_task, sample_problems
@@ -96,16 +96,128 @@ def default_config() -> dict[str, Any]:
 
 
 def resolve_config(path: str | None = None, overrides: list[str] | None = None) -> dict[str, Any]:
+    """Defaults < TOML < overrides, type-checked and value-checked: a config a
+    stage would reject is rejected here, before a run folder is touched."""
     cfg = load_config(default_config(), path, overrides)
+    check_config(cfg)
+    return cfg
+
+
+STUDENT_PRECISIONS = ("auto", "fp32", "bf16", "nf4")
+
+
+def check_config(cfg: dict[str, Any]) -> None:
+    """Every value a stage will read, checked now (types were checked by
+    `load_config`): each stage's config object is built once here with the same
+    function the stage uses, so its own checks run before the first stage."""
+    from tripost.student.spec import parse_spec
+    from tripost.tasks import PRESETS, SUBSETS
+
+    check_types(cfg, default_config())  # again: a config made in code skipped load_config
     if cfg["loop"]["iterations"] < 0:
         raise TripostError("loop.iterations must be >= 0")
-    if not cfg["tasks"]["families"]:
+    if cfg["loop"]["iteration0_epochs"] < 0:
+        raise TripostError("loop.iteration0_epochs must be >= 0 (0: train.epochs)")
+    tc = cfg["tasks"]
+    if not tc["families"]:
         raise TripostError("tasks.families is empty")
-    for fam in cfg["tasks"]["families"]:
+    for fam in tc["families"]:
         get_task(fam)
-    if cfg["collect"]["source"] not in COLLECT_SOURCES:
-        raise TripostError(f"unknown collect.source {cfg['collect']['source']!r}; choose from {', '.join(COLLECT_SOURCES)}")
-    return cfg
+    if tc["preset"] not in PRESETS:
+        raise TripostError(f"unknown tasks.preset {tc['preset']!r}; choose from {', '.join(PRESETS)}")
+    for name in ("n_train", "n_eval"):
+        if tc[name] < 1:
+            raise TripostError(f"tasks.{name} must be at least 1")
+    if not tc["eval_subsets"] or any(s not in SUBSETS for s in tc["eval_subsets"]):
+        raise TripostError(f"tasks.eval_subsets must name one or more of {', '.join(SUBSETS)}")
+    if not isinstance(tc["data"], str):
+        raise TripostError("tasks.data must be a file name (a string), or \"\" for generated problems")
+    parse_spec(cfg["student"]["spec"])
+    if cfg["student"]["sample_precision"] not in STUDENT_PRECISIONS:
+        raise TripostError(f"unknown student.sample_precision {cfg['student']['sample_precision']!r}; choose from {', '.join(STUDENT_PRECISIONS)}")
+    if cfg["teacher"]["concurrency"] < 1:
+        raise TripostError("teacher.concurrency must be at least 1")
+    source = cfg["collect"]["source"]
+    if source not in COLLECT_SOURCES:
+        raise TripostError(f"unknown collect.source {source!r}; choose from {', '.join(COLLECT_SOURCES)}")
+    sampling_params(cfg)
+    collect_config(cfg, 1, "")
+    if source == "guided":
+        guided_config(cfg, 1, "")
+    if source == "sharpen":
+        sharpen_config(cfg)
+    buffer_config(cfg, 1)
+    train = train_config(cfg, None, progress=False)
+    if cfg["loop"]["iteration0_epochs"]:
+        replace(train, epochs=float(cfg["loop"]["iteration0_epochs"]))
+    eval_config(cfg, progress=False)
+    if cfg["gap"]["enabled"]:
+        from tripost.gap import GapConfig
+
+        GapConfig.from_dict(gap_config(cfg, progress=False))
+
+
+# Each stage's config object, built from the run config in one place: the
+# stage uses it, and `check_config` builds it once up front.
+
+
+def sampling_params(cfg: dict[str, Any]):
+    from tripost.student.generate import SamplingParams
+
+    c = cfg["collect"]
+    return SamplingParams(temperature=c["temperature"], top_p=c["top_p"], max_new_tokens=c["max_new_tokens"], seed=cfg["seed"])
+
+
+def collect_config(cfg: dict[str, Any], t: int, run_hash: str) -> CollectConfig:
+    c = cfg["collect"]
+    return CollectConfig(samples_per_problem=c["samples_per_problem"], max_edits=c["max_edits"], max_passes=c["max_passes"],
+                         target_usable=c["target_usable"] or None, batch_size=c["batch_size"], teacher_concurrency=cfg["teacher"]["concurrency"],
+                         iteration=t, seed=cfg["seed"], config_hash=run_hash)
+
+
+def guided_config(cfg: dict[str, Any], t: int, run_hash: str):
+    from tripost.guided import GuidedConfig
+
+    c = cfg["collect"]
+    return GuidedConfig(strategy=c["guided_strategy"], samples_per_round=c["samples_per_problem"], min_correct=c["guided_min_correct"],
+                        max_rounds=c["guided_rounds"], check=c["guided_check"], batch_size=c["batch_size"], max_edits=c["max_edits"],
+                        iteration=t, seed=cfg["seed"], config_hash=run_hash)
+
+
+def sharpen_config(cfg: dict[str, Any]):
+    from tripost.sharpen import SharpenConfig
+
+    c = cfg["collect"]
+    return SharpenConfig(samples=c["samples_per_problem"], reward=c["sharpen_reward"], temperature=c["temperature"], top_p=c["top_p"],
+                         max_new_tokens=c["max_new_tokens"], batch_size=c["batch_size"])
+
+
+def buffer_config(cfg: dict[str, Any], t: int) -> BufferConfig:
+    b = cfg["buffer"]
+    return BufferConfig(ratio=tuple(b["ratio"]), max_chars=b["max_chars"], dedupe=b["dedupe"], difficulty_mode=b["difficulty_mode"],
+                        bucket_cap=b["bucket_cap"], keep_last=b["keep_last"] or None, decay=b["decay"] or None,
+                        include_gold=b["include_gold"], seed=cfg["seed"] + t)
+
+
+def train_config(cfg: dict[str, Any], adapter: str | None, progress: bool):
+    from tripost.train import TrainConfig
+
+    d = {k: (None if v == "" else v) for k, v in cfg["train"].items()}
+    return TrainConfig.from_dict({**d, "student": cfg["student"]["spec"], "adapter": adapter, "progress": progress, "seed": cfg["seed"]})
+
+
+def eval_config(cfg: dict[str, Any], progress: bool) -> EvalConfig:
+    e = cfg["eval"]
+    return EvalConfig(max_turns=e["max_turns"], max_new_tokens=e["max_new_tokens"], batch_size=e["batch_size"],
+                      n_bootstrap=e["n_bootstrap"], seed=cfg["seed"], progress=progress)
+
+
+def gap_config(cfg: dict[str, Any], progress: bool) -> dict[str, Any]:
+    g = cfg["gap"]
+    out = {k: g[k] for k in ("samples", "verifier", "filter", "quantile", "threshold", "max_new_tokens")}
+    out.update(seed=cfg["seed"], teacher=cfg["teacher"]["spec"], n_bootstrap=cfg["eval"]["n_bootstrap"],
+               batch_size=cfg["eval"]["batch_size"], progress=progress)
+    return out
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -144,17 +256,40 @@ class Run:
 
     # ---------------------------------------------------------------- state ---
     def prepare(self) -> None:
+        """Check everything a stage will need, then write config.json: a run
+        whose config or problems are wrong writes nothing, so the corrected
+        command is not refused as "a different config"."""
+        check_config(self.cfg)
+        if not self.train_problems():
+            raise TripostError("no training problems: tasks.data holds none of the train split for tasks.families")
+        if not self.eval_problems():
+            raise TripostError("no evaluation problems: tasks.data holds none of the test split for tasks.families and tasks.eval_subsets")
         cfg_path = self.out / "config.json"
         if cfg_path.exists():
             old = json.loads(cfg_path.read_text())
             if config_hash(old) != self.hash:
                 added = _added_defaults(old, self.cfg, default_config())
-                if added is None:
+                if added is not None:
+                    # A run made by an older tripost: the keys added since are at
+                    # their defaults, so the run is the same run.
+                    self.say(f"note: {self.out} was made before these config keys existed; resuming with their defaults: {', '.join(added)}")
+                elif self._untouched():
+                    self.say(f"note: {self.out} holds only the config of a run that wrote nothing else; starting it over with this config")
+                else:
                     raise TripostError(f"{self.out} holds a run with a different config; use a new --out (or the same config to resume)")
-                # A run made by an older tripost: the keys added since are at
-                # their defaults, so the run is the same run.
-                self.say(f"note: {self.out} was made before these config keys existed; resuming with their defaults: {', '.join(added)}")
         write_config(self.cfg, self.out)
+
+    def _untouched(self) -> bool:
+        """No stage wrote anything here (a first stage that failed before its
+        first output, e.g. a student that would not load): only config.json,
+        and a state.json without finished stages, if any."""
+        for f in self.out.rglob("*"):
+            if f.is_dir() or f == self.out / "config.json":
+                continue
+            if f == self.state_path and not self.state()["stages"]:
+                continue
+            return False
+        return True
 
     def state(self) -> dict[str, Any]:
         return json.loads(self.state_path.read_text()) if self.state_path.exists() else {"stages": {}}
@@ -227,10 +362,7 @@ class Run:
         return self._teacher
 
     def train_config(self, adapter: str | None):
-        from tripost.train import TrainConfig
-
-        d = {k: (None if v == "" else v) for k, v in self.cfg["train"].items()}
-        return TrainConfig.from_dict({**d, "student": self.cfg["student"]["spec"], "adapter": adapter, "progress": self.progress, "seed": self.cfg["seed"]})
+        return train_config(self.cfg, adapter, self.progress)
 
     def stage_gold_sft(self) -> dict[str, Any]:
         from tripost.buffer import Example, to_dataset, trajectory_text
@@ -247,31 +379,29 @@ class Run:
         return {"examples": len(examples), "steps": res.steps, "final_loss": res.final_loss, "tokens": res.tokens}
 
     def stage_collect(self, t: int) -> dict[str, Any]:
-        from tripost.student import SamplingParams, load_student
+        from tripost.student import load_student
 
         c = self.cfg["collect"]
-        student = load_student(self.cfg["student"]["spec"], precision=self.cfg["student"]["sample_precision"], adapter=self.adapter(t - 1))
-        params = SamplingParams(temperature=c["temperature"], top_p=c["top_p"], max_new_tokens=c["max_new_tokens"], seed=self.cfg["seed"])
-        cc = CollectConfig(samples_per_problem=c["samples_per_problem"], max_edits=c["max_edits"], max_passes=c["max_passes"],
-                           target_usable=c["target_usable"] or None, batch_size=c["batch_size"], teacher_concurrency=self.cfg["teacher"]["concurrency"],
-                           iteration=t, seed=self.cfg["seed"], config_hash=self.hash)
         folder = self.it(t) / "collect"
+        if (folder / "log.jsonl").is_file():
+            for _ in read_log(folder / "log.jsonl"):  # a log we cannot resume is an error now, not after the model loads
+                pass
+        student = load_student(self.cfg["student"]["spec"], precision=self.cfg["student"]["sample_precision"], adapter=self.adapter(t - 1))
+        params = sampling_params(self.cfg)
+        cc = collect_config(self.cfg, t, self.hash)
         info = {**student.describe(), "sampling": params.to_dict()}
         if c["source"] == "sharpen":
-            from tripost.sharpen import SharpenConfig, write_sharpen_log
+            from tripost.sharpen import write_sharpen_log
 
-            sc = SharpenConfig(samples=c["samples_per_problem"], reward=c["sharpen_reward"], temperature=c["temperature"], top_p=c["top_p"],
-                               max_new_tokens=c["max_new_tokens"], batch_size=c["batch_size"])
+            sc = sharpen_config(self.cfg)
             sres = write_sharpen_log(self.train_problems(), student, folder / "log.jsonl", sc, iteration=t, seed=self.cfg["seed"],
                                      config_hash=self.hash, student_info=info, progress=self.progress)
             kinds = {"direct": sres.records_written + sres.records_skipped - sres.failed, "failed": sres.failed}
             summary = {**sres.to_dict(), "usable": kinds["direct"], "by_kind": kinds, "teacher_calls": 0, "cost_usd": 0.0, "stopped_early": None}
         elif c["source"] == "guided":
-            from tripost.guided import GuidedConfig, guided_collect, guided_student_sampler
+            from tripost.guided import guided_collect, guided_student_sampler
 
-            gc = GuidedConfig(strategy=c["guided_strategy"], samples_per_round=c["samples_per_problem"], min_correct=c["guided_min_correct"],
-                              max_rounds=c["guided_rounds"], check=c["guided_check"], batch_size=c["batch_size"], max_edits=c["max_edits"],
-                              iteration=t, seed=self.cfg["seed"], config_hash=self.hash)
+            gc = guided_config(self.cfg, t, self.hash)
             teacher = self.teacher() if gc.strategy == "interactive" else None
             res = guided_collect(self.train_problems(), guided_student_sampler(student, params), teacher, folder / "log.jsonl", gc,
                                  student_info=info, progress=self.progress)
@@ -290,10 +420,7 @@ class Run:
         return {k: summary[k] for k in ("usable", "by_kind", "chosen_correct", "teacher_calls", "cost_usd") if k in summary}
 
     def stage_buffer(self, t: int) -> dict[str, Any]:
-        b = self.cfg["buffer"]
-        bc = BufferConfig(ratio=tuple(b["ratio"]), max_chars=b["max_chars"], dedupe=b["dedupe"], difficulty_mode=b["difficulty_mode"],
-                          bucket_cap=b["bucket_cap"], keep_last=b["keep_last"] or None, decay=b["decay"] or None,
-                          include_gold=b["include_gold"], seed=self.cfg["seed"] + t)
+        bc = buffer_config(self.cfg, t)
         records = [r for i in range(1, t + 1) for r in read_log(self.it(i) / "collect" / "log.jsonl")]
         examples, stats = build_buffer(records, bc, pool=[p.to_dict() for p in self.train_problems()])
         if not examples and self.cfg["collect"]["source"] != "teacher":
@@ -322,14 +449,11 @@ class Run:
         return {"steps": res.steps, "final_loss": res.final_loss, "tokens": res.tokens}
 
     def stage_eval(self, folder: Path, adapter: str | None) -> dict[str, Any]:
-        from tripost.evaluate import EvalConfig, evaluate
+        from tripost.evaluate import evaluate
         from tripost.student import load_student
 
-        e = self.cfg["eval"]
         student = load_student(self.cfg["student"]["spec"], precision=self.cfg["student"]["sample_precision"], adapter=adapter)
-        ec = EvalConfig(max_turns=e["max_turns"], max_new_tokens=e["max_new_tokens"], batch_size=e["batch_size"],
-                        n_bootstrap=e["n_bootstrap"], seed=self.cfg["seed"], progress=self.progress)
-        res = evaluate(student, self.eval_problems(), ec)
+        res = evaluate(student, self.eval_problems(), eval_config(self.cfg, self.progress))
         res.save(folder / "eval.json")
         m = res.metrics["total"]
         return {"first_accuracy": m["first_accuracy"], "final_accuracy": m["final_accuracy"]}
@@ -341,9 +465,7 @@ class Run:
         g = self.cfg["gap"]
         student = load_student(self.cfg["student"]["spec"], precision=self.cfg["student"]["sample_precision"], adapter=adapter)
         problems = self.eval_problems()[: g["n_problems"]]
-        cfg = {k: g[k] for k in ("samples", "verifier", "filter", "quantile", "threshold", "max_new_tokens")}
-        cfg.update(seed=self.cfg["seed"], teacher=self.cfg["teacher"]["spec"], n_bootstrap=self.cfg["eval"]["n_bootstrap"],
-                   batch_size=self.cfg["eval"]["batch_size"], progress=self.progress)
+        cfg = gap_config(self.cfg, self.progress)
         teacher = self.teacher() if g["verifier"] == "teacher" else None
         m = gap_for_run(student, problems, cfg, teacher=teacher, out=folder / "gap.json")["metrics"]
         return {"gap": m["gap"]["mean"], "relative_gap": m["relative_gap"]["mean"], "acc_all": m["acc_all"]["mean"]}

@@ -83,3 +83,11 @@ def main(argv: list[str] | None = None) -> int:
         except OSError:
             pass
         return 0
+    except OSError as e:
+        # A path the file system refused (a file where a folder must be, no
+        # permission, a read-only disk) after the verb's own checks passed:
+        # still the user's path, still one line. Other OS errors are bugs.
+        if e.filename is None:
+            raise
+        print(f"tripost {args.verb}: error: {e.filename}: {e.strerror or e}", file=sys.stderr)
+        return 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 from tripost.errors import TripostError
 from tripost.jsonl import open_input, read_jsonl
 
-__all__ = ["check_out_file", "check_student_args", "emit", "open_input", "read_jsonl"]
+__all__ = ["check_out_dir", "check_out_file", "check_student_args", "emit", "open_input", "read_jsonl"]
 
 
 def check_student_args(args: argparse.Namespace) -> None:
@@ -24,10 +25,44 @@ def check_student_args(args: argparse.Namespace) -> None:
         check_adapter_dir(args.adapter)
 
 
-def check_out_file(out: str | Path | None, example: str, what: str = "file") -> None:
-    """An --out that names an existing folder is an error (it must be a file)."""
-    if out and Path(out).is_dir():
-        raise TripostError(f"--out {out} is a folder; give a {what} name such as {Path(out) / example}")
+def check_out_file(out: str | Path | None, example: str, what: str = "file", overwrite: bool = True) -> None:
+    """An --out file must be creatable: not a folder, in a folder we can write
+    (made if missing). `overwrite=False`: an existing file is refused too (the
+    verb offers --force to replace it)."""
+    if not out:
+        return
+    path = Path(out)
+    if path.is_dir():
+        raise TripostError(f"--out {out} is a folder; give a {what} name such as {path / example}")
+    if path.exists() and not overwrite:
+        raise TripostError(f"--out {out} already exists; give a new name, or pass --force to overwrite it")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise TripostError(f"--out {out}: the file is not writable")
+    _check_creatable(path.parent, f"--out {out}")
+
+
+def check_out_dir(out: str | Path) -> None:
+    """An --out folder must be a folder we can write, or creatable as one.
+    Checked before anything is loaded or written, so a wrong path costs one
+    line, not a traceback after minutes of work. Nothing is created here."""
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise TripostError(f"--out {out} is a file, not a folder; give a folder name")
+    _check_creatable(path, f"--out {out}")
+
+
+def _check_creatable(path: Path, label: str) -> None:
+    """`path` is a writable folder, or the nearest existing folder above it is
+    writable (so `mkdir -p` will work) and nothing in the way is a file."""
+    probe = path.absolute()
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise TripostError(f"{label}: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise TripostError(f"{label}: cannot write in {probe} (permission denied)")
 
 
 def emit(obj: Any) -> None:

@@ -7,10 +7,12 @@ import json
 import sys
 from pathlib import Path
 
+from tripost.cli._io import check_out_dir, check_student_args
 from tripost.collect import CollectConfig, collect, student_sampler
 from tripost.config import config_hash, write_config
 from tripost.errors import TripostError
 from tripost.guided import CHECKS, STRATEGIES, GuidedConfig, guided_collect, guided_student_sampler
+from tripost.log import read_log
 from tripost.tasks import FAMILIES, PRESETS, SUBSETS, get_task, sample_problems
 from tripost.tasks.external import load_problems
 from tripost.teachers import SPECS, make_teacher
@@ -63,8 +65,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_collect(args: argparse.Namespace) -> int:
     from tripost.student import SamplingParams, load_student
 
+    # Everything a user can get wrong is checked before the model loads and
+    # before config.json is written.
     if args.n < 1:
         raise TripostError("--n must be at least 1")
+    check_out_dir(args.out)
+    check_student_args(args)
+    if not args.guided and (any(v is not None for v in (args.min_correct, args.guided_rounds, args.budget, args.guided_check)) or args.teacher_edits):
+        raise TripostError("--min-correct, --guided-rounds, --budget, --guided-check and --teacher-edits go with --guided STRATEGY")
     task = get_task(args.task)
     if args.data:
         problems = load_problems(args.data, args.task, split="train")[: args.n]
@@ -74,16 +82,24 @@ def cmd_collect(args: argparse.Namespace) -> int:
     params = SamplingParams(n=1, temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens, seed=args.seed)
     resolved = {k: v for k, v in vars(args).items() if k not in ("handler", "json")}
     run = Path(args.out)
-    write_config(resolved, run)
+    if (run / "log.jsonl").is_file():
+        for _ in read_log(run / "log.jsonl"):  # a log we cannot resume is an error now, not after the model loads
+            pass
+    if args.guided:
+        given = {"samples_per_round": args.samples, "min_correct": args.min_correct, "max_rounds": args.guided_rounds, "check": args.guided_check}
+        gcfg = GuidedConfig(
+            strategy=args.guided, budget=args.budget, batch_size=args.batch_size, teacher_edits=args.teacher_edits,
+            max_edits=args.max_edits, iteration=args.iteration, seed=args.seed, config_hash=config_hash(resolved),
+            **{k: v for k, v in given.items() if v is not None},
+        )
+        write_config(resolved, run)
+        return _guided(args, problems, teacher, params, gcfg, run)
     cfg = CollectConfig(
         samples_per_problem=1 if args.samples is None else args.samples, max_edits=args.max_edits, max_passes=args.passes, target_usable=args.target_usable,
         batch_size=args.batch_size, teacher_concurrency=args.teacher_concurrency, iteration=args.iteration, seed=args.seed,
         config_hash=config_hash(resolved),
     )
-    if args.guided:
-        return _guided(args, problems, teacher, params, resolved, run)
-    if any(v is not None for v in (args.min_correct, args.guided_rounds, args.budget, args.guided_check)) or args.teacher_edits:
-        raise TripostError("--min-correct, --guided-rounds, --budget, --guided-check and --teacher-edits go with --guided STRATEGY")
+    write_config(resolved, run)
     student = load_student(args.student, precision=args.precision, adapter=args.adapter)
     info = {**student.describe(), "sampling": params.to_dict()}
     result = collect(problems, student_sampler(student, params), teacher, run / "log.jsonl", cfg, student_info=info)
@@ -93,20 +109,17 @@ def cmd_collect(args: argparse.Namespace) -> int:
     else:
         print(f"wrote {result.records_written} trajectories to {result.log_path} ({result.records_skipped} already there); "
               f"usable {result.usable}: {result.by_kind}; teacher calls {result.teacher_calls}, cost ${result.cost_usd:.4f}")
-    if result.stopped_early:  # stdout stays pure JSON under --json
-        print(f"note: {result.stopped_early}", file=sys.stderr if args.json else sys.stdout)
+    note = sys.stderr if args.json else sys.stdout  # stdout stays pure JSON under --json
+    if result.unavailable:
+        print(f"note: {result.unavailable} trajectories were left out: the teacher did not answer; rerun the same command to do them", file=note)
+    if result.stopped_early:
+        print(f"note: {result.stopped_early}", file=note)
     return 0
 
 
-def _guided(args: argparse.Namespace, problems: list, teacher, params, resolved: dict, run: Path) -> int:
+def _guided(args: argparse.Namespace, problems: list, teacher, params, cfg: GuidedConfig, run: Path) -> int:
     from tripost.student import load_student
 
-    given = {"samples_per_round": args.samples, "min_correct": args.min_correct, "max_rounds": args.guided_rounds, "check": args.guided_check}
-    cfg = GuidedConfig(
-        strategy=args.guided, budget=args.budget, batch_size=args.batch_size, teacher_edits=args.teacher_edits,
-        max_edits=args.max_edits, iteration=args.iteration, seed=args.seed, config_hash=config_hash(resolved),
-        **{k: v for k, v in given.items() if v is not None},
-    )
     need_teacher = cfg.strategy == "interactive" or cfg.teacher_edits
     student = load_student(args.student, precision=args.precision, adapter=args.adapter)
     info = {**student.describe(), "sampling": params.to_dict()}

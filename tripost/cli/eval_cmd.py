@@ -43,6 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-force-feedback", action="store_true", help="stop when the student ends its text without writing feedback itself")
     p.add_argument("--bootstrap", type=int, default=1000, metavar="B", help="bootstrap resamples for the 95%% intervals (default 1000)")
     p.add_argument("--out", metavar="FILE.json", help="write the metrics JSON here and the transcripts to FILE.transcripts.jsonl beside it")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --out file (and its transcripts)")
     p.add_argument("--json", action="store_true", help="print the metrics JSON instead of a table")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=cmd_eval)
@@ -89,8 +90,8 @@ def load_eval_problems(args: argparse.Namespace) -> list[Problem]:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from tripost.evaluate import EvalConfig, evaluate
     from tripost.cli._io import check_out_file, check_student_args
+    from tripost.evaluate import EvalConfig, evaluate, transcripts_path
     from tripost.student.load import load_student
 
     # Everything a user can get wrong is checked before the model loads.
@@ -101,7 +102,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     )
     problems = load_eval_problems(args)
     check_student_args(args)
-    check_out_file(args.out, "eval.json")
+    # An earlier result is not replaced by accident (an evaluation can take hours).
+    check_out_file(args.out, "eval.json", overwrite=args.force)
+    if args.out and not args.force and transcripts_path(args.out).exists():
+        raise TripostError(f"{transcripts_path(args.out)} already exists (the transcripts --out would write); pass --force to overwrite it")
     student = load_student(args.student, precision=args.precision, adapter=args.adapter)
     result = evaluate(student, problems, cfg)
     saved = result.save(args.out) if args.out else None

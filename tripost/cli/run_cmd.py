@@ -32,12 +32,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     import json
 
+    from tripost.cli._io import check_out_dir
     from tripost.loop import Run, resolve_config
 
     cfg = resolve_config(args.config, args.overrides)
     if args.print_config:
         print(json.dumps(cfg, indent=2, sort_keys=True))
         return 0
+    check_out_dir(args.out)
     Run(args.out, cfg, progress=not args.no_progress).run()
     print(f"run finished: {args.out}/report.md")
     return 0

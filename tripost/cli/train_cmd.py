@@ -6,10 +6,8 @@ import argparse
 import dataclasses
 import json
 import sys
-import tomllib
-from pathlib import Path
 
-from tripost.config import apply_override
+from tripost.config import apply_override, check_types, read_toml
 from tripost.errors import TripostError
 
 
@@ -46,17 +44,11 @@ def resolve_config(args: argparse.Namespace):
     known = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory() for f in dataclasses.fields(TrainConfig)}  # type: ignore[misc]
     values: dict = dict(known)
     if args.config:
-        path = Path(args.config)
-        if not path.is_file():
-            raise TripostError(f"config file {path} not found")
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as e:
-            raise TripostError(f"config file {path}: {e}") from None
+        data = read_toml(args.config)
         data = data.get("train", data) if isinstance(data.get("train"), dict) else data
         for k, v in data.items():
             if k not in known:
-                raise TripostError(f"config file {path}: unknown train config key {k!r}")
+                raise TripostError(f"config file {args.config}: unknown train config key {k!r}")
             values[k] = v
     for item in args.overrides:
         key = item.partition("=")[0].strip()
@@ -66,13 +58,18 @@ def resolve_config(args: argparse.Namespace):
         v = getattr(args, flag)
         if v is not None:
             values[key] = v
+    # Types first, so a wrong one is named by its key (train.epochs="two"),
+    # then TrainConfig's own checks of the values.
+    check_types(values, known, "train")
     return TrainConfig.from_dict(values)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from tripost.cli._io import check_out_dir
     from tripost.train import load_buffer_dataset, train_sft
 
     config = resolve_config(args)
+    check_out_dir(args.out)
     dataset = load_buffer_dataset(args.buffer)
     result = train_sft(config, dataset, args.out)
     if args.json:

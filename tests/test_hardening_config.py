@@ -1,0 +1,192 @@
+"""Issue 20, items 6, 7 and 8: a wrong config value, a wrong --out.
+
+Each is one error line naming what is wrong and a non-zero exit, found before
+anything is written: a run folder is never left holding a config that cannot
+run (so the corrected command is not refused), and an existing result is not
+overwritten by accident. Drives the real `tripost` CLI in-process
+(`tripost.cli.main`: any traceback would fail the test) on the tiny model."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tripost.cli import main
+from tripost.errors import TripostError
+from tripost.loop import Run, resolve_config
+
+SHIPPED = Path(__file__).resolve().parent.parent / "replay" / "smollm2-135m-scripted.jsonl"
+
+
+def one_error_line(capsys, verb: str) -> str:
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if line]
+    assert len(err) == 1, err
+    assert err[0].startswith(f"tripost {verb}: error: "), err
+    return err[0]
+
+
+# ----------------------------------------------------- item 6: config types ---
+
+TOML_CASES = [
+    ('[loop]\niterations = "abc"\n', "'loop.iterations' must be a whole number"),
+    ("train = 5\n", "'train' is a section"),
+    ('[tasks]\nfamilies = "arithmetic"\n', "'tasks.families' must be a list of strings"),
+    ("[collect]\ntemperature = [1]\n", "'collect.temperature' must be a number"),
+    ("[buffer]\ndedupe = 1\n", "'buffer.dedupe' must be true/false"),
+    ('[train]\nepochs = "two"\n', "'train.epochs' must be a number"),
+]
+
+
+@pytest.mark.parametrize("toml, needle", TOML_CASES)
+def test_run_config_file_type_errors_are_one_line(tmp_path, capsys, toml, needle):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(toml)
+    out = tmp_path / "run"
+    assert main(["run", "--config", str(cfg), "--out", str(out)]) == 2
+    assert needle in one_error_line(capsys, "run")
+    assert not out.exists()
+
+
+def test_non_utf8_config_file_is_one_line(tmp_path, capsys):
+    cfg = tmp_path / "c.toml"
+    cfg.write_bytes(b'[tasks]\npreset = "sm\xffall"\n')
+    assert main(["run", "--config", str(cfg), "--out", str(tmp_path / "run")]) == 2
+    assert "not UTF-8" in one_error_line(capsys, "run")
+    assert main(["train", "--buffer", str(tmp_path), "--out", str(tmp_path / "t"), "--config", str(cfg)]) == 2
+    assert "not UTF-8" in one_error_line(capsys, "train")
+
+
+@pytest.mark.parametrize("override, needle", [
+    ("loop=3", "'loop' is a config section"),
+    ('train.epochs="two"', "'train.epochs' must be a number"),
+    ("train.epochs=two", "'train.epochs' must be a number"),
+    ("loop.iterations=1.5", "'loop.iterations' must be a whole number"),
+    ("train.mode=bogus", "unknown train mode 'bogus'"),
+    ("collect.batch_size=0", "batch_size must be at least 1"),
+    ("eval.max_turns=-1", "max_turns must be >= 0"),
+    ("student.sample_precision=fp64", "student.sample_precision"),
+    ("tasks.eval_subsets=[\"hard\"]", "tasks.eval_subsets"),
+])
+def test_run_override_errors_are_one_line_before_anything_is_written(tmp_path, capsys, override, needle):
+    out = tmp_path / "run"
+    assert main(["run", "--out", str(out), override]) == 2
+    assert needle in one_error_line(capsys, "run")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("override", ['epochs="two"', 'train.epochs="two"', "max_steps=1.5", "target_modules=q_proj"])
+def test_train_config_type_errors_name_the_key(tmp_path, capsys, override):
+    out = tmp_path / "adapter"
+    assert main(["train", "--buffer", str(tmp_path / "no-buffer"), "--out", str(out), override]) == 2
+    key = override.partition("=")[0].removeprefix("train.")
+    assert f"'train.{key}' must be" in one_error_line(capsys, "train")
+    assert not out.exists()
+
+
+# --------------------------------------- item 7: a failed start writes nothing ---
+
+
+def test_a_rejected_config_does_not_poison_the_run_folder(tmp_path, capsys, tiny_model_dir):
+    out = tmp_path / "run"
+    base = [f"student.spec=hf:{tiny_model_dir}", "tasks.n_train=2", "tasks.n_eval=1"]
+    assert main(["run", "--out", str(out), *base, 'train.epochs="two"']) == 2
+    one_error_line(capsys, "run")
+    assert not (out / "config.json").exists()
+    # The corrected command starts the run (its first step: checking and writing the config).
+    fixed = resolve_config(None, [*base, "train.epochs=1"])
+    Run(out, fixed, progress=False, log=lambda _: None).prepare()
+    assert json.loads((out / "config.json").read_text()) == json.loads(json.dumps(fixed))
+
+
+def test_a_config_made_in_code_is_checked_before_it_is_written(tmp_path):
+    cfg = resolve_config(None, ["tasks.n_train=2"])
+    cfg["train"]["epochs"] = "two"
+    with pytest.raises(TripostError, match="'train.epochs' must be a number"):
+        Run(tmp_path / "run", cfg, progress=False).prepare()
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_run_folder_with_nothing_but_its_config_takes_a_corrected_config(tmp_path):
+    # A first stage that failed before writing anything (a student that would
+    # not load, ...) left only config.json: nothing was made with that config.
+    out = tmp_path / "run"
+    Run(out, resolve_config(None, ["tasks.n_train=2", "seed=1"]), progress=False).prepare()
+    notes: list[str] = []
+    fixed = resolve_config(None, ["tasks.n_train=2", "seed=2"])
+    Run(out, fixed, progress=False, log=notes.append).prepare()
+    assert json.loads((out / "config.json").read_text())["seed"] == 2 and "starting it over" in notes[0]
+    # Once a stage wrote something, a different config is a different run.
+    (out / "it1" / "collect").mkdir(parents=True)
+    (out / "it1" / "collect" / "log.jsonl").write_text("")
+    with pytest.raises(TripostError, match="different config"):
+        Run(out, resolve_config(None, ["tasks.n_train=2", "seed=3"]), progress=False).prepare()
+
+
+# ----------------------------------------------------------- item 8: --out ---
+
+
+@pytest.fixture(scope="module")
+def buffer_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("buffer")
+    assert main(["buffer", str(SHIPPED), "--out", str(out), "--json"]) == 0
+    return out
+
+
+def _verb_args(verb: str, out: Path, tiny: Path, buffer: Path) -> list[str]:
+    return {
+        "buffer": ["buffer", str(SHIPPED), "--out", str(out)],
+        "replay": ["replay", str(SHIPPED), "--out", str(out)],
+        "collect": ["collect", "--student", f"hf:{tiny}", "--task", "arithmetic", "--n", "2", "--max-new-tokens", "4", "--out", str(out)],
+        "run": ["run", "--out", str(out), f"student.spec=hf:{tiny}", "tasks.n_train=2", "tasks.n_eval=1"],
+        "train": ["train", "--buffer", str(buffer), "--out", str(out), f"student=hf:{tiny}"],
+    }[verb]
+
+
+def _unwritable(tmp_path: Path) -> Path:
+    if os.geteuid() != 0:
+        ro = tmp_path / "read-only"
+        ro.mkdir()
+        ro.chmod(0o500)
+        return ro / "out"
+    # root may write anywhere a permission bit guards; sysfs refuses new folders even to root.
+    if not Path("/sys/kernel").is_dir():
+        pytest.skip("no folder here that refuses root")
+    return Path("/sys/tripost-hardening-out")
+
+
+VERBS = ("buffer", "replay", "collect", "run", "train")
+
+
+@pytest.mark.parametrize("verb", VERBS)
+@pytest.mark.parametrize("where", ["an existing file", "inside a file", "unwritable"])
+def test_out_that_cannot_be_a_folder_is_one_line(tmp_path, capsys, tiny_model_dir, buffer_dir, verb, where):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("keep me\n")
+    out = {"an existing file": a_file, "inside a file": a_file / "sub", "unwritable": _unwritable(tmp_path)}[where]
+    capsys.readouterr()
+    assert main(_verb_args(verb, out, tiny_model_dir, buffer_dir)) == 2
+    line = one_error_line(capsys, verb)
+    assert str(a_file) in line or str(out) in line
+    assert a_file.read_text() == "keep me\n"
+
+
+def _eval_args(tiny: Path, out: Path, *extra: str) -> list[str]:
+    return ["eval", "--student", f"hf:{tiny}", "--task", "arithmetic", "--subset", "seen", "--n", "1", "--max-turns", "0",
+            "--max-new-tokens", "4", "--bootstrap", "10", "--no-progress", "--json", "--out", str(out), *extra]
+
+
+def test_eval_does_not_overwrite_a_result_without_force(tmp_path, capsys, tiny_model_dir):
+    out = tmp_path / "eval.json"
+    out.write_text("an earlier result\n")
+    assert main(_eval_args(tiny_model_dir, out)) == 2
+    assert "already exists" in one_error_line(capsys, "eval") and out.read_text() == "an earlier result\n"
+    assert main(_eval_args(tiny_model_dir, out, "--force")) == 0
+    assert json.loads(out.read_text())["metrics"]["total"]["n"] == 1
+    capsys.readouterr()
+    # Its transcripts are a result too.
+    out.unlink()
+    assert main(_eval_args(tiny_model_dir, out)) == 2
+    assert "transcripts" in one_error_line(capsys, "eval") and not out.exists()
