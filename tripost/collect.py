@@ -19,6 +19,12 @@ goes wrong).
 Student sampling and teacher work overlap: while a thread pool runs the
 teacher on one batch's trajectories (all of them at once, bounded by
 `teacher_concurrency`), the student samples the next batch.
+
+A trajectory whose teacher could not be reached (its requests failed after
+all their retries: "unavailable") is not finished and is not logged, so a
+rerun does it; `max_unavailable` of them in a row stop the collection with a
+`TeacherUnavailable` error (a wrong server address would otherwise spend
+every problem's retries and end with nothing).
 """
 
 from __future__ import annotations
@@ -60,6 +66,11 @@ class CollectConfig:
     min_usable: int = 1  # fewer usable than this at the end: say so
     batch_size: int = DEFAULT_BATCH  # problems per student batch (tripost.student.generate)
     teacher_concurrency: int = 8  # trajectories edited at once
+    # Trajectories in a row whose teacher could not be reached before the
+    # collection stops (0: never stop). Each has already outlived its
+    # requests' retries, so a few in a row mean the teacher is down or the
+    # address is wrong, not a passing hiccup.
+    max_unavailable: int = 8
     iteration: int = 0
     seed: int = 0
     config_hash: str = ""
@@ -70,6 +81,13 @@ class CollectConfig:
                 raise TripostError(f"collect: {name} must be at least 1")
         if self.max_edits < 0:
             raise TripostError("collect: max_edits must be >= 0")
+        if self.max_unavailable < 0:
+            raise TripostError("collect: max_unavailable must be >= 0")
+
+
+class TeacherUnavailable(TripostError):
+    """The teacher could not be reached for `CollectConfig.max_unavailable`
+    trajectories in a row; what was collected before stays in the log."""
 
 
 @dataclass
@@ -82,6 +100,7 @@ class CollectResult:
     stop_reasons: dict[str, int] = field(default_factory=dict)
     teacher_calls: int = 0
     teacher_rejections: dict[str, int] = field(default_factory=dict)
+    unavailable: int = 0  # trajectories left out of the log: the teacher could not be reached (a rerun does them)
     cost_usd: float = 0.0
     passes: int = 0
     stopped_early: str | None = None
@@ -96,8 +115,27 @@ def record_key(problem: Problem, pass_index: int, sample_index: int, iteration: 
 
 
 def sample_seed(seed: int, iteration: int, pass_index: int, problem_ids: Sequence[str]) -> int:
+    """The seed of one sampler call over a batch: `problem_ids` are the whole
+    batch's, in order, not only those still to do. The student draws each
+    sequence from (this seed, prompt index, sample index) and its arithmetic
+    depends on which prompts share the call, so a resumed run reproduces a
+    record only by repeating its batch's call exactly: a record's text is fixed
+    by the run seed, iteration, pass, its batch (the problem list and
+    batch_size) and its place in it, never by how far a killed run got."""
     h = hashlib.sha256(f"{seed}|{iteration}|{pass_index}|{','.join(problem_ids)}".encode()).digest()
     return int.from_bytes(h[:4], "big")
+
+
+def teacher_unavailable(rec: LogRecord) -> bool:
+    """The trajectory ended because the teacher could not be reached (its last
+    request failed after all retries): not a finished trajectory."""
+    if rec.kind != "failed" or not rec.teacher_calls or not rec.teacher_calls[-1].get("rejected"):
+        return False
+    # Imported here: only LLM teachers reject as "unavailable", and the verbs
+    # that never reach a teacher (buffer, replay) must not load their stack.
+    from tripost.teachers.prompted import UNAVAILABLE
+
+    return rec.teacher_calls[-1]["rejected"] == UNAVAILABLE
 
 
 def _agrees(student_fb: Feedback | None, teacher_fb: Feedback) -> bool:
@@ -205,10 +243,27 @@ def collect(
             config_hash=cfg.config_hash, teacher_calls=[c.to_dict() for c in calls], student=dict(student_info or {}),
         )
 
+    streak = 0  # trajectories in a row whose teacher could not be reached
+
     def drain(futures: list[tuple[Problem, Future]]) -> None:
+        nonlocal streak
         done_problems: set[str] = set()
-        for problem, fut in futures:
+        stop = False
+        for i, (problem, fut) in enumerate(futures):
+            if fut.cancelled():
+                continue
             rec = fut.result()
+            done_problems.add(problem.id)
+            if teacher_unavailable(rec):
+                # Left out of the log, so a rerun (the teacher back) does it.
+                result.unavailable += 1
+                streak += 1
+                if cfg.max_unavailable and streak >= cfg.max_unavailable and not stop:
+                    stop = True
+                    for _, later in futures[i + 1 :]:
+                        later.cancel()  # not started: nothing is lost; the running ones finish below
+                continue
+            streak = 0
             writer.write(rec)
             if on_record:
                 on_record(rec)
@@ -220,10 +275,16 @@ def collect(
             for c in rec.teacher_calls:
                 if c.get("rejected"):
                     rejections[c["rejected"]] += 1
-            done_problems.add(problem.id)
         result.usable = kinds["improvement"] + kinds["direct"]
         bar.update(len(done_problems))
         bar.set_postfix(usable=result.usable, calls=result.teacher_calls, cost=f"${result.cost_usd:.4f}")
+        if stop:
+            raise TeacherUnavailable(
+                f"the teacher {getattr(teacher, 'name', 'teacher')} did not answer for {cfg.max_unavailable} trajectories in a row "
+                f"(every request failed after its retries), so collection stopped; {writer.n_records} trajectories are in {log_path} "
+                f"({result.records_written} new). Check the teacher's server and address (OPENAI_BASE_URL, ANTHROPIC_BASE_URL), "
+                f"then rerun the same command to go on"
+            )
 
     try:
         pending: list[tuple[Problem, Future]] = []
@@ -239,11 +300,13 @@ def collect(
                 bar.update(skipped)
                 if not todo:
                     continue
-                # The student samples this batch while the pool edits the last one.
-                texts = sampler(todo, cfg.samples_per_problem, sample_seed(cfg.seed, cfg.iteration, pass_index, [p.id for p in todo]))
+                # The student samples this batch while the pool edits the last
+                # one. The whole batch, even when a killed run logged part of
+                # it: the same call gives the same samples (sample_seed).
+                texts = sampler(batch, cfg.samples_per_problem, sample_seed(cfg.seed, cfg.iteration, pass_index, [p.id for p in batch]))
                 drain(pending)
                 pending = []
-                for p, samples in zip(todo, texts):
+                for p, samples in zip(batch, texts):
                     for s, text in enumerate(samples):
                         key = record_key(p, pass_index, s, cfg.iteration)
                         if not writer.done(key):
@@ -268,7 +331,7 @@ def collect(
     return result
 
 
-__all__ = ["AttemptSampler", "CollectConfig", "CollectResult", "collect", "edit_trajectory", "record_key"]
+__all__ = ["AttemptSampler", "CollectConfig", "CollectResult", "TeacherUnavailable", "collect", "edit_trajectory", "record_key", "teacher_unavailable"]
 
 
 def student_sampler(student: Any, params: Any, prompt_format: Any = None) -> AttemptSampler:

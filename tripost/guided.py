@@ -227,6 +227,9 @@ def guided_key(problem: Problem, round_index: int, sample_index: int, iteration:
 
 
 def round_seed(seed: int, iteration: int, round_index: int, problem_ids: Sequence[str]) -> int:
+    """The seed of one sampler call over a round's batch: `problem_ids` are the
+    whole batch's, not only those still to do (tripost.collect.sample_seed
+    says why)."""
     h = hashlib.sha256(f"guided|{seed}|{iteration}|{round_index}|{','.join(problem_ids)}".encode()).digest()
     return int.from_bytes(h[:4], "big")
 
@@ -497,13 +500,18 @@ def guided_collect(
                 batch = todo[start : start + cfg.batch_size]
                 keys = {p.id: [guided_key(p, r, s, cfg.iteration, cfg.strategy) for s in range(n)] for p in batch}
                 missing = [p for p in batch if not all(k in existing for k in keys[p.id])]
-                built = {p.id: build_prompt(p, r) for p in missing}
+                built: dict[str, tuple[GuidedPrompt, dict[str, Any] | None, list[TeacherCall]]] = {}
                 texts: dict[str, list[str]] = {}
                 if missing:
-                    rows = sampler([built[p.id][0] for p in missing], n, round_seed(cfg.seed, cfg.iteration, r, [p.id for p in missing]))
-                    if len(rows) != len(missing) or any(len(row) != n for row in rows):
-                        raise TripostError(f"guided: the sampler returned {[len(x) for x in rows]} samples for {len(missing)} prompts; expected {n} each")
-                    texts = {p.id: row for p, row in zip(missing, rows)}
+                    # The whole batch, even when a killed run logged part of
+                    # it: the same call gives the same samples (round_seed). A
+                    # logged problem's prompt is rebuilt from the same state,
+                    # and its teacher calls (interactive) are not booked again.
+                    built = {p.id: build_prompt(p, r) for p in batch}
+                    rows = sampler([built[p.id][0] for p in batch], n, round_seed(cfg.seed, cfg.iteration, r, [p.id for p in batch]))
+                    if len(rows) != len(batch) or any(len(row) != n for row in rows):
+                        raise TripostError(f"guided: the sampler returned {[len(x) for x in rows]} samples for {len(batch)} prompts; expected {n} each")
+                    texts = {p.id: row for p, row in zip(batch, rows)}
                 for p in batch:
                     if r > 0:
                         state[p.id].guided_rounds += 1

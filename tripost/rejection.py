@@ -82,8 +82,10 @@ def rejection_collect(
                 todo = [p for p in batch if not all(writer.done(record_key(p, pass_index, s, cfg.iteration)) for s in range(cfg.samples_per_problem))]
                 result.records_skipped += (len(batch) - len(todo)) * cfg.samples_per_problem
                 if todo:
-                    texts = sampler(todo, cfg.samples_per_problem, sample_seed(cfg.seed, cfg.iteration, pass_index, [p.id for p in todo]))
-                    for p, samples in zip(todo, texts):
+                    # The whole batch, even when a killed run logged part of
+                    # it: the same call gives the same samples (sample_seed).
+                    texts = sampler(batch, cfg.samples_per_problem, sample_seed(cfg.seed, cfg.iteration, pass_index, [p.id for p in batch]))
+                    for p, samples in zip(batch, texts):
                         for s, text in enumerate(samples):
                             key = record_key(p, pass_index, s, cfg.iteration)
                             if writer.done(key):
