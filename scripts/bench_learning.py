@@ -77,7 +77,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", default=None, help="run folders go here (default: runs/bench-learning[-quick|-full])")
     p.add_argument("--name", default=None, help="output name under docs/benchmarks/ (default: learning[-quick|-full])")
     p.add_argument("--docs", default=str(ROOT / "docs" / "benchmarks"))
-    p.add_argument("--precision", default=None, help="training precision (default: nf4 on CUDA, fp32 on CPU)")
+    p.add_argument("--precision", default="auto", help="training precision (default auto: what tripost picks for the device, tripost.train.resolve_setup)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra run config override, for every method (repeatable)")
     p.add_argument("--tripost-set", action="append", default=[], metavar="KEY=VALUE",
                    help="override for the TriPosT run only; buffer.* and collect.* keys and train.revised_attempt_weight (they act "
@@ -122,7 +122,7 @@ def base_overrides(size: dict[str, Any], precision: str, seed: int, student: str
         f"tasks.n_train={size['n_train']}", f"tasks.n_eval={size['n_eval']}",
         f"loop.iterations={size['iterations']}", f"loop.iteration0_epochs={size['epochs0']}",
         f"collect.samples_per_problem={size['samples']}", f"collect.max_new_tokens={size['max_new_tokens']}",
-        f"train.precision={precision}", f"train.epochs={size['epochs']}", "train.batch_size=8", "train.learning_rate=0.001",
+        f"train.precision={precision}", f"train.epochs={size['epochs']}", "train.batch_size=8",
         "train.logging_steps=5",
         f"eval.max_turns={size['max_turns']}", f"eval.max_new_tokens={size['max_new_tokens']}",
         # The per-iteration gap stage is measured separately (learning.md's gap table), not on every method's time.
@@ -416,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
     suffix = "" if size_name == "default" else f"-{size_name}"
     out = Path(args.out or ROOT / "runs" / f"bench-learning{suffix}")
     name = args.name or f"learning{suffix}"
-    precision = args.precision or ("nf4" if torch.cuda.is_available() else "fp32")
+    precision = args.precision
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
     T = size["iterations"]
     common = base_overrides(size, precision, args.seed, args.student) + list(args.set)

@@ -33,10 +33,12 @@ default batch with sampling on, and >= 8x llama.cpp single-stream.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import platform
 import shlex
+import subprocess
 import sys
 import tempfile
 import time
@@ -45,7 +47,9 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Before torch loads libgomp (see tripost/__init__.py): spinning OpenMP
-# threads stall badly whenever anything else shares the CPU.
+# threads stall badly whenever anything else shares the CPU. llama.cpp runs
+# in its own process with the environment as the user gave it (USER_OMP).
+USER_OMP = os.environ.get("OMP_WAIT_POLICY")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -106,7 +110,32 @@ def run_cell(student, prompts, params, engine, batch):
 
 
 def llamacpp_single(gguf: Path, prompt: str, new_tokens: int) -> tuple[float | None, str]:
-    """Generated tok/s of llama.cpp, one stream, EOS banned; (None, why) where it cannot run."""
+    """Generated tok/s of llama.cpp, one stream, EOS banned; (None, why) where it
+    cannot run. Measured in a fresh process: in this one torch's OpenMP worker
+    threads, still spinning after the engine's cells, took the cores from
+    llama.cpp's own threads, and tripost's OMP_WAIT_POLICY=PASSIVE makes its
+    OpenMP threads sleep between the many small kernels of one token: 16 tok/s
+    vs 74 with llama.cpp's own default, same prompt. So: a fresh process with
+    the user's OpenMP setting, as a llama.cpp user would run it."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if USER_OMP is not None:
+        env["OMP_WAIT_POLICY"] = USER_OMP
+    # The function's source alone: importing this module would set PASSIVE again.
+    code = (
+        "from __future__ import annotations\nimport json, os, sys, time\nfrom pathlib import Path\n"
+        + inspect.getsource(_llamacpp_here)
+        + "\nprint(json.dumps(_llamacpp_here(Path(sys.argv[1]), sys.stdin.read(), int(sys.argv[2]))))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(gguf), str(new_tokens)],
+                          input=prompt, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return None, f"llama.cpp process failed ({last})"
+    tps, note = json.loads(proc.stdout.strip().splitlines()[-1])
+    return tps, note
+
+
+def _llamacpp_here(gguf: Path, prompt: str, new_tokens: int) -> tuple[float | None, str]:
     try:
         from llama_cpp import Llama
     except ImportError as e:
@@ -121,7 +150,7 @@ def llamacpp_single(gguf: Path, prompt: str, new_tokens: int) -> tuple[float | N
             out = llm.create_completion(prompt, max_tokens=new_tokens, temperature=0.7, top_p=0.95, logit_bias={eos: -100.0})
             seconds = time.perf_counter() - t
             best = max(best, out["usage"]["completion_tokens"] / seconds)
-        return round(best, 1), f"llama-cpp-python, {os.cpu_count()} threads, one stream, prompt prefill included"
+        return round(best, 1), f"llama-cpp-python, {os.cpu_count()} threads, one stream, prompt prefill included, own process"
     except Exception as e:  # a build without this CPU's kernels, a GGUF it cannot read
         return None, f"llama.cpp failed: {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
 

@@ -64,10 +64,10 @@ BASELINE = {"precision": "fp32", "mode": "lora", "lora_dropout": 0.05, "gradient
 VARIANTS = {
     "baseline": BASELINE,
     "baseline-bf16": {**BASELINE, "precision": "bf16"},
-    "padded, no ckpt": {"mode": "lora", "packing": "off", "gradient_checkpointing": "off"},
+    "padded-no-ckpt": {"mode": "lora", "packing": "off", "gradient_checkpointing": "off"},
     "packed": {"mode": "lora", "packing": "on"},
     "default": {},
-    "lora, no dropout": {"mode": "lora", "lora_dropout": 0.0},
+    "lora-no-dropout": {"mode": "lora", "lora_dropout": 0.0},
     "full": {"mode": "full"},
     "compiled": {"compile": "on"},
 }
@@ -76,7 +76,7 @@ VARIANTS = {
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--student", default="smollm2-135m")
-    p.add_argument("--cells", default="baseline,padded, no ckpt,packed,lora, no dropout,full,default",
+    p.add_argument("--cells", default="baseline,padded-no-ckpt,packed,lora-no-dropout,full,default",
                    help=f"throughput cells, comma-separated, from: {', '.join(VARIANTS)} (default@8x256 always runs)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--examples", type=int, default=48, help="examples per throughput cell (one epoch)")
