@@ -73,6 +73,16 @@ VARIANTS = {
 }
 
 
+# Learning-speed cells: name -> (TrainConfig overrides, learning rate).
+LEARN_VARIANTS = {
+    "lora": ({"mode": "lora"}, 2e-4),
+    "lora-lr-1e-3": ({"mode": "lora"}, 1e-3),
+    "lora-no-dropout": ({"mode": "lora", "lora_dropout": 0.0}, 2e-4),
+    "full": ({"mode": "full"}, 2e-4),
+    "full-lr-5e-5": ({"mode": "full"}, 5e-5),
+}
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--student", default="smollm2-135m")
@@ -81,6 +91,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--examples", type=int, default=48, help="examples per throughput cell (one epoch)")
     p.add_argument("--learn", action="store_true", help="also measure learning speed: lora vs full on gold rationales")
+    p.add_argument("--learn-cells", default=",".join(LEARN_VARIANTS),
+                   help=f"learning cells, comma-separated, from: {', '.join(LEARN_VARIANTS)}")
     p.add_argument("--learn-examples", type=int, default=256, help="gold training examples per learning cell")
     p.add_argument("--learn-eval", type=int, default=64, help="held-out gold examples the learning cells are scored on")
     p.add_argument("--seed", type=int, default=0)
@@ -362,6 +374,10 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [c for c in names if c not in VARIANTS]
     if unknown:
         raise SystemExit(f"unknown cell {unknown[0]!r}; choose from {', '.join(VARIANTS)}")
+    learn_names = [c.strip() for c in args.learn_cells.split(",") if c.strip()]
+    unknown = [c for c in learn_names if c not in LEARN_VARIANTS]
+    if unknown:
+        raise SystemExit(f"unknown learning cell {unknown[0]!r}; choose from {', '.join(LEARN_VARIANTS)}")
     if profile.bf16 and "baseline" in names and "baseline-bf16" not in names:
         names.insert(names.index("baseline") + 1, "baseline-bf16")
     if "default" not in names:
@@ -377,9 +393,8 @@ def main(argv: list[str] | None = None) -> int:
     fixed = spawn({**base, "name": "default@8x256", "config": {}, "fixed_len": 256, "examples": max(args.examples, 4 * args.batch_size) * 3})
     learning = []
     if args.learn:
-        for name, conf, lr in (("lora", {"mode": "lora"}, 2e-4), ("lora, lr 1e-3", {"mode": "lora"}, 1e-3),
-                               ("lora, no dropout", {"mode": "lora", "lora_dropout": 0.0}, 2e-4),
-                               ("full", {"mode": "full"}, 2e-4), ("full, lr 5e-5", {"mode": "full"}, 5e-5)):
+        for name in learn_names:
+            conf, lr = LEARN_VARIANTS[name]
             print(f"[learning] {name} ...", file=sys.stderr, flush=True)
             learning.append(spawn({"kind": "learning", "name": name, "student": args.student, "batch_size": args.batch_size, "seed": args.seed,
                                    "examples": args.learn_examples, "eval": args.learn_eval, "learning_rate": lr, "config": conf}))
