@@ -332,7 +332,7 @@ def test_a_cached_rejection_from_an_older_version_is_asked_again(sdk, monkeypatc
         point_at(monkeypatch, srv)
         t = teacher(sdk, cache=cache)
         try:
-            key = t.build_request("feedback", p, attempt).key(sdk)
+            key = t.requester.key(t.build_request("feedback", p, attempt))
             old = ResponseCache(cache)
             old.put(key, sdk, "scripted", ChatResponse(text="I am not sure what you mean."))
             old.close()
@@ -501,8 +501,10 @@ def test_proxy_caches_only_answers_that_validate(monkeypatch, tmp_path):
     cache = tmp_path / "proxy-cache.sqlite"
     items = cases("word_sorting", n=3, seed=12)
     upstream_token = "tpst-upstream-DO-NOT-LEAK-445566"
+    port = 0  # then the first run's: the same upstream, restarted (the cache key holds its address)
     for garbage, run in ((1.0, "garbage"), (0.0, "healthy"), (0.0, "again")):
-        with start_server(ScriptedTeacher(), faults=Faults(garbage_rate=garbage, seed=5), token=upstream_token) as up:
+        with start_server(ScriptedTeacher(), faults=Faults(garbage_rate=garbage, seed=5), token=upstream_token, port=port) as up:
+            port = up.httpd.server_address[1]
             proxied = make_teacher("openai:scripted", cache=cache, base_url=up.url + "/v1", api_key=upstream_token, policy=FAST)
             try:
                 with serve(proxied) as proxy:

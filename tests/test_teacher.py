@@ -84,6 +84,20 @@ def test_request_key_covers_what_changes_the_answer_and_nothing_else():
     # cache_prefix is a transport hint: same answer, same key
     assert k == _req(cache_prefix=3).key("openai")
     assert "key" not in json.dumps(_req().canonical("openai")).lower().replace("keys", "")
+    # The server is part of it: two servers may serve different models under one name.
+    assert k != _req().key("openai", "http://127.0.0.1:8000/v1")
+    assert _req().key("openai", "http://a/v1") != _req().key("openai", "http://b/v1")
+
+
+def test_endpoint_id_keeps_the_server_and_drops_credentials():
+    from tripost.teachers.chat import endpoint_id
+
+    secret = "sk-DO-NOT-LEAK-1234"
+    assert endpoint_id(f"HTTPS://user:{secret}@Api.Example.COM:8443/v1/?api_key={secret}#x") == "https://api.example.com:8443/v1"
+    assert endpoint_id("http://127.0.0.1:8765/v1/") == endpoint_id("http://127.0.0.1:8765/v1") != endpoint_id("http://127.0.0.1:8766/v1")
+    assert endpoint_id("http://[::1]:8000") == "http://[::1]:8000"
+    canonical = json.dumps(_req().canonical("openai", endpoint_id(f"https://u:{secret}@host/v1?key={secret}")))
+    assert secret not in canonical and "https://host/v1" in canonical
 
 
 def test_usage_buckets_per_provider():

@@ -47,6 +47,7 @@ from tripost.format import Feedback, parse_feedback, parse_rationale, parse_traj
 from tripost.log import LogRecord, LogWriter, read_log
 from tripost.tasks.base import Problem
 from tripost.teachers.base import Teacher, TeacherCall
+from tripost.teachers.usage import format_cost
 
 
 class AttemptSampler(Protocol):
@@ -102,6 +103,9 @@ class CollectResult:
     teacher_rejections: dict[str, int] = field(default_factory=dict)
     unavailable: int = 0  # trajectories left out of the log: the teacher could not be reached (a rerun does them)
     cost_usd: float = 0.0
+    # `backend:model` of teacher models that answered without a price: their
+    # share of `cost_usd` is unknown, so a report shows "unpriced", not $0.
+    unpriced: list[str] = field(default_factory=list)
     passes: int = 0
     stopped_early: str | None = None
     seconds: float = 0.0
@@ -244,6 +248,8 @@ def collect(
         )
 
     streak = 0  # trajectories in a row whose teacher could not be reached
+    ledger = getattr(teacher, "ledger", None)  # LLM teachers: it knows which models have a price
+    unpriced: set[str] = set()
 
     def drain(futures: list[tuple[Problem, Future]]) -> None:
         nonlocal streak
@@ -275,9 +281,13 @@ def collect(
             for c in rec.teacher_calls:
                 if c.get("rejected"):
                     rejections[c["rejected"]] += 1
+                # `usage` is empty for a cache hit and a failed request: nothing was billed.
+                if ledger is not None and c.get("usage") and ledger.unpriced(c["backend"], c["model"]):
+                    unpriced.add(f"{c['backend']}:{c['model']}")
         result.usable = kinds["improvement"] + kinds["direct"]
+        result.unpriced = sorted(unpriced)
         bar.update(len(done_problems))
-        bar.set_postfix(usable=result.usable, calls=result.teacher_calls, cost=f"${result.cost_usd:.4f}")
+        bar.set_postfix(usable=result.usable, calls=result.teacher_calls, cost=format_cost(result.cost_usd, result.unpriced))
         if stop:
             raise TeacherUnavailable(
                 f"the teacher {getattr(teacher, 'name', 'teacher')} did not answer for {cfg.max_unavailable} trajectories in a row "

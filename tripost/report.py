@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tripost.errors import TripostError
+from tripost.teachers.usage import format_cost
 
 
 def _load(path: Path) -> dict[str, Any] | None:
@@ -110,7 +111,8 @@ def _plot(data: dict[str, Any], plots: Path) -> list[str]:
         ax.bar(names, [c["teacher_calls"] for _, c in cols], color="tab:purple")
         ax.set_ylabel("teacher calls")
         ax2 = ax.twinx()
-        ax2.plot(names, [c["cost_usd"] for _, c in cols], "k-o")
+        # An unpriced cost is unknown, not 0: left out of the line.
+        ax2.plot(names, [float("nan") if c.get("unpriced") else c["cost_usd"] for _, c in cols], "k-o")
         ax2.set_ylabel("cost (USD)")
         ax.set_title("Teacher usage per iteration")
         fig.tight_layout(), fig.savefig(plots / "teacher.png", dpi=110), plt.close(fig)
@@ -145,7 +147,12 @@ def render_markdown(data: dict[str, Any], plots: list[str]) -> str:
         k = (c or {}).get("by_kind", {})
         bk = (b or {}).get("by_kind_after", {})
         lines.append(f"| {r['iteration']} | {(c or {}).get('usable', '—')} | {k.get('improvement', 0)} | {k.get('direct', 0)} | {k.get('failed', 0)} | "
-                     f"{(c or {}).get('teacher_calls', '—')} | {(c or {}).get('cost_usd', 0):.4f} | {bk.get('improvement', 0)} / {bk.get('direct', 0)} / {bk.get('gold', 0)} |")
+                     f"{(c or {}).get('teacher_calls', '—')} | {format_cost((c or {}).get('cost_usd', 0), (c or {}).get('unpriced'), dollar='')} | "
+                     f"{bk.get('improvement', 0)} / {bk.get('direct', 0)} / {bk.get('gold', 0)} |")
+    unpriced = sorted({m for r in data["iterations"] for m in (r["collect"] or {}).get("unpriced") or ()})
+    if unpriced:
+        lines += ["", f"*unpriced*: {', '.join(f'`{m}`' for m in unpriced)} answered with no price in the built-in table or "
+                      "`teacher.prices`, so the cost of those requests is unknown, not zero."]
     lines += ["", "## Training", "", "| iteration | steps | tokens | final loss | seconds |", "|---|---:|---:|---:|---:|"]
     for r in data["iterations"]:
         t = r["train"]
@@ -156,7 +163,8 @@ def render_markdown(data: dict[str, Any], plots: list[str]) -> str:
     if gaps:
         lines += ["", "## Generation-verification gap", "",
                   "The student's own verifier on its own samples (Song et al. 2024; tripost.gap): gap = mean over problems of "
-                  "(accuracy of the kept samples - accuracy of all samples); relative gap divides by (1 - accuracy of all).", "",
+                  "(accuracy of the kept samples - accuracy of all samples); relative gap divides by (1 - accuracy of all); both over the "
+                  "problems where something was kept and not every sample was right (the last column: problems left out, nothing kept / all right).", "",
                   "| iteration | verifier / filter | problems x samples | accuracy, all | accuracy, kept | gap | relative gap | none kept / all right |",
                   "|---|---|---:|---:|---:|---:|---:|---:|"]
         for it, g in gaps:

@@ -4,7 +4,8 @@ Endpoints
     POST /v1/chat/completions   OpenAI Chat Completions shape
     POST /v1/messages           Anthropic Messages shape
     GET  /v1/models             the one model served
-    GET  /stats                 requests by status, path and injected fault (no token needed)
+    GET  /stats                 requests by status, path and injected fault, the sampling
+                                parameters they carried, the most answered at once (no token needed)
     GET  /health                liveness (no token needed)
 
 Authentication
@@ -195,6 +196,12 @@ class Stats:
     by_status: Counter[str] = field(default_factory=Counter)
     by_path: Counter[str] = field(default_factory=Counter)
     faults: Counter[str] = field(default_factory=Counter)
+    # "max_completion_tokens=99", "temperature=0.3", "temperature=absent": how
+    # the length limit and the temperature arrived, so a test can see what a
+    # client really sent (values of two parameters, never content).
+    params: Counter[str] = field(default_factory=Counter)
+    in_flight: int = 0
+    max_in_flight: int = 0  # the most chat requests answered at once
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def record(self, path: str, status: int | str, fault: str | None = None) -> None:
@@ -203,6 +210,25 @@ class Stats:
             self.by_path[path] += 1
             if fault:
                 self.faults[fault] += 1
+
+    def sampling(self, body: dict[str, Any]) -> None:
+        def shown(v: Any) -> str:  # numbers only: a client's text never lands in /stats
+            return str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else "other"
+
+        with self.lock:
+            for name in ("max_tokens", "max_completion_tokens"):
+                if name in body:
+                    self.params[f"{name}={shown(body[name])}"] += 1
+            self.params[f"temperature={shown(body['temperature']) if 'temperature' in body else 'absent'}"] += 1
+
+    def enter(self) -> None:
+        with self.lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def leave(self) -> None:
+        with self.lock:
+            self.in_flight -= 1
 
     def disconnected(self, status: int) -> None:
         """A request recorded with `status` whose client went away before the answer was written."""
@@ -219,6 +245,8 @@ class Stats:
                 "by_status": dict(self.by_status),
                 "by_path": dict(self.by_path),
                 "faults": dict(self.faults),
+                "params": dict(self.params),
+                "max_in_flight": self.max_in_flight,
                 "uptime_s": round(time.time() - self.started, 3),
             }
 
@@ -493,8 +521,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._drain()
             self._send_json(404, {"error": {"message": f"no route {path}", "type": "not_found"}}, path=path)
             return
+        self.service.stats.enter()
         try:
             body = self._read_body()
+            self.service.stats.sampling(body)
             if self.service.faults.latency:
                 time.sleep(self.service.faults.latency)
             if self._peer_closed():
@@ -525,6 +555,8 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as e:  # a bug here must answer 500, not hang the client
             log.exception("internal error answering %s", path)
             self._send_error(flavour, path, 500, f"internal error: {type(e).__name__}", "api_error")
+        finally:
+            self.service.stats.leave()
 
     def _peer_closed(self) -> bool:
         """Whether the client has closed its end (readable, yet nothing to read)."""

@@ -22,6 +22,9 @@ from typing import Any, Mapping
 
 from tripost.errors import TripostError
 from tripost.teachers.base import FeedbackReply, ImproveReply, Teacher, TeacherCall
+from tripost.teachers.options import TeacherOptions, add_teacher_flags
+
+_DEFAULT = TeacherOptions()  # the option defaults, declared once (options.py)
 
 SPECS = ("scripted", "openai:MODEL", "anthropic:MODEL", "hf:PATH", "replay:LOG")
 CACHE_FILE = "teacher-cache.sqlite"
@@ -40,11 +43,12 @@ def make_teacher(
     concurrency: int | None = None,
     prices: str | Path | Mapping[str, Any] | None = None,
     ledger: Any = None,
-    timeout: float = 60.0,
+    timeout: float = _DEFAULT.timeout,
     max_attempts: int = 6,
     policy: Any = None,
     max_tokens: int | None = None,
-    temperature: float = 0.0,
+    temperature: float = _DEFAULT.temperature,
+    token_param: str = _DEFAULT.token_param,
     embed_request: bool = True,
     base_url: str | None = None,
     api_key: str | None = None,
@@ -54,14 +58,21 @@ def make_teacher(
 
     cache        True: the shared cache under `tripost_home()`; a path: that
                  sqlite file; False/None: no cache; or a `ResponseCache`
-    concurrency  in-flight requests per backend (default: the backend's own, 16 for APIs, 1 for hf)
+    concurrency  in-flight requests per backend (default: the backend's own, 16 for APIs; hf: at most 1)
     prices       price overrides: mapping or TOML/JSON file (usage.py)
     ledger       a `Ledger` to book usage into (shared between teachers if you like)
     timeout      per-request timeout in seconds (API backends)
     max_attempts tries per request, the first included (retry.py), unless `policy` is given
     max_tokens   answer length limit (default 768; 320 for hf, where CPU decoding is slow)
+    temperature  sampling temperature: sent to every backend and part of the cache key
+    token_param  the name OpenAI gets the length limit under: max_tokens, or
+                 max_completion_tokens (its reasoning models); other backends ignore it
     embed_request append the machine-readable request block to prompts (templates.py)
     base_url/api_key  override the SDK environment variables
+
+    The options a user sets (the run config's `[teacher]` section, the
+    `--teacher-*` flags) are `TeacherOptions` (options.py):
+    `make_teacher(spec, **options.teacher_kwargs())`.
     """
     kind, sep, arg = spec.strip().partition(":")
     if kind == "scripted" and not arg:
@@ -87,7 +98,7 @@ def make_teacher(
     if kind == "openai":
         from tripost.teachers.openai_chat import OpenAIChat
 
-        backend = OpenAIChat(arg.strip(), base_url=base_url, api_key=api_key, timeout=timeout)
+        backend = OpenAIChat(arg.strip(), base_url=base_url, api_key=api_key, timeout=timeout, token_param=token_param)
     elif kind == "anthropic":
         from tripost.teachers.anthropic_chat import AnthropicChat
 
@@ -96,6 +107,10 @@ def make_teacher(
         from tripost.teachers.hf_chat import HFChat
 
         backend = HFChat(arg, device=device)
+        if concurrency is not None:
+            # One local model generates one answer at a time (hf_chat.py):
+            # more requests in flight would only wait in threads.
+            concurrency = min(concurrency, backend.max_concurrency)
 
     if cache is True:
         response_cache = ResponseCache(default_cache_path())
@@ -122,4 +137,7 @@ def make_teacher(
     )
 
 
-__all__ = ["FeedbackReply", "ImproveReply", "Teacher", "TeacherCall", "make_teacher", "SPECS", "default_cache_path"]
+__all__ = [
+    "FeedbackReply", "ImproveReply", "Teacher", "TeacherCall", "TeacherOptions", "make_teacher", "add_teacher_flags", "SPECS",
+    "default_cache_path",
+]

@@ -1,8 +1,9 @@
 """`anthropic:MODEL`: the Messages API through the official `anthropic` SDK.
 
 The SDK reads `ANTHROPIC_API_KEY` (or `ANTHROPIC_AUTH_TOKEN`) and
-`ANTHROPIC_BASE_URL`. The 2.x SDK no longer takes `temperature`, so none is
-sent unless `send_temperature=True` (then it travels in the request body).
+`ANTHROPIC_BASE_URL`. The 2.x SDK no longer takes `temperature` as an
+argument, so it travels in the request body (`extra_body`): the request runs
+at the temperature its cache key records, not at the API's default.
 The system prompt and the few-shot examples are the
 same for every request of a kind, so they are marked for prompt caching
 (`cache_control`), which the provider bills as cache writes and then much
@@ -22,10 +23,11 @@ import os
 from typing import Any
 
 from tripost.errors import TripostError
-from tripost.teachers.chat import ChatRequest, ChatResponse, Usage, get_field
+from tripost.teachers.chat import ChatRequest, ChatResponse, Usage, endpoint_id, get_field
 from tripost.teachers.retry import malformed, register_secret
 
 _LOCAL_PLACEHOLDER_KEY = "not-needed"
+DEFAULT_ENDPOINT = "https://api.anthropic.com"  # where the SDK goes without a base URL
 
 
 class AnthropicChat:
@@ -40,7 +42,6 @@ class AnthropicChat:
         timeout: float = 60.0,
         max_concurrency: int = 16,
         prompt_caching: bool = True,
-        send_temperature: bool = False,
     ):
         if not model:
             raise TripostError("anthropic teacher: give a model, e.g. anthropic:claude-3-5-haiku-latest")
@@ -48,8 +49,8 @@ class AnthropicChat:
         self.max_concurrency = max_concurrency
         self.timeout = timeout
         self.prompt_caching = prompt_caching
-        self.send_temperature = send_temperature
         self._base_url = base_url or os.environ.get("ANTHROPIC_BASE_URL") or None
+        self.endpoint = endpoint_id(self._base_url or DEFAULT_ENDPOINT)
         self._auth_token: str | None = None
         key = api_key or os.environ.get("ANTHROPIC_API_KEY") or None
         if key is None and os.environ.get("ANTHROPIC_AUTH_TOKEN"):
@@ -90,11 +91,11 @@ class AnthropicChat:
             "model": request.model,
             "max_tokens": request.max_tokens,
             "messages": messages,
+            # The SDK (2.x) has no `temperature` argument any more, but the
+            # API takes it in the body; sent always, so the answer is sampled
+            # at the temperature the cache key records.
+            "extra_body": {"temperature": request.temperature},
         }
-        if self.send_temperature:
-            # The SDK (2.x) has no `temperature` argument any more; servers
-            # that still take it get it in the body.
-            params["extra_body"] = {"temperature": request.temperature}
         if request.system:
             system: dict[str, Any] = {"type": "text", "text": request.system}
             if self.prompt_caching and not request.cache_prefix:

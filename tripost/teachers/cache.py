@@ -1,10 +1,12 @@
 """On-disk cache of chat responses (sqlite).
 
-Keyed by a hash of the canonical request (`ChatRequest.key`: backend, model,
-system prompt, messages, sampling parameters, sample index), so re-running
-the same requests makes no HTTP call. The key and the stored value hold no
-key material: requests never contain API keys or base URLs, and only the
-response text and its usage are stored.
+Keyed by a hash of the canonical request (`ChatRequest.key`: backend, its
+endpoint, model, system prompt, messages, sampling parameters, sample
+index), so re-running the same requests makes no HTTP call, and two servers
+that serve models of the same name never share answers. The key and the
+stored value hold no key material: requests never contain API keys, the
+endpoint is the base URL without any credentials (`endpoint_id`), and only
+the response text and its usage are stored.
 
 Only answers the caller accepted are stored (requester.py): a rejected
 answer cached would be returned for good, however healthy the server is

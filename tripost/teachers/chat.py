@@ -25,7 +25,28 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-CACHE_KEY_VERSION = 1
+# 2: the endpoint joined the key (two servers may call different models by
+# one name); keys made by version 1 are never looked up again.
+CACHE_KEY_VERSION = 2
+
+
+def endpoint_id(url: str) -> str:
+    """The part of a base URL that says which server answers: scheme, host,
+    port and path, lower-cased host, no trailing slash. Credentials a URL may
+    carry (`https://user:secret@host`), its query and fragment are dropped:
+    the result goes into cache keys and must hold no secret."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url.strip())
+    host = (parts.hostname or "").lower()
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    netloc = f"{host}:{port}" if port is not None else host
+    return urlunsplit((parts.scheme.lower(), netloc, parts.path.rstrip("/"), "", ""))
 
 
 @dataclass(frozen=True)
@@ -54,12 +75,15 @@ class ChatRequest:
     sample_index: int = 0
     cache_prefix: int = 0
 
-    def canonical(self, backend: str) -> dict[str, Any]:
-        """Everything that determines the answer, and nothing else (no key,
-        no base URL, no timeout): the cache key is a hash of this."""
+    def canonical(self, backend: str, endpoint: str = "") -> dict[str, Any]:
+        """Everything that determines the answer, and nothing else (no API
+        key, no timeout): the cache key is a hash of this. `endpoint` is the
+        backend's server (`endpoint_id` of its base URL): two servers that
+        both serve a "llama-3" need not answer alike."""
         return {
             "v": CACHE_KEY_VERSION,
             "backend": backend,
+            "endpoint": endpoint,
             "model": self.model,
             "system": self.system,
             "messages": [[m.role, m.content] for m in self.messages],
@@ -69,8 +93,8 @@ class ChatRequest:
             "sample_index": self.sample_index,
         }
 
-    def key(self, backend: str) -> str:
-        blob = json.dumps(self.canonical(backend), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    def key(self, backend: str, endpoint: str = "") -> str:
+        blob = json.dumps(self.canonical(backend, endpoint), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
     def openai_messages(self) -> list[dict[str, str]]:
@@ -171,11 +195,14 @@ class ChatResponse:
 @runtime_checkable
 class ChatBackend(Protocol):
     """One provider and model. `name` is the backend kind ("openai",
-    "anthropic", "hf"), `model` what it runs; `max_concurrency` is a sensible
-    default for in-flight requests (1 for a local model)."""
+    "anthropic", "hf"), `model` what it runs, `endpoint` the server it asks
+    (`endpoint_id` of its base URL; "" for a local model), which the cache key
+    holds; `max_concurrency` is a sensible default for in-flight requests (1
+    for a local model)."""
 
     name: str
     model: str
+    endpoint: str
     max_concurrency: int
 
     async def acomplete(self, request: ChatRequest) -> ChatResponse:

@@ -44,6 +44,7 @@ def student_spec_for(path: str) -> str:
 
 class HFChat:
     name = "hf"
+    endpoint = ""  # this machine: the model path already names what answers
     max_concurrency = 1
 
     def __init__(self, path: str, *, device: str | None = None):

@@ -3,7 +3,9 @@
 Any OpenAI-compatible server works unchanged (vLLM, Ollama, llama.cpp,
 `tripost serve-teacher`): the SDK reads `OPENAI_BASE_URL` and
 `OPENAI_API_KEY`. A local server usually needs no key; when a base URL is set
-and no key is, a placeholder is sent. The SDK's own retries are off
+and no key is, a placeholder is sent. The answer length limit goes out as
+`max_tokens`, or as `max_completion_tokens` (`token_param`), which OpenAI's
+reasoning models require instead. The SDK's own retries are off
 (`max_retries=0`): retry.py retries, once.
 
 The request goes out through `with_raw_response`, so sending (whose
@@ -19,10 +21,12 @@ import os
 from typing import Any
 
 from tripost.errors import TripostError
-from tripost.teachers.chat import ChatRequest, ChatResponse, Usage, get_field
+from tripost.teachers.chat import ChatRequest, ChatResponse, Usage, endpoint_id, get_field
+from tripost.teachers.options import TOKEN_PARAMS
 from tripost.teachers.retry import malformed, register_secret
 
 _LOCAL_PLACEHOLDER_KEY = "not-needed"
+DEFAULT_ENDPOINT = "https://api.openai.com/v1"  # where the SDK goes without a base URL
 
 
 class OpenAIChat:
@@ -40,13 +44,14 @@ class OpenAIChat:
     ):
         if not model:
             raise TripostError("openai teacher: give a model, e.g. openai:gpt-4o-mini")
-        if token_param not in ("max_tokens", "max_completion_tokens"):
-            raise TripostError("openai teacher: token_param must be max_tokens or max_completion_tokens")
+        if token_param not in TOKEN_PARAMS:
+            raise TripostError(f"openai teacher: token_param must be one of {', '.join(TOKEN_PARAMS)}, not {token_param!r}")
         self.model = model
         self.max_concurrency = max_concurrency
         self.timeout = timeout
         self.token_param = token_param
         self._base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
+        self.endpoint = endpoint_id(self._base_url or DEFAULT_ENDPOINT)
         key = api_key or os.environ.get("OPENAI_API_KEY") or None
         if key is None:
             if self._base_url is None:

@@ -70,10 +70,15 @@ class Requester:
             self._sem = asyncio.Semaphore(self.concurrency)
         return self._sem
 
+    def key(self, req: ChatRequest) -> str:
+        """The cache key of `req` sent to this backend: its kind and its
+        endpoint, so two servers never share answers."""
+        return req.key(self.backend.name, getattr(self.backend, "endpoint", ""))
+
     async def request(self, req: ChatRequest, accept: Callable[[ChatResponse], bool] | None = None) -> Outcome:
         """`accept`: whether an answer may be cached (None: every answer)."""
         name, model = self.backend.name, self.backend.model
-        key = req.key(name)
+        key = self.key(req)
         t0 = time.perf_counter()
         if self.cache is not None:
             hit = self.cache.get(key, accept)

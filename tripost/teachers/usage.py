@@ -4,13 +4,18 @@ Prices are US dollars per million tokens, one price per usage bucket
 (input, output, cache read, cache write; see chat.py for the buckets). The
 defaults below are list prices at the time of writing and WILL go stale:
 override them with `prices=` (a mapping or a TOML/JSON file, see
-`load_prices`). A model with no price is counted at zero cost and listed as
-unpriced, never guessed.
+`load_prices`; `teacher.prices` / `--teacher-prices`). A model with no price
+is never guessed: its requests add nothing to the cost, the ledger marks it
+unpriced and says so once on stderr, and summaries and reports show
+"unpriced" (`format_cost`) instead of a cost that looks like $0.
+A backend that runs on this machine (`LOCAL_BACKENDS`) bills nothing and is
+never unpriced.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import tomllib
 from dataclasses import asdict, dataclass, field
@@ -52,6 +57,9 @@ class Price:
             raise TripostError(f"price for {name!r}: prices cannot be negative")
         return cls(**values)
 
+
+# Backends that run on this machine: nothing to bill, so a missing price is no gap.
+LOCAL_BACKENDS = frozenset({"hf"})
 
 # Model name prefix -> price. Longest matching prefix wins, so dated model
 # names ("claude-3-5-haiku-20241022") find their family.
@@ -141,6 +149,10 @@ class Ledger:
         self._entries: dict[tuple[str, str], LedgerEntry] = {}
         self._lock = threading.Lock()
 
+    def unpriced(self, backend: str, model: str) -> bool:
+        """Whether requests to `model` cost money this ledger cannot count."""
+        return backend not in LOCAL_BACKENDS and self.prices.lookup(model) is None
+
     def record(
         self,
         backend: str,
@@ -154,6 +166,7 @@ class Ledger:
     ) -> float:
         """Add one teacher request; returns its cost (0 for a cache hit)."""
         cost = 0.0 if cached else self.prices.cost(model, usage)
+        newly_unpriced = False
         with self._lock:
             e = self._entries.setdefault((backend, model), LedgerEntry())
             e.calls += 1
@@ -169,7 +182,15 @@ class Ledger:
                 e.cache_read_tokens += usage.cache_read_tokens
                 e.cache_write_tokens += usage.cache_write_tokens
                 e.cost_usd += cost
-                e.priced = e.priced and self.prices.lookup(model) is not None
+                # A failed request used no tokens: nothing went uncounted yet.
+                if e.priced and not failed and self.unpriced(backend, model):
+                    e.priced = False
+                    newly_unpriced = True
+        if newly_unpriced:
+            # Once per model and ledger: a run of thousands of requests says it once.
+            print(f"tripost: warning: no price for {backend} model {model!r} in the built-in price table or the prices file; "
+                  "its cost is reported as unpriced, not $0 (set one with teacher.prices / --teacher-prices)",
+                  file=sys.stderr, flush=True)
         return cost
 
     def entry(self, backend: str, model: str) -> LedgerEntry:
@@ -184,3 +205,17 @@ class Ledger:
     def total_cost(self) -> float:
         with self._lock:
             return sum(e.cost_usd for e in self._entries.values())
+
+    def unpriced_models(self) -> list[str]:
+        """`backend:model` of every model that answered requests without a price."""
+        with self._lock:
+            return [f"{b}:{m}" for (b, m), e in sorted(self._entries.items()) if not e.priced]
+
+
+def format_cost(cost_usd: float, unpriced: Any = (), dollar: str = "$") -> str:
+    """A cost for people: "$0.0123"; "unpriced" when requests went to a model
+    without a price and nothing was counted; "$0.0123 + unpriced" when part
+    was. `unpriced`: the unpriced models (or any truthy value)."""
+    if not unpriced:
+        return f"{dollar}{cost_usd:.4f}"
+    return f"{dollar}{cost_usd:.4f} + unpriced" if cost_usd > 0 else "unpriced"

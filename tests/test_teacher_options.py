@@ -1,0 +1,334 @@
+"""Issue 19, item 1: every teacher option reachable.
+
+The `[teacher]` run config section and the `--teacher-*` flags of `collect`
+and `teach` (tripost/teachers/options.py) reach `make_teacher` and, through
+the real `openai` and `anthropic` SDKs, `tripost serve-teacher` on loopback,
+whose /stats shows the sampling parameters each request carried. Also: the
+cache key holds the endpoint, an unpriced model warns once and reports as
+"unpriced", `teach` runs concurrently, and a wrong value is one error line.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tripost.cli import main
+from tripost.collect import CollectConfig, collect
+from tripost.format import parse_rationale
+from tripost.loop import Run, resolve_config
+from tripost.report import collect_run, render_markdown
+from tripost.serve import Faults, start_server
+from tripost.tasks import get_task, sample_problems
+from tripost.teachers import make_teacher
+from tripost.teachers.chat import Usage
+from tripost.teachers.prompted import PromptedTeacher
+from tripost.teachers.retry import RetryPolicy
+from tripost.teachers.scripted import ScriptedTeacher
+from tripost.teachers.usage import Ledger, PriceTable
+
+TOKEN = "tpst-test-DO-NOT-LEAK-options-token-1357"
+FAST = RetryPolicy(max_attempts=4, initial=0.005, jitter=0.005, max_wait=0.05)
+TASK = get_task("arithmetic")
+WARNING = "tripost: warning: no price for"
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch, tmp_path):
+    monkeypatch.setenv("TRIPOST_HOME", str(tmp_path / "home"))
+    for var in ("OPENAI_BASE_URL", "ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("OPENAI_API_KEY", TOKEN)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", TOKEN)
+
+
+@pytest.fixture
+def server(monkeypatch):
+    with start_server(ScriptedTeacher(), token=TOKEN) as srv:
+        point_at(monkeypatch, srv)
+        yield srv
+
+
+def point_at(monkeypatch, srv) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", srv.url + "/v1")
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", srv.url)
+
+
+def stats(srv) -> dict:
+    with urllib.request.urlopen(srv.url + "/stats") as r:
+        return json.loads(r.read())
+
+
+def wrong_attempts(n: int, seed: int = 0) -> list[tuple]:
+    out = []
+    for i, p in enumerate(sample_problems(TASK, n=n, seed=seed)):
+        rng = random.Random(f"{seed}|{i}")
+        out.append((p, TASK.corrupt(p, rng.randint(1, parse_rationale(p.rationale).n_steps + 1), rng)))
+    return out
+
+
+def llm_teacher(spec: str, **kw) -> PromptedTeacher:
+    kw.setdefault("cache", False)
+    kw.setdefault("policy", FAST)
+    t = make_teacher(spec, **kw)
+    assert isinstance(t, PromptedTeacher)
+    return t
+
+
+def prices_file(tmp_path: Path) -> Path:
+    path = tmp_path / "prices.toml"
+    path.write_text('["scripted"]\ninput = 1.0\noutput = 2.0\n')
+    return path
+
+
+def err_lines(capsys) -> list[str]:
+    return [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+
+
+# ------------------------------------------------------ what reaches the API ---
+
+
+@pytest.mark.parametrize("token_param", ["max_tokens", "max_completion_tokens"])
+def test_openai_token_parameter_name_reaches_the_server(server, token_param):
+    t = llm_teacher("openai:scripted", token_param=token_param, max_tokens=99)
+    try:
+        reply = t.feedback(*wrong_attempts(1)[0])
+    finally:
+        t.close()
+    assert reply.rejected is None
+    other = ({"max_tokens", "max_completion_tokens"} - {token_param}).pop()
+    params = stats(server)["params"]
+    assert params.get(f"{token_param}=99") == 1, params
+    assert not any(k.startswith(other + "=") for k in params), params
+
+
+def test_anthropic_sends_the_temperature_its_cache_key_records(server):
+    item = wrong_attempts(1)[0]
+    for temperature in (0.0, 0.3):
+        t = llm_teacher("anthropic:scripted", temperature=temperature)
+        try:
+            assert t.build_request("feedback", *item).temperature == temperature  # what the key records
+            assert t.feedback(*item).rejected is None
+        finally:
+            t.close()
+    params = stats(server)["params"]
+    # Before: no temperature in the body, so the API's default, whatever the key said.
+    assert params.get("temperature=0.0") == 1 and params.get("temperature=0.3") == 1, params
+    assert "temperature=absent" not in params
+
+
+def test_run_config_teacher_section_reaches_make_teacher_and_the_server(server, tmp_path):
+    prices = prices_file(tmp_path)
+    cfg = resolve_config(None, ["teacher.spec=openai:scripted", "teacher.timeout=30", "teacher.max_tokens=99", "teacher.temperature=0.5",
+                                "teacher.token_param=max_completion_tokens", "teacher.concurrency=3", "teacher.cache=false",
+                                f"teacher.prices={prices}"])
+    t = Run(tmp_path / "run", cfg, progress=False).teacher()
+    try:
+        assert isinstance(t, PromptedTeacher)
+        assert (t.max_tokens, t.temperature, t.requester.concurrency, t.cache) == (99, 0.5, 3, None)
+        assert t.feedback(*wrong_attempts(1)[0]).rejected is None
+        assert t.backend.timeout == 30 and t.backend._get_client().timeout == 30  # the SDK client's own
+        assert t.ledger.unpriced_models() == [] and t.ledger.total_cost() > 0
+    finally:
+        t.close()
+    assert {"max_completion_tokens=99", "temperature=0.5"} <= set(stats(server)["params"])
+
+
+def test_a_run_made_before_the_teacher_options_resumes_with_their_defaults(tmp_path):
+    cfg = resolve_config()
+    old = copy.deepcopy(cfg)
+    old["teacher"] = {"spec": "scripted", "concurrency": 8}
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps(old))
+    said: list[str] = []
+    Run(run, cfg, progress=False, log=said.append).prepare()
+    assert len(said) == 1 and "resuming with their defaults" in said[0] and "teacher.token_param" in said[0]
+
+
+# ---------------------------------------------------------------- the flags ---
+
+
+def teach_file(tmp_path: Path, n: int) -> Path:
+    path = tmp_path / "attempts.jsonl"
+    path.write_text("".join(json.dumps({**p.to_dict(), "attempt": a}) + "\n" for p, a in wrong_attempts(n, seed=3)))
+    return path
+
+
+def test_teach_flags_reach_make_teacher_and_requests_run_concurrently(monkeypatch, tmp_path, capsys):
+    attempts = teach_file(tmp_path, 8)
+    cache = tmp_path / "home" / "teacher-cache.sqlite"
+    with start_server(ScriptedTeacher(), token=TOKEN, faults=Faults(latency=0.1)) as srv:
+        point_at(monkeypatch, srv)
+        assert main(["teach", "--teacher", "openai:scripted", "--task", "arithmetic", str(attempts),
+                     "--teacher-token-param", "max_completion_tokens", "--teacher-max-tokens", "99", "--teacher-temperature", "0.25",
+                     "--teacher-concurrency", "3", "--teacher-prices", str(prices_file(tmp_path)), "--no-teacher-cache"]) == 0
+        s = stats(srv)
+    out, err = capsys.readouterr()
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert len(rows) == 8 and all(r["rejected"] is None and r["improved"] for r in rows)
+    assert [r["id"] for r in rows] == [json.loads(line)["id"] for line in attempts.read_text().splitlines()]  # input order
+    n = s["requests"]
+    assert s["params"] == {"max_completion_tokens=99": n, "temperature=0.25": n}
+    assert 2 <= s["max_in_flight"] <= 3  # concurrent, and bounded by --teacher-concurrency
+    assert "cost $" in err and "unpriced" not in err and WARNING not in err
+    assert not cache.exists()  # --no-teacher-cache
+
+    # The defaults: one at a time with --teacher-concurrency 1, max_tokens, cached.
+    with start_server(ScriptedTeacher(), token=TOKEN, faults=Faults(latency=0.05)) as srv:
+        point_at(monkeypatch, srv)
+        assert main(["teach", "--teacher", "openai:scripted", "--task", "arithmetic", str(attempts), "--teacher-concurrency", "1"]) == 0
+        s = stats(srv)
+    assert s["max_in_flight"] == 1
+    assert set(s["params"]) == {"max_tokens=768", "temperature=0.0"}
+    assert cache.exists()
+
+
+def test_collect_flags_reach_make_teacher(monkeypatch, tmp_path):
+    """The flags `collect` gets are the ones `teach` gets: one definition."""
+    from tripost.cli import build_parser
+    from tripost.teachers import TeacherOptions
+
+    flags = ["--teacher-timeout", "12.5", "--teacher-max-tokens", "64", "--teacher-temperature", "0.7",
+             "--teacher-token-param", "max_completion_tokens", "--teacher-concurrency", "5", "--no-teacher-cache"]
+    parser = build_parser()
+    collect_args = parser.parse_args(["collect", "--task", "arithmetic", "--out", str(tmp_path / "c"), *flags])
+    teach_args = parser.parse_args(["teach", "--teacher", "openai:scripted", "--task", "arithmetic", *flags])
+    options = TeacherOptions.from_args(collect_args)
+    assert options == TeacherOptions.from_args(teach_args)
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    t = make_teacher("openai:scripted", **options.teacher_kwargs())
+    try:
+        assert t.backend.timeout == 12.5 and t.backend.token_param == "max_completion_tokens"
+        assert (t.max_tokens, t.temperature, t.requester.concurrency, t.cache) == (64, 0.7, 5, None)
+    finally:
+        t.close()
+    # And the defaults of the flags are the run config's.
+    defaults = TeacherOptions.from_args(parser.parse_args(["collect", "--task", "arithmetic", "--out", str(tmp_path / "c")]))
+    assert {k: v for k, v in resolve_config()["teacher"].items() if k != "spec"} == TeacherOptions.config_defaults()
+    assert defaults == TeacherOptions()
+
+
+# -------------------------------------------------------------- wrong values ---
+
+
+@pytest.mark.parametrize("override, needle", [
+    ('teacher.timeout="x"', "config key 'teacher.timeout' must be a number"),
+    ("teacher.timeout=0", "teacher.timeout must be more than 0 seconds"),
+    ("teacher.token_param=max_tokenz", "teacher.token_param must be one of max_tokens, max_completion_tokens, not 'max_tokenz'"),
+    ("teacher.temperature=3", "teacher.temperature must be between 0 and 2"),
+    ("teacher.max_tokens=-1", "teacher.max_tokens must be at least 1"),
+    ("teacher.concurrency=0", "teacher.concurrency must be at least 1"),
+    ("teacher.cache=maybe", "config key 'teacher.cache' must be true/false"),
+    ("teacher.prices=no-such-prices.toml", "teacher.prices: price table no-such-prices.toml: cannot read"),
+    ("teacher.prices=5", "teacher.prices must be a file name"),
+])
+def test_a_wrong_teacher_option_in_the_run_config_is_one_line(tmp_path, capsys, override, needle):
+    out = tmp_path / "run"
+    assert main(["run", "--out", str(out), override]) == 2
+    err = err_lines(capsys)
+    assert len(err) == 1 and err[0].startswith("tripost run: error: ") and needle in err[0], err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("flags, needle", [
+    (["--teacher-timeout", "x"], "argument --teacher-timeout: invalid float value: 'x'"),
+    (["--teacher-token-param", "max_tokenz"], "argument --teacher-token-param: invalid choice: 'max_tokenz'"),
+    (["--teacher-timeout", "0"], "tripost teach: error: --teacher-timeout must be more than 0 seconds"),
+    (["--teacher-temperature", "-1"], "tripost teach: error: --teacher-temperature must be between 0 and 2"),
+    (["--teacher-prices", "BAD"], "tripost teach: error: --teacher-prices: price table"),
+])
+def test_a_wrong_teacher_flag_is_one_line(tmp_path, capsys, flags, needle):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("this is = = not toml\n")
+    flags = [str(bad) if f == "BAD" else f for f in flags]
+    argv = ["teach", "--teacher", "openai:scripted", "--task", "arithmetic", str(teach_file(tmp_path, 1)), *flags]
+    try:
+        rc = main(argv)
+    except SystemExit as e:  # argparse: a usage error
+        rc = e.code
+    assert rc == 2
+    err = err_lines(capsys)
+    assert len(err) == 1 and needle in err[0], err
+    assert TOKEN not in err[0]
+
+
+# ----------------------------------------------------------- the cache key ---
+
+
+def test_the_cache_key_holds_the_endpoint(monkeypatch, tmp_path):
+    """Two servers that serve a model of the same name do not share answers
+    through the cache; the same server does."""
+    cache = tmp_path / "cache.sqlite"
+    item = wrong_attempts(1)[0]
+    with start_server(ScriptedTeacher(), token=TOKEN) as a, start_server(ScriptedTeacher(), token=TOKEN) as b:
+        for srv, cached in ((a, False), (b, False), (a, True), (b, True)):
+            for sdk in ("openai", "anthropic"):
+                point_at(monkeypatch, srv)
+                t = llm_teacher(f"{sdk}:scripted", cache=cache)
+                try:
+                    reply = t.feedback(*item)
+                finally:
+                    t.close()
+                assert reply.rejected is None and reply.calls[0].cached is cached, (srv.url, sdk)
+        assert stats(a)["requests"] == stats(b)["requests"] == 2  # one per SDK, then cache hits
+
+
+# ------------------------------------------------------------------ prices ---
+
+
+def test_an_unpriced_model_warns_once(capsys):
+    u = Usage(input_tokens=10, output_tokens=5)
+    ledger = Ledger(PriceTable({"priced-model": {"input": 1.0, "output": 1.0}}))
+    for _ in range(3):
+        ledger.record("openai", "mystery-model", u)
+        ledger.record("openai", "priced-model", u)
+        ledger.record("hf", "/models/local", u)  # runs here: nothing to bill, nothing to warn about
+    err = err_lines(capsys)
+    assert len(err) == 1 and WARNING in err[0] and "'mystery-model'" in err[0], err
+    assert ledger.unpriced_models() == ["openai:mystery-model"]
+
+
+def test_an_unpriced_teacher_shows_as_unpriced_in_collect_teach_and_the_report(server, tmp_path, capsys):
+    problems = sample_problems(TASK, n=4, seed=1)
+    wrong = dict((p.id, a) for p, a in wrong_attempts(4, seed=1))
+
+    def sampler(batch, n, seed):
+        return [[wrong[p.id]] * n for p in batch]
+
+    results = {}
+    for name, prices in (("unpriced", None), ("priced", prices_file(tmp_path))):
+        t = llm_teacher("openai:scripted", prices=prices)
+        try:
+            results[name] = collect(problems, sampler, t, tmp_path / name / "log.jsonl", CollectConfig(), progress=False)
+        finally:
+            t.close()
+    warnings = [line for line in err_lines(capsys) if WARNING in line]
+    assert len(warnings) == 1, warnings  # once for the whole collection, none with a price
+    assert results["unpriced"].unpriced == ["openai:scripted"] and results["unpriced"].cost_usd == 0
+    assert results["priced"].unpriced == [] and results["priced"].cost_usd > 0
+
+    # The run report: "unpriced", not 0.0000.
+    run = tmp_path / "run"
+    (run / "it1" / "collect").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps(resolve_config(None, ["teacher.spec=openai:scripted"])))
+    (run / "it1" / "collect" / "collect.json").write_text(json.dumps(results["unpriced"].to_dict()))
+    report = render_markdown(collect_run(run), [])
+    row = next(line for line in report.splitlines() if line.startswith("| it1 |"))
+    assert "| unpriced |" in row and "0.0000" not in row
+    assert "`openai:scripted` answered with no price" in report
+    (run / "it1" / "collect" / "collect.json").write_text(json.dumps(results["priced"].to_dict()))
+    report = render_markdown(collect_run(run), [])
+    assert "unpriced" not in report and f"| {results['priced'].cost_usd:.4f} |" in report
+
+    # tripost teach: the summary line says so too.
+    attempts = teach_file(tmp_path, 2)
+    assert main(["teach", "--teacher", "openai:scripted", "--task", "arithmetic", str(attempts), "--no-teacher-cache"]) == 0
+    err = err_lines(capsys)
+    assert sum(WARNING in line for line in err) == 1
+    assert err[-1].startswith("taught 2:") and err[-1].endswith("cost unpriced"), err

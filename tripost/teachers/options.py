@@ -1,0 +1,136 @@
+"""The options of an LLM teacher, declared once for the run config and the CLI.
+
+`TeacherOptions` holds every option a user can set on an LLM teacher, each
+with its default and help text in one place. The run config's `[teacher]`
+section (tripost/loop.py) is built from it, `tripost collect` and
+`tripost teach` get their `--teacher-*` flags from `add_teacher_flags`, and
+both end in `make_teacher(spec, **options.teacher_kwargs())`:
+
+    timeout      seconds per HTTP request before it counts as failed (and is retried)
+    max_tokens   the answer length limit (0: the backend's default)
+    temperature  sampling temperature, sent to the API (and part of the cache key)
+    token_param  the name the length limit travels under to OpenAI: max_tokens, or
+                 max_completion_tokens for its reasoning models (which refuse max_tokens)
+    concurrency  teacher requests in flight at once, and trajectories (collect) or
+                 attempts (teach) worked on at once
+    prices       a TOML/JSON price table layered over the built-in one (usage.py)
+    cache        the on-disk response cache under $TRIPOST_HOME on or off
+
+The options are ignored by the teachers that are not LLMs (scripted, replay).
+A wrong value is one `TripostError` naming the key the way the user wrote it
+(`teacher.timeout` in a run config, `--teacher-timeout` on the command line).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from tripost.errors import TripostError
+
+# How OpenAI's Chat Completions take the answer length limit: `max_tokens`
+# (most models, every OpenAI-compatible server) or `max_completion_tokens`
+# (the o-series reasoning models refuse `max_tokens`). Anthropic's Messages
+# API has only `max_tokens`; hf generates locally.
+TOKEN_PARAMS = ("max_tokens", "max_completion_tokens")
+MAX_TEMPERATURE = 2.0  # OpenAI's upper bound; Anthropic's is 1.0 and its API says so
+
+
+def _opt(default: Any, help: str, metavar: str | None = None, choices: tuple[str, ...] | None = None) -> Any:
+    return field(default=default, metadata={"help": help, "metavar": metavar, "choices": choices})
+
+
+@dataclass(frozen=True)
+class TeacherOptions:
+    timeout: float = _opt(60.0, "seconds per teacher request before it counts as failed and is retried", "SECONDS")
+    max_tokens: int = _opt(0, "answer length limit in tokens (0: the backend's default, 768; 320 for hf)", "N")
+    temperature: float = _opt(0.0, f"teacher sampling temperature, 0 to {MAX_TEMPERATURE:g} (sent to the API, part of the cache key)", "T")
+    token_param: str = _opt("max_tokens", "the name OpenAI gets the length limit under (max_completion_tokens for its reasoning models)",
+                            choices=TOKEN_PARAMS)
+    concurrency: int = _opt(8, "teacher requests in flight at once, and attempts worked on at once (an hf teacher answers one at a time)", "N")
+    prices: str = _opt("", "a TOML price table (USD per million tokens) over the built-in one, e.g. [\"my-model\"] input = 0.5", "FILE.toml")
+    cache: bool = _opt(True, "reuse answers from the on-disk response cache ($TRIPOST_HOME/teacher-cache.sqlite)")
+
+    @classmethod
+    def config_defaults(cls) -> dict[str, Any]:
+        """The `[teacher]` keys of the run config, at their defaults."""
+        return {f.name: f.default for f in fields(cls)}
+
+    @classmethod
+    def from_config(cls, section: dict[str, Any]) -> "TeacherOptions":
+        """From the run config's `[teacher]` section (types already checked by
+        `check_types`); values are checked here, errors name `teacher.KEY`."""
+        return cls(**{f.name: section[f.name] for f in fields(cls) if f.name in section}).check(lambda name: f"teacher.{name}")
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "TeacherOptions":
+        """From the flags `add_teacher_flags` added; errors name the flag."""
+        return cls(**{f.name: getattr(args, _dest(f.name)) for f in fields(cls)}).check(_flag)
+
+    def check(self, name: Callable[[str], str]) -> "TeacherOptions":
+        """Self, when every value is usable; else one error naming the key
+        (`name` spells a field the way the user set it)."""
+        if not self.timeout > 0:
+            raise TripostError(f"{name('timeout')} must be more than 0 seconds, not {self.timeout}")
+        if self.max_tokens < 0:
+            raise TripostError(f"{name('max_tokens')} must be at least 1 (or 0: the backend's default), not {self.max_tokens}")
+        if not 0.0 <= self.temperature <= MAX_TEMPERATURE:
+            raise TripostError(f"{name('temperature')} must be between 0 and {MAX_TEMPERATURE:g}, not {self.temperature}")
+        if self.token_param not in TOKEN_PARAMS:
+            raise TripostError(f"{name('token_param')} must be one of {', '.join(TOKEN_PARAMS)}, not {self.token_param!r}")
+        if self.concurrency < 1:
+            raise TripostError(f"{name('concurrency')} must be at least 1, not {self.concurrency}")
+        if not isinstance(self.prices, str):  # "" is the config's "unset", so its type check lets any value by
+            raise TripostError(f"{name('prices')} must be a file name (a string), or \"\" for the built-in prices only")
+        if self.prices:
+            from tripost.teachers.usage import load_prices
+
+            # Read now, so a missing or broken file stops the command before
+            # any work, not after the first paid request.
+            try:
+                load_prices(self.prices)
+            except TripostError as e:
+                raise TripostError(f"{name('prices')}: {e}") from None
+        return self
+
+    def teacher_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of `make_teacher` these options set."""
+        return {
+            "timeout": float(self.timeout),
+            "max_tokens": self.max_tokens or None,
+            "temperature": float(self.temperature),
+            "token_param": self.token_param,
+            "concurrency": self.concurrency,
+            "prices": self.prices or None,
+            "cache": self.cache,
+        }
+
+
+def _dest(name: str) -> str:
+    return f"teacher_{name}"
+
+
+def _flag(name: str) -> str:
+    return "--teacher-" + name.replace("_", "-")
+
+
+def _shown(default: Any) -> str:
+    if isinstance(default, bool):
+        return "on" if default else "off"
+    return str(default) if default != "" else "none"
+
+
+def add_teacher_flags(parser: argparse.ArgumentParser) -> None:
+    """The `--teacher-*` flags, one per `TeacherOptions` field, with its
+    default and help (as `teacher.KEY` in `tripost run`'s config)."""
+    g = parser.add_argument_group("teacher options (LLM teachers; in `tripost run`: teacher.KEY=VALUE)")
+    for f in fields(TeacherOptions):
+        meta = f.metadata
+        help_text = f"{meta['help']} (default {_shown(f.default)})"
+        if isinstance(f.default, bool):
+            g.add_argument(_flag(f.name), dest=_dest(f.name), action=argparse.BooleanOptionalAction, default=f.default, help=help_text)
+        else:
+            g.add_argument(_flag(f.name), dest=_dest(f.name), type=type(f.default), default=f.default, metavar=meta["metavar"],
+                           choices=meta["choices"], help=help_text)
