@@ -40,23 +40,56 @@ def test_gap_and_relative_gap_by_hand_with_the_quantile_filter():
     m, rows, kept = gap_metrics(IDS, SCORES, CORRECT, filter="quantile", quantile=0.5, n_bootstrap=200)
     assert kept == [[True, False, False, True], [False, False, True, True], [True, True, False, False], [True, False, True, False]]
     # p1: all 1/4, kept {0.9 right, 0.3 wrong} 1/2 -> gap 1/4, relative (1/4)/(3/4) = 1/3
-    # p2: every sample right -> gap 0, relative gap undefined
-    # p3: every sample wrong -> gap 0, relative 0
+    # p2: every sample right -> gap 0, relative gap 0/0: left out of both means
+    # p3: every sample wrong -> gap 0, relative 0: in both
     # p4: all 1/2, kept {0.8, 0.7} both wrong -> gap -1/2, relative -1
     assert [r.gap for r in rows] == pytest.approx([0.25, 0.0, 0.0, -0.5])
     assert rows[1].relative_gap is None and rows[1].all_right and rows[2].all_wrong
-    assert m["gap"]["mean"] == pytest.approx((0.25 + 0 + 0 - 0.5) / 4) and m["gap"]["n"] == 4
+    assert [r.measured for r in rows] == [True, False, True, True]
+    # Issue 18: both means over the same 3 problems (the gap used to average p2's 0 in too: -0.0625 over 4).
+    assert m["gap"]["mean"] == pytest.approx((0.25 + 0 - 0.5) / 3) and m["gap"]["n"] == 3
     assert m["relative_gap"]["mean"] == pytest.approx((1 / 3 + 0 - 1) / 3) and m["relative_gap"]["n"] == 3
-    assert m["relative_gap_pooled"] == pytest.approx(-0.0625 / (1 - 0.4375))
-    assert m["excluded"]["all_right"] == {"n": 1, "problems": ["p2"]}
-    assert m["excluded"]["none_kept"] == {"n": 0, "problems": []}
+    assert m["relative_gap_pooled"] == pytest.approx(((0.25 + 0 - 0.5) / 3) / (1 - (0.25 + 0 + 0.5) / 3))
+    assert m["excluded"] == {"n": 1, "none_kept": {"n": 0, "problems": []}, "all_right": {"n": 1, "problems": ["p2"]}}
     assert m["all_wrong"] == {"n": 1, "problems": ["p3"]}
-    assert m["acc_all"]["mean"] == pytest.approx((0.25 + 1 + 0 + 0.5) / 4)
-    assert m["acc_kept"]["mean"] == pytest.approx((0.5 + 1 + 0 + 0) / 4)
+    assert m["acc_all"]["mean"] == pytest.approx((0.25 + 1 + 0 + 0.5) / 4) and m["acc_all"]["n"] == 4
+    assert m["acc_kept"]["mean"] == pytest.approx((0.5 + 0 + 0) / 3) and m["acc_kept"]["n"] == 3
+    assert m["acc_kept"]["mean"] - m["acc_all_where_kept"]["mean"] == pytest.approx(m["gap"]["mean"])
     assert m["kept_samples"] == 8 and m["kept_fraction"] == 0.5 and m["samples"] == 16
     for name in ("gap", "relative_gap", "acc_all", "acc_kept"):
         lo, hi = m[name]["ci"]
         assert lo <= m[name]["mean"] <= hi
+
+
+def test_gap_and_relative_gap_are_over_the_same_prompts_with_known_numbers():
+    """Issue 18: known per-prompt numbers, eight samples each, a perfect
+    verifier (it scores the right samples 1), threshold 0.5.
+
+    prompt  right  kept        acc_all  acc_kept  gap     relative
+    a       2/8    the 2 right 0.25     1         0.75    1
+    b       4/8    the 4 right 0.5      1         0.5     1
+    c       8/8    all 8       1        1         0       0/0   -> left out (every sample right)
+    d       0/8    none        0        -         -       -     -> left out (nothing kept)
+    e       6/8    the 6 right 0.75     1         0.25    1
+
+    A perfect verifier recovers all the headroom: the relative gap is exactly
+    1, and the gap is the mean headroom of a, b, e. Counting c as 0 would have
+    given 3/4 and 3 problems against the gap's 4."""
+    right = {"a": 2, "b": 4, "c": 8, "d": 0, "e": 6}
+    correct = [[j < k for j in range(8)] for k in right.values()]
+    scores = [[1.0 if c else 0.0 for c in row] for row in correct]
+    m, rows, _ = gap_metrics(list(right), scores, correct, filter="threshold", threshold=0.5, n_bootstrap=100)
+    assert [(r.acc_all, r.acc_kept) for r in rows] == [(0.25, 1.0), (0.5, 1.0), (1.0, 1.0), (0.0, None), (0.75, 1.0)]
+    assert m["gap"]["n"] == m["relative_gap"]["n"] == m["acc_kept"]["n"] == 3
+    assert m["gap"]["mean"] == pytest.approx((0.75 + 0.5 + 0.25) / 3)
+    assert m["relative_gap"]["mean"] == pytest.approx(1.0) and m["relative_gap"]["ci"] == pytest.approx([1.0, 1.0])
+    assert m["relative_gap_pooled"] == pytest.approx(1.0)
+    assert m["excluded"] == {"n": 2, "none_kept": {"n": 1, "problems": ["d"]}, "all_right": {"n": 1, "problems": ["c"]}}
+    assert m["all_wrong"] == {"n": 1, "problems": ["d"]}
+    # A problem both all-right and with nothing kept is left out once, for nothing kept.
+    m, _, _ = gap_metrics(["x", "y"], [[0.1, 0.1], [0.9, 0.1]], [[True, True], [True, False]], filter="threshold", threshold=0.5, n_bootstrap=50)
+    assert m["excluded"] == {"n": 1, "none_kept": {"n": 1, "problems": ["x"]}, "all_right": {"n": 0, "problems": []}}
+    assert m["gap"]["n"] == m["relative_gap"]["n"] == 1 and m["gap"]["mean"] == pytest.approx(0.5)
 
 
 def test_threshold_filter_reports_problems_where_nothing_is_kept():
@@ -65,6 +98,7 @@ def test_threshold_filter_reports_problems_where_nothing_is_kept():
     assert [r.n_kept for r in rows] == [1, 0, 0, 2]
     assert rows[1].acc_kept is None and rows[1].gap is None and rows[2].gap is None
     assert m["excluded"]["none_kept"] == {"n": 2, "problems": ["p2", "p3"]}
+    assert m["excluded"]["all_right"] == {"n": 0, "problems": []} and m["excluded"]["n"] == 2  # p2 is counted once
     assert m["gap"]["n"] == 2 and m["gap"]["mean"] == pytest.approx((0.75 - 0.5) / 2)
     assert m["relative_gap"]["n"] == 2 and m["relative_gap"]["mean"] == pytest.approx((1.0 - 1.0) / 2)
     # acc_kept and the matching acc_all are over the same 2 problems, so they differ by the gap.
@@ -310,9 +344,10 @@ def test_cli_end_to_end_json_on_the_tiny_model(tiny_model_dir, tmp_path, run_cli
         cut = sorted(scores, reverse=True)[1]
         assert [s["kept"] for s in p["samples"]] == [s >= cut for s in scores] and p["n_kept"] >= 2
         assert all(set(s["detail"]) == {"logp_correct", "logp_incorrect"} for s in p["samples"])
-    assert m["gap"]["n"] + m["excluded"]["none_kept"]["n"] == 2
+    assert m["gap"]["n"] + m["excluded"]["n"] == 2 and m["relative_gap"]["n"] == m["gap"]["n"]
     # The table form runs on the same result.
     rc = run_cli("--student", f"hf:{tiny_model_dir}", "--task", "arithmetic", "--n", "1", "--samples", "2",
                  "--max-new-tokens", "4", "--verifier", "self", "--filter", "threshold", "--bootstrap", "20", "--no-progress")
     table = capsys.readouterr().out
     assert rc == 0 and "relative gap" in table and "verifier self, filter threshold" in table
+    assert "problems left out of gap and relative gap: " in table

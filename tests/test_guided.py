@@ -97,6 +97,8 @@ def test_config_is_validated():
         GuidedConfig(fractions=(0.2, 1.0))
     with pytest.raises(TripostError, match="budget"):
         GuidedConfig(samples_per_round=4, budget=3)
+    with pytest.raises(TripostError, match=r"samples_per_round \(2\) is below min_correct \(4\)"):
+        GuidedConfig(samples_per_round=2, min_correct=4)
     cfg = GuidedConfig()
     assert (cfg.samples_per_round, cfg.min_correct, cfg.max_rounds, cfg.fractions) == (8, 4, 8, (0.2, 0.4, 0.6, 0.8))
 
@@ -126,6 +128,46 @@ def test_only_problems_below_min_correct_get_guided_rounds(problems, tmp_path):
     res = guided_collect(ps, sampler, None, tmp_path / "log2.jsonl", cfg, progress=False)
     assert sampler.prompts_by_call() == [[p.id for p in ps], below]
     assert res.rounds == 2 and res.coverage_round0 == 0.75 and res.coverage_final == 1.0 and res.solved_by_guidance == 1
+
+
+def test_the_default_run_config_guides_only_the_tail(problems, tmp_path):
+    """Issue 18: with the loop's defaults (`collect.source=guided` and nothing
+    else), a problem the student gets right in round 0 gets no guided round;
+    only the one it never gets right does. (Before, samples_per_problem 2 and
+    guided_min_correct 4 left every problem below the bar, so all were guided.)"""
+    from tripost.loop import guided_config, resolve_config
+
+    cfg = guided_config(resolve_config(None, ["collect.source=guided"]), 1, "")
+    n = cfg.samples_per_round
+    easy, half, hard = problems[:3]
+    sampler = FakeSampler(plain_right={easy.id: n, half.id: 1})
+    res = guided_collect([easy, half, hard], sampler, None, tmp_path / "log.jsonl", cfg, progress=False)
+    guided = [r for r in records(tmp_path / "log.jsonl") if r.source == "guided"]
+    assert {r.problem["id"] for r in guided} == {hard.id}
+    assert all(call == [hard.id] for call in sampler.prompts_by_call()[1:])
+    assert res.guided_problems == 1 and res.rounds == cfg.max_rounds + 1
+
+
+def test_a_guided_config_that_would_guide_every_problem_is_one_line(tmp_path, capsys):
+    from tripost.cli import main
+    from tripost.loop import resolve_config
+
+    out = tmp_path / "run"
+    assert main(["run", "--out", str(out), "collect.source=guided", "collect.samples_per_problem=2", "collect.guided_min_correct=3"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line]
+    assert len(err) == 1 and err[0].startswith("tripost run: error: collect.samples_per_problem (2) is below collect.guided_min_correct (3)")
+    assert not out.exists()
+    resolve_config(None, ["collect.samples_per_problem=2", "collect.guided_min_correct=3"])  # other sources do not read it
+    resolve_config(None, ["collect.source=guided", "collect.samples_per_problem=3", "collect.guided_min_correct=3"])
+    # `tripost collect --guided`: --samples below the default --min-correct, named, before any model loads.
+    argv = ["collect", "--task", "arithmetic", "--n", "2", "--guided", "answer", "--out", str(tmp_path / "c")]
+    assert main([*argv, "--samples", "2"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line]
+    assert err == [f"tripost collect: error: --samples 2 is below --min-correct {GuidedConfig.min_correct} (its default): no problem could "
+                   "reach it in the plain round, so every problem would be guided; give --min-correct at most --samples"]
+    assert main([*argv, "--samples", "8", "--min-correct", "9"]) == 2
+    assert "--samples 8 is below --min-correct 9:" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()
 
 
 @pytest.mark.parametrize("strategy", ["answer", "rationale", "state_reset", "interactive"])
@@ -360,9 +402,9 @@ def test_resume_after_interruption_writes_no_duplicates(problems, tmp_path):
 
 def test_round0_is_shared_between_strategies(problems, tmp_path):
     log = tmp_path / "log.jsonl"
-    guided_collect(problems, FakeSampler(), None, log, GuidedConfig(strategy="answer", samples_per_round=1, max_rounds=1), progress=False)
+    guided_collect(problems, FakeSampler(), None, log, GuidedConfig(strategy="answer", samples_per_round=1, min_correct=1, max_rounds=1), progress=False)
     sampler = FakeSampler()
-    res = guided_collect(problems, sampler, None, log, GuidedConfig(strategy="rationale", samples_per_round=1, max_rounds=1), progress=False)
+    res = guided_collect(problems, sampler, None, log, GuidedConfig(strategy="rationale", samples_per_round=1, min_correct=1, max_rounds=1), progress=False)
     assert len(sampler.calls) == 1 and res.records_skipped == len(problems)  # only the rationale round was sampled
     assert guided_key(problems[0], 0, 0, 0, "answer") == guided_key(problems[0], 0, 0, 0, "rationale")
     assert guided_key(problems[0], 1, 0, 0, "answer") != guided_key(problems[0], 1, 0, 0, "rationale")

@@ -267,14 +267,16 @@ def test_sharpen_records_are_kept_by_the_buffer_even_when_wrong(tmp_path):
     for r in recs:
         assert r.source == "sharpen" and r.kind == "direct" and len(r.turns) == 1 and r.iteration == 2
         assert r.final_correct is False  # logprob picked the short wrong answer
-        assert r.turns[0]["feedback"] == f"Step (1) is correct. {ALL_CORRECT_TAIL}"
+        assert r.turns[0]["feedback"] is None  # nothing checked the pick: no verdict on it
         assert "Feedback" not in r.turns[0]["rationale"] and r.sample_index == 1
         assert r.student["sharpen"]["correct_samples"] == 1 and r.student["sampling"]["n"] == 4
     # Round trip through the log format.
     rt = [LogRecord.from_dict(json.loads(r.to_json())) for r in recs]
     examples, dropped = examples_from_records(rt, include_gold=False)
     assert [e.kind for e in examples] == ["direct"] * 4 and not dropped
-    assert all(e.completion.endswith(ALL_CORRECT_TAIL) for e in examples)
+    # Trained as a plain attempt: exactly the picked text, no closing "also correct".
+    assert [e.completion for e in examples] == [r.turns[0]["rationale"].strip() for r in rt]
+    assert not any("Feedback" in e.completion or ALL_CORRECT_TAIL in e.completion for e in examples)
     # The same wrong record from a teacher is dropped: only sharpening skips the check.
     teacher = [LogRecord.from_dict({**json.loads(r.to_json()), "source": "teacher"}) for r in recs]
     assert examples_from_records(teacher, include_gold=False)[1]["not correct"] == 4
@@ -283,6 +285,42 @@ def test_sharpen_records_are_kept_by_the_buffer_even_when_wrong(tmp_path):
     # mean_logprob picks the right answers.
     good = sharpen_records(problems, student, SharpenConfig(samples=4, reward="mean_logprob"))
     assert all(r.final_correct and r.sample_index == 0 for r in good)
+
+
+def test_a_sharpen_pick_is_trained_as_a_plain_attempt_not_as_approved(tiny_model_dir):
+    """Issue 18: SFT-sharpening must not teach the student to approve its own
+    unchecked answer. Every completion token of a sharpen example, its EOS
+    included, weighs the attempt weight; nothing weighs the feedback weight
+    (1.5), and the text holds no verdict. A log written before the change
+    (feedback "also correct" on the turn) trains the same way."""
+    from transformers import AutoTokenizer
+
+    from tripost.buffer import closing_feedback
+    from tripost.student import build_prompt
+    from tripost.train import TrainConfig, tokenize_example
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    problems = sample_problems(get_task("arithmetic"), split="train", n=2, seed=0)
+    recs = sharpen_records(problems, FakeStudent(scripted(problems)), SharpenConfig(samples=4, reward="logprob"))
+    old = [LogRecord.from_dict({**json.loads(r.to_json()), "turns": [{**r.turns[0], "feedback": closing_feedback(r.turns[0]["rationale"])}]}) for r in recs]
+    cfg = TrainConfig()
+    assert cfg.feedback_weight != cfg.attempt_weight
+    for records in (recs, old):
+        examples, _ = examples_from_records(records, include_gold=False)
+        assert len(examples) == 2
+        for e, r in zip(examples, records):
+            assert e.completion == r.turns[0]["rationale"].strip()
+            ex = tokenize_example(tok, build_prompt(tok, e.prompt), e.completion, attempt_weight=cfg.attempt_weight,
+                                  feedback_weight=cfg.feedback_weight)
+            assert ex.feedback_start is None
+            completion = ex.weights[ex.prompt_len:]
+            assert completion and set(completion) == {cfg.attempt_weight} and ex.input_ids[-1] == tok.eos_token_id
+    # The same text from a correct rejection-sampling record still closes with the verdict, weighed as feedback.
+    checked = [LogRecord.from_dict({**json.loads(r.to_json()), "source": "rejection", "final_correct": True}) for r in recs]
+    e = examples_from_records(checked, include_gold=False)[0][0]
+    assert e.completion.endswith(ALL_CORRECT_TAIL)
+    ex = tokenize_example(tok, build_prompt(tok, e.prompt), e.completion, attempt_weight=cfg.attempt_weight, feedback_weight=cfg.feedback_weight)
+    assert cfg.feedback_weight in ex.weights[ex.prompt_len:]
 
 
 def test_write_sharpen_log_resumes_by_key(tmp_path):

@@ -11,7 +11,12 @@ Steps, in order (TriPosT, Yu et al. 2024, Section 2.2 "Learning"):
    dropped (final answer not correct), except that a `direct` record made by
    SFT-sharpening (`source == "sharpen"`, tripost/sharpen.py) is kept whether
    or not it is right: sharpening trains on the student's own most likely
-   answer without checking it (Huang et al. 2024), so correctness is not its filter;
+   answer without checking it (Huang et al. 2024), so correctness is not its
+   filter. For the same reason a sharpen example is the attempt alone
+   (`attempt_text`), whatever feedback its record carries: the closing "also
+   correct" is a verdict, written only where a check stands behind it (the
+   gold answer, the teacher), and it would be trained at TriPosT's 1.5
+   feedback weight (tripost.train);
 3. filters: final answer correct, length limit, dedupe on normalised text;
 4. rebalancing to improvement : direct : gold = 1.5 : 1 : 1 by default
    (TriPosT keeps ~43% improvement data: p = 1.5 / 3.5); direct and gold
@@ -105,6 +110,12 @@ def closing_feedback(rationale: str) -> str:
     return Feedback(n_steps=n, error_step=None).render()
 
 
+def attempt_text(rationale: str) -> str:
+    """The training text of an attempt that nothing checked: the rationale
+    alone, no feedback (trained at the attempt weight, EOS included)."""
+    return Trajectory(turns=(Turn(rationale=rationale, feedback=None),)).render()
+
+
 def trajectory_text(turns: Sequence[dict[str, Any]]) -> str:
     """The training text of a finished, correct trajectory: every turn with its
     feedback; the last turn's feedback is the closing "also correct" sentence
@@ -155,7 +166,8 @@ def examples_from_records(records: Sequence[LogRecord], include_gold: bool = Tru
             subset=p.get("subset", "seen"), problem_id=p.get("id", ""), iteration=r.iteration,
         )
         if r.source == "sharpen" and r.kind == "direct":
-            examples.append(Example(completion=trajectory_text(r.turns[:1]), kind="direct", n_edits=0, **base))
+            # Logs written before issue 18 carry the closing feedback: it is not trained on either.
+            examples.append(Example(completion=attempt_text(r.turns[0]["rationale"]), kind="direct", n_edits=0, **base))
         elif r.kind == "failed" or not r.final_correct:
             dropped["not correct"] += 1
         elif r.kind == "direct":

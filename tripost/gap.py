@@ -12,22 +12,38 @@ each, a verifier score s_ij in [0, 1] per sample and correctness c_ij in {0, 1}
     acc_all(i)  = (1/N) * sum_j c_ij
     K_i         = { j : sample j of problem i is kept by the filter }
     acc_kept(i) = (1/|K_i|) * sum_{j in K_i} c_ij            (undefined if K_i is empty)
-    gap         = mean over problems with K_i non-empty of  acc_kept(i) - acc_all(i)
-    rel. gap    = mean over problems with K_i non-empty and acc_all(i) < 1 of
-                  (acc_kept(i) - acc_all(i)) / (1 - acc_all(i))
+    M           = { i : K_i non-empty and acc_all(i) < 1 }   (the measured problems)
+    gap         = (1/|M|) * sum_{i in M} ( acc_kept(i) - acc_all(i) )
+    rel. gap    = (1/|M|) * sum_{i in M} ( acc_kept(i) - acc_all(i) ) / ( 1 - acc_all(i) )
+
+The per-problem terms are the paper's; both means run over the same problems
+M, those where both terms are defined. A problem with nothing kept has no
+acc_kept; a problem where every sample is right has a relative term 0/0.
+Both are left out of both means, and counted. Counting an all-right problem
+as 0 in the relative gap instead would be wrong: 0/0 is no measurement. A
+verifier that keeps only right samples would then score below 1, and its
+relative gap would fall as the student masters the easy problems, with no
+change in the verifier. Leaving the all-right problems out of the gap as well
+removes only terms that are 0 whatever the verifier does (every kept sample
+is right). It changes the gap's denominator, and puts the two means over the
+same problems. (Before issue 18 the gap kept them and the relative gap did
+not.)
 
 The relative gap is the share of the remaining headroom the filter recovers
 (1 = it keeps only right samples, 0 = no better than taking all, negative =
 worse); it is normalised per problem, as docs/design.md specifies. For comparison
 with a dataset-level normalisation the result also carries
-relative_gap_pooled = gap / (1 - mean of acc_all over the gap's problems).
+relative_gap_pooled = gap / (1 - mean of acc_all over M). acc_kept and
+acc_all_where_kept are means over M too, so their difference is the gap;
+acc_all is over every problem (the student's accuracy).
 
-Problems where nothing is kept (no acc_kept) and problems where every sample
-is right (relative gap 0/0) are not dropped silently: they are counted and
-listed in the result, and every mean says how many problems it is over.
-Problems where every sample is wrong stay in both means (their terms are 0:
-no filter can help there) and are counted too. 95% percentile-bootstrap
-intervals resample problems (tripost.evaluate.metrics.bootstrap_interval).
+`metrics.excluded` says how many problems were left out of M (`n`) and why,
+each problem under one reason: `none_kept` (nothing kept) or `all_right`
+(something kept, every sample right); every mean says how many problems it
+is over. Problems where every sample is wrong stay in M when something is
+kept (their terms are 0: no filter can help there); `all_wrong` counts them
+all. 95% percentile-bootstrap intervals resample problems
+(tripost.evaluate.metrics.bootstrap_interval).
 
 Verifiers (`GapConfig.verifier`), each a score per sample:
 
@@ -195,7 +211,8 @@ def keep_mask(scores: Sequence[float], filter: str, quantile: float = 0.5, thres
 @dataclass(frozen=True)
 class ProblemGap:
     """One problem's terms. `acc_kept`, `gap` and `relative_gap` are None where
-    undefined (nothing kept; every sample right for `relative_gap`)."""
+    undefined (nothing kept; every sample right for `relative_gap`).
+    `measured`: both terms defined, so the problem counts in both means."""
 
     problem_id: str
     n_samples: int
@@ -219,9 +236,13 @@ class ProblemGap:
     def none_kept(self) -> bool:
         return self.n_kept == 0
 
+    @property
+    def measured(self) -> bool:
+        return not self.none_kept and not self.all_right
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d.update(all_right=self.all_right, all_wrong=self.all_wrong, none_kept=self.none_kept)
+        d.update(all_right=self.all_right, all_wrong=self.all_wrong, none_kept=self.none_kept, measured=self.measured)
         return d
 
 
@@ -318,27 +339,32 @@ def gap_metrics(
     kept = [keep_mask(list(s), filter, quantile, threshold) for s in scores]
     rows = [problem_gap(pid, list(c), k) for pid, c, k in zip(problem_ids, correct, kept)]
     boot = {"n_boot": n_bootstrap, "seed": seed, "confidence": confidence}
-    with_kept = [r for r in rows if not r.none_kept]
+    measured = [r for r in rows if r.measured]  # M: both terms defined (module docstring)
     flat_s = [x for s in scores for x in s]
     flat_c = [bool(x) for c in correct for x in c]
     flat_k = [x for k in kept for x in k]
+    none_kept = [r.problem_id for r in rows if r.none_kept]
+    all_right = [r.problem_id for r in rows if r.all_right and not r.none_kept]
     metrics = {
         "problems": len(rows),
         "samples": len(flat_s),
         "acc_all": _mean_ci([r.acc_all for r in rows], **boot),
-        "acc_kept": _mean_ci([r.acc_kept for r in with_kept if r.acc_kept is not None], **boot),
-        # Over the same problems as acc_kept, so acc_kept - acc_all_kept_problems == gap.
-        "acc_all_where_kept": _mean_ci([r.acc_all for r in with_kept], **boot),
-        "gap": _mean_ci([r.gap for r in with_kept if r.gap is not None], **boot),
-        "relative_gap": _mean_ci([r.relative_gap for r in with_kept if r.relative_gap is not None], **boot),
+        # acc_kept, acc_all_where_kept, gap and relative_gap: all over the
+        # same problems M, so acc_kept - acc_all_where_kept == gap.
+        "acc_kept": _mean_ci([r.acc_kept for r in measured], **boot),
+        "acc_all_where_kept": _mean_ci([r.acc_all for r in measured], **boot),
+        "gap": _mean_ci([r.gap for r in measured], **boot),
+        "relative_gap": _mean_ci([r.relative_gap for r in measured], **boot),
         # Dataset-level normalisation, for comparison: the mean gap over the
         # mean headroom of the same problems (None when there is none).
-        "relative_gap_pooled": _pooled_relative(with_kept),
+        "relative_gap_pooled": _pooled_relative(measured),
         "kept_samples": sum(r.n_kept for r in rows),
         "kept_fraction": sum(r.n_kept for r in rows) / len(flat_s),
+        # Left out of every mean but acc_all, each problem under one reason.
         "excluded": {
-            "none_kept": {"n": sum(r.none_kept for r in rows), "problems": [r.problem_id for r in rows if r.none_kept]},
-            "all_right": {"n": sum(r.all_right for r in rows), "problems": [r.problem_id for r in rows if r.all_right]},
+            "n": len(none_kept) + len(all_right),
+            "none_kept": {"n": len(none_kept), "problems": none_kept},
+            "all_right": {"n": len(all_right), "problems": all_right},
         },
         "all_wrong": {"n": sum(r.all_wrong for r in rows), "problems": [r.problem_id for r in rows if r.all_wrong]},
         "verifier": verifier_quality(flat_s, flat_c, flat_k),

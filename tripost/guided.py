@@ -11,7 +11,9 @@ showing the student a guidance signal:
 
     round 0      plain sampling: N samples per problem, the training prompt
     round r>=1   for every problem with fewer than `min_correct` correct
-                 samples so far, N more samples with guidance:
+                 samples so far, N more samples with guidance (min_correct
+                 <= N, so a problem round 0 solves often enough is never
+                 guided: the guidance goes to the tail only):
       answer       the gold answer as a hint in the prompt (STaR's
                    "rationalization", Zelikman et al. 2022)
       rationale    the gold rationale as a reference to write one's own from
@@ -128,7 +130,7 @@ class PromptSampler(Protocol):
 class GuidedConfig:
     strategy: str = "answer"  # answer | rationale | state_reset | interactive | resample
     samples_per_round: int = 8  # N: samples per problem per round
-    min_correct: int = 4  # a problem with fewer correct samples than this gets the next guided round
+    min_correct: int = 4  # a problem with fewer correct samples than this gets the next guided round (<= samples_per_round)
     max_rounds: int = 8  # guided rounds after the plain round 0
     fractions: tuple[float, ...] = DEFAULT_FRACTIONS  # state reset: gold prefix shares, cycled over rounds
     budget: int | None = None  # most sampled sequences in all (round 0 included); None: no cap
@@ -147,6 +149,12 @@ class GuidedConfig:
         for name in ("samples_per_round", "min_correct", "batch_size"):
             if getattr(self, name) < 1:
                 raise TripostError(f"guided: {name} must be at least 1")
+        if self.min_correct > self.samples_per_round:
+            # GSI guides only the tail (Ding et al. 2024): the plain round must
+            # be able to lift an easy problem to min_correct, or every problem
+            # is guided.
+            raise TripostError(f"guided: samples_per_round ({self.samples_per_round}) is below min_correct ({self.min_correct}): "
+                               "no problem could reach it in the plain round, so every problem would be guided")
         if self.max_rounds < 0 or self.max_edits < 0:
             raise TripostError("guided: max_rounds and max_edits must be >= 0")
         self.fractions = tuple(float(f) for f in self.fractions)

@@ -51,10 +51,19 @@ over a single sample is bootstrapped on the same resamples (paired).
 
 SFT-sharpening as a data source (`sharpen_records`, `write_sharpen_log`):
 for each training problem, sample N attempts, keep the best by the reward, and
-log it as a `direct` record with `source="sharpen"` whose feedback is the
-closing "also correct" sentence. `final_correct` says whether it is in fact
-right (for reporting); the replay buffer keeps sharpen records either way
-(tripost/buffer.py), because not checking answers is the point.
+log it as a `direct` record with `source="sharpen"` and no feedback. The
+replay buffer trains it as a plain attempt (tripost/buffer.py): the attempt
+and its end-of-sequence token, all at the attempt's weight. That is the
+sequence the likelihood rewards scored (`append_eos`), so SFT on it raises
+log pi(y_best | x), as SFT-sharpening prescribes (Huang et al. 2024). It gets
+no closing "The final response is also correct." and so none of TriPosT's 1.5
+feedback weight (tripost.train): that sentence is the verdict the student
+learns to write about its own attempt, and here nothing checked the attempt,
+so appending it would teach the student to approve its answers unchecked
+(issue 18). The price: a student trained on sharpen data alone learns to end
+after its attempt and writes no feedback at test time. `final_correct` says
+whether the pick is in fact right (for reporting); the buffer keeps sharpen
+records either way, because not checking answers is the point.
 """
 
 from __future__ import annotations
@@ -544,12 +553,10 @@ def sharpen_records(
 ) -> list[LogRecord]:
     """One `source="sharpen"` record per problem: `config.samples` attempts
     (seeded by seed, iteration and the problem ids), the one `config.reward`
-    picks kept as a `direct` record whose feedback is the closing "also
-    correct" sentence. `final_correct` reports whether the pick is in fact
-    right; it does not decide anything. A problem whose attempts are all
-    empty gives a `failed` record (stop reason "empty attempt")."""
-    from tripost.buffer import closing_feedback
-
+    picks kept as a `direct` record with no feedback (nothing checked it; the
+    module docstring says why). `final_correct` reports whether the pick is
+    in fact right; it does not decide anything. A problem whose attempts are
+    all empty gives a `failed` record (stop reason "empty attempt")."""
     if not problems:
         return []
     draw_seed = _derive_seed(seed, iteration, [p.id for p in problems])
@@ -563,7 +570,7 @@ def sharpen_records(
         empty = not c.text
         turn = {
             "rationale": c.text,
-            "feedback": None if empty else closing_feedback(c.text),
+            "feedback": None,  # no verdict: nothing checked the pick
             "source": "student",
             "answer": c.answer,
             "logprob": _finite(c.logprob),

@@ -26,7 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             "p(Correct)/(p(Correct)+p(Incorrect)) after its answer; self: its own closing feedback; teacher: the "
             "teacher's feedback), keep the best by a filter, and report gap = mean over problems of "
             "(accuracy of kept samples - accuracy of all samples) and the relative gap (each term divided by "
-            "1 - accuracy of all samples), with 95% bootstrap intervals over problems (Song et al. 2024)."
+            "1 - accuracy of all samples), both over the problems where both are defined (something kept, not every "
+            "sample right; the others are counted), with 95% bootstrap intervals over problems (Song et al. 2024)."
         ),
     )
     p.add_argument("--student", default=EMBEDDED_NAME, metavar="SPEC", help=f"{SPEC_HELP} (default: {EMBEDDED_NAME})")
@@ -157,9 +158,8 @@ def print_table(summary: dict[str, Any]) -> None:
     ex = m["excluded"]
     print(f"kept {m['kept_samples']}/{m['samples']} samples ({m['kept_fraction']:.1%})")
     print(
-        f"problems left out: {ex['none_kept']['n']} with nothing kept (of gap and relative gap), "
-        f"{ex['all_right']['n']} with every sample right (of relative gap); "
-        f"{m['all_wrong']['n']} with every sample wrong (kept in both, gap 0)"
+        f"problems left out of gap and relative gap: {ex['n']} of {m['problems']} ({ex['none_kept']['n']} with nothing kept, "
+        f"{ex['all_right']['n']} with every sample right); {m['all_wrong']['n']} with every sample wrong (terms 0, in both unless nothing kept)"
     )
     v = m["verifier"]
 

@@ -76,7 +76,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=(
             "For each training problem sample --samples attempts and keep the one --reward picks, whether or not it "
             "is right (sharpening does not check answers); append it to an interaction log as a `direct` record "
-            "with source `sharpen`. Re-running resumes. Build a buffer with `tripost buffer LOG --out DIR` "
+            "with source `sharpen` and no feedback (the buffer trains it as a plain attempt: no unchecked "
+            "\"also correct\" verdict). Re-running resumes. Build a buffer with `tripost buffer LOG --out DIR` "
             "(add --no-gold --ratio 0:1:0 for sharpening data alone)."
         ),
     )

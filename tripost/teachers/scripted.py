@@ -1,10 +1,30 @@
 """The scripted teacher: knows the task, so it is always right.
 
-TriPosT used scripts as the teacher for multistep arithmetic and word sorting
-(Yu et al. 2024, Section 3.1); here every generated family has one. Feedback
-comes from the family's step checker; an improvement keeps the attempt's text
-byte-for-byte up to the first wrong step and lets the family write a correct
-continuation from there to the final response.
+What TriPosT scripted, and what it did not (Yu et al. 2024, Section 3.1, and
+its code, github.com/jasonyux/TriPosT, models/verifier/ and models/rl/): only
+the *feedback* module (FBK), and only for multistep arithmetic and word
+sorting, where a script can find the first wrong step; date understanding
+and logical deduction had an LLM's feedback. The *improvement* module (IMP)
+was always an LLM (Codex in the paper) prompted with few-shot examples to
+rewrite the attempt from the feedback, its output checked and thrown away when
+it made no progress.
+
+This project scripts more than that, so that the loop runs offline with no
+LLM at all:
+
+- feedback, for every generated family (arithmetic, word_sorting,
+  date_understanding, logical_deduction), from the family's step checker
+  (`Task.check_steps`): the first wrong step, the part quoted, the reason;
+- the improvement too, which TriPosT never scripted: the attempt's text is
+  kept byte-for-byte up to the first wrong step and the family writes a
+  correct continuation from there to the final response
+  (`Task.continue_rationale`). A scripted improvement is always right and
+  always in the task's own wording, unlike an LLM's, so trajectories made with
+  this teacher are cleaner than TriPosT's and say nothing about how an LLM
+  improver would do; use an LLM teacher (`openai:`, `anthropic:`, `hf:`) for
+  that. For `qa` problems (external question/answer files) the feedback can
+  only judge the final answer, and there is no scripted improvement: an
+  LLM teacher is needed.
 """
 
 from __future__ import annotations
