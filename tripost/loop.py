@@ -41,6 +41,7 @@ from tripost.log import read_log
 from tripost.tasks import get_task, sample_problems
 from tripost.tasks.base import Problem
 from tripost.tasks.external import load_problems
+from tripost.teachers.options import TeacherOptions
 
 
 def _train_defaults() -> dict[str, Any]:
@@ -65,6 +66,11 @@ def _train_defaults() -> dict[str, Any]:
 # gets right (Guided Self-Improvement, Ding et al. 2024, tripost.guided):
 # `guided_strategy` answer | rationale | state_reset | interactive | resample,
 # `samples_per_problem` per round, `guided_min_correct`, `guided_rounds`.
+# GSI guides only the tail: round 0's plain samples must be able to lift a
+# problem to `guided_min_correct`, so it is at most `samples_per_problem`
+# (check_config). Its default, 1, guides exactly the problems round 0 left
+# without any correct sample (STaR's rationalization targets the same ones,
+# Zelikman et al. 2022), and stays valid whatever `samples_per_problem` is.
 COLLECT_SOURCES = ("teacher", "rejection", "sharpen", "guided")
 SKIPPED = "skipped.json"  # written in itT/train when there was nothing to train on
 
@@ -78,9 +84,10 @@ def default_config() -> dict[str, Any]:
         "seed": 0,
         "student": {"spec": "smollm2-135m", "sample_precision": "auto", "eval_base": False},
         "tasks": {"families": ["arithmetic"], "preset": "small", "n_train": 48, "n_eval": 24, "eval_subsets": ["seen", "unseen"], "data": ""},
-        "teacher": {"spec": "scripted", "concurrency": 8},
+        # The LLM teacher's options, defaults and help in tripost/teachers/options.py (as the --teacher-* flags).
+        "teacher": {"spec": "scripted", **TeacherOptions.config_defaults()},
         "loop": {"iterations": 1, "iteration0": True, "iteration0_epochs": 0.0},
-        "collect": {"source": "teacher", "sharpen_reward": "mean_logprob", "guided_strategy": "rationale", "guided_min_correct": 4,
+        "collect": {"source": "teacher", "sharpen_reward": "mean_logprob", "guided_strategy": "rationale", "guided_min_correct": 1,
                     "guided_rounds": 8, "guided_check": "answer", "samples_per_problem": 2, "max_edits": 5, "max_passes": 1, "target_usable": 0, "temperature": 0.7,
                     "top_p": 0.95, "max_new_tokens": 192, "batch_size": CollectConfig.batch_size},
         "buffer": {"ratio": [1.5, 1.0, 1.0], "difficulty_mode": "plain", "bucket_cap": 0.5, "keep_last": 0, "decay": 0.0,
@@ -135,14 +142,18 @@ def check_config(cfg: dict[str, Any]) -> None:
     parse_spec(cfg["student"]["spec"])
     if cfg["student"]["sample_precision"] not in STUDENT_PRECISIONS:
         raise TripostError(f"unknown student.sample_precision {cfg['student']['sample_precision']!r}; choose from {', '.join(STUDENT_PRECISIONS)}")
-    if cfg["teacher"]["concurrency"] < 1:
-        raise TripostError("teacher.concurrency must be at least 1")
+    teacher_options(cfg)
     source = cfg["collect"]["source"]
     if source not in COLLECT_SOURCES:
         raise TripostError(f"unknown collect.source {source!r}; choose from {', '.join(COLLECT_SOURCES)}")
     sampling_params(cfg)
     collect_config(cfg, 1, "")
     if source == "guided":
+        c = cfg["collect"]
+        if c["samples_per_problem"] < c["guided_min_correct"]:
+            raise TripostError(f"collect.samples_per_problem ({c['samples_per_problem']}) is below collect.guided_min_correct "
+                               f"({c['guided_min_correct']}): no problem could reach it in the plain round, so every problem would be guided; "
+                               "raise the first or lower the second")
         guided_config(cfg, 1, "")
     if source == "sharpen":
         sharpen_config(cfg)
@@ -173,6 +184,10 @@ def collect_config(cfg: dict[str, Any], t: int, run_hash: str) -> CollectConfig:
     return CollectConfig(samples_per_problem=c["samples_per_problem"], max_edits=c["max_edits"], max_passes=c["max_passes"],
                          target_usable=c["target_usable"] or None, batch_size=c["batch_size"], teacher_concurrency=cfg["teacher"]["concurrency"],
                          iteration=t, seed=cfg["seed"], config_hash=run_hash)
+
+
+def teacher_options(cfg: dict[str, Any]) -> TeacherOptions:
+    return TeacherOptions.from_config(cfg["teacher"])
 
 
 def guided_config(cfg: dict[str, Any], t: int, run_hash: str):
@@ -358,7 +373,7 @@ class Run:
         if self._teacher is None:
             from tripost.teachers import make_teacher
 
-            self._teacher = make_teacher(self.cfg["teacher"]["spec"], concurrency=self.cfg["teacher"]["concurrency"]) if self.cfg["teacher"]["spec"] != "scripted" else make_teacher("scripted")
+            self._teacher = make_teacher(self.cfg["teacher"]["spec"], **teacher_options(self.cfg).teacher_kwargs())
         return self._teacher
 
     def train_config(self, adapter: str | None):
@@ -417,7 +432,7 @@ class Run:
         (folder / "collect.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
         if summary["stopped_early"]:
             self.say(f"[it{t}/collect] note: {summary['stopped_early']}")
-        return {k: summary[k] for k in ("usable", "by_kind", "chosen_correct", "teacher_calls", "cost_usd") if k in summary}
+        return {k: summary[k] for k in ("usable", "by_kind", "chosen_correct", "teacher_calls", "cost_usd", "unpriced") if k in summary}
 
     def stage_buffer(self, t: int) -> dict[str, Any]:
         bc = buffer_config(self.cfg, t)

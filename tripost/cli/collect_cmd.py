@@ -15,7 +15,8 @@ from tripost.guided import CHECKS, STRATEGIES, GuidedConfig, guided_collect, gui
 from tripost.log import read_log
 from tripost.tasks import FAMILIES, PRESETS, SUBSETS, get_task, sample_problems
 from tripost.tasks.external import load_problems
-from tripost.teachers import SPECS, make_teacher
+from tripost.teachers import SPECS, TeacherOptions, add_teacher_flags, make_teacher
+from tripost.teachers.usage import format_cost
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,7 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", default="small", choices=PRESETS)
     p.add_argument("--subset", default="seen", choices=SUBSETS)
     p.add_argument("--n", type=int, default=32, help="training problems (default 32)")
-    p.add_argument("--samples", type=int, default=None, help="attempts per problem (default 1; with --guided: samples per round, default 8)")
+    p.add_argument("--samples", type=int, default=None,
+                   help=f"attempts per problem (default 1; with --guided: samples per round, default {GuidedConfig.samples_per_round})")
     p.add_argument("--max-edits", type=int, default=5, help="teacher improvements per trajectory (default 5)")
     p.add_argument("--passes", type=int, default=1, help="passes over the problems (default 1)")
     p.add_argument("--target-usable", type=int, default=None, help="stop once this many usable trajectories exist")
@@ -45,16 +47,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top-p", type=float, default=0.95)
     p.add_argument("--max-new-tokens", type=int, default=256)
     p.add_argument("--batch-size", type=int, default=CollectConfig.batch_size, help=f"problems per student batch (default {CollectConfig.batch_size})")
-    p.add_argument("--teacher-concurrency", type=int, default=8)
     p.add_argument("--iteration", type=int, default=0, help="iteration number recorded in the log")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, metavar="RUN", help="run folder (log.jsonl, collect.json, config.json)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_teacher_flags(p)  # --teacher-timeout, --teacher-concurrency, ...: as teach, and teacher.* in run
     g = p.add_argument_group("guided sampling (Guided Self-Improvement; docs/guided.md)")
     g.add_argument("--guided", metavar="STRATEGY", choices=STRATEGIES,
                    help=f"plain round, then guided rounds for problems below --min-correct: {', '.join(STRATEGIES)}")
-    g.add_argument("--min-correct", type=int, default=None, help="correct samples a problem needs to leave the guided rounds (default 4)")
-    g.add_argument("--guided-rounds", type=int, default=None, help="guided rounds after the plain one (default 8)")
+    g.add_argument("--min-correct", type=int, default=None,
+                   help=f"correct samples a problem needs to leave the guided rounds, at most --samples (default {GuidedConfig.min_correct})")
+    g.add_argument("--guided-rounds", type=int, default=None, help=f"guided rounds after the plain one (default {GuidedConfig.max_rounds})")
     g.add_argument("--budget", type=int, default=None, help="most sampled sequences in all, round 0 included")
     g.add_argument("--guided-check", choices=CHECKS, default=None,
                    help="answer (default): the final answer decides; steps: also no wrong step (families with a step checker)")
@@ -73,12 +76,19 @@ def cmd_collect(args: argparse.Namespace) -> int:
     check_student_args(args)
     if not args.guided and (any(v is not None for v in (args.min_correct, args.guided_rounds, args.budget, args.guided_check)) or args.teacher_edits):
         raise TripostError("--min-correct, --guided-rounds, --budget, --guided-check and --teacher-edits go with --guided STRATEGY")
+    if args.guided:
+        n = GuidedConfig.samples_per_round if args.samples is None else args.samples
+        k = GuidedConfig.min_correct if args.min_correct is None else args.min_correct
+        if 1 <= n < k:
+            # GSI guides only the tail (tripost.guided): the plain round must be able to lift a problem to --min-correct.
+            raise TripostError(f"--samples {n} is below --min-correct {k}{' (its default)' if args.min_correct is None else ''}: no problem could "
+                               "reach it in the plain round, so every problem would be guided; give --min-correct at most --samples")
     task = get_task(args.task)
     if args.data:
         problems = load_problems(args.data, args.task, split="train")[: args.n]
     else:
         problems = sample_problems(task, split="train", subset=args.subset, preset=args.preset, n=args.n, seed=args.seed)
-    teacher = make_teacher(args.teacher)
+    teacher = make_teacher(args.teacher, **TeacherOptions.from_args(args).teacher_kwargs())
     params = SamplingParams(n=1, temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens, seed=args.seed)
     resolved = {k: v for k, v in vars(args).items() if k not in ("handler", "json")}
     run = Path(args.out)
@@ -108,7 +118,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
         print(json.dumps(result.to_dict(), sort_keys=True))
     else:
         print(f"wrote {result.records_written} trajectories to {result.log_path} ({result.records_skipped} already there); "
-              f"usable {result.usable}: {result.by_kind}; teacher calls {result.teacher_calls}, cost ${result.cost_usd:.4f}")
+              f"usable {result.usable}: {result.by_kind}; teacher calls {result.teacher_calls}, cost {format_cost(result.cost_usd, result.unpriced)}")
     note = sys.stderr if args.json else sys.stdout  # stdout stays pure JSON under --json
     if result.unavailable:
         print(f"note: {result.unavailable} trajectories were left out: the teacher did not answer; rerun the same command to do them", file=note)
