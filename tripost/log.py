@@ -167,6 +167,14 @@ def read_log(path: str | Path, skip_bad_lines: bool = False, bad: list[int] | No
             raise InputError(str(path), f"corrupt log line ({msg}); {hint}", lineno) from None
 
 
+def check_resumable(path: str | Path) -> None:
+    """Read a log a run is about to resume, if there is one, so that a line it
+    cannot resume from is an `InputError` before the model loads, not after."""
+    if Path(path).is_file():
+        for _ in read_log(path):
+            pass
+
+
 def read_logs(paths: Iterable[str | Path], skip_bad_lines: bool = False, hint: str = REPAIR_HINT) -> list[LogRecord]:
     out: list[LogRecord] = []
     for p in paths:

@@ -37,7 +37,7 @@ from tripost.collect import CollectConfig, collect, student_sampler
 from tripost.evaluate import EvalConfig
 from tripost.config import check_types, config_hash, load_config, write_config
 from tripost.errors import TripostError
-from tripost.log import read_log
+from tripost.log import check_resumable, read_log
 from tripost.tasks import get_task, sample_problems
 from tripost.tasks.base import Problem
 from tripost.tasks.external import load_problems
@@ -398,9 +398,7 @@ class Run:
 
         c = self.cfg["collect"]
         folder = self.it(t) / "collect"
-        if (folder / "log.jsonl").is_file():
-            for _ in read_log(folder / "log.jsonl"):  # a log we cannot resume is an error now, not after the model loads
-                pass
+        check_resumable(folder / "log.jsonl")
         student = load_student(self.cfg["student"]["spec"], precision=self.cfg["student"]["sample_precision"], adapter=self.adapter(t - 1))
         params = sampling_params(self.cfg)
         cc = collect_config(self.cfg, t, self.hash)

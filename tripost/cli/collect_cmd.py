@@ -12,7 +12,7 @@ from tripost.collect import CollectConfig, collect, student_sampler
 from tripost.config import config_hash, write_config
 from tripost.errors import TripostError
 from tripost.guided import CHECKS, STRATEGIES, GuidedConfig, guided_collect, guided_student_sampler
-from tripost.log import read_log
+from tripost.log import check_resumable
 from tripost.tasks import FAMILIES, PRESETS, SUBSETS, get_task, sample_problems
 from tripost.tasks.external import load_problems
 from tripost.teachers import SPECS, TeacherOptions, add_teacher_flags, make_teacher
@@ -92,9 +92,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
     params = SamplingParams(n=1, temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens, seed=args.seed)
     resolved = {k: v for k, v in vars(args).items() if k not in ("handler", "json")}
     run = Path(args.out)
-    if (run / "log.jsonl").is_file():
-        for _ in read_log(run / "log.jsonl"):  # a log we cannot resume is an error now, not after the model loads
-            pass
+    check_resumable(run / "log.jsonl")
     if args.guided:
         given = {"samples_per_round": args.samples, "min_correct": args.min_correct, "max_rounds": args.guided_rounds, "check": args.guided_check}
         gcfg = GuidedConfig(
