@@ -7,8 +7,7 @@ import sys
 
 from tripost.cli._io import emit, read_jsonl
 from tripost.errors import InputError, TripostError
-from tripost.tasks import FAMILIES, PRESETS, SPLITS, SUBSETS, Problem, get_task, sample_problems
-from tripost.tasks.external import load_problems
+from tripost.tasks import FAMILIES, PRESETS, SPLITS, SUBSETS, get_task, problem_from_record, select_problems
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     sp.add_argument("--preset", default="small", choices=PRESETS, help="difficulty preset (default: small)")
     sp.add_argument("--n", type=int, default=5, help="number of problems (default: 5)")
     sp.add_argument("--seed", type=int, default=0)
-    sp.add_argument("--data", metavar="FILE.jsonl", help="read external problems from a file instead of generating")
+    sp.add_argument("--data", metavar="FILE.jsonl", help="read external problems from a file instead of generating (its rows of --split and --subset)")
     sp.add_argument("--json", action="store_true", help="JSON lines (the default when stdout is not a terminal)")
     sp.set_defaults(handler=cmd_sample)
 
@@ -72,10 +71,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_sample(args: argparse.Namespace) -> int:
     if args.n < 1:
         raise TripostError("--n must be at least 1")
-    if args.data:
-        problems = load_problems(args.data, args.family, split=args.split)[: args.n]
-    else:
-        problems = sample_problems(get_task(args.family), split=args.split, subset=args.subset, preset=args.preset, n=args.n, seed=args.seed)
+    problems = select_problems([args.family], split=args.split, subsets=(args.subset,), n=args.n, preset=args.preset, seed=args.seed, data=args.data)
     as_json = args.json or not sys.stdout.isatty()
     for p in problems:
         if as_json:
@@ -83,23 +79,6 @@ def cmd_sample(args: argparse.Namespace) -> int:
         else:
             print(f"[{p.id}] {p.split}/{p.subset} difficulty={p.difficulty}\nQ: {p.question}\n{p.rationale}\n")
     return 0
-
-
-def problem_from_record(family: str, record: dict, source: str, lineno: int) -> Problem:
-    """A record from `tasks sample` (it carries `meta`) is taken as it is;
-    any other record goes through the family's `from_record`."""
-    try:
-        if record.get("meta") and record.get("family", family) == family and "answer" in record:
-            return Problem.from_dict({**record, "family": family, "id": record.get("id", "")})
-        if "answer" not in record:
-            raise InputError(source, "missing field 'answer' (needed unless the record comes from `tripost tasks sample`)", lineno)
-        return get_task(family).from_record(record)
-    except InputError:
-        raise
-    except TripostError as e:
-        raise InputError(source, str(e), lineno) from None
-    except (TypeError, ValueError) as e:
-        raise InputError(source, f"not a {family} problem record ({e})", lineno) from None
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -120,5 +99,4 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
-# Re-exported for the `teach` verb.
-__all__ = ["register", "problem_from_record"]
+__all__ = ["register"]

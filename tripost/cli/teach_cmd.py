@@ -10,9 +10,8 @@ from typing import Any
 from tqdm import tqdm
 
 from tripost.cli._io import emit, read_jsonl
-from tripost.cli.tasks_cmd import problem_from_record
 from tripost.errors import InputError
-from tripost.tasks import FAMILIES
+from tripost.tasks import FAMILIES, problem_from_record
 from tripost.teachers import SPECS, TeacherOptions, add_teacher_flags, make_teacher
 from tripost.teachers.usage import format_cost
 

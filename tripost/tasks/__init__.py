@@ -1,15 +1,18 @@
-"""Task families and the registry that names them.
+"""Task families, the registry that names them, and problem selection.
 
-    from tripost.tasks import get_task, sample_problems
+    from tripost.tasks import get_task, sample_problems, select_problems
     task = get_task("arithmetic")
     problems = sample_problems(task, split="train", subset="seen", preset="small", n=8, seed=0)
+    held_out = select_problems(["arithmetic", "word_sorting"], split="test", subsets=("seen", "unseen"), n=20, held_out=True)
+
+Layout: `base` (Problem, StepCheck, the Task protocol, split-safe sampling),
+`family` (the shared base of the generated families), `external` (records
+and --data files), `select` (which problems a command works on), one
+subpackage per generated family, and `qa` (answer-only, from files).
 """
 
 from __future__ import annotations
 
-import importlib
-
-from tripost.errors import TripostError
 from tripost.tasks.base import (
     PRESETS,
     SPLITS,
@@ -21,28 +24,9 @@ from tripost.tasks.base import (
     sample_problems,
     split_of,
 )
-
-# name -> (module, class). Imported lazily so `tripost tasks list` stays fast.
-_REGISTRY: dict[str, tuple[str, str]] = {
-    "arithmetic": ("tripost.tasks.arithmetic", "ArithmeticTask"),
-    "word_sorting": ("tripost.tasks.word_sorting", "WordSortingTask"),
-    "date_understanding": ("tripost.tasks.date_understanding", "DateUnderstandingTask"),
-    "logical_deduction": ("tripost.tasks.logical_deduction", "LogicalDeductionTask"),
-    "qa": ("tripost.tasks.qa", "QATask"),
-}
-
-FAMILIES = tuple(_REGISTRY)
-_cache: dict[str, Task] = {}
-
-
-def get_task(name: str) -> Task:
-    if name not in _REGISTRY:
-        raise TripostError(f"unknown task family {name!r}; choose from {', '.join(FAMILIES)}")
-    if name not in _cache:
-        module, cls = _REGISTRY[name]
-        _cache[name] = getattr(importlib.import_module(module), cls)()
-    return _cache[name]
-
+from tripost.tasks.external import load_problems, problem_from_record
+from tripost.tasks.registry import FAMILIES, get_task
+from tripost.tasks.select import check_held_out, select_problems
 
 __all__ = [
     "FAMILIES",
@@ -52,8 +36,12 @@ __all__ = [
     "Problem",
     "StepCheck",
     "Task",
+    "check_held_out",
     "get_task",
+    "load_problems",
+    "problem_from_record",
     "problem_id",
     "sample_problems",
+    "select_problems",
     "split_of",
 ]

@@ -10,6 +10,11 @@ the types of the fields families read loosely (options, rationale, id,
 difficulty, meta) and bounds on sizes. Each family's `from_record` calls it,
 so records that reach a family another way (`tasks check`, `teach`) get the
 same checks as a `--data` file.
+
+`record_id`, `record_split` and `record_subset` are the one rule every
+family's `from_record` and `load_problems` use for those fields; a record
+file's own `split` field wins over the `split` a caller passes.
+`problem_from_record` reads the records of `tasks check` and `teach`.
 """
 
 from __future__ import annotations
@@ -21,8 +26,8 @@ from typing import Any
 
 from tripost.errors import InputError, TripostError
 from tripost.jsonl import read_jsonl
-from tripost.tasks import get_task
-from tripost.tasks.base import SPLITS, SUBSETS, Problem, problem_id
+from tripost.tasks.base import SPLITS, SUBSETS, Problem, problem_id, split_of
+from tripost.tasks.registry import get_task
 
 
 # Size bounds on a record. A file can hold anything, and every later stage keeps
@@ -96,7 +101,40 @@ def check_record(record: Any) -> None:
         raise TripostError(f"field 'meta' must be an object, got {type(meta).__name__}")
 
 
+def record_id(record: dict[str, Any], family: str, question: str) -> str:
+    """The record's `id` when it has one (any non-empty value), else
+    `problem_id(family, question)`: the id a generated problem with the same
+    question gets, so a problem keeps its id however it arrives."""
+    return str(record.get("id") or problem_id(family, question))
+
+
+def record_split(record: dict[str, Any], question: str) -> str:
+    """The record's `split` when it names one, else the question's own
+    (`split_of`), as if the problem had been generated."""
+    split = record.get("split")
+    return split if isinstance(split, str) and split in SPLITS else split_of(question)
+
+
+def record_subset(record: dict[str, Any]) -> str:
+    """The record's `subset` when it names one, else seen."""
+    subset = record.get("subset")
+    return subset if isinstance(subset, str) and subset in SUBSETS else "seen"
+
+
+def record_options(record: dict[str, Any]) -> tuple[str, ...]:
+    """The record's options as strings (`check_record` has typed them)."""
+    return tuple(str(o) for o in record.get("options") or ())
+
+
+def record_difficulty(record: dict[str, Any], default: str) -> str:
+    """The record's `difficulty` as a string, or `default` when it has none."""
+    difficulty = record.get("difficulty")
+    return default if difficulty is None or difficulty == "" else str(difficulty)
+
+
 def load_problems(path: str | Path, family: str, split: str = "test") -> list[Problem]:
+    """Every problem of a JSON-lines file, read as `family`. A row's split is
+    its `split` field, else `split`; the caller filters (`select_problems`)."""
     task = get_task(family)
     problems: list[Problem] = []
     seen: set[str] = set()
@@ -112,7 +150,7 @@ def load_problems(path: str | Path, family: str, split: str = "test") -> list[Pr
             raise InputError(str(path), f"subset must be one of {', '.join(SUBSETS)}, got {_clip(subset)}", lineno)
         if rsplit not in SPLITS:
             raise InputError(str(path), f"split must be one of {', '.join(SPLITS)}, got {_clip(rsplit)}", lineno)
-        pid = str(record.get("id") or problem_id(family, p.question))
+        pid = record_id(record, family, p.question)
         if pid in seen:
             raise InputError(str(path), f"duplicate problem id {pid!r}", lineno)
         seen.add(pid)
@@ -120,3 +158,22 @@ def load_problems(path: str | Path, family: str, split: str = "test") -> list[Pr
     if not problems:
         raise InputError(str(path), "no problems in file")
     return problems
+
+
+def problem_from_record(family: str, record: dict[str, Any], source: str, lineno: int) -> Problem:
+    """A record of `tasks check` or `teach`: one from `tasks sample` (it
+    carries `meta`) is taken as it is; any other goes through the family's
+    `from_record`. A bad record is an `InputError` naming `source` and the
+    line."""
+    try:
+        if record.get("meta") and record.get("family", family) == family and "answer" in record:
+            return Problem.from_dict({**record, "family": family, "id": record.get("id", "")})
+        if "answer" not in record:
+            raise InputError(source, "missing field 'answer' (needed unless the record comes from `tripost tasks sample`)", lineno)
+        return get_task(family).from_record(record)
+    except InputError:
+        raise
+    except TripostError as e:
+        raise InputError(source, str(e), lineno) from None
+    except (TypeError, ValueError) as e:
+        raise InputError(source, f"not a {family} problem record ({e})", lineno) from None

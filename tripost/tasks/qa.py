@@ -15,7 +15,7 @@ from typing import Any
 from tripost.errors import TripostError
 from tripost.format import parse_final_answer, parse_rationale
 from tripost.tasks.base import Problem, StepCheck
-from tripost.tasks.external import check_record
+from tripost.tasks.external import check_record, record_difficulty, record_id, record_options, record_split, record_subset
 
 _NUMBER_RE = re.compile(r"^[-+]?\$?\d[\d,]*(\.\d+)?%?$")
 
@@ -60,14 +60,18 @@ class QATask:
             answer = answer.rsplit("####", 1)[1]
             if not answer.strip():
                 raise TripostError("field 'answer' has nothing after '####'")
+        question = question.strip()
+        # Id, split and subset by the rule of the generated families (tasks.family).
         return Problem(
-            id=str(record.get("id") or ""),
+            id=record_id(record, self.name, question),
             family=self.name,
-            question=question.strip(),
+            question=question,
             answer=answer.strip(),
             rationale=record.get("rationale") or "",
-            difficulty=str(record.get("difficulty", "external")),
-            options=tuple(str(o) for o in record.get("options") or ()),
+            difficulty=record_difficulty(record, "external"),
+            subset=record_subset(record),
+            split=record_split(record, question),
+            options=record_options(record),
         )
 
     def parse_answer(self, text: str) -> str | None:
