@@ -14,7 +14,8 @@ torch = pytest.importorskip("torch")
 
 from tripost.student import build_prompt, load_student  # noqa: E402
 from tripost.student.engine import ContinuousBatcher, _shared_prefix_len  # noqa: E402
-from tripost.student.generate import LocalBackend, SamplingParams, encode_prompt  # noqa: E402
+from tripost.student.generate import LocalBackend, SamplingParams  # noqa: E402
+from tripost.student.tokens import encode_prompt  # noqa: E402
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

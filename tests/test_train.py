@@ -574,3 +574,58 @@ def test_full_fine_tuning_saves_weights_the_student_loads_and_continues(tiny, to
     assert res2.steps == 1 and is_full_weights(tmp_path / "next")
     with pytest.raises(TripostError, match="holds fully fine-tuned weights"):
         train_sft(_cfg(tiny, mode="lora", max_steps=1, adapter=str(out)), _buffer(4), tmp_path / "bad")
+
+
+# --------------------------------------------------------------- report_to ---
+
+
+# transformers' integrations module, imported here for its names, sets off torch.jit deprecation warnings.
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_report_to_names_are_transformers_own_and_checked_up_front(monkeypatch):
+    import importlib.util
+
+    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+
+    from tripost.loop import default_config
+    from tripost.train import REPORTERS, report_targets
+
+    assert set(REPORTERS) == set(INTEGRATION_TO_CALLBACK)  # a tracker transformers adds or drops shows here
+    assert TrainConfig().report_to == "none" and default_config()["train"]["report_to"] == "none"
+    assert report_targets("none") == [] and report_targets("") == [] and report_targets(" none ") == []
+    for bad, message in [("tensorbored", "unknown tracker 'tensorbored'"), ("none,wandb", "cannot be combined"),
+                         ("all", "unknown tracker 'all'")]:
+        with pytest.raises(TripostError, match=message) as e:
+            TrainConfig(report_to=bad)
+        assert "\n" not in str(e.value) and "train.report_to" in str(e.value)
+    # A tracker whose package is missing: one line naming what to install,
+    # whether or not this machine has it.
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in ("tensorboard", "tensorboardX", "wandb") else real(name, *a))
+    for value, package in [("tensorboard", "tensorboard"), ("tensorboard, wandb", "tensorboard"), ("wandb", "wandb")]:
+        with pytest.raises(TripostError, match=f"needs the {package} package.*pip install {package}$") as e:
+            TrainConfig(report_to=value)
+        assert "\n" not in str(e.value)
+
+
+def test_report_to_tensorboard_writes_under_out_logs(tiny, tmp_path, capsys):
+    import importlib.util
+
+    from tripost.buffer import BufferStats, Example, save_buffer
+
+    have = any(importlib.util.find_spec(m) is not None for m in ("tensorboard", "tensorboardX"))
+    ex = [Example(prompt="What is 2 + 3?", completion=TRAJECTORY, kind="improvement", family="arithmetic", difficulty="1",
+                  subset="seen", problem_id="p1", iteration=1, n_edits=1)] * 4
+    save_buffer(ex, BufferStats(), tmp_path / "buf")
+    out = tmp_path / "ad"
+    argv = ["train", "--student", f"hf:{tiny}", "--buffer", str(tmp_path / "buf"), "--out", str(out),
+            "--precision", "fp32", "max_steps=2", "batch_size=2", "logging_steps=1", "progress=false", "report_to=tensorboard"]
+    code = _cli(argv)
+    if not have:  # without the package: the one-line error, before anything is loaded or written
+        assert code == 2 and not out.exists()
+        assert "pip install tensorboard" in capsys.readouterr().err
+        pytest.skip("tensorboard (or tensorboardX) is not installed: checked the error only")
+    assert code == 0 and is_trained(out)
+    events = list((out / "logs").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0  # the loss curve, kept after OUT/checkpoints is removed
+    assert not (out / "checkpoints").exists()
+    assert json.loads((out / "train_config.json").read_text())["report_to"] == "tensorboard"

@@ -36,7 +36,9 @@ never a target: its weight is 0, as in the padded batch, where position 0
 predicts nothing.
 
 The trainer is a `transformers.Trainer` subclass that only replaces the loss,
-so `accelerate launch` (DDP, FSDP, DeepSpeed) runs it unchanged. Batches are
+so `accelerate launch` (DDP, FSDP, DeepSpeed) runs it unchanged: N processes
+of batch B train what one process of batch N*B does (same loss, same
+weights up to rounding; tests/test_train_multiprocess.py). Batches are
 grouped by length (`LengthBucketSampler`) and padded only to the longest
 example in each batch: the buffer mixes short direct answers with
 long multi-edit trajectories, and random batches would pay for the long ones'
@@ -46,8 +48,9 @@ Output: a standard PEFT adapter folder (adapter_config.json +
 adapter_model.safetensors), or for mode full a transformers model folder
 (config.json + model.safetensors), holding also the tokenizer, the resolved
 config (train_config.json) and train_metrics.json (loss curve, tokens,
-seconds, the setup); train_metrics.json is written last, so its presence
-means "finished".
+seconds, the setup, the number of processes); train_metrics.json is written
+last, so its presence means "finished". With `report_to=tensorboard` the
+event files go to OUT/logs.
 """
 
 from __future__ import annotations
@@ -67,7 +70,8 @@ from typing import TYPE_CHECKING, Any
 
 from tripost.errors import TripostError
 from tripost.format import FEEDBACK_PREFIX, UPDATED_PREFIX
-from tripost.student.load import unwrap_model
+from tripost.fileio import atomic_write_text
+from tripost.student.base import unwrap_model
 
 if TYPE_CHECKING:
     import datasets
@@ -92,6 +96,29 @@ ACTIVATION_MEMORY_SHARE = 0.5
 # torch.compile ("auto") only for runs at least this long: compiling the
 # step takes minutes on a 2-core CPU (72 s on a fast one, measured in issue 15).
 COMPILE_MIN_TOKENS = 300_000
+
+# `train.report_to`: the experiment trackers transformers' Trainer reports to,
+# each with the modules that make it work (any one of them) and the package
+# to install. The names are transformers' own (INTEGRATION_TO_CALLBACK;
+# tests/test_train.py checks they still match), checked here without
+# importing transformers, so a missing package is one line before training.
+REPORTERS: dict[str, tuple[tuple[str, ...], str]] = {
+    "tensorboard": (("tensorboard", "tensorboardX"), "tensorboard"),
+    "wandb": (("wandb",), "wandb"),
+    "trackio": (("trackio",), "trackio"),
+    "mlflow": (("mlflow",), "mlflow"),
+    "comet_ml": (("comet_ml",), "comet-ml"),
+    "neptune": (("neptune",), "neptune"),
+    "clearml": (("clearml",), "clearml"),
+    "dagshub": (("dagshub",), "dagshub"),
+    "dvclive": (("dvclive",), "dvclive"),
+    "codecarbon": (("codecarbon",), "codecarbon"),
+    "swanlab": (("swanlab",), "swanlab"),
+    "azure_ml": (("azureml",), "azureml-core"),
+    "flyte": (("flytekit",), "flytekit"),
+    "kubeflow": (("kubeflow",), "kubeflow"),
+}
+LOGS = "logs"  # OUT/logs: where the tensorboard event files go
 
 # The first feedback starts a line (tripost.format renders it so; parse_trajectory
 # splits on the same pattern).
@@ -182,6 +209,10 @@ class TrainConfig:
     resume: bool = True  # continue from the last checkpoint under OUT/checkpoints
     logging_steps: int = 5
     progress: bool = True
+    # Experiment trackers the loss curve also goes to, passed through to
+    # transformers: "none", or names from REPORTERS, comma-separated
+    # ("tensorboard", "tensorboard,wandb"); tensorboard writes under OUT/logs.
+    report_to: str = "none"
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -219,6 +250,7 @@ class TrainConfig:
             raise TripostError(f"lora_dropout must be in [0, 1), got {self.lora_dropout!r}")
         if self.pad_to_multiple_of is not None and self.pad_to_multiple_of < 1:
             raise TripostError("pad_to_multiple_of must be >= 1")
+        report_targets(self.report_to)  # a bad name or a missing package: one line now, not after loading
         self.target_modules = list(self.target_modules)
         if self.adapter is not None:
             self.adapter = str(self.adapter)
@@ -237,6 +269,36 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def report_targets(report_to: str) -> list[str]:
+    """`train.report_to` as the list transformers takes ([] for "none"); an
+    unknown name, or one whose package is not importable here, is a
+    `TripostError` naming it and what to install."""
+    import importlib.util
+
+    if not isinstance(report_to, str):
+        raise TripostError(f"train.report_to must be a string such as \"tensorboard\" or \"tensorboard,wandb\", got {report_to!r}")
+    names = [n.strip() for n in report_to.split(",") if n.strip()]
+    if names in ([], ["none"]):
+        return []
+    if "none" in names:
+        raise TripostError(f"train.report_to={report_to}: \"none\" cannot be combined with other names")
+    out: list[str] = []
+    for name in names:
+        if name not in REPORTERS:
+            raise TripostError(f"train.report_to: unknown tracker {name!r}; choose none or from {', '.join(sorted(REPORTERS))} (comma-separated)")
+        modules, package = REPORTERS[name]
+        if not any(importlib.util.find_spec(m) is not None for m in modules):
+            raise TripostError(f"train.report_to={name} needs the {package} package, which is not installed here: pip install {package}")
+        if name not in out:
+            out.append(name)
+    return out
+
+
+def is_main_process() -> bool:
+    """Whether this is the process that prints and writes (rank 0, or the only one)."""
+    return os.environ.get("RANK", "0") in ("0", "")
 
 
 # ------------------------------------------------------------------ setup ---
@@ -439,7 +501,7 @@ def tokenize_example(
     eos = tokenizer.eos_token_id
     if eos is None:
         raise TripostError("the student's tokenizer has no EOS token; cannot teach it to stop")
-    from tripost.student.generate import encode_prompt
+    from tripost.student.tokens import encode_prompt
 
     prompt_ids = encode_prompt(tokenizer, prompt_text)
     if not prompt_ids:
@@ -807,7 +869,11 @@ def _make_trainer_class():
             ds = train_dataset if train_dataset is not None else self.train_dataset
             # Packed rows have no padding to save: plain random order then.
             if getattr(self, "group_by_length", False) and not getattr(self, "packing", False) and ds is not None and "length" in ds.column_names:
-                return LengthBucketSampler(ds["length"], self.args.per_device_train_batch_size)
+                # Grouped by the global micro-batch: accelerate hands each of
+                # the N processes the next per-device slice of this one order
+                # (every rank draws the same, seeded), so the N slices of a
+                # step are the examples one process would train on together.
+                return LengthBucketSampler(ds["length"], self.args.per_device_train_batch_size * max(1, self.args.world_size))
             return super()._get_train_sampler(train_dataset)
 
         def get_batch_samples(self, epoch_iterator: Any, num_batches: int, device: Any) -> tuple[list, Any]:
@@ -900,10 +966,10 @@ def load_for_training(config: TrainConfig, setup: TrainSetup | None = None) -> A
     and the adapter wrapped around it after, since preparing freezes every
     parameter it sees. full: every weight trainable, from the base or from
     `config.adapter`'s full weights."""
-    from peft import PeftModel, prepare_model_for_kbit_training
+    from peft import prepare_model_for_kbit_training
     from transformers import set_seed
 
-    from tripost.student.load import LoraSettings, attach_lora, check_adapter_dir, is_full_weights, load_student
+    from tripost.student.load import LoraSettings, attach_lora, check_adapter_dir, is_full_weights, load_adapter, load_student
 
     setup = setup or resolve_setup(config)
     set_seed(config.seed)  # the new adapter's initialisation
@@ -938,10 +1004,7 @@ def load_for_training(config: TrainConfig, setup: TrainSetup | None = None) -> A
     student.model = model
     if mode == "lora":
         if adapter is not None:
-            try:
-                student.model = PeftModel.from_pretrained(model, str(adapter), is_trainable=True)
-            except Exception as e:  # peft raises many types for a bad folder
-                raise TripostError(f"cannot continue from adapter {adapter}: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from None
+            student.model = load_adapter(model, adapter, trainable=True, verb="continue from")
             student.adapter = adapter
         else:
             attach_lora(student, LoraSettings(r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout, target_modules=tuple(config.target_modules)))
@@ -974,6 +1037,7 @@ class TrainResult:
     device: str
     mixed_precision: str
     setup: dict[str, Any] = field(default_factory=dict)  # TrainSetup.to_dict(): what ran, and why
+    processes: int = 1  # data-parallel processes (accelerate launch / torchrun); tokens are summed over them
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -1025,7 +1089,8 @@ def build_trainer(config: TrainConfig, student: Any, train_set: "datasets.Datase
         logging_strategy="steps",
         logging_steps=config.logging_steps,
         logging_first_step=True,
-        report_to="none",
+        report_to=report_targets(config.report_to) or "none",
+        run_name=str(out_dir),  # what wandb, trackio and mlflow call the run
         disable_tqdm=not config.progress,
         # LoRA on every linear layer: each trainable parameter gets a gradient
         # every step, so DDP need not search for unused ones (slow with checkpointing).
@@ -1048,7 +1113,18 @@ def build_trainer(config: TrainConfig, student: Any, train_set: "datasets.Datase
     )
     trainer.group_by_length = config.group_by_length
     trainer.packing = setup.packing
+    _log_tensorboard_under(trainer, out_dir / LOGS)
     return trainer
+
+
+def _log_tensorboard_under(trainer: Any, folder: Path) -> None:
+    """Point transformers' TensorBoard callback at OUT/logs. transformers 5
+    has no `logging_dir` and would write under its output_dir, which is
+    OUT/checkpoints here and removed when training ends. A directory the
+    user chose (TENSORBOARD_LOGGING_DIR) is kept."""
+    for cb in trainer.callback_handler.callbacks:
+        if type(cb).__name__ == "TensorBoardCallback" and getattr(cb, "logging_dir", "unset") is None:
+            cb.logging_dir = str(folder)
 
 
 def _loss_curve(log_history: list[dict[str, Any]]) -> list[dict[str, float]]:
@@ -1083,10 +1159,25 @@ def prepare_run(config: TrainConfig, dataset: "datasets.Dataset", out: Path, cal
                           max_batch_tokens=biggest, planned_tokens=int(sum(lengths) * epochs))
     if setup.gradient_checkpointing and not first.gradient_checkpointing:
         enable_checkpointing(student.model)
-    if config.progress:
-        print(f"tripost train: {setup.describe()}", file=sys.stderr, flush=True)
     trainer = build_trainer(config, student, train_set, out, callbacks, setup=setup)
+    processes = int(trainer.args.world_size)
+    if config.progress and is_main_process():
+        together = f", {processes} processes" if processes > 1 else ""
+        print(f"tripost train: {setup.describe()}{together}", file=sys.stderr, flush=True)
+    _warn_single_cpu_launch(processes)
     return PreparedRun(student=student, trainer=trainer, setup=setup, counts=counts)
+
+
+def _warn_single_cpu_launch(processes: int) -> None:
+    """`accelerate launch --cpu --num_processes N` starts one process (its
+    several-CPU-process launcher is MPI's, with a hostfile): it sets the
+    rendezvous address for N but no WORLD_SIZE. Say so, since the run looks
+    like it worked but trains with 1/N of the intended batch."""
+    cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+    if processes == 1 and cpu and os.environ.get("MASTER_ADDR") and "WORLD_SIZE" not in os.environ:
+        print("tripost train: warning: one process is training: `accelerate launch --cpu` starts one whatever "
+              "--num_processes says; on a machine without GPUs `accelerate launch --multi_gpu --num_processes N` "
+              "(or torchrun --nproc_per_node N) starts N CPU processes", file=sys.stderr, flush=True)
 
 
 def train_sft(config: TrainConfig, dataset: "datasets.Dataset", out_dir: str | Path, *, callbacks: Sequence[Any] = ()) -> TrainResult:
@@ -1138,6 +1229,7 @@ def train_sft(config: TrainConfig, dataset: "datasets.Dataset", out_dir: str | P
         device=str(student.device),
         mixed_precision="bf16" if trainer.args.bf16 else "no",
         setup=setup.to_dict(),
+        processes=int(trainer.args.world_size),
     )
     if trainer.is_world_process_zero():
         meta = {"student": str(student.spec), "precision": student.precision, "kind": setup.mode, "continued_from": str(student.adapter) if student.adapter else None}
@@ -1147,7 +1239,8 @@ def train_sft(config: TrainConfig, dataset: "datasets.Dataset", out_dir: str | P
             stale.unlink()
         if not config.keep_checkpoints:
             shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
-        (out / METRICS_FILE).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+        # Its presence means "finished" (is_trained): it must never be half-written.
+        atomic_write_text(out / METRICS_FILE, json.dumps(result.to_dict(), indent=2) + "\n")
     return result
 
 

@@ -63,8 +63,10 @@ def _quiet_libraries() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # Nothing may be fetched from a model hub at run time (docs/design.md).
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    # Nothing is fetched from a model hub that the user did not name (docs/design.md).
+    from tripost.student.spec import hub_offline_by_default
+
+    hub_offline_by_default()
     _quiet_libraries()
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -7,8 +7,9 @@ import dataclasses
 import json
 import sys
 
-from tripost.config import apply_override, check_types, read_toml
+from tripost.config import apply_override, check_types, merge, read_toml
 from tripost.errors import TripostError
+from tripost.student.load import PRECISIONS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,14 +23,15 @@ def register(sub: argparse._SubParsersAction) -> None:
             "where the CPU has bf16 matrix units). Writes a PEFT adapter folder, or the full weights, (plus tokenizer, "
             "train_config.json, train_metrics.json) to --out; an interrupted run "
             "resumes from OUT/checkpoints. Any TrainConfig field can be set as KEY=VALUE, e.g. epochs=2 "
-            "feedback_weight=1.0 (a 'train.' prefix is accepted). Several GPUs: accelerate launch -m tripost train ..."
+            "feedback_weight=1.0 report_to=tensorboard (a 'train.' prefix is accepted). Several GPUs: "
+            "accelerate launch --multi_gpu --num_processes N -m tripost train ... (README, 'Several GPUs')"
         ),
     )
-    p.add_argument("--student", default=None, metavar="SPEC", help="smollm2-135m (default), hf:PATH or gguf:PATH")
+    p.add_argument("--student", default=None, metavar="SPEC", help="smollm2-135m (default), hf:PATH, hf:ORG/NAME (a Hub model) or gguf:PATH")
     p.add_argument("--adapter", default=None, metavar="DIR", help="continue from this adapter (the previous iteration's)")
     p.add_argument("--buffer", required=True, metavar="DIR", help="a `tripost buffer` folder (DIR or DIR/dataset)")
     p.add_argument("--out", required=True, metavar="DIR", help="output adapter folder")
-    p.add_argument("--precision", choices=("auto", "nf4", "bf16", "fp32"), default=None, help="base precision (default auto: QLoRA nf4 on a GPU, fp32 on CPU with bf16 autocast where it is fast)")
+    p.add_argument("--precision", choices=PRECISIONS, default=None, help="base precision (default auto: QLoRA nf4 on a GPU, fp32 on CPU with bf16 autocast where it is fast)")
     p.add_argument("--epochs", type=float, default=None)
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many optimizer steps (overrides --epochs)")
     p.add_argument("--config", default=None, metavar="FILE", help="TOML file with train settings (top level or a [train] table)")
@@ -38,18 +40,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_train)
 
 
-def resolve_config(args: argparse.Namespace):
+def train_config_from_args(args: argparse.Namespace):
+    """TrainConfig defaults < --config FILE (top level or a [train] table) <
+    KEY=VALUE overrides < the flags; every key and type checked by the run
+    config's loader (tripost.config), errors naming `train.KEY`."""
     from tripost.train import TrainConfig
 
     known = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory() for f in dataclasses.fields(TrainConfig)}  # type: ignore[misc]
     values: dict = dict(known)
     if args.config:
         data = read_toml(args.config)
-        data = data.get("train", data) if isinstance(data.get("train"), dict) else data
-        for k, v in data.items():
-            if k not in known:
-                raise TripostError(f"config file {args.config}: unknown train config key {k!r}")
-            values[k] = v
+        data = data["train"] if isinstance(data.get("train"), dict) else data
+        try:
+            values = merge(values, data, known, where="train")
+        except TripostError as e:
+            raise TripostError(f"config file {args.config}: {e}") from None
     for item in args.overrides:
         key = item.partition("=")[0].strip()
         item = item.strip()[len("train."):] if key.startswith("train.") else item
@@ -66,12 +71,14 @@ def resolve_config(args: argparse.Namespace):
 
 def cmd_train(args: argparse.Namespace) -> int:
     from tripost.cli._io import check_out_dir
-    from tripost.train import load_buffer_dataset, train_sft
+    from tripost.train import is_main_process, load_buffer_dataset, train_sft
 
-    config = resolve_config(args)
+    config = train_config_from_args(args)
     check_out_dir(args.out)
     dataset = load_buffer_dataset(args.buffer)
     result = train_sft(config, dataset, args.out)
+    if not is_main_process():  # under accelerate launch / torchrun, one summary for the run
+        return 0
     if args.json:
         d = result.to_dict()
         d.pop("loss_curve")

@@ -1,4 +1,5 @@
-"""The teacher HTTP service (`tripost serve-teacher`); see server.py."""
+"""The teacher HTTP service (`tripost serve-teacher`, `python -m tripost.serve`):
+server.py serves, command.py holds the command's options and runs them."""
 
 from tripost.serve.server import Faults, RunningServer, TeacherService, parse_fail_codes, start_server
 

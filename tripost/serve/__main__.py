@@ -2,6 +2,6 @@
 
 import sys
 
-from tripost.cli.serve_cmd import main
+from tripost.serve.command import main
 
 sys.exit(main())

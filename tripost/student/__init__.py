@@ -7,31 +7,31 @@
     scores = s.logprobs(prompts, [a.text for a in attempts[0]])
 
 Specs (spec.py): `smollm2-135m` (embedded, embedded.py), `hf:PATH`, `gguf:PATH`.
+
+Layers (base.py says which module may import which): shared types in
+base.py, token ids and the forward pass in tokens.py, sampling in
+generate.py (engine.py: continuous batching), scoring in logprob.py, and
+loading (the `Student`, adapters) in load.py on top.
 """
 
+from tripost.student.base import Generation, LoadedModel, SamplingParams, unwrap_model
 from tripost.student.embedded import embedded_model_dir, find_embedded_gguf, gguf_model_dir
-from tripost.student.generate import (
-    Generation,
-    GenerationBackend,
-    GenerationStats,
-    LocalBackend,
-    SamplingParams,
-    greedy,
-    sample,
-)
+from tripost.student.generate import GenerationBackend, GenerationStats, LocalBackend, greedy, sample
 from tripost.student.load import (
     PRECISIONS,
     LoraSettings,
     Student,
     attach_lora,
     check_adapter_dir,
+    load_adapter,
     load_student,
     save_adapter,
 )
-from tripost.student.logprob import SequenceScore, sequence_logprobs
-from tripost.student.prompt import PromptFormat, build_prompt, build_prompts
+from tripost.student.logprob import SequenceScore, logprob_batches, sequence_logprobs
+from tripost.student.prompt import PromptFormat, build_prompt, build_prompts, render_chat
 from tripost.student.spec import EMBEDDED_NAME, StudentSpec, parse_spec
 from tripost.student.tiny import build_tiny_model
+from tripost.student.tokens import encode_continuation, encode_prompt, forward_logits, left_pad, pad_token_id, position_ids
 
 __all__ = [
     "EMBEDDED_NAME",
@@ -39,6 +39,7 @@ __all__ = [
     "Generation",
     "GenerationBackend",
     "GenerationStats",
+    "LoadedModel",
     "LocalBackend",
     "LoraSettings",
     "PromptFormat",
@@ -52,12 +53,22 @@ __all__ = [
     "build_tiny_model",
     "check_adapter_dir",
     "embedded_model_dir",
+    "encode_continuation",
+    "encode_prompt",
     "find_embedded_gguf",
+    "forward_logits",
     "gguf_model_dir",
     "greedy",
+    "left_pad",
+    "load_adapter",
     "load_student",
+    "logprob_batches",
+    "pad_token_id",
     "parse_spec",
+    "position_ids",
+    "render_chat",
     "sample",
     "save_adapter",
     "sequence_logprobs",
+    "unwrap_model",
 ]

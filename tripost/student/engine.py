@@ -44,12 +44,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tripost.errors import TripostError
-from tripost.student.load import unwrap_model
+from tripost.student.base import SamplingParams, unwrap_model
 
 if TYPE_CHECKING:
     import torch
-
-    from tripost.student.generate import Generation, SamplingParams
 
 SUPPORTED_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3"})
 # A shared prefix shorter than this is not worth a separate forward pass.
@@ -168,7 +166,7 @@ class ContinuousBatcher:
 
     # ----------------------------------------------------------------- run ---
 
-    def run(self, prompt_ids: Sequence[Sequence[int]], params: "SamplingParams", eos_ids: Sequence[int], stop_check: Any = None,
+    def run(self, prompt_ids: Sequence[Sequence[int]], params: SamplingParams, eos_ids: Sequence[int], stop_check: Any = None,
             seeds: Sequence[int] | None = None) -> list[list[list[int]]]:
         """Token ids generated per prompt and sample, and the finish reason of
         each (`self.finishes`, same nesting). `stop_check(ids) -> bool` says
@@ -314,7 +312,7 @@ class ContinuousBatcher:
         return [cache.new[layer] for layer in range(self._layers)]
 
     def _prefill(self, batch: list[_Seq], prefix: Any, p0: int, cur: int, row0: int, keys: list, values: list,
-                 valid: "torch.Tensor", dev: Any, params: "SamplingParams", eos: set[int]) -> list[int]:
+                 valid: "torch.Tensor", dev: Any, params: SamplingParams, eos: set[int]) -> list[int]:
         """Run the suffixes of `batch` (left-padded to one width w) after the
         shared prefix, store their keys/values in slots row0.. at columns
         [cur - w, cur), and return the logits of each suffix's last token."""
@@ -369,7 +367,7 @@ class ContinuousBatcher:
         self.stats.compactions += 1
         return cur - shift
 
-    def _choose(self, logits: "torch.Tensor", seqs: Sequence[_Seq], params: "SamplingParams", eos: set[int]) -> list[int]:
+    def _choose(self, logits: "torch.Tensor", seqs: Sequence[_Seq], params: SamplingParams, eos: set[int]) -> list[int]:
         """The next token of each row: greedy, or temperature + nucleus with
         each sequence's own uniform draw (inverse CDF over the nucleus)."""
         import torch
@@ -402,7 +400,7 @@ class ContinuousBatcher:
             return choice.tolist()
         return idx.gather(-1, _nucleus_pick(probs, params.top_p, u).unsqueeze(-1)).squeeze(-1).tolist()
 
-    def _emit(self, seq: _Seq, token: int, params: "SamplingParams", eos: set[int], stop_check: Any) -> None:
+    def _emit(self, seq: _Seq, token: int, params: SamplingParams, eos: set[int], stop_check: Any) -> None:
         seq.out.append(int(token))
         if not params.ignore_eos and token in eos:
             seq.finish = "eos"

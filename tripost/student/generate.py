@@ -17,71 +17,32 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from dataclasses import dataclass, replace
+from typing import Any, Protocol, runtime_checkable
 
 from tripost.errors import TripostError
+from tripost.student.base import FINISH_REASONS, Generation, LoadedModel, SamplingParams, unwrap_model
+from tripost.student.engine import ContinuousBatcher, supports_engine
+from tripost.student.tokens import encode_prompt, left_pad
 
-if TYPE_CHECKING:
-    from tripost.student.load import Student
-
-FINISH_REASONS = ("stop", "eos", "length")
-
-
-@dataclass(frozen=True)
-class SamplingParams:
-    """How to sample. `temperature == 0` means greedy decoding (then `n` must be 1
-    and `top_p`/`seed` are irrelevant). `stop` strings end a completion and are
-    cut from its text, as in the OpenAI API. `ignore_eos` (vLLM's name) makes
-    every completion exactly `max_new_tokens` long (EOS is masked out): for
-    fixed-work throughput measurements."""
-
-    n: int = 1
-    temperature: float = 0.7
-    top_p: float = 0.95
-    max_new_tokens: int = 256
-    stop: tuple[str, ...] = ()
-    seed: int = 0
-    ignore_eos: bool = False
-
-    def __post_init__(self) -> None:
-        if self.n < 1:
-            raise TripostError(f"number of samples must be at least 1, got {self.n}")
-        if self.temperature < 0:
-            raise TripostError(f"temperature must be >= 0, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise TripostError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.max_new_tokens < 1:
-            raise TripostError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
-        if any(not s for s in self.stop):
-            raise TripostError("stop strings must not be empty")
-        if self.greedy and self.n != 1:
-            raise TripostError("greedy decoding (temperature 0) gives one sample per prompt; use n=1")
-        object.__setattr__(self, "stop", tuple(self.stop))
-
-    @property
-    def greedy(self) -> bool:
-        return self.temperature == 0
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["stop"] = list(self.stop)
-        return d
-
-
-@dataclass(frozen=True)
-class Generation:
-    """One completion. `n_tokens` counts generated tokens (an end-of-sequence
-    token included, padding not)."""
-
-    prompt_index: int
-    sample_index: int
-    text: str
-    n_tokens: int
-    finish_reason: str  # one of FINISH_REASONS
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+# SamplingParams and Generation live in base.py (engine.py needs them too);
+# this module is where callers have always found them.
+__all__ = [
+    "DEFAULT_BATCH",
+    "ENGINES",
+    "FINISH_REASONS",
+    "Generation",
+    "GenerationBackend",
+    "GenerationStats",
+    "LocalBackend",
+    "SamplingParams",
+    "context_length",
+    "encode_prompt",
+    "fit_context",
+    "greedy",
+    "left_pad",
+    "sample",
+]
 
 
 @runtime_checkable
@@ -126,9 +87,7 @@ class LocalBackend:
     support); "auto": continuous where supported. `batch_size` is the number
     of sequences decoded together (None: DEFAULT_BATCH)."""
 
-    def __init__(self, student: "Student", batch_size: int | None = None, progress: bool = False, engine: str = "auto"):
-        from tripost.student.engine import supports_engine
-
+    def __init__(self, student: LoadedModel, batch_size: int | None = None, progress: bool = False, engine: str = "auto"):
         if batch_size is not None and batch_size < 1:
             raise TripostError(f"batch size must be at least 1, got {batch_size}")
         if engine not in ENGINES:
@@ -158,8 +117,6 @@ class LocalBackend:
         return self._generate_continuous(prompts, params, seeds)
 
     def _generate_continuous(self, prompts: Sequence[str], params: SamplingParams, seeds: Sequence[int] | None = None) -> list[list[Generation]]:
-        from tripost.student.engine import ContinuousBatcher
-
         tok = self.student.tokenizer
         prompts = list(prompts)
         if not prompts:
@@ -246,8 +203,6 @@ class LocalBackend:
 
 def context_length(model: Any) -> int | None:
     """The most positions the model was trained for (None: unknown)."""
-    from tripost.student.load import unwrap_model
-
     n = getattr(getattr(unwrap_model(model), "config", None), "max_position_embeddings", None)
     return int(n) if isinstance(n, int) and n > 0 else None
 
@@ -343,35 +298,6 @@ def _batch_seed(seed: int, batch: int) -> int:
     return (seed * 1_000_003 + batch) % (2**63)
 
 
-def left_pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[Any, Any]:
-    """(input_ids, attention_mask) of a batch padded on the left, so every
-    row ends at the last column: where generation continues and where the
-    scorers read the continuation's logits."""
-    import torch
-
-    width = max(len(x) for x in seqs)
-    input_ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    attention = torch.zeros((len(seqs), width), dtype=torch.long)
-    for r, x in enumerate(seqs):
-        input_ids[r, width - len(x) :] = torch.tensor(x, dtype=torch.long)
-        attention[r, width - len(x) :] = 1
-    return input_ids, attention
-
-
-def encode_prompt(tok: Any, prompt: str) -> list[int]:
-    """A rendered prompt's ids, as the student samples, scores and trains on it."""
-    # A chat-templated prompt already spells out its special tokens; adding
-    # them again (a second BOS) would shift the model's input distribution.
-    special = not (tok.bos_token and prompt.startswith(tok.bos_token))
-    ids = tok(prompt, add_special_tokens=special)["input_ids"]
-    if not ids:
-        # The first new token needs something to be predicted from.
-        if tok.bos_token_id is None:
-            raise TripostError("empty prompt, and the tokenizer has no BOS token to start from")
-        ids = [tok.bos_token_id]
-    return ids
-
-
 def _eos_ids(model: Any, tok: Any) -> list[int]:
     ids: list[int] = []
     cfg = getattr(model, "generation_config", None)
@@ -423,14 +349,14 @@ def _finish(tok: Any, row: list[int], eos_ids: list[int], pad_id: int, params: S
     return Generation(prompt_index=i, sample_index=j, text=text, n_tokens=n, finish_reason=reason)
 
 
-def sample(student: "Student", prompts: Sequence[str], params: SamplingParams, *, batch_size: int | None = None, progress: bool = False,
+def sample(student: LoadedModel, prompts: Sequence[str], params: SamplingParams, *, batch_size: int | None = None, progress: bool = False,
            seeds: Sequence[int] | None = None) -> list[list[Generation]]:
     """`params.n` samples for each prompt with the local backend (`seeds`: one per prompt, see LocalBackend.generate)."""
     return LocalBackend(student, batch_size=batch_size, progress=progress).generate(prompts, params, seeds=seeds)
 
 
 def greedy(
-    student: "Student",
+    student: LoadedModel,
     prompts: Sequence[str],
     *,
     max_new_tokens: int = 256,

@@ -25,13 +25,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tripost.errors import TripostError
-from tripost.student.spec import StudentSpec, parse_spec
+from tripost.fileio import atomic_directory
+from tripost.student.base import Generation, SamplingParams
+from tripost.student.embedded import embedded_model_dir, gguf_model_dir
+from tripost.student.generate import greedy, sample
+from tripost.student.hardware import compute_profile
+from tripost.student.logprob import SequenceScore, sequence_logprobs
+from tripost.student.spec import StudentSpec, hub_snapshot, parse_spec
 
 if TYPE_CHECKING:  # heavy imports stay lazy: `tripost --help` must not load torch
     import torch
-
-    from tripost.student.generate import Generation, SamplingParams
-    from tripost.student.logprob import SequenceScore
 
 PRECISIONS = ("auto", "fp32", "bf16", "nf4")
 
@@ -40,17 +43,9 @@ def resolve_precision(precision: str, device: "str | torch.device | None" = None
     """`auto` -> bf16 or fp32 for the device (tripost.student.hardware); others as given."""
     if precision != "auto":
         return precision
-    from tripost.student.hardware import compute_profile
-
     return "bf16" if compute_profile(device).bf16 else "fp32"
 
 
-def unwrap_model(model: Any) -> Any:
-    """The transformers model under PEFT / DDP wrappers."""
-    base = model
-    while hasattr(base, "get_base_model") or hasattr(base, "module"):
-        base = base.module if hasattr(base, "module") else base.get_base_model()
-    return base
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 # Written next to a saved adapter (PEFT ignores unknown files): which student
@@ -103,19 +98,13 @@ class Student:
         }
 
     # Convenience wrappers; the functions are the API other modules import.
-    def sample(self, prompts: Sequence[str], params: "SamplingParams", **kw: Any) -> list[list["Generation"]]:
-        from tripost.student.generate import sample
-
+    def sample(self, prompts: Sequence[str], params: SamplingParams, **kw: Any) -> list[list[Generation]]:
         return sample(self, prompts, params, **kw)
 
-    def greedy(self, prompts: Sequence[str], max_new_tokens: int = 256, stop: Sequence[str] = (), **kw: Any) -> list["Generation"]:
-        from tripost.student.generate import greedy
-
+    def greedy(self, prompts: Sequence[str], max_new_tokens: int = 256, stop: Sequence[str] = (), **kw: Any) -> list[Generation]:
         return greedy(self, prompts, max_new_tokens=max_new_tokens, stop=stop, **kw)
 
-    def logprobs(self, prompts: Sequence[str], continuations: Sequence[str], **kw: Any) -> list["SequenceScore"]:
-        from tripost.student.logprob import sequence_logprobs
-
+    def logprobs(self, prompts: Sequence[str], continuations: Sequence[str], **kw: Any) -> list[SequenceScore]:
         return sequence_logprobs(self, prompts, continuations, **kw)
 
     def attach_lora(self, settings: LoraSettings | None = None) -> "Student":
@@ -132,14 +121,15 @@ def default_device() -> "torch.device":
 
 
 def resolve_model_dir(spec: StudentSpec) -> Path:
-    """The transformers folder a spec loads from (converting a GGUF on first use)."""
-    from tripost.student.embedded import embedded_model_dir, gguf_model_dir
-
+    """The transformers folder a spec loads from (converting a GGUF on first
+    use; a Hub model's snapshot in the Hub cache, downloaded on first use)."""
     if spec.kind == "embedded":
         return embedded_model_dir()
     if spec.kind == "gguf":
         assert spec.path is not None
         return gguf_model_dir(spec.path)
+    if spec.repo is not None:
+        return hub_snapshot(spec.repo)
     assert spec.path is not None
     return spec.path
 
@@ -166,7 +156,7 @@ def load_student(
     student = Student(model=model, tokenizer=tokenizer, spec=spec, precision=precision, source_dir=folder)
     if adapter_path is not None:
         if not full:
-            student.model = _load_adapter(student.model, adapter_path, trainable)
+            student.model = load_adapter(student.model, adapter_path, trainable=trainable)
         student.adapter = adapter_path
     if not trainable:
         student.model.eval()
@@ -240,22 +230,14 @@ def _load_nf4(folder: Path, dev: "torch.device", cacheable: bool) -> Any:
 
 
 def _save_nf4(model: Any, cache: Path) -> None:
-    """Write the quantised weights atomically (temporary sibling, then rename);
-    a failure only costs the next load its quantisation time."""
-    import os
-    import shutil
-    import tempfile
-
-    tmp: Path | None = None
+    """Write the quantised weights atomically (tripost.fileio); a failure only
+    costs the next load its quantisation time."""
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{cache.name}.", dir=cache.parent))
-        os.chmod(tmp, 0o755)  # mkdtemp makes it private; a cache is shared like any other
-        model.save_pretrained(str(tmp), safe_serialization=True)
-        (tmp / NF4_MARKER).write_text(json.dumps({"quantization": "nf4", "double_quant": True}) + "\n")
-        os.replace(tmp, cache)
+        with atomic_directory(cache) as tmp:
+            model.save_pretrained(str(tmp), safe_serialization=True)
+            (tmp / NF4_MARKER).write_text(json.dumps({"quantization": "nf4", "double_quant": True}) + "\n")
     except Exception:  # a cache that cannot be written is not an error
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
+        pass
 
 
 # ------------------------------------------------------------------ adapters ---
@@ -300,13 +282,17 @@ def check_adapter_dir(folder: str | Path) -> Path:
     return path.resolve()
 
 
-def _load_adapter(model: Any, path: Path, trainable: bool) -> Any:
+def load_adapter(model: Any, folder: str | Path, *, trainable: bool = False, verb: str = "load") -> Any:
+    """`model` wrapped with the PEFT adapter in `folder` (trainable when
+    `trainable`); a bad folder is a one-line `TripostError` ("cannot {verb}
+    adapter FOLDER: ..."). The one place adapters are loaded: `load_student`
+    and the trainer (continuing iteration t-1's adapter) both come here."""
     from peft import PeftModel
 
     try:
-        return PeftModel.from_pretrained(model, str(path), is_trainable=trainable)
+        return PeftModel.from_pretrained(model, str(folder), is_trainable=trainable)
     except Exception as e:  # peft raises many types for a bad folder; the user needs one line
-        raise TripostError(f"cannot load adapter {path}: {_first_line(e)}") from None
+        raise TripostError(f"cannot {verb} adapter {folder}: {_first_line(e)}") from None
 
 
 def attach_lora(student: Student, settings: LoraSettings | None = None) -> Student:

@@ -7,23 +7,23 @@ whole answer; the per-token mean is its length-normalised form. Sharpening
 generation-verification gap (Song et al. 2024) scores samples the same way.
 
 The prompt is tokenised exactly as for generation and the continuation on its
-own (no special tokens), and the two id lists are concatenated, so the scored
-tokens are the continuation's own tokenisation whatever the prompt ends with.
-Batches are left-padded with explicit position ids, and only the logits that
-predict continuation tokens are materialised (`logits_to_keep`): a 49k-word
-vocabulary times every prompt position would dominate memory otherwise.
+own (tripost.student.tokens), and the two id lists are concatenated, so the
+scored tokens are the continuation's own tokenisation whatever the prompt ends
+with. `logprob_batches` is the one left-padded scoring loop: batches in
+length order, explicit position ids, and only the logits that predict
+continuation tokens materialised. `sequence_logprobs` and the verifier's
+shared pass (tripost.gap) both read their numbers from it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tripost.errors import TripostError
-
-if TYPE_CHECKING:
-    from tripost.student.load import Student
+from tripost.student.base import LoadedModel
+from tripost.student.tokens import encode_continuation, encode_prompt, forward_logits, left_pad, pad_token_id, position_ids
 
 
 @dataclass(frozen=True)
@@ -38,8 +38,51 @@ class SequenceScore:
     token_logprobs: tuple[float, ...] = ()
 
 
+def logprob_batches(
+    student: LoadedModel,
+    pairs: Sequence[tuple[Sequence[int], Sequence[int]]],
+    *,
+    batch_size: int = 8,
+    progress: bool = False,
+    desc: str = "scoring",
+) -> Iterator[tuple[list[int], Any]]:
+    """Log-probabilities of (prompt ids, continuation ids) pairs, one
+    left-padded forward pass per batch.
+
+    Pairs are batched shortest first (similar lengths share a batch, so little
+    goes to padding). Yields (the batch's indices into `pairs`, log-probs):
+    a float32 CPU tensor [rows, max_c, vocab] where max_c is the batch's
+    longest continuation; row r's c continuation tokens are predicted by
+    `logp[r, max_c - c:]`. The model is in eval mode while this runs."""
+    import torch
+    from tqdm.auto import tqdm
+
+    if batch_size < 1:
+        raise TripostError(f"batch size must be at least 1, got {batch_size}")
+    model = student.model
+    order = sorted(range(len(pairs)), key=lambda k: len(pairs[k][0]) + len(pairs[k][1]))
+    pad_id = pad_token_id(student.tokenizer)
+    device = student.device
+    batches = [order[k : k + batch_size] for k in range(0, len(order), batch_size)]
+    was_training = model.training
+    model.eval()
+    try:
+        for batch in tqdm(batches, desc=desc, unit="batch", disable=not progress or len(batches) < 2):
+            max_c = max(len(pairs[k][1]) for k in batch)
+            input_ids, attention = left_pad([list(pairs[k][0]) + list(pairs[k][1]) for k in batch], pad_id)
+            with torch.inference_mode():
+                # Kept: the last max_c+1 positions; the first max_c of them
+                # predict continuation tokens (the last predicts what follows).
+                logits = forward_logits(model, input_ids.to(device), attention.to(device), position_ids(attention).to(device), max_c + 1)
+                logp = logits[:, :max_c].float().log_softmax(-1).cpu()
+            yield batch, logp
+    finally:
+        if was_training:
+            model.train()
+
+
 def sequence_logprobs(
-    student: "Student",
+    student: LoadedModel,
     prompts: Sequence[str],
     continuations: Sequence[str],
     *,
@@ -51,57 +94,25 @@ def sequence_logprobs(
     end-of-sequence token is scored too: the likelihood that the answer is
     complete, not just a prefix."""
     import torch
-    from tqdm.auto import tqdm
-
-    from tripost.student.generate import encode_prompt, left_pad
 
     if len(prompts) != len(continuations):
         raise TripostError(f"{len(prompts)} prompts but {len(continuations)} continuations")
     if batch_size < 1:
         raise TripostError(f"batch size must be at least 1, got {batch_size}")
-    model, tok = student.model, student.tokenizer
-    items: list[tuple[list[int], list[int]]] = []
-    for p, c in zip(prompts, continuations):
-        pid = encode_prompt(tok, p)  # an empty prompt becomes [BOS]: the first token needs a context
-        cid = tok(c, add_special_tokens=False)["input_ids"] if c else []
-        if append_eos:
-            cid = cid + [tok.eos_token_id]
-        items.append((pid, cid))
-    order = sorted(range(len(items)), key=lambda k: len(items[k][0]) + len(items[k][1]))
-    scores: list[SequenceScore | None] = [None] * len(items)
-    device = student.device
-    pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    batches = [order[k : k + batch_size] for k in range(0, len(order), batch_size)]
-    was_training = model.training
-    model.eval()
-    try:
-        for batch in tqdm(batches, desc="scoring", unit="batch", disable=not progress or len(batches) < 2):
-            max_c = max(len(items[k][1]) for k in batch)
-            input_ids, attention = left_pad([items[k][0] + items[k][1] for k in batch], pad_id)
-            # Left padding shifts where each row starts; positions count from
-            # each row's first real token, as they would unpadded.
-            positions = (attention.cumsum(-1) - 1).clamp(min=0)
-            with torch.inference_mode():
-                logits = _forward(model, input_ids.to(device), attention.to(device), positions.to(device), max_c + 1)
-                logp = logits.float().log_softmax(-1).cpu()
-            for r, k in enumerate(batch):
-                cid = items[k][1]
-                c = len(cid)
-                if c == 0:
-                    scores[k] = SequenceScore(0.0, 0.0, 0)
-                    continue
-                # Kept logits cover the last max_c+1 positions; the ones that
-                # predict this row's c continuation tokens are the c before the last.
-                rows = logp[r, max_c - c : max_c]
-                tok_lp = rows.gather(-1, torch.tensor(cid, dtype=torch.long).unsqueeze(-1)).squeeze(-1)
-                values = tuple(float(v) for v in tok_lp)
-                total = float(tok_lp.double().sum())
-                scores[k] = SequenceScore(total, total / c, c, values)
-    finally:
-        if was_training:
-            model.train()
+    tok = student.tokenizer
+    # An empty prompt becomes [BOS]: the first token needs a context.
+    pairs = [(encode_prompt(tok, p), encode_continuation(tok, c, append_eos=append_eos)) for p, c in zip(prompts, continuations)]
+    scores: list[SequenceScore | None] = [None] * len(pairs)
+    for batch, logp in logprob_batches(student, pairs, batch_size=batch_size, progress=progress):
+        max_c = logp.shape[1]
+        for r, k in enumerate(batch):
+            cid = pairs[k][1]
+            c = len(cid)
+            if c == 0:
+                scores[k] = SequenceScore(0.0, 0.0, 0)
+                continue
+            tok_lp = logp[r, max_c - c :].gather(-1, torch.tensor(cid, dtype=torch.long).unsqueeze(-1)).squeeze(-1)
+            values = tuple(float(v) for v in tok_lp)
+            total = float(tok_lp.double().sum())
+            scores[k] = SequenceScore(total, total / c, c, values)
     return [s for s in scores if s is not None]
-
-
-def _forward(model: Any, input_ids: Any, attention: Any, positions: Any, keep: int) -> Any:
-    return model(input_ids=input_ids, attention_mask=attention, position_ids=positions, logits_to_keep=keep, use_cache=False).logits

@@ -7,10 +7,16 @@ chat template the instruction becomes the user turn and the prompt ends where
 the assistant's turn begins (SmolLM2-Instruct was tuned that way); without
 one, a plain "Answer:" line follows. The same string is the prompt for
 sampling, scoring and training, so the student always sees one format.
+
+`render_chat` is the one place a conversation becomes prompt text: the
+problem prompt (`build_prompt`), the guided collector's prompts
+(tripost.sources.guided) and the verifier's follow-up question (tripost.gap) all go
+through it, so they cannot drift apart.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,22 +55,40 @@ def render_instruction(question: str, template: str = "student.txt") -> str:
 
 
 def uses_chat(tokenizer: Any, fmt: PromptFormat) -> bool:
+    """Whether prompts for `tokenizer` go through its chat template (see PromptFormat.chat)."""
     has = bool(getattr(tokenizer, "chat_template", None))
     if fmt.chat == "on" and not has:
         raise TripostError("the student's tokenizer has no chat template (use chat mode 'auto' or 'off')")
     return has and fmt.chat != "off"
 
 
-def build_prompt(tokenizer: Any, question: str, fmt: PromptFormat | None = None) -> str:
-    """The full prompt string for one question; the attempt is generated after it."""
+def render_chat(tokenizer: Any, turns: Sequence[str], fmt: PromptFormat | None = None) -> str:
+    """The prompt text of a conversation, ending where the student's next reply begins.
+
+    `turns` alternate user, assistant, user, ... and end with a user turn.
+    With a chat template (`uses_chat`): the template's rendering, with
+    `fmt.system` first when set. Without one: the first turn, then
+    `fmt.plain_suffix`, then each reply followed by a blank line and each
+    later user turn followed by a newline. The turns are used as given:
+    callers strip them."""
     fmt = fmt or PromptFormat()
-    instruction = render_instruction(question, fmt.template)
+    if len(turns) % 2 != 1:
+        raise TripostError(f"a prompt needs alternating user and assistant turns ending with a user turn; got {len(turns)} turn(s)")
     if not uses_chat(tokenizer, fmt):
-        return instruction.rstrip("\n") + fmt.plain_suffix
-    messages = [{"role": "user", "content": instruction.rstrip("\n")}]
+        text = turns[0] + fmt.plain_suffix
+        for reply, ask in zip(turns[1::2], turns[2::2]):
+            text += f"{reply}\n\n{ask}\n"
+        return text
+    messages = [{"role": "user" if i % 2 == 0 else "assistant", "content": t} for i, t in enumerate(turns)]
     if fmt.system is not None:
         messages.insert(0, {"role": "system", "content": fmt.system})
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def build_prompt(tokenizer: Any, question: str, fmt: PromptFormat | None = None) -> str:
+    """The full prompt string for one question; the attempt is generated after it."""
+    fmt = fmt or PromptFormat()
+    return render_chat(tokenizer, [render_instruction(question, fmt.template).rstrip("\n")], fmt)
 
 
 def build_prompts(tokenizer: Any, questions: list[str], fmt: PromptFormat | None = None) -> list[str]:

