@@ -35,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tripost.guided import GuidedConfig, guided_collect, guided_student_sampler  # noqa: E402
+from tripost.sources.guided import GuidedConfig, guided_collect, guided_student_sampler  # noqa: E402
 from tripost.log import read_log  # noqa: E402
 from tripost.tasks import get_task, sample_problems  # noqa: E402
 from tripost.teachers.scripted import ScriptedTeacher  # noqa: E402

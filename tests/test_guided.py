@@ -1,4 +1,4 @@
-"""Guided sampling for the long tail (tripost.guided): which problems get
+"""Guided sampling for the long tail (tripost.sources.guided): which problems get
 guided rounds, what each strategy shows the student, that the guidance never
 reaches the logged/trained text, the coverage and difficulty measurements,
 the budget, resuming, and one run on the tiny real model."""
@@ -16,7 +16,7 @@ import pytest
 from tripost.buffer import build_buffer, examples_from_records
 from tripost.errors import TripostError
 from tripost.format import parse_rationale, render_rationale
-from tripost.guided import (
+from tripost.sources.guided import (
     GuidedConfig,
     GuidedPrompt,
     fill_template,
@@ -135,9 +135,9 @@ def test_the_default_run_config_guides_only_the_tail(problems, tmp_path):
     else), a problem the student gets right in round 0 gets no guided round;
     only the one it never gets right does. (Before, samples_per_problem 2 and
     guided_min_correct 4 left every problem below the bar, so all were guided.)"""
-    from tripost.loop import guided_config, resolve_config
+    from tripost.loop import data_source, resolve_config
 
-    cfg = guided_config(resolve_config(None, ["collect.source=guided"]), 1, "")
+    cfg = data_source(resolve_config(None, ["collect.source=guided"])).config
     n = cfg.samples_per_round
     easy, half, hard = problems[:3]
     sampler = FakeSampler(plain_right={easy.id: n, half.id: 1})
@@ -159,14 +159,14 @@ def test_a_guided_config_that_would_guide_every_problem_is_one_line(tmp_path, ca
     assert not out.exists()
     resolve_config(None, ["collect.samples_per_problem=2", "collect.guided_min_correct=3"])  # other sources do not read it
     resolve_config(None, ["collect.source=guided", "collect.samples_per_problem=3", "collect.guided_min_correct=3"])
-    # `tripost collect --guided`: --samples below the default --min-correct, named, before any model loads.
+    # `tripost collect --guided`: the same check, named by the flags, before any model loads.
     argv = ["collect", "--task", "arithmetic", "--n", "2", "--guided", "answer", "--out", str(tmp_path / "c")]
-    assert main([*argv, "--samples", "2"]) == 2
+    assert main([*argv, "--samples", "2", "--min-correct", "3"]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line]
-    assert err == [f"tripost collect: error: --samples 2 is below --min-correct {GuidedConfig.min_correct} (its default): no problem could "
-                   "reach it in the plain round, so every problem would be guided; give --min-correct at most --samples"]
+    assert err == ["tripost collect: error: --samples (2) is below --min-correct (3): no problem could "
+                   "reach it in the plain round, so every problem would be guided; raise the first or lower the second"]
     assert main([*argv, "--samples", "8", "--min-correct", "9"]) == 2
-    assert "--samples 8 is below --min-correct 9:" in capsys.readouterr().err
+    assert "--samples (8) is below --min-correct (9):" in capsys.readouterr().err
     assert not (tmp_path / "c").exists()
 
 
@@ -475,5 +475,5 @@ def test_collect_cli_guided(tiny_model_dir, tmp_path, capsys):
     assert len(recs) == 8 and Counter(r.source for r in recs) == {"rejection": 4, "guided": 4}
     args = parser.parse_args(argv[:-3] + ["--out", str(tmp_path / "x"), "--budget", "4"])
     args.guided = None
-    with pytest.raises(TripostError, match="go with --guided"):
+    with pytest.raises(TripostError, match=r"--budget go with --source guided \(or --guided STRATEGY\)$"):
         args.handler(args)

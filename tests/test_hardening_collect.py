@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tripost.collect import CollectConfig
+from tripost.sources.teacher import CollectConfig
 from tripost.log import read_log
 from tripost.tasks import get_task, sample_problems
 
@@ -84,8 +84,8 @@ def problems():
 
 
 def test_rejection_resumed_mid_batch_writes_the_records_of_a_clean_run(tmp_path, student, problems):
-    from tripost.collect import student_sampler
-    from tripost.rejection import rejection_collect
+    from tripost.sources.base import student_sampler
+    from tripost.sources.rejection import rejection_collect
     from tripost.student import SamplingParams
 
     sampler = student_sampler(student, SamplingParams(temperature=0.7, max_new_tokens=24, seed=5))
@@ -99,7 +99,7 @@ def test_rejection_resumed_mid_batch_writes_the_records_of_a_clean_run(tmp_path,
 
 
 def test_guided_resumed_mid_batch_writes_the_records_of_a_clean_run(tmp_path, student, problems):
-    from tripost.guided import GuidedConfig, guided_collect, guided_student_sampler
+    from tripost.sources.guided import GuidedConfig, guided_collect, guided_student_sampler
     from tripost.student import SamplingParams
 
     sampler = guided_student_sampler(student, SamplingParams(temperature=0.7, max_new_tokens=24, seed=5))
@@ -134,7 +134,7 @@ def test_unreachable_teacher_stops_collection_keeping_what_was_collected(tmp_pat
 
     def collect(n: int, base_url: str, key: str) -> subprocess.CompletedProcess:
         return run_cli(["collect", "--student", f"hf:{tiny_model_dir}", "--precision", "fp32", "--task", "arithmetic", "--n", str(n),
-                        "--batch-size", str(max_unavailable), "--teacher-concurrency", str(max_unavailable), "--max-new-tokens", "16",
+                        "--samples", "1", "--batch-size", str(max_unavailable), "--teacher-concurrency", str(max_unavailable), "--max-new-tokens", "16",
                         "--teacher", "openai:scripted", "--out", str(run)],
                        {**env, "OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": key})
 

@@ -31,11 +31,9 @@ from tripost.sharpen import (
     oracle_at_n,
     parse_ns,
     parse_rewards,
-    sharpen_key,
-    sharpen_records,
     subsets,
-    write_sharpen_log,
 )
+from tripost.sources.sharpen import sharpen_key, sharpen_records, write_sharpen_log
 from tripost.student.generate import Generation
 from tripost.student.logprob import SequenceScore
 from tripost.tasks import get_task, sample_problems
@@ -277,8 +275,9 @@ def test_sharpen_records_are_kept_by_the_buffer_even_when_wrong(tmp_path):
     # Trained as a plain attempt: exactly the picked text, no closing "also correct".
     assert [e.completion for e in examples] == [r.turns[0]["rationale"].strip() for r in rt]
     assert not any("Feedback" in e.completion or ALL_CORRECT_TAIL in e.completion for e in examples)
-    # The same wrong record from a teacher is dropped: only sharpening skips the check.
-    teacher = [LogRecord.from_dict({**json.loads(r.to_json()), "source": "teacher"}) for r in recs]
+    # The same wrong record checked by a teacher is dropped: only an unchecked record skips the check.
+    assert all(r.checked is False for r in rt)
+    teacher = [LogRecord.from_dict({**json.loads(r.to_json()), "source": "teacher", "checked": True}) for r in recs]
     assert examples_from_records(teacher, include_gold=False)[1]["not correct"] == 4
     buf, stats = build_buffer(rt, BufferConfig(include_gold=False, ratio=(0, 1, 0)))
     assert len(buf) == 4 and stats.by_kind_after["direct"] == 4
@@ -316,7 +315,7 @@ def test_a_sharpen_pick_is_trained_as_a_plain_attempt_not_as_approved(tiny_model
             completion = ex.weights[ex.prompt_len:]
             assert completion and set(completion) == {cfg.attempt_weight} and ex.input_ids[-1] == tok.eos_token_id
     # The same text from a correct rejection-sampling record still closes with the verdict, weighed as feedback.
-    checked = [LogRecord.from_dict({**json.loads(r.to_json()), "source": "rejection", "final_correct": True}) for r in recs]
+    checked = [LogRecord.from_dict({**json.loads(r.to_json()), "source": "rejection", "final_correct": True, "checked": True}) for r in recs]
     e = examples_from_records(checked, include_gold=False)[0][0]
     assert e.completion.endswith(ALL_CORRECT_TAIL)
     ex = tokenize_example(tok, build_prompt(tok, e.prompt), e.completion, attempt_weight=cfg.attempt_weight, feedback_weight=cfg.feedback_weight)

@@ -3,10 +3,11 @@
 import json
 
 from tripost.buffer import BufferConfig, build_buffer
-from tripost.collect import CollectConfig
+from tripost.sources.teacher import CollectConfig
 from tripost.log import read_log
 from tripost.loop import Run, resolve_config
-from tripost.rejection import judge_attempt, rejection_collect
+from tripost.sources.base import judge_attempt
+from tripost.sources.rejection import rejection_collect
 from tripost.tasks import get_task, sample_problems
 
 

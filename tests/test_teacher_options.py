@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tripost.cli import main
-from tripost.collect import CollectConfig, collect
+from tripost.sources.teacher import CollectConfig, collect
 from tripost.format import parse_rationale
 from tripost.loop import Run, resolve_config
 from tripost.report import collect_run, render_markdown
@@ -132,7 +132,7 @@ def test_run_config_teacher_section_reaches_make_teacher_and_the_server(server, 
         assert isinstance(t, PromptedTeacher)
         assert (t.max_tokens, t.temperature, t.requester.concurrency, t.cache) == (99, 0.5, 3, None)
         assert t.feedback(*wrong_attempts(1)[0]).rejected is None
-        assert t.backend.timeout == 30 and t.backend._get_client().timeout == 30  # the SDK client's own
+        assert t.backend.timeout == 30 and t.backend.client().timeout == 30  # the SDK client's own
         assert t.ledger.unpriced_models() == [] and t.ledger.total_cost() > 0
     finally:
         t.close()

@@ -8,11 +8,11 @@ Steps, in order (TriPosT, Yu et al. 2024, Section 2.2 "Learning"):
    feedback, updated answer, ..., "The final response is also correct."); a
    `direct` record its attempt and the closing feedback; each distinct problem
    also gives a `gold` example from its gold rationale; `failed` records are
-   dropped (final answer not correct), except that a `direct` record made by
-   SFT-sharpening (`source == "sharpen"`, tripost/sharpen.py) is kept whether
-   or not it is right: sharpening trains on the student's own most likely
-   answer without checking it (Huang et al. 2024), so correctness is not its
-   filter. For the same reason a sharpen example is the attempt alone
+   dropped (final answer not correct), except that an unchecked `direct`
+   record (`checked` false: e.g. SFT-sharpening's pick,
+   tripost/sources/sharpen.py) is kept whether or not it is right: its source
+   chose it without checking it (Huang et al. 2024), so correctness is not its
+   filter. For the same reason an unchecked example is the attempt alone
    (`attempt_text`), whatever feedback its record carries: the closing "also
    correct" is a verdict, written only where a check stands behind it (the
    gold answer, the teacher), and it would be trained at TriPosT's 1.5
@@ -33,7 +33,6 @@ family, difficulty, subset, problem_id, iteration, n_edits, weight.
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 import re
 from collections import Counter
@@ -43,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from tripost.errors import TripostError
+from tripost.fileio import atomic_write_json
 from tripost.format import ALL_CORRECT_TAIL, Feedback, Trajectory, Turn, parse_rationale
 from tripost.log import LogRecord
 
@@ -165,8 +165,8 @@ def examples_from_records(records: Sequence[LogRecord], include_gold: bool = Tru
             prompt=p["question"], family=p.get("family", ""), difficulty=str(p.get("difficulty", "")),
             subset=p.get("subset", "seen"), problem_id=p.get("id", ""), iteration=r.iteration,
         )
-        if r.source == "sharpen" and r.kind == "direct":
-            # Logs written before issue 18 carry the closing feedback: it is not trained on either.
+        if not r.checked and r.kind == "direct":
+            # Trained as the attempt alone, even where an old log carries a closing feedback.
             examples.append(Example(completion=attempt_text(r.turns[0]["rationale"]), kind="direct", n_edits=0, **base))
         elif r.kind == "failed" or not r.final_correct:
             dropped["not correct"] += 1
@@ -309,7 +309,7 @@ def save_buffer(examples: Sequence[Example], stats: BufferStats, out: str | Path
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     to_dataset(examples).save_to_disk(str(out / "dataset"))
-    (out / "stats.json").write_text(json.dumps(stats.to_dict(), indent=2, sort_keys=True) + "\n")
+    atomic_write_json(out / "stats.json", stats.to_dict(), sort_keys=True, ensure_ascii=True)
     return out
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from tripost.errors import TripostError
+from tripost.fileio import atomic_write_json
 
 # String defaults that are switches: they also take TOML's true/false (on/off).
 SWITCH_WORDS = ("auto", "on", "off")
@@ -98,21 +99,13 @@ def merge(base: dict[str, Any], extra: dict[str, Any], known: dict[str, Any] | N
     return out
 
 
+# How a config file spells each value type; bool first, since it is an int to Python.
+_KIND_WORDS = ((bool, "true/false"), (int, "a whole number"), (float, "a number"), (str, "a string"), (list, "a list"), (dict, "a section"))
+
+
 def _kind(v: Any) -> str:
     """The value's type as a config file spells it."""
-    if isinstance(v, bool):
-        return "true/false"
-    if isinstance(v, int):
-        return "a whole number"
-    if isinstance(v, float):
-        return "a number"
-    if isinstance(v, str):
-        return "a string"
-    if isinstance(v, list):
-        return "a list"
-    if isinstance(v, dict):
-        return "a section"
-    return type(v).__name__
+    return next((word for t, word in _KIND_WORDS if isinstance(v, t)), type(v).__name__)
 
 
 def _fits(value: Any, default: Any) -> bool:
@@ -185,5 +178,5 @@ def write_config(config: dict[str, Any], folder: str | Path) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "config.json"
-    path.write_text(json.dumps(config, indent=2, sort_keys=True, default=str) + "\n")
+    atomic_write_json(path, config, sort_keys=True, default=str, ensure_ascii=True)
     return path

@@ -43,7 +43,7 @@ each problem under one reason: `none_kept` (nothing kept) or `all_right`
 is over. Problems where every sample is wrong stay in M when something is
 kept (their terms are 0: no filter can help there); `all_wrong` counts them
 all. 95% percentile-bootstrap intervals resample problems
-(tripost.evaluate.metrics.bootstrap_interval).
+(tripost.stats.bootstrap_interval).
 
 Verifiers (`GapConfig.verifier`), each a score per sample:
 
@@ -80,9 +80,7 @@ The loop calls `gap_for_run(student, problems, cfg, out=...)`; the CLI verb is
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -93,7 +91,8 @@ import numpy as np
 
 from tripost.errors import TripostError
 from tripost.student.generate import DEFAULT_BATCH
-from tripost.evaluate.metrics import bootstrap_interval
+from tripost.stats import bootstrap_interval
+from tripost.fileio import atomic_write_json
 from tripost.format import parse_feedback, parse_rationale, parse_trajectory
 from tripost.tasks.base import Problem
 
@@ -382,22 +381,13 @@ def verify_prompt(tokenizer: Any, question: str, attempt: str, config: GapConfig
     the next words are the verdict. Without a chat template the same parts
     follow each other as plain text."""
     from tripost.paths import read_prompt
-    from tripost.student.prompt import PromptFormat, build_prompt, render_instruction, uses_chat
+    from tripost.student.prompt import PromptFormat, render_chat, render_instruction
 
     cfg = config or GapConfig()
     fmt = fmt or PromptFormat()
     ask = read_prompt(cfg.mc_template).strip()
-    attempt = attempt.strip()
-    if tokenizer is None or not uses_chat(tokenizer, fmt):
-        return f"{build_prompt(None, question, fmt)}{attempt}\n\n{ask}\n{cfg.mc_prefix}"
-    messages = [
-        {"role": "user", "content": render_instruction(question, fmt.template).rstrip("\n")},
-        {"role": "assistant", "content": attempt},
-        {"role": "user", "content": ask},
-    ]
-    if fmt.system is not None:
-        messages.insert(0, {"role": "system", "content": fmt.system})
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) + cfg.mc_prefix
+    turns = [render_instruction(question, fmt.template).rstrip("\n"), attempt.strip(), ask]
+    return render_chat(tokenizer, turns, fmt) + cfg.mc_prefix
 
 
 def mc_logprobs(
@@ -435,39 +425,21 @@ def mc_logprobs(
 
 def _shared_pass(student: Any, prompts: Sequence[str], longer: list[int], shorter: list[int], batch_size: int, progress: bool) -> list[tuple[float, float]]:
     import torch
-    from tqdm.auto import tqdm
 
-    from tripost.student.generate import encode_prompt, left_pad
-    from tripost.student.logprob import _forward
+    from tripost.student.logprob import logprob_batches
+    from tripost.student.tokens import encode_prompt
 
-    model, tok = student.model, student.tokenizer
-    encoded = [encode_prompt(tok, p) for p in prompts]
-    order = sorted(range(len(encoded)), key=lambda k: len(encoded[k]))
-    out: list[tuple[float, float] | None] = [None] * len(encoded)
-    pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    pairs = [(encode_prompt(student.tokenizer, p), longer) for p in prompts]
+    out: list[tuple[float, float] | None] = [None] * len(pairs)
     c, s = len(longer), len(shorter)
     long_t = torch.tensor(longer, dtype=torch.long)
-    was_training = model.training
-    model.eval()
-    try:
-        starts = range(0, len(order), batch_size)
-        for b in tqdm(starts, desc="verifying", unit="batch", disable=not progress or len(starts) < 2):
-            batch = order[b : b + batch_size]
-            input_ids, attention = left_pad([encoded[k] + longer for k in batch], pad_id)
-            positions = (attention.cumsum(-1) - 1).clamp(min=0)
-            dev = student.device
-            with torch.inference_mode():
-                logits = _forward(model, input_ids.to(dev), attention.to(dev), positions.to(dev), c + 1)
-                # Kept: the c+1 last positions; the first c predict the longer word's tokens.
-                logp = logits[:, :c].float().log_softmax(-1).cpu()
-            tok_lp = logp.gather(-1, long_t.expand(len(batch), c).unsqueeze(-1)).squeeze(-1).double()
-            lp_long = tok_lp.sum(-1)
-            lp_short = tok_lp[:, : s - 1].sum(-1) + logp[:, s - 1, shorter[-1]].double()
-            for r, k in enumerate(batch):
-                out[k] = (float(lp_long[r]), float(lp_short[r]))
-    finally:
-        if was_training:
-            model.train()
+    for batch, logp in logprob_batches(student, pairs, batch_size=batch_size, progress=progress, desc="verifying"):
+        # Every row continues with the longer word: all c positions predict its tokens.
+        tok_lp = logp.gather(-1, long_t.expand(len(batch), c).unsqueeze(-1)).squeeze(-1).double()
+        lp_long = tok_lp.sum(-1)
+        lp_short = tok_lp[:, : s - 1].sum(-1) + logp[:, s - 1, shorter[-1]].double()
+        for r, k in enumerate(batch):
+            out[k] = (float(lp_long[r]), float(lp_short[r]))
     return [x for x in out if x is not None]
 
 
@@ -551,10 +523,7 @@ class GapResult:
         if path.is_dir():
             raise TripostError(f"{path} is a folder; give a file name such as {path / 'gap.json'}")
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-        return path
+        return atomic_write_json(path, self.to_dict())
 
 
 def measure_gap(student: Any, problems: Sequence[Problem], config: GapConfig | None = None, teacher: Any = None) -> GapResult:
@@ -563,7 +532,7 @@ def measure_gap(student: Any, problems: Sequence[Problem], config: GapConfig | N
     compute the gap (module docstring). Only held-out problems unless
     `config.allow_train`. `teacher` (a `tripost.teachers.Teacher`) serves the
     ``teacher`` verifier; without one `config.teacher` is built."""
-    from tripost.evaluate import check_held_out
+    from tripost.tasks import check_held_out
     from tripost.student.generate import SamplingParams
     from tripost.student.prompt import build_prompts
     from tripost.tasks import get_task

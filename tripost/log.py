@@ -49,6 +49,11 @@ class LogRecord:
     # `guided` (a guided round of Guided Self-Improvement; `guide` says how).
     source: str = "teacher"
     guide: dict[str, Any] | None = None
+    # Whether a check (the gold answer, the teacher) stands behind `kind`. An
+    # unchecked record (SFT-sharpening's pick: the student's own choice) is
+    # trained whether right or not, and as the attempt alone: no closing
+    # "also correct" verdict, which nothing made (tripost.buffer).
+    checked: bool = True
     schema: str = SCHEMA
 
     def to_json(self) -> str:
@@ -61,7 +66,10 @@ class LogRecord:
         wrong type deep inside the buffer or the format parser."""
         check_record(d)
         known = cls.__dataclass_fields__
-        return cls(**{k: v for k, v in d.items() if k in known})
+        rec = cls(**{k: v for k, v in d.items() if k in known})
+        if "checked" not in d and rec.source == "sharpen":
+            rec.checked = False  # written before records carried the flag: sharpen picks were never checked
+        return rec
 
 
 REQUIRED = ("key", "problem", "kind", "turns", "final_correct", "stop_reason")
@@ -69,7 +77,7 @@ REQUIRED = ("key", "problem", "kind", "turns", "final_correct", "stop_reason")
 _TOP_TYPES: dict[str, tuple[type | None, ...]] = {
     "key": (str,), "problem": (dict,), "kind": (str,), "turns": (list,), "final_correct": (bool,),
     "stop_reason": (str,), "sample_index": (int,), "iteration": (int,), "seed": (int,), "config_hash": (str,),
-    "teacher_calls": (list,), "student": (dict,), "source": (str,), "guide": (dict, None), "schema": (str,),
+    "teacher_calls": (list,), "student": (dict,), "source": (str,), "guide": (dict, None), "checked": (bool,), "schema": (str,),
 }
 # What readers take from `problem` (the buffer's prompt and grouping, the
 # tasks' `Problem.from_dict`): `question` is required, the rest optional.

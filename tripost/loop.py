@@ -25,7 +25,6 @@ format at all); each later iteration continues from the previous adapter.
 from __future__ import annotations
 
 import json
-import random
 import sys
 import time
 from dataclasses import fields, replace
@@ -33,14 +32,17 @@ from pathlib import Path
 from typing import Any
 
 from tripost.buffer import BufferConfig, build_buffer, save_buffer
-from tripost.collect import CollectConfig, collect, student_sampler
 from tripost.evaluate import EvalConfig
+from tripost.gap import GapConfig
 from tripost.config import check_types, config_hash, load_config, write_config
 from tripost.errors import TripostError
+from tripost.fileio import atomic_write_json
 from tripost.log import check_resumable, read_log
-from tripost.tasks import get_task, sample_problems
+from tripost.tasks import get_task, select_problems
 from tripost.tasks.base import Problem
-from tripost.tasks.external import load_problems
+from tripost.settings import from_section, section_defaults
+from tripost.sources import Job, make_source
+from tripost.sources.settings import CollectSettings
 from tripost.teachers.options import TeacherOptions
 
 
@@ -57,21 +59,6 @@ def _train_defaults() -> dict[str, Any]:
     return out
 
 
-# Where an iteration's training data comes from: `teacher` is TriPosT's
-# interactive editing; `rejection` the student's own correct samples with no
-# teacher (the STaR/LMSI baseline, tripost.rejection); `sharpen` the student's
-# own best of `samples_per_problem` by its likelihood (`sharpen_reward`), right
-# or not: SFT-sharpening (Huang et al. 2024, tripost.sharpen); `guided` the
-# student's own correct samples plus guided rounds for the problems it rarely
-# gets right (Guided Self-Improvement, Ding et al. 2024, tripost.guided):
-# `guided_strategy` answer | rationale | state_reset | interactive | resample,
-# `samples_per_problem` per round, `guided_min_correct`, `guided_rounds`.
-# GSI guides only the tail: round 0's plain samples must be able to lift a
-# problem to `guided_min_correct`, so it is at most `samples_per_problem`
-# (check_config). Its default, 1, guides exactly the problems round 0 left
-# without any correct sample (STaR's rationalization targets the same ones,
-# Zelikman et al. 2022), and stays valid whatever `samples_per_problem` is.
-COLLECT_SOURCES = ("teacher", "rejection", "sharpen", "guided")
 SKIPPED = "skipped.json"  # written in itT/train when there was nothing to train on
 
 
@@ -87,18 +74,21 @@ def default_config() -> dict[str, Any]:
         # The LLM teacher's options, defaults and help in tripost/teachers/options.py (as the --teacher-* flags).
         "teacher": {"spec": "scripted", **TeacherOptions.config_defaults()},
         "loop": {"iterations": 1, "iteration0": True, "iteration0_epochs": 0.0},
-        "collect": {"source": "teacher", "sharpen_reward": "mean_logprob", "guided_strategy": "rationale", "guided_min_correct": 1,
-                    "guided_rounds": 8, "guided_check": "answer", "samples_per_problem": 2, "max_edits": 5, "max_passes": 1, "target_usable": 0, "temperature": 0.7,
-                    "top_p": 0.95, "max_new_tokens": 192, "batch_size": CollectConfig.batch_size},
+        # Where the training data comes from and how: defaults and help in tripost/sources/settings.py (as `tripost collect`'s flags).
+        "collect": section_defaults(CollectSettings),
         "buffer": {"ratio": [1.5, 1.0, 1.0], "difficulty_mode": "plain", "bucket_cap": 0.5, "keep_last": 0, "decay": 0.0,
                    "max_chars": 4000, "dedupe": True, "include_gold": True},
         "train": train,
         # The generation-verification gap (Song et al. 2024, tripost.gap) of the
         # student after each evaluated iteration, on the first `n_problems`
         # held-out problems: does training widen the student's own gap?
-        "gap": {"enabled": True, "n_problems": 8, "samples": 4, "verifier": "self", "filter": "quantile", "quantile": 0.5,
-                "threshold": 0.5, "max_new_tokens": 192},
-        "eval": {"every_iteration": True, "max_turns": 2, "max_new_tokens": 192, "batch_size": EvalConfig.batch_size, "n_bootstrap": 1000},
+        # A probe, sized down from `tripost gap`'s defaults (GapConfig): 8
+        # problems x 4 samples, the student's own verdict, the run's token budget.
+        "gap": {"enabled": True, "n_problems": 8, "samples": 4, "verifier": "self", "filter": GapConfig.filter, "quantile": GapConfig.quantile,
+                "threshold": GapConfig.threshold, "max_new_tokens": EvalConfig.max_new_tokens},
+        # Defaults shared with `tripost eval` (EvalConfig).
+        "eval": {"every_iteration": True, "max_turns": EvalConfig.max_turns, "max_new_tokens": EvalConfig.max_new_tokens,
+                 "batch_size": EvalConfig.batch_size, "n_bootstrap": EvalConfig.n_bootstrap},
     }
 
 
@@ -110,13 +100,11 @@ def resolve_config(path: str | None = None, overrides: list[str] | None = None) 
     return cfg
 
 
-STUDENT_PRECISIONS = ("auto", "fp32", "bf16", "nf4")
-
-
 def check_config(cfg: dict[str, Any]) -> None:
     """Every value a stage will read, checked now (types were checked by
     `load_config`): each stage's config object is built once here with the same
     function the stage uses, so its own checks run before the first stage."""
+    from tripost.student.load import PRECISIONS
     from tripost.student.spec import parse_spec
     from tripost.tasks import PRESETS, SUBSETS
 
@@ -140,31 +128,16 @@ def check_config(cfg: dict[str, Any]) -> None:
     if not isinstance(tc["data"], str):
         raise TripostError("tasks.data must be a file name (a string), or \"\" for generated problems")
     parse_spec(cfg["student"]["spec"])
-    if cfg["student"]["sample_precision"] not in STUDENT_PRECISIONS:
-        raise TripostError(f"unknown student.sample_precision {cfg['student']['sample_precision']!r}; choose from {', '.join(STUDENT_PRECISIONS)}")
+    if cfg["student"]["sample_precision"] not in PRECISIONS:
+        raise TripostError(f"unknown student.sample_precision {cfg['student']['sample_precision']!r}; choose from {', '.join(PRECISIONS)}")
     teacher_options(cfg)
-    source = cfg["collect"]["source"]
-    if source not in COLLECT_SOURCES:
-        raise TripostError(f"unknown collect.source {source!r}; choose from {', '.join(COLLECT_SOURCES)}")
-    sampling_params(cfg)
-    collect_config(cfg, 1, "")
-    if source == "guided":
-        c = cfg["collect"]
-        if c["samples_per_problem"] < c["guided_min_correct"]:
-            raise TripostError(f"collect.samples_per_problem ({c['samples_per_problem']}) is below collect.guided_min_correct "
-                               f"({c['guided_min_correct']}): no problem could reach it in the plain round, so every problem would be guided; "
-                               "raise the first or lower the second")
-        guided_config(cfg, 1, "")
-    if source == "sharpen":
-        sharpen_config(cfg)
+    data_source(cfg)
     buffer_config(cfg, 1)
     train = train_config(cfg, None, progress=False)
     if cfg["loop"]["iteration0_epochs"]:
         replace(train, epochs=float(cfg["loop"]["iteration0_epochs"]))
     eval_config(cfg, progress=False)
     if cfg["gap"]["enabled"]:
-        from tripost.gap import GapConfig
-
         GapConfig.from_dict(gap_config(cfg, progress=False))
 
 
@@ -172,39 +145,18 @@ def check_config(cfg: dict[str, Any]) -> None:
 # stage uses it, and `check_config` builds it once up front.
 
 
-def sampling_params(cfg: dict[str, Any]):
-    from tripost.student.generate import SamplingParams
-
-    c = cfg["collect"]
-    return SamplingParams(temperature=c["temperature"], top_p=c["top_p"], max_new_tokens=c["max_new_tokens"], seed=cfg["seed"])
+def collect_settings(cfg: dict[str, Any]) -> CollectSettings:
+    return from_section(CollectSettings, cfg["collect"]).check(lambda key: f"collect.{key}")
 
 
-def collect_config(cfg: dict[str, Any], t: int, run_hash: str) -> CollectConfig:
-    c = cfg["collect"]
-    return CollectConfig(samples_per_problem=c["samples_per_problem"], max_edits=c["max_edits"], max_passes=c["max_passes"],
-                         target_usable=c["target_usable"] or None, batch_size=c["batch_size"], teacher_concurrency=cfg["teacher"]["concurrency"],
-                         iteration=t, seed=cfg["seed"], config_hash=run_hash)
+def data_source(cfg: dict[str, Any]):
+    """The registered source `collect.source` names (tripost.sources), built
+    from the `[collect]` section."""
+    return make_source(collect_settings(cfg), teacher_concurrency=cfg["teacher"]["concurrency"])
 
 
 def teacher_options(cfg: dict[str, Any]) -> TeacherOptions:
     return TeacherOptions.from_config(cfg["teacher"])
-
-
-def guided_config(cfg: dict[str, Any], t: int, run_hash: str):
-    from tripost.guided import GuidedConfig
-
-    c = cfg["collect"]
-    return GuidedConfig(strategy=c["guided_strategy"], samples_per_round=c["samples_per_problem"], min_correct=c["guided_min_correct"],
-                        max_rounds=c["guided_rounds"], check=c["guided_check"], batch_size=c["batch_size"], max_edits=c["max_edits"],
-                        iteration=t, seed=cfg["seed"], config_hash=run_hash)
-
-
-def sharpen_config(cfg: dict[str, Any]):
-    from tripost.sharpen import SharpenConfig
-
-    c = cfg["collect"]
-    return SharpenConfig(samples=c["samples_per_problem"], reward=c["sharpen_reward"], temperature=c["temperature"], top_p=c["top_p"],
-                         max_new_tokens=c["max_new_tokens"], batch_size=c["batch_size"])
 
 
 def buffer_config(cfg: dict[str, Any], t: int) -> BufferConfig:
@@ -312,9 +264,7 @@ class Run:
     def _mark(self, stage: str, info: dict[str, Any]) -> None:
         st = self.state()
         st["stages"][stage] = info
-        tmp = self.state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(st, indent=2) + "\n")
-        tmp.replace(self.state_path)
+        atomic_write_json(self.state_path, st, ensure_ascii=True)
 
     def _stage(self, name: str, done: bool, fn) -> None:
         if done:
@@ -330,15 +280,9 @@ class Run:
     # ------------------------------------------------------------- problems ---
     def problems(self, split: str, subset: str, n: int, salt: str) -> list[Problem]:
         tc = self.cfg["tasks"]
-        out: list[Problem] = []
-        for fam in tc["families"]:
-            if tc["data"]:
-                pool = [p for p in load_problems(tc["data"], fam, split=split) if p.split == split and p.subset == subset]
-                out += pool[:n]
-            else:
-                out += sample_problems(get_task(fam), split=split, subset=subset, preset=tc["preset"], n=n, seed=self.cfg["seed"])
-        random.Random(f"{salt}|{self.cfg['seed']}").shuffle(out)
-        return out
+        # Family by family, then shuffled with the salt (tripost.tasks.select).
+        return select_problems(tc["families"], split=split, subsets=(subset,), n=n, preset=tc["preset"], seed=self.cfg["seed"],
+                               data=tc["data"] or None, shuffle_salt=salt)
 
     def train_problems(self) -> list[Problem]:
         return self.problems("train", "seen", self.cfg["tasks"]["n_train"], "train")
@@ -396,38 +340,15 @@ class Run:
     def stage_collect(self, t: int) -> dict[str, Any]:
         from tripost.student import load_student
 
-        c = self.cfg["collect"]
         folder = self.it(t) / "collect"
         check_resumable(folder / "log.jsonl")
+        source = data_source(self.cfg)
         student = load_student(self.cfg["student"]["spec"], precision=self.cfg["student"]["sample_precision"], adapter=self.adapter(t - 1))
-        params = sampling_params(self.cfg)
-        cc = collect_config(self.cfg, t, self.hash)
-        info = {**student.describe(), "sampling": params.to_dict()}
-        if c["source"] == "sharpen":
-            from tripost.sharpen import write_sharpen_log
-
-            sc = sharpen_config(self.cfg)
-            sres = write_sharpen_log(self.train_problems(), student, folder / "log.jsonl", sc, iteration=t, seed=self.cfg["seed"],
-                                     config_hash=self.hash, student_info=info, progress=self.progress)
-            kinds = {"direct": sres.records_written + sres.records_skipped - sres.failed, "failed": sres.failed}
-            summary = {**sres.to_dict(), "usable": kinds["direct"], "by_kind": kinds, "teacher_calls": 0, "cost_usd": 0.0, "stopped_early": None}
-        elif c["source"] == "guided":
-            from tripost.guided import guided_collect, guided_student_sampler
-
-            gc = guided_config(self.cfg, t, self.hash)
-            teacher = self.teacher() if gc.strategy == "interactive" else None
-            res = guided_collect(self.train_problems(), guided_student_sampler(student, params), teacher, folder / "log.jsonl", gc,
-                                 student_info=info, progress=self.progress)
-        elif c["source"] == "rejection":
-            from tripost.rejection import rejection_collect
-
-            res = rejection_collect(self.train_problems(), student_sampler(student, params), folder / "log.jsonl", cc, student_info=info, progress=self.progress)
-        else:
-            res = collect(self.train_problems(), student_sampler(student, params), self.teacher(), folder / "log.jsonl", cc,
-                          student_info=info, progress=self.progress)
-        if c["source"] != "sharpen":
-            summary = res.to_dict()
-        (folder / "collect.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        info = {**student.describe(), "sampling": collect_settings(self.cfg).sampling_params(self.cfg["seed"]).to_dict()}
+        job = Job(self.train_problems(), folder / "log.jsonl", iteration=t, seed=self.cfg["seed"], config_hash=self.hash,
+                  student_info=info, progress=self.progress)
+        summary = source.collect(job, student, self.teacher() if source.needs_teacher else None).to_dict()
+        atomic_write_json(folder / "collect.json", summary, sort_keys=True, ensure_ascii=True)
         if summary["stopped_early"]:
             self.say(f"[it{t}/collect] note: {summary['stopped_early']}")
         return {k: summary[k] for k in ("usable", "by_kind", "chosen_correct", "teacher_calls", "cost_usd", "unpriced") if k in summary}
@@ -442,7 +363,7 @@ class Run:
             stats.notes.append("empty buffer: this iteration trains nothing")
             folder = self.it(t) / "buffer"
             folder.mkdir(parents=True, exist_ok=True)
-            (folder / "stats.json").write_text(json.dumps(stats.to_dict(), indent=2, sort_keys=True) + "\n")
+            atomic_write_json(folder / "stats.json", stats.to_dict(), sort_keys=True, ensure_ascii=True)
             return {"examples": 0, "by_kind": stats.by_kind_after}
         if not examples:
             raise TripostError(f"iteration {t}: the buffer is empty (no usable trajectories); see {self.it(t) / 'collect' / 'collect.json'}")
@@ -455,7 +376,7 @@ class Run:
         if not (self.it(t) / "buffer" / "dataset").exists():
             folder = self.it(t) / "train"
             folder.mkdir(parents=True, exist_ok=True)
-            (folder / SKIPPED).write_text(json.dumps({"reason": "empty buffer", "adapter": self.adapter(t - 1)}) + "\n")
+            atomic_write_json(folder / SKIPPED, {"reason": "empty buffer", "adapter": self.adapter(t - 1)}, indent=None, ensure_ascii=True)
             self.say(f"[it{t}/train] nothing to train on (empty buffer): keeping {self.adapter(t - 1) or 'the base student'}")
             return {"steps": 0, "final_loss": None, "tokens": 0, "skipped": True}
         res = train_sft(self.train_config(self.adapter(t - 1)), load_buffer_dataset(self.it(t) / "buffer"), self.it(t) / "train")

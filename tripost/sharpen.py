@@ -46,43 +46,26 @@ expected accuracy of best-of-N over a uniformly random size-N subset of the M:
 - single sample: c / M, which is also best-of-1 under every reward.
 
 The accuracy of a group is the mean over problems; its 95% interval is a
-percentile bootstrap over problems (tripost.evaluate.metrics), and the gain
+percentile bootstrap over problems (tripost.stats), and the gain
 over a single sample is bootstrapped on the same resamples (paired).
 
-SFT-sharpening as a data source (`sharpen_records`, `write_sharpen_log`):
-for each training problem, sample N attempts, keep the best by the reward, and
-log it as a `direct` record with `source="sharpen"` and no feedback. The
-replay buffer trains it as a plain attempt (tripost/buffer.py): the attempt
-and its end-of-sequence token, all at the attempt's weight. That is the
-sequence the likelihood rewards scored (`append_eos`), so SFT on it raises
-log pi(y_best | x), as SFT-sharpening prescribes (Huang et al. 2024). It gets
-no closing "The final response is also correct." and so none of TriPosT's 1.5
-feedback weight (tripost.train): that sentence is the verdict the student
-learns to write about its own attempt, and here nothing checked the attempt,
-so appending it would teach the student to approve its answers unchecked
-(issue 18). The price: a student trained on sharpen data alone learns to end
-after its attempt and writes no feedback at test time. `final_correct` says
-whether the pick is in fact right (for reporting); the buffer keeps sharpen
-records either way, because not checking answers is the point.
+SFT-sharpening as a data source lives in tripost/sources/sharpen.py: it uses
+`draw_candidates` and `best_of_n` from here.
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import math
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from tripost.errors import TripostError
 from tripost.student.generate import DEFAULT_BATCH
-from tripost.log import LogRecord, LogWriter
 from tripost.tasks import get_task
 from tripost.tasks.base import Problem
 
@@ -390,7 +373,7 @@ class SharpenEval:
     def table(self) -> dict[str, list[dict[str, Any]]]:
         """Row -> per N: accuracy, its 95% interval, and (for rewards) the gain
         over a single sample with its paired interval."""
-        from tripost.evaluate.metrics import bootstrap_interval
+        from tripost.stats import bootstrap_interval
 
         single = self.values["single"][0]
         out: dict[str, list[dict[str, Any]]] = {}
@@ -430,7 +413,7 @@ class SharpenEval:
             "per_problem": [
                 {"id": p.id, "family": p.family, "subset": p.subset, "difficulty": p.difficulty, "gold": p.answer,
                  "correct_samples": sum(c.correct for c in cands), "samples": len(cands),
-                 "answers": dict(sorted(_count(c.answer for c in cands).items(), key=lambda kv: -kv[1])[:5])}
+                 "answers": dict(sorted(count_answers(c.answer for c in cands).items(), key=lambda kv: -kv[1])[:5])}
                 for p, cands in zip(self.problems, self.candidates)
             ],
             "generation": self.draw.to_dict(),
@@ -447,7 +430,8 @@ class SharpenEval:
         return "".join(line + "\n" for line in lines)
 
 
-def _count(items: Any) -> dict[str, int]:
+def count_answers(items: Any) -> dict[str, int]:
+    """How often each parsed answer occurs ("<none>": no answer)."""
     out: dict[str, int] = {}
     for x in items:
         key = "<none>" if x is None else str(x)
@@ -472,7 +456,7 @@ def accuracy_vs_n(
     """Best-of-N accuracy against N for each reward (see the module docstring
     for the estimators). Samples max(ns) attempts per problem once (seed
     `seed`), scores them once, and evaluates every N and reward on them."""
-    from tripost.evaluate import check_held_out
+    from tripost.tasks import check_held_out
 
     ns = parse_ns(ns)
     rewards = parse_rewards(reward)
@@ -521,152 +505,17 @@ def evaluate_candidates(
     return {r: [np.array(v, dtype=float) for v in per_n] for r, per_n in values.items()}, exact
 
 
-# ------------------------------------------------------ SFT-sharpening data ---
-
-
-def sharpen_key(problem: Problem, reward: str, iteration: int) -> str:
-    """The log key of a problem's sharpened record (one per problem, reward and iteration)."""
-    return f"{problem.id}#sharpen-{reward}@it{iteration}"
-
-
-def _derive_seed(seed: int, iteration: int, problem_ids: Sequence[str]) -> int:
-    h = hashlib.sha256(f"sharpen|{seed}|{iteration}|{','.join(problem_ids)}".encode()).digest()
-    return int.from_bytes(h[:4], "big")
-
-
-def _finite(x: float) -> float | None:
-    return x if math.isfinite(x) else None
-
-
-def sharpen_records(
-    problems: Sequence[Problem],
-    student: Any,
-    config: SharpenConfig,
-    iteration: int = 0,
-    seed: int = 0,
-    *,
-    config_hash: str = "",
-    student_info: dict[str, Any] | None = None,
-    prompt_format: Any = None,
-    progress: bool = False,
-    stats: DrawStats | None = None,
-) -> list[LogRecord]:
-    """One `source="sharpen"` record per problem: `config.samples` attempts
-    (seeded by seed, iteration and the problem ids), the one `config.reward`
-    picks kept as a `direct` record with no feedback (nothing checked it; the
-    module docstring says why). `final_correct` reports whether the pick is
-    in fact right; it does not decide anything. A problem whose attempts are
-    all empty gives a `failed` record (stop reason "empty attempt")."""
-    if not problems:
-        return []
-    draw_seed = _derive_seed(seed, iteration, [p.id for p in problems])
-    candidates = draw_candidates(student, problems, config.samples, config, draw_seed, prompt_format=prompt_format, progress=progress, stats=stats)
-    info = dict(student_info if student_info is not None else (student.describe() if hasattr(student, "describe") else {}))
-    info["sampling"] = config.sampling_params(config.samples, draw_seed).to_dict()
-    out = []
-    for problem, cands in zip(problems, candidates):
-        pick = best_of_n(cands, config.reward)
-        c = cands[pick]
-        empty = not c.text
-        turn = {
-            "rationale": c.text,
-            "feedback": None,  # no verdict: nothing checked the pick
-            "source": "student",
-            "answer": c.answer,
-            "logprob": _finite(c.logprob),
-            "mean_logprob": _finite(c.mean_logprob),
-            "n_tokens": c.n_tokens,
-        }
-        votes = _count(x.answer for x in cands)
-        out.append(LogRecord(
-            key=sharpen_key(problem, config.reward, iteration), problem=problem.to_dict(),
-            kind="failed" if empty else "direct", turns=[turn], final_correct=c.correct and not empty,
-            stop_reason="empty attempt" if empty else f"best of {len(cands)} by {config.reward}",
-            sample_index=pick, iteration=iteration, seed=seed, config_hash=config_hash,
-            student={**info, "sharpen": {
-                "reward": config.reward, "samples": len(cands), "chosen": pick,
-                "correct_samples": sum(x.correct for x in cands), "answers": votes,
-            }},
-            source="sharpen",
-        ))
-    return out
-
-
-@dataclass
-class SharpenDataResult:
-    log_path: str
-    records_written: int = 0
-    records_skipped: int = 0  # already in the log (resumed)
-    chosen_correct: int = 0  # of the written picks (reporting only)
-    any_correct: int = 0  # written problems with at least one correct sample
-    failed: int = 0
-    draw: DrawStats = field(default_factory=DrawStats)
-    seconds: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["draw"] = self.draw.to_dict()
-        return d
-
-
-def write_sharpen_log(
-    problems: Sequence[Problem],
-    student: Any,
-    log_path: str | Path,
-    config: SharpenConfig,
-    iteration: int = 0,
-    seed: int = 0,
-    *,
-    chunk_size: int = 16,
-    config_hash: str = "",
-    student_info: dict[str, Any] | None = None,
-    prompt_format: Any = None,
-    progress: bool = True,
-) -> SharpenDataResult:
-    """`sharpen_records` for `problems` appended to the interaction log at
-    `log_path`, `chunk_size` problems at a time (each chunk flushed before the
-    next is sampled). Resumable: problems whose key is already in the log are
-    skipped, like tripost.collect."""
-    from tqdm import tqdm
-
-    if chunk_size < 1:
-        raise TripostError(f"chunk size must be at least 1, got {chunk_size}")
-    t0 = time.perf_counter()
-    result = SharpenDataResult(log_path=str(log_path))
-    with LogWriter(log_path) as writer:
-        todo = [p for p in problems if not writer.done(sharpen_key(p, config.reward, iteration))]
-        result.records_skipped = len(problems) - len(todo)
-        bar = tqdm(total=len(problems), initial=result.records_skipped, desc=f"sharpen it{iteration}", unit="problem",
-                   disable=not progress, file=sys.stderr, dynamic_ncols=True)
-        try:
-            for start in range(0, len(todo), chunk_size):
-                chunk = todo[start : start + chunk_size]
-                for rec in sharpen_records(chunk, student, config, iteration, seed, config_hash=config_hash,
-                                           student_info=student_info, prompt_format=prompt_format, stats=result.draw):
-                    writer.write(rec)
-                    result.records_written += 1
-                    result.chosen_correct += rec.final_correct
-                    result.any_correct += rec.student["sharpen"]["correct_samples"] > 0
-                    result.failed += rec.kind == "failed"
-                bar.update(len(chunk))
-                bar.set_postfix(picked_correct=result.chosen_correct)
-        finally:
-            bar.close()
-    result.seconds = time.perf_counter() - t0
-    return result
-
-
 __all__ = [
     "DEFAULT_NS",
     "REWARDS",
     "Candidate",
     "DrawStats",
     "SharpenConfig",
-    "SharpenDataResult",
     "SharpenEval",
     "accuracy_vs_n",
     "attempt_of",
     "best_of_n",
+    "count_answers",
     "draw_candidates",
     "evaluate_candidates",
     "expected_best_of_n",
@@ -676,8 +525,5 @@ __all__ = [
     "parse_ns",
     "parse_rewards",
     "reward_values",
-    "sharpen_key",
-    "sharpen_records",
     "subsets",
-    "write_sharpen_log",
 ]

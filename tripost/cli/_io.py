@@ -12,7 +12,33 @@ from typing import Any
 from tripost.errors import TripostError
 from tripost.jsonl import open_input, read_jsonl
 
-__all__ = ["check_out_dir", "check_out_file", "check_student_args", "emit", "open_input", "read_jsonl"]
+__all__ = ["add_held_out_flags", "add_student_flags", "check_out_dir", "check_out_file", "check_student_args", "emit", "open_input", "read_jsonl"]
+
+
+def add_student_flags(p: argparse.ArgumentParser) -> None:
+    """--student, --adapter, --precision of the verbs that load the student to sample or score."""
+    from tripost.student.load import PRECISIONS
+    from tripost.student.spec import EMBEDDED_NAME, SPEC_HELP
+
+    p.add_argument("--student", default=EMBEDDED_NAME, metavar="SPEC", help=f"{SPEC_HELP} (default: {EMBEDDED_NAME})")
+    p.add_argument("--adapter", metavar="DIR", help="a PEFT adapter folder to load on the student")
+    p.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help="student weights precision (default auto: bf16 where the device computes it fast, else fp32)")
+
+
+def add_held_out_flags(p: argparse.ArgumentParser, *, subset: str, n: int) -> None:
+    """The problem flags of the verbs that measure on held-out problems (eval,
+    gap): families, split, subset, how many, generated or from a file; read
+    by `tripost.tasks.select_problems` with the held-out check."""
+    from tripost.tasks import PRESETS, SPLITS
+
+    p.add_argument("--task", required=True, metavar="FAMILY", help="a task family, several separated by commas, or 'all' (every generated family)")
+    p.add_argument("--split", default="test", choices=SPLITS, help="problem split (default test; train needs --allow-train)")
+    p.add_argument("--allow-train", action="store_true", help="allow the train split (not a held-out measurement)")
+    p.add_argument("--subset", default=subset, choices=("seen", "unseen", "both"), help=f"seen, unseen or both difficulty subsets (default {subset})")
+    p.add_argument("--n", type=int, default=n, help=f"problems per family and subset (default {n}; with --data: at most N from the file)")
+    p.add_argument("--data", metavar="FILE.jsonl", help="problems from a JSON-lines file instead of generated ones")
+    p.add_argument("--preset", default="small", choices=PRESETS, help="difficulty preset of generated problems (default small)")
 
 
 def check_student_args(args: argparse.Namespace) -> None:

@@ -11,6 +11,7 @@ from tripost.buffer import KIND_ORDER, BufferConfig, BufferStats, build_buffer, 
 from tripost.errors import TripostError
 from tripost.cli._io import check_out_dir
 from tripost.log import SKIP_HINT, read_log
+from tripost.student.load import PRECISIONS
 
 
 def _ratio(text: str) -> tuple[float, float, float]:
@@ -62,7 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--train", action="store_true", help="also train an adapter on the buffer into RUN/train")
     t.add_argument("--student", default="smollm2-135m", metavar="SPEC", help="student to train (default smollm2-135m)")
     t.add_argument("--adapter", metavar="DIR", help="continue from this adapter")
-    t.add_argument("--precision", default="auto", choices=("auto", "nf4", "bf16", "fp32"), help="base precision (default auto: QLoRA nf4 on a GPU, fp32 on CPU)")
+    t.add_argument("--precision", default="auto", choices=PRECISIONS, help="base precision (default auto: QLoRA nf4 on a GPU, fp32 on CPU)")
     t.add_argument("--epochs", type=float, default=3.0)
     add_buffer_options(r)
     r.set_defaults(handler=cmd_replay)

@@ -7,10 +7,9 @@ import json
 import sys
 from typing import Any
 
+from tripost.cli._io import add_held_out_flags, add_student_flags
 from tripost.errors import TripostError
-from tripost.tasks import PRESETS, SPLITS, Problem, get_task, sample_problems
-
-SUBSET_CHOICES = ("seen", "unseen", "both")
+from tripost.tasks import Problem, get_task, select_problems
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,22 +25,17 @@ def register(sub: argparse._SubParsersAction) -> None:
             "a right one, per-difficulty accuracy, and 95% bootstrap intervals, per task and for seen/unseen/total."
         ),
     )
-    p.add_argument("--student", default="smollm2-135m", metavar="SPEC", help="smollm2-135m (default), hf:PATH or gguf:PATH")
-    p.add_argument("--adapter", metavar="DIR", help="a PEFT adapter folder to load on the student")
-    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "nf4"), help="student weights precision (default auto: bf16 where the device computes it fast, else fp32)")
-    p.add_argument("--task", required=True, metavar="FAMILY", help="a task family, several separated by commas, or 'all' (every generated family)")
-    p.add_argument("--split", default="test", choices=SPLITS, help="problem split (default test; train needs --allow-train)")
-    p.add_argument("--allow-train", action="store_true", help="allow evaluating on the train split (not a held-out measurement)")
-    p.add_argument("--subset", default="both", choices=SUBSET_CHOICES, help="seen, unseen or both difficulty subsets (default both)")
-    p.add_argument("--n", type=int, default=20, help="problems per family and subset (default 20; with --data: at most N from the file)")
-    p.add_argument("--data", metavar="FILE.jsonl", help="evaluate on problems from a JSON-lines file instead of generated ones")
-    p.add_argument("--preset", default="small", choices=PRESETS, help="difficulty preset of generated problems (default small)")
+    add_student_flags(p)
+    add_held_out_flags(p, subset="both", n=20)
     p.add_argument("--seed", type=int, default=0, help="seed of problem sampling and of the bootstrap (default 0)")
-    p.add_argument("--max-turns", type=int, default=3, metavar="K", help="most updates after the first attempt (default 3; 0 = first attempt only)")
-    p.add_argument("--max-new-tokens", type=int, default=256, help="token budget of each attempt, feedback or update (default 256)")
+    p.add_argument("--max-turns", type=int, default=EvalConfig.max_turns, metavar="K",
+                   help=f"most updates after the first attempt (default {EvalConfig.max_turns}; 0 = first attempt only)")
+    p.add_argument("--max-new-tokens", type=int, default=EvalConfig.max_new_tokens,
+                   help=f"token budget of each attempt, feedback or update (default {EvalConfig.max_new_tokens})")
     p.add_argument("--batch-size", type=int, default=EvalConfig.batch_size, help=f"sequences decoded together (default {EvalConfig.batch_size})")
     p.add_argument("--no-force-feedback", action="store_true", help="stop when the student ends its text without writing feedback itself")
-    p.add_argument("--bootstrap", type=int, default=1000, metavar="B", help="bootstrap resamples for the 95%% intervals (default 1000)")
+    p.add_argument("--bootstrap", type=int, default=EvalConfig.n_bootstrap, metavar="B",
+                   help=f"bootstrap resamples for the 95%% intervals (default {EvalConfig.n_bootstrap})")
     p.add_argument("--out", metavar="FILE.json", help="write the metrics JSON here and the transcripts to FILE.transcripts.jsonl beside it")
     p.add_argument("--force", action="store_true", help="overwrite an existing --out file (and its transcripts)")
     p.add_argument("--json", action="store_true", help="print the metrics JSON instead of a table")
@@ -64,29 +58,16 @@ def families_of(text: str) -> list[str]:
 
 
 def load_eval_problems(args: argparse.Namespace) -> list[Problem]:
+    """The held-out problems `eval` (and `gap`) measure: --n per family and
+    subset, or at most --n from a --data file (tripost.tasks.select)."""
     if args.n < 1:
         raise TripostError("--n must be at least 1")
-    if args.split == "train" and not args.allow_train:
-        raise TripostError("refusing to evaluate on the train split: evaluation is on held-out problems (use --split test or val, or pass --allow-train)")
     families = families_of(args.task)
+    if args.data and len(families) != 1:
+        raise TripostError("--data holds problems of one family; name exactly one with --task")
     subsets = ("seen", "unseen") if args.subset == "both" else (args.subset,)
-    if args.data:
-        from tripost.tasks.external import load_problems
-
-        if len(families) != 1:
-            raise TripostError("--data holds problems of one family; name exactly one with --task")
-        problems = [p for p in load_problems(args.data, families[0], split=args.split) if p.split == args.split and p.subset in subsets]
-        if not problems:
-            raise TripostError(f"{args.data}: no {args.split} problems of subset {args.subset}")
-        return problems[: args.n]
-    problems: list[Problem] = []
-    for fam in families:
-        task = get_task(fam)
-        if not task.levels(args.preset, "seen") and not task.levels(args.preset, "unseen"):
-            raise TripostError(f"the {fam} family has no problem generator: pass its problems with --data FILE.jsonl")
-        for subset in subsets:
-            problems += sample_problems(task, split=args.split, subset=subset, preset=args.preset, n=args.n, seed=args.seed)
-    return problems
+    return select_problems(families, split=args.split, subsets=subsets, n=args.n, preset=args.preset, seed=args.seed, data=args.data,
+                           held_out=True, allow_train=args.allow_train)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

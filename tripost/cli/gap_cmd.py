@@ -8,14 +8,12 @@ import json
 import sys
 from typing import Any
 
+from tripost.cli._io import add_held_out_flags, add_student_flags
 from tripost.errors import TripostError
-from tripost.tasks import PRESETS, SPLITS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     from tripost.gap import FILTERS, VERIFIERS, GapConfig
-    from tripost.student.load import PRECISIONS
-    from tripost.student.spec import EMBEDDED_NAME, SPEC_HELP
 
     d = GapConfig()
     p = sub.add_parser(
@@ -30,16 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             "sample right; the others are counted), with 95% bootstrap intervals over problems (Song et al. 2024)."
         ),
     )
-    p.add_argument("--student", default=EMBEDDED_NAME, metavar="SPEC", help=f"{SPEC_HELP} (default: {EMBEDDED_NAME})")
-    p.add_argument("--adapter", metavar="DIR", help="a PEFT LoRA adapter folder to load on the student")
-    p.add_argument("--precision", default="auto", choices=PRECISIONS, help="student weights precision (default auto: bf16 where the device computes it fast, else fp32)")
-    p.add_argument("--task", required=True, metavar="FAMILY", help="a task family, several separated by commas, or 'all'")
-    p.add_argument("--split", default="test", choices=SPLITS, help="problem split (default test; train needs --allow-train)")
-    p.add_argument("--allow-train", action="store_true", help="allow the train split (not a held-out measurement)")
-    p.add_argument("--subset", default="seen", choices=("seen", "unseen", "both"), help="difficulty subset (default seen)")
-    p.add_argument("--preset", default="small", choices=PRESETS, help="difficulty preset (default small)")
-    p.add_argument("--data", metavar="FILE.jsonl", help="problems from a JSON-lines file instead of generated ones")
-    p.add_argument("--n", type=int, default=16, metavar="PROBLEMS", help="problems per family and subset (default 16)")
+    add_student_flags(p)
+    add_held_out_flags(p, subset="seen", n=16)
     p.add_argument("--samples", type=int, default=d.samples, metavar="N", help=f"samples per problem (default {d.samples})")
     p.add_argument("--verifier", default=d.verifier, choices=VERIFIERS, help=f"(default {d.verifier})")
     p.add_argument("--teacher", metavar="SPEC", help="teacher spec for --verifier teacher (default scripted)")

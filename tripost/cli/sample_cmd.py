@@ -11,34 +11,32 @@ import argparse
 import sys
 from typing import Any
 
-from tripost.cli._io import emit
+from tripost.cli._io import add_student_flags, emit
 from tripost.errors import TripostError
 from tripost.tasks import FAMILIES, PRESETS, SPLITS, SUBSETS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from tripost.student.generate import DEFAULT_BATCH
-    from tripost.student.load import PRECISIONS
-    from tripost.student.spec import EMBEDDED_NAME, SPEC_HELP
+    from tripost.student.generate import DEFAULT_BATCH, SamplingParams
+
+    d = SamplingParams()  # the student's sampling defaults, written once there
 
     p = sub.add_parser(
         "sample",
         help="sample the student's attempts at task problems and check them",
         description="Sample attempts of the student at task problems, check each answer, and report accuracy and tokens/s.",
     )
-    p.add_argument("--student", default=EMBEDDED_NAME, metavar="SPEC", help=f"{SPEC_HELP} (default: {EMBEDDED_NAME})")
-    p.add_argument("--adapter", metavar="DIR", help="a PEFT LoRA adapter folder to load on the student")
-    p.add_argument("--precision", default="auto", choices=PRECISIONS, help="student weights precision (default auto: bf16 where the device computes it fast, else fp32)")
+    add_student_flags(p)
     p.add_argument("--task", required=True, metavar="FAMILY", help=f"one of: {', '.join(FAMILIES)}")
     p.add_argument("--split", default="train", choices=SPLITS)
     p.add_argument("--subset", default="seen", choices=SUBSETS)
     p.add_argument("--preset", default="small", choices=PRESETS, help="difficulty preset (default: small)")
-    p.add_argument("--data", metavar="FILE.jsonl", help="read problems from a file instead of generating them")
+    p.add_argument("--data", metavar="FILE.jsonl", help="read problems from a file instead of generating them (its rows of --split and --subset)")
     p.add_argument("--n", type=int, default=10, help="number of problems (default: 10)")
     p.add_argument("--samples", type=int, default=1, metavar="K", help="attempts per problem (default: 1)")
-    p.add_argument("--temperature", type=float, default=0.7, help="sampling temperature; 0 = greedy (default: 0.7)")
-    p.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (default: 0.95)")
-    p.add_argument("--max-new-tokens", type=int, default=256, help="(default: 256)")
+    p.add_argument("--temperature", type=float, default=d.temperature, help=f"sampling temperature; 0 = greedy (default: {d.temperature})")
+    p.add_argument("--top-p", type=float, default=d.top_p, help=f"nucleus sampling mass (default: {d.top_p})")
+    p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens, help=f"tokens per attempt (default: {d.max_new_tokens})")
     p.add_argument("--stop", action="append", default=[], metavar="TEXT", help="stop string (repeatable)")
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, help=f"sequences decoded together (default: {DEFAULT_BATCH})")
     p.add_argument("--chat", default="auto", choices=("auto", "on", "off"), help="use the tokenizer's chat template (default: auto)")
@@ -50,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_sample(args: argparse.Namespace) -> int:
     from tripost.student import PromptFormat, SamplingParams, build_prompts, load_student
     from tripost.student.generate import LocalBackend
-    from tripost.tasks import get_task, sample_problems
+    from tripost.tasks import get_task, select_problems
 
     if args.n < 1:
         raise TripostError("--n must be at least 1")
@@ -65,12 +63,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     fmt = PromptFormat(chat=args.chat)
-    if args.data:
-        from tripost.tasks.external import load_problems
-
-        problems = load_problems(args.data, args.task, split=args.split)[: args.n]
-    else:
-        problems = sample_problems(task, split=args.split, subset=args.subset, preset=args.preset, n=args.n, seed=args.seed)
+    # --data rows of another split or subset are left out (tripost.tasks.select).
+    problems = select_problems([args.task], split=args.split, subsets=(args.subset,), n=args.n, preset=args.preset, seed=args.seed, data=args.data)
     student = load_student(args.student, precision=args.precision, adapter=args.adapter)
     prompts = build_prompts(student.tokenizer, [p.question for p in problems], fmt)
     backend = LocalBackend(student, batch_size=args.batch_size, progress=True)
@@ -107,7 +101,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         **student.describe(),
         "task": args.task,
         "split": args.split,
-        "subset": None if args.data else args.subset,
+        "subset": args.subset,
         "data": args.data,
         "problems": len(problems),
         "attempts": total,

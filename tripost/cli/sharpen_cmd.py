@@ -10,19 +10,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tripost.cli._io import check_out_file, check_student_args
+from tripost.cli._io import add_student_flags, check_out_file, check_student_args
 from tripost.errors import TripostError
-from tripost.tasks import FAMILIES, PRESETS, SPLITS, SUBSETS, Problem, get_task, sample_problems
+from tripost.tasks import FAMILIES, PRESETS, SPLITS, SUBSETS, Problem, get_task, select_problems
 
 
 def _common(p: argparse.ArgumentParser) -> None:
     from tripost.sharpen import SharpenConfig
-    from tripost.student.load import PRECISIONS
-    from tripost.student.spec import EMBEDDED_NAME, SPEC_HELP
 
-    p.add_argument("--student", default=EMBEDDED_NAME, metavar="SPEC", help=f"{SPEC_HELP} (default: {EMBEDDED_NAME})")
-    p.add_argument("--adapter", metavar="DIR", help="a PEFT LoRA adapter folder to load on the student")
-    p.add_argument("--precision", default="auto", choices=PRECISIONS, help="student weights precision (default auto: bf16 where the device computes it fast, else fp32)")
+    add_student_flags(p)
     p.add_argument("--task", required=True, metavar="FAMILY", help=f"one of: {', '.join(FAMILIES)}")
     p.add_argument("--preset", default="small", choices=PRESETS, help="difficulty preset (default: small)")
     p.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (default: 0.7)")
@@ -106,10 +102,7 @@ def _problems(args: argparse.Namespace, split: str, subsets: tuple[str, ...]) ->
     task = get_task(args.task)
     if not any(task.levels(args.preset, s) for s in subsets):
         raise TripostError(f"the {args.task} family has no problem generator for preset {args.preset}")
-    out: list[Problem] = []
-    for s in subsets:
-        out += sample_problems(task, split=split, subset=s, preset=args.preset, n=args.n, seed=args.seed)
-    return out
+    return select_problems([args.task], split=split, subsets=subsets, n=args.n, preset=args.preset, seed=args.seed)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -192,7 +185,7 @@ def print_table(summary: dict[str, Any]) -> None:
 
 def cmd_data(args: argparse.Namespace) -> int:
     from tripost.log import read_log
-    from tripost.sharpen import write_sharpen_log
+    from tripost.sources.sharpen import write_sharpen_log
 
     if args.samples < 1:
         raise TripostError("--samples must be at least 1")

@@ -17,7 +17,6 @@ the gold answers, rates, bootstrap intervals).
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -26,8 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from tripost.errors import TripostError
+from tripost.fileio import atomic_write_json, atomic_write_text
 from tripost.student.generate import DEFAULT_BATCH
-from tripost.evaluate.metrics import EvalRecord, bootstrap_interval, compute_metrics, group_metrics, score
+from tripost.evaluate.metrics import EvalRecord, compute_metrics, group_metrics, score
+from tripost.stats import bootstrap_interval
 from tripost.evaluate.selfimprove import (
     GenerateFn,
     Piece,
@@ -40,7 +41,7 @@ from tripost.evaluate.selfimprove import (
     student_prompt_fn,
 )
 from tripost.evaluate.stop import STOP_REASONS, StopDecision, decide_stop, loops
-from tripost.tasks import get_task
+from tripost.tasks import check_held_out, get_task  # check_held_out re-exported: it lives with problem selection
 from tripost.tasks.base import Problem
 
 SCHEMA = "tripost.eval/1"
@@ -48,8 +49,10 @@ SCHEMA = "tripost.eval/1"
 
 @dataclass(frozen=True)
 class EvalConfig:
-    max_turns: int = 3  # updates the student may write after its attempt
-    max_new_tokens: int = 256  # per generated piece (attempt, feedback or update)
+    # These defaults are also the run config's [eval] section and the flags of
+    # `tripost eval`. 2 updates: TriPosT's students rarely gain from a third.
+    max_turns: int = 2  # updates the student may write after its attempt
+    max_new_tokens: int = 192  # per generated piece (attempt, feedback or update)
     batch_size: int = DEFAULT_BATCH  # sequences decoded together (tripost.student.generate)
     force_feedback: bool = True  # ask for feedback even when the student ended its text
     n_bootstrap: int = 1000
@@ -106,8 +109,8 @@ class EvalResult:
         path.parent.mkdir(parents=True, exist_ok=True)
         summary = self.summary()
         summary["transcripts"] = transcripts.name
-        _atomic_write(transcripts, "".join(json.dumps(r.to_dict(), ensure_ascii=False) + "\n" for r in self.records))
-        _atomic_write(path, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+        atomic_write_text(transcripts, "".join(json.dumps(r.to_dict(), ensure_ascii=False) + "\n" for r in self.records))
+        atomic_write_json(path, summary)
         return path, transcripts
 
 
@@ -115,19 +118,6 @@ def transcripts_path(path: str | Path) -> Path:
     path = Path(path)
     stem = path.name[: -len(".json")] if path.name.endswith(".json") else path.name
     return path.with_name(stem + ".transcripts.jsonl")
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def check_held_out(problems: Sequence[Problem], allow_train: bool = False) -> None:
-    """Refuse training problems: accuracy on them says nothing about learning."""
-    train = [p for p in problems if p.split == "train"]
-    if train and not allow_train:
-        raise TripostError(f"refusing to evaluate on {len(train)} problem(s) of the train split (e.g. {train[0].id}); evaluate on held-out problems, or allow it explicitly (--allow-train)")
 
 
 def evaluate(

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from tripost.errors import TripostError
+from tripost.stats import percentile_interval, resample_index
 from tripost.evaluate.selfimprove import Transcript
 from tripost.format import parse_feedback, parse_rationale
 from tripost.tasks.base import Problem, Task
@@ -121,43 +121,6 @@ _STATISTICS: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray
 }
 
 
-def bootstrap_interval(
-    values: Sequence[float] | np.ndarray,
-    statistic: Callable[[np.ndarray], np.ndarray] | None = None,
-    *,
-    n_boot: int = 1000,
-    seed: int = 0,
-    confidence: float = 0.95,
-) -> tuple[float, float] | None:
-    """Percentile-bootstrap interval of `statistic` (default: the mean) over
-    `values`; `statistic` maps resamples of shape (n_boot, n) to (n_boot,),
-    NaN where undefined. None when there is nothing to resample."""
-    x = np.asarray(values)
-    if x.shape[0] == 0:
-        return None
-    stat = statistic or (lambda a: a.mean(axis=-1))
-    idx = _resample_index(x.shape[0], n_boot, seed)
-    return _percentiles(stat(x[idx]), confidence)
-
-
-def _resample_index(n: int, n_boot: int, seed: int) -> np.ndarray:
-    if n_boot < 1:
-        raise TripostError(f"n_boot must be at least 1, got {n_boot}")
-    return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
-
-
-def _percentiles(stats: np.ndarray, confidence: float) -> tuple[float, float] | None:
-    if not 0 < confidence < 1:
-        raise TripostError(f"confidence must be in (0, 1), got {confidence}")
-    stats = np.asarray(stats, dtype=float)
-    stats = stats[~np.isnan(stats)]
-    if stats.size == 0:
-        return None
-    alpha = (1 - confidence) / 2
-    lo, hi = np.percentile(stats, [100 * alpha, 100 * (1 - alpha)])
-    return (float(lo), float(hi))
-
-
 # --------------------------------------------------------------- metrics ---
 
 
@@ -188,10 +151,10 @@ def group_metrics(records: Sequence[EvalRecord], *, n_boot: int = 1000, seed: in
     out["mean_updates"] = float(np.mean([r.n_updates for r in records]))
     out["stop_reasons"] = dict(sorted(Counter(r.stop_reason for r in records).items()))
     # One set of resamples for every metric: paired intervals.
-    idx = _resample_index(len(records), n_boot, seed)
+    idx = resample_index(len(records), n_boot, seed)
     out["ci"] = {}
     for name in CI_METRICS:
-        ci = _percentiles(_STATISTICS[name](first[idx], final[idx], revised[idx]), confidence) if out[name] is not None else None
+        ci = percentile_interval(_STATISTICS[name](first[idx], final[idx], revised[idx]), confidence) if out[name] is not None else None
         out["ci"][name] = list(ci) if ci is not None else None
     rows: dict[tuple[str, str], list[EvalRecord]] = {}
     for r in records:

@@ -57,12 +57,12 @@ copies the reference solution verbatim is a correct rationale (it is flagged
 visible).
 
 Records: plain rounds (and `resample` rounds) are teacher-free, `source`
-"rejection", exactly like tripost.rejection's: kind `direct` when right,
+"rejection", exactly like tripost.sources.rejection's: kind `direct` when right,
 `failed` when wrong. Guided rounds are `source` "guided": `direct` or
 `failed`. With `teacher_edits`, round 0's wrong samples instead go through
-TriPosT's editing (`tripost.collect.edit_trajectory`, `source` "teacher"), so
+TriPosT's editing (`tripost.sources.teacher.edit_trajectory`, `source` "teacher"), so
 one log holds TriPosT's improvements and the guided tail data; the editing is
-sequential here (tripost.collect.collect is the concurrent path).
+sequential here (tripost.sources.teacher.collect is the concurrent path).
 
 Resumable like `collect()`: a record's key names problem, round, strategy,
 sample and iteration; keys already in the log are skipped, and which problems
@@ -73,14 +73,13 @@ strategies over one log share their plain round.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -91,9 +90,10 @@ from tripost.student.generate import DEFAULT_BATCH
 from tripost.format import parse_rationale
 from tripost.log import LogRecord, LogWriter, read_log
 from tripost.paths import read_prompt
-from tripost.rejection import judge
+from tripost.sources.base import Job, SamplingSource, SourceResult, batch_seed, judge
 from tripost.tasks import get_task
 from tripost.tasks.base import Problem
+from tripost.sources.teacher import edit_trajectory
 from tripost.teachers.base import Teacher, TeacherCall
 
 STRATEGIES = ("answer", "rationale", "state_reset", "interactive", "resample")
@@ -168,9 +168,11 @@ class GuidedConfig:
 
 
 @dataclass
-class GuidedResult:
-    """What a guided collection did and what it bought.
+class GuidedResult(SourceResult):
+    """What a guided collection did and what it bought (the common summary,
+    tripost.sources.base, plus the fields below).
 
+    usable: correct trajectories, the student's own + teacher improvements.
     coverage: share of problems with at least one correct trajectory of the
     student's own (plain or guided; teacher improvements do not count).
     difficulty: histograms by difficulty label of the problem pool, of the
@@ -182,21 +184,13 @@ class GuidedResult:
     generation_calls: sampled sequences (one per record, resumed ones included).
     """
 
-    log_path: str
-    strategy: str
+    strategy: str = "answer"
     problems: int = 0
     rounds: int = 0  # rounds run, round 0 included
-    records_written: int = 0
-    records_skipped: int = 0  # already in the log (resumed)
-    usable: int = 0  # correct trajectories: the student's own + teacher improvements
-    by_kind: dict[str, int] = field(default_factory=dict)
     by_source: dict[str, int] = field(default_factory=dict)
-    stop_reasons: dict[str, int] = field(default_factory=dict)
     generation_calls: int = 0
     generation_calls_by_round: list[int] = field(default_factory=list)
     generated_chars: int = 0  # characters the student generated (a state reset's gold prefix excluded)
-    teacher_calls: int = 0
-    cost_usd: float = 0.0
     coverage_round0: float = 0.0
     coverage_final: float = 0.0
     coverage_by_round: list[float] = field(default_factory=list)
@@ -218,11 +212,6 @@ class GuidedResult:
     tail: dict[str, float | None] = field(default_factory=dict)
     budget: int | None = None
     budget_hit: bool = False
-    stopped_early: str | None = None
-    seconds: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 # ------------------------------------------------------------------ pieces ---
@@ -236,10 +225,9 @@ def guided_key(problem: Problem, round_index: int, sample_index: int, iteration:
 
 def round_seed(seed: int, iteration: int, round_index: int, problem_ids: Sequence[str]) -> int:
     """The seed of one sampler call over a round's batch: `problem_ids` are the
-    whole batch's, not only those still to do (tripost.collect.sample_seed
+    whole batch's, not only those still to do (tripost.sources.base.batch_seed
     says why)."""
-    h = hashlib.sha256(f"guided|{seed}|{iteration}|{round_index}|{','.join(problem_ids)}".encode()).digest()
-    return int.from_bytes(h[:4], "big")
+    return batch_seed(problem_ids, "guided", seed, iteration, round_index)
 
 
 _PLACEHOLDER_RE = re.compile(r"\{(question|hint|attempt)\}")
@@ -472,8 +460,6 @@ def guided_collect(
                 guide["copied"] = _normalise(rationale) == _normalise(p.rationale)
         elif r == 0 and kind == "failed" and cfg.teacher_edits:
             assert teacher is not None
-            from tripost.collect import edit_trajectory
-
             turns, kind, stop, edit_calls = edit_trajectory(p, text, teacher, cfg.max_edits)
             source = "teacher"
             teacher_calls += [c.to_dict() for c in edit_calls]
@@ -589,19 +575,14 @@ def guided_student_sampler(student: Any, params: Any, prompt_format: Any = None,
     `counter`, if given, accumulates "sequences" and "tokens" generated."""
     from dataclasses import replace as _replace
 
-    from tripost.student.prompt import PromptFormat, uses_chat
+    from tripost.student.prompt import PromptFormat, render_chat
 
     fmt = prompt_format or PromptFormat()
     if params.greedy:
         raise TripostError("guided sampling draws several samples per problem: use a temperature above 0")
 
     def render(instruction: str) -> str:
-        if not uses_chat(student.tokenizer, fmt):
-            return instruction.rstrip("\n") + fmt.plain_suffix
-        messages = [{"role": "user", "content": instruction.rstrip("\n")}]
-        if fmt.system is not None:
-            messages.insert(0, {"role": "system", "content": fmt.system})
-        return student.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return render_chat(student.tokenizer, [instruction.rstrip("\n")], fmt)
 
     def sampler(prompts: Sequence[GuidedPrompt], n: int, seed: int) -> list[list[str]]:
         texts = [render(gp.instruction) + gp.prefix for gp in prompts]
@@ -614,8 +595,30 @@ def guided_student_sampler(student: Any, params: Any, prompt_format: Any = None,
     return sampler
 
 
+class GuidedSource(SamplingSource):
+    """Guided Self-Improvement as a registered source (`guided_collect`)."""
+
+    name = "guided"
+
+    @property
+    def needs_teacher(self) -> bool:
+        return self.config.strategy == "interactive" or self.config.teacher_edits
+
+    @classmethod
+    def from_settings(cls, s: Any, teacher_concurrency: int = 0) -> "GuidedSource":
+        return cls(GuidedConfig(strategy=s.guided_strategy, samples_per_round=s.samples_per_problem, min_correct=s.guided_min_correct,
+                                max_rounds=s.guided_rounds, check=s.guided_check, budget=s.guided_budget or None,
+                                teacher_edits=s.guided_teacher_edits, batch_size=s.batch_size, max_edits=s.max_edits),
+                   s.sampling_params())
+
+    def collect(self, job: Job, student: Any, teacher: Teacher | None) -> SourceResult:
+        return guided_collect(job.problems, guided_student_sampler(student, self.job_params(job)), teacher, job.log_path,
+                              self.job_config(job), student_info=job.student_info, progress=job.progress, on_record=job.on_record)
+
+
 __all__ = [
     "DEFAULT_FRACTIONS",
+    "GuidedSource",
     "CHECKS",
     "DEFAULT_LEAK_MARKERS",
     "STRATEGIES",

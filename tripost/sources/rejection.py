@@ -13,44 +13,26 @@ closing "also correct" feedback, exactly like TriPosT's `direct` data) or
 what the student wrote after it (its own feedback and updates) is not
 trained on, since nothing checked it.
 
-Resumable like `tripost.collect.collect`: a record's key names problem,
-pass, sample and iteration, and keys already in the log are skipped.
+Resumable like every source (tripost.sources.base): a record's key names
+problem, pass, sample and iteration, and keys already in the log are skipped.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
-from tripost.collect import AttemptSampler, CollectConfig, CollectResult, record_key, sample_seed
 from tripost.errors import TripostError
-from tripost.format import parse_trajectory
-from tripost.log import LogRecord, LogWriter, read_log
-from tripost.tasks import get_task
+from tripost.log import LogRecord
+from tripost.sources.base import (AttemptSampler, Job, SamplingSource, SourceResult, judge_attempt, resume_log, sampled_batches,
+                                  student_sampler)
+from tripost.sources.teacher import CollectConfig
 from tripost.tasks.base import Problem
-
-
-def judge(problem: Problem, text: str) -> tuple[str, str | None, bool]:
-    """(first rationale of `text`, its parsed answer, whether that answer is
-    right). Only the first attempt is judged: what the student wrote after it
-    (its own feedback and updates) is not, since nothing checked it."""
-    turns = parse_trajectory(text).turns
-    attempt = turns[0].rationale if turns else text.strip()
-    task = get_task(problem.family)
-    answer = task.parse_answer(attempt) if attempt.strip() else None
-    return attempt, answer, bool(answer is not None and task.check_answer(problem, answer))
-
-
-def judge_attempt(problem: Problem, text: str) -> tuple[str, bool]:
-    """(first attempt's rationale, whether its answer is right)."""
-    attempt, _, right = judge(problem, text)
-    return attempt, right
 
 
 def rejection_collect(
@@ -60,48 +42,34 @@ def rejection_collect(
     cfg: CollectConfig | None = None,
     student_info: dict[str, Any] | None = None,
     progress: bool = True,
-) -> CollectResult:
+) -> SourceResult:
     """Sample `cfg.samples_per_problem` attempts per problem (for
     `cfg.max_passes` passes) and log each as `direct` or `failed`."""
     cfg = cfg or CollectConfig()
     if not problems:
         raise TripostError("rejection: no problems")
     t0 = time.perf_counter()
-    result = CollectResult(log_path=str(log_path))
-    kinds: Counter = Counter()
-    writer = LogWriter(log_path)
-    for rec in read_log(log_path):
-        if rec.iteration == cfg.iteration:
-            kinds[rec.kind] += 1
+    result = SourceResult(log_path=str(log_path))
+    writer, kinds = resume_log(log_path, cfg.iteration)
     bar = tqdm(total=len(problems) * cfg.max_passes, desc=f"rejection it{cfg.iteration}", unit="problem", disable=not progress, file=sys.stderr, dynamic_ncols=True)
     try:
-        for pass_index in range(cfg.max_passes):
-            result.passes = pass_index + 1
-            for start in range(0, len(problems), cfg.batch_size):
-                batch = list(problems[start : start + cfg.batch_size])
-                todo = [p for p in batch if not all(writer.done(record_key(p, pass_index, s, cfg.iteration)) for s in range(cfg.samples_per_problem))]
-                result.records_skipped += (len(batch) - len(todo)) * cfg.samples_per_problem
-                if todo:
-                    # The whole batch, even when a killed run logged part of
-                    # it: the same call gives the same samples (sample_seed).
-                    texts = sampler(batch, cfg.samples_per_problem, sample_seed(cfg.seed, cfg.iteration, pass_index, [p.id for p in batch]))
-                    for p, samples in zip(batch, texts):
-                        for s, text in enumerate(samples):
-                            key = record_key(p, pass_index, s, cfg.iteration)
-                            if writer.done(key):
-                                continue
-                            attempt, right = judge_attempt(p, text)
-                            kind = "direct" if right else "failed"
-                            writer.write(LogRecord(
-                                key=key, problem=p.to_dict(), kind=kind, turns=[{"rationale": attempt, "feedback": None, "source": "student"}],
-                                final_correct=right, stop_reason="correct" if right else "wrong answer", sample_index=s,
-                                iteration=cfg.iteration, seed=cfg.seed, config_hash=cfg.config_hash, student=dict(student_info or {}),
-                                source="rejection",
-                            ))
-                            result.records_written += 1
-                            kinds[kind] += 1
-                bar.update(len(batch))
-                bar.set_postfix(correct=kinds["direct"])
+        for batch in sampled_batches(problems, sampler, writer.done, samples=cfg.samples_per_problem, batch_size=cfg.batch_size,
+                                     passes=cfg.max_passes, iteration=cfg.iteration, seed=cfg.seed):
+            result.passes = batch.pass_index + 1
+            result.records_skipped += batch.skipped * cfg.samples_per_problem
+            for p, s, key, text in batch.todo:
+                attempt, right = judge_attempt(p, text)
+                kind = "direct" if right else "failed"
+                writer.write(LogRecord(
+                    key=key, problem=p.to_dict(), kind=kind, turns=[{"rationale": attempt, "feedback": None, "source": "student"}],
+                    final_correct=right, stop_reason="correct" if right else "wrong answer", sample_index=s,
+                    iteration=cfg.iteration, seed=cfg.seed, config_hash=cfg.config_hash, student=dict(student_info or {}),
+                    source="rejection",
+                ))
+                result.records_written += 1
+                kinds[kind] += 1
+            bar.update(len(batch.problems))
+            bar.set_postfix(correct=kinds["direct"])
     finally:
         writer.close()
         bar.close()
@@ -114,4 +82,21 @@ def rejection_collect(
     return result
 
 
-__all__ = ["judge", "judge_attempt", "rejection_collect"]
+class RejectionSource(SamplingSource):
+    """Rejection sampling as a registered source: the student's own correct
+    samples, no teacher (`rejection_collect`)."""
+
+    name = "rejection"
+    needs_teacher = False
+
+    @classmethod
+    def from_settings(cls, s: Any, teacher_concurrency: int = 0) -> "RejectionSource":
+        return cls(CollectConfig(samples_per_problem=s.samples_per_problem, max_passes=s.max_passes, batch_size=s.batch_size),
+                   s.sampling_params())
+
+    def collect(self, job: Job, student: Any, teacher: Any | None = None) -> SourceResult:
+        return rejection_collect(job.problems, student_sampler(student, self.job_params(job)), job.log_path, self.job_config(job),
+                                 student_info=job.student_info, progress=job.progress)
+
+
+__all__ = ["RejectionSource", "rejection_collect"]

@@ -29,33 +29,25 @@ every problem's retries and end with nothing).
 
 from __future__ import annotations
 
-import hashlib
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from tqdm import tqdm
 
 from tripost.errors import TripostError
-from tripost.student.generate import DEFAULT_BATCH
 from tripost.format import Feedback, parse_feedback, parse_rationale, parse_trajectory
-from tripost.log import LogRecord, LogWriter, read_log
+from tripost.log import LogRecord
+from tripost.sources.base import AttemptSampler, Job, SamplingSource, SourceResult, resume_log, sampled_batches, student_sampler
+from tripost.student.generate import DEFAULT_BATCH
 from tripost.tasks.base import Problem
 from tripost.teachers.base import Teacher, TeacherCall
 from tripost.teachers.usage import format_cost
-
-
-class AttemptSampler(Protocol):
-    """What collection needs from the student: `n` sampled texts per problem.
-    `seed` makes a call reproducible (the loop derives it from the run seed)."""
-
-    def __call__(self, problems: Sequence[Problem], n: int, seed: int) -> list[list[str]]:
-        ...
 
 
 @dataclass
@@ -91,43 +83,8 @@ class TeacherUnavailable(TripostError):
     trajectories in a row; what was collected before stays in the log."""
 
 
-@dataclass
-class CollectResult:
-    log_path: str
-    records_written: int = 0
-    records_skipped: int = 0  # already in the log (resumed)
-    usable: int = 0
-    by_kind: dict[str, int] = field(default_factory=dict)
-    stop_reasons: dict[str, int] = field(default_factory=dict)
-    teacher_calls: int = 0
-    teacher_rejections: dict[str, int] = field(default_factory=dict)
-    unavailable: int = 0  # trajectories left out of the log: the teacher could not be reached (a rerun does them)
-    cost_usd: float = 0.0
-    # `backend:model` of teacher models that answered without a price: their
-    # share of `cost_usd` is unknown, so a report shows "unpriced", not $0.
-    unpriced: list[str] = field(default_factory=list)
-    passes: int = 0
-    stopped_early: str | None = None
-    seconds: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def record_key(problem: Problem, pass_index: int, sample_index: int, iteration: int) -> str:
-    return f"{problem.id}#p{pass_index}s{sample_index}@it{iteration}"
-
-
-def sample_seed(seed: int, iteration: int, pass_index: int, problem_ids: Sequence[str]) -> int:
-    """The seed of one sampler call over a batch: `problem_ids` are the whole
-    batch's, in order, not only those still to do. The student draws each
-    sequence from (this seed, prompt index, sample index) and its arithmetic
-    depends on which prompts share the call, so a resumed run reproduces a
-    record only by repeating its batch's call exactly: a record's text is fixed
-    by the run seed, iteration, pass, its batch (the problem list and
-    batch_size) and its place in it, never by how far a killed run got."""
-    h = hashlib.sha256(f"{seed}|{iteration}|{pass_index}|{','.join(problem_ids)}".encode()).digest()
-    return int.from_bytes(h[:4], "big")
+# The summary of a teacher collection: the common one (tripost.sources.base).
+CollectResult = SourceResult
 
 
 def teacher_unavailable(rec: LogRecord) -> bool:
@@ -226,14 +183,10 @@ def collect(
         raise TripostError("collect: no problems")
     t0 = time.perf_counter()
     result = CollectResult(log_path=str(log_path))
-    kinds: Counter = Counter()
     reasons: Counter = Counter()
     rejections: Counter = Counter()
     # Usable trajectories already in the log count toward the target.
-    writer = LogWriter(log_path)
-    for rec in read_log(log_path):
-        if rec.iteration == cfg.iteration:
-            kinds[rec.kind] += 1
+    writer, kinds = resume_log(log_path, cfg.iteration)
     result.usable = kinds["improvement"] + kinds["direct"]
 
     bar = tqdm(total=len(problems) * cfg.max_passes, desc=f"collect it{cfg.iteration}", unit="problem", disable=not progress, file=sys.stderr, dynamic_ncols=True)
@@ -296,35 +249,24 @@ def collect(
                 f"then rerun the same command to go on"
             )
 
+    def reached() -> bool:
+        return cfg.target_usable is not None and result.usable >= cfg.target_usable
+
     try:
         pending: list[tuple[Problem, Future]] = []
-        for pass_index in range(cfg.max_passes):
-            result.passes = pass_index + 1
-            for start in range(0, len(problems), cfg.batch_size):
-                if cfg.target_usable is not None and result.usable >= cfg.target_usable:
-                    break
-                batch = list(problems[start : start + cfg.batch_size])
-                todo = [p for p in batch if not all(writer.done(record_key(p, pass_index, s, cfg.iteration)) for s in range(cfg.samples_per_problem))]
-                skipped = len(batch) - len(todo)
-                result.records_skipped += skipped * cfg.samples_per_problem
-                bar.update(skipped)
-                if not todo:
-                    continue
-                # The student samples this batch while the pool edits the last
-                # one. The whole batch, even when a killed run logged part of
-                # it: the same call gives the same samples (sample_seed).
-                texts = sampler(batch, cfg.samples_per_problem, sample_seed(cfg.seed, cfg.iteration, pass_index, [p.id for p in batch]))
+        for batch in sampled_batches(problems, sampler, writer.done, samples=cfg.samples_per_problem, batch_size=cfg.batch_size,
+                                     passes=cfg.max_passes, iteration=cfg.iteration, seed=cfg.seed, stop=reached):
+            result.passes = batch.pass_index + 1
+            result.records_skipped += batch.skipped * cfg.samples_per_problem
+            bar.update(batch.skipped)
+            if len(batch.problems) > batch.skipped:
+                # The student sampled this batch while the pool edited the
+                # last one; now the last one is logged and this one submitted.
+                drain(pending)
+                pending = [(p, pool.submit(finish, p, key, s, text)) for p, s, key, text in batch.todo]
+            if batch.last_in_pass:
                 drain(pending)
                 pending = []
-                for p, samples in zip(batch, texts):
-                    for s, text in enumerate(samples):
-                        key = record_key(p, pass_index, s, cfg.iteration)
-                        if not writer.done(key):
-                            pending.append((p, pool.submit(finish, p, key, s, text)))
-            drain(pending)
-            pending = []
-            if cfg.target_usable is not None and result.usable >= cfg.target_usable:
-                break
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         writer.close()
@@ -341,20 +283,24 @@ def collect(
     return result
 
 
-__all__ = ["AttemptSampler", "CollectConfig", "CollectResult", "TeacherUnavailable", "collect", "edit_trajectory", "record_key", "teacher_unavailable"]
+class TeacherSource(SamplingSource):
+    """TriPosT's interactive editing as a registered source: the student
+    samples, the teacher checks and fixes (`collect`)."""
+
+    name = "teacher"
+    needs_teacher = True
+
+    @classmethod
+    def from_settings(cls, s: Any, teacher_concurrency: int = CollectConfig.teacher_concurrency) -> "TeacherSource":
+        return cls(CollectConfig(samples_per_problem=s.samples_per_problem, max_edits=s.max_edits, max_passes=s.max_passes,
+                                 target_usable=s.target_usable or None, batch_size=s.batch_size, max_unavailable=s.max_unavailable,
+                                 teacher_concurrency=teacher_concurrency), s.sampling_params())
+
+    def collect(self, job: Job, student: Any, teacher: Teacher | None) -> SourceResult:
+        if teacher is None:
+            raise TripostError("the teacher source needs a teacher")
+        return collect(job.problems, student_sampler(student, self.job_params(job)), teacher, job.log_path, self.job_config(job),
+                       student_info=job.student_info, progress=job.progress, on_record=job.on_record)
 
 
-def student_sampler(student: Any, params: Any, prompt_format: Any = None) -> AttemptSampler:
-    """An `AttemptSampler` over a loaded `tripost.student.Student`: the problem
-    prompt is the one the student is trained on (tripost.student.prompt)."""
-    from dataclasses import replace as _replace
-
-    from tripost.student import build_prompts
-
-    def sampler(problems: Sequence[Problem], n: int, seed: int) -> list[list[str]]:
-        prompts = build_prompts(student.tokenizer, [p.question for p in problems], prompt_format)
-        p = _replace(params, n=n if not params.greedy else 1, seed=seed)
-        rows = student.sample(prompts, p)
-        return [[g.text for g in row] for row in rows]
-
-    return sampler
+__all__ = ["CollectConfig", "CollectResult", "TeacherSource", "TeacherUnavailable", "collect", "edit_trajectory", "teacher_unavailable"]

@@ -22,62 +22,37 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from tripost.errors import TripostError
-from tripost.teachers.chat import ChatRequest, ChatResponse, Usage, endpoint_id, get_field
-from tripost.teachers.retry import malformed, register_secret
-
-_LOCAL_PLACEHOLDER_KEY = "not-needed"
-DEFAULT_ENDPOINT = "https://api.anthropic.com"  # where the SDK goes without a base URL
+from tripost.teachers.chat import ChatRequest, ChatResponse, Usage, get_field
+from tripost.teachers.retry import register_secret
+from tripost.teachers.sdk import SDKChat
 
 
-class AnthropicChat:
+class AnthropicChat(SDKChat):
     name = "anthropic"
+    KEY_ENV = "ANTHROPIC_API_KEY"
+    BASE_URL_ENV = "ANTHROPIC_BASE_URL"
+    DEFAULT_ENDPOINT = "https://api.anthropic.com"
+    EXAMPLE_MODEL = "claude-3-5-haiku-latest"
 
-    def __init__(
-        self,
-        model: str,
-        *,
-        base_url: str | None = None,
-        api_key: str | None = None,
-        timeout: float = 60.0,
-        max_concurrency: int = 16,
-        prompt_caching: bool = True,
-    ):
-        if not model:
-            raise TripostError("anthropic teacher: give a model, e.g. anthropic:claude-3-5-haiku-latest")
-        self.model = model
-        self.max_concurrency = max_concurrency
-        self.timeout = timeout
+    def __init__(self, model: str, *, prompt_caching: bool = True, **common: Any):
+        """`common`: base_url, api_key, timeout, max_concurrency (SDKChat)."""
+        self.auth_token: str | None = None
+        super().__init__(model, **common)
         self.prompt_caching = prompt_caching
-        self._base_url = base_url or os.environ.get("ANTHROPIC_BASE_URL") or None
-        self.endpoint = endpoint_id(self._base_url or DEFAULT_ENDPOINT)
-        self._auth_token: str | None = None
-        key = api_key or os.environ.get("ANTHROPIC_API_KEY") or None
-        if key is None and os.environ.get("ANTHROPIC_AUTH_TOKEN"):
-            self._auth_token = os.environ["ANTHROPIC_AUTH_TOKEN"]
-        elif key is None:
-            if self._base_url is None:
-                raise TripostError(
-                    "anthropic teacher: set ANTHROPIC_API_KEY (or ANTHROPIC_BASE_URL for a local compatible server)"
-                )
-            key = _LOCAL_PLACEHOLDER_KEY
-        register_secret(key)
-        register_secret(self._auth_token)
-        self._key = key
-        self._client: Any = None
 
-    def __repr__(self) -> str:  # never show the key
-        return f"AnthropicChat(model={self.model!r})"
+    def resolve_key(self, api_key: str | None) -> str | None:
+        # The SDK's second credential: a bearer token instead of an API key.
+        if not (api_key or os.environ.get(self.KEY_ENV)) and os.environ.get("ANTHROPIC_AUTH_TOKEN"):
+            self.auth_token = os.environ["ANTHROPIC_AUTH_TOKEN"]
+            register_secret(self.auth_token)
+            return None
+        return super().resolve_key(api_key)
 
-    def _get_client(self) -> Any:
-        if self._client is None:
-            import anthropic
+    def make_client(self) -> Any:
+        import anthropic
 
-            auth = {"auth_token": self._auth_token} if self._auth_token else {"api_key": self._key}
-            self._client = anthropic.AsyncAnthropic(
-                **auth, base_url=self._base_url, timeout=self.timeout, max_retries=0
-            )
-        return self._client
+        auth = {"auth_token": self.auth_token} if self.auth_token else {"api_key": self.key}
+        return anthropic.AsyncAnthropic(**auth, base_url=self.base_url, timeout=self.timeout, max_retries=0)
 
     def build_params(self, request: ChatRequest) -> dict[str, Any]:
         messages: list[dict[str, Any]] = []
@@ -107,12 +82,9 @@ class AnthropicChat:
         return params
 
     async def acomplete(self, request: ChatRequest) -> ChatResponse:
-        raw = await self._get_client().messages.with_raw_response.create(**self.build_params(request))
+        raw = await self.client().messages.with_raw_response.create(**self.build_params(request))
         await raw.read()  # a failure while receiving is the connection's, classified by retry.py
-        try:
-            return self.read_message(await raw.parse())
-        except Exception as e:  # anything wrong from here on is the body's fault
-            raise malformed(self.name, e) from None
+        return await self.read_body(raw, self.read_message)
 
     def read_message(self, message: Any) -> ChatResponse:
         """The text blocks of a parsed message; raises on a body of the wrong
@@ -136,8 +108,3 @@ class AnthropicChat:
             model=model if isinstance(model, str) and model else self.model,
             finish_reason=str(get_field(message, "stop_reason") or ""),
         )
-
-    async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-            self._client = None

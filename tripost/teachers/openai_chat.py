@@ -17,63 +17,33 @@ the run.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from tripost.errors import TripostError
-from tripost.teachers.chat import ChatRequest, ChatResponse, Usage, endpoint_id, get_field
+from tripost.teachers.chat import ChatRequest, ChatResponse, Usage, get_field
 from tripost.teachers.options import TOKEN_PARAMS
-from tripost.teachers.retry import malformed, register_secret
-
-_LOCAL_PLACEHOLDER_KEY = "not-needed"
-DEFAULT_ENDPOINT = "https://api.openai.com/v1"  # where the SDK goes without a base URL
+from tripost.teachers.sdk import SDKChat
 
 
-class OpenAIChat:
+class OpenAIChat(SDKChat):
     name = "openai"
+    KEY_ENV = "OPENAI_API_KEY"
+    BASE_URL_ENV = "OPENAI_BASE_URL"
+    DEFAULT_ENDPOINT = "https://api.openai.com/v1"
+    EXAMPLE_MODEL = "gpt-4o-mini"
+    LOCAL_SERVER = "OpenAI-compatible server"
 
-    def __init__(
-        self,
-        model: str,
-        *,
-        base_url: str | None = None,
-        api_key: str | None = None,
-        timeout: float = 60.0,
-        max_concurrency: int = 16,
-        token_param: str = "max_tokens",
-    ):
-        if not model:
-            raise TripostError("openai teacher: give a model, e.g. openai:gpt-4o-mini")
+    def __init__(self, model: str, *, token_param: str = "max_tokens", **common: Any):
+        """`common`: base_url, api_key, timeout, max_concurrency (SDKChat)."""
         if token_param not in TOKEN_PARAMS:
             raise TripostError(f"openai teacher: token_param must be one of {', '.join(TOKEN_PARAMS)}, not {token_param!r}")
-        self.model = model
-        self.max_concurrency = max_concurrency
-        self.timeout = timeout
+        super().__init__(model, **common)
         self.token_param = token_param
-        self._base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
-        self.endpoint = endpoint_id(self._base_url or DEFAULT_ENDPOINT)
-        key = api_key or os.environ.get("OPENAI_API_KEY") or None
-        if key is None:
-            if self._base_url is None:
-                raise TripostError(
-                    "openai teacher: set OPENAI_API_KEY (or OPENAI_BASE_URL for a local OpenAI-compatible server)"
-                )
-            key = _LOCAL_PLACEHOLDER_KEY
-        register_secret(key)
-        self._key = key
-        self._client: Any = None
 
-    def __repr__(self) -> str:  # never show the key
-        return f"OpenAIChat(model={self.model!r})"
+    def make_client(self) -> Any:
+        import openai
 
-    def _get_client(self) -> Any:
-        if self._client is None:
-            import openai
-
-            self._client = openai.AsyncOpenAI(
-                api_key=self._key, base_url=self._base_url, timeout=self.timeout, max_retries=0
-            )
-        return self._client
+        return openai.AsyncOpenAI(api_key=self.key, base_url=self.base_url, timeout=self.timeout, max_retries=0)
 
     async def acomplete(self, request: ChatRequest) -> ChatResponse:
         kwargs: dict[str, Any] = {
@@ -84,11 +54,8 @@ class OpenAIChat:
         }
         if request.stop:
             kwargs["stop"] = list(request.stop)[:4]
-        raw = await self._get_client().chat.completions.with_raw_response.create(**kwargs)
-        try:
-            return self.read_completion(raw.parse())
-        except Exception as e:  # anything wrong from here on is the body's fault
-            raise malformed(self.name, e) from None
+        raw = await self.client().chat.completions.with_raw_response.create(**kwargs)
+        return await self.read_body(raw, self.read_completion)
 
     def read_completion(self, completion: Any) -> ChatResponse:
         """The answer in a parsed completion; raises on a body of the wrong
@@ -115,8 +82,3 @@ class OpenAIChat:
             model=model,
             finish_reason=str(get_field(choice, "finish_reason") or ""),
         )
-
-    async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-            self._client = None

@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from typing import Any
 
 from tripost.errors import TripostError
+from tripost.settings import add_flags, from_section, option, section_defaults
+from tripost.settings import from_args as section_from_args
 
 # How OpenAI's Chat Completions take the answer length limit: `max_tokens`
 # (most models, every OpenAI-compatible server) or `max_completion_tokens`
@@ -38,36 +40,32 @@ TOKEN_PARAMS = ("max_tokens", "max_completion_tokens")
 MAX_TEMPERATURE = 2.0  # OpenAI's upper bound; Anthropic's is 1.0 and its API says so
 
 
-def _opt(default: Any, help: str, metavar: str | None = None, choices: tuple[str, ...] | None = None) -> Any:
-    return field(default=default, metadata={"help": help, "metavar": metavar, "choices": choices})
-
-
 @dataclass(frozen=True)
 class TeacherOptions:
-    timeout: float = _opt(60.0, "seconds per teacher request before it counts as failed and is retried", "SECONDS")
-    max_tokens: int = _opt(0, "answer length limit in tokens (0: the backend's default, 768; 320 for hf)", "N")
-    temperature: float = _opt(0.0, f"teacher sampling temperature, 0 to {MAX_TEMPERATURE:g} (sent to the API, part of the cache key)", "T")
-    token_param: str = _opt("max_tokens", "the name OpenAI gets the length limit under (max_completion_tokens for its reasoning models)",
-                            choices=TOKEN_PARAMS)
-    concurrency: int = _opt(8, "teacher requests in flight at once, and attempts worked on at once (an hf teacher answers one at a time)", "N")
-    prices: str = _opt("", "a TOML price table (USD per million tokens) over the built-in one, e.g. [\"my-model\"] input = 0.5", "FILE.toml")
-    cache: bool = _opt(True, "reuse answers from the on-disk response cache ($TRIPOST_HOME/teacher-cache.sqlite)")
+    timeout: float = option(60.0, "seconds per teacher request before it counts as failed and is retried", metavar="SECONDS")
+    max_tokens: int = option(0, "answer length limit in tokens (0: the backend's default, 768; 320 for hf)", metavar="N")
+    temperature: float = option(0.0, f"teacher sampling temperature, 0 to {MAX_TEMPERATURE:g} (sent to the API, part of the cache key)", metavar="T")
+    token_param: str = option("max_tokens", "the name OpenAI gets the length limit under (max_completion_tokens for its reasoning models)",
+                              choices=TOKEN_PARAMS)
+    concurrency: int = option(8, "teacher requests in flight at once, and attempts worked on at once (an hf teacher answers one at a time)", metavar="N")
+    prices: str = option("", "a TOML price table (USD per million tokens) over the built-in one, e.g. [\"my-model\"] input = 0.5", metavar="FILE.toml")
+    cache: bool = option(True, "reuse answers from the on-disk response cache ($TRIPOST_HOME/teacher-cache.sqlite)")
 
     @classmethod
     def config_defaults(cls) -> dict[str, Any]:
         """The `[teacher]` keys of the run config, at their defaults."""
-        return {f.name: f.default for f in fields(cls)}
+        return section_defaults(cls)
 
     @classmethod
     def from_config(cls, section: dict[str, Any]) -> "TeacherOptions":
         """From the run config's `[teacher]` section (types already checked by
         `check_types`); values are checked here, errors name `teacher.KEY`."""
-        return cls(**{f.name: section[f.name] for f in fields(cls) if f.name in section}).check(lambda name: f"teacher.{name}")
+        return from_section(cls, section).check(lambda name: f"teacher.{name}")
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "TeacherOptions":
         """From the flags `add_teacher_flags` added; errors name the flag."""
-        return cls(**{f.name: getattr(args, _dest(f.name)) for f in fields(cls)}).check(_flag)
+        return section_from_args(cls, args, dest=_dest).check(_flag)
 
     def check(self, name: Callable[[str], str]) -> "TeacherOptions":
         """Self, when every value is usable; else one error naming the key
@@ -116,21 +114,8 @@ def _flag(name: str) -> str:
     return "--teacher-" + name.replace("_", "-")
 
 
-def _shown(default: Any) -> str:
-    if isinstance(default, bool):
-        return "on" if default else "off"
-    return str(default) if default != "" else "none"
-
-
 def add_teacher_flags(parser: argparse.ArgumentParser) -> None:
     """The `--teacher-*` flags, one per `TeacherOptions` field, with its
     default and help (as `teacher.KEY` in `tripost run`'s config)."""
     g = parser.add_argument_group("teacher options (LLM teachers; in `tripost run`: teacher.KEY=VALUE)")
-    for f in fields(TeacherOptions):
-        meta = f.metadata
-        help_text = f"{meta['help']} (default {_shown(f.default)})"
-        if isinstance(f.default, bool):
-            g.add_argument(_flag(f.name), dest=_dest(f.name), action=argparse.BooleanOptionalAction, default=f.default, help=help_text)
-        else:
-            g.add_argument(_flag(f.name), dest=_dest(f.name), type=type(f.default), default=f.default, metavar=meta["metavar"],
-                           choices=meta["choices"], help=help_text)
+    add_flags(g, TeacherOptions, dest=_dest, flag=_flag)

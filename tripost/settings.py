@@ -1,0 +1,88 @@
+"""Settings sections: a dataclass whose fields carry default, help and flag once.
+
+A section (the teacher's options, a collection's settings) is a frozen
+dataclass whose fields are declared with `option(...)`. From it, and from
+nothing else, come:
+
+- the run config's keys and defaults (`section_defaults`, `tripost run`'s
+  `[teacher]`, `[collect]` ...), read back with `from_section`;
+- the command-line flags of the verbs that take the same settings
+  (`add_flags`), with the same defaults, choices and help text, read back
+  with `from_args`.
+
+So a default is written once, and `tripost run collect.max_new_tokens` and
+`tripost collect --max-new-tokens` cannot drift apart. Values are checked by
+the section's own `check(name)`, where `name` spells a key the way the user
+wrote it (`collect.samples_per_problem` or `--samples`).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+from dataclasses import MISSING, field, fields
+from typing import Any
+
+KeyName = Callable[[str], str]
+
+
+def option(default: Any, help: str, *, metavar: str | None = None, choices: Sequence[str] | None = None, flag: str | None = None) -> Any:
+    """A section field: its default, help text, the metavar and choices of its
+    flag, and the flag's name when it is not `--` + the key with dashes."""
+    return field(default=default, metadata={"help": help, "metavar": metavar, "choices": tuple(choices) if choices else None, "flag": flag})
+
+
+def section_defaults(cls: type) -> dict[str, Any]:
+    """The run-config keys of a section, at their defaults."""
+    return {f.name: f.default for f in fields(cls) if f.default is not MISSING}
+
+
+def from_section(cls: type, section: dict[str, Any]) -> Any:
+    """A section from a run-config table whose types `config.check_types`
+    has checked (keys the section does not know are ignored: the config
+    loader has already refused unknown ones)."""
+    return cls(**{f.name: section[f.name] for f in fields(cls) if f.name in section})
+
+
+def flag_of(cls: type, name: str) -> str:
+    """The command-line flag of a section field."""
+    f = next(f for f in fields(cls) if f.name == name)
+    return f.metadata.get("flag") or "--" + name.replace("_", "-")
+
+
+def shown(default: Any) -> str:
+    """A default as help text shows it."""
+    if isinstance(default, bool):
+        return "on" if default else "off"
+    return str(default) if default != "" else "none"
+
+
+def add_flags(parser: Any, cls: type, *, dest: KeyName = lambda n: n, flag: KeyName | None = None,
+              only: Sequence[str] | None = None, unset: bool = False) -> None:
+    """One flag per field of `cls` (or the fields named in `only`), with the
+    field's default, choices and help. `dest` names the argparse attribute,
+    `flag` the flag (default: the field's own, see `flag_of`). With `unset`,
+    a flag not given is None (so a verb can tell which the user set) and
+    `from_args` puts the field's default in its place."""
+    for f in fields(cls):
+        if only is not None and f.name not in only:
+            continue
+        meta = f.metadata
+        name = flag(f.name) if flag else flag_of(cls, f.name)
+        help_text = f"{meta['help']} (default {shown(f.default)})"
+        default = None if unset else f.default
+        if isinstance(f.default, bool):
+            parser.add_argument(name, dest=dest(f.name), action=argparse.BooleanOptionalAction, default=default, help=help_text)
+        else:
+            parser.add_argument(name, dest=dest(f.name), type=type(f.default), default=default, metavar=meta["metavar"],
+                                choices=meta["choices"], help=help_text)
+
+
+def from_args(cls: type, args: argparse.Namespace, *, dest: KeyName = lambda n: n, **fixed: Any) -> Any:
+    """A section from the flags `add_flags` added; a field without a flag, or
+    whose flag was left unset, keeps its default (`fixed` values win)."""
+    values = {f.name: getattr(args, dest(f.name)) for f in fields(cls) if getattr(args, dest(f.name), None) is not None}
+    return cls(**{**values, **fixed})
+
+
+__all__ = ["KeyName", "add_flags", "flag_of", "from_args", "from_section", "option", "section_defaults", "shown"]

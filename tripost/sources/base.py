@@ -1,0 +1,244 @@
+"""What every data source shares: the interface, the summary, the batch loop.
+
+A data source turns training problems into interaction-log records with the
+student (and, for some, a teacher). Every source:
+
+- is given a `Job` (problems, the log to append to, iteration, seed, the run's
+  config hash) and returns a `SourceResult` (one summary type; a source may
+  extend it with fields of its own);
+- names each unit of work by a key (`record_key`) and skips keys already in
+  the log, so a rerun of a killed collection resumes without duplicates;
+- samples a batch with a seed derived from the whole batch (`sample_seed`), so
+  a resumed record equals the one an uninterrupted run would have written.
+
+`sampled_batches` is that resumable loop, written once; the teacher and
+rejection sources run on it (guided and sharpen have rounds and chunks of
+their own, with the same key and seed rules).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from tripost.format import parse_trajectory
+from tripost.log import LogRecord, LogWriter, read_log
+from tripost.tasks import get_task
+from tripost.tasks.base import Problem
+
+
+class AttemptSampler(Protocol):
+    """What a source needs from the student: `n` sampled texts per problem.
+    `seed` makes a call reproducible (derived from the run seed)."""
+
+    def __call__(self, problems: Sequence[Problem], n: int, seed: int) -> list[list[str]]:
+        ...
+
+
+@dataclass(frozen=True)
+class Job:
+    """One collection: what every source is given besides its settings."""
+
+    problems: Sequence[Problem]
+    log_path: Path
+    iteration: int = 0
+    seed: int = 0
+    config_hash: str = ""
+    student_info: dict[str, Any] = field(default_factory=dict)
+    progress: bool = True
+    on_record: Callable[[LogRecord], None] | None = None
+
+
+@dataclass
+class SourceResult:
+    """What a collection did: the summary every source returns (and that the
+    run writes to itT/collect/collect.json). `usable` counts the records the
+    buffer can train on; teacher fields stay 0 for teacher-free sources."""
+
+    log_path: str
+    records_written: int = 0
+    records_skipped: int = 0  # already in the log (resumed)
+    usable: int = 0
+    by_kind: dict[str, int] = field(default_factory=dict)
+    stop_reasons: dict[str, int] = field(default_factory=dict)
+    teacher_calls: int = 0
+    teacher_rejections: dict[str, int] = field(default_factory=dict)
+    unavailable: int = 0  # trajectories left out of the log: the teacher could not be reached (a rerun does them)
+    cost_usd: float = 0.0
+    # `backend:model` of teacher models that answered without a price: their
+    # share of `cost_usd` is unknown, so a report shows "unpriced", not $0.
+    unpriced: list[str] = field(default_factory=list)
+    passes: int = 0
+    stopped_early: str | None = None
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Source(Protocol):
+    """A registered data source (tripost.sources). `needs_teacher` says whether
+    `collect` must be given a teacher; `student` is a loaded
+    `tripost.student.Student`."""
+
+    name: str
+    needs_teacher: bool
+
+    def collect(self, job: Job, student: Any, teacher: Any | None) -> SourceResult:
+        ...
+
+
+@dataclass
+class SamplingSource:
+    """What the sources that sample with `SamplingParams` share: their method
+    config (a dataclass with `iteration`, `seed` and `config_hash` fields) and
+    how the student samples. Subclasses set `name` and `needs_teacher`."""
+
+    config: Any
+    params: Any  # tripost.student.SamplingParams
+
+    def job_config(self, job: Job) -> Any:
+        """The method config of this job (its iteration, seed and run hash)."""
+        return replace(self.config, iteration=job.iteration, seed=job.seed, config_hash=job.config_hash)
+
+    def job_params(self, job: Job) -> Any:
+        return replace(self.params, seed=job.seed)
+
+
+# ------------------------------------------------------------ keys, seeds ---
+
+
+def record_key(problem: Problem, pass_index: int, sample_index: int, iteration: int) -> str:
+    return f"{problem.id}#p{pass_index}s{sample_index}@it{iteration}"
+
+
+def batch_seed(problem_ids: Sequence[str], *parts: object) -> int:
+    """The seed of one sampler call over a batch: `problem_ids` are the whole
+    batch's, in order, not only those still to do. The student draws each
+    sequence from (this seed, prompt index, sample index) and its arithmetic
+    depends on which prompts share the call, so a resumed run reproduces a
+    record only by repeating its batch's call exactly: a record's text is fixed
+    by the run seed, iteration, pass (or round), its batch and its place in
+    it, never by how far a killed run got. `parts` (a source's tag, seed,
+    iteration, pass ...) come first in the hash, `|`-separated."""
+    h = hashlib.sha256("|".join([*map(str, parts), ",".join(problem_ids)]).encode()).digest()
+    return int.from_bytes(h[:4], "big")
+
+
+def sample_seed(seed: int, iteration: int, pass_index: int, problem_ids: Sequence[str]) -> int:
+    """`batch_seed` of a pass of the teacher and rejection sources."""
+    return batch_seed(problem_ids, seed, iteration, pass_index)
+
+
+def resume_log(log_path: str | Path, iteration: int) -> tuple[LogWriter, Counter]:
+    """A writer appending to the log (a torn last line repaired, the keys
+    already there loaded for `done`), and the kinds of the records it already
+    holds for `iteration` (a resumed run counts them toward its totals)."""
+    writer = LogWriter(log_path)
+    return writer, Counter(rec.kind for rec in read_log(log_path) if rec.iteration == iteration)
+
+
+# ---------------------------------------------------------------- judging ---
+
+
+def judge(problem: Problem, text: str) -> tuple[str, str | None, bool]:
+    """(first rationale of `text`, its parsed answer, whether that answer is
+    right). Only the first attempt is judged: what the student wrote after it
+    (its own feedback and updates) is not, since nothing checked it."""
+    turns = parse_trajectory(text).turns
+    attempt = turns[0].rationale if turns else text.strip()
+    task = get_task(problem.family)
+    answer = task.parse_answer(attempt) if attempt.strip() else None
+    return attempt, answer, bool(answer is not None and task.check_answer(problem, answer))
+
+
+def judge_attempt(problem: Problem, text: str) -> tuple[str, bool]:
+    """(first attempt's rationale, whether its answer is right)."""
+    attempt, _, right = judge(problem, text)
+    return attempt, right
+
+
+# ------------------------------------------------------ the batch loop ---
+
+
+@dataclass
+class SampledBatch:
+    """One sampler call's worth of work: the whole batch, how many of its
+    problems the log already holds in full, and the samples still to log as
+    (problem, sample index, key, text)."""
+
+    pass_index: int
+    problems: list[Problem]
+    skipped: int
+    todo: list[tuple[Problem, int, str, str]]
+    last_in_pass: bool
+
+
+def sampled_batches(
+    problems: Sequence[Problem],
+    sampler: AttemptSampler,
+    done: Callable[[str], bool],
+    *,
+    samples: int,
+    batch_size: int,
+    passes: int,
+    iteration: int,
+    seed: int,
+    stop: Callable[[], bool] = lambda: False,
+) -> Iterator[SampledBatch]:
+    """Passes over `problems` in batches, sampling each batch that is not
+    already logged in full. The whole batch is sampled even when a killed run
+    logged part of it: the same call gives the same samples (`sample_seed`).
+    `stop()` is asked before each batch and after each pass."""
+    starts = list(range(0, len(problems), batch_size))
+    for pass_index in range(passes):
+        for j, start in enumerate(starts):
+            if stop():
+                return
+            batch = list(problems[start : start + batch_size])
+            keys = {p.id: [record_key(p, pass_index, s, iteration) for s in range(samples)] for p in batch}
+            full = [p for p in batch if all(done(k) for k in keys[p.id])]
+            todo: list[tuple[Problem, int, str, str]] = []
+            if len(full) < len(batch):
+                texts = sampler(batch, samples, sample_seed(seed, iteration, pass_index, [p.id for p in batch]))
+                for p, row in zip(batch, texts):
+                    todo += [(p, s, keys[p.id][s], text) for s, text in enumerate(row) if not done(keys[p.id][s])]
+            yield SampledBatch(pass_index, batch, len(full), todo, last_in_pass=j == len(starts) - 1)
+        if stop():
+            return
+
+
+def student_sampler(student: Any, params: Any, prompt_format: Any = None) -> AttemptSampler:
+    """An `AttemptSampler` over a loaded `tripost.student.Student`: the problem
+    prompt is the one the student is trained on (tripost.student.prompt)."""
+    from tripost.student import build_prompts
+
+    def sampler(problems: Sequence[Problem], n: int, seed: int) -> list[list[str]]:
+        prompts = build_prompts(student.tokenizer, [p.question for p in problems], prompt_format)
+        p = replace(params, n=n if not params.greedy else 1, seed=seed)
+        rows = student.sample(prompts, p)
+        return [[g.text for g in row] for row in rows]
+
+    return sampler
+
+
+__all__ = [
+    "AttemptSampler",
+    "Job",
+    "SampledBatch",
+    "SamplingSource",
+    "Source",
+    "SourceResult",
+    "batch_seed",
+    "judge",
+    "judge_attempt",
+    "record_key",
+    "resume_log",
+    "sample_seed",
+    "sampled_batches",
+    "student_sampler",
+]

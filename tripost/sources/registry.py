@@ -1,0 +1,40 @@
+"""The data sources by name, imported on first use.
+
+Adding a source: one file in tripost/sources/ with a class that has `name`,
+`needs_teacher`, `from_settings(settings, teacher_concurrency)` and
+`collect(job, student, teacher)` (the `Source` protocol of
+tripost.sources.base), and one line here. `tripost run` (collect.source) and
+`tripost collect --source` find it by its name.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from tripost.errors import TripostError
+
+SOURCES = {
+    "teacher": "tripost.sources.teacher:TeacherSource",  # TriPosT's interactive editing
+    "rejection": "tripost.sources.rejection:RejectionSource",  # the student's own correct samples (STaR/LMSI)
+    "sharpen": "tripost.sources.sharpen:SharpenSource",  # the student's best-of-N by its own likelihood
+    "guided": "tripost.sources.guided:GuidedSource",  # Guided Self-Improvement for the hard tail
+}
+SOURCE_NAMES = tuple(SOURCES)
+
+
+def source_class(name: str) -> Any:
+    """The class registered under `name`; an unknown name is an error listing the known ones."""
+    if name not in SOURCES:
+        raise TripostError(f"unknown data source {name!r}; choose from {', '.join(SOURCE_NAMES)}")
+    module, _, attr = SOURCES[name].partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def make_source(settings: Any, teacher_concurrency: int) -> Any:
+    """The source `settings.source` names, built from the collection settings
+    (tripost.sources.settings.CollectSettings); its own config checks run here."""
+    return source_class(settings.source).from_settings(settings, teacher_concurrency=teacher_concurrency)
+
+
+__all__ = ["SOURCES", "SOURCE_NAMES", "make_source", "source_class"]

@@ -1,0 +1,90 @@
+"""The settings of a collection, declared once: the run config's `[collect]`
+section and the flags of `tripost collect` (tripost.settings says how).
+
+The defaults are sized for a 2-core CPU and the embedded student; each source
+reads the fields it uses (`Source.from_settings`) and ignores the rest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from tripost.errors import TripostError
+from tripost.settings import KeyName, option
+from tripost.sharpen import REWARDS
+from tripost.sources.guided import CHECKS, STRATEGIES
+from tripost.sources.registry import SOURCE_NAMES
+from tripost.student.generate import DEFAULT_BATCH, SamplingParams
+
+_AT_LEAST_1 = ("samples_per_problem", "max_passes", "batch_size", "max_new_tokens", "guided_min_correct")
+_AT_LEAST_0 = ("max_edits", "target_usable", "max_unavailable", "guided_rounds", "guided_budget")
+
+
+@dataclass(frozen=True)
+class CollectSettings:
+    # Where an iteration's training data comes from (tripost.sources): `teacher`
+    # is TriPosT's interactive editing; `rejection` the student's own correct
+    # samples with no teacher (the STaR/LMSI baseline); `sharpen` the student's
+    # own best of `samples_per_problem` by its likelihood, right or not
+    # (SFT-sharpening, Huang et al. 2024); `guided` the student's own correct
+    # samples plus guided rounds for the problems it rarely gets right (Guided
+    # Self-Improvement, Ding et al. 2024).
+    source: str = option("teacher", "where the training data comes from", choices=SOURCE_NAMES)
+    samples_per_problem: int = option(2, "attempts sampled per problem (guided: per round; sharpen: candidates)", metavar="N", flag="--samples")
+    max_edits: int = option(5, "teacher improvements per trajectory (TriPosT: 5)", metavar="N")
+    max_passes: int = option(1, "passes over the problems", metavar="N", flag="--passes")
+    target_usable: int = option(0, "stop once this many usable trajectories exist (0: no target)", metavar="N")
+    temperature: float = option(0.7, "student sampling temperature", metavar="T")
+    top_p: float = option(0.95, "student nucleus sampling share", metavar="P")
+    max_new_tokens: int = option(192, "tokens the student may write per attempt", metavar="N")
+    batch_size: int = option(DEFAULT_BATCH, "problems per student batch (tripost.student.generate)", metavar="N")
+    # Trajectories in a row whose teacher could not be reached before the
+    # collection stops: each has outlived its requests' retries, so a few in a
+    # row mean the teacher is down or its address is wrong.
+    max_unavailable: int = option(8, "trajectories in a row without a reachable teacher before collection stops (0: never)", metavar="N")
+    sharpen_reward: str = option("mean_logprob", "sharpen: the student's reward that picks the best sample", choices=REWARDS, flag="--reward")
+    guided_strategy: str = option("rationale", "guided: what the guided rounds show the student", choices=STRATEGIES)
+    # GSI guides only the tail: round 0's plain samples must be able to lift a
+    # problem to `guided_min_correct`, so it is at most `samples_per_problem`.
+    # 1 guides exactly the problems round 0 left without any correct sample
+    # (STaR's rationalization targets the same ones, Zelikman et al. 2022).
+    guided_min_correct: int = option(1, "guided: correct samples a problem needs to leave the guided rounds (at most the samples)",
+                                     metavar="K", flag="--min-correct")
+    guided_rounds: int = option(8, "guided: rounds after the plain one", metavar="N")
+    guided_check: str = option("answer", "guided: answer (the final answer decides) or steps (also no wrong step)", choices=CHECKS)
+    guided_budget: int = option(0, "guided: most sampled sequences in all, round 0 included (0: no cap)", metavar="N", flag="--budget")
+    guided_teacher_edits: bool = option(False, "guided: the plain round's wrong samples also get TriPosT's teacher edits", flag="--teacher-edits")
+
+    def check(self, name: KeyName) -> "CollectSettings":
+        """Self, when every value is usable; else one error naming the key the
+        way the user set it (`name`: collect.KEY or --flag)."""
+        for f in fields(self):
+            choices = f.metadata.get("choices")
+            if choices and getattr(self, f.name) not in choices:
+                raise TripostError(f"unknown {name(f.name)} {getattr(self, f.name)!r}; choose from {', '.join(choices)}")
+        for key in _AT_LEAST_1:
+            if getattr(self, key) < 1:
+                raise TripostError(f"{name(key)} must be at least 1, not {getattr(self, key)}")
+        for key in _AT_LEAST_0:
+            if getattr(self, key) < 0:
+                raise TripostError(f"{name(key)} must be 0 or more, not {getattr(self, key)}")
+        if not self.temperature >= 0:
+            raise TripostError(f"{name('temperature')} must be 0 or more, not {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise TripostError(f"{name('top_p')} must be in (0, 1], not {self.top_p}")
+        if self.source == "guided" and self.samples_per_problem < self.guided_min_correct:
+            raise TripostError(f"{name('samples_per_problem')} ({self.samples_per_problem}) is below {name('guided_min_correct')} "
+                               f"({self.guided_min_correct}): no problem could reach it in the plain round, so every problem would be "
+                               "guided; raise the first or lower the second")
+        return self
+
+    def sampling_params(self, seed: int = 0) -> SamplingParams:
+        """How the student samples its attempts (n and seed are set per call)."""
+        return SamplingParams(temperature=self.temperature, top_p=self.top_p, max_new_tokens=self.max_new_tokens, seed=seed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+__all__ = ["CollectSettings"]

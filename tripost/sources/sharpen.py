@@ -1,0 +1,183 @@
+"""SFT-sharpening as a data source (Huang et al. 2024; tripost/sharpen.py).
+
+For each training problem, sample N attempts, keep the best by the student's
+own reward, and log it as a `direct` record with `source="sharpen"`, no
+feedback and `checked=False`. The replay buffer trains an unchecked record as
+a plain attempt (tripost/buffer.py): the attempt and its end-of-sequence token,
+all at the attempt's weight. That is the sequence the likelihood rewards
+scored (`append_eos`), so SFT on it raises log pi(y_best | x), as
+SFT-sharpening prescribes. It gets no closing "The final response is also
+correct." and so none of TriPosT's 1.5 feedback weight (tripost.train): that
+sentence is the verdict the student learns to write about its own attempt,
+and here nothing checked the attempt, so appending it would teach the student
+to approve its answers unchecked (issue 18). The price: a student trained on
+sharpen data alone learns to end after its attempt and writes no feedback at
+test time. `final_correct` says whether the pick is in fact right (for
+reporting); the buffer keeps unchecked records either way, because not
+checking answers is the point.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from tripost.errors import TripostError
+from tripost.log import LogRecord, LogWriter
+from tripost.sharpen import DrawStats, SharpenConfig, best_of_n, count_answers, draw_candidates
+from tripost.sources.base import Job, SourceResult, batch_seed
+from tripost.tasks.base import Problem
+
+
+def sharpen_key(problem: Problem, reward: str, iteration: int) -> str:
+    """The log key of a problem's sharpened record (one per problem, reward and iteration)."""
+    return f"{problem.id}#sharpen-{reward}@it{iteration}"
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def sharpen_records(
+    problems: Sequence[Problem],
+    student: Any,
+    config: SharpenConfig,
+    iteration: int = 0,
+    seed: int = 0,
+    *,
+    config_hash: str = "",
+    student_info: dict[str, Any] | None = None,
+    prompt_format: Any = None,
+    progress: bool = False,
+    stats: DrawStats | None = None,
+) -> list[LogRecord]:
+    """One `source="sharpen"` record per problem: `config.samples` attempts
+    (seeded by seed, iteration and the problem ids), the one `config.reward`
+    picks kept as a `direct` record with no feedback (nothing checked it; the
+    module docstring says why). `final_correct` reports whether the pick is
+    in fact right; it does not decide anything. A problem whose attempts are
+    all empty gives a `failed` record (stop reason "empty attempt")."""
+    if not problems:
+        return []
+    draw_seed = batch_seed([p.id for p in problems], "sharpen", seed, iteration)
+    candidates = draw_candidates(student, problems, config.samples, config, draw_seed, prompt_format=prompt_format, progress=progress, stats=stats)
+    info = dict(student_info if student_info is not None else (student.describe() if hasattr(student, "describe") else {}))
+    info["sampling"] = config.sampling_params(config.samples, draw_seed).to_dict()
+    out = []
+    for problem, cands in zip(problems, candidates):
+        pick = best_of_n(cands, config.reward)
+        c = cands[pick]
+        empty = not c.text
+        turn = {
+            "rationale": c.text,
+            "feedback": None,  # no verdict: nothing checked the pick
+            "source": "student",
+            "answer": c.answer,
+            "logprob": _finite(c.logprob),
+            "mean_logprob": _finite(c.mean_logprob),
+            "n_tokens": c.n_tokens,
+        }
+        votes = count_answers(x.answer for x in cands)
+        out.append(LogRecord(
+            key=sharpen_key(problem, config.reward, iteration), problem=problem.to_dict(),
+            kind="failed" if empty else "direct", turns=[turn], final_correct=c.correct and not empty,
+            stop_reason="empty attempt" if empty else f"best of {len(cands)} by {config.reward}",
+            sample_index=pick, iteration=iteration, seed=seed, config_hash=config_hash,
+            student={**info, "sharpen": {
+                "reward": config.reward, "samples": len(cands), "chosen": pick,
+                "correct_samples": sum(x.correct for x in cands), "answers": votes,
+            }},
+            source="sharpen", checked=False,
+        ))
+    return out
+
+
+@dataclass
+class SharpenDataResult(SourceResult):
+    """The common summary, plus what the picks were (reporting only)."""
+
+    chosen_correct: int = 0  # of the written picks (reporting only)
+    any_correct: int = 0  # written problems with at least one correct sample
+    failed: int = 0
+    draw: DrawStats = field(default_factory=DrawStats)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["draw"] = self.draw.to_dict()
+        return d
+
+
+def write_sharpen_log(
+    problems: Sequence[Problem],
+    student: Any,
+    log_path: str | Path,
+    config: SharpenConfig,
+    iteration: int = 0,
+    seed: int = 0,
+    *,
+    chunk_size: int = 16,
+    config_hash: str = "",
+    student_info: dict[str, Any] | None = None,
+    prompt_format: Any = None,
+    progress: bool = True,
+) -> SharpenDataResult:
+    """`sharpen_records` for `problems` appended to the interaction log at
+    `log_path`, `chunk_size` problems at a time (each chunk flushed before the
+    next is sampled). Resumable: problems whose key is already in the log are
+    skipped, like every source (tripost.sources.base)."""
+    if chunk_size < 1:
+        raise TripostError(f"chunk size must be at least 1, got {chunk_size}")
+    t0 = time.perf_counter()
+    result = SharpenDataResult(log_path=str(log_path))
+    with LogWriter(log_path) as writer:
+        todo = [p for p in problems if not writer.done(sharpen_key(p, config.reward, iteration))]
+        result.records_skipped = len(problems) - len(todo)
+        bar = tqdm(total=len(problems), initial=result.records_skipped, desc=f"sharpen it{iteration}", unit="problem",
+                   disable=not progress, file=sys.stderr, dynamic_ncols=True)
+        try:
+            for start in range(0, len(todo), chunk_size):
+                chunk = todo[start : start + chunk_size]
+                for rec in sharpen_records(chunk, student, config, iteration, seed, config_hash=config_hash,
+                                           student_info=student_info, prompt_format=prompt_format, stats=result.draw):
+                    writer.write(rec)
+                    result.records_written += 1
+                    result.chosen_correct += rec.final_correct
+                    result.any_correct += rec.student["sharpen"]["correct_samples"] > 0
+                    result.failed += rec.kind == "failed"
+                bar.update(len(chunk))
+                bar.set_postfix(picked_correct=result.chosen_correct)
+        finally:
+            bar.close()
+    # Every logged pick is trainable, right or not (records carry checked=False).
+    kinds = {"direct": result.records_written + result.records_skipped - result.failed, "failed": result.failed}
+    result.by_kind, result.usable = kinds, kinds["direct"]
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+@dataclass
+class SharpenSource:
+    """SFT-sharpening as a registered source (`write_sharpen_log`)."""
+
+    config: SharpenConfig
+    name: str = "sharpen"
+    needs_teacher: bool = False
+
+    @classmethod
+    def from_settings(cls, s: Any, teacher_concurrency: int = 0) -> "SharpenSource":
+        return cls(SharpenConfig(samples=s.samples_per_problem, reward=s.sharpen_reward, temperature=s.temperature, top_p=s.top_p,
+                                 max_new_tokens=s.max_new_tokens, batch_size=s.batch_size))
+
+    def collect(self, job: Job, student: Any, teacher: Any | None = None) -> SourceResult:
+        return write_sharpen_log(job.problems, student, job.log_path, self.config, iteration=job.iteration, seed=job.seed,
+                                 config_hash=job.config_hash, student_info=job.student_info, progress=job.progress)
+
+
+__all__ = ["SharpenDataResult", "SharpenSource", "sharpen_key", "sharpen_records", "write_sharpen_log"]
