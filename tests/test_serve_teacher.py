@@ -62,7 +62,9 @@ def point_at(monkeypatch, srv) -> None:
 
 @pytest.fixture
 def server(monkeypatch):
-    with serve() as srv:
+    # Below the providers' 1,024: most few-shot prefixes are shorter than that
+    # (docs/benchmarks/teacher-prefixes.md), and these tests watch the caching.
+    with serve(cache_min_tokens=512) as srv:
         point_at(monkeypatch, srv)
         yield srv
 
@@ -146,6 +148,50 @@ def test_sdk_teacher_equals_scripted_for_every_family(sdk, server):
 
 
 # ------------------------------------------------------ faults and caching ---
+
+
+def test_prompt_caching_needs_a_prefix_as_long_as_the_providers_minimum(monkeypatch):
+    """Issue 19, item 3: the Anthropic backend marks a shared prefix only when
+    it is long enough to be cached, and serve-teacher, like the APIs, caches
+    no prefix below its minimum, marked or not."""
+    import dataclasses
+
+    from tripost.teachers.anthropic_chat import AnthropicChat, cache_minimum, prefix_tokens
+
+    short = cases("arithmetic")[:3]   # ~580 tokens of few-shot prefix
+    long = cases("logical_deduction")[:3]  # ~1,000 tokens (SmolLM2), 1,572 by the client's estimate
+    backend = AnthropicChat("claude-sonnet-4-5")
+    t = teacher("anthropic")
+    try:
+        reqs = {name: t.build_request("feedback", p, a) for name, (p, a) in (("short", short[0]), ("long", long[0]))}
+    finally:
+        t.close()
+    assert cache_minimum("claude-3-5-haiku-20241022") == 2048 and cache_minimum("claude-sonnet-4-5") == 1024
+    assert prefix_tokens(reqs["short"]) < 1024 <= prefix_tokens(reqs["long"])
+    marked = lambda params: "cache_control" in json.dumps(params)  # noqa: E731
+    assert not marked(backend.build_params(reqs["short"])) and marked(backend.build_params(reqs["long"]))
+    haiku = dataclasses.replace(reqs["long"], model="claude-3-5-haiku-latest")  # its minimum is 2,048
+    assert not marked(AnthropicChat("claude-3-5-haiku-latest").build_params(haiku))
+    # The server at the real minimum: repeats of a short prefix are never cache reads, for either SDK.
+    with serve() as srv:
+        point_at(monkeypatch, srv)
+        for sdk in SDKS:
+            t = teacher(sdk)
+            try:
+                t.feedback_many(short + short)
+                entry = t.ledger.entry(sdk, "scripted")
+                assert entry.cache_read_tokens == 0 and entry.cache_write_tokens == 0 and entry.input_tokens > 0
+            finally:
+                t.close()
+    # With the minimum at 0 the same short prefix is cached once asked for (OpenAI: always; Anthropic: when marked).
+    with serve(cache_min_tokens=0) as srv:
+        point_at(monkeypatch, srv)
+        t = teacher("openai")
+        try:
+            t.feedback_many(short + short)
+            assert t.ledger.entry("openai", "scripted").cache_read_tokens > 0
+        finally:
+            t.close()
 
 
 @pytest.mark.parametrize("sdk", SDKS)

@@ -13,7 +13,7 @@ import os
 import sys
 
 from tripost.errors import TripostError
-from tripost.serve.server import TOKEN_ENV, Faults, TeacherService, check_token, make_server, new_token, parse_fail_codes
+from tripost.serve.server import CACHE_MIN_TOKENS, TOKEN_ENV, Faults, TeacherService, check_token, make_server, new_token, parse_fail_codes
 
 TOKEN_HELP = (
     "the token clients must send as their API key (OPENAI_API_KEY / ANTHROPIC_API_KEY, i.e. "
@@ -42,6 +42,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="Retry-After sent with (half of the) injected 429s (default 1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the fault-injection draws")
     p.add_argument("--no-cache", action="store_true", help="LLM backends: do not use the on-disk response cache")
+    p.add_argument("--cache-min-tokens", type=int, default=CACHE_MIN_TOKENS, metavar="N",
+                   help=f"shortest prompt prefix (estimated tokens) the mimicked provider prompt cache keeps (default {CACHE_MIN_TOKENS}, "
+                        "as OpenAI and most Claude models; 0: every prefix)")
 
 
 def _log_to_stderr() -> None:
@@ -81,7 +84,9 @@ def run(args: argparse.Namespace) -> int:
     kind = args.backend.partition(":")[0]
     options = {"cache": False} if args.no_cache and kind in ("openai", "anthropic", "hf") else {}
     teacher = make_teacher(args.backend, **options)
-    service = TeacherService(teacher, model=args.model_name or args.backend, faults=faults)
+    if args.cache_min_tokens < 0:
+        raise TripostError(f"--cache-min-tokens must be 0 or more, got {args.cache_min_tokens}")
+    service = TeacherService(teacher, model=args.model_name or args.backend, faults=faults, cache_min_tokens=args.cache_min_tokens)
     httpd = make_server(service, args.host, args.port, token=token)
     host, port = httpd.server_address[:2]
     # The first stdout line says where we listen (scripts read it when --port 0),

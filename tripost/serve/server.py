@@ -45,11 +45,13 @@ process) is one log line and counts as "disconnected" in /stats, not as a
 500 with a BrokenPipeError traceback.
 
 Usage numbers are estimated (4 characters a token) and mimic provider
-prompt caching: a prompt prefix (system + all but the last message) seen
-before counts as cached: OpenAI `prompt_tokens_details.cached_tokens` (part
-of `prompt_tokens`), Anthropic `cache_read_input_tokens` /
-`cache_creation_input_tokens` (for prefixes marked with `cache_control`,
-excluded from `input_tokens`).
+prompt caching: a prompt prefix (system + all but the last message) of at
+least `cache_min_tokens` (1,024 by default, the providers' usual minimum;
+`--cache-min-tokens`) seen before counts as cached: OpenAI
+`prompt_tokens_details.cached_tokens` (part of `prompt_tokens`), Anthropic
+`cache_read_input_tokens` / `cache_creation_input_tokens` (for prefixes
+marked with `cache_control`, excluded from `input_tokens`). A shorter prefix
+is never cached, marked or not, as with the real APIs.
 
 The server logs no header and no credential: the token is only compared.
 """
@@ -143,6 +145,9 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.split("%")[0]).is_loopback
     except ValueError:
         return host == "localhost"
+
+
+CACHE_MIN_TOKENS = 1024  # the shortest prefix OpenAI and most Claude models cache
 
 
 def estimate_tokens(text: str) -> int:
@@ -313,9 +318,11 @@ def proxy_answer_check(messages: list[ChatMessage]) -> Callable[[ChatResponse], 
 class TeacherService:
     """The part that answers: a teacher, fault injection and usage accounting."""
 
-    def __init__(self, teacher: Any, model: str = "tripost-teacher", faults: Faults | None = None):
+    def __init__(self, teacher: Any, model: str = "tripost-teacher", faults: Faults | None = None,
+                 cache_min_tokens: int = CACHE_MIN_TOKENS):
         self.teacher = teacher
         self.model = model
+        self.cache_min_tokens = cache_min_tokens
         self.faults = faults or Faults()
         self.stats = Stats()
         self._rng = random.Random(self.faults.seed)
@@ -402,16 +409,21 @@ class TeacherService:
     def prompt_usage(
         self, flavour: str, system: str, messages: list[ChatMessage], cacheable: bool
     ) -> tuple[int, int, bool]:
-        """(prefix tokens, rest tokens, prefix seen before) for the caching mimicry
-        (one prompt cache per API flavour, as with two providers)."""
+        """(prefix tokens, rest tokens, prefix cacheable) for the caching mimicry
+        (one prompt cache per API flavour, as with two providers). `cacheable`:
+        the client asked (always, for OpenAI's automatic caching). The third
+        value is None when the prefix is not cached at all (not asked, or
+        below `cache_min_tokens`), else whether it was seen before (a read)
+        or is written now."""
         prefix_text = flavour + "\x00" + system + "".join(f"\x00{m.role}\x00{m.content}" for m in messages[:-1])
         rest = messages[-1].content if messages else ""
+        prefix_tokens = estimate_tokens(system) + sum(estimate_tokens(m.content) for m in messages[:-1])
+        if not cacheable or len(messages) < 2 or prefix_tokens < self.cache_min_tokens:
+            return prefix_tokens, estimate_tokens(rest), None
         key = hashlib.sha256(prefix_text.encode()).hexdigest()
         with self._prefix_lock:
             seen = key in self._seen_prefixes
-            if cacheable and len(messages) > 1:
-                self._seen_prefixes.add(key)
-        prefix_tokens = estimate_tokens(system) + sum(estimate_tokens(m.content) for m in messages[:-1])
+            self._seen_prefixes.add(key)
         return prefix_tokens, estimate_tokens(rest), seen
 
 
@@ -630,7 +642,7 @@ class _Handler(BaseHTTPRequestHandler):
             system, messages, max_tokens, float(body.get("temperature") or 0.0), stop
         )
         prefix, rest, seen = self.service.prompt_usage("anthropic", system, messages, cacheable=marked)
-        if marked:
+        if seen is not None:
             usage = {
                 "input_tokens": rest,
                 "cache_read_input_tokens": prefix if seen else 0,
@@ -790,11 +802,11 @@ def _is_proxy(service: TeacherService) -> bool:
 
 def start_server(
     teacher: Any, *, host: str = "127.0.0.1", port: int = 0, model: str = "tripost-teacher",
-    faults: Faults | None = None, token: str | None = None,
+    faults: Faults | None = None, token: str | None = None, cache_min_tokens: int = CACHE_MIN_TOKENS,
 ) -> RunningServer:
     """Serve `teacher` in a daemon thread; port 0 picks a free one. Without
     `token` a fresh one is made: `RunningServer.token`."""
-    service = TeacherService(teacher, model=model, faults=faults)
+    service = TeacherService(teacher, model=model, faults=faults, cache_min_tokens=cache_min_tokens)
     token = token if token is not None else new_token()
     httpd = make_server(service, host, port, token=token)
     thread = threading.Thread(target=httpd.serve_forever, name="tripost-serve-teacher", daemon=True)

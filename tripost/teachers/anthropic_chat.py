@@ -5,9 +5,18 @@ The SDK reads `ANTHROPIC_API_KEY` (or `ANTHROPIC_AUTH_TOKEN`) and
 argument, so it travels in the request body (`extra_body`): the request runs
 at the temperature its cache key records, not at the API's default.
 The system prompt and the few-shot examples are the
-same for every request of a kind, so they are marked for prompt caching
+same for every request of a kind, so they can be marked for prompt caching
 (`cache_control`), which the provider bills as cache writes and then much
-cheaper cache reads (usage.py keeps the buckets apart). The SDK's own
+cheaper cache reads (usage.py keeps the buckets apart). But the API caches a
+prefix only from a minimum length on (1,024 tokens for most models, 2,048 or
+4,096 for some: `cache_minimum`), and most of tripost's few-shot prefixes
+are shorter (550-900 tokens by the SmolLM2 tokenizer; logical deduction's
+900-1,000: scripts/teacher_prefixes.py, docs/benchmarks/teacher-prefixes.md):
+a shorter prefix is marked for nothing. So the prefix is measured first
+(`prefix_tokens`, a generous estimate of 2.5 characters a token, so a
+borderline prefix is still marked: marking one that is too short costs
+nothing, leaving one unmarked that was long enough loses the discount) and
+marked only when it can be cached. The SDK's own
 retries are off (`max_retries=0`): retry.py retries, once.
 
 The request goes out through `with_raw_response`, so sending (whose
@@ -19,12 +28,36 @@ the run.
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
 from tripost.teachers.chat import ChatRequest, ChatResponse, Usage, get_field
 from tripost.teachers.retry import register_secret
 from tripost.teachers.sdk import SDKChat
+
+
+# The minimum cacheable prompt length (tokens) by model family, from
+# Anthropic's prompt-caching docs; the first name a model id contains wins.
+CACHE_MINIMUMS: tuple[tuple[str, int], ...] = (
+    ("claude-opus-4-6", 4096), ("claude-opus-4-5", 4096), ("claude-haiku-4-5", 4096),
+    ("claude-sonnet-4-6", 2048), ("claude-3-5-haiku", 2048), ("claude-3-haiku", 2048),
+)
+DEFAULT_CACHE_MINIMUM = 1024  # every other model (Sonnet 3.7 to 4.5, Opus 3 to 4.1)
+CHARS_PER_TOKEN = 2.5  # generous: English is nearer 4; digits, dates and symbols nearer 2
+
+
+def cache_minimum(model: str) -> int:
+    """The fewest tokens a prefix needs before `model` caches it."""
+    return next((n for name, n in CACHE_MINIMUMS if name in model), DEFAULT_CACHE_MINIMUM)
+
+
+def prefix_tokens(request: ChatRequest) -> int:
+    """Estimated tokens of the part of `request` that would be marked: the
+    system prompt and the first `cache_prefix` messages (the system prompt
+    alone when there is no shared message prefix)."""
+    text = request.system + "".join(m.content for m in request.messages[: request.cache_prefix])
+    return math.ceil(len(text) / CHARS_PER_TOKEN)
 
 
 class AnthropicChat(SDKChat):
@@ -54,12 +87,18 @@ class AnthropicChat(SDKChat):
         auth = {"auth_token": self.auth_token} if self.auth_token else {"api_key": self.key}
         return anthropic.AsyncAnthropic(**auth, base_url=self.base_url, timeout=self.timeout, max_retries=0)
 
+    def caches(self, request: ChatRequest) -> bool:
+        """Whether the request's shared prefix is marked for prompt caching:
+        caching on, and the prefix long enough for the model to cache it."""
+        return self.prompt_caching and prefix_tokens(request) >= cache_minimum(request.model)
+
     def build_params(self, request: ChatRequest) -> dict[str, Any]:
+        cache = self.caches(request)
         messages: list[dict[str, Any]] = []
         for i, m in enumerate(request.messages):
             block: dict[str, Any] = {"type": "text", "text": m.content}
             # The last message of the shared prefix closes the cacheable part.
-            if self.prompt_caching and request.cache_prefix and i == request.cache_prefix - 1:
+            if cache and request.cache_prefix and i == request.cache_prefix - 1:
                 block["cache_control"] = {"type": "ephemeral"}
             messages.append({"role": m.role, "content": [block]})
         params: dict[str, Any] = {
@@ -73,7 +112,7 @@ class AnthropicChat(SDKChat):
         }
         if request.system:
             system: dict[str, Any] = {"type": "text", "text": request.system}
-            if self.prompt_caching and not request.cache_prefix:
+            if cache and not request.cache_prefix:
                 system["cache_control"] = {"type": "ephemeral"}
             params["system"] = [system]
         stops = [s for s in request.stop if s.strip()]
