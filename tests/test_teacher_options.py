@@ -258,6 +258,34 @@ def test_a_wrong_teacher_flag_is_one_line(tmp_path, capsys, flags, needle):
     assert TOKEN not in err[0]
 
 
+def test_gap_and_serve_teacher_take_the_teacher_options(monkeypatch, tmp_path, capsys):
+    """The last two verbs that build an LLM teacher: `gap --verifier teacher`
+    and serve-teacher as a proxy take the same --teacher-* flags, checked
+    before any model loads or any port opens."""
+    from tripost.serve.command import main as serve_main
+
+    argv = ["gap", "--task", "arithmetic", "--verifier", "teacher", "--teacher", "openai:scripted", "--n", "1"]
+    assert main([*argv, "--teacher-timeout", "0"]) == 2
+    err = err_lines(capsys)
+    assert len(err) == 1 and "--teacher-timeout must be more than 0 seconds" in err[0], err
+    seen = {}
+
+    def fake_make_teacher(spec, **kw):
+        seen.update(kw, spec=spec)
+        raise SystemExit(0)  # stop before a model loads or a server starts
+
+    monkeypatch.setattr("tripost.teachers.make_teacher", fake_make_teacher)
+    with pytest.raises(SystemExit):
+        main([*argv, "--teacher-max-tokens", "77", "--teacher-temperature", "0.5"])
+    assert (seen["spec"], seen["max_tokens"], seen["temperature"]) == ("openai:scripted", 77, 0.5)
+    seen.clear()
+    with pytest.raises(SystemExit):
+        serve_main(["--backend", "openai:scripted", "--port", "0", "--teacher-max-tokens", "55", "--no-cache"])
+    assert (seen["max_tokens"], seen["cache"]) == (55, False)
+    assert serve_main(["--backend", "openai:scripted", "--port", "0", "--teacher-temperature", "5"]) == 2
+    assert "--teacher-temperature must be between 0 and 2" in capsys.readouterr().err
+
+
 # ----------------------------------------------------------- the cache key ---
 
 

@@ -45,6 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="FILE.json", help="write the full result (every sample, its score and whether it was kept) here")
     p.add_argument("--json", action="store_true", help="print the result JSON (without sample texts) instead of a table")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from tripost.teachers.options import add_teacher_flags
+
+    add_teacher_flags(p)  # for --verifier teacher with an LLM teacher, as collect and teach
     p.set_defaults(handler=cmd_gap)
 
 
@@ -81,9 +84,9 @@ def cmd_gap(args: argparse.Namespace) -> int:
     check_out_file(args.out, "gap.json")
     teacher = None
     if cfg.verifier == "teacher":
-        from tripost.teachers import make_teacher
+        from tripost.teachers import TeacherOptions, make_teacher
 
-        teacher = make_teacher(cfg.teacher)
+        teacher = make_teacher(cfg.teacher, **TeacherOptions.from_args(args).teacher_kwargs())
     student = load_student(args.student, precision=args.precision, adapter=args.adapter)
     try:
         result = measure_gap(student, problems, cfg, teacher=teacher)

@@ -41,10 +41,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--retry-after", type=float, default=1.0, metavar="SECONDS",
                    help="Retry-After sent with (half of the) injected 429s (default 1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the fault-injection draws")
-    p.add_argument("--no-cache", action="store_true", help="LLM backends: do not use the on-disk response cache")
+    p.add_argument("--no-cache", action="store_true", help="LLM backends: do not use the on-disk response cache (as --no-teacher-cache)")
     p.add_argument("--cache-min-tokens", type=int, default=CACHE_MIN_TOKENS, metavar="N",
                    help=f"shortest prompt prefix (estimated tokens) the mimicked provider prompt cache keeps (default {CACHE_MIN_TOKENS}, "
                         "as OpenAI and most Claude models; 0: every prefix)")
+    from tripost.teachers.options import add_teacher_flags
+
+    add_teacher_flags(p)  # for a proxied LLM backend (openai:, anthropic:, hf:), as collect and teach
 
 
 def _log_to_stderr() -> None:
@@ -61,7 +64,7 @@ def _log_to_stderr() -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Serve until interrupted, as the parsed options (`add_arguments`) say; returns the exit code."""
-    from tripost.teachers import make_teacher
+    from tripost.teachers import TeacherOptions, make_teacher
 
     faults = Faults(
         fail_rate=args.fail_rate,
@@ -82,7 +85,10 @@ def run(args: argparse.Namespace) -> int:
         token, told = new_token(), ""
     _log_to_stderr()
     kind = args.backend.partition(":")[0]
-    options = {"cache": False} if args.no_cache and kind in ("openai", "anthropic", "hf") else {}
+    # A proxy (openai:/anthropic:/hf: backend) takes the teacher options as collect and teach do.
+    options = TeacherOptions.from_args(args).teacher_kwargs() if kind in ("openai", "anthropic", "hf") else {}
+    if args.no_cache and options:
+        options["cache"] = False
     teacher = make_teacher(args.backend, **options)
     if args.cache_min_tokens < 0:
         raise TripostError(f"--cache-min-tokens must be 0 or more, got {args.cache_min_tokens}")
