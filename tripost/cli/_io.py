@@ -12,7 +12,7 @@ from typing import Any
 from tripost.errors import TripostError
 from tripost.jsonl import open_input, read_jsonl
 
-__all__ = ["add_held_out_flags", "add_student_flags", "check_out_dir", "check_out_file", "check_student_args", "emit", "open_input", "read_jsonl"]
+__all__ = ["add_held_out_flags", "add_student_flags", "check_out_dir", "check_out_file", "check_student_args", "open_student", "emit", "open_input", "read_jsonl"]
 
 
 def add_student_flags(p: argparse.ArgumentParser) -> None:
@@ -24,6 +24,11 @@ def add_student_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--adapter", metavar="DIR", help="a PEFT adapter folder to load on the student")
     p.add_argument("--precision", default="auto", choices=PRECISIONS,
                    help="student weights precision (default auto: bf16 where the device computes it fast, else fp32)")
+    p.add_argument("--engine", default="", metavar="URL",
+                   help="sample on a server instead of in this process: an OpenAI-compatible completions endpoint "
+                        "(tripost serve-student, vLLM), e.g. http://127.0.0.1:8000/v1; its key from $TRIPOST_ENGINE_KEY")
+    p.add_argument("--engine-model", default=None, metavar="NAME",
+                   help="with --engine: the name the server gives the model or adapter to use (default: --student)")
 
 
 def add_held_out_flags(p: argparse.ArgumentParser, *, subset: str, n: int) -> None:
@@ -47,8 +52,26 @@ def check_student_args(args: argparse.Namespace) -> None:
     from tripost.student.spec import parse_spec
 
     parse_spec(args.student)
+    engine = getattr(args, "engine", "")
+    if engine and args.adapter:
+        raise TripostError("with --engine the server holds the adapter: name it with --engine-model, not --adapter")
+    if getattr(args, "engine_model", None) and not engine:
+        raise TripostError("--engine-model goes with --engine URL")
+    if engine and not engine.startswith(("http://", "https://")):
+        raise TripostError(f"--engine {engine!r}: give the server's base URL, e.g. http://127.0.0.1:8000/v1")
     if args.adapter:
         check_adapter_dir(args.adapter)
+
+
+def open_student(args: argparse.Namespace) -> Any:
+    """The student the flags name: loaded here, or served at --engine."""
+    if getattr(args, "engine", ""):
+        from tripost.student.remote import load_remote_student
+
+        return load_remote_student(args.student, args.engine, args.engine_model or args.student)
+    from tripost.student.load import load_student
+
+    return load_student(args.student, precision=args.precision, adapter=args.adapter)
 
 
 def check_out_file(out: str | Path | None, example: str, what: str = "file", overwrite: bool = True) -> None:

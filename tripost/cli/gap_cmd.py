@@ -75,7 +75,7 @@ def cmd_gap(args: argparse.Namespace) -> int:
     from tripost.cli.eval_cmd import load_eval_problems
     from tripost.gap import measure_gap
     from tripost.cli._io import check_out_file, check_student_args
-    from tripost.student.load import load_student
+    from tripost.cli._io import open_student
 
     # Everything a user can get wrong is checked before the model loads.
     cfg = config_from_args(args)
@@ -87,7 +87,10 @@ def cmd_gap(args: argparse.Namespace) -> int:
         from tripost.teachers import TeacherOptions, make_teacher
 
         teacher = make_teacher(cfg.teacher, **TeacherOptions.from_args(args).teacher_kwargs())
-    student = load_student(args.student, precision=args.precision, adapter=args.adapter)
+    if args.engine and cfg.verifier in ("mc", "cot"):
+        # mc reads the verdict word's probability off the model's next-token distribution, here.
+        raise TripostError(f"--verifier {cfg.verifier} needs the model in this process; with --engine use --verifier self or teacher")
+    student = open_student(args)
     try:
         result = measure_gap(student, problems, cfg, teacher=teacher)
     finally:

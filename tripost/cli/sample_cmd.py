@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from typing import Any
 
 from tripost.cli._io import add_student_flags, emit
@@ -46,8 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from tripost.student import PromptFormat, SamplingParams, build_prompts, load_student
-    from tripost.student.generate import LocalBackend
+    from tripost.cli._io import check_student_args, open_student
+    from tripost.student import PromptFormat, SamplingParams, build_prompts
+    from tripost.student.generate import GenerationStats, LocalBackend
     from tripost.tasks import get_task, select_problems
 
     if args.n < 1:
@@ -65,11 +67,18 @@ def cmd_sample(args: argparse.Namespace) -> int:
     fmt = PromptFormat(chat=args.chat)
     # --data rows of another split or subset are left out (tripost.tasks.select).
     problems = select_problems([args.task], split=args.split, subsets=(args.subset,), n=args.n, preset=args.preset, seed=args.seed, data=args.data)
-    student = load_student(args.student, precision=args.precision, adapter=args.adapter)
+    check_student_args(args)
+    student = open_student(args)
     prompts = build_prompts(student.tokenizer, [p.question for p in problems], fmt)
-    backend = LocalBackend(student, batch_size=args.batch_size, progress=True)
-    results = backend.generate(prompts, params)
-    stats = backend.last_stats
+    if args.engine:  # the server samples: its own batching; throughput measured here, end to end
+        t0 = time.perf_counter()
+        results = student.generate(prompts, params)
+        stats = GenerationStats(sequences=sum(len(r) for r in results), tokens=sum(g.n_tokens for r in results for g in r),
+                                seconds=time.perf_counter() - t0)
+    else:
+        backend = LocalBackend(student, batch_size=args.batch_size, progress=True)
+        results = backend.generate(prompts, params)
+        stats = backend.last_stats
 
     as_json = args.json or not sys.stdout.isatty()
     n_correct = 0

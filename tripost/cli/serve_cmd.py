@@ -1,7 +1,8 @@
-"""`tripost serve-teacher`: run a teacher as an OpenAI/Anthropic-shaped HTTP service.
+"""`tripost serve-teacher` and `tripost serve-student`: HTTP services.
 
-A thin verb: the options and the run are tripost.serve.command's, shared
-with `python -m tripost.serve`.
+Thin verbs: serve-teacher's options and run are tripost.serve.command's
+(shared with `python -m tripost.serve`), serve-student's
+tripost.serve.student_server's.
 """
 
 from __future__ import annotations
@@ -28,3 +29,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_arguments(p)
     p.set_defaults(handler=run)
+
+    from tripost.serve import student_server
+
+    s = sub.add_parser(
+        "serve-student",
+        help="serve the student over an OpenAI-compatible completions API (a remote engine, as vLLM)",
+        description=(
+            "Serve a loaded student as POST /v1/completions and GET /v1/models, the subset of the OpenAI "
+            "completions API tripost's remote engine uses (as vLLM serves it). `model` in a request names the "
+            "base model (--name) or the adapter (--adapter DIR, --adapter-name). Point another tripost at it with "
+            "--engine http://HOST:PORT/v1 --engine-model NAME and TRIPOST_ENGINE_KEY set to the token."
+        ),
+    )
+    student_server.add_arguments(s)
+    s.set_defaults(handler=student_server.run)

@@ -123,9 +123,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     check_out_file(args.out, "sharpen.json")
     out = Path(args.out) if args.out else None
 
-    from tripost.student import load_student
+    from tripost.cli._io import open_student
 
-    student = load_student(args.student, precision=args.precision, adapter=args.adapter)
+    student = open_student(args)
     result = accuracy_vs_n(
         student, problems, ns, rewards, config, seed=args.seed, max_subsets=args.max_subsets, n_boot=args.bootstrap,
         allow_train=args.allow_train, progress=not args.json,
@@ -200,9 +200,9 @@ def cmd_data(args: argparse.Namespace) -> int:
         for _ in read_log(out):  # a log we cannot resume is an error now, not after the model loads
             pass
 
-    from tripost.student import load_student
+    from tripost.cli._io import open_student
 
-    student = load_student(args.student, precision=args.precision, adapter=args.adapter)
+    student = open_student(args)
     result = write_sharpen_log(problems, student, out, config, iteration=args.iteration, seed=args.seed, progress=not args.json)
     summary = {**result.to_dict(), "student": student.describe(), "config": config.to_dict(), "task": args.task, "problems": len(problems)}
     if args.json:

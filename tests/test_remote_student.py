@@ -1,0 +1,136 @@
+"""The remote student engine (issue 19, item 4): a student behind an
+OpenAI-compatible completions API (`tripost serve-student`, as vLLM serves
+one), reached through the real `openai` SDK over loopback HTTP. The same
+calls give the same texts and scores as the in-process student."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from tripost.cli import main
+from tripost.errors import TripostError
+from tripost.serve.student_server import start_student_server
+from tripost.student import SamplingParams, build_prompts, load_student
+from tripost.student.remote import KEY_ENV, load_remote_student
+from tripost.tasks import get_task, sample_problems
+
+TOKEN = "test-engine-token-0123456789"
+
+
+@pytest.fixture(scope="module")
+def spec(tiny_model_dir):
+    return f"hf:{tiny_model_dir}"
+
+
+@pytest.fixture(scope="module")
+def local(spec):
+    return load_student(spec, precision="fp32")
+
+
+@pytest.fixture(scope="module")
+def server(local):
+    with start_student_server(local, name="tiny", token=TOKEN) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def remote(spec, server):
+    return load_remote_student(spec, server.url, "tiny", api_key=TOKEN)
+
+
+@pytest.fixture(scope="module")
+def prompts(local):
+    problems = sample_problems(get_task("arithmetic"), n=3, seed=1)
+    return build_prompts(local.tokenizer, [p.question for p in problems])
+
+
+def test_sampling_through_the_server_equals_sampling_here(local, remote, prompts):
+    params = SamplingParams(n=2, temperature=0.8, top_p=0.95, max_new_tokens=12, seed=7)
+    here = local.sample(prompts, params)
+    there = remote.sample(prompts, params)
+    assert [[g.text for g in row] for row in there] == [[g.text for g in row] for row in here]
+    assert [[(g.prompt_index, g.sample_index) for g in row] for row in there] == [[(i, j) for j in range(2)] for i in range(3)]
+    assert all(g.n_tokens > 0 for row in there for g in row)
+    assert [g.text for g in remote.greedy(prompts, max_new_tokens=10)] == [g.text for g in local.greedy(prompts, max_new_tokens=10)]
+
+
+def test_scores_through_the_server_equal_scores_here(local, remote, prompts):
+    conts = ["(1) 1 + 2 = 3.", " So the answer is 4.", ""]
+    for eos in (False, True):
+        here = local.logprobs(prompts, conts, append_eos=eos)
+        there = remote.logprobs(prompts, conts, append_eos=eos)
+        for h, t in zip(here, there):
+            assert t.n_tokens == h.n_tokens
+            assert t.sum == pytest.approx(h.sum, abs=1e-3) and t.mean == pytest.approx(h.mean, abs=1e-3)
+
+
+def test_the_adapter_is_named_per_request(spec, tmp_path):
+    student = load_student(spec, precision="fp32").attach_lora()
+    with torch.no_grad():  # a LoRA that changes the output (B starts at zero)
+        for name, p in student.model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    folder = student.save_adapter(tmp_path / "it1")
+    with_adapter = load_student(spec, precision="fp32", adapter=folder)
+    base = load_student(spec, precision="fp32")
+    prompts = build_prompts(base.tokenizer, ["(1 + 2) =", "(3 - 5) ="])
+    want_adapter = [g.text for g in with_adapter.greedy(prompts, max_new_tokens=8)]
+    want_base = [g.text for g in base.greedy(prompts, max_new_tokens=8)]
+    assert want_adapter != want_base
+    with start_student_server(with_adapter, name="tiny", adapter_name="it1", token=TOKEN) as srv:
+        by_adapter = load_remote_student(spec, srv.url, "it1", api_key=TOKEN)
+        by_base = load_remote_student(spec, srv.url, "tiny", api_key=TOKEN)
+        assert [g.text for g in by_adapter.greedy(prompts, max_new_tokens=8)] == want_adapter
+        assert [g.text for g in by_base.greedy(prompts, max_new_tokens=8)] == want_base
+        assert srv.service.models() == ["tiny", "it1"]
+
+
+def test_wrong_model_key_or_address_is_one_line(spec, server, prompts):
+    with pytest.raises(TripostError, match=r"no model 'it9' there \(model 'it9' not found; this server has tiny\)"):
+        load_remote_student(spec, server.url, "it9", api_key=TOKEN).greedy(prompts[:1], max_new_tokens=2)
+    with pytest.raises(TripostError, match="the key was refused"):
+        load_remote_student(spec, server.url, "tiny", api_key="wrong-token-but-long-enough").greedy(prompts[:1], max_new_tokens=2)
+    with pytest.raises(TripostError, match="cannot connect"):
+        load_remote_student(spec, "http://127.0.0.1:9/v1", "tiny", api_key=TOKEN).greedy(prompts[:1], max_new_tokens=2)
+
+
+def test_the_verbs_run_through_the_engine_unchanged(spec, server, monkeypatch, tmp_path, capsys):
+    """sample, eval and collect with --engine give what they give in process."""
+    monkeypatch.setenv(KEY_ENV, TOKEN)
+    engine = ["--engine", server.url, "--engine-model", "tiny"]
+    sample = ["sample", "--student", spec, "--task", "arithmetic", "--n", "2", "--samples", "2", "--max-new-tokens", "8", "--json"]
+
+    def texts() -> list[str]:
+        lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.strip()]
+        return [x["text"] for x in lines if x["record"] == "attempt"]
+
+    assert main([*sample, "--precision", "fp32"]) == 0
+    here = texts()
+    assert main([*sample, *engine]) == 0
+    assert texts() == here and len(here) == 4
+
+    ev = ["eval", "--student", spec, "--task", "arithmetic", "--n", "2", "--max-turns", "1", "--max-new-tokens", "8", "--json"]
+    assert main([*ev, "--precision", "fp32", "--out", str(tmp_path / "here.json")]) == 0
+    capsys.readouterr()
+    assert main([*ev, *engine, "--out", str(tmp_path / "there.json")]) == 0
+    capsys.readouterr()
+    a, b = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("here", "there"))
+    assert a["metrics"]["total"]["first_accuracy"] == b["metrics"]["total"]["first_accuracy"]
+    assert b["student"]["engine"].endswith("/v1") and b["student"]["engine_model"] == "tiny"
+
+    co = ["collect", "--student", spec, "--task", "arithmetic", "--n", "3", "--source", "rejection", "--max-new-tokens", "8"]
+    assert main([*co, "--precision", "fp32", "--out", str(tmp_path / "c-here")]) == 0
+    assert main([*co, *engine, "--out", str(tmp_path / "c-there")]) == 0
+    capsys.readouterr()
+
+    def turns(run: str) -> list[str]:
+        recs = [json.loads(x) for x in (tmp_path / run / "log.jsonl").read_text().splitlines()]
+        return sorted((r["key"], r["turns"][0]["rationale"]) for r in recs)
+
+    assert turns("c-here") == turns("c-there")
+    # Flags that contradict each other, before anything loads.
+    assert main([*sample, *engine, "--adapter", str(tmp_path)]) == 2
+    assert "name it with --engine-model, not --adapter" in capsys.readouterr().err
