@@ -88,3 +88,195 @@ def test_reuse_keeps_rejection_when_its_config_differs(bl, tmp_path):
     rej["collect"]["temperature"] = 0.3
     assert bl.reuse_finished(src, tmp_path / "new", tri, rej, lambda m: None) == ["tripost/base", "tripost/it0"]
     assert not (tmp_path / "new" / "rejection").exists()
+
+
+def test_reuse_links_an_identical_demo_run(bl, tmp_path):
+    src = old_bench(bl, tmp_path)
+    common = bl.base_overrides(bl.SIZES["quick"], "fp32", 0, "smollm2-135m")
+    cfgs = bl.run_configs(common, [])
+    (src / "demo").mkdir()
+    (src / "demo" / "config.json").write_text(json.dumps(cfgs["demo"]))
+    linked = bl.reuse_finished(src, tmp_path / "new", cfgs["tripost"], cfgs["rejection"], lambda m: None, demo_cfg=cfgs["demo"])
+    assert linked == ["tripost/base", "tripost/it0", "rejection", "demo"]
+    other = bl.run_configs(common, ["collect.max_edits=2"])  # the demo takes TriPosT's overrides: a different run
+    assert bl.reuse_finished(src, tmp_path / "new2", other["tripost"], cfgs["rejection"], lambda m: None,
+                             demo_cfg=other["demo"]) == ["tripost/base", "tripost/it0", "rejection"]
+
+
+# ------------------------------------------------ issue 16's new pieces ---
+
+
+def test_the_demo_run_is_tripost_t1_with_the_demo_source(bl):
+    common = bl.base_overrides(bl.SIZES["quick"], "fp32", 0, "smollm2-135m")
+    cfgs = bl.run_configs(common, ["buffer.ratio=[3,1,1]"])
+    tri, demo = cfgs["tripost"], cfgs["demo"]
+    assert tri["collect"]["source"] == "teacher" and tri["loop"]["iterations"] == 2
+    assert demo["collect"]["source"] == "demo" and demo["loop"]["iterations"] == 1 and not demo["student"]["eval_base"]
+    assert demo["buffer"]["ratio"] == [3, 1, 1] == tri["buffer"]["ratio"]  # TriPosT's own overrides apply to its ablation
+    assert demo["train"] == tri["train"] and demo["tasks"] == tri["tasks"] and demo["teacher"] == tri["teacher"]
+    assert cfgs["rejection"]["collect"]["source"] == "rejection"
+
+
+def test_the_curve_trains_sft_gold_on_n_examples_and_measures_the_first_attempt_on_seen(bl):
+    from tripost.loop import resolve_config
+
+    common = bl.base_overrides(bl.SIZES["quick"], "fp32", 3, "smollm2-135m")
+    cfg = resolve_config(None, bl.curve_overrides(common, 96))
+    assert cfg["tasks"]["n_train"] == 96 and cfg["tasks"]["eval_subsets"] == ["seen"] and cfg["seed"] == 3
+    assert cfg["loop"]["iterations"] == 0 and cfg["loop"]["iteration0"] and cfg["eval"]["max_turns"] == 0
+    assert cfg["loop"]["iteration0_epochs"] == bl.SIZES["quick"]["epochs0"]  # trained as sft-gold is
+
+
+def test_new_flags_and_their_errors(bl, capsys):
+    a = bl.parse_args(["--quick", "--seeds", "0,1,1", "--curve", "48,96", "--n-eval", "200"])
+    assert bl.check_args(a) == ([0, 1], [48, 96]) and a.n_eval == 200
+    assert bl.check_args(bl.parse_args([])) == ([0], [])
+    for argv, needle in ((["--seeds", "0,x"], "--seeds takes whole numbers"), (["--curve", "0"], "--curve needs one or more numbers of at least 1"),
+                         (["--n-eval", "0"], "--n-eval must be at least 1"), (["--seeds", ""], "--seeds needs one or more")):
+        assert bl.main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("bench_learning: error: ") and needle in err[0], err
+
+
+N_PER = 10  # problems per task and subset in the synthetic evaluations
+
+
+def save_eval(path, outcome):
+    """An eval.json (+ transcripts) as tripost.evaluate writes it, for 2 tasks
+    x 2 subsets x N_PER problems; `outcome(i)` -> (first, final) of problem i."""
+    from tripost.evaluate import EvalConfig, EvalRecord, EvalResult, compute_metrics
+
+    recs = []
+    i = 0
+    for fam in ("arithmetic", "word_sorting"):
+        for subset in ("seen", "unseen"):
+            for k in range(N_PER):
+                first, final = outcome(i)
+                correct = [first] if first == final else [first, final]
+                recs.append(EvalRecord(problem_id=f"{fam}-{subset}-{k}", family=fam, subset=subset, split="test", difficulty="d", question="q",
+                                       gold="1", text="", stop_reason="correct", stop_detail="", n_updates=len(correct) - 1,
+                                       answers=[None] * len(correct), correct=correct))
+                i += 1
+    EvalResult(records=recs, metrics=compute_metrics(recs, n_boot=100), config=EvalConfig(progress=False)).save(path)
+
+
+def fake_bench(bl, root, outcomes):
+    """Run folders with only what the tables read: each method's eval."""
+    where = {"base": "tripost/base/eval", "sft-gold": "tripost/it0/eval", "sft-gold+": "sft-gold-plus/eval", "rejection": "rejection/it2/eval",
+             "tripost-demo": "demo/it1/eval", "tripost-t1": "tripost/it1/eval", "tripost-t2": "tripost/it2/eval"}
+    for method, outcome in outcomes.items():
+        save_eval(root / where[method] / "eval.json", outcome)
+    return bl.methods(root / "tripost", root / "rejection", root / "sft-gold-plus", 2, demo=root / "demo")
+
+
+def half(i):
+    return (i % 2 == 0, i % 2 == 0)
+
+
+def fixes(i):
+    """Right where sft-gold+ is right, and fixes half of the rest by its own revision."""
+    return (i % 2 == 0, i % 2 == 0 or i % 4 == 1)
+
+
+def wrong(i):
+    return (False, False)
+
+
+def test_rows_carry_seed_si_contribution_and_the_paired_interval(bl, tmp_path):
+    ms = fake_bench(bl, tmp_path, {"base": wrong, "sft-gold": wrong, "sft-gold+": half, "rejection": wrong, "tripost-demo": half,
+                               "tripost-t1": half, "tripost-t2": fixes})
+    assert [m["method"] for m in ms] == ["base", "sft-gold", "sft-gold+", "rejection", "tripost-demo", "tripost-t1", "tripost-t2"]
+    rows = bl.rows_of(ms, seed=4)
+    get = {(r["method"], r["task"], r["subset"]): r for r in rows}
+    assert len(rows) == 7 * 3 * 3 and all(r["seed"] == 4 for r in rows)
+    assert get[("sft-gold+", "total", "total")]["paired_ci_vs_sft_gold_plus"] == [0.0, 0.0]
+    assert get[("tripost-t1", "total", "total")]["paired_ci_vs_sft_gold_plus"] == [0.0, 0.0]  # the same answers
+    t2 = get[("tripost-t2", "total", "total")]
+    assert t2["final_acc"] == 0.75 and t2["fix_rate"] == 0.5 and t2["si_contribution"] == 10 / 30
+    lo, hi = t2["paired_ci_vs_sft_gold_plus"]
+    assert 0 < lo < 0.25 < hi
+    assert get[("base", "arithmetic", "seen")]["paired_ci_vs_sft_gold_plus"][1] < 0  # worse on every pair it differs
+    assert get[("base", "total", "total")]["si_contribution"] is None  # nothing right at the end
+
+    v = bl.verdict(rows, 2, seed=4, records=bl.method_records(ms))
+    assert v["met"] is True and v["best"] == "tripost-t2" and v["beats_sft_gold_plus"] and v["fix_target"] and v["beats_tripost_demo"]
+    assert v["paired_ci_vs_tripost_demo"][0] > 0 and v["diff_vs_sft_gold_plus"] == 0.25
+
+    meta = {"size_name": "quick", "command": "x", "device": "cpu", "when": "now", "total_seconds": 60, "size": {"iterations": 2},
+            "student": "s", "precision": "fp32", "seeds": [4]}
+    md = bl.markdown(rows, meta, [v])
+    header = next(line for line in md.splitlines() if line.startswith("| method |"))
+    assert "| vs sft-gold+ |" in header and "| SI |" in header
+    t2_row = next(line for line in md.splitlines() if line.startswith("| tripost-t2 | total |"))
+    assert "+25.0 [+" in t2_row and "| 33.3 |" in t2_row
+    reading = md.split("## Reading")[1]
+    assert "All targets: **MET**" in reading and reading.count("**MET**") == 4
+
+
+def test_the_reading_says_which_target_is_missed(bl, tmp_path):
+    def one_fix(i):  # one wrong first attempt of 20 fixed: 5%, below the bar
+        return (i % 2 == 0, i % 2 == 0 or i == 1)
+
+    ms = fake_bench(bl, tmp_path, {"sft-gold+": half, "tripost-demo": fixes, "tripost-t1": one_fix, "tripost-t2": half})
+    rows = bl.rows_of(ms, seed=0)
+    v = bl.verdict(rows, 2, seed=0, records=bl.method_records(ms))
+    assert v["best"] == "tripost-t1" and v["tripost_fix_rate"] == 1 / 20
+    assert v["met"] is False and v["fix_target"] is False and v["beats_tripost_demo"] is False
+    assert v["beats_sft_gold_plus"] is False  # +2.5 points, the interval reaches 0
+    lines = bl.reading(v)
+    assert "All targets: **NOT MET**" in lines[0]
+    assert lines[1].startswith("  1. Above sft-gold+") and "**NOT MET**" in lines[1]
+    assert lines[2].startswith("  2. Fix rate at least 10%") and "**NOT MET**" in lines[2] and "fix 5.0%" in lines[2]
+    assert lines[3].startswith("  3. Beats tripost-demo: **NOT MET**")
+    # No demo row: the third target, and so the whole, is not decided.
+    no_demo = [r for r in rows if r["method"] != "tripost-demo"]
+    v2 = bl.verdict(no_demo, 2, seed=0)
+    assert v2["beats_tripost_demo"] is None and v2["met"] is False  # one target already missed
+    assert bl._all([True, None, True]) is None and bl._all([True, True]) is True
+    assert bl.verdict([r for r in rows if r["method"] != "sft-gold+"], 2)["met"] is None
+
+
+def test_several_seeds_are_rows_of_their_own(bl, tmp_path):
+    rows = []
+    verdicts = []
+    for seed, t2 in ((0, fixes), (1, half)):
+        ms = fake_bench(bl, tmp_path / f"seed{seed}", {"sft-gold+": half, "tripost-demo": half, "tripost-t1": half, "tripost-t2": t2})
+        seed_rows = bl.rows_of(ms, seed=seed)
+        rows += seed_rows
+        verdicts.append(bl.verdict(seed_rows, 2, seed=seed))
+    assert [v["met"] for v in verdicts] == [True, False]
+    assert bl.verdict(rows, 2, seed=1)["met"] is False  # a seed's verdict reads its own rows only
+    meta = {"size_name": "default", "command": "x", "device": "cpu", "when": "now", "total_seconds": 60, "size": {"iterations": 2},
+            "student": "s", "precision": "fp32", "seeds": [0, 1]}
+    md = bl.markdown(rows, meta, verdicts)
+    assert "seeds 0, 1 (one whole comparison per seed; nothing pooled)" in md
+    assert next(line for line in md.splitlines() if line.startswith("| seed |")).startswith("| seed | method |")
+    assert "Seed 0: best TriPosT iteration" in md and "Seed 1: best TriPosT iteration" in md
+    assert "Over the seeds: NOT MET (1 of 2 seeds meet every target)." in md
+
+
+def test_paired_interval_refuses_different_problems_and_old_evals_still_read(bl, tmp_path):
+    from tripost.errors import TripostError
+
+    save_eval(tmp_path / "a" / "eval.json", half)
+    a = bl.eval_records(tmp_path / "a" / "eval.json")
+    assert len(a) == 4 * N_PER and {"problem_id", "family", "subset", "final_correct"} <= set(a[0])
+    with pytest.raises(TripostError, match="^paired interval: x and y were not evaluated on the same problems"):
+        bl.paired_ci(a, a[:-1], "x and y")
+    assert bl.paired_ci(a, None) is None and bl.eval_records(tmp_path / "nowhere.json") is None
+    # An evaluation made before si_contribution was measured: from its counts.
+    assert bl._si_contribution({"counts": {"fixed": 2, "final_correct": 8}}) == 0.25
+    assert bl._si_contribution({"counts": {"fixed": 0, "final_correct": 0}}) is None
+
+
+def test_curve_rows_read_the_first_attempt_on_seen(bl, tmp_path):
+    save_eval(tmp_path / "eval.json", lambda i: (i % 4 == 0, True))
+    rows = bl.curve_rows(tmp_path / "eval.json", 48, seed=2)
+    assert [(r["task"], r["gold_examples"], r["seed"], r["n"]) for r in rows] == [
+        ("arithmetic", 48, 2, N_PER), ("word_sorting", 48, 2, N_PER), ("total", 48, 2, 2 * N_PER)]
+    assert all(r["first_acc"] == (3 / N_PER if r["task"] != "total" else 6 / (2 * N_PER)) for r in rows)
+    meta = {"size_name": "quick", "command": "x", "device": "cpu", "when": "now", "total_seconds": 1, "size": {"iterations": 2},
+            "student": "s", "precision": "fp32", "seeds": [2]}
+    md = bl.markdown([], meta, [{"seed": 2, "met": None, "why": "missing rows"}], rows)
+    assert "## sft-gold curve" in md and "| 48 | arithmetic | 10 | 30.0 [" in md
+    assert bl.curve_rows(tmp_path / "missing.json", 48, seed=2) == []

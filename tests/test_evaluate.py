@@ -279,6 +279,66 @@ def test_metrics_are_exact_on_hand_made_records():
     assert group_metrics([]) is None
 
 
+def test_si_contribution_is_the_share_of_right_final_answers_the_revision_made():
+    """TriPosT's SI contribution: #(wrong first & right final) / #(right final)."""
+    records = [
+        rec(False, True, True),  # fixed: counts
+        rec(False, True, True),  # fixed: counts
+        rec(True, True, False),  # right at first: not self-improvement's
+        rec(True, True, True),  # revised but right all along: not self-improvement's
+        rec(True, False, True),  # broken: not right at the end
+        rec(False, False, False),
+    ]
+    t = compute_metrics(records, n_boot=300)["total"]
+    assert t["si_contribution"] == 2 / 4
+    assert t["counts"]["fixed"] / t["counts"]["final_correct"] == t["si_contribution"]
+    lo, hi = t["ci"]["si_contribution"]
+    assert 0 <= lo <= 0.5 <= hi <= 1
+    # Nothing right at the end: undefined, not 0.
+    none = group_metrics([rec(False, False, True), rec(True, False, True)], n_boot=50)
+    assert none["si_contribution"] is None and none["ci"]["si_contribution"] is None
+    # Every right answer right at first: 0, a measured value.
+    assert group_metrics([rec(True, True, False), rec(False, False, False)], n_boot=50)["si_contribution"] == 0.0
+
+
+def test_si_contribution_is_in_the_eval_json_and_the_printed_table(tmp_path, capsys):
+    from tripost.cli.eval_cmd import print_table
+
+    script = {
+        "a": [WRONG, " " + FB_STEP1, RIGHT, " " + FB_OK],  # fixed by its own revision
+        "b": [RIGHT, " " + FB_OK],  # right at once
+        "c": [RIGHT, " " + FB_OK],
+    }
+    res = evaluate(Scripted(script, []), [problem(k) for k in script], EvalConfig(progress=False, n_bootstrap=100))
+    path, _ = res.save(tmp_path / "eval.json")
+    saved = json.loads(path.read_text())["metrics"]
+    assert saved["total"]["si_contribution"] == 1 / 3 and saved["by_task"]["qa"]["seen"]["si_contribution"] == 1 / 3
+    assert len(saved["total"]["ci"]["si_contribution"]) == 2
+    print_table(res.summary())
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[-2:] == ["si", "share"]
+    total = next(line for line in lines if line.startswith("total "))
+    assert total.rstrip().endswith("33.3%")
+    assert any("si share: of right final answers" in line for line in lines)
+
+
+def test_the_run_report_shows_si_contribution(tmp_path):
+    from tripost.loop import resolve_config
+    from tripost.report import collect_run, render_markdown
+
+    run = tmp_path / "run"
+    (run / "it1" / "eval").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps(resolve_config(None, [])))
+    records = [rec(False, True, True), rec(True, True, False), rec(True, True, False), rec(True, True, False)]
+    (run / "it1" / "eval" / "eval.json").write_text(json.dumps({"metrics": compute_metrics(records, n_boot=50)}))
+    report = render_markdown(collect_run(run), [])
+    header = next(line for line in report.splitlines() if line.startswith("| iteration | subset |"))
+    assert header.rstrip(" |").endswith("SI contribution")
+    row = next(line for line in report.splitlines() if line.startswith("| it1 | total |"))
+    assert row.split("|")[-2].strip().startswith("25.0%")
+    assert "*SI contribution*" in report
+
+
 def test_score_checks_every_rationale_against_the_gold_answer():
     p = problem("a")
     fake = Scripted({"a": [WRONG, " " + FB_STEP1, RIGHT, " " + FB_OK]}, [])

@@ -134,3 +134,15 @@ def test_the_verbs_run_through_the_engine_unchanged(spec, server, monkeypatch, t
     # Flags that contradict each other, before anything loads.
     assert main([*sample, *engine, "--adapter", str(tmp_path)]) == 2
     assert "name it with --engine-model, not --adapter" in capsys.readouterr().err
+
+
+def test_the_mc_verifier_scores_through_the_engine_as_here(local, remote, prompts):
+    """The verdict words' log-probabilities come from `logprobs` remotely: the
+    same numbers as the in-process forward pass (tripost.verify.mc_logprobs)."""
+    from tripost.verify import mc_logprobs
+
+    verdict = [p + "(1) 1 + 2 = 3.\nVerdict:" for p in prompts]
+    here, there = mc_logprobs(local, verdict), mc_logprobs(remote, verdict)
+    assert len(there) == len(here) == 3
+    for (a, b), (c, d) in zip(here, there):
+        assert c == pytest.approx(a, abs=1e-3) and d == pytest.approx(b, abs=1e-3)

@@ -35,9 +35,9 @@ def test_every_registered_source_has_the_interface():
 
 
 def test_an_unknown_source_is_one_line_listing_the_names():
-    with pytest.raises(TripostError, match=r"^unknown data source 'star'; choose from teacher, rejection, sharpen, guided$"):
+    with pytest.raises(TripostError, match=r"^unknown data source 'star'; choose from teacher, rejection, sharpen, guided, self_verified, demo$"):
         source_class("star")
-    with pytest.raises(TripostError, match=r"unknown collect.source 'star'; choose from teacher, rejection, sharpen, guided"):
+    with pytest.raises(TripostError, match=r"unknown collect.source 'star'; choose from teacher, rejection, sharpen, guided, self_verified, demo"):
         resolve_config(None, ["collect.source=star"])
 
 

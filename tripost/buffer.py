@@ -27,7 +27,8 @@ Steps, in order (TriPosT, Yu et al. 2024, Section 2.2 "Learning"):
    narrowing that Guided Self-Improvement describes (Ding et al. 2024).
 
 The result is a `datasets.Dataset` with columns prompt, completion, kind,
-family, difficulty, subset, problem_id, iteration, n_edits, weight.
+family, difficulty, subset, problem_id, iteration, n_edits, weight (the
+record's own `weight`, times the difficulty weight of step 5).
 """
 
 from __future__ import annotations
@@ -165,15 +166,17 @@ def examples_from_records(records: Sequence[LogRecord], include_gold: bool = Tru
             prompt=p["question"], family=p.get("family", ""), difficulty=str(p.get("difficulty", "")),
             subset=p.get("subset", "seen"), problem_id=p.get("id", ""), iteration=r.iteration,
         )
+        # The record's own weight (self_verified's reweight mode: its verifier
+        # score) goes with its example; the gold example is the task's, weight 1.
         if not r.checked and r.kind == "direct":
             # Trained as the attempt alone, even where an old log carries a closing feedback.
-            examples.append(Example(completion=attempt_text(r.turns[0]["rationale"]), kind="direct", n_edits=0, **base))
+            examples.append(Example(completion=attempt_text(r.turns[0]["rationale"]), kind="direct", n_edits=0, weight=r.weight, **base))
         elif r.kind == "failed" or not r.final_correct:
             dropped["not correct"] += 1
         elif r.kind == "direct":
-            examples.append(Example(completion=trajectory_text(r.turns[:1]), kind="direct", n_edits=0, **base))
+            examples.append(Example(completion=trajectory_text(r.turns[:1]), kind="direct", n_edits=0, weight=r.weight, **base))
         else:
-            examples.append(Example(completion=trajectory_text(r.turns), kind="improvement", n_edits=len(r.turns) - 1, **base))
+            examples.append(Example(completion=trajectory_text(r.turns), kind="improvement", n_edits=len(r.turns) - 1, weight=r.weight, **base))
         if include_gold and p.get("rationale") and p.get("id") not in gold_seen:
             gold_seen.add(p.get("id"))
             examples.append(Example(completion=trajectory_text([{"rationale": p["rationale"]}]), kind="gold", n_edits=0, **{**base, "iteration": r.iteration}))
@@ -210,8 +213,9 @@ def _draw(pool: list[Example], k: int, cfg: BufferConfig, rng: random.Random) ->
                     chosen += rest[: k - len(chosen)]
                     break
     sizes = Counter(e.difficulty for e in chosen)
-    for e in chosen:
-        e.weight = 1.0 if cfg.difficulty_mode == "plain" else len(chosen) / (len(sizes) * sizes[e.difficulty])
+    if cfg.difficulty_mode != "plain":
+        for e in chosen:  # times the record's own weight, which it must not overwrite
+            e.weight *= len(chosen) / (len(sizes) * sizes[e.difficulty])
     return chosen
 
 
@@ -295,6 +299,73 @@ def build_buffer(records: Sequence[LogRecord], cfg: BufferConfig | None = None, 
         "buffer": dict(Counter(e.difficulty for e in chosen)),
     }
     return chosen, stats
+
+
+@dataclass
+class PreferencePair:
+    """One (chosen, rejected) pair for preference optimisation
+    (tripost.train_dpo): the problem's question and two attempts, each as its
+    training text (the attempt alone, `attempt_text`)."""
+
+    prompt: str
+    chosen: str
+    rejected: str
+    problem_id: str = ""
+    family: str = ""
+    iteration: int = 0
+
+
+def preference_pairs(records: Sequence[LogRecord], cfg: BufferConfig | None = None) -> tuple[list[PreferencePair], BufferStats]:
+    """The pairs of the records that carry one (`rejected`: RLHF-sharpening),
+    after retention, the length limit and dedupe on (question, chosen,
+    rejected); the same stats file as the SFT buffer, kinds counted as
+    `pair`."""
+    cfg = cfg or BufferConfig()
+    stats = BufferStats(records=len(records))
+    kept = retain(records, cfg)
+    stats.retained = len(kept)
+    pairs: list[PreferencePair] = []
+    dropped: Counter = Counter()
+    seen: set[tuple[str, str, str]] = set()
+    for r in kept:
+        if r.rejected is None or not r.turns:
+            dropped["no pair"] += 1
+            continue
+        p = r.problem
+        pair = PreferencePair(prompt=p["question"], chosen=attempt_text(r.turns[0]["rationale"]), rejected=attempt_text(r.rejected["rationale"]),
+                              problem_id=p.get("id", ""), family=p.get("family", ""), iteration=r.iteration)
+        if len(pair.prompt) + max(len(pair.chosen), len(pair.rejected)) > cfg.max_chars:
+            dropped["too long"] += 1
+            continue
+        key = (_normalise(pair.prompt), _normalise(pair.chosen), _normalise(pair.rejected))
+        if cfg.dedupe and key in seen:
+            dropped["duplicate"] += 1
+            continue
+        seen.add(key)
+        pairs.append(pair)
+    stats.by_kind_before = stats.by_kind_after = {"pair": len(pairs)}
+    stats.by_task_after = dict(Counter(pp.family for pp in pairs))
+    difficulty = {r.problem.get("id", ""): str(r.problem.get("difficulty", "")) for r in kept}
+    stats.difficulty = {
+        "pool": dict(Counter(difficulty.values())),
+        "collected": dict(Counter(str(r.problem.get("difficulty", "")) for r in kept if r.rejected is not None)),
+        "buffer": dict(Counter(difficulty.get(pp.problem_id, "") for pp in pairs)),
+    }
+    stats.dropped = dict(dropped)
+    return pairs, stats
+
+
+def save_preference_buffer(pairs: Sequence[PreferencePair], stats: BufferStats, out: str | Path) -> Path:
+    """The pairs as a `datasets.Dataset` (prompt, chosen, rejected, ...) in
+    OUT/dataset and the stats in OUT/stats.json, like `save_buffer`."""
+    import datasets
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cols = list(PreferencePair.__dataclass_fields__)
+    datasets.Dataset.from_dict({c: [getattr(x, c) for x in pairs] for c in cols}).save_to_disk(str(out / "dataset"))
+    atomic_write_json(out / "stats.json", stats.to_dict(), sort_keys=True, ensure_ascii=True)
+    return out
 
 
 def to_dataset(examples: Sequence[Example]):

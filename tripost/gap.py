@@ -45,29 +45,30 @@ kept (their terms are 0: no filter can help there); `all_wrong` counts them
 all. 95% percentile-bootstrap intervals resample problems
 (tripost.stats.bootstrap_interval).
 
-Verifiers (`GapConfig.verifier`), each a score per sample:
+Verifiers (`GapConfig.verifier`), each a score per sample; the student's own
+(``mc``, ``self``, ``cot``) and the filters are tripost/verify.py's, where
+the self-verified data source (tripost/sources/selfverify.py) uses them too:
 
 - ``mc`` (after the paper's multiple-choice verification): after its own
   answer (the sample's last rationale, without any feedback the student wrote
   about it) the student is asked whether it is correct, and the score is
-  p(Correct) / (p(Correct) + p(Incorrect)) from its own probabilities; see
-  `verify_prompt` and `mc_logprobs` (one batched forward pass; each word's
-  full-sequence log-probability, as " Incorrect" is two tokens).
+  p(Correct) / (p(Correct) + p(Incorrect)) from its own probabilities.
 - ``self``: the student's own closing feedback in the sample: 1.0 when its
-  last feedback says "The final response is also correct.", else 0.0 (also
-  when it wrote no feedback at all, as an untrained student does).
+  last feedback says "The final response is also correct.", else 0.0.
+- ``cot`` (after the paper's chain-of-thought verification): the student
+  first writes a short verification of its last rationale (greedy, at most
+  `cot_max_new_tokens` tokens), and the score is the ``mc`` score of the
+  verdict word read after it.
 - ``teacher``: the configured teacher's feedback on the final answer (1.0 when
   it finds no error); with the scripted teacher this is an oracle, an upper
   bound for the filter.
 
-Filters (`GapConfig.filter`):
-
-- ``quantile``: per problem, keep the samples whose score is >= the
-  ceil(q*N)-th largest score of that problem (q = `quantile`, the share kept,
-  default 0.5). Ties at the cut are all kept, so a verifier that scores every
-  sample alike keeps everything and shows a gap of exactly 0.
-- ``threshold``: keep the samples with score >= t (`threshold`, default 0.5);
-  a problem can then keep nothing.
+Filters (`GapConfig.filter`): ``quantile`` keeps, per problem, the samples
+whose score is >= the ceil(q*N)-th largest score of that problem (q =
+`quantile`, the share kept, default 0.5; ties at the cut are all kept, so a
+verifier that scores every sample alike keeps everything and shows a gap of
+exactly 0); ``threshold`` keeps the samples with score >= t (`threshold`,
+default 0.5; a problem can then keep nothing).
 
 The verifier's quality against correctness, pooled over all samples, is
 reported as well: AUROC (the probability that a random right sample scores
@@ -80,7 +81,6 @@ The loop calls `gap_for_run(student, problems, cfg, out=...)`; the CLI verb is
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -93,12 +93,16 @@ from tripost.errors import TripostError
 from tripost.student.generate import DEFAULT_BATCH
 from tripost.stats import bootstrap_interval
 from tripost.fileio import atomic_write_json
-from tripost.format import parse_feedback, parse_rationale, parse_trajectory
 from tripost.tasks.base import Problem
+# The verifiers and filters live in tripost.verify (layer 4), where the
+# self-verified data source can use them too; their names stay importable
+# from here.
+from tripost.verify import (FILTERS, final_rationale, keep_mask, keep_quantile, keep_threshold, mc_logprobs, mc_scores, score_samples,
+                            self_score, verify_prompt)
+from tripost.verify import VERIFIERS as STUDENT_VERIFIERS
 
 SCHEMA = "tripost.gap/1"
-VERIFIERS = ("mc", "self", "teacher")
-FILTERS = ("quantile", "threshold")
+VERIFIERS = (*STUDENT_VERIFIERS, "teacher")  # the student's own (tripost.verify), and the teacher
 
 
 @dataclass(frozen=True)
@@ -112,7 +116,9 @@ class GapConfig:
     object is passed to `measure_gap`.
     mc_template / mc_prefix / mc_words: the ``mc`` verification prompt (a file
     under prompts/), the text the student's verdict turn starts with, and the
-    two verdict continuations (correct first).
+    two verdict continuations (correct first; ``cot`` reads the same words).
+    cot_template / cot_max_new_tokens: the ``cot`` prompt and the length
+    bound of the verification the student writes before its verdict.
     """
 
     samples: int = 8
@@ -130,6 +136,8 @@ class GapConfig:
     mc_template: str = "verify_mc.txt"
     mc_prefix: str = "Verdict:"
     mc_words: tuple[str, str] = (" Correct", " Incorrect")
+    cot_template: str = "verify_cot.txt"
+    cot_max_new_tokens: int = 96
     n_bootstrap: int = 1000
     confidence: float = 0.95
     allow_train: bool = False
@@ -148,7 +156,7 @@ class GapConfig:
             raise TripostError(f"threshold must be in [0, 1] (scores are probabilities), got {self.threshold}")
         if self.temperature <= 0:
             raise TripostError(f"temperature must be > 0: the gap needs {self.samples} different samples per problem")
-        for name in ("max_new_tokens", "batch_size", "score_batch_size", "n_bootstrap"):
+        for name in ("max_new_tokens", "batch_size", "score_batch_size", "n_bootstrap", "cot_max_new_tokens"):
             if getattr(self, name) < 1:
                 raise TripostError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not 0 < self.confidence < 1:
@@ -174,34 +182,6 @@ class GapConfig:
         d = asdict(self)
         d["mc_words"] = list(self.mc_words)
         return d
-
-
-# ------------------------------------------------------------------ filters ---
-
-
-def keep_quantile(scores: Sequence[float], q: float) -> list[bool]:
-    """Keep the samples scoring >= the ceil(q*N)-th largest score (ties kept)."""
-    if not 0 < q <= 1:
-        raise TripostError(f"quantile must be in (0, 1], got {q}")
-    if not scores:
-        return []
-    # 1e-9: in floats 0.3 * 10 is 3.0000000000000004, and ceil must still give 3.
-    k = max(1, math.ceil(q * len(scores) - 1e-9))
-    cut = sorted(scores, reverse=True)[k - 1]
-    return [s >= cut for s in scores]
-
-
-def keep_threshold(scores: Sequence[float], t: float) -> list[bool]:
-    """Keep the samples scoring >= t."""
-    return [s >= t for s in scores]
-
-
-def keep_mask(scores: Sequence[float], filter: str, quantile: float = 0.5, threshold: float = 0.5) -> list[bool]:
-    if filter == "quantile":
-        return keep_quantile(scores, quantile)
-    if filter == "threshold":
-        return keep_threshold(scores, threshold)
-    raise TripostError(f"unknown filter {filter!r}; choose from {', '.join(FILTERS)}")
 
 
 # ------------------------------------------------------------------ metrics ---
@@ -371,107 +351,6 @@ def gap_metrics(
     return metrics, rows, kept
 
 
-# ------------------------------------------------------------- verification ---
-
-
-def verify_prompt(tokenizer: Any, question: str, attempt: str, config: GapConfig | None = None, fmt: Any = None) -> str:
-    """The ``mc`` verification prompt: the student's own problem prompt, its
-    answer as its own turn, then the question of prompts/verify_mc.txt as the
-    next user turn, and the start of its reply (`mc_prefix`, "Verdict:"), so
-    the next words are the verdict. Without a chat template the same parts
-    follow each other as plain text."""
-    from tripost.paths import read_prompt
-    from tripost.student.prompt import PromptFormat, render_chat, render_instruction
-
-    cfg = config or GapConfig()
-    fmt = fmt or PromptFormat()
-    ask = read_prompt(cfg.mc_template).strip()
-    turns = [render_instruction(question, fmt.template).rstrip("\n"), attempt.strip(), ask]
-    return render_chat(tokenizer, turns, fmt) + cfg.mc_prefix
-
-
-def mc_logprobs(
-    student: Any, prompts: Sequence[str], words: tuple[str, str] = (" Correct", " Incorrect"), *, batch_size: int = 16, progress: bool = False
-) -> list[tuple[float, float]]:
-    """(log p(words[0] | prompt), log p(words[1] | prompt)) for every prompt:
-    the full-sequence log-probability of each word's tokens (a word can be
-    several tokens: SmolLM2 spells " Incorrect" as " Inc" + "orrect").
-
-    One batched forward pass over the prompts. When the shorter word's tokens
-    but its last one are a prefix of the longer word's tokens (always so when
-    the shorter word is one token, as " Correct" is), a single sequence
-    prompt + longer word holds both: the longer word's log-probability is the
-    sum over its tokens, and the shorter one's is the same sum over its first
-    tokens plus the log-probability of its own last token at the position
-    where it would come. Otherwise both continuations are scored with
-    `tripost.student.logprob.sequence_logprobs` in one call (two sequences a
-    prompt). Tokenisation matches sequence_logprobs: the prompt as for
-    generation, each word on its own without special tokens."""
-    tok = student.tokenizer
-    ids = [tok(w, add_special_tokens=False)["input_ids"] for w in words]
-    if not ids[0] or not ids[1]:
-        raise TripostError(f"verdict words {words!r} must each tokenize to at least one token")
-    long_i = 0 if len(ids[0]) >= len(ids[1]) else 1
-    longer, shorter = ids[long_i], ids[1 - long_i]
-    if shorter[:-1] != longer[: len(shorter) - 1] or ids[0] == ids[1]:
-        from tripost.student.logprob import sequence_logprobs
-
-        m = len(prompts)
-        scores = sequence_logprobs(student, list(prompts) * 2, [words[0]] * m + [words[1]] * m, batch_size=batch_size, progress=progress)
-        return [(scores[i].sum, scores[m + i].sum) for i in range(m)]
-    pairs = _shared_pass(student, prompts, longer, shorter, batch_size, progress)
-    return [(lp_long, lp_short) if long_i == 0 else (lp_short, lp_long) for lp_long, lp_short in pairs]
-
-
-def _shared_pass(student: Any, prompts: Sequence[str], longer: list[int], shorter: list[int], batch_size: int, progress: bool) -> list[tuple[float, float]]:
-    import torch
-
-    from tripost.student.logprob import logprob_batches
-    from tripost.student.tokens import encode_prompt
-
-    pairs = [(encode_prompt(student.tokenizer, p), longer) for p in prompts]
-    out: list[tuple[float, float] | None] = [None] * len(pairs)
-    c, s = len(longer), len(shorter)
-    long_t = torch.tensor(longer, dtype=torch.long)
-    for batch, logp in logprob_batches(student, pairs, batch_size=batch_size, progress=progress, desc="verifying"):
-        # Every row continues with the longer word: all c positions predict its tokens.
-        tok_lp = logp.gather(-1, long_t.expand(len(batch), c).unsqueeze(-1)).squeeze(-1).double()
-        lp_long = tok_lp.sum(-1)
-        lp_short = tok_lp[:, : s - 1].sum(-1) + logp[:, s - 1, shorter[-1]].double()
-        for r, k in enumerate(batch):
-            out[k] = (float(lp_long[r]), float(lp_short[r]))
-    return [x for x in out if x is not None]
-
-
-def mc_scores(student: Any, prompts: Sequence[str], words: tuple[str, str] = (" Correct", " Incorrect"), *, batch_size: int = 16) -> list[float]:
-    """p(words[0]) / (p(words[0]) + p(words[1])) per verification prompt, from
-    `mc_logprobs`; computed as sigmoid(lp0 - lp1), which cannot overflow."""
-    return [_sigmoid(a - b) for a, b in mc_logprobs(student, prompts, words, batch_size=batch_size)]
-
-
-def _sigmoid(x: float) -> float:
-    if x >= 0:
-        return 1.0 / (1.0 + math.exp(-x))
-    e = math.exp(x)
-    return e / (1.0 + e)
-
-
-def self_score(sample_text: str) -> float:
-    """1.0 when the sample's last turn carries feedback that says its final
-    response is correct (tripost.format.parse_feedback), else 0.0."""
-    turns = parse_trajectory(sample_text).turns
-    if not turns or turns[-1].feedback is None:
-        return 0.0
-    fb = parse_feedback(turns[-1].feedback, parse_rationale(turns[-1].rationale).n_steps)
-    return 1.0 if fb is not None and fb.is_correct else 0.0
-
-
-def final_rationale(sample_text: str) -> str:
-    """The last rationale the student wrote in a sample (its final answer)."""
-    turns = parse_trajectory(sample_text).turns
-    return turns[-1].rationale if turns else ""
-
-
 # ------------------------------------------------------------------- result ---
 
 
@@ -562,17 +441,15 @@ def measure_gap(student: Any, problems: Sequence[Problem], config: GapConfig | N
 
     t1 = time.perf_counter()
     details: list[list[dict[str, Any]]] = [[{} for _ in row] for row in generations]
-    if cfg.verifier == "mc":
+    if cfg.verifier in STUDENT_VERIFIERS:
+        # mc and cot judge the last rationale; self reads the student's own closing feedback.
         flat = [(i, j) for i, row in enumerate(finals) for j in range(len(row))]
-        vprompts = [verify_prompt(student.tokenizer, problems[i].question, finals[i][j], cfg) for i, j in flat]
-        lps = mc_logprobs(student, vprompts, cfg.mc_words, batch_size=cfg.score_batch_size, progress=cfg.progress)
-        flat_scores = [_sigmoid(a - b) for a, b in lps]
+        flat_scores, flat_details = score_samples(student, [problems[i].question for i, _ in flat], [finals[i][j] for i, j in flat],
+                                                  [generations[i][j].text for i, j in flat], cfg)
         scores = [[0.0] * len(row) for row in finals]
-        for (i, j), sc, (a, b) in zip(flat, flat_scores, lps):
+        for (i, j), sc, d in zip(flat, flat_scores, flat_details):
             scores[i][j] = sc
-            details[i][j] = {"logp_correct": a, "logp_incorrect": b}
-    elif cfg.verifier == "self":
-        scores = [[self_score(g.text) for g in row] for row in generations]
+            details[i][j] = d
     else:
         items = [(p, f) for p, row in zip(problems, finals) for f in row]
         many = getattr(teacher, "feedback_many", None)

@@ -13,6 +13,7 @@ iteration): resuming skips every key already in the log.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -23,7 +24,7 @@ from tripost.errors import InputError, TripostError
 
 SCHEMA = "tripost.log/1"
 KINDS = ("improvement", "direct", "failed")
-SOURCES = ("teacher", "rejection", "sharpen", "guided")
+SOURCES = ("teacher", "rejection", "sharpen", "guided", "self_verified", "demo")
 
 
 @dataclass
@@ -46,7 +47,12 @@ class LogRecord:
     # Who made the trajectory: `teacher` (TriPosT's interactive editing),
     # `rejection` (the student's own correct samples, no teacher: STaR/LMSI),
     # `sharpen` (the student's own best-of-N by its likelihood: SFT-sharpening),
-    # `guided` (a guided round of Guided Self-Improvement; `guide` says how).
+    # `guided` (a guided round of Guided Self-Improvement; `guide` says how),
+    # `self_verified` (the student's own samples kept or weighed by its own
+    # verifier, no gold answer: Song et al. 2024; tripost.sources.selfverify),
+    # `demo` (a corrupted gold rationale corrected by the teacher, no student
+    # attempt: TriPosT's learn-from-demonstrations ablation; `guide` holds the
+    # corrupted step, tripost.sources.demo).
     source: str = "teacher"
     guide: dict[str, Any] | None = None
     # Whether a check (the gold answer, the teacher) stands behind `kind`. An
@@ -54,6 +60,15 @@ class LogRecord:
     # trained whether right or not, and as the attempt alone: no closing
     # "also correct" verdict, which nothing made (tripost.buffer).
     checked: bool = True
+    # How much the record counts in training: the buffer carries it into the
+    # example's weight (tripost.buffer), which multiplies its loss when
+    # train.use_example_weight is on. 1 unless a source weighs its records
+    # (self_verified's reweight mode: the verifier's score).
+    weight: float = 1.0
+    # A preference pair's other side (RLHF-sharpening: the student's lowest
+    # rated sample, {"rationale", "logprob", "mean_logprob", ...}); `turns[0]`
+    # is the chosen one. None: no pair (tripost.buffer.preference_pairs).
+    rejected: dict[str, Any] | None = None
     schema: str = SCHEMA
 
     def to_json(self) -> str:
@@ -77,7 +92,8 @@ REQUIRED = ("key", "problem", "kind", "turns", "final_correct", "stop_reason")
 _TOP_TYPES: dict[str, tuple[type | None, ...]] = {
     "key": (str,), "problem": (dict,), "kind": (str,), "turns": (list,), "final_correct": (bool,),
     "stop_reason": (str,), "sample_index": (int,), "iteration": (int,), "seed": (int,), "config_hash": (str,),
-    "teacher_calls": (list,), "student": (dict,), "source": (str,), "guide": (dict, None), "checked": (bool,), "schema": (str,),
+    "teacher_calls": (list,), "student": (dict,), "source": (str,), "guide": (dict, None), "checked": (bool,), "weight": (float, int), "rejected": (dict, None),
+    "schema": (str,),
 }
 # What readers take from `problem` (the buffer's prompt and grouping, the
 # tasks' `Problem.from_dict`): `question` is required, the rest optional.
@@ -126,6 +142,8 @@ def check_record(d: Any) -> None:
     _check_fields(d, _TOP_TYPES, "field ")
     if d["kind"] not in KINDS:
         raise ValueError(f"unknown kind {d['kind']!r}")
+    if "weight" in d and not (math.isfinite(d["weight"]) and d["weight"] >= 0):
+        raise ValueError(f"field 'weight' must be a finite number >= 0, not {d['weight']!r}")
     if d.get("source", "teacher") not in SOURCES:
         raise ValueError(f"unknown source {d['source']!r}")
     if "question" not in d["problem"]:
@@ -137,6 +155,8 @@ def check_record(d: Any) -> None:
         _check_fields(t, _TURN_TYPES, f"turns[{i}] field ")
     if d["kind"] != "failed" and not d["turns"]:
         raise ValueError(f"a {d['kind']!r} record needs at least one turn")
+    if d.get("rejected") is not None and not isinstance(d["rejected"].get("rationale"), str):
+        raise ValueError("'rejected' must be an object with a 'rationale' string")
     for i, c in enumerate(d.get("teacher_calls", [])):
         if not isinstance(c, dict):
             raise ValueError(f"'teacher_calls[{i}]' must be an object, not {_json_type(c)}")

@@ -31,7 +31,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
-from tripost.buffer import BufferConfig, build_buffer, save_buffer
+from tripost.buffer import BufferConfig, build_buffer, preference_pairs, save_buffer, save_preference_buffer
 from tripost.evaluate import EvalConfig
 from tripost.gap import GapConfig
 from tripost.config import check_types, config_hash, load_config, write_config
@@ -132,8 +132,20 @@ def check_config(cfg: dict[str, Any]) -> None:
         raise TripostError(f"unknown student.sample_precision {cfg['student']['sample_precision']!r}; choose from {', '.join(PRECISIONS)}")
     teacher_options(cfg)
     data_source(cfg)
+    c = cfg["collect"]
+    if c["source"] == "self_verified" and c["verify_mode"] == "reweight" and not cfg["train"]["use_example_weight"]:
+        # The verifier's score is the records' weight, and training reads weights only under this key:
+        # without it the reweight mode would train every sample at weight 1, unfiltered.
+        raise TripostError("collect.source=self_verified with collect.verify_mode=reweight needs train.use_example_weight=true "
+                           "(the verifier's score is the example weight)")
     buffer_config(cfg, 1)
     train = train_config(cfg, None, progress=False)
+    if train.objective == "dpo":
+        c = cfg["collect"]
+        # RLHF-sharpening's pairs are the sharpen source's best and worst samples (tripost.train_dpo).
+        if c["source"] != "sharpen" or c["samples_per_problem"] < 2:
+            raise TripostError(f"train.objective=dpo trains on the sharpen source's (best, worst) pairs: set collect.source=sharpen and "
+                               f"collect.samples_per_problem of 2 or more (now {c['source']}, {c['samples_per_problem']})")
     if cfg["loop"]["iteration0_epochs"]:
         replace(train, epochs=float(cfg["loop"]["iteration0_epochs"]))
     eval_config(cfg, progress=False)
@@ -329,7 +341,7 @@ class Run:
 
         examples = [Example(prompt=p.question, completion=trajectory_text([{"rationale": p.rationale}]), kind="gold", family=p.family,
                             difficulty=p.difficulty, subset=p.subset, problem_id=p.id, iteration=0, n_edits=0) for p in self.train_problems()]
-        cfg = self.train_config(None)
+        cfg = replace(self.train_config(None), objective="sft")  # iteration 0 learns the format from gold: SFT whatever the later objective
         if self.cfg["loop"]["iteration0_epochs"]:
             # Learning the format from gold rationales can need more passes
             # than the later iterations (0 = train.epochs).
@@ -343,8 +355,11 @@ class Run:
         folder = self.it(t) / "collect"
         check_resumable(folder / "log.jsonl")
         source = data_source(self.cfg)
-        student = load_student(self.cfg["student"]["spec"], precision=self.cfg["student"]["sample_precision"], adapter=self.adapter(t - 1))
-        info = {**student.describe(), "sampling": collect_settings(self.cfg).sampling_params(self.cfg["seed"]).to_dict()}
+        student = None
+        info: dict[str, Any] = {}
+        if getattr(source, "needs_student", True):
+            student = load_student(self.cfg["student"]["spec"], precision=self.cfg["student"]["sample_precision"], adapter=self.adapter(t - 1))
+            info = {**student.describe(), "sampling": collect_settings(self.cfg).sampling_params(self.cfg["seed"]).to_dict()}
         job = Job(self.train_problems(), folder / "log.jsonl", iteration=t, seed=self.cfg["seed"], config_hash=self.hash,
                   student_info=info, progress=self.progress)
         summary = source.collect(job, student, self.teacher() if source.needs_teacher else None).to_dict()
@@ -356,6 +371,13 @@ class Run:
     def stage_buffer(self, t: int) -> dict[str, Any]:
         bc = buffer_config(self.cfg, t)
         records = [r for i in range(1, t + 1) for r in read_log(self.it(i) / "collect" / "log.jsonl")]
+        if self.cfg["train"]["objective"] == "dpo":
+            # RLHF-sharpening trains on the student's own (best, worst) pairs of this round (tripost.train_dpo).
+            pairs, stats = preference_pairs([r for r in records if r.iteration == t], bc)
+            if not pairs:
+                raise TripostError(f"iteration {t}: no preference pairs (every problem's samples were alike); see {self.it(t) / 'collect' / 'log.jsonl'}")
+            save_preference_buffer(pairs, stats, self.it(t) / "buffer")
+            return {"examples": len(pairs), "by_kind": stats.by_kind_after}
         examples, stats = build_buffer(records, bc, pool=[p.to_dict() for p in self.train_problems()])
         if not examples and self.cfg["collect"]["source"] != "teacher":
             # Teacher-free data can honestly be empty (no sample was right):
@@ -379,7 +401,13 @@ class Run:
             atomic_write_json(folder / SKIPPED, {"reason": "empty buffer", "adapter": self.adapter(t - 1)}, indent=None, ensure_ascii=True)
             self.say(f"[it{t}/train] nothing to train on (empty buffer): keeping {self.adapter(t - 1) or 'the base student'}")
             return {"steps": 0, "final_loss": None, "tokens": 0, "skipped": True}
-        res = train_sft(self.train_config(self.adapter(t - 1)), load_buffer_dataset(self.it(t) / "buffer"), self.it(t) / "train")
+        cfg = self.train_config(self.adapter(t - 1))
+        if cfg.objective == "dpo":
+            from tripost.train_dpo import train_dpo
+
+            m = train_dpo(cfg, load_buffer_dataset(self.it(t) / "buffer"), self.it(t) / "train")
+            return {"steps": m["steps"], "final_loss": m["final_loss"], "tokens": m["tokens"], "pairs": m["pairs"]}
+        res = train_sft(cfg, load_buffer_dataset(self.it(t) / "buffer"), self.it(t) / "train")
         return {"steps": res.steps, "final_loss": res.final_loss, "tokens": res.tokens}
 
     def stage_eval(self, folder: Path, adapter: str | None) -> dict[str, Any]:

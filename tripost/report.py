@@ -76,7 +76,7 @@ def _plot(data: dict[str, Any], plots: Path) -> list[str]:
         made.append("plots/accuracy.png")
 
         fig, ax = plt.subplots(figsize=(6, 3.5))
-        for key in ("revised_rate", "fix_rate", "break_rate"):
+        for key in ("revised_rate", "fix_rate", "break_rate", "si_contribution"):
             ys = [(m.get("total") or {}).get(key) for _, m in ev]
             ax.plot(names, [y if y is not None else float("nan") for y in ys], marker="o", label=key.replace("_", " "))
         ax.set_ylim(0, 1), ax.set_title("Self-improvement rates (total)"), ax.legend(fontsize=8)
@@ -88,7 +88,7 @@ def _plot(data: dict[str, Any], plots: Path) -> list[str]:
         fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
         names = [n for n, _ in bufs]
         bottom = [0] * len(bufs)
-        for kind in ("improvement", "direct", "gold"):
+        for kind in ("improvement", "direct", "gold", "pair"):  # pair: a DPO round's preference pairs
             ys = [b["by_kind_after"].get(kind, 0) for _, b in bufs]
             axes[0].bar(names, ys, bottom=bottom, label=kind)
             bottom = [a + b for a, b in zip(bottom, ys)]
@@ -127,7 +127,7 @@ def render_markdown(data: dict[str, Any], plots: list[str]) -> str:
     lines += [f"Student `{st.get('spec')}`, teacher `{cfg.get('teacher', {}).get('spec')}`, tasks "
               f"{', '.join(cfg.get('tasks', {}).get('families', []))} (preset `{cfg.get('tasks', {}).get('preset')}`), seed {cfg.get('seed')}. "
               "Evaluation is on held-out test problems; the gold answer is only used for scoring.", ""]
-    lines += ["## Accuracy", "", "| iteration | subset | n | first attempt | final (after self-improvement) | revised | fixed wrong | broke right |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    lines += ["## Accuracy", "", "| iteration | subset | n | first attempt | final (after self-improvement) | revised | fixed wrong | broke right | SI contribution |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in data["iterations"]:
         if not r["eval"]:
             continue
@@ -136,8 +136,11 @@ def render_markdown(data: dict[str, Any], plots: list[str]) -> str:
             if not m:
                 continue
             lines.append(f"| {r['iteration']} | {subset} | {m['n']} | {_pct(m['first_accuracy'])}{_ci(m, 'first_accuracy')} | "
-                         f"{_pct(m['final_accuracy'])}{_ci(m, 'final_accuracy')} | {_pct(m.get('revised_rate'))} | {_pct(m.get('fix_rate'))} | {_pct(m.get('break_rate'))} |")
-    lines += ["", "Intervals are 95% bootstrap intervals (percent). *fixed wrong*: share of wrong first attempts the student's own revision made right; *broke right*: share of right first attempts it made wrong.", ""]
+                         f"{_pct(m['final_accuracy'])}{_ci(m, 'final_accuracy')} | {_pct(m.get('revised_rate'))} | {_pct(m.get('fix_rate'))} | {_pct(m.get('break_rate'))} | "
+                         f"{_pct(m.get('si_contribution'))}{_ci(m, 'si_contribution')} |")
+    lines += ["", "Intervals are 95% bootstrap intervals (percent). *fixed wrong*: share of wrong first attempts the student's own revision made right; *broke right*: share of right first attempts it made wrong; "
+              "*SI contribution*: share of right final answers that were wrong at first and fixed by the student's own revision "
+              "(TriPosT's \"SI. Contrib.\"; — where no final answer is right, or in an evaluation made before it was measured).", ""]
 
     lines += ["## Collection and buffer", "", "| iteration | usable | improvement | direct | failed | teacher calls | cost (USD) | buffer: improvement / direct / gold |", "|---|---:|---:|---:|---:|---:|---:|---|"]
     for r in data["iterations"]:

@@ -214,6 +214,23 @@ def best_of_n(candidates: Sequence[Candidate], reward: str) -> int:
     return int(np.argmax(reward_values(candidates, reward)))  # argmax: first of equal maxima
 
 
+def worst_of_n(candidates: Sequence[Candidate], reward: str, chosen: int) -> int | None:
+    """Index of the candidate `reward` rates lowest, the rejected side of an
+    RLHF-sharpening pair (tripost.train_dpo): among the non-empty candidates
+    whose text differs from the chosen one's (ties: the higher index); None
+    when there is none, so no pair. majority rates a sample by its answer's
+    votes, then its mean log-probability."""
+    if check_reward(reward) == "majority":
+        votes = count_answers(c.answer for c in candidates)
+        keys = [(0 if c.answer is None else votes[str(c.answer)], c.mean_logprob) for c in candidates]
+    else:
+        keys = [(float(v),) for v in reward_values(candidates, reward)]
+    pool = [i for i, c in enumerate(candidates) if c.text and c.text != candidates[chosen].text]
+    if not pool:
+        return None
+    return min(pool, key=lambda i: (keys[i], -i))
+
+
 # ------------------------------------------------------------ expectations ---
 
 
@@ -515,6 +532,7 @@ __all__ = [
     "accuracy_vs_n",
     "attempt_of",
     "best_of_n",
+    "worst_of_n",
     "count_answers",
     "draw_candidates",
     "evaluate_candidates",

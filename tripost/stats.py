@@ -1,4 +1,5 @@
-"""Statistics shared by evaluation, the gap and sharpening: percentile bootstrap.
+"""Statistics shared by evaluation, the gap, sharpening and the benchmarks:
+percentile bootstrap, also paired (two methods on the same problems).
 
 A base module (no tripost imports beyond errors), so the stages that report
 intervals need not import each other.
@@ -32,6 +33,26 @@ def bootstrap_interval(
     return percentile_interval(stat(x[idx]), confidence)
 
 
+def paired_bootstrap_interval(
+    a: Sequence[float] | np.ndarray,
+    b: Sequence[float] | np.ndarray,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> tuple[float, float] | None:
+    """Percentile-bootstrap interval of mean(a - b), where `a[i]` and `b[i]`
+    are two methods' scores (0/1 or floats) on the same problem i: the
+    problems are resampled together, so the interval is of the difference on
+    the same problems, not of two independent means (usually wider: what the
+    problems' difficulty adds to both cancels in a - b). None when there are no
+    problems; lengths that differ are an error (the pairing would be wrong)."""
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if x.ndim != 1 or y.ndim != 1 or x.shape[0] != y.shape[0]:
+        raise TripostError(f"paired bootstrap: a and b must be per-problem lists of one length, got {x.shape} and {y.shape}")
+    return bootstrap_interval(x - y, n_boot=n_boot, seed=seed, confidence=confidence)
+
+
 def resample_index(n: int, n_boot: int, seed: int) -> np.ndarray:
     """`n_boot` resamples (with replacement) of the indices 0..n-1, seeded."""
     if n_boot < 1:
@@ -52,4 +73,4 @@ def percentile_interval(stats: np.ndarray, confidence: float) -> tuple[float, fl
     return (float(lo), float(hi))
 
 
-__all__ = ["bootstrap_interval", "percentile_interval", "resample_index"]
+__all__ = ["bootstrap_interval", "paired_bootstrap_interval", "percentile_interval", "resample_index"]

@@ -81,6 +81,7 @@ CONFIG_FILE = "train_config.json"
 METRICS_FILE = "train_metrics.json"
 CHECKPOINTS = "checkpoints"
 MODES = ("auto", "lora", "full")
+OBJECTIVES = ("sft", "dpo")
 # mode auto: full fine-tuning on a CPU while the weights, their gradients and
 # AdamW's two moments (16 bytes a parameter in fp32) take at most this share
 # of the free memory. Measured on the embedded student (docs/benchmarks/train.md,
@@ -214,6 +215,15 @@ class TrainConfig:
     # ("tensorboard", "tensorboard,wandb"); tensorboard writes under OUT/logs.
     report_to: str = "none"
 
+    # What the loss is: "sft", weighted SFT on the buffer (TriPosT); "dpo",
+    # preference optimisation on (chosen, rejected) pairs with a KL pull to the
+    # reference model of strength `dpo_beta` (Rafailov et al. 2023, through
+    # TRL's DPOTrainer; tripost/train_dpo.py): RLHF-sharpening when the pairs
+    # are the student's own best and worst samples by its own likelihood
+    # (Huang et al. 2024).
+    objective: str = "sft"
+    dpo_beta: float = 0.1
+
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise TripostError(f"unknown train mode {self.mode!r}; choose from {', '.join(MODES)}")
@@ -251,6 +261,10 @@ class TrainConfig:
         if self.pad_to_multiple_of is not None and self.pad_to_multiple_of < 1:
             raise TripostError("pad_to_multiple_of must be >= 1")
         report_targets(self.report_to)  # a bad name or a missing package: one line now, not after loading
+        if self.objective not in OBJECTIVES:
+            raise TripostError(f"unknown train objective {self.objective!r}; choose from {', '.join(OBJECTIVES)}")
+        if not (isinstance(self.dpo_beta, (int, float)) and not isinstance(self.dpo_beta, bool) and self.dpo_beta > 0):
+            raise TripostError(f"dpo_beta must be a number > 0, got {self.dpo_beta!r}")
         self.target_modules = list(self.target_modules)
         if self.adapter is not None:
             self.adapter = str(self.adapter)
@@ -1189,8 +1203,6 @@ def train_sft(config: TrainConfig, dataset: "datasets.Dataset", out_dir: str | P
     data position and RNG states included)."""
     import torch
 
-    from tripost.student.load import ADAPTER_META
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     run = prepare_run(config, dataset, out, callbacks)
@@ -1232,16 +1244,26 @@ def train_sft(config: TrainConfig, dataset: "datasets.Dataset", out_dir: str | P
         processes=int(trainer.args.world_size),
     )
     if trainer.is_world_process_zero():
-        meta = {"student": str(student.spec), "precision": student.precision, "kind": setup.mode, "continued_from": str(student.adapter) if student.adapter else None}
-        (out / ADAPTER_META).write_text(json.dumps(meta, indent=2) + "\n")
-        stale = out / "training_args.bin"  # Trainer.save_model's pickle: not part of an adapter folder
-        if stale.exists():
-            stale.unlink()
-        if not config.keep_checkpoints:
-            shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
-        # Its presence means "finished" (is_trained): it must never be half-written.
-        atomic_write_text(out / METRICS_FILE, json.dumps(result.to_dict(), indent=2) + "\n")
+        finish_folder(out, student, setup.mode, config, result.to_dict())
     return result
+
+
+def finish_folder(out: Path, student: Any, mode: str, config: TrainConfig, metrics: dict[str, Any]) -> None:
+    """What makes a trained folder loadable and finished, after the trainer
+    saved the weights and the tokenizer: the student's metadata (which base,
+    adapter or full weights), no stray trainer pickle, checkpoints dropped
+    unless kept, and train_metrics.json last."""
+    from tripost.student.load import ADAPTER_META
+
+    meta = {"student": str(student.spec), "precision": student.precision, "kind": mode, "continued_from": str(student.adapter) if student.adapter else None}
+    (out / ADAPTER_META).write_text(json.dumps(meta, indent=2) + "\n")
+    stale = out / "training_args.bin"  # Trainer.save_model's pickle: not part of an adapter folder
+    if stale.exists():
+        stale.unlink()
+    if not config.keep_checkpoints:
+        shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
+    # Its presence means "finished" (is_trained): it must never be half-written.
+    atomic_write_text(out / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
 
 
 def is_trained(out_dir: str | Path) -> bool:

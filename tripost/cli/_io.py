@@ -69,7 +69,7 @@ def open_student(args: argparse.Namespace) -> Any:
         from tripost.student.remote import load_remote_student
 
         return load_remote_student(args.student, args.engine, args.engine_model or args.student)
-    from tripost.student.load import load_student
+    from tripost.student import load_student
 
     return load_student(args.student, precision=args.precision, adapter=args.adapter)
 

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from tripost.buffer import KIND_ORDER, BufferConfig, BufferStats, build_buffer, save_buffer
+from tripost.buffer import KIND_ORDER, BufferConfig, BufferStats, build_buffer, preference_pairs, save_buffer, save_preference_buffer
 from tripost.errors import TripostError
 from tripost.cli._io import check_out_dir
 from tripost.log import SKIP_HINT, read_log
@@ -51,6 +51,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("logs", nargs="+", metavar="LOG", help="interaction log files (JSON lines)")
     b.add_argument("--out", required=True, metavar="DIR", help="output folder: DIR/dataset (Arrow) and DIR/stats.json")
     b.add_argument("--json", action="store_true", help="print the stats as JSON instead of a table")
+    b.add_argument("--pairs", action="store_true",
+                   help="write the preference pairs the records carry (sharpen logs: best and worst sample) for train objective=dpo, "
+                        "instead of the SFT buffer")
     add_buffer_options(b)
     b.set_defaults(handler=cmd_buffer)
 
@@ -103,6 +106,14 @@ def cmd_buffer(args: argparse.Namespace) -> int:
     check_out_dir(args.out)
     cfg = buffer_config(args)
     records, _ = _read(args)
+    if args.pairs:
+        pairs, stats = preference_pairs(records, cfg)
+        if not pairs:
+            raise TripostError("no record carries a preference pair (`rejected`): pairs come from `tripost sharpen data` logs with --samples 2 or more")
+        out = save_preference_buffer(pairs, stats, args.out)
+        print(json.dumps(stats.to_dict(), sort_keys=True) if args.json else f"wrote {len(pairs)} pairs to {out}/dataset and {out}/stats.json "
+              f"(dropped: {stats.dropped or 'none'}); next: tripost train --buffer {out} --out ADAPTER objective=dpo")
+        return 0
     examples, stats = build_buffer(records, cfg)
     out = save_buffer(examples, stats, args.out)
     if args.json:

@@ -30,6 +30,7 @@ from tripost.teachers.usage import format_cost
 ONLY_FOR = {
     "guided": ("guided_strategy", "guided_min_correct", "guided_rounds", "guided_check", "guided_budget", "guided_teacher_edits"),
     "sharpen": ("sharpen_reward",),
+    "self_verified": ("verify_verifier", "verify_mode", "verify_filter", "verify_quantile", "verify_threshold"),
 }
 
 
@@ -82,7 +83,7 @@ def collect_settings(args: argparse.Namespace) -> CollectSettings:
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
-    from tripost.student import load_student
+    from tripost.cli._io import open_student
 
     # Everything a user can get wrong is checked before the model loads and
     # before config.json is written.
@@ -101,8 +102,10 @@ def cmd_collect(args: argparse.Namespace) -> int:
     run = Path(args.out)
     check_resumable(run / "log.jsonl")
     write_config(resolved, run)
-    student = load_student(args.student, precision=args.precision, adapter=args.adapter)
-    info = {**student.describe(), "sampling": settings.sampling_params(args.seed).to_dict()}
+    student, info = None, {}
+    if getattr(source, "needs_student", True):
+        student = open_student(args)
+        info = {**student.describe(), "sampling": settings.sampling_params(args.seed).to_dict()}
     job = Job(problems, run / "log.jsonl", iteration=args.iteration, seed=args.seed, config_hash=config_hash(resolved), student_info=info)
     result = source.collect(job, student, teacher)
     summary = result.to_dict()

@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "Greedy first attempt, then the student's own Feedback / Updated Answer until it says its answer is "
             "correct, makes no progress, repeats itself or reaches --max-turns. The gold answer is used only for "
             "scoring. Reports first and final accuracy, how often the student revised, fixed a wrong answer or broke "
-            "a right one, per-difficulty accuracy, and 95% bootstrap intervals, per task and for seen/unseen/total."
+            "a right one, the share of right final answers its own revision made (SI contribution), per-difficulty accuracy, and 95% bootstrap intervals, per task and for seen/unseen/total."
         ),
     )
     add_student_flags(p)
@@ -73,7 +73,7 @@ def load_eval_problems(args: argparse.Namespace) -> list[Problem]:
 def cmd_eval(args: argparse.Namespace) -> int:
     from tripost.cli._io import check_out_file, check_student_args
     from tripost.evaluate import EvalConfig, evaluate, transcripts_path
-    from tripost.student.load import load_student
+    from tripost.cli._io import open_student
 
     # Everything a user can get wrong is checked before the model loads.
     cfg = EvalConfig(
@@ -87,7 +87,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     check_out_file(args.out, "eval.json", overwrite=args.force)
     if args.out and not args.force and transcripts_path(args.out).exists():
         raise TripostError(f"{transcripts_path(args.out)} already exists (the transcripts --out would write); pass --force to overwrite it")
-    student = load_student(args.student, precision=args.precision, adapter=args.adapter)
+    student = open_student(args)
     result = evaluate(student, problems, cfg)
     saved = result.save(args.out) if args.out else None
     summary = result.summary()
@@ -116,13 +116,16 @@ def print_table(summary: dict[str, Any]) -> None:
     for fam, groups in m["by_task"].items():
         rows += [(f"{fam}/{g}", groups[g]) for g in ("seen", "unseen") if groups[g]]
     rows += [(g, m[g]) for g in ("seen", "unseen", "total") if m[g]]
-    print(f"{'group':28s} {'n':>4s}  {'first':>16s}  {'final':>16s}  {'revised':>7s}  {'fixed':>7s}  {'broke':>7s}")
+    print(f"{'group':28s} {'n':>4s}  {'first':>16s}  {'final':>16s}  {'revised':>7s}  {'fixed':>7s}  {'broke':>7s}  {'si share':>8s}")
     for name, g in rows:
         print(
             f"{name:28s} {g['n']:4d}  {_pct(g['first_accuracy'])}{_ci(g['ci']['first_accuracy']):>10s}  "
             f"{_pct(g['final_accuracy'])}{_ci(g['ci']['final_accuracy']):>10s}  {_pct(g['revised_rate']):>7s}  "
-            f"{_pct(g['fix_rate']):>7s}  {_pct(g['break_rate']):>7s}"
+            f"{_pct(g['fix_rate']):>7s}  {_pct(g['break_rate']):>7s}  {_pct(g.get('si_contribution')):>8s}"
         )
+    # One line of legend: "si share" is not a standard name.
+    print("fixed: of wrong first attempts, made right; broke: of right ones, made wrong; "
+          "si share: of right final answers, those the student's own revision fixed (TriPosT's SI contribution)")
     total = m["total"]
     print("stop reasons: " + ", ".join(f"{k} {v}" for k, v in total["stop_reasons"].items()))
     gen = summary["generation"]

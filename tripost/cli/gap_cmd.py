@@ -21,8 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="measure the generation-verification gap of a student",
         description=(
             "Sample N attempts per held-out problem, score each with a verifier (mc: the student's own "
-            "p(Correct)/(p(Correct)+p(Incorrect)) after its answer; self: its own closing feedback; teacher: the "
-            "teacher's feedback), keep the best by a filter, and report gap = mean over problems of "
+            "p(Correct)/(p(Correct)+p(Incorrect)) after its answer; cot: the same after a short verification it "
+            "writes first; self: its own closing feedback; teacher: the teacher's feedback), keep the best by a filter, and report gap = mean over problems of "
             "(accuracy of kept samples - accuracy of all samples) and the relative gap (each term divided by "
             "1 - accuracy of all samples), both over the problems where both are defined (something kept, not every "
             "sample right; the others are counted), with 95% bootstrap intervals over problems (Song et al. 2024)."
@@ -87,9 +87,6 @@ def cmd_gap(args: argparse.Namespace) -> int:
         from tripost.teachers import TeacherOptions, make_teacher
 
         teacher = make_teacher(cfg.teacher, **TeacherOptions.from_args(args).teacher_kwargs())
-    if args.engine and cfg.verifier in ("mc", "cot"):
-        # mc reads the verdict word's probability off the model's next-token distribution, here.
-        raise TripostError(f"--verifier {cfg.verifier} needs the model in this process; with --engine use --verifier self or teacher")
     student = open_student(args)
     try:
         result = measure_gap(student, problems, cfg, teacher=teacher)

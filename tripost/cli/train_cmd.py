@@ -76,6 +76,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = train_config_from_args(args)
     check_out_dir(args.out)
     dataset = load_buffer_dataset(args.buffer)
+    if config.objective == "dpo":  # preference pairs (tripost buffer --pairs): RLHF-sharpening
+        from tripost.train_dpo import train_dpo
+
+        m = train_dpo(config, dataset, args.out)
+        if is_main_process():
+            print(json.dumps({k: v for k, v in m.items() if k != "loss_curve"}, sort_keys=True) if args.json else
+                  f"trained {m['steps']} DPO steps (beta {m['beta']}) on {m['pairs']} pairs: final loss "
+                  f"{m['final_loss'] if m['final_loss'] is None else round(m['final_loss'], 4)}; weights: {args.out}")
+        return 0
     result = train_sft(config, dataset, args.out)
     if not is_main_process():  # under accelerate launch / torchrun, one summary for the run
         return 0

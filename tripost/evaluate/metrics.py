@@ -9,6 +9,11 @@ Per group of problems (total, seen, unseen; and the same per task family):
 - break_rate: right -> wrong, among problems whose first attempt was right
   (TriPosT, Yu et al. 2024, Section 4 reports both directions: a student that
   "improves" by changing right answers is not improving);
+- si_contribution: share of the final-correct answers that were wrong at
+  first and fixed by the student's own revision, #(wrong first, right final)
+  / #(right final) (TriPosT, Yu et al. 2024: the "SI. Contrib." column of
+  its result tables, how much of the final accuracy self-improvement made;
+  None when no final answer is right);
 - improvement: final_accuracy - first_accuracy;
 - per-difficulty first and final accuracy;
 - 95% percentile-bootstrap intervals over problems (resampled with
@@ -32,7 +37,7 @@ from tripost.evaluate.selfimprove import Transcript
 from tripost.format import parse_feedback, parse_rationale
 from tripost.tasks.base import Problem, Task
 
-CI_METRICS = ("first_accuracy", "final_accuracy", "improvement", "revised_rate", "fix_rate", "break_rate")
+CI_METRICS = ("first_accuracy", "final_accuracy", "improvement", "revised_rate", "fix_rate", "break_rate", "si_contribution")
 
 
 @dataclass(frozen=True)
@@ -118,6 +123,7 @@ _STATISTICS: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray
     "revised_rate": lambda f, l, r: r.mean(axis=-1),
     "fix_rate": lambda f, l, r: _ratio((~f & l).sum(axis=-1), (~f).sum(axis=-1)),
     "break_rate": lambda f, l, r: _ratio((f & ~l).sum(axis=-1), f.sum(axis=-1)),
+    "si_contribution": lambda f, l, r: _ratio((~f & l).sum(axis=-1), l.sum(axis=-1)),
 }
 
 

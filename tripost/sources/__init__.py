@@ -11,8 +11,12 @@ one file per source:
                SFT-sharpening (sharpen.py)
     guided     Guided Self-Improvement: extra guided rounds for the problems the
                student rarely solves (guided.py)
+    self_verified  the student's own samples kept (or weighed) by its own
+               verifier, no gold answer: Song et al. 2024 (selfverify.py)
+    demo       TriPosT's ablation: gold rationales with one step corrupted,
+               fixed by the teacher, no student attempt (demo.py)
 
-docs/design.md ("Adding a data source") says how to add one.
+docs/design.md ("How to add … a data source") says how to add one.
 """
 
 from tripost.sources.base import AttemptSampler, Job, Source, SourceResult, judge, judge_attempt, record_key, sample_seed, student_sampler

@@ -83,7 +83,8 @@ class SourceResult:
 class Source(Protocol):
     """A registered data source (tripost.sources). `needs_teacher` says whether
     `collect` must be given a teacher; `student` is a loaded
-    `tripost.student.Student`."""
+    `tripost.student.Student` (or a remote one). A source that samples no
+    attempt may say `needs_student = False` (then it gets None)."""
 
     name: str
     needs_teacher: bool

@@ -19,6 +19,8 @@ SOURCES = {
     "rejection": "tripost.sources.rejection:RejectionSource",  # the student's own correct samples (STaR/LMSI)
     "sharpen": "tripost.sources.sharpen:SharpenSource",  # the student's best-of-N by its own likelihood
     "guided": "tripost.sources.guided:GuidedSource",  # Guided Self-Improvement for the hard tail
+    "self_verified": "tripost.sources.selfverify:SelfVerifiedSource",  # kept or weighed by the student's own verifier (Song et al. 2024)
+    "demo": "tripost.sources.demo:DemoSource",  # TriPosT's ablation: corrupted gold fixed by the teacher, no student attempt
 }
 SOURCE_NAMES = tuple(SOURCES)
 

@@ -15,7 +15,10 @@ from tripost.settings import KeyName, option
 from tripost.sharpen import REWARDS
 from tripost.sources.guided import CHECKS, STRATEGIES
 from tripost.sources.registry import SOURCE_NAMES
+from tripost.sources.selfverify import MODES as VERIFY_MODES
 from tripost.student.generate import DEFAULT_BATCH, SamplingParams
+from tripost.verify import FILTERS as VERIFY_FILTERS
+from tripost.verify import VERIFIERS as VERIFY_VERIFIERS
 
 _AT_LEAST_1 = ("samples_per_problem", "max_passes", "batch_size", "max_new_tokens", "guided_min_correct")
 _AT_LEAST_0 = ("max_edits", "target_usable", "max_unavailable", "guided_rounds", "guided_budget")
@@ -29,7 +32,9 @@ class CollectSettings:
     # own best of `samples_per_problem` by its likelihood, right or not
     # (SFT-sharpening, Huang et al. 2024); `guided` the student's own correct
     # samples plus guided rounds for the problems it rarely gets right (Guided
-    # Self-Improvement, Ding et al. 2024).
+    # Self-Improvement, Ding et al. 2024); `self_verified` the student's own
+    # samples kept or weighed by its own verifier, no gold answer (Song et al.
+    # 2024, "Mind the Gap").
     source: str = option("teacher", "where the training data comes from", choices=SOURCE_NAMES)
     samples_per_problem: int = option(2, "attempts sampled per problem (guided: per round; sharpen: candidates)", metavar="N", flag="--samples")
     max_edits: int = option(5, "teacher improvements per trajectory (TriPosT: 5)", metavar="N")
@@ -55,6 +60,18 @@ class CollectSettings:
     guided_check: str = option("answer", "guided: answer (the final answer decides) or steps (also no wrong step)", choices=CHECKS)
     guided_budget: int = option(0, "guided: most sampled sequences in all, round 0 included (0: no cap)", metavar="N", flag="--budget")
     guided_teacher_edits: bool = option(False, "guided: the plain round's wrong samples also get TriPosT's teacher edits", flag="--teacher-edits")
+    # Self-verified data (tripost/sources/selfverify.py): the student's own
+    # verifier scores each of its samples; `filter` keeps some, `reweight`
+    # keeps all with the score as the example's weight (which a run trains
+    # with only under train.use_example_weight=true).
+    verify_verifier: str = option("mc", "self_verified: the student's own verifier (mc: p(Correct) after the attempt; self: its own "
+                                  "feedback; cot: p(Correct) after a verification it writes)", choices=VERIFY_VERIFIERS)
+    verify_mode: str = option("filter", "self_verified: filter (keep what the filter keeps) or reweight (keep all, weight = score)",
+                              choices=VERIFY_MODES)
+    verify_filter: str = option("quantile", "self_verified filter: quantile (per problem, a share) or threshold (score >= T)",
+                                choices=VERIFY_FILTERS)
+    verify_quantile: float = option(0.5, "self_verified quantile filter: the share of a problem's samples kept, in (0, 1]", metavar="Q")
+    verify_threshold: float = option(0.5, "self_verified threshold filter: keep scores >= T, in [0, 1]", metavar="T")
 
     def check(self, name: KeyName) -> "CollectSettings":
         """Self, when every value is usable; else one error naming the key the
@@ -73,6 +90,13 @@ class CollectSettings:
             raise TripostError(f"{name('temperature')} must be 0 or more, not {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise TripostError(f"{name('top_p')} must be in (0, 1], not {self.top_p}")
+        if not 0 < self.verify_quantile <= 1:
+            raise TripostError(f"{name('verify_quantile')} must be in (0, 1] (the share of samples kept), not {self.verify_quantile}")
+        if not 0 <= self.verify_threshold <= 1:
+            raise TripostError(f"{name('verify_threshold')} must be in [0, 1] (scores are probabilities), not {self.verify_threshold}")
+        if self.source == "self_verified" and self.temperature == 0 and self.samples_per_problem > 1:
+            raise TripostError(f"{name('temperature')} 0 samples one attempt per problem, not {self.samples_per_problem}: "
+                               f"self_verified needs different samples to verify; raise {name('temperature')}")
         if self.source == "guided" and self.samples_per_problem < self.guided_min_correct:
             raise TripostError(f"{name('samples_per_problem')} ({self.samples_per_problem}) is below {name('guided_min_correct')} "
                                f"({self.guided_min_correct}): no problem could reach it in the plain round, so every problem would be "

@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from tripost.errors import TripostError
 from tripost.log import LogRecord, LogWriter
-from tripost.sharpen import DrawStats, SharpenConfig, best_of_n, count_answers, draw_candidates
+from tripost.sharpen import DrawStats, SharpenConfig, best_of_n, count_answers, draw_candidates, worst_of_n
 from tripost.sources.base import Job, SourceResult, batch_seed
 from tripost.tasks.base import Problem
 
@@ -85,6 +85,12 @@ def sharpen_records(
             "n_tokens": c.n_tokens,
         }
         votes = count_answers(x.answer for x in cands)
+        # The other side of an RLHF-sharpening pair: the sample the same reward rates lowest.
+        low = worst_of_n(cands, config.reward, pick) if not empty else None
+        rejected = None if low is None else {
+            "rationale": cands[low].text, "answer": cands[low].answer, "sample_index": low,
+            "logprob": _finite(cands[low].logprob), "mean_logprob": _finite(cands[low].mean_logprob), "n_tokens": cands[low].n_tokens,
+        }
         out.append(LogRecord(
             key=sharpen_key(problem, config.reward, iteration), problem=problem.to_dict(),
             kind="failed" if empty else "direct", turns=[turn], final_correct=c.correct and not empty,
@@ -94,7 +100,7 @@ def sharpen_records(
                 "reward": config.reward, "samples": len(cands), "chosen": pick,
                 "correct_samples": sum(x.correct for x in cands), "answers": votes,
             }},
-            source="sharpen", checked=False,
+            source="sharpen", checked=False, rejected=rejected,
         ))
     return out
 

@@ -34,7 +34,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +85,40 @@ class TeacherUnavailable(TripostError):
 
 # The summary of a teacher collection: the common one (tripost.sources.base).
 CollectResult = SourceResult
+
+
+@dataclass
+class TeacherTally:
+    """What a teacher-backed source counts of each record it logs: kinds, stop
+    reasons, teacher calls and their cost, rejections, and the models that
+    answered without a price (their cost is unknown: "unpriced", not $0)."""
+
+    kinds: Counter
+    ledger: Any = None  # an LLM teacher's usage ledger: it knows which models have a price
+    reasons: Counter = field(default_factory=Counter)
+    rejections: Counter = field(default_factory=Counter)
+    unpriced: set[str] = field(default_factory=set)
+
+    def add(self, rec: LogRecord, result: SourceResult) -> None:
+        result.records_written += 1
+        self.kinds[rec.kind] += 1
+        self.reasons[rec.stop_reason] += 1
+        result.teacher_calls += len(rec.teacher_calls)
+        result.cost_usd += sum(c.get("cost_usd", 0.0) for c in rec.teacher_calls)
+        for c in rec.teacher_calls:
+            if c.get("rejected"):
+                self.rejections[c["rejected"]] += 1
+            # `usage` is empty for a cache hit and a failed request: nothing was billed.
+            if self.ledger is not None and c.get("usage") and self.ledger.unpriced(c["backend"], c["model"]):
+                self.unpriced.add(f"{c['backend']}:{c['model']}")
+        result.usable = self.kinds["improvement"] + self.kinds["direct"]
+        result.unpriced = sorted(self.unpriced)
+
+    def close(self, result: SourceResult) -> None:
+        result.by_kind = dict(self.kinds)
+        result.stop_reasons = dict(self.reasons)
+        result.teacher_rejections = dict(self.rejections)
+        result.unpriced = sorted(self.unpriced)
 
 
 def teacher_unavailable(rec: LogRecord) -> bool:
@@ -183,10 +217,9 @@ def collect(
         raise TripostError("collect: no problems")
     t0 = time.perf_counter()
     result = CollectResult(log_path=str(log_path))
-    reasons: Counter = Counter()
-    rejections: Counter = Counter()
     # Usable trajectories already in the log count toward the target.
     writer, kinds = resume_log(log_path, cfg.iteration)
+    tally = TeacherTally(kinds, ledger=getattr(teacher, "ledger", None))
     result.usable = kinds["improvement"] + kinds["direct"]
 
     bar = tqdm(total=len(problems) * cfg.max_passes, desc=f"collect it{cfg.iteration}", unit="problem", disable=not progress, file=sys.stderr, dynamic_ncols=True)
@@ -201,8 +234,6 @@ def collect(
         )
 
     streak = 0  # trajectories in a row whose teacher could not be reached
-    ledger = getattr(teacher, "ledger", None)  # LLM teachers: it knows which models have a price
-    unpriced: set[str] = set()
 
     def drain(futures: list[tuple[Problem, Future]]) -> None:
         nonlocal streak
@@ -226,19 +257,8 @@ def collect(
             writer.write(rec)
             if on_record:
                 on_record(rec)
-            result.records_written += 1
-            kinds[rec.kind] += 1
-            reasons[rec.stop_reason] += 1
-            result.teacher_calls += len(rec.teacher_calls)
-            result.cost_usd += sum(c.get("cost_usd", 0.0) for c in rec.teacher_calls)
-            for c in rec.teacher_calls:
-                if c.get("rejected"):
-                    rejections[c["rejected"]] += 1
-                # `usage` is empty for a cache hit and a failed request: nothing was billed.
-                if ledger is not None and c.get("usage") and ledger.unpriced(c["backend"], c["model"]):
-                    unpriced.add(f"{c['backend']}:{c['model']}")
+            tally.add(rec, result)
         result.usable = kinds["improvement"] + kinds["direct"]
-        result.unpriced = sorted(unpriced)
         bar.update(len(done_problems))
         bar.set_postfix(usable=result.usable, calls=result.teacher_calls, cost=format_cost(result.cost_usd, result.unpriced))
         if stop:
@@ -272,9 +292,7 @@ def collect(
         writer.close()
         bar.close()
 
-    result.by_kind = dict(kinds)
-    result.stop_reasons = dict(reasons)
-    result.teacher_rejections = dict(rejections)
+    tally.close(result)
     result.seconds = time.perf_counter() - t0
     if cfg.target_usable is not None and result.usable < cfg.target_usable:
         result.stopped_early = f"only {result.usable} usable trajectories after {result.passes} pass(es); target was {cfg.target_usable}"
@@ -303,4 +321,4 @@ class TeacherSource(SamplingSource):
                        student_info=job.student_info, progress=job.progress, on_record=job.on_record)
 
 
-__all__ = ["CollectConfig", "CollectResult", "TeacherSource", "TeacherUnavailable", "collect", "edit_trajectory", "teacher_unavailable"]
+__all__ = ["CollectConfig", "CollectResult", "TeacherSource", "TeacherTally", "TeacherUnavailable", "collect", "edit_trajectory", "teacher_unavailable"]

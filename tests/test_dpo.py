@@ -1,0 +1,134 @@
+"""RLHF-sharpening (issue 18, item 1): preference pairs from the student's own
+best and worst samples by its own likelihood, DPO through TRL, and the run
+that does it online (sample -> pair -> train, one round per iteration)."""
+
+from __future__ import annotations
+
+import json
+
+import datasets
+import pytest
+
+from tripost.buffer import BufferConfig, preference_pairs, save_preference_buffer
+from tripost.errors import TripostError
+from tripost.log import LogRecord
+from tripost.loop import resolve_config, run_loop
+from tripost.sharpen import Candidate, SharpenConfig, worst_of_n
+from tripost.sources.sharpen import sharpen_records
+from tripost.student import load_student
+from tripost.tasks import get_task, sample_problems
+from tripost.train import TrainConfig
+from tripost.train_dpo import train_dpo
+
+from test_sharpen import FakeStudent, scripted  # the scripted student of the sharpening tests
+
+
+def cand(text, lp, n=4, answer=None):
+    return Candidate(text=text, logprob=lp, mean_logprob=lp / n, n_tokens=n, answer=answer)
+
+
+def test_the_rejected_side_is_the_lowest_rated_distinct_nonempty_sample():
+    c = [cand("a", -1.0), cand("b", -9.0), cand("", -0.5), cand("a", -1.0), cand("c", -9.0)]
+    assert worst_of_n(c, "logprob", 0) == 4  # -9 twice: the later one
+    assert worst_of_n([cand("a", -1.0), cand("a", -2.0)], "logprob", 0) is None  # all alike: no pair
+    m = [cand("x", -1.0, answer="3"), cand("y", -2.0, answer="3"), cand("z", -0.1, answer="4"), cand("w", -3.0, answer=None)]
+    assert worst_of_n(m, "majority", 0) == 3  # no answer: no votes, the lowest
+
+
+def test_a_sharpen_record_carries_its_pair_and_the_buffer_exports_it(tmp_path):
+    problems = sample_problems(get_task("arithmetic"), split="train", n=3, seed=0)
+    recs = sharpen_records(problems, FakeStudent(scripted(problems)), SharpenConfig(samples=4, reward="mean_logprob"), iteration=1)
+    for p, r in zip(problems, recs):
+        # mean_logprob: chosen = the long right answer (-0.25 a token), rejected = "I do not know" (-5 a token).
+        assert r.turns[0]["rationale"].endswith(f"So the answer is {p.answer}.") and r.rejected["rationale"] == "I do not know"
+        assert r.rejected["mean_logprob"] == pytest.approx(-5.0)
+    rt = [LogRecord.from_dict(json.loads(r.to_json())) for r in recs]  # through the log format
+    pairs, stats = preference_pairs(rt + [LogRecord.from_dict({**json.loads(rt[0].to_json()), "key": "x", "rejected": None})])
+    assert len(pairs) == 3 and stats.dropped == {"no pair": 1}
+    assert pairs[0].prompt == problems[0].question and "Feedback" not in pairs[0].chosen and pairs[0].rejected == "I do not know"
+    out = save_preference_buffer(pairs, stats, tmp_path / "buf")
+    ds = datasets.load_from_disk(str(out / "dataset"))
+    assert ds.column_names[:3] == ["prompt", "chosen", "rejected"] and len(ds) == 3
+    assert preference_pairs(rt, BufferConfig(max_chars=10))[1].dropped == {"too long": 3}
+    with pytest.raises(ValueError, match="'rejected' must be an object with a 'rationale' string"):
+        LogRecord.from_dict({**json.loads(rt[0].to_json()), "rejected": {"text": "x"}})
+
+
+@pytest.mark.parametrize("mode", ["lora", "full"])
+def test_dpo_moves_the_student_toward_the_chosen_side(tiny_model_dir, tmp_path, mode):
+    """A few steps on one repeated pair: the implicit reward margin grows, and
+    the folder written loads as a student whose chosen/rejected log-ratio rose."""
+    spec = f"hf:{tiny_model_dir}"
+    chosen = "(1) 1 + 2 = 3.\n(Final response) So the answer is 3."
+    rejected = "(1) 1 + 2 = 4.\n(Final response) So the answer is 4."
+    pairs = datasets.Dataset.from_dict({"prompt": ["(1 + 2) ="] * 4, "chosen": [chosen] * 4, "rejected": [rejected] * 4})
+    cfg = TrainConfig(student=spec, mode=mode, precision="fp32", objective="dpo", dpo_beta=0.1, max_steps=4, batch_size=2,
+                      learning_rate=1e-3 if mode == "lora" else 1e-4, logging_steps=1, progress=False, warmup=0)
+    m = train_dpo(cfg, pairs, tmp_path / "out")
+    assert m["steps"] == 4 and m["pairs"] == 4 and (tmp_path / "out" / "train_metrics.json").is_file()
+    assert m["loss_curve"][0]["loss"] == pytest.approx(0.6931, abs=1e-3)  # log 2: policy = reference at the start
+    assert m["loss_curve"][-1]["loss"] < m["loss_curve"][0]["loss"] and m["loss_curve"][-1]["reward_margin"] > 0
+    before, after = load_student(spec, precision="fp32"), load_student(spec, precision="fp32", adapter=tmp_path / "out")
+
+    def ratio(s):
+        from tripost.student import build_prompt
+
+        prompt = build_prompt(s.tokenizer, "(1 + 2) =")
+        a, b = s.logprobs([prompt, prompt], [chosen, rejected], append_eos=True)
+        return a.sum - b.sum
+
+    assert ratio(after) > ratio(before)
+
+
+def test_the_run_checks_that_dpo_has_pairs_to_train_on():
+    with pytest.raises(TripostError, match=r"train.objective=dpo trains on the sharpen source's \(best, worst\) pairs: set collect.source=sharpen"):
+        resolve_config(None, ["train.objective=dpo"])
+    with pytest.raises(TripostError, match=r"\(now sharpen, 1\)"):
+        resolve_config(None, ["train.objective=dpo", "collect.source=sharpen", "collect.samples_per_problem=1"])
+    with pytest.raises(TripostError, match="unknown train objective 'ppo'"):
+        resolve_config(None, ["train.objective=ppo"])
+    resolve_config(None, ["train.objective=dpo", "collect.source=sharpen"])
+
+
+def test_online_rlhf_sharpening_runs_from_tripost_run(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("TRIPOST_HOME", str(tmp_path / "home"))
+    out = tmp_path / "run"
+    state = run_loop(out, overrides=[
+        f"student.spec=hf:{tiny_model_dir}", "tasks.n_train=3", "tasks.n_eval=2", "train.epochs=1", "train.precision=fp32",
+        "collect.source=sharpen", "collect.samples_per_problem=3", "collect.max_new_tokens=12", "train.objective=dpo",
+        "eval.max_new_tokens=8", "eval.max_turns=0", "eval.n_bootstrap=20", "loop.iterations=2", "gap.enabled=false",
+        "train.logging_steps=1",
+    ], progress=False)
+    for t in (1, 2):
+        assert f"it{t}/train" in state["stages"]
+        m = json.loads((out / f"it{t}" / "train" / "train_metrics.json").read_text())
+        assert m["objective"] == "dpo" and m["pairs"] >= 1
+        ds = datasets.load_from_disk(str(out / f"it{t}" / "buffer" / "dataset"))
+        recs = [json.loads(x) for x in (out / f"it{t}" / "collect" / "log.jsonl").read_text().splitlines()]
+        assert len(ds) == sum(r["rejected"] is not None for r in recs)
+    # Round 2 sampled with round 1's weights (online): its log names them.
+    rec2 = json.loads((out / "it2" / "collect" / "log.jsonl").read_text().splitlines()[0])
+    assert rec2["student"]["adapter"].endswith("it1/train")
+    assert json.loads((out / "it0" / "train" / "train_metrics.json").read_text()).get("objective", "sft") != "dpo"
+
+
+def test_its_own_verbs_buffer_pairs_then_train_dpo(tiny_model_dir, tmp_path, capsys):
+    from tripost.cli import main
+    from tripost.log import LogWriter
+
+    problems = sample_problems(get_task("arithmetic"), split="train", n=2, seed=0)
+    with LogWriter(tmp_path / "sharpen.jsonl") as w:
+        for r in sharpen_records(problems, FakeStudent(scripted(problems)), SharpenConfig(samples=4, reward="mean_logprob")):
+            w.write(r)
+    assert main(["buffer", str(tmp_path / "sharpen.jsonl"), "--pairs", "--out", str(tmp_path / "pairs")]) == 0
+    assert "wrote 2 pairs" in capsys.readouterr().out
+    assert main(["train", "--buffer", str(tmp_path / "pairs"), "--student", f"hf:{tiny_model_dir}", "--precision", "fp32",
+                 "--out", str(tmp_path / "rlhf"), "objective=dpo", "max_steps=2", "batch_size=2", "progress=false", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["objective"] == "dpo" and summary["steps"] == 2 and summary["pairs"] == 2
+    # An SFT buffer has no pairs: one line, not a traceback.
+    assert main(["buffer", str(tmp_path / "sharpen.jsonl"), "--out", str(tmp_path / "sft")]) == 0
+    capsys.readouterr()
+    assert main(["train", "--buffer", str(tmp_path / "sft"), "--student", f"hf:{tiny_model_dir}", "--out", str(tmp_path / "x"),
+                 "objective=dpo", "max_steps=1"]) == 2
+    assert "needs the columns prompt, chosen, rejected (tripost buffer --pairs)" in capsys.readouterr().err

@@ -1,0 +1,307 @@
+"""Self-verified data: the student's own samples, kept or weighed by its own verifier.
+
+Song et al. 2024, "Mind the Gap: Examining the Self-Improvement Capabilities
+of Large Language Models" (arXiv:2412.02674), describe self-improvement as
+generate -> verify -> filter -> distil, with the model's own verifier and no
+gold answer: the model can improve this way only as far as it verifies
+better than it generates (the generation-verification gap, tripost/gap.py,
+measures how far). This source is that loop's data step. For each training
+problem:
+
+1. sample N = `samples` attempts (seeded by the batch, like every source);
+2. score each attempt with the student's own verifier (tripost/verify.py:
+   ``mc``, its p(Correct) after the attempt; ``self``, its own feedback on
+   the attempt; ``cot``, its p(Correct) after a verification it wrote);
+3. mode ``filter``: keep the attempts `keep_mask` keeps (the ``quantile``
+   filter per problem, or the ``threshold`` filter) as `direct` records, and
+   log the rest as `failed` records, so the log shows what the verifier
+   dropped; mode ``reweight``: keep every attempt as a `direct` record whose
+   `weight` is its score, so the loss counts each attempt as much as the
+   student believes it (the buffer carries the weight into the example, and
+   training multiplies the example's loss by it when
+   `train.use_example_weight` is on, which a run with this mode requires).
+
+No gold answer keeps or weighs anything: the verifier sees the question and
+the attempt only. Every record is `checked=False` (no check stands behind
+it), so the buffer keeps a `direct` one whether it is right or not and trains
+it as the attempt alone, without the closing "also correct" verdict nothing
+made (tripost/buffer.py). The attempt is the sample's first rationale, which
+is also what the verifier judged (``self`` reads the feedback on that first
+rationale): what the student wrote after it is neither judged nor trained.
+`final_correct` is the gold check of that attempt, for reporting only (how
+often the verifier kept a right attempt); nothing reads it to decide.
+
+Records: `source="self_verified"`, the verifier's score in
+`turns[0]["verifier_score"]` and what it came from in
+`turns[0]["verifier_detail"]` (log-probabilities, the cot verification).
+Resumable like every source (tripost.sources.base): a record's key names
+problem, verifier, mode, pass, sample and iteration; a batch that the log
+does not hold in full is sampled and scored whole again with the same seed,
+so the filter sees the same N scores and the resumed records equal the ones
+an uninterrupted run would have written.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from tqdm import tqdm
+
+from tripost.errors import TripostError
+from tripost.format import Trajectory, parse_trajectory
+from tripost.log import LogRecord, LogWriter, read_log
+from tripost.sources.base import AttemptSampler, Job, SamplingSource, SourceResult, batch_seed, judge, student_sampler
+from tripost.student.generate import DEFAULT_BATCH
+from tripost.tasks.base import Problem
+from tripost.verify import FILTERS, VERIFIERS, VerifyConfig, keep_mask, score_samples
+
+SOURCE = "self_verified"
+MODES = ("filter", "reweight")
+
+
+class Scorer(Protocol):
+    """The verifier: a score in [0, 1] and its detail per attempt, from the
+    questions, the attempts and the attempts as the student wrote them (with
+    its own feedback, for ``self``). No gold answer is passed."""
+
+    def __call__(self, questions: Sequence[str], attempts: Sequence[str], texts: Sequence[str]) -> tuple[list[float], list[dict[str, Any]]]:
+        ...
+
+
+@dataclass(frozen=True)
+class SelfVerifyConfig:
+    """How the source samples, verifies and keeps (module docstring)."""
+
+    samples: int = 4
+    verifier: str = "mc"
+    mode: str = "filter"
+    filter: str = "quantile"
+    quantile: float = 0.5
+    threshold: float = 0.5
+    passes: int = 1
+    batch_size: int = DEFAULT_BATCH  # problems per sampler call
+    iteration: int = 0
+    seed: int = 0
+    config_hash: str = ""
+
+    def __post_init__(self) -> None:
+        if self.verifier not in VERIFIERS:
+            raise TripostError(f"unknown verifier {self.verifier!r}; choose from {', '.join(VERIFIERS)}")
+        if self.mode not in MODES:
+            raise TripostError(f"unknown self-verified mode {self.mode!r}; choose from {', '.join(MODES)}")
+        if self.filter not in FILTERS:
+            raise TripostError(f"unknown filter {self.filter!r}; choose from {', '.join(FILTERS)}")
+        for name in ("samples", "passes", "batch_size"):
+            if getattr(self, name) < 1:
+                raise TripostError(f"self-verified {name} must be at least 1, got {getattr(self, name)}")
+        if not 0 < self.quantile <= 1:
+            raise TripostError(f"self-verified quantile (the share of samples kept per problem) must be in (0, 1], got {self.quantile}")
+        if not 0 <= self.threshold <= 1:
+            raise TripostError(f"self-verified threshold must be in [0, 1] (scores are probabilities), got {self.threshold}")
+
+    def describe(self) -> dict[str, Any]:
+        """What the records' `student["self_verified"]` says about how they were kept."""
+        d: dict[str, Any] = {"verifier": self.verifier, "mode": self.mode, "samples": self.samples}
+        if self.mode == "filter":
+            d["filter"] = self.filter
+            d[self.filter] = self.quantile if self.filter == "quantile" else self.threshold
+        return d
+
+
+def self_verified_key(problem: Problem, cfg: SelfVerifyConfig, pass_index: int, sample_index: int) -> str:
+    """The log key of one sample (its own name space: the rejection source's keys differ)."""
+    return f"{problem.id}#{SOURCE}-{cfg.verifier}-{cfg.mode}-p{pass_index}s{sample_index}@it{cfg.iteration}"
+
+
+def student_scorer(student: Any, verifier: str, *, batch_size: int = DEFAULT_BATCH) -> Scorer:
+    """A `Scorer` over a loaded student: tripost.verify's `score_samples`."""
+    vcfg = VerifyConfig(verifier=verifier, batch_size=batch_size)
+
+    def scorer(questions: Sequence[str], attempts: Sequence[str], texts: Sequence[str]) -> tuple[list[float], list[dict[str, Any]]]:
+        return score_samples(student, questions, attempts, texts, vcfg)
+
+    return scorer
+
+
+def first_turn(text: str) -> str:
+    """The sample cut after its first rationale and the feedback on it: what
+    ``self`` reads, so its verdict is about the attempt that is trained."""
+    turns = parse_trajectory(text).turns
+    return Trajectory(turns=turns[:1]).render() if turns else text
+
+
+@dataclass
+class SelfVerifiedResult(SourceResult):
+    """The common summary, plus what the verifier did. `*_correct` are gold
+    checks, for reporting only: nothing was kept or weighed by them."""
+
+    samples: int = 0  # logged (written or already there)
+    kept: int = 0  # direct records: kept by the filter, or every non-empty sample when reweighting
+    dropped: int = 0  # failed records: dropped by the filter, or empty attempts
+    correct: int = 0  # samples whose attempt is right
+    kept_correct: int = 0  # kept samples whose attempt is right
+    weight_sum: float = 0.0  # total weight of the kept records
+    score_sum: float = 0.0  # total verifier score over all samples
+
+    @property
+    def kept_precision(self) -> float | None:
+        return self.kept_correct / self.kept if self.kept else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "kept_precision": self.kept_precision}
+
+
+def self_verified_collect(
+    problems: Sequence[Problem],
+    sampler: AttemptSampler,
+    scorer: Scorer,
+    log_path: str | Path,
+    cfg: SelfVerifyConfig | None = None,
+    student_info: dict[str, Any] | None = None,
+    progress: bool = True,
+    on_record: Callable[[LogRecord], None] | None = None,
+) -> SelfVerifiedResult:
+    """`cfg.samples` attempts per problem (for `cfg.passes` passes), each
+    scored by `scorer`, logged as `direct` or `failed` by `cfg.mode` (module
+    docstring)."""
+    cfg = cfg or SelfVerifyConfig()
+    if not problems:
+        raise TripostError("self_verified: no problems")
+    t0 = time.perf_counter()
+    result = SelfVerifiedResult(log_path=str(log_path))
+    kinds: Counter = Counter()
+    reasons: Counter = Counter()
+    info = {**(student_info or {}), SOURCE: cfg.describe()}
+
+    def tally(rec: LogRecord) -> None:
+        kinds[rec.kind] += 1
+        reasons[rec.stop_reason] += 1
+        result.samples += 1
+        result.correct += rec.final_correct
+        result.score_sum += rec.turns[0]["verifier_score"]
+        if rec.kind == "direct":
+            result.kept += 1
+            result.kept_correct += rec.final_correct
+            result.weight_sum += rec.weight
+        else:
+            result.dropped += 1
+
+    existing = {}
+    if Path(log_path).is_file():
+        existing = {r.key: r for r in read_log(log_path) if r.source == SOURCE and r.iteration == cfg.iteration}
+    writer = LogWriter(log_path)
+    bar = tqdm(total=len(problems) * cfg.passes, desc=f"self-verified it{cfg.iteration}", unit="problem", disable=not progress,
+               file=sys.stderr, dynamic_ncols=True)
+    try:
+        for pass_index in range(cfg.passes):
+            result.passes = pass_index + 1
+            for start in range(0, len(problems), cfg.batch_size):
+                batch = list(problems[start : start + cfg.batch_size])
+                keys = [[self_verified_key(p, cfg, pass_index, j) for j in range(cfg.samples)] for p in batch]
+                for k in (k for row in keys for k in row if writer.done(k)):
+                    result.records_skipped += 1
+                    if k in existing:
+                        tally(existing[k])
+                if all(writer.done(k) for row in keys for k in row):
+                    bar.update(len(batch))
+                    continue
+                # The whole batch again, even when a killed run logged part of it: the same
+                # seed gives the same samples, and the filter must see all N scores.
+                seed = batch_seed([p.id for p in batch], SOURCE, cfg.seed, cfg.iteration, pass_index)
+                texts = sampler(batch, cfg.samples, seed)
+                for rec in _records(batch, texts, keys, scorer, cfg, pass_index, info):
+                    if writer.done(rec.key):
+                        continue
+                    writer.write(rec)
+                    result.records_written += 1
+                    tally(rec)
+                    if on_record:
+                        on_record(rec)
+                bar.update(len(batch))
+                bar.set_postfix(kept=result.kept)
+    finally:
+        writer.close()
+        bar.close()
+    result.usable = kinds["direct"]
+    result.by_kind = dict(kinds)
+    result.stop_reasons = dict(reasons)
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _records(
+    batch: list[Problem], texts: list[list[str]], keys: list[list[str]], scorer: Scorer, cfg: SelfVerifyConfig, pass_index: int,
+    info: dict[str, Any],
+) -> list[LogRecord]:
+    """Every sample of a batch as a record: judged (for reporting), verified, kept by mode."""
+    if len(texts) != len(batch) or any(len(row) != cfg.samples for row in texts):
+        raise TripostError(f"self_verified: the sampler gave {[len(r) for r in texts]} samples for {len(batch)} problems, "
+                           f"{cfg.samples} each expected (greedy sampling gives one: use a temperature above 0)")
+    judged = [[judge(p, t) for t in row] for p, row in zip(batch, texts)]
+    # Empty attempts are never trained and not worth a verifier call: score 0.
+    flat = [(i, j) for i, row in enumerate(judged) for j, (attempt, _, _) in enumerate(row) if attempt.strip()]
+    got, details = scorer([batch[i].question for i, _ in flat], [judged[i][j][0] for i, j in flat], [first_turn(texts[i][j]) for i, j in flat])
+    scores = [[0.0] * cfg.samples for _ in batch]
+    detail: list[list[dict[str, Any]]] = [[{} for _ in range(cfg.samples)] for _ in batch]
+    for (i, j), s, d in zip(flat, got, details):
+        scores[i][j], detail[i][j] = float(s), d
+    out = []
+    for i, p in enumerate(batch):
+        kept = keep_mask(scores[i], cfg.filter, cfg.quantile, cfg.threshold) if cfg.mode == "filter" else [True] * cfg.samples
+        for j, (attempt, answer, right) in enumerate(judged[i]):
+            empty = not attempt.strip()
+            keep = kept[j] and not empty
+            if empty:
+                reason = "empty attempt"
+            elif cfg.mode == "reweight":
+                reason = f"weighed by {cfg.verifier}"
+            else:
+                reason = f"{'kept' if keep else 'dropped'} by {cfg.verifier} ({cfg.filter})"
+            turn = {"rationale": attempt, "feedback": None, "source": "student", "answer": answer,
+                    "verifier_score": scores[i][j], "verifier_detail": detail[i][j]}
+            out.append(LogRecord(
+                key=keys[i][j], problem=p.to_dict(), kind="direct" if keep else "failed", turns=[turn],
+                final_correct=right,  # the gold check, for reporting only: nothing below reads it
+                stop_reason=reason, sample_index=j, iteration=cfg.iteration, seed=cfg.seed, config_hash=cfg.config_hash,
+                student={**info, SOURCE: {**info[SOURCE], "pass": pass_index}}, source=SOURCE, checked=False,
+                weight=scores[i][j] if cfg.mode == "reweight" else 1.0,
+            ))
+    return out
+
+
+class SelfVerifiedSource(SamplingSource):
+    """Self-verified data as a registered source (`self_verified_collect`)."""
+
+    name = SOURCE
+    needs_teacher = False
+
+    @classmethod
+    def from_settings(cls, s: Any, teacher_concurrency: int = 0) -> "SelfVerifiedSource":
+        return cls(SelfVerifyConfig(samples=s.samples_per_problem, verifier=s.verify_verifier, mode=s.verify_mode, filter=s.verify_filter,
+                                    quantile=s.verify_quantile, threshold=s.verify_threshold, passes=s.max_passes, batch_size=s.batch_size),
+                   s.sampling_params())
+
+    def collect(self, job: Job, student: Any, teacher: Any | None = None) -> SourceResult:
+        cfg = self.job_config(job)
+        return self_verified_collect(job.problems, student_sampler(student, self.job_params(job)),
+                                     student_scorer(student, cfg.verifier, batch_size=cfg.batch_size), job.log_path, cfg,
+                                     student_info=job.student_info, progress=job.progress, on_record=job.on_record)
+
+
+__all__ = [
+    "MODES",
+    "Scorer",
+    "SelfVerifiedResult",
+    "SelfVerifiedSource",
+    "SelfVerifyConfig",
+    "first_turn",
+    "self_verified_collect",
+    "self_verified_key",
+    "student_scorer",
+]
