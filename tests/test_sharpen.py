@@ -437,4 +437,4 @@ def test_cli_end_to_end_on_the_tiny_model(tiny_model_dir, run_cli, capsys, tmp_p
     rc = cli.main(["buffer", str(log), "--out", str(tmp_path / "buf"), "--no-gold", "--ratio", "0:1:0", "--json"])
     stats = json.loads(capsys.readouterr().out)
     nonempty = sum(r.kind == "direct" for r in recs)
-    assert rc == 0 and stats["by_kind_before"]["direct"] == nonempty and stats["dropped"].get("not correct", 0) == 3 - nonempty
+    assert rc == 0 and stats["by_kind_before"]["direct"] == nonempty and stats["dropped"].get("not kept", 0) == 3 - nonempty

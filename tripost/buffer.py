@@ -171,6 +171,8 @@ def examples_from_records(records: Sequence[LogRecord], include_gold: bool = Tru
         if not r.checked and r.kind == "direct":
             # Trained as the attempt alone, even where an old log carries a closing feedback.
             examples.append(Example(completion=attempt_text(r.turns[0]["rationale"]), kind="direct", n_edits=0, weight=r.weight, **base))
+        elif r.kind == "failed" and not r.checked:
+            dropped["not kept"] += 1  # its source left it out (a verifier's drop, an empty pick): no check said "wrong"
         elif r.kind == "failed" or not r.final_correct:
             dropped["not correct"] += 1
         elif r.kind == "direct":

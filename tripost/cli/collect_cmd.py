@@ -120,6 +120,9 @@ def cmd_collect(args: argparse.Namespace) -> int:
     else:
         print(f"wrote {result.records_written} trajectories to {result.log_path} ({result.records_skipped} already there); "
               f"usable {result.usable}: {result.by_kind}; teacher calls {result.teacher_calls}, cost {format_cost(result.cost_usd, result.unpriced)}")
+    extra = {k: summary[k] for k in ("kept", "dropped", "kept_precision", "skipped") if summary.get(k) not in (None, {}, [])}
+    if extra and not args.json:  # what a source adds to the common summary (self_verified, demo)
+        print("; ".join(f"{k.replace('_', ' ')} {v:.1%}" if k == "kept_precision" else f"{k.replace('_', ' ')} {v}" for k, v in extra.items()))
     note = sys.stderr if args.json else sys.stdout  # stdout stays pure JSON under --json
     if result.unavailable:
         print(f"note: {result.unavailable} trajectories were left out: the teacher did not answer; rerun the same command to do them", file=note)
