@@ -90,7 +90,7 @@ def test_request_key_covers_what_changes_the_answer_and_nothing_else():
 
 
 def test_endpoint_id_keeps_the_server_and_drops_credentials():
-    from tripost.teachers.chat import endpoint_id
+    from tripost.urls import endpoint_id
 
     secret = "sk-DO-NOT-LEAK-1234"
     assert endpoint_id(f"HTTPS://user:{secret}@Api.Example.COM:8443/v1/?api_key={secret}#x") == "https://api.example.com:8443/v1"

@@ -98,7 +98,7 @@ from tripost.tasks.base import Problem
 # self-verified data source can use them too; their names stay importable
 # from here.
 from tripost.verify import (FILTERS, final_rationale, keep_mask, keep_quantile, keep_threshold, mc_logprobs, mc_scores, score_samples,
-                            self_score, verify_prompt)
+                            self_score, verify_prompt, VerifyConfig)
 from tripost.verify import VERIFIERS as STUDENT_VERIFIERS
 
 SCHEMA = "tripost.gap/1"
@@ -131,13 +131,14 @@ class GapConfig:
     max_new_tokens: int = 256
     seed: int = 0
     batch_size: int = DEFAULT_BATCH  # sequences decoded together (tripost.student.generate)
-    score_batch_size: int = 16  # verification prompts per forward pass
+    score_batch_size: int = VerifyConfig.score_batch_size  # verification prompts per forward pass
     teacher: str = "scripted"
-    mc_template: str = "verify_mc.txt"
-    mc_prefix: str = "Verdict:"
-    mc_words: tuple[str, str] = (" Correct", " Incorrect")
-    cot_template: str = "verify_cot.txt"
-    cot_max_new_tokens: int = 96
+    # The verifiers' prompts and words: VerifyConfig's (tripost.verify), written there once.
+    mc_template: str = VerifyConfig.mc_template
+    mc_prefix: str = VerifyConfig.mc_prefix
+    mc_words: tuple[str, str] = VerifyConfig.mc_words
+    cot_template: str = VerifyConfig.cot_template
+    cot_max_new_tokens: int = VerifyConfig.cot_max_new_tokens
     n_bootstrap: int = 1000
     confidence: float = 0.95
     allow_train: bool = False

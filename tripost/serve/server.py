@@ -748,11 +748,12 @@ class _Server(ThreadingHTTPServer):
 
 @dataclass
 class RunningServer:
-    """A server running in a background thread (tests, benchmarks)."""
+    """A server running in a background thread (tests, benchmarks; serve-teacher
+    and serve-student alike)."""
 
     httpd: ThreadingHTTPServer
     thread: threading.Thread
-    service: TeacherService
+    service: Any  # TeacherService, or serve-student's StudentService
     token: str = field(repr=False)  # what clients send as their API key
 
     @property
@@ -762,6 +763,13 @@ class RunningServer:
 
     def stats(self) -> dict[str, Any]:
         return self.service.stats.to_dict()
+
+    @classmethod
+    def start(cls, httpd: ThreadingHTTPServer, service: Any, token: str, name: str) -> "RunningServer":
+        """Serve `httpd` in a daemon thread called `name`."""
+        thread = threading.Thread(target=httpd.serve_forever, name=name, daemon=True)
+        thread.start()
+        return cls(httpd=httpd, thread=thread, service=service, token=token)
 
     def stop(self) -> None:
         self.httpd.shutdown()
@@ -808,7 +816,4 @@ def start_server(
     `token` a fresh one is made: `RunningServer.token`."""
     service = TeacherService(teacher, model=model, faults=faults, cache_min_tokens=cache_min_tokens)
     token = token if token is not None else new_token()
-    httpd = make_server(service, host, port, token=token)
-    thread = threading.Thread(target=httpd.serve_forever, name="tripost-serve-teacher", daemon=True)
-    thread.start()
-    return RunningServer(httpd=httpd, thread=thread, service=service, token=token)
+    return RunningServer.start(make_server(service, host, port, token=token), service, token, "tripost-serve-teacher")

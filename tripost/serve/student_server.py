@@ -27,12 +27,11 @@ import os
 import threading
 import time
 import uuid
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from tripost.errors import TripostError
-from tripost.serve.server import TOKEN_ENV, check_token, new_token
+from tripost.serve.server import TOKEN_ENV, RunningServer, check_token, new_token
 from tripost.student.base import SamplingParams
 
 log = logging.getLogger("tripost.serve.student")
@@ -106,11 +105,11 @@ class StudentService:
         before it (the first token has none, as in the OpenAI API)."""
         import torch
 
-        from tripost.student.tokens import encode_prompt, forward_logits
+        from tripost.student.tokens import adds_special_tokens, encode_prompt, forward_logits
 
         tok = self.student.tokenizer
-        special = not (tok.bos_token and text.startswith(tok.bos_token))
-        enc = tok(text, add_special_tokens=special, return_offsets_mapping=True)
+        # Tokenized as encode_prompt does, with the offsets the API reports.
+        enc = tok(text, add_special_tokens=adds_special_tokens(tok, text), return_offsets_mapping=True)
         ids = enc["input_ids"] or encode_prompt(tok, text)
         offsets = [int(a) for a, _ in enc.get("offset_mapping") or [(0, 0)] * len(ids)]
         x = torch.tensor([ids], dtype=torch.long, device=self.student.device)
@@ -190,28 +189,12 @@ def make_handler(service: StudentService, token: str) -> type[BaseHTTPRequestHan
     return Handler
 
 
-@dataclass
-class RunningStudentServer:
-    httpd: ThreadingHTTPServer
-    thread: threading.Thread
-    service: StudentService
-    token: str
+class RunningStudentServer(RunningServer):
+    """serve-student in a background thread; `url` is the API base clients use."""
 
     @property
     def url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}/v1"
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=10)
-
-    def __enter__(self) -> "RunningStudentServer":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        return super().url + "/v1"
 
 
 def start_student_server(student: Any, *, name: str, adapter_name: str | None = None, token: str | None = None,
@@ -220,9 +203,7 @@ def start_student_server(student: Any, *, name: str, adapter_name: str | None = 
     service = StudentService(student, name, adapter_name)
     token = token if token is not None else new_token()
     httpd = ThreadingHTTPServer((host, port), make_handler(service, token))
-    thread = threading.Thread(target=httpd.serve_forever, name="tripost-serve-student", daemon=True)
-    thread.start()
-    return RunningStudentServer(httpd=httpd, thread=thread, service=service, token=token)
+    return RunningStudentServer.start(httpd, service, token, "tripost-serve-student")
 
 
 # ------------------------------------------------------------- the verb ---
@@ -271,7 +252,7 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        server.close()
+        server.stop()
     return 0
 
 

@@ -40,21 +40,11 @@ from tripost.errors import TripostError
 from tripost.student.base import Generation, SamplingParams
 from tripost.student.logprob import SequenceScore
 from tripost.student.spec import StudentSpec
+from tripost.urls import endpoint_id
 
 # How a completions API says why a choice ended -> tripost's FINISH_REASONS.
 FINISH = {"stop": "stop", "length": "length", "eos": "eos"}
 KEY_ENV = "TRIPOST_ENGINE_KEY"  # the key sent to the engine (serve-student's token); else OPENAI_API_KEY
-
-
-def endpoint_of(url: str) -> str:
-    """The server's address as records show it: no credentials, no query."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url.strip())
-    netloc = parts.hostname or ""
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
 
 
 @dataclass
@@ -86,7 +76,7 @@ class RemoteStudent:
         return self._client
 
     def describe(self) -> dict[str, Any]:
-        return {"student": str(self.spec), "precision": "remote", "adapter": None, "engine": endpoint_of(self.base_url),
+        return {"student": str(self.spec), "precision": "remote", "adapter": None, "engine": endpoint_id(self.base_url),
                 "engine_model": self.model}
 
     def _create(self, **kw: Any) -> Any:
@@ -95,13 +85,13 @@ class RemoteStudent:
         try:
             return self.client().completions.create(model=self.model, **kw)
         except openai.NotFoundError as e:
-            raise TripostError(f"engine {endpoint_of(self.base_url)}: no model {self.model!r} there ({_message(e)})") from None
+            raise TripostError(f"engine {endpoint_id(self.base_url)}: no model {self.model!r} there ({_message(e)})") from None
         except openai.AuthenticationError:
-            raise TripostError(f"engine {endpoint_of(self.base_url)}: the key was refused (set {KEY_ENV} to the server's token)") from None
+            raise TripostError(f"engine {endpoint_id(self.base_url)}: the key was refused (set {KEY_ENV} to the server's token)") from None
         except openai.APIConnectionError:
-            raise TripostError(f"engine {endpoint_of(self.base_url)}: cannot connect (is the server running?)") from None
+            raise TripostError(f"engine {endpoint_id(self.base_url)}: cannot connect (is the server running?)") from None
         except openai.APIStatusError as e:
-            raise TripostError(f"engine {endpoint_of(self.base_url)}: HTTP {e.status_code}: {_message(e)}") from None
+            raise TripostError(f"engine {endpoint_id(self.base_url)}: HTTP {e.status_code}: {_message(e)}") from None
 
     # ------------------------------------------------------------ sampling ---
 
@@ -115,13 +105,13 @@ class RemoteStudent:
         for choice in sorted(resp.choices, key=lambda c: c.index):
             i, j = divmod(choice.index, params.n)
             if i >= len(prompts):
-                raise TripostError(f"engine {endpoint_of(self.base_url)}: answer index {choice.index} for {len(prompts)} prompts")
+                raise TripostError(f"engine {endpoint_id(self.base_url)}: answer index {choice.index} for {len(prompts)} prompts")
             text = choice.text or ""
             n_tokens = len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
             rows[i].append(Generation(prompt_index=i, sample_index=j, text=text, n_tokens=n_tokens,
                                       finish_reason=FINISH.get(str(choice.finish_reason), "stop")))
         if any(len(r) != params.n for r in rows):
-            raise TripostError(f"engine {endpoint_of(self.base_url)}: expected {params.n} choices per prompt, got {[len(r) for r in rows]}")
+            raise TripostError(f"engine {endpoint_id(self.base_url)}: expected {params.n} choices per prompt, got {[len(r) for r in rows]}")
         return rows
 
     def sample(self, prompts: Sequence[str], params: SamplingParams, **kw: Any) -> list[list[Generation]]:

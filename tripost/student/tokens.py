@@ -21,12 +21,16 @@ from typing import Any
 from tripost.errors import TripostError
 
 
+def adds_special_tokens(tok: Any, prompt: str) -> bool:
+    """Whether encoding `prompt` adds the tokenizer's special tokens: not when
+    the prompt already starts with BOS (a chat-templated prompt spells out its
+    special tokens; a second BOS would shift the model's input distribution)."""
+    return not (tok.bos_token and prompt.startswith(tok.bos_token))
+
+
 def encode_prompt(tok: Any, prompt: str) -> list[int]:
     """A rendered prompt's ids, as the student samples, scores and trains on it."""
-    # A chat-templated prompt already spells out its special tokens; adding
-    # them again (a second BOS) would shift the model's input distribution.
-    special = not (tok.bos_token and prompt.startswith(tok.bos_token))
-    ids = tok(prompt, add_special_tokens=special)["input_ids"]
+    ids = tok(prompt, add_special_tokens=adds_special_tokens(tok, prompt))["input_ids"]
     if not ids:
         # The first new token needs something to be predicted from.
         if tok.bos_token_id is None:

@@ -30,25 +30,6 @@ from typing import Any, Protocol, runtime_checkable
 CACHE_KEY_VERSION = 2
 
 
-def endpoint_id(url: str) -> str:
-    """The part of a base URL that says which server answers: scheme, host,
-    port and path, lower-cased host, no trailing slash. Credentials a URL may
-    carry (`https://user:secret@host`), its query and fragment are dropped:
-    the result goes into cache keys and must hold no secret."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url.strip())
-    host = (parts.hostname or "").lower()
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    netloc = f"{host}:{port}" if port is not None else host
-    return urlunsplit((parts.scheme.lower(), netloc, parts.path.rstrip("/"), "", ""))
-
-
 @dataclass(frozen=True)
 class ChatMessage:
     role: str  # "user" | "assistant"
@@ -78,7 +59,7 @@ class ChatRequest:
     def canonical(self, backend: str, endpoint: str = "") -> dict[str, Any]:
         """Everything that determines the answer, and nothing else (no API
         key, no timeout): the cache key is a hash of this. `endpoint` is the
-        backend's server (`endpoint_id` of its base URL): two servers that
+        backend's server (`tripost.urls.endpoint_id` of its base URL): two servers that
         both serve a "llama-3" need not answer alike."""
         return {
             "v": CACHE_KEY_VERSION,
@@ -196,7 +177,7 @@ class ChatResponse:
 class ChatBackend(Protocol):
     """One provider and model. `name` is the backend kind ("openai",
     "anthropic", "hf"), `model` what it runs, `endpoint` the server it asks
-    (`endpoint_id` of its base URL; "" for a local model), which the cache key
+    (`tripost.urls.endpoint_id` of its base URL; "" for a local model), which the cache key
     holds; `max_concurrency` is a sensible default for in-flight requests (1
     for a local model)."""
 

@@ -16,7 +16,8 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from tripost.errors import TripostError
-from tripost.teachers.chat import ChatResponse, endpoint_id
+from tripost.teachers.chat import ChatResponse
+from tripost.urls import endpoint_id
 from tripost.teachers.retry import malformed, register_secret
 
 # Sent as the key to a local server that needs none (the SDKs refuse no key).
