@@ -257,8 +257,7 @@ def collect(
             writer.write(rec)
             if on_record:
                 on_record(rec)
-            tally.add(rec, result)
-        result.usable = kinds["improvement"] + kinds["direct"]
+            tally.add(rec, result)  # keeps result.usable current
         bar.update(len(done_problems))
         bar.set_postfix(usable=result.usable, calls=result.teacher_calls, cost=format_cost(result.cost_usd, result.unpriced))
         if stop:
