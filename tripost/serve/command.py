@@ -40,6 +40,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="share of 200 answers whose body a client cannot read (cut-off JSON, HTML, null text)")
     p.add_argument("--retry-after", type=float, default=1.0, metavar="SECONDS",
                    help="Retry-After sent with (half of the) injected 429s (default 1)")
+    p.add_argument("--batch-latency", type=float, default=0.0, metavar="SECONDS",
+                   help="batch APIs (/v1/batches, /v1/messages/batches): how long a batch stays in progress before "
+                        "its items are answered (default 0)")
+    p.add_argument("--batch-expire-rate", type=float, default=0.0, metavar="R",
+                   help="batch APIs: share of batch items never answered, so that their batch ends expired (default 0)")
     p.add_argument("--seed", type=int, default=0, help="seed of the fault-injection draws")
     p.add_argument("--no-cache", action="store_true", help="LLM backends: do not use the on-disk response cache (as --no-teacher-cache)")
     p.add_argument("--cache-min-tokens", type=int, default=CACHE_MIN_TOKENS, metavar="N",
@@ -62,11 +67,9 @@ def _log_to_stderr() -> None:
         logger.propagate = False
 
 
-def run(args: argparse.Namespace) -> int:
-    """Serve until interrupted, as the parsed options (`add_arguments`) say; returns the exit code."""
-    from tripost.teachers import TeacherOptions, make_teacher
-
-    faults = Faults(
+def faults_from(args: argparse.Namespace) -> Faults:
+    """The fault injection the parsed options ask for."""
+    return Faults(
         fail_rate=args.fail_rate,
         fail_codes=parse_fail_codes(args.fail_codes),
         latency=args.latency,
@@ -74,7 +77,16 @@ def run(args: argparse.Namespace) -> int:
         retry_after=args.retry_after,
         seed=args.seed,
         malformed_rate=args.malformed_rate,
+        batch_latency=args.batch_latency,
+        batch_expire_rate=args.batch_expire_rate,
     )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until interrupted, as the parsed options (`add_arguments`) say; returns the exit code."""
+    from tripost.teachers import TeacherOptions, make_teacher
+
+    faults = faults_from(args)
     if not 0 <= args.port <= 65535:
         raise TripostError(f"--port must be 0-65535, got {args.port}")
     if args.token is not None:
@@ -108,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        service.batches.close()
         httpd.server_close()
         close = getattr(teacher, "close", None)
         if close is not None:

@@ -4,8 +4,17 @@ Endpoints
     POST /v1/chat/completions   OpenAI Chat Completions shape
     POST /v1/messages           Anthropic Messages shape
     GET  /v1/models             the one model served
+    OpenAI Batch API            POST /v1/files (purpose=batch), GET /v1/files[/{id}[/content]],
+                                POST /v1/batches, GET /v1/batches[/{id}], POST /v1/batches/{id}/cancel
+    Anthropic Message Batches   POST /v1/messages/batches, GET /v1/messages/batches[/{id}[/results]],
+                                POST /v1/messages/batches/{id}/cancel
+                                (batches.py: in memory only, forgotten on restart; each item is
+                                answered by the same code as a live request)
     GET  /stats                 requests by status, path and injected fault, the sampling
-                                parameters they carried, the most answered at once (no token needed)
+                                parameters they carried, the most answered at once, batch counters
+                                ("batches": created, openai, anthropic, requests, succeeded, errored,
+                                expired, canceled) (no token needed; batch routes by template,
+                                e.g. /v1/batches/{id})
     GET  /health                liveness (no token needed)
 
 Authentication
@@ -39,6 +48,13 @@ must not retry), `latency` sleeps before every answer, `garbage_rate`
 answers 200 with text that is not what was asked for, `malformed_rate`
 answers 200 with a body a client cannot read (JSON cut short, an HTML page,
 a text block whose text is null; the variants in turn).
+Batch items draw from the same stream (a failed item is errored with that
+status, a malformed one is a 200 item whose content is 5 or null) but sleep
+no `latency`; instead `batch_latency` keeps each batch in progress that long
+before its items are answered, and `batch_expire_rate` (its own stream,
+seeded seed+1) leaves that share of items unanswered, so that their batch
+ends expired (`--batch-latency`, `--batch-expire-rate`). The batch
+management routes themselves get no injected fault.
 
 A client that goes away before its answer is written (a timeout, a killed
 process) is one log line and counts as "disconnected" in /stats, not as a
@@ -82,11 +98,12 @@ from tripost.format import UPDATED_PREFIX, parse_feedback, parse_rationale
 from tripost.teachers.chat import ChatMessage, ChatRequest, ChatResponse
 from tripost.teachers.retry import ChatError, redact, register_secret
 from tripost.teachers.templates import parse_block
+from tripost.serve.batches import BatchStore
+from tripost.serve.failures import QUOTA, HTTPFailure, error_payload, injected_failure, upstream_failure
 
 log = logging.getLogger("tripost.serve")
 
 DEFAULT_FAIL_CODES = (429, 500, 529)
-QUOTA = "quota"
 _GARBAGE = (
     "",
     "I am not sure what you mean.",
@@ -163,14 +180,16 @@ class Faults:
     retry_after: float = 1.0
     seed: int = 0
     malformed_rate: float = 0.0
+    batch_latency: float = 0.0  # seconds a batch stays in progress before its items are answered
+    batch_expire_rate: float = 0.0  # share of batch items never answered (the batch ends expired)
 
     def __post_init__(self) -> None:
-        for name in ("fail_rate", "garbage_rate", "malformed_rate"):
+        for name in ("fail_rate", "garbage_rate", "malformed_rate", "batch_expire_rate"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise TripostError(f"serve-teacher: --{name.replace('_', '-')} must be between 0 and 1, got {v}")
-        if self.latency < 0 or self.retry_after < 0:
-            raise TripostError("serve-teacher: --latency and --retry-after cannot be negative")
+        if self.latency < 0 or self.retry_after < 0 or self.batch_latency < 0:
+            raise TripostError("serve-teacher: --latency, --retry-after and --batch-latency cannot be negative")
         if self.fail_rate > 0 and not self.fail_codes:
             raise TripostError("serve-teacher: --fail-rate needs at least one code in --fail-codes")
 
@@ -195,6 +214,10 @@ def parse_fail_codes(text: str) -> tuple[int | str, ...]:
     return tuple(out)
 
 
+# /stats "batches": batches created (both APIs, then each), items received, and how items ended.
+BATCH_COUNTERS = ("created", "openai", "anthropic", "requests", "succeeded", "errored", "expired", "canceled")
+
+
 @dataclass
 class Stats:
     started: float = field(default_factory=time.time)
@@ -205,6 +228,8 @@ class Stats:
     # the length limit and the temperature arrived, so a test can see what a
     # client really sent (values of two parameters, never content).
     params: Counter[str] = field(default_factory=Counter)
+    # Batch API counters (BATCH_COUNTERS): batches created, items received and how they ended.
+    batches: Counter[str] = field(default_factory=Counter)
     in_flight: int = 0
     max_in_flight: int = 0  # the most chat requests answered at once
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -213,6 +238,14 @@ class Stats:
         with self.lock:
             self.by_status[str(status)] += 1
             self.by_path[path] += 1
+            if fault:
+                self.faults[fault] += 1
+
+    def batch(self, *keys: str, n: int = 1, fault: str | None = None) -> None:
+        """Count `n` under each of `keys` in "batches" (and a batch item's injected `fault`)."""
+        with self.lock:
+            for key in keys:
+                self.batches[key] += n
             if fault:
                 self.faults[fault] += 1
 
@@ -251,46 +284,10 @@ class Stats:
                 "by_path": dict(self.by_path),
                 "faults": dict(self.faults),
                 "params": dict(self.params),
+                "batches": {key: self.batches[key] for key in BATCH_COUNTERS},
                 "max_in_flight": self.max_in_flight,
                 "uptime_s": round(time.time() - self.started, 3),
             }
-
-
-class HTTPFailure(Exception):
-    def __init__(
-        self, status: int, message: str, kind: str = "invalid_request_error", headers: dict[str, str] | None = None
-    ):
-        super().__init__(message)
-        self.status = status
-        self.kind = kind
-        self.headers = headers or {}
-
-
-# Error types by status, as the providers name them (the SDKs map statuses to
-# exception classes themselves; the type tells a reader what happened).
-_KIND_BY_STATUS = {
-    400: "invalid_request_error", 401: "authentication_error", 403: "permission_error", 404: "not_found_error",
-    413: "request_too_large", 429: "rate_limit_error", 529: "overloaded_error",
-}
-
-
-def upstream_failure(e: ChatError) -> HTTPFailure:
-    """What a proxied request answers when its upstream failed: the
-    upstream's own status, so a client reacts as it would to the provider
-    (401 stops, an exhausted 529 may be retried later); a Retry-After the
-    upstream sent travels along."""
-    message = f"serve-teacher's upstream failed: {e}"  # ChatError messages are redacted
-    if e.kind == "spend_limit":
-        return HTTPFailure(429, message, "insufficient_quota")
-    if e.kind == "http" and e.status is not None and 400 <= e.status <= 599:
-        headers = {}
-        if e.retry_after is not None:
-            headers = {"retry-after-ms": str(int(e.retry_after * 1000)), "Retry-After": str(max(1, math.ceil(e.retry_after)))}
-        return HTTPFailure(e.status, message, _KIND_BY_STATUS.get(e.status, "api_error"), headers)
-    if e.kind == "timeout":
-        return HTTPFailure(504, message, "timeout_error")
-    # A refused connection or a 200 we could not read: the gateway's upstream is bad.
-    return HTTPFailure(502, message, "api_error")
 
 
 def proxy_answer_check(messages: list[ChatMessage]) -> Callable[[ChatResponse], bool]:
@@ -330,6 +327,7 @@ class TeacherService:
         self._malformed = 0
         self._seen_prefixes: set[str] = set()
         self._prefix_lock = threading.Lock()
+        self.batches = BatchStore(self)  # the Batch APIs' files and batches, in memory
 
     # ---------------------------------------------------------------- faults ---
 
@@ -426,6 +424,94 @@ class TeacherService:
             self._seen_prefixes.add(key)
         return prefix_tokens, estimate_tokens(rest), seen
 
+    # ------------------------------------------------------------- flavours ---
+
+    def openai_completion(self, body: dict[str, Any], garbage: str | None = None) -> dict[str, Any]:
+        """The chat.completion answering an OpenAI Chat Completions `body`
+        (`garbage`: this text instead of the teacher's); HTTPFailure when the
+        body is bad or the teacher cannot answer. Live requests and batch
+        items alike."""
+        raw = body.get("messages")
+        if not isinstance(raw, list) or not raw:
+            raise HTTPFailure(400, "messages must be a non-empty list")
+        system_parts: list[str] = []
+        messages: list[ChatMessage] = []
+        for m in raw:
+            if not isinstance(m, dict):
+                raise HTTPFailure(400, "each message must be an object")
+            text, _ = _text_of(m.get("content", ""))
+            role = m.get("role")
+            if role in ("system", "developer"):
+                system_parts.append(text)
+            elif role in ("user", "assistant"):
+                messages.append(ChatMessage(role, text))
+            else:
+                raise HTTPFailure(400, f"unknown role {role!r}")
+        system = "\n".join(system_parts)
+        max_tokens = _int(body, "max_completion_tokens", "max_tokens", default=768)
+        stop = body.get("stop") or ()
+        stop = (stop,) if isinstance(stop, str) else tuple(str(x) for x in stop)
+        text = garbage if garbage is not None else self.answer(
+            system, messages, max_tokens, float(body.get("temperature") or 0.0), stop
+        )
+        # OpenAI caches long prompt prefixes automatically.
+        prefix, rest, seen = self.prompt_usage("openai", system, messages, cacheable=True)
+        completion = estimate_tokens(text)
+        return {
+            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": str(body.get("model") or self.model),
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop", "logprobs": None}],
+            "usage": {
+                "prompt_tokens": prefix + rest,
+                "completion_tokens": completion,
+                "total_tokens": prefix + rest + completion,
+                "prompt_tokens_details": {"cached_tokens": prefix if seen else 0},
+                "completion_tokens_details": {"reasoning_tokens": 0},
+            },
+        }
+
+    def anthropic_message(self, body: dict[str, Any], garbage: str | None = None) -> dict[str, Any]:
+        """The message answering an Anthropic Messages `body`, as openai_completion."""
+        raw = body.get("messages")
+        if not isinstance(raw, list) or not raw:
+            raise HTTPFailure(400, "messages: must be a non-empty list")
+        if body.get("max_tokens") is None:
+            raise HTTPFailure(400, "max_tokens: field required")
+        system, marked = _text_of(body.get("system") or "")
+        messages: list[ChatMessage] = []
+        for m in raw:
+            if not isinstance(m, dict) or m.get("role") not in ("user", "assistant"):
+                raise HTTPFailure(400, "messages: each message needs role user or assistant")
+            text, m_marked = _text_of(m.get("content", ""))
+            marked = marked or m_marked
+            messages.append(ChatMessage(m["role"], text))
+        max_tokens = _int(body, "max_tokens", default=768)
+        stop = tuple(str(x) for x in body.get("stop_sequences") or ())
+        text = garbage if garbage is not None else self.answer(
+            system, messages, max_tokens, float(body.get("temperature") or 0.0), stop
+        )
+        prefix, rest, seen = self.prompt_usage("anthropic", system, messages, cacheable=marked)
+        if seen is not None:
+            usage = {
+                "input_tokens": rest,
+                "cache_read_input_tokens": prefix if seen else 0,
+                "cache_creation_input_tokens": 0 if seen else prefix,
+            }
+        else:
+            usage = {"input_tokens": prefix + rest, "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0}
+        usage["output_tokens"] = estimate_tokens(text)
+        return {
+            "id": f"msg_{uuid.uuid4().hex[:24]}",
+            "type": "message",
+            "role": "assistant",
+            "model": str(body.get("model") or self.model),
+            "content": [{"type": "text", "text": text}],
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": usage,
+        }
 
 # ------------------------------------------------------------ HTTP plumbing ---
 
@@ -515,6 +601,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200, self.service.stats.to_dict(), record=False)
         elif path in ("", "/health", "/healthz"):
             self._send_json(200, {"status": "ok"}, path=path)
+        elif self._batch_route("GET", path):
+            pass
         elif not self._authorized():
             self._refuse("openai", path)
         elif path in ("/v1/models", "/models"):
@@ -524,6 +612,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _post(self) -> None:
         path = self.path.split("?")[0].rstrip("/")
+        if self._batch_route("POST", path):
+            return
         flavour = "anthropic" if path.endswith("/messages") else "openai"
         if not self._authorized():
             self._drain()
@@ -556,9 +646,9 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             garbage = fault[1] if fault is not None else None
             if flavour == "openai":
-                payload = self._openai(body, garbage=garbage)
+                payload = self.service.openai_completion(body, garbage=garbage)
             else:
-                payload = self._anthropic(body, garbage=garbage)
+                payload = self.service.anthropic_message(body, garbage=garbage)
             self._send_json(200, payload, path=path, fault="garbage" if fault else None)
         except _CLIENT_GONE:
             raise  # handle() logs it: there is nobody to answer
@@ -570,6 +660,32 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             self.service.stats.leave()
 
+    def _batch_route(self, method: str, path: str) -> bool:
+        """Answer `path` if it is a Batch API route (batches.py), in its
+        provider's error shape, recorded under its template; else False.
+        No injected fault and no latency here: those are for the items."""
+        from tripost.serve.batches import match_route
+
+        route = match_route(method, path)
+        if route is None:
+            return False
+        body = self._drain() if method == "POST" else b""
+        if not self._authorized():
+            self._refuse(route.flavour, route.template)
+            return True
+        try:
+            host = self.headers.get("host") or "%s:%s" % self.server.server_address[:2]
+            reply = self.service.batches.handle(route, body, self.headers.get("content-type") or "", host)
+            self._send_bytes(reply.status, reply.data, reply.content_type, path=route.template)
+        except _CLIENT_GONE:
+            raise
+        except HTTPFailure as e:
+            self._send_error(route.flavour, route.template, e.status, str(e), e.kind, headers=e.headers)
+        except Exception as e:  # a bug: 500, no traceback to the client
+            log.exception("internal error answering %s", route.template)
+            self._send_error(route.flavour, route.template, 500, f"internal error: {type(e).__name__}", "api_error")
+        return True
+
     def _peer_closed(self) -> bool:
         """Whether the client has closed its end (readable, yet nothing to read)."""
         try:
@@ -578,117 +694,17 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:  # reset by the peer
             return True
 
-    # ------------------------------------------------------------- flavours ---
-
-    def _openai(self, body: dict[str, Any], garbage: str | None) -> dict[str, Any]:
-        raw = body.get("messages")
-        if not isinstance(raw, list) or not raw:
-            raise HTTPFailure(400, "messages must be a non-empty list")
-        system_parts: list[str] = []
-        messages: list[ChatMessage] = []
-        for m in raw:
-            if not isinstance(m, dict):
-                raise HTTPFailure(400, "each message must be an object")
-            text, _ = _text_of(m.get("content", ""))
-            role = m.get("role")
-            if role in ("system", "developer"):
-                system_parts.append(text)
-            elif role in ("user", "assistant"):
-                messages.append(ChatMessage(role, text))
-            else:
-                raise HTTPFailure(400, f"unknown role {role!r}")
-        system = "\n".join(system_parts)
-        max_tokens = _int(body, "max_completion_tokens", "max_tokens", default=768)
-        stop = body.get("stop") or ()
-        stop = (stop,) if isinstance(stop, str) else tuple(str(x) for x in stop)
-        text = garbage if garbage is not None else self.service.answer(
-            system, messages, max_tokens, float(body.get("temperature") or 0.0), stop
-        )
-        # OpenAI caches long prompt prefixes automatically.
-        prefix, rest, seen = self.service.prompt_usage("openai", system, messages, cacheable=True)
-        completion = estimate_tokens(text)
-        return {
-            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": str(body.get("model") or self.service.model),
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop", "logprobs": None}],
-            "usage": {
-                "prompt_tokens": prefix + rest,
-                "completion_tokens": completion,
-                "total_tokens": prefix + rest + completion,
-                "prompt_tokens_details": {"cached_tokens": prefix if seen else 0},
-                "completion_tokens_details": {"reasoning_tokens": 0},
-            },
-        }
-
-    def _anthropic(self, body: dict[str, Any], garbage: str | None) -> dict[str, Any]:
-        raw = body.get("messages")
-        if not isinstance(raw, list) or not raw:
-            raise HTTPFailure(400, "messages: must be a non-empty list")
-        if body.get("max_tokens") is None:
-            raise HTTPFailure(400, "max_tokens: field required")
-        system, marked = _text_of(body.get("system") or "")
-        messages: list[ChatMessage] = []
-        for m in raw:
-            if not isinstance(m, dict) or m.get("role") not in ("user", "assistant"):
-                raise HTTPFailure(400, "messages: each message needs role user or assistant")
-            text, m_marked = _text_of(m.get("content", ""))
-            marked = marked or m_marked
-            messages.append(ChatMessage(m["role"], text))
-        max_tokens = _int(body, "max_tokens", default=768)
-        stop = tuple(str(x) for x in body.get("stop_sequences") or ())
-        text = garbage if garbage is not None else self.service.answer(
-            system, messages, max_tokens, float(body.get("temperature") or 0.0), stop
-        )
-        prefix, rest, seen = self.service.prompt_usage("anthropic", system, messages, cacheable=marked)
-        if seen is not None:
-            usage = {
-                "input_tokens": rest,
-                "cache_read_input_tokens": prefix if seen else 0,
-                "cache_creation_input_tokens": 0 if seen else prefix,
-            }
-        else:
-            usage = {"input_tokens": prefix + rest, "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0}
-        usage["output_tokens"] = estimate_tokens(text)
-        return {
-            "id": f"msg_{uuid.uuid4().hex[:24]}",
-            "type": "message",
-            "role": "assistant",
-            "model": str(body.get("model") or self.service.model),
-            "content": [{"type": "text", "text": text}],
-            "stop_reason": "end_turn",
-            "stop_sequence": None,
-            "usage": usage,
-        }
-
     # ------------------------------------------------------------- responses ---
 
     def _send_failure(self, flavour: str, path: str, code: int | str, with_retry_after: bool) -> None:
-        headers: dict[str, str] = {}
-        if code == QUOTA:
-            status, kind = 429, "insufficient_quota"
-            message = "You exceeded your current quota (injected by serve-teacher)"
-        else:
-            status = int(code)
-            kind = {429: "rate_limit_error", 529: "overloaded_error"}.get(status, "api_error")
-            message = f"injected failure {status}"
-            if status == 429 and with_retry_after:
-                ra = self.service.faults.retry_after
-                headers = {"retry-after-ms": str(int(ra * 1000)), "Retry-After": str(max(1, math.ceil(ra)))}
-        self._send_error(flavour, path, status, message, kind, headers=headers, fault=f"fail_{code}")
+        e = injected_failure(code, self.service.faults.retry_after if with_retry_after else None)
+        self._send_error(flavour, path, e.status, str(e), e.kind, headers=e.headers, fault=f"fail_{code}")
 
     def _send_error(
         self, flavour: str, path: str, status: int, message: str, kind: str,
         headers: dict[str, str] | None = None, fault: str | None = None,
     ) -> None:
-        if flavour == "anthropic":
-            err: dict[str, Any] = {"type": "billing_error" if kind == "insufficient_quota" else kind, "message": message}
-            payload: dict[str, Any] = {"type": "error", "error": err}
-        else:
-            code = kind if kind in ("insufficient_quota",) else None
-            payload = {"error": {"message": message, "type": kind, "code": code, "param": None}}
-        self._send_json(status, payload, path=path, headers=headers, fault=fault)
+        self._send_json(status, error_payload(flavour, message, kind), path=path, headers=headers, fault=fault)
 
     def _drain(self) -> bytes:
         try:
@@ -772,6 +788,9 @@ class RunningServer:
         return cls(httpd=httpd, thread=thread, service=service, token=token)
 
     def stop(self) -> None:
+        batches = getattr(self.service, "batches", None)
+        if batches is not None:
+            batches.close()  # the batch workers stop between items
         self.httpd.shutdown()
         self.httpd.server_close()
         self.thread.join(timeout=5)
