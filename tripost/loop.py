@@ -329,7 +329,11 @@ class Run:
         if self._teacher is None:
             from tripost.teachers import make_teacher
 
-            self._teacher = make_teacher(self.cfg["teacher"]["spec"], **teacher_options(self.cfg).teacher_kwargs())
+            from tripost.teachers.batch import BATCH_LOG_FILE
+
+            # With teacher.batch, the batches sent are recorded here, so a killed run resumes them.
+            self._teacher = make_teacher(self.cfg["teacher"]["spec"], **teacher_options(self.cfg).teacher_kwargs(),
+                                         batch_log=self.out / BATCH_LOG_FILE)
         return self._teacher
 
     def train_config(self, adapter: str | None):

@@ -96,7 +96,10 @@ def cmd_collect(args: argparse.Namespace) -> int:
     problems = select_problems([args.task], split="train", subsets=(args.subset,), n=args.n, preset=args.preset, seed=args.seed, data=args.data)
     options = TeacherOptions.from_args(args)
     source = make_source(settings, teacher_concurrency=options.concurrency)
-    teacher = make_teacher(args.teacher, **options.teacher_kwargs()) if source.needs_teacher else None
+    from tripost.teachers.batch import BATCH_LOG_FILE
+
+    # With --teacher-batch, the batches sent are recorded in the run folder, so a rerun resumes them.
+    teacher = make_teacher(args.teacher, **options.teacher_kwargs(), batch_log=Path(args.out) / BATCH_LOG_FILE) if source.needs_teacher else None
     resolved = {k: v for k, v in vars(args).items() if k not in ("handler", "json")}
     resolved.update(settings.to_dict())  # the settings as used, defaults filled in
     run = Path(args.out)
@@ -119,7 +122,9 @@ def cmd_collect(args: argparse.Namespace) -> int:
               f"({summary['correct_round0']} from round 0); teacher calls {result.teacher_calls}")
     else:
         print(f"wrote {result.records_written} trajectories to {result.log_path} ({result.records_skipped} already there); "
-              f"usable {result.usable}: {result.by_kind}; teacher calls {result.teacher_calls}, cost {format_cost(result.cost_usd, result.unpriced)}")
+              f"usable {result.usable}: {result.by_kind}; teacher calls {result.teacher_calls}"
+              + (f" ({result.batched_calls} answered in provider batches, at half price)" if result.batched_calls else "")
+              + f", cost {format_cost(result.cost_usd, result.unpriced)}")
     extra = {k: summary[k] for k in ("kept", "dropped", "kept_precision", "skipped") if summary.get(k) not in (None, {}, [])}
     if extra and not args.json:  # what a source adds to the common summary (self_verified, demo)
         print("; ".join(f"{k.replace('_', ' ')} {v:.1%}" if k == "kept_precision" else f"{k.replace('_', ' ')} {v}" for k, v in extra.items()))

@@ -92,5 +92,8 @@ def _teach(args: argparse.Namespace, teacher: Any, options: TeacherOptions) -> i
         pool.shutdown(wait=True, cancel_futures=True)  # a fatal teacher error sends no more requests
     ledger = getattr(teacher, "ledger", None)
     cost = f", cost {format_cost(ledger.total_cost(), ledger.unpriced_models())}" if ledger is not None else ""
+    batched = sum(e["batched"] for e in ledger.to_dict().values()) if ledger is not None else 0
+    if batched:  # teacher.batch: say what the batches saved
+        cost += f" ({batched} answers from provider batches at half price; {format_cost(ledger.total_list_cost(), ledger.unpriced_models())} at list price)"
     print(f"taught {len(items)}: {n_wrong} wrong attempts improved, {n_rejected} teacher answers rejected{cost}", file=sys.stderr)
     return 0

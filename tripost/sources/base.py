@@ -66,6 +66,7 @@ class SourceResult:
     by_kind: dict[str, int] = field(default_factory=dict)
     stop_reasons: dict[str, int] = field(default_factory=dict)
     teacher_calls: int = 0
+    batched_calls: int = 0  # of which a provider batch answered, at half the list price (teacher.batch)
     teacher_rejections: dict[str, int] = field(default_factory=dict)
     unavailable: int = 0  # trajectories left out of the log: the teacher could not be reached (a rerun does them)
     cost_usd: float = 0.0

@@ -104,6 +104,7 @@ class TeacherTally:
         self.kinds[rec.kind] += 1
         self.reasons[rec.stop_reason] += 1
         result.teacher_calls += len(rec.teacher_calls)
+        result.batched_calls += sum(1 for c in rec.teacher_calls if c.get("batch"))
         result.cost_usd += sum(c.get("cost_usd", 0.0) for c in rec.teacher_calls)
         for c in rec.teacher_calls:
             if c.get("rejected"):

@@ -53,6 +53,10 @@ def make_teacher(
     base_url: str | None = None,
     api_key: str | None = None,
     device: str | None = None,
+    batch: bool = _DEFAULT.batch,
+    batch_wait: float = _DEFAULT.batch_wait,
+    batch_poll: float = _DEFAULT.batch_poll,
+    batch_log: str | Path | None = None,
 ) -> Teacher:
     """Build a teacher from a spec; options apply to the LLM backends only.
 
@@ -69,6 +73,12 @@ def make_teacher(
                  max_completion_tokens (its reasoning models); other backends ignore it
     embed_request append the machine-readable request block to prompts (templates.py)
     base_url/api_key  override the SDK environment variables
+    batch        answer through the provider's batch API, a round at a time
+                 (openai:, anthropic:; batch.py), at half the list price
+    batch_wait/batch_poll  seconds of quiet before a round goes out; before a status re-check
+    batch_log    the JSON record of the batches sent, so a rerun resumes them
+                 (default: `teacher-batches.json` under `tripost_home()`;
+                 `tripost run` and `collect` keep it in the run folder)
 
     The options a user sets (the run config's `[teacher]` section, the
     `--teacher-*` flags) are `TeacherOptions` (options.py):
@@ -88,6 +98,9 @@ def make_teacher(
         return ReplayTeacher(arg.strip())
     if kind not in ("openai", "anthropic", "hf"):
         raise TripostError(f"unknown teacher spec {spec!r}; expected one of: {', '.join(SPECS)}")
+
+    if batch and kind == "hf":  # before the model loads
+        raise TripostError("teacher.batch (--teacher-batch) needs an openai: or anthropic: teacher; an hf: teacher answers on this machine")
 
     from tripost.teachers.cache import ResponseCache
     from tripost.teachers.prompted import PromptedTeacher
@@ -111,6 +124,16 @@ def make_teacher(
             # One local model generates one answer at a time (hf_chat.py):
             # more requests in flight would only wait in threads.
             concurrency = min(concurrency, backend.max_concurrency)
+
+    if batch:
+        from tripost.paths import tripost_home
+        from tripost.teachers.batch import BATCH_LOG_FILE, BatchingBackend, BatchLog
+
+        backend = BatchingBackend(backend, BatchLog(batch_log or tripost_home() / BATCH_LOG_FILE), wait=batch_wait, poll=batch_poll)
+        # A round is every request in flight at once, so the requester may hold
+        # a whole batch; `concurrency` still bounds the trajectories edited at
+        # once, and so the requests per round (sources/teacher.py).
+        concurrency = None
 
     if cache is True:
         response_cache = ResponseCache(default_cache_path())

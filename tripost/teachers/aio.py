@@ -63,11 +63,24 @@ class LoopThread:
             self._loop = self._thread = None
         if loop is None or loop.is_closed():
             return
+        # Cancel what still runs (a sync caller in another thread is waiting
+        # on it), so that caller gets CancelledError instead of waiting for good.
+        try:
+            asyncio.run_coroutine_threadsafe(_cancel_others(), loop).result(timeout=5)
+        except Exception:  # a task that will not die: stop the loop all the same
+            pass
         loop.call_soon_threadsafe(loop.stop)
         if thread is not None:
             thread.join(timeout=5)
         if not loop.is_running():
             loop.close()
+
+
+async def _cancel_others() -> None:
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

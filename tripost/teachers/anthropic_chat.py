@@ -30,11 +30,22 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
+from tripost.teachers.batch import BatchStatus
 from tripost.teachers.chat import ChatRequest, ChatResponse, Usage, get_field
-from tripost.teachers.retry import register_secret
+from tripost.teachers.retry import ChatError, malformed, register_secret, status_error
 from tripost.teachers.sdk import SDKChat
+
+# The HTTP status each error type of the Messages API stands for, so an
+# errored batch request retries (or stops the run) as the live one would.
+ERROR_STATUS = {
+    "invalid_request_error": 400, "authentication_error": 401, "billing_error": 402, "permission_error": 403,
+    "not_found_error": 404, "request_too_large": 413, "rate_limit_error": 429, "api_error": 500,
+    "timeout_error": 504, "overloaded_error": 529,
+}
 
 
 # The minimum cacheable prompt length (tokens) by model family, from
@@ -66,6 +77,7 @@ class AnthropicChat(SDKChat):
     BASE_URL_ENV = "ANTHROPIC_BASE_URL"
     DEFAULT_ENDPOINT = "https://api.anthropic.com"
     EXAMPLE_MODEL = "claude-3-5-haiku-latest"
+    MAX_BATCH_REQUESTS = 100_000  # the Message Batches limit per batch (also 256 MB)
 
     def __init__(self, model: str, *, prompt_caching: bool = True, **common: Any):
         """`common`: base_url, api_key, timeout, max_concurrency (SDKChat)."""
@@ -119,6 +131,53 @@ class AnthropicChat(SDKChat):
         if stops:
             params["stop_sequences"] = stops
         return params
+
+    # ------------------------------------------------- the Message Batches ---
+    # The requests go in the create call itself ({custom_id, params}); once
+    # the batch has ended its results stream as JSONL, one line per request:
+    # succeeded (a message), errored (an error object), expired or canceled.
+    # batch.py drives this; https://docs.anthropic.com/en/docs/build-with-claude/batch-processing
+
+    def batch_params(self, request: ChatRequest) -> dict[str, Any]:
+        """`build_params` as one batch request's `params`: a batch request
+        has no `extra_body`, so the temperature joins the other fields."""
+        params = self.build_params(request)
+        params.update(params.pop("extra_body", {}))
+        return params
+
+    async def submit_batch(self, items: Sequence[tuple[str, ChatRequest]]) -> str:
+        batch = await self.client().messages.batches.create(
+            requests=[{"custom_id": key, "params": self.batch_params(request)} for key, request in items])
+        return str(batch.id)
+
+    async def batch_status(self, batch_id: str) -> BatchStatus:
+        batch = await self.client().messages.batches.retrieve(batch_id)
+        c = batch.request_counts
+        total = c.processing + c.succeeded + c.errored + c.canceled + c.expired
+        return BatchStatus(batch_id, str(batch.processing_status), batch.processing_status == "ended", total - c.processing, total)
+
+    async def batch_results(self, batch_id: str) -> dict[str, ChatResponse | ChatError]:
+        results: dict[str, ChatResponse | ChatError] = {}
+        async for entry in await self.client().messages.batches.results(batch_id):
+            key = get_field(entry, "custom_id")
+            if isinstance(key, str):
+                results[key] = self.read_batch_result(get_field(entry, "result"), batch_id)
+        return results
+
+    def read_batch_result(self, result: Any, batch_id: str) -> ChatResponse | ChatError:
+        kind = get_field(result, "type")
+        if kind == "succeeded":
+            try:
+                return replace(self.read_message(get_field(result, "message")), batch_id=batch_id)
+            except Exception as e:  # the body's fault: this one request is malformed
+                return malformed(self.name, e)
+        if kind == "errored":
+            error = get_field(get_field(result, "error"), "error")
+            etype = str(get_field(error, "type") or "api_error")
+            body = {"error": {"type": etype, "message": get_field(error, "message")}}
+            return status_error(self.name, ERROR_STATUS.get(etype, 500), body)
+        # expired or canceled before it ran: nothing wrong with the request, so it is asked again.
+        return ChatError(f"anthropic: batch {batch_id} did not run a request ({kind})", retryable=True, kind=f"batch_{kind}")
 
     async def acomplete(self, request: ChatRequest) -> ChatResponse:
         raw = await self.client().messages.with_raw_response.create(**self.build_params(request))

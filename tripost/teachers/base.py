@@ -31,9 +31,13 @@ class TeacherCall:
     cached: bool = False
     cost_usd: float = 0.0
     rejected: str | None = None  # why the answer was unusable, if it was
+    batch: str = ""  # the provider batch that answered it (teacher.batch); logged only when set
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if not self.batch:
+            del out["batch"]  # a live call's record reads as it always has
+        return out
 
 
 @dataclass(frozen=True)

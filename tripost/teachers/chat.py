@@ -159,9 +159,13 @@ class ChatResponse:
     usage: Usage = field(default_factory=Usage)
     model: str = ""  # the model that answered, as the provider names it
     finish_reason: str = ""
+    batch_id: str = ""  # the provider batch that answered it (batch.py), billed at the batch price; "" when live
 
     def to_dict(self) -> dict[str, Any]:
-        return {"text": self.text, "usage": self.usage.to_dict(), "model": self.model, "finish_reason": self.finish_reason}
+        out = {"text": self.text, "usage": self.usage.to_dict(), "model": self.model, "finish_reason": self.finish_reason}
+        if self.batch_id:
+            out["batch_id"] = self.batch_id
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ChatResponse":
@@ -170,6 +174,7 @@ class ChatResponse:
             usage=Usage.from_dict(d.get("usage")),
             model=str(d.get("model", "")),
             finish_reason=str(d.get("finish_reason", "")),
+            batch_id=str(d.get("batch_id", "")),
         )
 
 

@@ -17,12 +17,20 @@ the run.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from tripost.errors import TripostError
+from tripost.teachers.batch import BatchStatus
 from tripost.teachers.chat import ChatRequest, ChatResponse, Usage, get_field
 from tripost.teachers.options import TOKEN_PARAMS
+from tripost.teachers.retry import ChatError, malformed, status_error
 from tripost.teachers.sdk import SDKChat
+
+BATCH_URL = "/v1/chat/completions"
+BATCH_ENDED = ("completed", "expired", "failed", "cancelled")
 
 
 class OpenAIChat(SDKChat):
@@ -32,6 +40,7 @@ class OpenAIChat(SDKChat):
     DEFAULT_ENDPOINT = "https://api.openai.com/v1"
     EXAMPLE_MODEL = "gpt-4o-mini"
     LOCAL_SERVER = "OpenAI-compatible server"
+    MAX_BATCH_REQUESTS = 50_000  # the Batch API's limit per batch (also 200 MB per input file)
 
     def __init__(self, model: str, *, token_param: str = "max_tokens", **common: Any):
         """`common`: base_url, api_key, timeout, max_concurrency (SDKChat)."""
@@ -45,17 +54,82 @@ class OpenAIChat(SDKChat):
 
         return openai.AsyncOpenAI(api_key=self.key, base_url=self.base_url, timeout=self.timeout, max_retries=0)
 
-    async def acomplete(self, request: ChatRequest) -> ChatResponse:
-        kwargs: dict[str, Any] = {
+    def build_params(self, request: ChatRequest) -> dict[str, Any]:
+        """The Chat Completions body of `request` (live, or one line of a batch)."""
+        params: dict[str, Any] = {
             "model": request.model,
             "messages": request.openai_messages(),
             "temperature": request.temperature,
             self.token_param: request.max_tokens,
         }
         if request.stop:
-            kwargs["stop"] = list(request.stop)[:4]
-        raw = await self.client().chat.completions.with_raw_response.create(**kwargs)
+            params["stop"] = list(request.stop)[:4]
+        return params
+
+    async def acomplete(self, request: ChatRequest) -> ChatResponse:
+        raw = await self.client().chat.completions.with_raw_response.create(**self.build_params(request))
         return await self.read_body(raw, self.read_completion)
+
+    # ------------------------------------------------------- the Batch API ---
+    # A JSONL file of {custom_id, method, url, body} lines is uploaded
+    # (purpose "batch"), a batch is created on it for /v1/chat/completions
+    # with the 24 h window, and once it has ended its output file (answers)
+    # and error file (error statuses, expired and cancelled requests) are
+    # read back. batch.py drives this; https://platform.openai.com/docs/guides/batch
+
+    async def submit_batch(self, items: Sequence[tuple[str, ChatRequest]]) -> str:
+        lines = [json.dumps({"custom_id": key, "method": "POST", "url": BATCH_URL, "body": self.build_params(request)},
+                            ensure_ascii=False) for key, request in items]
+        client = self.client()
+        upload = await client.files.create(file=("tripost-batch.jsonl", ("\n".join(lines) + "\n").encode("utf-8")), purpose="batch")
+        batch = await client.batches.create(input_file_id=upload.id, endpoint=BATCH_URL, completion_window="24h",
+                                             metadata={"client": "tripost"})
+        return str(batch.id)
+
+    async def batch_status(self, batch_id: str) -> BatchStatus:
+        batch = await self.client().batches.retrieve(batch_id)
+        counts = batch.request_counts
+        done = (counts.completed + counts.failed) if counts is not None else 0
+        return BatchStatus(batch_id, str(batch.status), batch.status in BATCH_ENDED, done, counts.total if counts is not None else 0)
+
+    async def batch_results(self, batch_id: str) -> dict[str, ChatResponse | ChatError]:
+        client = self.client()
+        batch = await client.batches.retrieve(batch_id)
+        if batch.status == "failed":
+            # The input file did not validate: our request shape is wrong, which no retry mends.
+            errors = get_field(batch.errors, "data") or []
+            detail = "; ".join(f"line {get_field(e, 'line')}: {get_field(e, 'message')}" for e in errors[:3]) or "no detail"
+            raise ChatError(f"openai: batch {batch_id} failed validation ({detail})", status=400, kind="http")
+        results: dict[str, ChatResponse | ChatError] = {}
+        for file_id in (batch.output_file_id, batch.error_file_id):
+            if not file_id:
+                continue
+            content = await client.files.content(file_id)
+            for line in content.text.splitlines():
+                if line.strip():
+                    key, result = self.read_batch_line(line, batch_id)
+                    if key:
+                        results[key] = result
+        return results
+
+    def read_batch_line(self, line: str, batch_id: str) -> tuple[str, ChatResponse | ChatError]:
+        """(custom id, answer or error) of one line of a batch's output or error file."""
+        try:
+            item = json.loads(line)
+            key = str(item["custom_id"])
+        except (ValueError, KeyError, TypeError):
+            return "", malformed(self.name, "a batch result line that is not a JSON object with a custom_id")
+        response, error = item.get("response"), item.get("error")
+        if isinstance(response, dict) and response.get("status_code") == 200:
+            try:
+                return key, replace(self.read_completion(response.get("body")), batch_id=batch_id)
+            except Exception as e:  # the body's fault: this one request is malformed
+                return key, malformed(self.name, e)
+        if isinstance(response, dict) and isinstance(response.get("status_code"), int):
+            return key, status_error(self.name, response["status_code"], response.get("body"))
+        code = get_field(error, "code") or "batch_expired"
+        # Expired or cancelled before it ran: nothing wrong with the request, so it is asked again.
+        return key, ChatError(f"openai: batch {batch_id} did not run a request ({code})", retryable=True, kind=str(code))
 
     def read_completion(self, completion: Any) -> ChatResponse:
         """The answer in a parsed completion; raises on a body of the wrong

@@ -15,6 +15,10 @@ both end in `make_teacher(spec, **options.teacher_kwargs())`:
                  attempts (teach) worked on at once
     prices       a TOML/JSON price table layered over the built-in one (usage.py)
     cache        the on-disk response cache under $TRIPOST_HOME on or off
+    batch        send each round's requests as one OpenAI Batch / Anthropic Message
+                 Batch at half the list price (batch.py), answers in minutes to hours
+    batch_wait   seconds without a new request before a round goes out as a batch
+    batch_poll   seconds before a batch's status is checked again (growing 1.5x a time)
 
 The options are ignored by the teachers that are not LLMs (scripted, replay).
 A wrong value is one `TripostError` naming the key the way the user wrote it
@@ -50,6 +54,11 @@ class TeacherOptions:
     concurrency: int = option(8, "teacher requests in flight at once, and attempts worked on at once (an hf teacher answers one at a time)", metavar="N")
     prices: str = option("", "a TOML price table (USD per million tokens) over the built-in one, e.g. [\"my-model\"] input = 0.5", metavar="FILE.toml")
     cache: bool = option(True, "reuse answers from the on-disk response cache ($TRIPOST_HOME/teacher-cache.sqlite)")
+    batch: bool = option(False, "send each collection round's requests as one OpenAI Batch / Anthropic Message Batch, billed at half "
+                                "the list price; answers take minutes to hours; concurrency is then the most requests per batch")
+    batch_wait: float = option(2.0, "with batch: seconds without a new request before the round is sent as one batch", metavar="SECONDS")
+    batch_poll: float = option(30.0, "with batch: seconds before a batch's status is checked again (growing 1.5x a time, "
+                                     "up to 10 minutes)", metavar="SECONDS")
 
     @classmethod
     def config_defaults(cls) -> dict[str, Any]:
@@ -78,6 +87,9 @@ class TeacherOptions:
             raise TripostError(f"{name('temperature')} must be between 0 and {MAX_TEMPERATURE:g}, not {self.temperature}")
         if self.token_param not in TOKEN_PARAMS:
             raise TripostError(f"{name('token_param')} must be one of {', '.join(TOKEN_PARAMS)}, not {self.token_param!r}")
+        for key in ("batch_wait", "batch_poll"):
+            if not getattr(self, key) > 0:
+                raise TripostError(f"{name(key)} must be more than 0 seconds, not {getattr(self, key)}")
         if self.concurrency < 1:
             raise TripostError(f"{name('concurrency')} must be at least 1, not {self.concurrency}")
         if not isinstance(self.prices, str):  # "" is the config's "unset", so its type check lets any value by
@@ -103,6 +115,9 @@ class TeacherOptions:
             "concurrency": self.concurrency,
             "prices": self.prices or None,
             "cache": self.cache,
+            "batch": self.batch,
+            "batch_wait": float(self.batch_wait),
+            "batch_poll": float(self.batch_poll),
         }
 
 

@@ -195,6 +195,7 @@ class PromptedTeacher:
             cached=out.cached,
             cost_usd=out.cost_usd,
             rejected=rejected,
+            batch=out.response.batch_id if out.response is not None and not out.cached else "",
         )
 
     def _reject(self, kind: str, problem: Problem, reason: str, text: str) -> None:

@@ -132,7 +132,7 @@ class Requester:
                 response=None, error=e, retries=n_retries, latency_s=time.perf_counter() - t0, key=key,
                 retry_reasons=dict(reasons),
             )
-        cost = self.ledger.record(name, model, response.usage, retries=retries, retry_reasons=reasons)
+        cost = self.ledger.record(name, model, response.usage, retries=retries, retry_reasons=reasons, batched=bool(response.batch_id))
         if self.cache is not None and (accept is None or accept(response)):
             self.cache.put(key, name, model, response)
         return Outcome(

@@ -158,29 +158,35 @@ def classify(exc: BaseException, backend: str) -> ChatError:
     status = getattr(exc, "status_code", None)
     response = getattr(exc, "response", None)
     if isinstance(status, int):
-        body = getattr(exc, "body", None)
-        detail = _error_message(body) or type(exc).__name__
-        if status == 429 and _is_spend_limit(body):
-            return ChatError(
-                f"{backend}: HTTP 429, the account is out of quota or over its spend limit ({detail})",
-                status=429,
-                retryable=False,
-                kind="spend_limit",
-            )
-        retryable = status in RETRY_STATUSES or status >= 500
-        return ChatError(
-            f"{backend}: HTTP {status} ({detail})",
-            status=status,
-            retryable=retryable,
-            retry_after=retry_after_seconds(getattr(response, "headers", None)) if retryable else None,
-            kind="http",
-        )
+        return status_error(backend, status, getattr(exc, "body", None), getattr(response, "headers", None), type(exc).__name__)
     name = type(exc).__name__
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError)) or "Timeout" in name:
         return ChatError(f"{backend}: request timed out", retryable=True, kind="timeout")
     if "Connection" in name or isinstance(exc, (ConnectionError, OSError)):
         return ChatError(f"{backend}: connection failed ({name})", retryable=True, kind="connection")
     return ChatError(f"{backend}: request failed ({name}: {str(exc)[:200]})", retryable=False, kind="error")
+
+
+def status_error(backend: str, status: int, body: Any, headers: Any = None, what: str = "") -> ChatError:
+    """The `ChatError` of an HTTP error status with its error body: from a
+    live request (`classify`) or from one request of a provider batch, whose
+    results carry each request's status and body (batch.py)."""
+    detail = _error_message(body) or what or "no message"
+    if status == 429 and _is_spend_limit(body):
+        return ChatError(
+            f"{backend}: HTTP 429, the account is out of quota or over its spend limit ({detail})",
+            status=429,
+            retryable=False,
+            kind="spend_limit",
+        )
+    retryable = status in RETRY_STATUSES or status >= 500
+    return ChatError(
+        f"{backend}: HTTP {status} ({detail})",
+        status=status,
+        retryable=retryable,
+        retry_after=retry_after_seconds(headers) if retryable else None,
+        kind="http",
+    )
 
 
 def _error_message(body: Any) -> str:

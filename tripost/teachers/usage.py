@@ -10,6 +10,13 @@ unpriced and says so once on stderr, and summaries and reports show
 "unpriced" (`format_cost`) instead of a cost that looks like $0.
 A backend that runs on this machine (`LOCAL_BACKENDS`) bills nothing and is
 never unpriced.
+
+A request answered through a provider's batch API (`teacher.batch`,
+batch.py) is billed at `BATCH_PRICE` of the list price: OpenAI's Batch API
+and Anthropic's Message Batches both take 50% off every token bucket,
+prompt-cache reads and writes included. The ledger keeps what those requests
+would have cost live (`list_cost_usd`) beside what they cost, so a report can
+show the saving.
 """
 
 from __future__ import annotations
@@ -57,6 +64,10 @@ class Price:
             raise TripostError(f"price for {name!r}: prices cannot be negative")
         return cls(**values)
 
+
+# The share of the list price a batched request costs (OpenAI Batch API,
+# Anthropic Message Batches: "50% discount" on input and output alike).
+BATCH_PRICE = 0.5
 
 # Backends that run on this machine: nothing to bill, so a missing price is no gap.
 LOCAL_BACKENDS = frozenset({"hf"})
@@ -134,6 +145,8 @@ class LedgerEntry:
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
     cost_usd: float = 0.0
+    batched: int = 0  # requests answered through a provider batch, at BATCH_PRICE
+    list_cost_usd: float = 0.0  # what the billed requests would have cost live (= cost_usd without batches)
     priced: bool = True
     retry_reasons: dict[str, int] = field(default_factory=dict)
 
@@ -163,9 +176,12 @@ class Ledger:
         cached: bool = False,
         failed: bool = False,
         retry_reasons: Mapping[str, int] | None = None,
+        batched: bool = False,
     ) -> float:
-        """Add one teacher request; returns its cost (0 for a cache hit)."""
-        cost = 0.0 if cached else self.prices.cost(model, usage)
+        """Add one teacher request; returns its cost (0 for a cache hit;
+        `BATCH_PRICE` of the list price for one a provider batch answered)."""
+        list_cost = 0.0 if cached else self.prices.cost(model, usage)
+        cost = list_cost * BATCH_PRICE if batched else list_cost
         newly_unpriced = False
         with self._lock:
             e = self._entries.setdefault((backend, model), LedgerEntry())
@@ -182,6 +198,8 @@ class Ledger:
                 e.cache_read_tokens += usage.cache_read_tokens
                 e.cache_write_tokens += usage.cache_write_tokens
                 e.cost_usd += cost
+                e.list_cost_usd += list_cost
+                e.batched += int(batched)
                 # A failed request used no tokens: nothing went uncounted yet.
                 if e.priced and not failed and self.unpriced(backend, model):
                     e.priced = False
@@ -205,6 +223,11 @@ class Ledger:
     def total_cost(self) -> float:
         with self._lock:
             return sum(e.cost_usd for e in self._entries.values())
+
+    def total_list_cost(self) -> float:
+        """What the billed requests would have cost at list price (no batch discount)."""
+        with self._lock:
+            return sum(e.list_cost_usd for e in self._entries.values())
 
     def unpriced_models(self) -> list[str]:
         """`backend:model` of every model that answered requests without a price."""

@@ -1,0 +1,299 @@
+"""Issue 19, item 2: `teacher.batch`, the OpenAI Batch API and Anthropic
+Message Batches at half price, through the real SDKs against serve-teacher.
+
+The client (tripost/teachers/batch.py) holds a round's requests, sends them
+as one batch, polls, and answers each request with its result; failures and
+expiry inside a batch retry into the next one; a killed run resumes the batch
+it already sent (the run folder's record) instead of paying twice; answers
+cost `BATCH_PRICE` of the list price, and are the answers the live API gives.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tripost.cli import main
+from tripost.errors import TripostError
+from tripost.format import parse_rationale
+from tripost.serve import Faults, start_server
+from tripost.sources.teacher import CollectConfig, collect
+from tripost.tasks import get_task, sample_problems
+from tripost.teachers import make_teacher
+from tripost.teachers.batch import BATCH_LOG_FILE, BatchLog
+from tripost.teachers.prompted import PromptedTeacher
+from tripost.teachers.retry import RetryPolicy
+from tripost.teachers.scripted import ScriptedTeacher
+from tripost.teachers.usage import BATCH_PRICE
+
+TOKEN = "tpst-test-DO-NOT-LEAK-batch-token-2468"
+FAST = RetryPolicy(max_attempts=6, initial=0.01, jitter=0.01, max_wait=0.05)
+TASK = get_task("arithmetic")
+PRICES = {"scripted": {"input": 1.0, "output": 2.0}}
+SPECS = ("openai:scripted", "anthropic:scripted")
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch, tmp_path):
+    monkeypatch.setenv("TRIPOST_HOME", str(tmp_path / "home"))
+    for var in ("OPENAI_BASE_URL", "ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("OPENAI_API_KEY", TOKEN)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", TOKEN)
+
+
+def serve(monkeypatch, **faults):
+    srv = start_server(ScriptedTeacher(), token=TOKEN, faults=Faults(**faults))
+    monkeypatch.setenv("OPENAI_BASE_URL", srv.url + "/v1")
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", srv.url)
+    return srv
+
+
+def stats(srv) -> dict:
+    with urllib.request.urlopen(srv.url + "/stats") as r:
+        return json.loads(r.read())
+
+
+def wrong_attempts(n: int, seed: int = 0) -> list[tuple]:
+    out = []
+    for i, p in enumerate(sample_problems(TASK, n=n, seed=seed)):
+        rng = random.Random(f"{seed}|{i}")
+        out.append((p, TASK.corrupt(p, rng.randint(1, parse_rationale(p.rationale).n_steps + 1), rng)))
+    return out
+
+
+def teacher(spec: str, tmp_path: Path, batch: bool = True, **kw) -> PromptedTeacher:
+    kw.setdefault("cache", False)
+    kw.setdefault("policy", FAST)
+    kw.setdefault("prices", PRICES)
+    t = make_teacher(spec, batch=batch, batch_wait=0.2, batch_poll=0.05, batch_log=tmp_path / BATCH_LOG_FILE, **kw)
+    assert isinstance(t, PromptedTeacher)
+    return t
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_a_round_goes_out_as_one_batch_with_the_live_answers_at_half_price(spec, monkeypatch, tmp_path):
+    items = wrong_attempts(6)
+    with serve(monkeypatch, batch_latency=0.1) as srv:
+        live = teacher(spec, tmp_path, batch=False)
+        batched = teacher(spec, tmp_path)
+        try:
+            want = live.feedback_many(items)
+            before = stats(srv)
+            got = batched.feedback_many(items)
+            after = stats(srv)
+        finally:
+            live.close()
+            batched.close()
+    assert [r.text for r in got] == [r.text for r in want] and all(r.feedback is not None for r in got)
+    # One batch of six; no live request went out for them.
+    assert after["batches"]["created"] == 1 and after["batches"]["requests"] == 6
+    chat_path = "/v1/chat/completions" if spec.startswith("openai") else "/v1/messages"
+    assert after["by_path"].get(chat_path, 0) == before["by_path"].get(chat_path, 0)
+    batch_ids = {r.calls[0].batch for r in got}
+    assert len(batch_ids) == 1 and batch_ids != {""}
+    assert all(r.calls[0].batch == "" for r in want)  # a live call logs no batch
+    # The same tokens cost half.
+    live_cost = sum(r.calls[0].cost_usd for r in want)
+    batch_cost = sum(r.calls[0].cost_usd for r in got)
+    assert live_cost > 0 and batch_cost == pytest.approx(BATCH_PRICE * live_cost)
+    entry = batched.ledger.to_dict()[f"{spec.split(':')[0]}:scripted"]
+    assert entry["batched"] == 6 and entry["list_cost_usd"] == pytest.approx(live_cost)
+    assert batched.ledger.total_list_cost() == pytest.approx(live_cost)
+    # The record of batches sent holds ids and hashes only.
+    record = json.loads((tmp_path / BATCH_LOG_FILE).read_text())
+    assert [b["state"] for b in record["batches"]] == ["completed" if spec.startswith("openai") else "ended"]
+    assert TOKEN not in (tmp_path / BATCH_LOG_FILE).read_text()
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_failed_and_expired_requests_retry_into_the_next_batch(spec, monkeypatch, tmp_path):
+    items = wrong_attempts(12, seed=3)
+    with serve(monkeypatch, fail_rate=0.25, fail_codes=(500, 529), batch_expire_rate=0.25, seed=7) as srv:
+        t = teacher(spec, tmp_path)
+        try:
+            replies = t.feedback_many(items)
+        finally:
+            t.close()
+        s = stats(srv)
+    assert all(r.feedback is not None for r in replies), [r.rejected for r in replies]
+    assert s["batches"]["errored"] > 0 and s["batches"]["expired"] > 0
+    assert s["batches"]["created"] >= 2  # the failures went out again, together
+    assert s["batches"]["succeeded"] == 12  # each request answered once: nothing paid twice
+    record = BatchLog(tmp_path / BATCH_LOG_FILE)
+    assert sum(len(b["keys"]) - len(b["failed"]) for b in record.batches) == 12
+    retried = [r for r in replies if r.calls[0].retries]
+    assert retried and all(r.calls[0].batch for r in replies)
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_a_killed_run_resumes_its_batch_instead_of_paying_twice(spec, monkeypatch, tmp_path):
+    items = wrong_attempts(5, seed=5)
+    with serve(monkeypatch, batch_latency=1.5) as srv:
+        first = teacher(spec, tmp_path)
+        worker = threading.Thread(target=lambda: _swallow(first.feedback_many, items), daemon=True)
+        worker.start()
+        deadline = time.monotonic() + 20
+        while not (tmp_path / BATCH_LOG_FILE).exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert (tmp_path / BATCH_LOG_FILE).exists()
+        first.close()  # the run dies with its batch sent and unanswered
+        worker.join(timeout=10)
+        assert not worker.is_alive()  # closing the teacher released the caller
+        second = teacher(spec, tmp_path)
+        try:
+            replies = second.feedback_many(items)
+        finally:
+            second.close()
+        s = stats(srv)
+    assert all(r.feedback is not None for r in replies)
+    assert s["batches"]["created"] == 1 and s["batches"]["requests"] == 5
+    assert len({r.calls[0].batch for r in replies}) == 1
+
+
+def _swallow(fn, *args):
+    try:
+        fn(*args)
+    except BaseException:  # the teacher closed under it: that is the point
+        pass
+
+
+def test_an_answered_batch_is_read_again_not_resent_and_the_cache_serves_accepted_answers(monkeypatch, tmp_path):
+    """A rerun after the batch ended downloads its results again (no new
+    batch); with the response cache on, accepted answers need no batch at all."""
+    items = wrong_attempts(4, seed=9)
+    with serve(monkeypatch) as srv:
+        for _ in range(2):
+            t = teacher("openai:scripted", tmp_path)
+            try:
+                t.feedback_many(items)
+            finally:
+                t.close()
+        assert stats(srv)["batches"]["created"] == 1
+        cache = tmp_path / "cache.sqlite"
+        for _ in range(2):
+            t = teacher("openai:scripted", tmp_path / "cached", cache=cache)
+            try:
+                replies = t.feedback_many(items)
+            finally:
+                t.close()
+        assert stats(srv)["batches"]["created"] == 2
+    assert all(r.calls[0].cached for r in replies)
+
+
+def test_collect_edits_trajectories_round_by_round_through_batches(monkeypatch, tmp_path):
+    """The ordinary collection loop, unchanged, over a batch teacher: the
+    same trajectories as a live teacher, every call answered by a batch."""
+    problems = sample_problems(TASK, n=6, seed=11)
+    wrong = dict((p.id, a) for p, a in wrong_attempts(6, seed=11))
+
+    def sampler(batch, n, seed):
+        return [[wrong[p.id]] * n for p in batch]
+
+    logs = {}
+    with serve(monkeypatch) as srv:
+        for name, batch in (("live", False), ("batch", True)):
+            t = teacher("openai:scripted", tmp_path / name, batch=batch)
+            try:
+                result = collect(problems, sampler, t, tmp_path / name / "log.jsonl", CollectConfig(teacher_concurrency=6), progress=False)
+            finally:
+                t.close()
+            logs[name] = [json.loads(line) for line in (tmp_path / name / "log.jsonl").read_text().splitlines()]
+            if batch:
+                assert result.batched_calls == result.teacher_calls > 6
+                assert result.usable == 6
+        s = stats(srv)
+    strip = lambda recs: [(r["key"], r["kind"], r["turns"]) for r in recs]  # noqa: E731
+    assert strip(logs["batch"]) == strip(logs["live"])
+    # Feedback, improve, feedback again: one batch a round, not one per request.
+    assert 2 <= s["batches"]["created"] <= 2 * CollectConfig().max_edits + 1
+    assert all(c.get("batch") for r in logs["batch"] for c in r["teacher_calls"])
+    assert not any("batch" in c for r in logs["live"] for c in r["teacher_calls"])
+
+
+def test_collect_cli_takes_teacher_batch_and_records_batches_in_the_run_folder(monkeypatch, tmp_path, capsys):
+    from tripost.cli import build_parser
+    from tripost.teachers import TeacherOptions
+
+    args = build_parser().parse_args(["collect", "--task", "arithmetic", "--out", str(tmp_path / "c"), "--teacher-batch",
+                                      "--teacher-batch-wait", "0.5", "--teacher-batch-poll", "7"])
+    options = TeacherOptions.from_args(args)
+    assert (options.batch, options.batch_wait, options.batch_poll) == (True, 0.5, 7.0)
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    t = make_teacher("openai:scripted", **options.teacher_kwargs(), batch_log=tmp_path / "c" / BATCH_LOG_FILE)
+    try:
+        assert t.backend.wait == 0.5 and t.backend.poll == 7.0 and t.backend.log.path == tmp_path / "c" / BATCH_LOG_FILE
+    finally:
+        t.close()
+
+
+def test_teach_batches_its_rounds_and_says_what_they_saved(monkeypatch, tmp_path, capsys):
+    attempts = tmp_path / "attempts.jsonl"
+    attempts.write_text("".join(json.dumps({**p.to_dict(), "attempt": a}) + "\n" for p, a in wrong_attempts(3, seed=13)))
+    prices = tmp_path / "prices.toml"
+    prices.write_text('["scripted"]\ninput = 1.0\noutput = 2.0\n')
+    with serve(monkeypatch) as srv:
+        rc = main(["teach", "--teacher", "anthropic:scripted", "--task", "arithmetic", str(attempts), "--teacher-batch",
+                   "--teacher-batch-wait", "0.2", "--teacher-batch-poll", "0.05", "--teacher-prices", str(prices), "--no-teacher-cache"])
+        s = stats(srv)
+    assert rc == 0
+    captured = capsys.readouterr()
+    out = [json.loads(line) for line in captured.out.splitlines()]
+    assert len(out) == 3 and all(o["improved"] for o in out)
+    assert all(c["batch"] for o in out for c in o["calls"])
+    assert s["batches"]["created"] == 2  # the feedback round, then the improve round
+    summary = captured.err.strip().splitlines()[-1]
+    cost = sum(c["cost_usd"] for o in out for c in o["calls"])
+    assert summary.startswith("taught 3:") and f"cost ${cost:.4f} (6 answers from provider batches at half price; ${2 * cost:.4f} at list price)" in summary, summary
+    assert (tmp_path / "home" / BATCH_LOG_FILE).exists()  # teach keeps its record under TRIPOST_HOME
+
+
+def test_a_fatal_batch_error_stops_with_one_line(monkeypatch, tmp_path):
+    items = wrong_attempts(2)
+    with serve(monkeypatch):
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-wrong-key-for-the-batch-test")
+        t = teacher("openai:scripted", tmp_path)
+        try:
+            with pytest.raises(TripostError) as err:
+                t.feedback_many(items)
+        finally:
+            t.close()
+    assert "401" in str(err.value) and "sk-wrong" not in str(err.value)
+    assert not (tmp_path / BATCH_LOG_FILE).exists()  # nothing was sent, so nothing to resume
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--teacher", "hf:smollm2-135m", "--teacher-batch"], "teacher.batch (--teacher-batch) needs an openai: or anthropic: teacher"),
+    (["--teacher", "openai:x", "--teacher-batch", "--teacher-batch-wait", "0"], "--teacher-batch-wait must be more than 0 seconds"),
+    (["--teacher", "openai:x", "--teacher-batch-poll", "-1"], "--teacher-batch-poll must be more than 0 seconds"),
+])
+def test_a_wrong_batch_option_is_one_line(tmp_path, capsys, args, needle):
+    attempts = tmp_path / "a.jsonl"
+    attempts.write_text("")
+    assert main(["teach", "--task", "arithmetic", *args, str(attempts)]) != 0
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and needle in err[0], err
+
+
+def test_run_config_takes_teacher_batch(tmp_path):
+    from tripost.loop import resolve_config, teacher_options
+
+    cfg = resolve_config(None, ["teacher.batch=true", "teacher.batch_wait=1.5", "teacher.batch_poll=60"])
+    options = teacher_options(cfg)
+    assert (options.batch, options.batch_wait, options.batch_poll) == (True, 1.5, 60.0)
+    with pytest.raises(TripostError, match="teacher.batch_poll must be more than 0 seconds"):
+        teacher_options(resolve_config(None, ["teacher.batch_poll=0"]))
+
+
+def test_an_unreadable_batch_record_is_kept_and_named(tmp_path):
+    path = tmp_path / BATCH_LOG_FILE
+    path.write_text("{not json")
+    with pytest.raises(TripostError, match="is unreadable.*not overwritten"):
+        BatchLog(path)
+    assert path.read_text() == "{not json"
