@@ -175,6 +175,17 @@ def main(argv: list[str] | None = None) -> int:
 
     n = len(items)
     result = {
+        # The figures issue 19 asks of the batch row: the same round live and as one batch.
+        "summary": {
+            "requests": len(items),
+            "live_wall_s": round(wall_n, 3),
+            "live_http_requests": made_n,
+            "batch_wall_s": round(wall_b, 3),
+            "batch_http_requests": made_b,
+            "cost_list_usd": round(batched.get("list_cost_usd", 0.0), 6),
+            "cost_batch_usd": round(batched.get("cost_usd", 0.0), 6),
+            "batch_price_share": round(batched.get("cost_usd", 0.0) / batched["list_cost_usd"], 4) if batched.get("list_cost_usd") else None,
+        },
         "command": COMMAND + ("" if (args.requests, args.latency, args.concurrency, args.batch_latency, args.price_as) == (64, 0.2, 16, 2.0, "gpt-4o-mini")
                               else f" --requests {args.requests} --latency {args.latency} --concurrency {args.concurrency}"
                                    f" --batch-latency {args.batch_latency} --price-as {args.price_as}"),

@@ -297,3 +297,66 @@ def test_an_unreadable_batch_record_is_kept_and_named(tmp_path):
     with pytest.raises(TripostError, match="is unreadable.*not overwritten"):
         BatchLog(path)
     assert path.read_text() == "{not json"
+
+
+def _record(tmp_path: Path, batch_id: str, spec: str, items: list[tuple]) -> None:
+    """A record that says the requests of `items` went out in `batch_id`."""
+    t = teacher(spec, tmp_path / "keys")
+    try:
+        keys = [t.requester.key(t.build_request("feedback", p, a)) for p, a in items]
+    finally:
+        t.close()
+    BatchLog(tmp_path / BATCH_LOG_FILE).add(batch_id, "openai", "x", "scripted", keys)
+
+
+def test_a_batch_the_provider_does_not_know_is_sent_again(monkeypatch, tmp_path):
+    items = wrong_attempts(3, seed=17)
+    with serve(monkeypatch) as srv:
+        _record(tmp_path, "batch_from_another_project", "openai:scripted", items)
+        t = teacher("openai:scripted", tmp_path)
+        try:
+            replies = t.feedback_many(items)
+        finally:
+            t.close()
+        assert stats(srv)["batches"]["created"] == 1
+    assert all(r.feedback is not None for r in replies)
+    states = {b["id"]: b["state"] for b in BatchLog(tmp_path / BATCH_LOG_FILE).batches}
+    assert states["batch_from_another_project"] == "gone" and sorted(states.values()) == ["completed", "gone"]
+
+
+def test_a_batch_the_provider_failed_stops_the_run_once_and_the_rerun_sends_a_new_one(monkeypatch, tmp_path):
+    import openai
+
+    items = wrong_attempts(2, seed=19)
+    with serve(monkeypatch) as srv:
+        client = openai.OpenAI(base_url=srv.url + "/v1", api_key=TOKEN, max_retries=0)
+        bad = client.files.create(file=("bad.jsonl", b'{"custom_id": "x"}\n'), purpose="batch")
+        failed = client.batches.create(input_file_id=bad.id, endpoint="/v1/chat/completions", completion_window="24h")
+        _record(tmp_path, failed.id, "openai:scripted", items)
+        t = teacher("openai:scripted", tmp_path)
+        try:
+            with pytest.raises(TripostError, match=f"batch {failed.id} failed before it ran"):
+                t.feedback_many(items)
+        finally:
+            t.close()
+        assert BatchLog(tmp_path / BATCH_LOG_FILE).batches[0]["state"] == "failed"
+        t = teacher("openai:scripted", tmp_path)
+        try:
+            assert all(r.feedback is not None for r in t.feedback_many(items))
+        finally:
+            t.close()
+        assert stats(srv)["batches"]["created"] == 2  # the failed one, and the rerun's
+
+
+def test_two_records_of_one_file_keep_each_others_batches(tmp_path):
+    a, b = BatchLog(tmp_path / BATCH_LOG_FILE), BatchLog(tmp_path / BATCH_LOG_FILE)
+    a.add("batch_a", "openai", "e", "m", ["k1", "k2"])
+    b.add("batch_b", "openai", "e", "m", ["k3"])
+    a.ended("batch_a", "completed", ["k2"])
+    fresh = BatchLog(tmp_path / BATCH_LOG_FILE)
+    assert sorted(x["id"] for x in fresh.batches) == ["batch_a", "batch_b"]
+    assert (fresh.find("k1"), fresh.find("k2"), fresh.find("k3")) == ("batch_a", None, "batch_b")
+    # A request failed in a later batch is found in the earlier one it succeeded in.
+    a.add("batch_c", "openai", "e", "m", ["k1"])
+    a.ended("batch_c", "expired", ["k1"])
+    assert a.find("k1") == "batch_a" == BatchLog(tmp_path / BATCH_LOG_FILE).find("k1")

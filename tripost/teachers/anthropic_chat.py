@@ -156,12 +156,16 @@ class AnthropicChat(SDKChat):
         total = c.processing + c.succeeded + c.errored + c.canceled + c.expired
         return BatchStatus(batch_id, str(batch.processing_status), batch.processing_status == "ended", total - c.processing, total)
 
-    async def batch_results(self, batch_id: str) -> dict[str, ChatResponse | ChatError]:
+    async def batch_results(self, batch_id: str, keys: Sequence[str] = ()) -> dict[str, ChatResponse | ChatError]:
         results: dict[str, ChatResponse | ChatError] = {}
-        async for entry in await self.client().messages.batches.results(batch_id):
-            key = get_field(entry, "custom_id")
-            if isinstance(key, str):
-                results[key] = self.read_batch_result(get_field(entry, "result"), batch_id)
+        stream = await self.client().messages.batches.results(batch_id)
+        try:
+            async for entry in stream:
+                key = get_field(entry, "custom_id")
+                if isinstance(key, str):
+                    results[key] = self.read_batch_result(get_field(entry, "result"), batch_id)
+        finally:
+            await stream.close()
         return results
 
     def read_batch_result(self, result: Any, batch_id: str) -> ChatResponse | ChatError:

@@ -34,7 +34,14 @@ without asking anyone.
 
 Not covered: a batch the provider created but whose id this process did not
 live to write down (one HTTP round trip) is sent again by the rerun; both
-are billed.
+are billed. And the record does not know which answers the teacher
+rejected: a rerun reads such an answer from its batch again (and rejects it
+again) instead of asking anew, where a live teacher would sample afresh.
+
+The record lives in the run folder for `tripost run` and `tripost collect`,
+and under $TRIPOST_HOME for the other verbs (`teach`); writers merge into
+it under a file lock, so processes sharing one record keep each other's
+batches.
 
 The provider side is three coroutines on the backend (`BatchAPI`), written
 next to its live request in openai_chat.py and anthropic_chat.py.
@@ -43,10 +50,11 @@ next to its live request in openai_chat.py and anthropic_chat.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -92,8 +100,9 @@ class BatchAPI(Protocol):
     async def batch_status(self, batch_id: str) -> BatchStatus:
         ...
 
-    async def batch_results(self, batch_id: str) -> dict[str, ChatResponse | ChatError]:
-        """The results of an ended batch; each response carries `batch_id`."""
+    async def batch_results(self, batch_id: str, keys: Sequence[str] = ()) -> dict[str, ChatResponse | ChatError]:
+        """The results of an ended batch (`keys`: the custom ids it was sent
+        with); each response carries `batch_id`."""
         ...
 
 
@@ -153,19 +162,47 @@ class BatchLog:
         self._add_to_index(batch)
         self._save()
 
+    def keys_of(self, batch_id: str) -> list[str]:
+        return next((list(b["keys"]) for b in self.batches if b["id"] == batch_id), [])
+
     def ended(self, batch_id: str, state: str, failed: Sequence[str]) -> None:
         """Record that `batch_id` ended; its `failed` requests are asked anew."""
         for b in self.batches:
             if b["id"] == batch_id:
                 b["state"] = state
                 b["failed"] = sorted(set(b.get("failed") or ()) | set(failed))
-                for key in failed:
-                    if self._index.get(key) is b:
-                        del self._index[key]
+        self._index = {}
+        for b in self.batches:  # a request failed here may have an answer in an earlier batch
+            self._add_to_index(b)
         self._save()
 
     def _save(self) -> None:
-        atomic_write_json(self.path, {"version": self.VERSION, "batches": self.batches})
+        """Write the record, keeping the batches other processes added to the
+        same file meanwhile (two `tripost teach` under one $TRIPOST_HOME)."""
+        with _locked(self.path.with_name(self.path.name + ".lock")):
+            mine = {b["id"] for b in self.batches}
+            try:
+                theirs = json.loads(self.path.read_text(encoding="utf-8")).get("batches", [])
+            except (OSError, ValueError, AttributeError):
+                theirs = []
+            merged = [b for b in theirs if isinstance(b, dict) and b.get("id") not in mine] + self.batches
+            atomic_write_json(self.path, {"version": self.VERSION, "batches": merged})
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on `path` between processes (POSIX; elsewhere none)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 # ------------------------------------------------------------ the backend ---
@@ -203,6 +240,7 @@ class BatchingBackend:
         self._first_held = 0.0
         self._watches: dict[str, asyncio.Task[dict[str, ChatResponse | ChatError]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._waiting: set[asyncio.Future[ChatResponse]] = set()  # every request not yet answered
         self.batches_sent = 0
         self.requests_sent = 0
 
@@ -212,6 +250,8 @@ class BatchingBackend:
         loop = asyncio.get_running_loop()
         key = request.key(self.name, self.endpoint)
         fut: asyncio.Future[ChatResponse] = loop.create_future()
+        self._waiting.add(fut)
+        fut.add_done_callback(self._waiting.discard)
         if not self._held:
             self._first_held = loop.time()
         self._held.setdefault(key, (request, []))[1].append(fut)
@@ -293,6 +333,8 @@ class BatchingBackend:
                 self.say(f"teacher batch {batch_id}: {len(waiting)} request(s) were sent in it before; waiting for its results instead of paying again")
             watch = asyncio.get_running_loop().create_task(self._watch(batch_id))
             self._watches[batch_id] = watch
+            # Done: its deliveries hold it; a later request of this batch reads it anew.
+            watch.add_done_callback(lambda w, b=batch_id: self._watches.pop(b) if self._watches.get(b) is w else None)
         self._spawn(self._deliver(batch_id, watch, waiting))
 
     async def _deliver(self, batch_id: str, watch: asyncio.Task[dict[str, ChatResponse | ChatError]],
@@ -302,8 +344,6 @@ class BatchingBackend:
         except asyncio.CancelledError:
             raise
         except Exception as e:
-            if self._watches.get(batch_id) is watch:
-                del self._watches[batch_id]  # a later request polls again
             error = classify(e, self.name)
             for futures in waiting.values():
                 _fail(futures, error)
@@ -320,6 +360,25 @@ class BatchingBackend:
                         f.set_result(result)
 
     async def _watch(self, batch_id: str) -> dict[str, ChatResponse | ChatError]:
+        try:
+            return await self._poll_and_read(batch_id)
+        except ChatError as e:
+            if e.status not in (404, 410):
+                raise
+            # The provider does not know the batch (another project's key, past
+            # its retention): its requests go out again, in a new batch, instead
+            # of every rerun looking them up in this one.
+            self._record_end(batch_id, "gone", self.log.keys_of(batch_id))
+            raise ChatError(f"{self.name}: batch {batch_id} is gone ({e}); its requests are sent again",
+                            retryable=True, kind="batch_gone") from None
+
+    def _record_end(self, batch_id: str, state: str, failed: Sequence[str]) -> None:
+        try:
+            self.log.ended(batch_id, state, failed)
+        except OSError as e:  # the results are here: deliver them; only the record is stale
+            self.say(f"warning: could not record in {self.log.path} that batch {batch_id} ended ({e.strerror})")
+
+    async def _poll_and_read(self, batch_id: str) -> dict[str, ChatResponse | ChatError]:
         """Poll `batch_id` until it ends (at once, then after `poll` seconds,
         growing 1.5x a time up to MAX_POLL_S), then read its results."""
         t0 = time.monotonic()
@@ -345,22 +404,19 @@ class BatchingBackend:
                     break
             await asyncio.sleep(delay)
             delay = min(delay * POLL_GROWTH, max(self.poll, MAX_POLL_S))
-        results = await self._results(batch_id)
-        known = [b for b in self.log.batches if b["id"] == batch_id]
-        keys = known[0]["keys"] if known else list(results)
+        keys = self.log.keys_of(batch_id)
+        results = await self._results(batch_id, keys)
+        keys = keys or list(results)
         failed = [k for k in keys if not isinstance(results.get(k), ChatResponse)]
-        try:
-            self.log.ended(batch_id, status.state, failed)
-        except OSError as e:  # the results are here: deliver them; only the record is stale
-            self.say(f"warning: could not record in {self.log.path} that batch {batch_id} ended ({e.strerror})")
+        self._record_end(batch_id, status.state, failed)
         self.say(f"teacher batch {batch_id}: {status.state} after {time.monotonic() - t0:.0f} s; "
                  f"{len(keys) - len(failed)} answered, {len(failed)} to ask again")
         return results
 
-    async def _results(self, batch_id: str) -> dict[str, ChatResponse | ChatError]:
+    async def _results(self, batch_id: str, keys: Sequence[str]) -> dict[str, ChatResponse | ChatError]:
         for attempt in range(MAX_STATUS_FAILURES):
             try:
-                return await self.backend.batch_results(batch_id)
+                return await self.backend.batch_results(batch_id, keys)
             except asyncio.CancelledError:
                 raise
             except Exception as e:
@@ -374,10 +430,9 @@ class BatchingBackend:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        for _, futures in self._held.values():
-            for f in futures:
-                f.cancel()
         self._held = {}
+        for f in list(self._waiting):  # every caller learns the backend closed
+            f.cancel()
         pending = [*self._tasks, *self._watches.values()]
         for task in pending:
             task.cancel()

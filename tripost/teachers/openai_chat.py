@@ -92,14 +92,23 @@ class OpenAIChat(SDKChat):
         done = (counts.completed + counts.failed) if counts is not None else 0
         return BatchStatus(batch_id, str(batch.status), batch.status in BATCH_ENDED, done, counts.total if counts is not None else 0)
 
-    async def batch_results(self, batch_id: str) -> dict[str, ChatResponse | ChatError]:
+    async def batch_results(self, batch_id: str, keys: Sequence[str] = ()) -> dict[str, ChatResponse | ChatError]:
         client = self.client()
         batch = await client.batches.retrieve(batch_id)
         if batch.status == "failed":
-            # The input file did not validate: our request shape is wrong, which no retry mends.
+            # Refused as a whole before it ran: the input did not validate, or
+            # (`token_limit_exceeded`) the organisation's queue of batch tokens
+            # for the model is full. Neither is mended by asking again at once,
+            # so every request fails for good and the run stops with the reason;
+            # batch.py records them as failed, so a rerun sends a new batch.
             errors = get_field(batch.errors, "data") or []
-            detail = "; ".join(f"line {get_field(e, 'line')}: {get_field(e, 'message')}" for e in errors[:3]) or "no detail"
-            raise ChatError(f"openai: batch {batch_id} failed validation ({detail})", status=400, kind="http")
+            detail = "; ".join(f"{get_field(e, 'code') or 'error'}"
+                               + (f" at line {get_field(e, 'line')}" if get_field(e, "line") is not None else "")
+                               + f": {get_field(e, 'message')}" for e in errors[:3]) or "no detail"
+            hint = (" (the organisation's limit on queued batch tokens for this model: lower teacher.concurrency, "
+                    "or rerun once running batches have finished)") if "token_limit_exceeded" in detail else ""
+            error = ChatError(f"openai: batch {batch_id} failed before it ran: {detail}{hint}", status=400, kind="http")
+            return {key: error for key in keys}
         results: dict[str, ChatResponse | ChatError] = {}
         for file_id in (batch.output_file_id, batch.error_file_id):
             if not file_id:
