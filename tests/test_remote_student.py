@@ -146,3 +146,81 @@ def test_the_mc_verifier_scores_through_the_engine_as_here(local, remote, prompt
     assert len(there) == len(here) == 3
     for (a, b), (c, d) in zip(here, there):
         assert c == pytest.approx(a, abs=1e-3) and d == pytest.approx(b, abs=1e-3)
+
+
+def test_a_run_through_the_engine_equals_the_run_in_process(spec, monkeypatch, tmp_path):
+    """`tripost run` with `student.engine`: collect, eval and gap sample and
+    score on the server, which loads each iteration's LoRA adapter at runtime
+    by path (vLLM's /v1/load_lora_adapter); the run's logs and evaluations
+    are the in-process run's."""
+    from tripost.loop import Run, resolve_config
+    from tripost.student.remote import adapter_name
+
+    monkeypatch.setenv("TRIPOST_HOME", str(tmp_path / "home"))
+    overrides = [f"student.spec={spec}", "student.sample_precision=fp32", "tasks.n_train=4", "tasks.n_eval=2",
+                 "train.epochs=1", "train.precision=fp32", "train.mode=lora", "collect.max_new_tokens=16",
+                 "collect.samples_per_problem=1", "eval.max_new_tokens=16", "eval.max_turns=1", "eval.n_bootstrap=20",
+                 "loop.iterations=1", "gap.n_problems=2", "gap.samples=2", "gap.max_new_tokens=8"]
+    Run(tmp_path / "here", resolve_config(None, overrides), progress=False).run()
+    base = load_student(spec, precision="fp32")  # the engine's own copy, as a separate server would hold
+    with start_student_server(base, name="tiny", token=TOKEN) as srv:
+        monkeypatch.setenv(KEY_ENV, TOKEN)
+        engine = [f"student.engine={srv.url}", "student.engine_model=tiny"]
+        Run(tmp_path / "there", resolve_config(None, overrides + engine), progress=False).run()
+        served = srv.service.models()
+    there = tmp_path / "there"
+    # The base, then iteration 0's and iteration 1's adapters, each loaded once by path.
+    assert served == ["tiny", adapter_name(there / "it0" / "train"), adapter_name(there / "it1" / "train")]
+
+    def log(run: str) -> list:
+        recs = [json.loads(x) for x in (tmp_path / run / "it1" / "collect" / "log.jsonl").read_text().splitlines()]
+        return sorted((r["key"], r["kind"], [t["rationale"] for t in r["turns"]]) for r in recs)
+
+    assert log("there") == log("here") and len(log("here")) == 4
+    for t in (0, 1):
+        a, b = (json.loads((tmp_path / run / f"it{t}" / "eval" / "eval.json").read_text()) for run in ("here", "there"))
+        assert a["metrics"] == b["metrics"]
+        # The texts alike; token counts differ by design (remote.py counts the returned text with the local tokenizer).
+        transcripts = [[{k: v for k, v in json.loads(x).items() if "tokens" not in k}
+                        for x in (tmp_path / run / f"it{t}" / "eval" / "eval.transcripts.jsonl").read_text().splitlines()]
+                       for run in ("here", "there")]
+        assert transcripts[0] == transcripts[1] and transcripts[0]
+        assert b["student"]["engine_model"] == adapter_name(there / f"it{t}" / "train")
+        ga, gb = (json.loads((tmp_path / run / f"it{t}" / "gap" / "gap.json").read_text())["metrics"] for run in ("here", "there"))
+        assert gb["acc_all"] == ga["acc_all"] and gb["gap"]["mean"] == pytest.approx(ga["gap"]["mean"], abs=1e-6)
+
+
+def test_a_run_engine_needs_lora_training_and_a_url(spec):
+    from tripost.loop import resolve_config
+
+    with pytest.raises(TripostError, match=r'needs train.mode="lora" \(not \'full\'\)'):
+        resolve_config(None, [f"student.spec={spec}", "student.engine=http://127.0.0.1:9/v1", "train.mode=full"])
+    with pytest.raises(TripostError, match="student.engine must be the engine's base URL"):
+        resolve_config(None, [f"student.spec={spec}", "student.engine=127.0.0.1:9", "train.mode=lora"])
+    resolve_config(None, [f"student.spec={spec}", "student.engine=http://127.0.0.1:9/v1", "train.mode=lora"])
+
+
+def test_serve_student_loads_adapters_at_runtime_and_refuses_bad_ones(spec, tmp_path):
+    student = load_student(spec, precision="fp32").attach_lora()
+    with torch.no_grad():
+        for name, p in student.model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    folder = student.save_adapter(tmp_path / "it1")
+    want = [g.text for g in load_student(spec, precision="fp32", adapter=folder).greedy(["(1 + 2) ="], max_new_tokens=8)]
+    with start_student_server(load_student(spec, precision="fp32"), name="tiny", token=TOKEN) as srv:
+        remote = load_remote_student(spec, srv.url, "tiny", api_key=TOKEN)
+        before = [g.text for g in remote.greedy(["(1 + 2) ="], max_new_tokens=8)]
+        assert remote.use_adapter(folder).model == adapter_name_of(folder)
+        assert [g.text for g in remote.greedy(["(1 + 2) ="], max_new_tokens=8)] == want != before
+        # Loading it again (a resumed run) is fine; the base is still the base.
+        load_remote_student(spec, srv.url, "tiny", api_key=TOKEN).use_adapter(folder)
+        assert [g.text for g in load_remote_student(spec, srv.url, "tiny", api_key=TOKEN).greedy(["(1 + 2) ="], max_new_tokens=8)] == before
+        with pytest.raises(TripostError, match="no PEFT LoRA adapter there"):
+            remote.use_adapter(tmp_path)
+
+
+def adapter_name_of(folder):
+    from tripost.student.remote import adapter_name
+
+    return adapter_name(folder)

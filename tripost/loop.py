@@ -10,6 +10,7 @@
     RUN/itT/eval/eval.json       test-time self-improvement on held-out test problems
     RUN/itT/gap/gap.json         the student's generation-verification gap (gap.enabled)
     RUN/report.md, RUN/plots/    tripost.report
+    RUN/teacher-batches.json     the provider batches sent (teacher.batch), so a rerun resumes them
 
 Every stage writes its outputs in the run folder and is skipped when it has
 finished, so re-running the same command after an interruption resumes: a
@@ -69,7 +70,9 @@ def default_config() -> dict[str, Any]:
     train.update(epochs=3.0, batch_size=8, save_steps=50, logging_steps=2)
     return {
         "seed": 0,
-        "student": {"spec": "smollm2-135m", "sample_precision": "auto", "eval_base": False},
+        # engine: "" samples in this process; a completions URL (vLLM with --enable-lora, `tripost serve-student`)
+        # samples there, the base as engine_model ("": the spec) and each iteration's LoRA adapter loaded by path.
+        "student": {"spec": "smollm2-135m", "sample_precision": "auto", "eval_base": False, "engine": "", "engine_model": ""},
         "tasks": {"families": ["arithmetic"], "preset": "small", "n_train": 48, "n_eval": 24, "eval_subsets": ["seen", "unseen"], "data": ""},
         # The LLM teacher's options, defaults and help in tripost/teachers/options.py (as the --teacher-* flags).
         "teacher": {"spec": "scripted", **TeacherOptions.config_defaults()},
@@ -130,6 +133,7 @@ def check_config(cfg: dict[str, Any]) -> None:
     parse_spec(cfg["student"]["spec"])
     if cfg["student"]["sample_precision"] not in PRECISIONS:
         raise TripostError(f"unknown student.sample_precision {cfg['student']['sample_precision']!r}; choose from {', '.join(PRECISIONS)}")
+    check_engine(cfg)
     teacher_options(cfg)
     data_source(cfg)
     c = cfg["collect"]
@@ -165,6 +169,21 @@ def data_source(cfg: dict[str, Any]):
     """The registered source `collect.source` names (tripost.sources), built
     from the `[collect]` section."""
     return make_source(collect_settings(cfg), teacher_concurrency=cfg["teacher"]["concurrency"])
+
+
+def check_engine(cfg: dict[str, Any]) -> None:
+    """`student.engine`: a URL, and a run whose students an engine can serve:
+    the base, and LoRA adapters it loads by path (full trained weights would
+    need a new server every iteration)."""
+    engine = cfg["student"]["engine"]
+    if not engine:
+        return
+    if not isinstance(engine, str) or not engine.startswith(("http://", "https://")):
+        raise TripostError(f"student.engine must be the engine's base URL, e.g. http://127.0.0.1:8000/v1, not {engine!r}")
+    trains = cfg["loop"]["iteration0"] or cfg["loop"]["iterations"] > 0
+    if trains and cfg["train"]["mode"] != "lora":
+        raise TripostError(f"student.engine serves each iteration's student as a LoRA adapter it loads by name, so it needs "
+                           f"train.mode=\"lora\" (not {cfg['train']['mode']!r}): full trained weights cannot be loaded into a running engine")
 
 
 def teacher_options(cfg: dict[str, Any]) -> TeacherOptions:
@@ -353,16 +372,29 @@ class Run:
         res = train_sft(cfg, to_dataset(examples), self.it(0) / "train")
         return {"examples": len(examples), "steps": res.steps, "final_loss": res.final_loss, "tokens": res.tokens}
 
-    def stage_collect(self, t: int) -> dict[str, Any]:
-        from tripost.student import load_student
+    def open_student(self, adapter: str | None) -> Any:
+        """The student with `adapter` (None: the base) for sampling and
+        scoring: loaded here, or, with `student.engine`, the engine's base
+        model with the adapter loaded there by path (so the engine must see
+        the run folder: the same machine or a shared file system)."""
+        s = self.cfg["student"]
+        if not s["engine"]:
+            from tripost.student import load_student
 
+            return load_student(s["spec"], precision=s["sample_precision"], adapter=adapter)
+        from tripost.student.remote import load_remote_student
+
+        student = load_remote_student(s["spec"], s["engine"], s["engine_model"] or s["spec"])
+        return student.use_adapter(adapter) if adapter else student
+
+    def stage_collect(self, t: int) -> dict[str, Any]:
         folder = self.it(t) / "collect"
         check_resumable(folder / "log.jsonl")
         source = data_source(self.cfg)
         student = None
         info: dict[str, Any] = {}
         if getattr(source, "needs_student", True):
-            student = load_student(self.cfg["student"]["spec"], precision=self.cfg["student"]["sample_precision"], adapter=self.adapter(t - 1))
+            student = self.open_student(self.adapter(t - 1))
             info = {**student.describe(), "sampling": collect_settings(self.cfg).sampling_params(self.cfg["seed"]).to_dict()}
         job = Job(self.train_problems(), folder / "log.jsonl", iteration=t, seed=self.cfg["seed"], config_hash=self.hash,
                   student_info=info, progress=self.progress)
@@ -416,9 +448,8 @@ class Run:
 
     def stage_eval(self, folder: Path, adapter: str | None) -> dict[str, Any]:
         from tripost.evaluate import evaluate
-        from tripost.student import load_student
 
-        student = load_student(self.cfg["student"]["spec"], precision=self.cfg["student"]["sample_precision"], adapter=adapter)
+        student = self.open_student(adapter)
         res = evaluate(student, self.eval_problems(), eval_config(self.cfg, self.progress))
         res.save(folder / "eval.json")
         m = res.metrics["total"]
@@ -426,10 +457,9 @@ class Run:
 
     def stage_gap(self, folder: Path, adapter: str | None) -> dict[str, Any]:
         from tripost.gap import gap_for_run
-        from tripost.student import load_student
 
         g = self.cfg["gap"]
-        student = load_student(self.cfg["student"]["spec"], precision=self.cfg["student"]["sample_precision"], adapter=adapter)
+        student = self.open_student(adapter)
         problems = self.eval_problems()[: g["n_problems"]]
         cfg = gap_config(self.cfg, self.progress)
         teacher = self.teacher() if g["verifier"] == "teacher" else None

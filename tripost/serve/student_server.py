@@ -1,7 +1,11 @@
 """`tripost serve-student`: a loaded student behind an OpenAI-compatible
 completions API, the subset tripost's remote engine uses (what vLLM serves).
 
-    GET  /v1/models        the base model's name, and the adapter's when one is loaded
+    GET  /v1/models        the base model's name, and the adapters' names
+    POST /v1/load_lora_adapter  {"lora_name", "lora_path"}: load a PEFT LoRA
+                           adapter folder at runtime under that name (vLLM's
+                           runtime LoRA API); a name loaded before is a 400
+                           saying so, as vLLM answers
     POST /v1/completions   prompt (a string or a list), n, temperature, top_p,
                            max_tokens, stop, seed: sampled by the in-process
                            engine, so a request equals the in-process call with
@@ -10,9 +14,11 @@ completions API, the subset tripost's remote engine uses (what vLLM serves).
                            instead (tokens, token_logprobs, text_offset), nothing
                            generated: what scoring needs
 
-`model` names the base model or the LoRA adapter loaded with `--adapter`
-(as vLLM's `--lora-modules NAME=DIR`); the base is served with the adapter
-switched off. One request is answered at a time (one model in memory).
+`model` names the base model or a LoRA adapter: the one loaded with
+`--adapter` (as vLLM's `--lora-modules NAME=DIR`) or one loaded since; PEFT
+holds them all on the one base and the request's adapter is made active for
+it, the base is served with adapters switched off. One request is answered
+at a time (one model in memory).
 Requests carry the server's token as the API key, as with serve-teacher.
 """
 
@@ -28,6 +34,7 @@ import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from tripost.errors import TripostError
@@ -50,19 +57,53 @@ class StudentService:
     def __init__(self, student: Any, name: str, adapter_name: str | None = None):
         self.student = student
         self.name = name
-        self.adapter_name = adapter_name if student.adapter is not None else None
+        # served name -> PEFT's name for the adapter in the model (None: the
+        # student was loaded with full trained weights, which are its base too)
+        self.adapters: dict[str, str | None] = {}
+        if adapter_name and student.adapter is not None:
+            self.adapters[adapter_name] = "default" if student.has_lora else None
         self.lock = threading.Lock()
 
     def models(self) -> list[str]:
-        return [self.name] + ([self.adapter_name] if self.adapter_name else [])
+        return [self.name, *self.adapters]
 
     def _weights(self, model: str) -> Any:
         """A context in which the student is the model the request names."""
         if model not in self.models():
             raise RequestError(404, f"model {model!r} not found; this server has {', '.join(self.models())}")
-        if self.adapter_name and model == self.name and self.student.has_lora:
-            return self.student.model.disable_adapter()
+        if model == self.name:
+            return self.student.model.disable_adapter() if self.student.has_lora else contextlib.nullcontext()
+        peft_name = self.adapters[model]
+        if peft_name is not None:
+            self.student.model.set_adapter(peft_name)
         return contextlib.nullcontext()
+
+    def load_adapter(self, body: dict[str, Any]) -> dict[str, Any]:
+        """`POST /v1/load_lora_adapter`: add the LoRA adapter folder
+        `lora_path` under the name `lora_name`."""
+        name, path = body.get("lora_name"), body.get("lora_path")
+        if not isinstance(name, str) or not name.strip() or not isinstance(path, str) or not path:
+            raise RequestError(400, "load_lora_adapter takes {\"lora_name\": NAME, \"lora_path\": FOLDER}")
+        if not (Path(path) / "adapter_config.json").is_file():
+            raise RequestError(400, f"lora_path {path}: no PEFT LoRA adapter there (adapter_config.json); serve-student "
+                                    "loads LoRA adapters at runtime, not full weights")
+        if self.student.adapter is not None and not self.student.has_lora:
+            raise RequestError(400, "this server's student was loaded with full trained weights; start one on the base "
+                                    "model to serve LoRA adapters of it")
+        from tripost.student.load import load_adapter
+
+        with self.lock:
+            if name in self.models():
+                raise RequestError(400, f"The lora adapter '{name}' has already been loaded.")
+            peft_name = f"adapter{len(self.adapters) + 1}"
+            try:  # a folder PEFT cannot read, or an adapter of another base model: one line
+                self.student.model = load_adapter(self.student.model, path, name=peft_name)
+            except TripostError as e:
+                raise RequestError(400, f"lora_path: {e}") from None
+            self.student.model.eval()
+            self.adapters[name] = peft_name
+        log.info("loaded adapter %s", name)
+        return {"object": "lora_adapter", "id": name, "status": "loaded"}
 
     def complete(self, body: dict[str, Any]) -> dict[str, Any]:
         model = str(body.get("model") or "")
@@ -170,14 +211,16 @@ def make_handler(service: StudentService, token: str) -> type[BaseHTTPRequestHan
             if not self._authorized():
                 self._error(401, "missing or wrong token: send serve-student's token as the API key")
                 return
-            if path not in ("/v1/completions", "/completions"):
-                self._error(404, f"no route {path} (this server answers /v1/completions)")
+            routes = {"/v1/completions": service.complete, "/completions": service.complete,
+                      "/v1/load_lora_adapter": service.load_adapter, "/load_lora_adapter": service.load_adapter}
+            if path not in routes:
+                self._error(404, f"no route {path} (this server answers /v1/completions and /v1/load_lora_adapter)")
                 return
             try:
                 body = json.loads(raw or b"{}")
                 if not isinstance(body, dict):
                     raise RequestError(400, "the body must be a JSON object")
-                self._send(200, service.complete(body))
+                self._send(200, routes[path](body))
             except json.JSONDecodeError:
                 self._error(400, "the body is not JSON")
             except RequestError as e:
@@ -226,8 +269,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Serve until interrupted; returns the exit code."""
-    from pathlib import Path
-
     from tripost.student.load import check_adapter_dir, load_student
 
     if not 0 <= args.port <= 65535:

@@ -282,15 +282,20 @@ def check_adapter_dir(folder: str | Path) -> Path:
     return path.resolve()
 
 
-def load_adapter(model: Any, folder: str | Path, *, trainable: bool = False, verb: str = "load") -> Any:
+def load_adapter(model: Any, folder: str | Path, *, trainable: bool = False, verb: str = "load", name: str = "default") -> Any:
     """`model` wrapped with the PEFT adapter in `folder` (trainable when
-    `trainable`); a bad folder is a one-line `TripostError` ("cannot {verb}
-    adapter FOLDER: ..."). The one place adapters are loaded: `load_student`
-    and the trainer (continuing iteration t-1's adapter) both come here."""
+    `trainable`), as adapter `name`; a model that is a PEFT model already
+    gains it beside its others (serve-student's runtime adapters). A bad
+    folder is a one-line `TripostError` ("cannot {verb} adapter FOLDER: ...").
+    The one place adapters are loaded: `load_student`, the trainer
+    (continuing iteration t-1's adapter) and serve-student all come here."""
     from peft import PeftModel
 
     try:
-        return PeftModel.from_pretrained(model, str(folder), is_trainable=trainable)
+        if isinstance(model, PeftModel):
+            model.load_adapter(str(folder), adapter_name=name, is_trainable=trainable)
+            return model
+        return PeftModel.from_pretrained(model, str(folder), is_trainable=trainable, adapter_name=name)
     except Exception as e:  # peft raises many types for a bad folder; the user needs one line
         raise TripostError(f"cannot {verb} adapter {folder}: {_first_line(e)}") from None
 

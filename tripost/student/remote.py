@@ -10,6 +10,11 @@ stages use of a loaded `Student`:
     sample / generate  POST /v1/completions with the rendered prompts, `n`,
                        temperature, top_p, max_tokens, stop and seed
     greedy             the same at temperature 0
+    use_adapter        POST /v1/load_lora_adapter {lora_name, lora_path}: the
+                       engine loads a LoRA adapter folder at runtime (vLLM
+                       with VLLM_ALLOW_RUNTIME_LORA_UPDATING=True), and every
+                       later request names it (`tripost run` with
+                       `student.engine`: one adapter per iteration)
     logprobs           POST /v1/completions with prompt + continuation,
                        `echo` and `logprobs`: the log-probabilities of the
                        continuation's tokens (those at or after the prompt's
@@ -30,10 +35,13 @@ Token counts of generations are counted with the local tokenizer.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from tripost.errors import TripostError
@@ -79,19 +87,48 @@ class RemoteStudent:
         return {"student": str(self.spec), "precision": "remote", "adapter": None, "engine": endpoint_id(self.base_url),
                 "engine_model": self.model}
 
-    def _create(self, **kw: Any) -> Any:
+    @contextlib.contextmanager
+    def _engine_errors(self) -> Iterator[None]:
+        """An SDK error as one line naming the engine (never its key)."""
         import openai
 
+        where = f"engine {endpoint_id(self.base_url)}"
         try:
-            return self.client().completions.create(model=self.model, **kw)
+            yield
         except openai.NotFoundError as e:
-            raise TripostError(f"engine {endpoint_id(self.base_url)}: no model {self.model!r} there ({_message(e)})") from None
+            raise TripostError(f"{where}: no model {self.model!r} there ({_message(e)})") from None
         except openai.AuthenticationError:
-            raise TripostError(f"engine {endpoint_id(self.base_url)}: the key was refused (set {KEY_ENV} to the server's token)") from None
+            raise TripostError(f"{where}: the key was refused (set {KEY_ENV} to the server's token)") from None
         except openai.APIConnectionError:
-            raise TripostError(f"engine {endpoint_id(self.base_url)}: cannot connect (is the server running?)") from None
+            raise TripostError(f"{where}: cannot connect (is the server running?)") from None
         except openai.APIStatusError as e:
-            raise TripostError(f"engine {endpoint_id(self.base_url)}: HTTP {e.status_code}: {_message(e)}") from None
+            raise TripostError(f"{where}: HTTP {e.status_code}: {_message(e)}") from None
+
+    def _create(self, **kw: Any) -> Any:
+        with self._engine_errors():
+            return self.client().completions.create(model=self.model, **kw)
+
+    def use_adapter(self, path: str | Path, name: str | None = None) -> "RemoteStudent":
+        """Have the engine load the LoRA adapter folder `path` and name it in
+        every request from now on. vLLM's runtime LoRA API
+        (`POST /v1/load_lora_adapter`; vLLM needs `--enable-lora` and
+        VLLM_ALLOW_RUNTIME_LORA_UPDATING=True), which serve-student serves too.
+        The server reads `path` itself: the same machine, or a shared file
+        system. `name` defaults to one derived from the folder's absolute
+        path, so a rerun names the same adapter alike and finds it loaded."""
+        import openai
+
+        folder = Path(path).resolve()
+        name = name or adapter_name(folder)
+        with self._engine_errors():
+            try:
+                self.client().post("/load_lora_adapter", body={"lora_name": name, "lora_path": str(folder)}, cast_to=str)
+            except openai.BadRequestError as e:
+                # vLLM and serve-student refuse a name loaded before: a resumed run's adapter is there already.
+                if "already" not in _message(e).lower():
+                    raise
+        self.model = name
+        return self
 
     # ------------------------------------------------------------ sampling ---
 
@@ -141,6 +178,12 @@ class RemoteStudent:
         return out
 
 
+def adapter_name(folder: str | Path) -> str:
+    """The name an adapter folder is loaded under in an engine: from its
+    absolute path, so two runs' `it1` adapters never share a name."""
+    return "tripost-" + hashlib.sha256(str(Path(folder).resolve()).encode("utf-8")).hexdigest()[:16]
+
+
 def _message(e: Any) -> str:
     body = getattr(e, "body", None)
     if isinstance(body, dict):
@@ -163,4 +206,4 @@ def load_remote_student(spec: str | StudentSpec, engine: str, model: str, *, api
     return RemoteStudent(base_url=engine.rstrip("/"), model=model, tokenizer=tokenizer, spec=spec, api_key=api_key)
 
 
-__all__ = ["KEY_ENV", "RemoteStudent", "load_remote_student"]
+__all__ = ["KEY_ENV", "RemoteStudent", "adapter_name", "load_remote_student"]
