@@ -360,3 +360,16 @@ def test_two_records_of_one_file_keep_each_others_batches(tmp_path):
     a.add("batch_c", "openai", "e", "m", ["k1"])
     a.ended("batch_c", "expired", ["k1"])
     assert a.find("k1") == "batch_a" == BatchLog(tmp_path / BATCH_LOG_FILE).find("k1")
+
+
+def test_a_run_keeps_its_batch_record_in_the_run_folder(monkeypatch, tmp_path):
+    from tripost.loop import Run, resolve_config
+
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    cfg = resolve_config(None, ["teacher.spec=openai:scripted", "teacher.batch=true", "teacher.batch_wait=0.5"])
+    run = Run(tmp_path / "run", cfg, progress=False)
+    t = run.teacher()
+    try:
+        assert t.backend.log.path == tmp_path / "run" / BATCH_LOG_FILE and t.backend.wait == 0.5
+    finally:
+        t.close()
