@@ -46,7 +46,7 @@ from email import policy
 from email.parser import BytesParser
 from typing import Any
 
-from tripost.serve.failures import HTTPFailure, error_payload, injected_failure
+from tripost.serve.failures import WRONG_SHAPE_ANSWERS, HTTPFailure, error_payload, injected_failure
 
 log = logging.getLogger("tripost.serve")
 
@@ -55,18 +55,6 @@ OPENAI_ENDPOINT = "/v1/chat/completions"
 _CUSTOM_ID = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 _HOST = re.compile(r"[A-Za-z0-9.\-]{1,253}(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]{2,45}\](:[0-9]{1,5})?")
 _MAX_LISTED_ERRORS = 100
-# A 200 item a client cannot read, per flavour (as the live `malformed` bodies).
-_MALFORMED_ITEM = {
-    "openai": {
-        "id": "chatcmpl-malformed", "object": "chat.completion", "created": 0, "model": "x",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": 5}, "finish_reason": "stop"}],
-    },
-    "anthropic": {
-        "id": "msg_malformed", "type": "message", "role": "assistant", "model": "x",
-        "content": [{"type": "text", "text": None}], "stop_reason": "end_turn", "stop_sequence": None,
-        "usage": {"input_tokens": 1, "output_tokens": 1},
-    },
-}
 _NOT_RUN = {  # OpenAI error-file lines of items never answered
     "expired": ("batch_expired", "This request could not be executed before the completion window expired."),
     "canceled": ("batch_cancelled", "This request was not executed because the batch was cancelled."),
@@ -336,7 +324,7 @@ class BatchStore:
                 name = f"batch_fail_{fault[1][0]}"
                 raise injected_failure(fault[1][0])
             if fault is not None and fault[0] == "malformed":
-                name, payload = "batch_malformed", dict(_MALFORMED_ITEM[flavour])
+                name, payload = "batch_malformed", dict(WRONG_SHAPE_ANSWERS[flavour])
             else:
                 name = "batch_garbage" if fault is not None else None
                 garbage = fault[1] if fault is not None else None

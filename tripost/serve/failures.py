@@ -14,6 +14,21 @@ from tripost.teachers.retry import ChatError
 
 QUOTA = "quota"  # the --fail-codes code for a 429 saying the account is out of quota
 
+# A 200 answer that parses as JSON but not as the API promises (a content
+# that is a number; a text block whose text is null), per API flavour: one
+# of the live `malformed` bodies, and the malformed batch item.
+WRONG_SHAPE_ANSWERS: dict[str, dict[str, Any]] = {
+    "openai": {
+        "id": "chatcmpl-malformed", "object": "chat.completion", "created": 0, "model": "x",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": 5}, "finish_reason": "stop"}],
+    },
+    "anthropic": {
+        "id": "msg_malformed", "type": "message", "role": "assistant", "model": "x",
+        "content": [{"type": "text", "text": None}], "stop_reason": "end_turn", "stop_sequence": None,
+        "usage": {"input_tokens": 1, "output_tokens": 1},
+    },
+}
+
 
 class HTTPFailure(Exception):
     def __init__(

@@ -99,7 +99,7 @@ from tripost.teachers.chat import ChatMessage, ChatRequest, ChatResponse
 from tripost.teachers.retry import ChatError, redact, register_secret
 from tripost.teachers.templates import parse_block
 from tripost.serve.batches import BatchStore
-from tripost.serve.failures import QUOTA, HTTPFailure, error_payload, injected_failure, upstream_failure
+from tripost.serve.failures import QUOTA, WRONG_SHAPE_ANSWERS, HTTPFailure, error_payload, injected_failure, upstream_failure
 
 log = logging.getLogger("tripost.serve")
 
@@ -121,18 +121,11 @@ _MALFORMED = {
     "openai": (
         ("application/json", b'{"choices": [ {not json'),
         ("text/html", b"<html><body><h1>502 Bad Gateway</h1></body></html>"),
-        ("application/json", json.dumps({
-            "id": "chatcmpl-malformed", "object": "chat.completion", "created": 0, "model": "x",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": 5}, "finish_reason": "stop"}],
-        }).encode()),
+        ("application/json", json.dumps(WRONG_SHAPE_ANSWERS["openai"]).encode()),
     ),
     "anthropic": (
         ("text/html", b"<html><body><h1>502 Bad Gateway</h1></body></html>"),
-        ("application/json", json.dumps({
-            "id": "msg_malformed", "type": "message", "role": "assistant", "model": "x",
-            "content": [{"type": "text", "text": None}], "stop_reason": "end_turn", "stop_sequence": None,
-            "usage": {"input_tokens": 1, "output_tokens": 1},
-        }).encode()),
+        ("application/json", json.dumps(WRONG_SHAPE_ANSWERS["anthropic"]).encode()),
         ("application/json", b'{"type": "message", "content": [ {not json'),
     ),
 }

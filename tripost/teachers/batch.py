@@ -241,8 +241,6 @@ class BatchingBackend:
         self._watches: dict[str, asyncio.Task[dict[str, ChatResponse | ChatError]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._waiting: set[asyncio.Future[ChatResponse]] = set()  # every request not yet answered
-        self.batches_sent = 0
-        self.requests_sent = 0
 
     # ------------------------------------------------------------ requests ---
 
@@ -320,8 +318,6 @@ class BatchingBackend:
             except OSError as e:  # the batch is paid for: wait for it all the same, and say a rerun cannot resume it
                 self.say(f"warning: teacher batch {batch_id} could not be recorded in {self.log.path} ({e.strerror}); "
                          "if this run dies before it ends, a rerun sends its requests again")
-            self.batches_sent += 1
-            self.requests_sent += len(chunk)
             self.say(f"teacher batch {batch_id}: sent {len(chunk)} {self.name} request(s); polling until it ends "
                      f"(the provider allows 24 h); a killed run resumes it from {self.log.path}")
             self._attach(batch_id, {key: futures for key, _, futures in chunk})
