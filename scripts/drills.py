@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 SERVE = "tests/test_serve_teacher.py"
-# (case, what failed at 1fa067d, the tests that reproduce it). A node id
+# (case, what failed at 1fa067d or, from case 14, the issue named, the tests that reproduce it). A node id
 # without parameters selects all of its parametrized cases.
 CASES: list[tuple[int, str, list[str]]] = [
     (1, "rejected teacher answers are never cached", [
@@ -101,6 +101,12 @@ CASES: list[tuple[int, str, list[str]]] = [
     (13, "an unreachable teacher stops the run early, keeping what was collected", [
         "tests/test_hardening_collect.py::test_unreachable_teacher_stops_collection_keeping_what_was_collected",
         "tests/test_hardening_collect.py::test_unreachable_teacher_stops_the_run_before_its_collect_stage_is_done",
+    ]),
+    (14, "--data rows without a split are hash-split; test rows never train", [
+        "tests/test_data_splits.py::test_tasks_sample_splits_of_a_split_less_file_are_disjoint_and_cover_it",
+        "tests/test_data_splits.py::test_a_rows_own_split_wins_and_a_bad_one_is_one_line",
+        "tests/test_data_splits.py::test_run_on_a_data_file_never_trains_on_its_evaluation_problems",
+        "tests/test_tasks_select.py::test_data_rows_of_other_splits_are_never_selected",
     ]),
 ]
 

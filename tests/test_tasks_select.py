@@ -11,6 +11,7 @@ import pytest
 
 from tripost.errors import TripostError
 from tripost.tasks import FAMILIES, StepCheck, check_held_out, get_task, problem_id, sample_problems, select_problems
+from tripost.tasks.base import split_of
 from tripost.tasks.external import load_problems, problem_from_record
 from tripost.tasks.family import FORM_REASON, GeneratedFamily
 
@@ -40,13 +41,15 @@ def arithmetic_rows() -> list[dict]:
 def test_data_rows_of_other_splits_are_never_selected(tmp_path):
     data = write_jsonl(tmp_path / "p.jsonl", arithmetic_rows())
     train = select_problems(["arithmetic"], split="train", subsets=("seen", "unseen"), n=100, data=data)
-    # A row without a split takes the split asked for; a row marked test never trains.
+    # A row without a split takes its question's hash split (r3 and r7 hash to train), never
+    # the split asked for; a row's own split wins (r8's question hashes to test); a test row never trains.
+    assert [split_of(r["question"]) for r in arithmetic_rows() if r["id"] in ("r3", "r7", "r8")] == ["train", "train", "test"]
     assert [p.id for p in train] == ["r1", "r3", "r5", "r7", "r8"]
     assert {p.split for p in train} == {"train"}
     test = select_problems(["arithmetic"], split="test", subsets=("seen", "unseen"), n=100, data=data)
-    assert [p.id for p in test] == ["r2", "r3", "r6", "r7"]
+    assert [p.id for p in test] == ["r2", "r6"]
     # load_problems alone keeps every row: the filter is select_problems' job.
-    assert len(load_problems(data, "arithmetic", split="train")) == 8
+    assert len(load_problems(data, "arithmetic")) == 8
 
 
 def test_data_rows_are_filtered_by_subset_and_capped_per_family(tmp_path):

@@ -42,7 +42,8 @@ def add_held_out_flags(p: argparse.ArgumentParser, *, subset: str, n: int) -> No
     p.add_argument("--allow-train", action="store_true", help="allow the train split (not a held-out measurement)")
     p.add_argument("--subset", default=subset, choices=("seen", "unseen", "both"), help=f"seen, unseen or both difficulty subsets (default {subset})")
     p.add_argument("--n", type=int, default=n, help=f"problems per family and subset (default {n}; with --data: at most N from the file)")
-    p.add_argument("--data", metavar="FILE.jsonl", help="problems from a JSON-lines file instead of generated ones")
+    p.add_argument("--data", metavar="FILE.jsonl",
+                   help="problems from a JSON-lines file instead of generated ones: its rows of --split (a row's 'split' field, else a hash of its question)")
     p.add_argument("--preset", default="small", choices=PRESETS, help="difficulty preset of generated problems (default small)")
 
 

@@ -12,8 +12,10 @@ so records that reach a family another way (`tasks check`, `teach`) get the
 same checks as a `--data` file.
 
 `record_id`, `record_split` and `record_subset` are the one rule every
-family's `from_record` and `load_problems` use for those fields; a record
-file's own `split` field wins over the `split` a caller passes.
+family's `from_record` and `load_problems` use for those fields: a row's
+own `split` field wins; a row without one is split by a hash of its
+question (`split_of`), exactly like a generated problem, so a file's rows
+fall into train, val and test once, whatever split a command asks for.
 `problem_from_record` reads the records of `tasks check` and `teach`.
 """
 
@@ -132,9 +134,10 @@ def record_difficulty(record: dict[str, Any], default: str) -> str:
     return default if difficulty is None or difficulty == "" else str(difficulty)
 
 
-def load_problems(path: str | Path, family: str, split: str = "test") -> list[Problem]:
+def load_problems(path: str | Path, family: str) -> list[Problem]:
     """Every problem of a JSON-lines file, read as `family`. A row's split is
-    its `split` field, else `split`; the caller filters (`select_problems`)."""
+    its `split` field, else the question's hash split (`record_split`), as
+    for a generated problem; the caller filters (`select_problems`)."""
     task = get_task(family)
     problems: list[Problem] = []
     seen: set[str] = set()
@@ -145,11 +148,12 @@ def load_problems(path: str | Path, family: str, split: str = "test") -> list[Pr
         except TripostError as e:
             raise InputError(str(path), str(e), lineno) from None
         subset = record.get("subset", "seen")
-        rsplit = record.get("split", split)
         if subset not in SUBSETS:
             raise InputError(str(path), f"subset must be one of {', '.join(SUBSETS)}, got {_clip(subset)}", lineno)
-        if rsplit not in SPLITS:
-            raise InputError(str(path), f"split must be one of {', '.join(SPLITS)}, got {_clip(rsplit)}", lineno)
+        if "split" in record and record["split"] not in SPLITS:
+            raise InputError(str(path), f"split must be one of {', '.join(SPLITS)}, got {_clip(record['split'])}", lineno)
+        # Never the split a command asks for: a row without one would be in every split (test rows trained on).
+        rsplit = record_split(record, p.question)
         pid = record_id(record, family, p.question)
         if pid in seen:
             raise InputError(str(path), f"duplicate problem id {pid!r}", lineno)

@@ -5,8 +5,12 @@
 Problems come from the families' generators (`sample_problems`) or, with
 `data`, from a JSON-lines file (`load_problems`). Either way only problems
 of the split and subsets asked for are kept: a file's rows carry their own
-`split` and `subset` (a row without them takes `split` and seen), and a
-`test` row never reaches training, nor a `train` row an evaluation.
+`split` and `subset`; a row without a `split` is split by a hash of its
+question like a generated problem (about 80% train, 10% val, 10% test), and
+one without a `subset` is seen. So a `test` row never reaches training, nor
+a `train` row an evaluation, and `tripost eval --data` measures a file's
+test rows only: a file meant wholly for evaluation marks its rows
+`"split": "test"`.
 
 `check_held_out` refuses training problems for a measurement; `select_problems`
 applies it when asked (`held_out=True`), and `evaluate`, `sharpen` and `gap`
@@ -74,10 +78,11 @@ def select_problems(
     out: list[Problem] = []
     if data:
         for task in tasks:
-            rows = [p for p in load_problems(data, task.name, split=split) if p.split == split and p.subset in subsets]
+            rows = [p for p in load_problems(data, task.name) if p.split == split and p.subset in subsets]
             out += rows[:n]
         if not out:
-            raise TripostError(f"{data}: no {split} problems of subset {' or '.join(subsets)}")
+            raise TripostError(f"{data}: no {split} problems of subset {' or '.join(subsets)} (a row without a 'split' field is "
+                               f"split by a hash of its question; mark rows \"split\": \"{split}\" to use them here)")
     else:
         for task in tasks:
             if not any(task.levels(preset, s) for s in SUBSETS):
