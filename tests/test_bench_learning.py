@@ -9,6 +9,7 @@ import pytest
 
 from tripost.errors import TripostError
 from tripost.loop import resolve_config
+from tripost.stats import proportion_interval
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -197,6 +198,12 @@ def test_rows_carry_seed_si_contribution_and_the_paired_interval(bl, tmp_path):
     assert 0 < lo < 0.25 < hi
     assert get[("base", "arithmetic", "seen")]["paired_ci_vs_sft_gold_plus"][1] < 0  # worse on every pair it differs
     assert get[("base", "total", "total")]["si_contribution"] is None  # nothing right at the end
+    # Accuracy intervals are Wilson's (issue 27): 0/40 is not [0, 0].
+    z2 = 1.959963984540054 ** 2
+    assert get[("base", "total", "total")]["final_ci"] == pytest.approx([0.0, z2 / (40 + z2)])
+    assert get[("base", "arithmetic", "seen")]["first_ci"] == pytest.approx([0.0, z2 / (N_PER + z2)])
+    lo, hi = t2["final_ci"]
+    assert lo < 0.75 < hi and t2["final_ci"] == pytest.approx(list(proportion_interval(30, 40)))
 
     v = bl.verdict(rows, 2, seed=4, records=bl.method_records(ms))
     assert v["met"] is True and v["best"] == "tripost-t2" and v["beats_sft_gold_plus"] and v["fix_target"] and v["beats_tripost_demo"]
@@ -269,12 +276,26 @@ def test_paired_interval_refuses_different_problems_and_old_evals_still_read(bl,
     assert bl._si_contribution({"counts": {"fixed": 0, "final_correct": 0}}) is None
 
 
+def test_accuracy_intervals_are_wilson_from_the_counts_also_for_old_evals(bl):
+    """An eval.json written before issue 27 stored a percentile bootstrap
+    ([0, 0] at 0/n): the tables recompute Wilson's from the counts; without
+    counts the stored interval is all there is."""
+    old = {"n": 16, "first_accuracy": 0.0, "final_accuracy": 0.25, "counts": {"first_correct": 0, "final_correct": 4},
+           "ci": {"first_accuracy": [0.0, 0.0], "final_accuracy": [0.0625, 0.4375]}}
+    assert bl.proportion_ci(old, "first_accuracy") == list(proportion_interval(0, 16))
+    assert bl.proportion_ci(old, "first_accuracy")[1] > 0
+    assert bl.proportion_ci(old, "final_accuracy") == list(proportion_interval(4, 16))
+    assert bl.proportion_ci({"n": 16, "ci": {"final_accuracy": [0.1, 0.4]}}, "final_accuracy") == [0.1, 0.4]
+    assert bl.proportion_ci({"n": 16}, "final_accuracy") is None
+
+
 def test_curve_rows_read_the_first_attempt_on_seen(bl, tmp_path):
     save_eval(tmp_path / "eval.json", lambda i: (i % 4 == 0, True))
     rows = bl.curve_rows(tmp_path / "eval.json", 48, seed=2)
     assert [(r["task"], r["gold_examples"], r["seed"], r["n"]) for r in rows] == [
         ("arithmetic", 48, 2, N_PER), ("word_sorting", 48, 2, N_PER), ("total", 48, 2, 2 * N_PER)]
     assert all(r["first_acc"] == (3 / N_PER if r["task"] != "total" else 6 / (2 * N_PER)) for r in rows)
+    assert rows[0]["first_ci"] == list(proportion_interval(3, N_PER))  # Wilson's, a single proportion
     meta = {"size_name": "quick", "command": "x", "device": "cpu", "when": "now", "total_seconds": 1, "size": {"iterations": 2},
             "student": "s", "precision": "fp32", "seeds": [2]}
     md = bl.markdown([], meta, [{"seed": 2, "met": None, "why": "missing rows"}], rows)

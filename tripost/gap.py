@@ -42,8 +42,13 @@ each problem under one reason: `none_kept` (nothing kept) or `all_right`
 (something kept, every sample right); every mean says how many problems it
 is over. Problems where every sample is wrong stay in M when something is
 kept (their terms are 0: no filter can help there); `all_wrong` counts them
-all. 95% percentile-bootstrap intervals resample problems
-(tripost.stats.bootstrap_interval).
+all. 95% intervals: the gap and the relative gap (means of non-binary
+per-problem values) by a percentile bootstrap that resamples problems
+(tripost.stats.bootstrap_interval); the accuracies likewise, except where
+every per-problem accuracy is 0 or 1 (one sample per problem, or every
+problem all right or all wrong): that is a single proportion of 0/1
+outcomes, with the Wilson score interval (tripost.stats.proportion_interval;
+the bootstrap would collapse to [0, 0] at 0/n).
 
 Verifiers (`GapConfig.verifier`), each a score per sample; the student's own
 (``mc``, ``self``, ``cot``) and the filters are tripost/verify.py's, where
@@ -91,7 +96,7 @@ import numpy as np
 
 from tripost.errors import TripostError
 from tripost.student.generate import DEFAULT_BATCH
-from tripost.stats import bootstrap_interval
+from tripost.stats import bootstrap_interval, proportion_interval
 from tripost.fileio import atomic_write_json
 from tripost.tasks.base import Problem
 # The verifiers and filters live in tripost.verify (layer 4), where the
@@ -244,11 +249,18 @@ def problem_gap(problem_id: str, correct: Sequence[bool], kept: Sequence[bool]) 
     return ProblemGap(problem_id, n, n_correct, n_kept, n_kept_correct, acc_all, acc_kept, gap, rel)
 
 
-def _mean_ci(values: Sequence[float], n_boot: int, seed: int, confidence: float) -> dict[str, Any]:
-    """{"mean", "n" (how many problems), "ci"} of per-problem values."""
+def _mean_ci(values: Sequence[float], n_boot: int, seed: int, confidence: float, proportion: bool = False) -> dict[str, Any]:
+    """{"mean", "n" (how many problems), "ci"} of per-problem values. With
+    `proportion` (the values are accuracies) and every value 0 or 1, the mean
+    is a single proportion of 0/1 outcomes: Wilson's interval; otherwise the
+    percentile bootstrap over problems."""
     if not values:
         return {"mean": None, "n": 0, "ci": None}
-    ci = bootstrap_interval(np.asarray(values, dtype=float), n_boot=n_boot, seed=seed, confidence=confidence)
+    x = np.asarray(values, dtype=float)
+    if proportion and bool(np.all((x == 0) | (x == 1))):
+        ci = proportion_interval(int(x.sum()), len(x), confidence)
+    else:
+        ci = bootstrap_interval(x, n_boot=n_boot, seed=seed, confidence=confidence)
     return {"mean": float(np.mean(values)), "n": len(values), "ci": list(ci) if ci is not None else None}
 
 
@@ -328,11 +340,11 @@ def gap_metrics(
     metrics = {
         "problems": len(rows),
         "samples": len(flat_s),
-        "acc_all": _mean_ci([r.acc_all for r in rows], **boot),
+        "acc_all": _mean_ci([r.acc_all for r in rows], **boot, proportion=True),
         # acc_kept, acc_all_where_kept, gap and relative_gap: all over the
         # same problems M, so acc_kept - acc_all_where_kept == gap.
-        "acc_kept": _mean_ci([r.acc_kept for r in measured], **boot),
-        "acc_all_where_kept": _mean_ci([r.acc_all for r in measured], **boot),
+        "acc_kept": _mean_ci([r.acc_kept for r in measured], **boot, proportion=True),
+        "acc_all_where_kept": _mean_ci([r.acc_all for r in measured], **boot, proportion=True),
         "gap": _mean_ci([r.gap for r in measured], **boot),
         "relative_gap": _mean_ci([r.relative_gap for r in measured], **boot),
         # Dataset-level normalisation, for comparison: the mean gap over the

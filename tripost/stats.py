@@ -1,5 +1,8 @@
 """Statistics shared by evaluation, the gap, sharpening and the benchmarks:
-percentile bootstrap, also paired (two methods on the same problems).
+the Wilson score interval of a single proportion (successes out of n 0/1
+outcomes: an accuracy, a rate), and the percentile bootstrap for everything
+else (means of non-binary values, and differences: paired when two methods
+are scored on the same problems).
 
 A base module (no tripost imports beyond errors), so the stages that report
 intervals need not import each other.
@@ -7,11 +10,48 @@ intervals need not import each other.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
+from statistics import NormalDist
 
 import numpy as np
 
 from tripost.errors import TripostError
+
+
+def proportion_interval(successes: int | float, n: int, confidence: float = 0.95) -> tuple[float, float] | None:
+    """Wilson score interval of the proportion `successes` / `n` of 0/1
+    outcomes; None when n == 0 (nothing observed, as `bootstrap_interval`).
+
+    Why not the percentile bootstrap: resampling 0/n (or n/n) outcomes only
+    ever gives 0/n, so the interval collapses to [0, 0] (issue 27: at n=16,
+    p=0.05 it covered the truth in 59% of simulations, nominal 95%). Why
+    Wilson rather than Clopper-Pearson: both are never empty at 0/n, but
+    Clopper-Pearson guarantees at least the nominal coverage for every p and
+    so is conservative (often ~98-99% at n of a few dozen, i.e. wider than it
+    needs to be), whereas Wilson's coverage stays close to nominal on average
+    at small n (Brown, Cai & DasGupta 2001, Statist. Sci. 16:101, recommend
+    it for n < 40); it is also closed-form (no beta quantiles, so no scipy).
+    The interval always contains successes / n and lies in [0, 1]."""
+    if not 0 < confidence < 1:
+        raise TripostError(f"confidence must be in (0, 1), got {confidence}")
+    if n < 0 or int(n) != n:
+        raise TripostError(f"proportion interval: n must be a count >= 0, got {n}")
+    if int(successes) != successes or not 0 <= successes <= n:
+        raise TripostError(f"proportion interval: successes must be a count in [0, n={n}], got {successes}")
+    n, x = int(n), int(successes)
+    if n == 0:
+        return None
+    z = NormalDist().inv_cdf(1 - (1 - confidence) / 2)
+    p = x / n
+    denom = 1 + z * z / n
+    center = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    # Exact at the ends (the formula gives 0 and 1 there up to rounding), and
+    # min/max so that rounding can never leave the estimate outside.
+    lo = 0.0 if x == 0 else max(0.0, min(p, center - half))
+    hi = 1.0 if x == n else min(1.0, max(p, center + half))
+    return (lo, hi)
 
 
 def bootstrap_interval(
@@ -24,7 +64,9 @@ def bootstrap_interval(
 ) -> tuple[float, float] | None:
     """Percentile-bootstrap interval of `statistic` (default: the mean) over
     `values`; `statistic` maps resamples of shape (n_boot, n) to (n_boot,),
-    NaN where undefined. None when there is nothing to resample."""
+    NaN where undefined. None when there is nothing to resample. Not for a
+    single proportion of 0/1 outcomes (it collapses to [0, 0] at 0/n): use
+    `proportion_interval` for those."""
     x = np.asarray(values)
     if x.shape[0] == 0:
         return None
@@ -73,4 +115,4 @@ def percentile_interval(stats: np.ndarray, confidence: float) -> tuple[float, fl
     return (float(lo), float(hi))
 
 
-__all__ = ["bootstrap_interval", "paired_bootstrap_interval", "percentile_interval", "resample_index"]
+__all__ = ["bootstrap_interval", "paired_bootstrap_interval", "percentile_interval", "proportion_interval", "resample_index"]

@@ -16,9 +16,13 @@ Per group of problems (total, seen, unseen; and the same per task family):
   None when no final answer is right);
 - improvement: final_accuracy - first_accuracy;
 - per-difficulty first and final accuracy;
-- 95% percentile-bootstrap intervals over problems (resampled with
-  replacement, seeded; every metric uses the same resamples, so the interval
-  of `improvement` accounts for the pairing of first and final answers).
+- 95% intervals: every metric but `improvement` is a single proportion
+  (successes out of a count of problems, in `counts`) and gets the Wilson
+  score interval (tripost.stats.proportion_interval; a bootstrap collapses to
+  [0, 0] at 0/n); `improvement`, a difference of two proportions on the same
+  problems, gets a percentile bootstrap over problems (resampled with
+  replacement, seeded; first and final answers resampled together, so the
+  interval accounts for their pairing).
 
 Rates whose denominator is zero are None (JSON null), never 0.
 """
@@ -32,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from tripost.stats import percentile_interval, resample_index
+from tripost.stats import percentile_interval, proportion_interval, resample_index
 from tripost.evaluate.selfimprove import Transcript
 from tripost.format import parse_feedback, parse_rationale
 from tripost.tasks.base import Problem, Task
@@ -127,6 +131,19 @@ _STATISTICS: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray
 }
 
 
+# Each single proportion as (successes, out of) from the columns (first,
+# final, revised) of shape (n,): its interval is Wilson's. The rest of
+# CI_METRICS (improvement, a paired difference) is bootstrapped.
+_PROPORTIONS: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[int, int]]] = {
+    "first_accuracy": lambda f, l, r: (int(f.sum()), f.size),
+    "final_accuracy": lambda f, l, r: (int(l.sum()), l.size),
+    "revised_rate": lambda f, l, r: (int(r.sum()), r.size),
+    "fix_rate": lambda f, l, r: (int((~f & l).sum()), int((~f).sum())),
+    "break_rate": lambda f, l, r: (int((f & ~l).sum()), int(f.sum())),
+    "si_contribution": lambda f, l, r: (int((~f & l).sum()), int(l.sum())),
+}
+
+
 # --------------------------------------------------------------- metrics ---
 
 
@@ -156,11 +173,18 @@ def group_metrics(records: Sequence[EvalRecord], *, n_boot: int = 1000, seed: in
     }
     out["mean_updates"] = float(np.mean([r.n_updates for r in records]))
     out["stop_reasons"] = dict(sorted(Counter(r.stop_reason for r in records).items()))
-    # One set of resamples for every metric: paired intervals.
-    idx = resample_index(len(records), n_boot, seed)
+    # Single proportions: Wilson. The rest (improvement): a bootstrap that
+    # resamples problems, first and final answers together (paired).
+    idx = None
     out["ci"] = {}
     for name in CI_METRICS:
-        ci = percentile_interval(_STATISTICS[name](first[idx], final[idx], revised[idx]), confidence) if out[name] is not None else None
+        if out[name] is None:
+            ci = None
+        elif name in _PROPORTIONS:
+            ci = proportion_interval(*_PROPORTIONS[name](first, final, revised), confidence)
+        else:
+            idx = resample_index(len(records), n_boot, seed) if idx is None else idx
+            ci = percentile_interval(_STATISTICS[name](first[idx], final[idx], revised[idx]), confidence)
         out["ci"][name] = list(ci) if ci is not None else None
     rows: dict[tuple[str, str], list[EvalRecord]] = {}
     for r in records:
