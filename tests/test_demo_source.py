@@ -9,6 +9,7 @@ import pytest
 
 from tripost.buffer import BufferConfig, build_buffer
 from tripost.errors import TripostError
+from tripost.format import parse_feedback, parse_rationale
 from tripost.log import read_log
 from tripost.sources import Job, make_source
 from tripost.sources.demo import CORRUPTED, DemoSource, corrupted_gold, demo_collect
@@ -109,3 +110,62 @@ def test_tripost_collect_source_demo_writes_the_log(tmp_path, tiny_model_dir, ca
     assert summary["records_written"] == 2 and summary["by_kind"] == {"improvement": 2} and summary["skipped"] == {}
     recs = list(read_log(out / "log.jsonl"))
     assert [r.source for r in recs] == ["demo", "demo"] and all(r.turns[0]["source"] == CORRUPTED for r in recs)
+
+
+# The families with a corruptor (qa has none: it is skipped, see above).
+CORRUPTIBLE = ("arithmetic", "word_sorting", "date_understanding", "logical_deduction")
+
+
+@pytest.mark.parametrize("family", CORRUPTIBLE)
+def test_demo_attempts_end_wrong_and_the_teacher_names_their_first_wrong_step(tmp_path, family):
+    """Issue 27: a demo attempt is a mistake carried to a wrong final answer
+    (a one-step corruption of the gold left 50-87% of them right), and the
+    scripted teacher's feedback names the mistaken step and its fix is the
+    gold continuation from there."""
+    task = get_task(family)
+    problems = sample_problems(task, n=100, seed=1, preset="small") + sample_problems(task, n=100, seed=1, preset="paper")
+    res = demo_collect(problems, make_teacher("scripted"), tmp_path / "log.jsonl", CollectConfig(samples_per_problem=1, seed=3, iteration=1),
+                       progress=False)
+    recs = list(read_log(tmp_path / "log.jsonl"))
+    assert res.records_written == len(recs) == 200 and res.skipped == {}
+    by_id = {p.id: p for p in problems}
+    wrong = 0
+    for r in recs:
+        p, step, attempt = by_id[r.problem["id"]], r.guide["corrupted_step"], r.turns[0]["rationale"]
+        check = task.check_steps(p, attempt)  # the family's own checker
+        wrong += not check.correct
+        assert check.first_error_step == step == r.turns[0]["error_step"]
+        # The steps before the mistake are the gold ones, verbatim.
+        assert attempt[: parse_rationale(attempt).offset_of(step)] == p.rationale[: parse_rationale(p.rationale).offset_of(step)]
+        # The feedback names that step; the fix keeps the gold steps before it and writes the gold continuation.
+        assert parse_feedback(r.turns[0]["feedback"], check.n_steps).error_step == step
+        assert r.kind == "improvement" and r.turns[-1]["source"] == "teacher" and r.turns[-1]["rationale"] == p.rationale
+    assert wrong >= 0.95 * len(recs), f"{family}: only {wrong} of {len(recs)} demo attempts end in a wrong answer"
+
+
+@pytest.mark.parametrize("family", CORRUPTIBLE)
+def test_a_wrong_attempt_carries_its_mistake_to_the_answer_at_every_step(family):
+    """`Task.wrong_attempt` at each step of a few problems, the final response
+    included: flagged there, and the answer wrong (it falls back to `corrupt`
+    only when no wrong run of the step ends wrong)."""
+    import random
+
+    task = get_task(family)
+    n_wrong = n_all = 0
+    for p in sample_problems(task, n=12, seed=4, preset="paper"):
+        n = parse_rationale(p.rationale).n_steps
+        for step in range(1, n + 2):
+            text = task.wrong_attempt(p, step, random.Random(f"{p.id}|{step}"))
+            check = task.check_steps(p, text)
+            assert check.first_error_step == step, (step, text)
+            n_wrong, n_all = n_wrong + (not check.correct), n_all + 1
+        with pytest.raises(TripostError, match="out of range"):
+            task.wrong_attempt(p, n + 2, random.Random(0))
+    assert n_wrong >= 0.95 * n_all
+
+
+def test_qa_has_no_wrong_attempts():
+    import random
+
+    with pytest.raises(TripostError, match="no structured rationale"):
+        get_task("qa").wrong_attempt(qa_problem("q"), 1, random.Random(0))

@@ -8,22 +8,44 @@ source makes that baseline from the same parts TriPosT's source uses, so the
 two differ only in whose mistakes are corrected:
 
 - for each training problem with a gold rationale, `samples_per_problem`
-  copies of that rationale with one step made wrong by the family's
-  `corrupt()` (the step, and the corruption's own choices, drawn by an RNG
-  seeded from (run seed, iteration, pass, problem id, sample));
-- each copy is handed to the teacher as if the student had written it:
+  wrong attempts made by the family's `wrong_attempt()`: the gold steps
+  before a drawn step kept verbatim, that step made wrong, and every later
+  step worked on from the wrong result, so the final answer is wrong too, as
+  a student's slip carries through (the step, and the mistake's own choices,
+  drawn by an RNG seeded from (run seed, iteration, pass, problem id,
+  sample)). Over 500 drawn problems of each family, preset and subset, 98.6
+  to 100% of them end in a wrong final answer (a one-step corruption that
+  left the later steps gold ended right in 50 to 87% of them);
+- each attempt is handed to the teacher as if the student had written it:
   `edit_trajectory` (tripost.sources.teacher, TriPosT's own editing loop)
-  asks for feedback and improvements until the teacher calls it correct;
+  asks for feedback and improvements until the teacher calls it correct
+  (the scripted teacher's feedback names the mistaken step, and its fix keeps
+  the steps before it and writes the gold continuation from there);
 - the result is logged with `source="demo"`: kind `improvement` when the
-  teacher fixed it, `failed` when it could not, `direct` in the rare case the
-  teacher finds nothing wrong with the copy (a corruption the checker does
-  not flag: the family's last-resort text).
+  teacher fixed it, `failed` when it could not, `direct` when the teacher
+  finds nothing wrong with it (the attempt is then trained as a right one,
+  not as an improvement; the family's last resort, when no wrong run of a
+  step ends wrong, e.g. a slip multiplied by 0, may end right).
 
-No student attempt is sampled (`collect` takes `student=None`). Problems whose
-family has no corruptor (`qa`: no structured rationale) or no gold rationale
-are skipped and counted (`DemoResult.skipped`). Resumable like every source
-(tripost.sources.base): one key per (problem, pass, sample, iteration), and
-keys already in the log are skipped.
+No student attempt is sampled (`collect` takes `student=None`); an LLM
+teacher (`openai:`, `anthropic:`, `hf:`) gets the same family-made attempts,
+not attempts of its own: the authors' script (train_self_improve_from_demo.py)
+has the LLM write the attempts at temperature 1.0, which the `Teacher`
+interface cannot yet ask for (it has feedback and improve only). Problems
+whose family has no corruptor (`qa`: no structured rationale) or no gold
+rationale are skipped and counted (`DemoResult.skipped`).
+
+Size: one record per (problem, pass, sample), as many trajectories as the
+teacher source has attempts under the same settings (defaults: 2 per
+problem, 1 pass), nearly all `improvement`, none `direct`. So the buffer
+(tripost.buffer, improvement : direct : gold = 1.5 : 1 : 1) is bounded by the
+N gold examples: 0.75 N improvements + N gold = 1.75 N examples. A TriPosT
+iteration over the same N problems whose student is wrong on a share f of its
+2 N attempts keeps 1.75 N (3 - 2 f) when f >= 0.64, else 4.67 N f: the same
+size at f = 1 and f = 0.375, up to 3 N in between, less below.
+
+Resumable like every source (tripost.sources.base): one key per (problem,
+pass, sample, iteration), and keys already in the log are skipped.
 """
 
 from __future__ import annotations
@@ -49,8 +71,9 @@ from tripost.tasks import get_task
 from tripost.tasks.base import Problem
 from tripost.teachers.base import Teacher
 
-# The turn source of the corrupted gold rationale: not the student's, so a
-# reader of the log never takes it for a student attempt.
+# The turn source of the family-made wrong attempt: not the student's, so a
+# reader of the log never takes it for a student attempt (the name predates
+# attempts whose mistake carries on to the answer; kept for existing logs).
 CORRUPTED = "corrupted-gold"
 NO_CORRUPTOR = "no corruptor"
 NO_RATIONALE = "no gold rationale"
@@ -65,18 +88,20 @@ class DemoResult(SourceResult):
 
 
 def corrupted_gold(problem: Problem, *, seed: int, iteration: int, pass_index: int, sample: int) -> tuple[int, str]:
-    """(step made wrong, the gold rationale with that step wrong): the step is
-    drawn from 1..n+1 (n + 1: the final response) by an RNG seeded from the
-    run seed, iteration, pass, problem and sample, and the same RNG drives the
-    family's choice of mistake, so a resumed run writes the same text. A
-    family that cannot corrupt the problem raises `TripostError`."""
+    """(the first wrong step, the family's wrong attempt from the gold
+    rationale, `Task.wrong_attempt`: the steps before it gold, the mistake
+    carried on to a wrong final answer): the step is drawn from 1..n+1
+    (n + 1: the final response) by an RNG seeded from the run seed,
+    iteration, pass, problem and sample, and the same RNG drives the family's
+    choice of mistake, so a resumed run writes the same text. A family that
+    cannot corrupt the problem raises `TripostError`."""
     task = get_task(problem.family)
     if not task.scripted:
         raise TripostError(f"{problem.family}: no corruptor")
     n = parse_rationale(problem.rationale).n_steps
     rng = random.Random(f"demo|{seed}|{iteration}|{pass_index}|{problem.id}|{sample}")
     step = rng.randint(1, n + 1)
-    return step, task.corrupt(problem, step, rng)
+    return step, task.wrong_attempt(problem, step, rng)
 
 
 def demo_collect(
@@ -88,8 +113,9 @@ def demo_collect(
     progress: bool = True,
     on_record: Callable[[LogRecord], None] | None = None,
 ) -> DemoResult:
-    """Corrupt each problem's gold rationale `cfg.samples_per_problem` times
-    (for `cfg.max_passes` passes) and log the teacher's correction of each."""
+    """Make `cfg.samples_per_problem` wrong attempts from each problem's gold
+    rationale (for `cfg.max_passes` passes) and log the teacher's correction
+    of each."""
     cfg = cfg or CollectConfig()
     if not problems:
         raise TripostError("demo: no problems")
@@ -180,8 +206,9 @@ def demo_collect(
 
 @dataclass
 class DemoSource:
-    """Learning from demonstrations as a registered source: corrupted gold
-    rationales corrected by the teacher, no student attempt (`demo_collect`)."""
+    """Learning from demonstrations as a registered source: family-made wrong
+    attempts (a mistake carried to a wrong answer) corrected by the teacher,
+    no student attempt (`demo_collect`)."""
 
     config: CollectConfig
     name: str = "demo"

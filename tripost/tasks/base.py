@@ -130,6 +130,14 @@ class Task(Protocol):
         response), such that `check_steps` flags exactly that step."""
         ...
 
+    def wrong_attempt(self, problem: Problem, step: int, rng: random.Random) -> str:
+        """A wrong attempt whose first mistake is at step `step` (n+1 = the
+        final response): the gold steps before it, that step wrong, and the
+        later steps worked on from the wrong result, so that `check_steps`
+        flags exactly that step and the final answer is wrong too (what the
+        demo source hands the teacher: tripost.sources.demo)."""
+        ...
+
 
 def split_of(question: str) -> str:
     """The split a question belongs to, from a hash of its canonical text."""

@@ -13,11 +13,16 @@ What every such family does the same way is written here once:
 - `corrupt`: the gold rationale with one step, or the final response, made
   wrong; the family only proposes wrong texts (`_wrong_steps`,
   `_wrong_finals`) and the base keeps the first that its checker flags at
-  exactly that step.
+  exactly that step;
+- `wrong_attempt`: a whole wrong attempt, the mistake at one step carried
+  through every later step to a wrong final answer (what the demo source
+  hands the teacher); the family proposes the wrong runs from that step on
+  (`_wrong_runs`) and the base keeps the first that its checker flags at
+  exactly that step with a wrong final answer.
 
 A family subclasses `GeneratedFamily`, sets `name`, `LEVELS` (and
 `question_example`), and writes `generate`, `parse_answer`, `check_answer`,
-`continue_rationale` and the four hooks above.
+`continue_rationale` and the five hooks above.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, ClassVar, Iterable
 
 from tripost.errors import TripostError
-from tripost.format import Rationale, parse_rationale
+from tripost.format import Rationale, parse_rationale, render_rationale
 from tripost.tasks.base import PRESETS, SUBSETS, Problem, StepCheck
 from tripost.tasks.external import check_record, record_id, record_split, record_subset
 
@@ -165,6 +170,50 @@ class GeneratedFamily:
         if out is None:
             raise AssertionError(f"{self.name}: no wrong text for step {step}")
         return out
+
+    # ---- wrong attempts (the demo source, tripost.sources.demo)
+
+    def wrong_attempt(self, problem: Problem, step: int, rng: random.Random) -> str:
+        """A wrong attempt whose first mistake is at step `step` (n + 1 = the
+        final response): the gold rationale verbatim before that step, the
+        step made wrong, and every later step worked on from the wrong result
+        (a student's slip carries through), so that the final answer is wrong
+        too. The first of the family's runs (`_wrong_runs`; for n + 1 its
+        wrong final lines) that `check_steps` flags at exactly `step` with a
+        wrong final answer; when no run is (a slip whose effect cancels out,
+        or a problem the family cannot replay), the last resort is
+        `corrupt`'s text, whose final answer may still be right."""
+        text = problem.rationale
+        parsed = parse_rationale(text)
+        n = parsed.n_steps
+        if not 1 <= step <= n + 1:
+            raise TripostError(f"{self.name}: step {step} is out of range 1..{n + 1}")
+        candidates: Iterable[str]
+        if step == n + 1:
+            prefix = text[: parsed.final_offset] if parsed.final_offset is not None else text
+            if prefix and not prefix.endswith("\n"):
+                prefix += "\n"
+            candidates = (prefix + line for line in self._wrong_finals(problem, parsed, rng))
+        else:
+            prefix = text[: parsed.offsets[step - 1]]
+            if prefix and not prefix.endswith("\n"):
+                prefix += "\n"
+            candidates = (
+                prefix + render_rationale(steps, answer, start=step) for steps, answer in self._wrong_runs(problem, parsed, step, rng)
+            )
+        # Lazily: a family draws its next run only when the last one did not do.
+        for out in candidates:
+            check = self.check_steps(problem, out)
+            if check.first_error_step == step and not check.correct:
+                return out
+        return self.corrupt(problem, step, rng)
+
+    def _wrong_runs(self, problem: Problem, parsed: Rationale, step: int, rng: random.Random) -> Iterable[tuple[list[str], str]]:
+        """Wrong runs from step `step` (1..n) to the end, most natural first:
+        (steps from `step` on, the first of them wrong and the rest worked
+        on from it, the final answer they reach). Steps before `step` are the
+        gold ones (`parsed`), kept verbatim by `wrong_attempt`."""
+        raise NotImplementedError
 
     def _wrong_finals(self, problem: Problem, parsed: Rationale, rng: random.Random) -> Iterable[str]:
         """Wrong final response lines, most natural first; the last is the

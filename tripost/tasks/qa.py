@@ -105,3 +105,6 @@ class QATask:
 
     def corrupt(self, problem: Problem, step: int, rng: random.Random) -> str:
         raise TripostError("qa problems have no structured rationale to corrupt")
+
+    def wrong_attempt(self, problem: Problem, step: int, rng: random.Random) -> str:
+        raise TripostError("qa problems have no structured rationale to corrupt")

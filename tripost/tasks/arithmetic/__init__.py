@@ -44,13 +44,13 @@ from tripost.format import Rationale, final_line, parse_rationale, render_ration
 from tripost.tasks.arithmetic.analysis import MAX_NUMBERS, Analysis, analyse, expression_of_question
 from tripost.tasks.arithmetic.check import NUM_TEXT_RE, SCAN, WHERE_RE, State, check_text, normalise_answer, read_answer
 from tripost.tasks.arithmetic.expr import MAX_DIGITS, OPERATORS, Group, Node, Num, Var, parse_expression, render
-from tripost.tasks.arithmetic.generate import LEVELS, NUMBER_RANGE, continue_steps, random_expression
+from tripost.tasks.arithmetic.generate import LEVELS, NUMBER_RANGE, continue_steps, random_expression, wrong_runs
 from tripost.tasks.base import Problem, StepCheck
 from tripost.tasks.external import MAX_RATIONALE_CHARS, record_difficulty, record_options
 from tripost.tasks.family import GeneratedFamily, clip
 
 _DIGITS_RE = re.compile(r"[0-9]+")
-_DELTAS = (-3, -2, -1, 1, 2, 3)  # how far corrupt() moves a number
+_DELTAS = (-3, -2, -1, 1, 2, 3)  # how far corrupt() and wrong_attempt() move a number
 
 
 class ArithmeticTask(GeneratedFamily):
@@ -176,6 +176,12 @@ class ArithmeticTask(GeneratedFamily):
     def _wrong_finals(self, problem: Problem, parsed: Rationale, rng: random.Random) -> Iterable[str]:
         answer = parsed.answer or problem.answer
         return [final_line(str(int(answer) + rng.choice(_DELTAS)))]
+
+    def _wrong_runs(self, problem: Problem, parsed: Rationale, step: int, rng: random.Random) -> Iterator[tuple[list[str], str]]:
+        # The gold procedure with one number written wrong in step `step`,
+        # worked on from there (generate.wrong_runs); the gold rationale of an
+        # arithmetic problem is always that procedure's (from_record rewrites it).
+        return wrong_runs(self._analysis(problem), step, rng, _DELTAS)
 
     def _wrong_steps(self, problem: Problem, parsed: Rationale, step: int, rng: random.Random) -> Iterator[str]:
         text = parsed.steps[step - 1]

@@ -5,13 +5,15 @@ the nesting shape '2-2' (two groups of two groups); '1' is a single group.
 The gold rationale follows TriPosT's (Yu et al. 2024, Table 1): name the
 innermost groups, compute each, then the final equation, one operation per
 `=`. `continue_steps` writes the same steps from any correct prefix, which
-is how the scripted teacher finishes an attempt.
+is how the scripted teacher finishes an attempt; `wrong_runs` writes them
+with one slip carried through to a wrong answer (the demo source's attempts).
 """
 
 from __future__ import annotations
 
 import random
 import re
+from collections.abc import Iterator, Sequence
 
 from tripost.errors import TripostError
 from tripost.tasks.arithmetic.analysis import Analysis
@@ -29,6 +31,10 @@ from tripost.tasks.arithmetic.expr import (
     value_of,
     variables,
 )
+
+# How many slips `wrong_runs` tries for one step before giving up (a slip
+# whose effect cancels out, e.g. a factor 0, is not a wrong answer).
+_SLIP_TRIES = 12
 
 # Levels per preset. `paper` follows TriPosT (seen: 3-4 numbers per group,
 # nesting 2 and 2-2; unseen: longer groups or deeper nesting). `small` is for
@@ -104,3 +110,95 @@ def continue_steps(a: Analysis, state: State) -> list[str]:
     if not isinstance(pattern, Var):  # a lone variable: computing it was the whole equation
         steps.append(_final_text(pattern, values))
     return steps
+
+
+def _nudged(node: Node, rng: random.Random, deltas: Sequence[int]) -> Node:
+    """`node` with one of its numbers (drawn by `rng`) moved by one of `deltas`."""
+    paths: list[tuple[int, ...]] = []
+
+    def walk(n: Node, path: tuple[int, ...]) -> None:
+        if isinstance(n, Num):
+            paths.append(path)
+        elif isinstance(n, Group):
+            for j, item in enumerate(n.items):
+                walk(item, path + (j,))
+
+    walk(node, ())
+    if not paths:
+        return node
+
+    def put(n: Node, path: tuple[int, ...]) -> Node:
+        if not path:
+            assert isinstance(n, Num)
+            return Num(n.value + rng.choice(deltas))
+        assert isinstance(n, Group)
+        j = path[0]
+        return Group(n.items[:j] + (put(n.items[j], path[1:]),) + n.items[j + 1 :], n.ops)
+
+    return put(node, rng.choice(paths))
+
+
+def _slipped_chain(node: Node, rng: random.Random, deltas: Sequence[int], first: int = 1) -> list[Node]:
+    """`node`'s reduction chain with one number of one link (from link
+    `first` on; 0 is `node` itself) written wrong, and the chain then reduced
+    on from the wrong link."""
+    chain = list(reduction_chain(node))
+    j = rng.randrange(min(first, len(chain) - 1), len(chain))
+    return chain[:j] + list(reduction_chain(_nudged(chain[j], rng, deltas)))
+
+
+def _chain_text(head: str, nodes: list[Node]) -> str:
+    return f"{head}{' = '.join(render(n) for n in nodes)}."
+
+
+def wrong_runs(a: Analysis, step: int, rng: random.Random, deltas: Sequence[int]) -> Iterator[tuple[list[str], str]]:
+    """Runs of the gold procedure from step `step` (1-based) with one slip in
+    that step, carried through: (steps from `step` on, the answer they reach).
+
+    The slip is one number written wrong (moved by one of `deltas`): in a
+    definition of the naming step (that group is then calculated as written),
+    or in a link of a calculation or of the final equation (the chain is then
+    reduced on from the wrong link, and a wrong variable's value goes into
+    the final equation). Nothing when `step` is not a step of the gold
+    procedure."""
+    gold = continue_steps(a, State(a))
+    if not 1 <= step <= len(gold):
+        return
+    if is_innermost(a.root):  # one step: "Let's calculate (3 + -4) = -1."
+        for _ in range(_SLIP_TRIES):
+            chain = _slipped_chain(a.root, rng, deltas)
+            yield [_chain_text("Let's calculate ", chain)], render(chain[-1])
+        return
+    pattern, defs = a.pattern, dict(a.defs)
+    names = variables(pattern)
+    values = {name: value_of(defs[name]) for name in names}
+
+    def final(vals: dict[str, int]) -> tuple[str, str]:
+        sub = substitute(pattern, {k: Num(v) for k, v in vals.items()})
+        chain = [pattern] + list(reduction_chain(sub))
+        return _final_text(pattern, vals), render(chain[-1])
+
+    for _ in range(_SLIP_TRIES):
+        if step == 1:  # the naming step: a number of one definition copied wrong
+            name = rng.choice(names)
+            wrong = dict(defs)
+            wrong[name] = _nudged(defs[name], rng, deltas)
+            vals = {k: value_of(wrong[k]) for k in names}
+            text, answer = final(vals)
+            steps = [_decomposition_text(pattern, [(k, wrong[k]) for k, _ in a.defs])]
+            steps += [_calc_text(k, wrong[k]) for k in names] + [text]
+            yield steps, answer
+        elif step <= 1 + len(names):  # a calculation: its result wrong, and the final equation with it
+            name = names[step - 2]
+            chain = _slipped_chain(defs[name], rng, deltas)
+            vals = {**values, name: value_of(chain[-1])}
+            text, answer = final(vals)
+            steps = [_chain_text(f"Let's calculate {name} = ", chain)]
+            steps += [_calc_text(k, defs[k]) for k in names[step - 1 :]] + [text]
+            yield steps, answer
+        else:  # the final equation
+            sub = substitute(pattern, {k: Num(v) for k, v in values.items()})
+            # Link 0 puts the variables' values in: a wrong one there is a value copied wrong.
+            chain = [pattern] + _slipped_chain(sub, rng, deltas, first=0)
+            yield [_chain_text("Then, the final equation is ", chain)], render(chain[-1])
+

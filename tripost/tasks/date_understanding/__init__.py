@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from tripost.errors import TripostError
@@ -55,7 +56,7 @@ from tripost.tasks.base import Problem, StepCheck
 from tripost.tasks.date_understanding.answers import normalise, options_of, resolve
 from tripost.tasks.date_understanding.check import Chain, Checker
 from tripost.tasks.date_understanding.claims import head
-from tripost.tasks.date_understanding.corrupt import wrong_answers, wrong_steps
+from tripost.tasks.date_understanding.corrupt import wrong_answers, wrong_runs, wrong_steps
 from tripost.tasks.date_understanding.dates import Offset, add_months, fmt, parse_date
 from tripost.tasks.date_understanding.generate import FAMILY, generate_problem
 from tripost.tasks.external import record_difficulty
@@ -180,6 +181,14 @@ class DateUnderstandingTask(GeneratedFamily):
 
     def _wrong_steps(self, problem: Problem, parsed: Rationale, step: int, rng: random.Random) -> list[str]:
         return wrong_steps(parsed.steps[step - 1], rng) + ["I am not sure what comes next."]
+
+    def _wrong_runs(self, problem: Problem, parsed: Rationale, step: int, rng: random.Random) -> Iterator[tuple[list[str], str]]:
+        # A slip in `step` whose wrong date the later moves carry on to the
+        # answer (corrupt.wrong_runs); only over a generated chain's own steps.
+        chain = Chain.from_meta(problem.meta)
+        if chain is None or [t for t, _ in chain.steps] != list(parsed.steps):
+            return iter(())
+        return wrong_runs(chain, step, rng)
 
 
 __all__ = ["DateUnderstandingTask", "Offset", "add_months", "fmt", "normalise", "options_of", "parse_date"]

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from tripost.errors import TripostError
@@ -54,7 +55,7 @@ from tripost.tasks.external import record_difficulty
 from tripost.tasks.family import FORM_REASON, GeneratedFamily, first_wrong_step, text_field
 from tripost.tasks.logical_deduction.answers import ANSWER_IS_RE, letter_of, normalise, text_key
 from tripost.tasks.logical_deduction.check import Checker, State, snippet
-from tripost.tasks.logical_deduction.corrupt import wrong_steps
+from tripost.tasks.logical_deduction.corrupt import wrong_runs, wrong_steps
 from tripost.tasks.logical_deduction.generate import FAMILY, generate_problem
 from tripost.tasks.logical_deduction.puzzle import Puzzle, parse_question
 from tripost.tasks.logical_deduction.scenes import LETTERS, PREAMBLE, lower_the
@@ -217,6 +218,18 @@ class LogicalDeductionTask(GeneratedFamily):
         pz = _puzzle(problem)
         assert pz is not None  # corrupt() checked
         return wrong_steps(pz, parsed.steps[step - 1], rng) + ["The answer must be obvious."]
+
+    def wrong_attempt(self, problem: Problem, step: int, rng: random.Random) -> str:
+        if _puzzle(problem) is None:
+            raise TripostError("logical_deduction: only problems with a parsed puzzle can be corrupted")
+        return super().wrong_attempt(problem, step, rng)
+
+    def _wrong_runs(self, problem: Problem, parsed: Rationale, step: int, rng: random.Random) -> Iterator[tuple[list[str], str]]:
+        # A wrong belief about the order from `step` on, carried to the
+        # option it makes true (corrupt.wrong_runs); over the gold steps only.
+        pz = _puzzle(problem)
+        assert pz is not None  # wrong_attempt() checked
+        return wrong_runs(pz, parsed.steps, step, rng)
 
 
 def _puzzle(problem: Problem) -> Puzzle | None:

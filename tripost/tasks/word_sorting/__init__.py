@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -60,7 +61,7 @@ from tripost.tasks.external import MAX_RATIONALE_CHARS, record_difficulty, recor
 from tripost.tasks.family import FORM_REASON, GeneratedFamily, clip, first_wrong_step, text_field
 from tripost.tasks.word_sorting.answers import Vocab, answer_words, normalise
 from tripost.tasks.word_sorting.check import Checker, head
-from tripost.tasks.word_sorting.corrupt import wrong_answers, wrong_steps
+from tripost.tasks.word_sorting.corrupt import wrong_answers, wrong_runs, wrong_steps
 from tripost.tasks.word_sorting.words import (
     MAX_WORDS,
     QUESTION_PREFIX,
@@ -215,6 +216,13 @@ class WordSortingTask(GeneratedFamily):
 
     def _wrong_steps(self, problem: Problem, parsed: Rationale, step: int, rng: random.Random) -> list[str]:
         return wrong_steps(parsed.steps[step - 1], problem, rng) + ["I am not sure what comes next."]
+
+    def _wrong_runs(self, problem: Problem, parsed: Rationale, step: int, rng: random.Random) -> Iterator[tuple[list[str], str]]:
+        # The procedure replayed over the gold steps before `step`, then run on
+        # with a letter misread (or words swapped, or a word copied wrong) in
+        # `step` and carried to the answer (corrupt.wrong_runs).
+        skip = isinstance(problem.meta, dict) and problem.meta.get("variant") == "skip"
+        return wrong_runs(_words_of(problem), parsed.steps[: step - 1], skip, rng)
 
 
 def _parse_level(level: str) -> tuple[int, bool]:

@@ -15,12 +15,12 @@ from collections import Counter
 from dataclasses import dataclass
 
 from tripost.tasks.family import FORM_REASON, StepError
-from tripost.tasks.word_sorting.render import bucket_by_letter, hence_step, letters_step, order_step, show_group
+from tripost.tasks.word_sorting.render import Read, bucket_by_letter, hence_step, letters_step, order_step, show_group
 from tripost.tasks.word_sorting.words import common_prefix, letter_at, letter_reason, letter_value, ordinal, parse_ordinal
 
 
 @dataclass
-class _Block:
+class Block:
     words: tuple[str, ...]
     depth: int  # its words are known to share their first `depth` letters
 
@@ -30,7 +30,7 @@ class _Block:
 
 
 @dataclass
-class _Split:
+class Split:
     block: int  # index into _State.blocks
     k: int
     listed: tuple[str, ...]  # the words in the order the letters step listed them
@@ -38,8 +38,8 @@ class _Split:
 
 @dataclass
 class _State:
-    blocks: list[_Block]
-    split: _Split | None = None
+    blocks: list[Block]
+    split: Split | None = None
     started: bool = False
     done: bool = False
 
@@ -48,7 +48,7 @@ class _State:
 
 
 def _initial(words: list[str]) -> _State:
-    return _State(blocks=[_Block(tuple(words), 0)])
+    return _State(blocks=[Block(tuple(words), 0)])
 
 
 ITEM_RE = re.compile(r'"([^"\n]{0,64})"\s*[=:]\s*"([^"\n]{0,8})"\s*\(\s*(-?\d{1,7})\s*\)')  # 7 digits: U+10FFFF counts as 1,114,015
@@ -218,7 +218,7 @@ class Checker:
         missing = [w for w in block.words if need[w] > 0]
         if missing:
             return StepError(text[first_item:last_item], f'the {ordinal(k)} letter of "{missing[0]}" is missing')
-        st.split = _Split(block=idx, k=k, listed=tuple(listed))
+        st.split = Split(block=idx, k=k, listed=tuple(listed))
         st.started = True
         return None
 
@@ -295,7 +295,7 @@ class Checker:
         missing = [w for w in block.words if need[w] > 0]
         if missing:
             return StepError(head(text[start:]), f'the word "{missing[0]}" is missing')
-        new_blocks = [_Block(tuple(gw), k) for _, gw, _, _, _ in entries]
+        new_blocks = [Block(tuple(gw), k) for _, gw, _, _, _ in entries]
         st.blocks[sp.block : sp.block + 1] = new_blocks
         st.split = None
         return None
@@ -371,34 +371,41 @@ class Checker:
             return f"the subpart {show_group(st.blocks[i].words)} has not been sorted yet"
         return "the steps have not yet stated the full order of the words"
 
-    def finish(self, skip: bool) -> list[str]:
-        """Correct steps from the current state to the end (the gold procedure)."""
+    def finish(self, skip: bool, read: Read = letter_at) -> list[str]:
+        """Correct steps from the current state to the end (the gold procedure).
+        With a `read` that misreads a letter (corrupt.py), the procedure as a
+        student who misreads it writes it, to the order that reading gives."""
         st = self.state
         out: list[str] = []
         if st.done:
             return out
         if not st.started:
             block = st.blocks[0]
-            out.append(letters_step(block.words, 1, whole=True))
-            st.split = _Split(0, 1, block.words)
+            out.append(letters_step(block.words, 1, whole=True, read=read))
+            st.split = Split(0, 1, block.words)
             st.started = True
         while True:
             if st.split is not None:
                 sp = st.split
-                buckets = bucket_by_letter(sp.listed, sp.k)
-                out.append(order_step(buckets, sp.k))
-                st.blocks[sp.block : sp.block + 1] = [_Block(b, sp.k) for b in buckets]
+                buckets = bucket_by_letter(sp.listed, sp.k, read)
+                out.append(order_step(buckets, sp.k, read))
+                st.blocks[sp.block : sp.block + 1] = [Block(b, sp.k) for b in buckets]
                 st.split = None
             i = st.first_open()
             if i is None:
                 break
             block = st.blocks[i]
-            k = common_prefix(block.words) + 1 if skip else block.depth + 1
-            out.append(letters_step(block.words, k, whole=False))
-            st.split = _Split(i, k, block.words)
-        out.append(hence_step(sorted(self.words)))
+            k = common_prefix(block.words, read) + 1 if skip else block.depth + 1
+            out.append(letters_step(block.words, k, whole=False, read=read))
+            st.split = Split(i, k, block.words)
+        # The groups' order: sorted(self.words) when every letter was read right.
+        out.append(hence_step(self.order()))
         st.done = True
         return out
+
+    def order(self) -> list[str]:
+        """The words in the order of the groups known so far."""
+        return [w for b in self.state.blocks for w in b.words]
 
 
 def _describe(letter: str) -> str:

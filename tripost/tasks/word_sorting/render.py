@@ -1,9 +1,15 @@
 """The step texts of the gold procedure (and the groups the checker's
-messages show)."""
+messages show). `read` (word, k) -> the k-th letter is `letter_at` for the
+gold steps; corrupt.py passes one that misreads a letter."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from tripost.tasks.word_sorting.words import letter_at, letter_value, ordinal
+
+Read = Callable[[str, int], str]
+
 
 def quote(word: str) -> str:
     return f'"{word}"'
@@ -16,28 +22,28 @@ def show_group(words: tuple[str, ...] | list[str]) -> str:
     return "[" + sep.join(quote(w) for w in words) + "]"
 
 
-def _items(words: tuple[str, ...] | list[str], k: int) -> str:
-    return ", ".join(f'{quote(w)}="{letter_at(w, k)}" ({letter_value(letter_at(w, k))})' for w in words)
+def _items(words: tuple[str, ...] | list[str], k: int, read: Read = letter_at) -> str:
+    return ", ".join(f'{quote(w)}="{read(w, k)}" ({letter_value(read(w, k))})' for w in words)
 
 
-def letters_step(words: tuple[str, ...] | list[str], k: int, whole: bool) -> str:
+def letters_step(words: tuple[str, ...] | list[str], k: int, whole: bool, read: Read = letter_at) -> str:
     if whole:
-        return f"The {ordinal(k)} letter: {_items(words, k)}."
-    return f"Now sort this subpart {show_group(words)} by looking at their {ordinal(k)} letters: {_items(words, k)}."
+        return f"The {ordinal(k)} letter: {_items(words, k, read)}."
+    return f"Now sort this subpart {show_group(words)} by looking at their {ordinal(k)} letters: {_items(words, k, read)}."
 
 
-def bucket_by_letter(words: tuple[str, ...] | list[str], k: int) -> list[tuple[str, ...]]:
+def bucket_by_letter(words: tuple[str, ...] | list[str], k: int, read: Read = letter_at) -> list[tuple[str, ...]]:
     """Words grouped by their k-th letter, groups in string order of that
     letter (the missing letter "" first, then by code point: for a-z the
     alphabet), words inside a group in the order given."""
     by: dict[str, list[str]] = {}
     for w in words:
-        by.setdefault(letter_at(w, k), []).append(w)
+        by.setdefault(read(w, k), []).append(w)
     return [tuple(by[c]) for c in sorted(by)]
 
 
-def order_step(buckets: list[tuple[str, ...]], k: int) -> str:
-    parts = [f"({letter_value(letter_at(b[0], k))}) {show_group(b)}" for b in buckets]
+def order_step(buckets: list[tuple[str, ...]], k: int, read: Read = letter_at) -> str:
+    parts = [f"({letter_value(read(b[0], k))}) {show_group(b)}" for b in buckets]
     return f"We now have: {' < '.join(parts)}."
 
 

@@ -4,6 +4,7 @@ the words of a question (any token without whitespace or a double quote)."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from functools import lru_cache
 from importlib import resources
 
@@ -62,7 +63,14 @@ def letter_reason(letter: str) -> str:
     return f'"{letter}" counts as {letter_value(letter)} (its code point less that of "a", plus 1)'
 
 
-def common_prefix(words: tuple[str, ...] | list[str]) -> int:
+def common_prefix(words: tuple[str, ...] | list[str], read: Callable[[str, int], str] | None = None) -> int:
+    """How many first letters all `words` share; `read` (word, k) -> k-th
+    letter reads them instead of `letter_at` (a misread letter: corrupt.py)."""
+    if read is not None and read is not letter_at:
+        longest, k = max(len(w) for w in words), 0
+        while k < longest and len({read(w, k + 1) for w in words}) == 1:
+            k += 1
+        return k
     first, n = words[0], min(len(w) for w in words)
     for i in range(n):
         if any(w[i] != first[i] for w in words):
