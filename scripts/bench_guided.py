@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shutil
 import sys
@@ -37,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from tripost.sources.guided import GuidedConfig, guided_collect, guided_student_sampler  # noqa: E402
 from tripost.log import read_log  # noqa: E402
+from tripost.student.hardware import machine_card  # noqa: E402
 from tripost.tasks import get_task, sample_problems  # noqa: E402
 from tripost.teachers.scripted import ScriptedTeacher  # noqa: E402
 
@@ -133,8 +133,7 @@ def run(args: argparse.Namespace) -> dict:
         "methods": methods,
         "load_s": round(load_s, 2),
         "machine": {
-            "platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-            "torch": torch.__version__, "threads": torch.get_num_threads(),
+            **machine_card(), "threads": torch.get_num_threads(),
             "loadavg_1m_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
         },
     }

@@ -168,7 +168,7 @@ def main() -> int:
     from tripost.student import SamplingParams, load_student, parse_spec
     from tripost.student.embedded import find_embedded_gguf
     from tripost.student.generate import DEFAULT_BATCH
-    from tripost.student.hardware import compute_profile
+    from tripost.student.hardware import compute_profile, machine_card
 
     if args.quick:
         args.batches, args.new_tokens, args.real_problems, args.agreement_problems, args.static_batch = "8", 16, 16, 8, 8
@@ -179,11 +179,9 @@ def main() -> int:
     result: dict = {
         "student": str(spec),
         "command": "HF_HUB_OFFLINE=1 " + " ".join(shlex.quote(a) for a in [".venv/bin/python", "scripts/bench_student.py", *sys.argv[1:]]),
-        "machine": {
-            "platform": platform.platform(), "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "torch": torch.__version__, "transformers": transformers.__version__, "compute_profile": compute_profile().to_dict(),
-        },
+        # The machine card (tripost machine): CPU, flags, matmul GFLOP/s, the number-format decision.
+        "machine": {**machine_card(), "processor": platform.processor() or platform.machine(), "transformers": transformers.__version__,
+                    "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
         "settings": {"new_tokens": args.new_tokens, "batches": batches, "static_batch": args.static_batch, "real_problems": args.real_problems},
     }
 

@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tripost.format import parse_rationale  # noqa: E402
+from tripost.student.hardware import machine_card  # noqa: E402
 from tripost.tasks import get_task, sample_problems  # noqa: E402
 from tripost.teachers import make_teacher  # noqa: E402
 from tripost.teachers.scripted import ScriptedTeacher  # noqa: E402
@@ -207,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
             "median_ms_per_request": round(1000 * statistics.median(times), 3),
         },
         "scripted_direct_ms_per_request": round(1000 * direct, 3),
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        "machine": machine_card(),  # tripost machine: CPU, flags, matmul GFLOP/s
     }
     list_b, cost_b = batched.get("list_cost_usd", 0.0), batched.get("cost_usd", 0.0)
     table = "\n".join([

@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import resource
 import shlex
@@ -362,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     import transformers
 
-    from tripost.student.hardware import compute_profile
+    from tripost.student.hardware import compute_profile, machine_card
     from tripost.student.load import resolve_model_dir
     from tripost.student.spec import parse_spec
 
@@ -370,6 +369,7 @@ def main(argv: list[str] | None = None) -> int:
         args.examples, args.batch_size, args.learn = 8, 4, False
     resolve_model_dir(parse_spec(args.student))  # convert the embedded GGUF once, outside the timings
     profile = compute_profile()
+    card = machine_card()  # measured before the cells, on an otherwise idle machine
     names = [c.strip() for c in args.cells.split(",") if c.strip()]
     unknown = [c for c in names if c not in VARIANTS]
     if unknown:
@@ -419,12 +419,9 @@ def main(argv: list[str] | None = None) -> int:
                 "peak_rss_le_3gib_at_8x256": fixed["peak_mem_mib"] <= TARGET_RSS_MIB,
             },
         },
-        "machine": {
-            "platform": platform.platform(), "python": platform.python_version(), "cpu_count": os.cpu_count(),
-            "torch": torch.__version__, "transformers": transformers.__version__,
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "compute_profile": profile.to_dict(),
-        },
+        # The machine card (tripost machine): CPU, flags, matmul GFLOP/s, the number-format decision.
+        "machine": {**card, "cpu_count": os.cpu_count(), "transformers": transformers.__version__,
+                    "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
         "settings": {**base, "learn_examples": args.learn_examples, "learn_eval": args.learn_eval, "quick": args.quick},
         "throughput": cells,
         "fixed_8x256": fixed,

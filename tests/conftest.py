@@ -30,6 +30,18 @@ os.environ.setdefault("TRIPOST_HOME", str(ROOT / ".pytest_cache" / "tripost-home
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
+if os.environ.get("TRIPOST_TINY_MODEL"):
+    # A borrowed GPU machine (scripts/gpu_check.sh) has no embedded student
+    # (98 MB, over what a call carries): the tiny models built there take the
+    # prepared tiny model's copy of its tokenizer.
+    from tripost.student import embedded as _embedded
+
+    try:
+        _embedded.find_embedded_gguf()
+    except Exception:  # noqa: BLE001 - missing for any reason: use the prepared copy
+        _embedded.embedded_tokenizer_dir = lambda: Path(os.environ["TRIPOST_TINY_MODEL"])
+
+
 @pytest.fixture(scope="session")
 def tripost_home() -> Path:
     home = Path(os.environ["TRIPOST_HOME"])
@@ -57,6 +69,8 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tripost_home: Path)
     Read-only: a test that changes model files should build its own."""
     from tripost.student.tiny import build_tiny_model
 
+    if os.environ.get("TRIPOST_TINY_MODEL"):
+        return Path(os.environ["TRIPOST_TINY_MODEL"])  # prepared elsewhere (scripts/gpu_check.sh)
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
 
 
@@ -66,3 +80,25 @@ def embedded_dir(tripost_home: Path) -> Path:
     from tripost.student.embedded import embedded_model_dir
 
     return embedded_model_dir()
+
+
+@pytest.fixture
+def simulate(monkeypatch):
+    """`simulate("avx2" | "avx512_bf16" | "amx" | "cuda")`: every `auto`
+    decision below, in this process and in the CLI subprocesses a test starts,
+    sees that kind of machine (tripost.student.hardware.SIMULATED), whatever
+    machine the suite runs on. Tests that check what `auto` picks use it;
+    tests of logic pin their precision instead."""
+    from tripost.student.hardware import SIMULATE_ENV
+
+    def use(name: str) -> None:
+        monkeypatch.setenv(SIMULATE_ENV, name)
+
+    return use
+
+
+@pytest.fixture
+def fp32_machine(simulate):
+    """An AVX2-only CPU: `auto` means fp32 weights and no autocast, as the
+    tests that compare `auto` runs against fp32 expectations assume."""
+    simulate("avx2")

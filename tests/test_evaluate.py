@@ -430,14 +430,18 @@ def write_jsonl(path, rows):
     return path
 
 
-def test_end_to_end_on_the_tiny_model(tiny_model_dir, tmp_path, run_cli, capsys):
+@pytest.mark.parametrize("machine, precision", [("avx2", "fp32"), ("avx512_bf16", "bf16")])
+def test_end_to_end_on_the_tiny_model(tiny_model_dir, tmp_path, run_cli, capsys, simulate, machine, precision):
     from tripost.student import load_student
 
+    simulate(machine)  # `auto` follows the simulated machine, whatever this one is
+
     tiny_dir = tiny_model_dir  # the shared session fixture (tests/conftest.py)
+    # An evaluation file marks its rows test (rows without a split are split by a hash of their question).
     data = write_jsonl(tmp_path / "q.jsonl", [
-        {"question": "What is 2 + 2?", "answer": "4", "difficulty": "easy"},
-        {"question": "What is 13 + 29?", "answer": "42", "difficulty": "hard", "subset": "unseen"},
-        {"question": "Name the capital of France.", "answer": "Paris", "difficulty": "easy"},
+        {"question": "What is 2 + 2?", "answer": "4", "difficulty": "easy", "split": "test"},
+        {"question": "What is 13 + 29?", "answer": "42", "difficulty": "hard", "subset": "unseen", "split": "test"},
+        {"question": "Name the capital of France.", "answer": "Paris", "difficulty": "easy", "split": "test"},
         {"question": "A training question.", "answer": "1", "split": "train"},
     ])
     out = tmp_path / "res" / "eval.json"
@@ -458,7 +462,7 @@ def test_end_to_end_on_the_tiny_model(tiny_model_dir, tmp_path, run_cli, capsys)
     probs = [problem(k, subset=s) for k, s in (("a", "seen"), ("b", "unseen"))]
     res = evaluate(student, probs, EvalConfig(max_turns=1, max_new_tokens=8, n_bootstrap=50, progress=False))
     assert [r.problem_id for r in res.records] == ["a", "b"] and res.generation["tokens"] > 0
-    assert res.student["precision"] == "fp32"
+    assert res.student["precision"] == precision and saved["student"]["precision"] == precision
     p1, p2 = res.save(tmp_path / "py.json")
     assert p2.name == "py.transcripts.jsonl" and len(p2.read_text().splitlines()) == 2
 
@@ -476,7 +480,7 @@ def test_end_to_end_on_the_tiny_model(tiny_model_dir, tmp_path, run_cli, capsys)
     (("--task", "qa", "--data", "{data}", "--student", "hf:/nonexistent"), "no such folder"),
 ])
 def test_cli_bad_input_is_one_clear_line(argv, needle, run_cli, capsys, tmp_path):
-    data = write_jsonl(tmp_path / "q.jsonl", [{"question": "2+2?", "answer": "4"}])
+    data = write_jsonl(tmp_path / "q.jsonl", [{"question": "2+2?", "answer": "4", "split": "test"}])
     rc = run_cli(*(a.replace("{data}", str(data)) for a in argv))
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and err.startswith("tripost eval: error:") and needle in err, err

@@ -33,7 +33,9 @@ QUESTIONS = ["What is 2 + 3?", "Sort: pear apple", "What is ((4 - 9) * 7)? Expla
 
 @pytest.fixture
 def tiny(tiny_model_dir):
-    return load_student(f"hf:{tiny_model_dir}")
+    # fp32, named: these are tests of logic, which must not depend on what
+    # `auto` picks on the machine the suite runs on (test_hardware.py tests that).
+    return load_student(f"hf:{tiny_model_dir}", precision="fp32")
 
 
 @pytest.fixture
@@ -267,17 +269,24 @@ def _direct_logprob(student, prompt, continuation, append_eos=False):
     return [float(logp[len(p) + k - 1, c[k]]) for k in range(len(c))]
 
 
-def test_logprobs_equal_direct_computation(tiny, prompts):
+# Scoring in a left-padded batch equals the unpadded forward pass of each
+# sequence alone: to float rounding in fp32; in bf16 to its 8-bit mantissa on
+# the tiny model's ~0.1 logits (measured: ~1e-3), still far below what an
+# off-by-one alignment or a pad token leaking into attention gives (~0.1).
+@pytest.mark.parametrize("precision, tol", [("fp32", 1e-4), ("bf16", 1e-2)])
+def test_logprobs_equal_direct_computation(tiny_model_dir, precision, tol):
+    student = load_student(f"hf:{tiny_model_dir}", precision=precision)
+    prompts = [build_prompt(student.tokenizer, q) for q in QUESTIONS]
     conts = ["(1) 2 + 3 = 5.\n(Final response) So the answer is 5.", " apple pear", "x", "(1) (4 - 9) = -5."]
     ps = prompts + [prompts[0]]
     for batch_size in (1, 3, 8):
-        scores = sequence_logprobs(tiny, ps, conts, batch_size=batch_size)
+        scores = sequence_logprobs(student, ps, conts, batch_size=batch_size)
         for s, p, c in zip(scores, ps, conts):
-            direct = _direct_logprob(tiny, p, c)
+            direct = _direct_logprob(student, p, c)
             assert s.n_tokens == len(direct)
-            assert s.token_logprobs == pytest.approx(direct, abs=1e-4)
-            assert s.sum == pytest.approx(sum(direct), abs=1e-3)
-            assert s.mean == pytest.approx(sum(direct) / len(direct), abs=1e-4)
+            assert s.token_logprobs == pytest.approx(direct, abs=tol)
+            assert s.sum == pytest.approx(sum(direct), abs=10 * tol)
+            assert s.mean == pytest.approx(sum(direct) / len(direct), abs=tol)
 
 
 def test_logprobs_append_eos_and_empty(tiny, prompts):
@@ -301,11 +310,13 @@ def _randomise_lora(model, seed=0):
                 p.copy_(torch.randn(p.shape, generator=g) * 0.5)
 
 
-def test_adapter_round_trip(tiny_model_dir, tmp_path, prompts):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_adapter_round_trip(tiny_model_dir, tmp_path, precision):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    s = load_student(f"hf:{tiny_model_dir}")
+    s = load_student(f"hf:{tiny_model_dir}", precision=precision)
+    prompts = [build_prompt(s.tokenizer, q) for q in QUESTIONS]
     ids = s.tokenizer(prompts[0], add_special_tokens=False, return_tensors="pt")["input_ids"]
     with torch.no_grad():
         base_logits = s.model(ids).logits
@@ -319,16 +330,17 @@ def test_adapter_round_trip(tiny_model_dir, tmp_path, prompts):
     assert not torch.allclose(tuned, base_logits, atol=1e-3)
     folder = s.save_adapter(tmp_path / "adapter")
     assert (folder / "adapter_config.json").is_file() and (folder / "adapter_model.safetensors").is_file()
-    assert json.loads((folder / "tripost-student.json").read_text())["precision"] == "fp32"
+    assert json.loads((folder / "tripost-student.json").read_text())["precision"] == precision
 
-    again = load_student(f"hf:{tiny_model_dir}", adapter=folder)
+    again = load_student(f"hf:{tiny_model_dir}", precision=precision, adapter=folder)
     assert again.adapter == folder.resolve() and again.describe()["adapter"] == str(folder.resolve())
     with torch.no_grad():
-        assert torch.equal(again.model(ids).logits, tuned)
-    # Plain PEFT, no tripost code on the loading side.
-    plain = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(str(tiny_model_dir)), str(folder)).eval()
-    with torch.no_grad():
-        assert torch.equal(plain(ids).logits, tuned)
+        assert torch.equal(again.model(ids).logits, tuned)  # the same call in the same precision: the same numbers
+    if precision == "fp32":
+        # Plain PEFT, no tripost code on the loading side (transformers loads fp32).
+        plain = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(str(tiny_model_dir)), str(folder)).eval()
+        with torch.no_grad():
+            assert torch.equal(plain(ids).logits, tuned)
     # Sampling works through the adapter too.
     assert again.greedy(prompts[:1], max_new_tokens=3)[0].n_tokens >= 1
 
@@ -436,7 +448,9 @@ def run_cli(monkeypatch, argv):
     return tripost.cli.main(argv)
 
 
-def test_cli_sample(tiny_model_dir, monkeypatch, capsys):
+@pytest.mark.parametrize("machine, precision", [("avx2", "fp32"), ("amx", "bf16")])
+def test_cli_sample(tiny_model_dir, monkeypatch, capsys, simulate, machine, precision):
+    simulate(machine)  # what `auto` picks is the simulated machine's choice, on any machine
     rc = run_cli(monkeypatch, ["sample", "--student", f"hf:{tiny_model_dir}", "--task", "arithmetic", "--n", "3", "--samples", "2",
                                "--max-new-tokens", "6", "--json", "--seed", "1"])
     assert rc == 0
@@ -448,12 +462,12 @@ def test_cli_sample(tiny_model_dir, monkeypatch, capsys):
     assert summary["record"] == "summary" and summary["attempts"] == 6
     assert summary["accuracy"] == sum(a["correct"] for a in attempts) / 6
     assert summary["tokens"] == sum(a["n_tokens"] for a in attempts) and summary["tokens_per_s"] > 0
-    assert summary["precision"] == "fp32" and summary["student"] == f"hf:{tiny_model_dir.resolve()}"
+    assert summary["precision"] == precision and summary["student"] == f"hf:{tiny_model_dir.resolve()}"
 
 
 def test_cli_sample_external_problems(tiny_model_dir, tmp_path, monkeypatch, capsys):
     data = tmp_path / "qa.jsonl"
-    data.write_text(json.dumps({"question": "What colour is the sky?", "answer": "blue"}) + "\n")
+    data.write_text(json.dumps({"question": "What colour is the sky?", "answer": "blue", "split": "train"}) + "\n")
     rc = run_cli(monkeypatch, ["sample", "--student", f"hf:{tiny_model_dir}", "--task", "qa", "--data", str(data),
                                "--temperature", "0", "--max-new-tokens", "4"])
     assert rc == 0

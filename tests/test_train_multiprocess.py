@@ -78,7 +78,9 @@ def test_two_processes_train_what_one_does_on_the_same_global_batch(tiny_model_d
     # Padded, length-grouped batches (the GPU path): the sampler must group by
     # the global batch for the two processes to see what one process sees.
     overrides = ["mode=lora", "lora_dropout=0.0", "optim=sgd", "max_grad_norm=0.0", "learning_rate=2.0", "warmup=0.0",
-                 "logging_steps=1", "save_steps=100", "packing=off", "group_by_length=true", "progress=false"]
+                 "logging_steps=1", "save_steps=100", "packing=off", "group_by_length=true", "progress=false",
+                 # fp32 throughout, named: `auto` would autocast bf16 on a bf16-capable CPU, and this compares sums.
+                 "mixed_precision=no"]
     flags = ["--student", f"hf:{tiny_model_dir}", "--buffer", str(buf), "--precision", "fp32", "--max-steps", "3", "--json"]
     one, two = tmp_path / "one", tmp_path / "two"
     # The same global batch: 1 process x 4 examples, and 2 processes x 2.

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tripost.errors import TripostError
+from tripost.stats import proportion_interval
 from tripost.teachers.usage import format_cost
 
 
@@ -28,8 +29,20 @@ def _pct(x: float | None) -> str:
     return "—" if x is None else f"{100 * x:.1f}%"
 
 
+# A single proportion of the eval metrics as (successes, out of) in its
+# `counts`: the report's interval of it is Wilson's, recomputed here so that an
+# eval.json written before evaluation used Wilson (it stored a percentile
+# bootstrap, [0, 0] at 0/n) is shown the same way.
+_COUNTS = {"first_accuracy": ("first_correct", "n"), "final_accuracy": ("final_correct", "n"), "si_contribution": ("fixed", "final_correct")}
+
+
 def _ci(m: dict[str, Any], key: str) -> str:
-    ci = (m.get("ci") or {}).get(key)
+    counts = {**(m.get("counts") or {}), "n": m.get("n")}
+    num, den = _COUNTS.get(key, (None, None))
+    if counts.get(num) is not None and counts.get(den) is not None:
+        ci = proportion_interval(counts[num], counts[den], 0.95)
+    else:
+        ci = (m.get("ci") or {}).get(key)
     return "" if not ci or ci[0] is None else f" [{100 * ci[0]:.0f}, {100 * ci[1]:.0f}]"
 
 
@@ -50,7 +63,7 @@ def collect_run(run: Path) -> dict[str, Any]:
             "train": _load(p / "train" / "train_metrics.json"),
             "gap": _load(p / "gap" / "gap.json"),
         })
-    return {"config": _load(run / "config.json"), "state": _load(run / "state.json"), "iterations": rows}
+    return {"config": _load(run / "config.json"), "state": _load(run / "state.json"), "machine": _load(run / "machine.json"), "iterations": rows}
 
 
 def _plot(data: dict[str, Any], plots: Path) -> list[str]:
@@ -127,6 +140,11 @@ def render_markdown(data: dict[str, Any], plots: list[str]) -> str:
     lines += [f"Student `{st.get('spec')}`, teacher `{cfg.get('teacher', {}).get('spec')}`, tasks "
               f"{', '.join(cfg.get('tasks', {}).get('families', []))} (preset `{cfg.get('tasks', {}).get('preset')}`), seed {cfg.get('seed')}. "
               "Evaluation is on held-out test problems; the gold answer is only used for scoring.", ""]
+    if data.get("machine"):
+        from tripost.student.hardware import describe_card
+
+        # The machine the run started on, and the number format every stage used (machine.json).
+        lines += [f"{line}  " for line in describe_card(data["machine"]).splitlines()] + [""]
     lines += ["## Accuracy", "", "| iteration | subset | n | first attempt | final (after self-improvement) | revised | fixed wrong | broke right | SI contribution |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in data["iterations"]:
         if not r["eval"]:
@@ -138,7 +156,7 @@ def render_markdown(data: dict[str, Any], plots: list[str]) -> str:
             lines.append(f"| {r['iteration']} | {subset} | {m['n']} | {_pct(m['first_accuracy'])}{_ci(m, 'first_accuracy')} | "
                          f"{_pct(m['final_accuracy'])}{_ci(m, 'final_accuracy')} | {_pct(m.get('revised_rate'))} | {_pct(m.get('fix_rate'))} | {_pct(m.get('break_rate'))} | "
                          f"{_pct(m.get('si_contribution'))}{_ci(m, 'si_contribution')} |")
-    lines += ["", "Intervals are 95% bootstrap intervals (percent). *fixed wrong*: share of wrong first attempts the student's own revision made right; *broke right*: share of right first attempts it made wrong; "
+    lines += ["", "Intervals are 95% Wilson score intervals (percent) of the proportion, from the counts. *fixed wrong*: share of wrong first attempts the student's own revision made right; *broke right*: share of right first attempts it made wrong; "
               "*SI contribution*: share of right final answers that were wrong at first and fixed by the student's own revision "
               "(TriPosT's \"SI. Contrib.\"; — where no final answer is right, or in an evaluation made before it was measured).", ""]
 

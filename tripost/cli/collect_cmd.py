@@ -108,7 +108,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
     student, info = None, {}
     if getattr(source, "needs_student", True):
         student = open_student(args)
-        info = {**student.describe(), "sampling": settings.sampling_params(args.seed).to_dict()}
+        info = settings.student_info(student, args.seed)
     job = Job(problems, run / "log.jsonl", iteration=args.iteration, seed=args.seed, config_hash=config_hash(resolved), student_info=info)
     result = source.collect(job, student, teacher)
     summary = result.to_dict()
