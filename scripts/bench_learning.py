@@ -13,18 +13,35 @@ self-improvement (tripost.evaluate), seed and settings:
                 problems), matched in training tokens to TriPosT's iterations
                 1..T together: the compute-matched baseline
   rejection     STaR/LMSI-style: from sft-gold, T iterations of "sample, keep
-                the correct samples, train on them" — no teacher
+                the correct samples, train on them" — no teacher; its buffer
+                gets gold rationales at TriPosT's ratio (`buffer.include_gold=
+                true`, as many gold examples as non-improvement examples, the
+                setting TriPosT's own iterations run with)
   tripost-demo  TriPosT's learn-from-demonstrations ablation: one iteration
-                from sft-gold on gold rationales with one step corrupted and
-                the teacher's feedback and fix, no student attempt
-                (`collect.source=demo`, tripost.sources.demo); otherwise as
-                tripost-t1. Does learning from one's own mistakes matter?
-                Not cut to TriPosT's tokens: it gets a corrected copy for
-                every problem and sample, TriPosT only for its wrong attempts,
-                so it sees at least as many improvement demonstrations as
-                tripost-t1 (the comparison leans toward the demo; the table
-                shows both runs' training tokens).
+                from sft-gold on wrong attempts the task family makes from the
+                gold rationales, with the teacher's feedback and fix, no
+                student attempt (`collect.source=demo`, tripost.sources.demo);
+                otherwise as tripost-t1, except that its feedback is trained at
+                weight 1.0 (`train.feedback_weight=1.0`), as the authors'
+                train_self_improve_from_demo.py does. Not cut to TriPosT's
+                tokens; how many improvement examples each of the two trained
+                on is measured (its buffer's stats), not assumed, and the
+                Reading prints it beside both runs' training tokens.
   tripost-tK    TriPosT iterations with the scripted teacher (K = 1..T)
+
+Which iteration a method is reported at is chosen by one rule for every
+method (`--select`): `val` (default) evaluates each of its iterations 1..T on
+problems of the `val` split (never test: tripost.tasks SPLITS; `--n-val` per
+task and subset, by default the size's own n_eval whatever --n-eval says) the
+way the test evaluation runs, and takes the highest total final accuracy there (the earlier on a
+tie); `last` takes iteration T. It picks the TriPosT iteration the targets
+are read on and the rejection iteration its row reports (that iteration is
+then evaluated on test); tripost-demo has one iteration. Every tripost-tK row
+is still shown; the chosen one is marked, and the rule, the validation
+accuracies and the choice are in the JSON (`selection`) and the markdown
+("Iteration choice"). Every row carries `train_tokens`: the training tokens
+of its model (iteration 0 included, each training stage's
+train_metrics.json), printed beside its accuracy.
 
 All of it runs through the library: `tripost.loop.Run` for base, sft-gold,
 tripost-tK (one run folder), rejection and tripost-demo (folders of their own
@@ -32,6 +49,8 @@ that share the first one's iteration 0); sft-gold+ is
 `tripost.train.train_sft` from the iteration-0 adapter plus `Run.stage_eval`.
 Re-running resumes: finished stages are skipped.
 
+First and final accuracy carry 95% Wilson score intervals (single
+proportions: tripost.stats.proportion_interval, from each eval's counts).
 Every row also carries `si_contribution` (the share of right final answers
 that the student's own revision fixed) and `paired_ci_vs_sft_gold_plus`: the
 95% paired-bootstrap interval of (final accuracy of the method - that of
@@ -44,11 +63,11 @@ much gold data alone buys); `--n-eval N` evaluates N problems per task and
 subset.
 
     HF_HUB_OFFLINE=1 .venv/bin/python scripts/bench_learning.py          # default: <= 2 h on 2 CPU cores
-    HF_HUB_OFFLINE=1 .venv/bin/python scripts/bench_learning.py --quick  # smoke check, ~20 min; not the result
+    HF_HUB_OFFLINE=1 .venv/bin/python scripts/bench_learning.py --quick  # smoke check, ~20 min (+ the val evaluations); not the result
     HF_HUB_OFFLINE=1 .venv/bin/python scripts/bench_learning.py --quick --curve 8,16  # + the gold curve, a few minutes more
 
 Writes docs/benchmarks/learning{,-quick}.{json,md,png} (change with --name).
-The targets (issue 16), on the total of both tasks, for each seed: the best
+The targets (issue 16), on the total of both tasks, for each seed: the chosen
 TriPosT iteration's final accuracy is above sft-gold+ with the paired 95%
 interval entirely above 0; its fix rate is at least 10% of the wrong first
 attempts and above its break rate; it beats tripost-demo. The script says
@@ -73,6 +92,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tripost.student.hardware import machine_card  # noqa: E402
+
 TASKS = ["arithmetic", "word_sorting"]
 SUBSETS = ["seen", "unseen", "total"]
 
@@ -84,10 +105,23 @@ SUBSETS = ["seen", "unseen", "total"]
 #            (A first default, 32 train problems and 2 epochs everywhere, left
 #            the student off-format on word sorting: 0% for sft-gold.)
 #   quick:   2 x 8 train problems, eval 2 x 2 x 4 = 16 problems, 1 turn.
+# n_val: validation problems per task and subset for the iteration choice
+# (--select val), as many as the test evaluation's: 2T more evaluations (the
+# TriPosT and rejection iterations; measured at the sizes above before they
+# existed, so the times above do not include them).
 SIZES: dict[str, dict[str, Any]] = {
-    "default": {"n_train": 48, "n_eval": 16, "iterations": 2, "samples": 1, "epochs0": 3.0, "epochs": 2.0, "max_turns": 1, "max_new_tokens": 160},
-    "quick": {"n_train": 8, "n_eval": 4, "iterations": 2, "samples": 1, "epochs0": 1.0, "epochs": 1.0, "max_turns": 1, "max_new_tokens": 128},
-    "full": {"n_train": 96, "n_eval": 32, "iterations": 3, "samples": 2, "epochs0": 3.0, "epochs": 2.0, "max_turns": 3, "max_new_tokens": 192},
+    "default": {"n_train": 48, "n_eval": 16, "iterations": 2, "samples": 1, "epochs0": 3.0, "epochs": 2.0, "max_turns": 1, "max_new_tokens": 160, "n_val": 16},
+    "quick": {"n_train": 8, "n_eval": 4, "iterations": 2, "samples": 1, "epochs0": 1.0, "epochs": 1.0, "max_turns": 1, "max_new_tokens": 128, "n_val": 4},
+    "full": {"n_train": 96, "n_eval": 32, "iterations": 3, "samples": 2, "epochs0": 3.0, "epochs": 2.0, "max_turns": 3, "max_new_tokens": 192, "n_val": 32},
+}
+
+
+# How a method's reported iteration is chosen, the same rule for every method
+# (`choose_iteration`): on validation problems, or the last one.
+SELECT_RULES = ("val", "last")
+SELECT_WHY = {
+    "val": "the highest final accuracy (total of both tasks) on problems of the val split, never test; the earlier iteration on a tie",
+    "last": "the last iteration, whatever its accuracy",
 }
 
 
@@ -102,6 +136,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="run the whole comparison once per seed (rows carry their seed; nothing is pooled); overrides --seed")
     p.add_argument("--n-eval", type=int, default=None, metavar="N",
                    help="held-out problems per task and subset (default: the size's; >= 200 for intervals that can decide the target)")
+    p.add_argument("--select", choices=SELECT_RULES, default="val",
+                   help="how every method's reported iteration is chosen: val (default): the highest final accuracy on problems of "
+                        "the val split (never test); last: the last iteration")
+    p.add_argument("--n-val", type=int, default=None, metavar="N",
+                   help="validation problems per task and subset for --select val (default: the size's, as many as --n-eval's default)")
     p.add_argument("--curve", default=None, metavar="N,N,...",
                    help="also train sft-gold on N gold examples per task for each N and measure first-attempt accuracy on the "
                         "held-out seen problems (sft_gold_curve)")
@@ -158,19 +197,32 @@ def parse_ints(text: str, flag: str, minimum: int) -> list[int]:
     return list(dict.fromkeys(out))
 
 
+# What the rejection and demo runs set on top of the shared config. rejection
+# trains with gold at TriPosT's ratio: the buffer setting TriPosT's own
+# iterations run with (tripost.buffer: as many gold examples as non-improvement
+# examples); an earlier version ran it without gold and so with about a third
+# of TriPosT's tokens. tripost-demo trains its feedback at weight 1.0, as the
+# authors' train_self_improve_from_demo.py does (TriPosT's own iterations: 1.5,
+# tripost.train); iteration 0 is TriPosT's, linked, so it does not retrain.
+REJECTION_OVERRIDES = ["student.eval_base=false", "collect.source=rejection", "buffer.include_gold=true", "eval.every_iteration=false"]
+DEMO_FEEDBACK_WEIGHT = 1.0
+DEMO_OVERRIDES = ["student.eval_base=false", "collect.source=demo", "loop.iterations=1", "eval.every_iteration=false",
+                  f"train.feedback_weight={DEMO_FEEDBACK_WEIGHT}"]
+
+
 def run_configs(common: list[str], tripost_set: list[str]) -> dict[str, dict[str, Any]]:
     """The run config of each run folder. rejection and tripost-demo share
-    TriPosT's iteration 0 (linked) and evaluate only their last iteration;
-    tripost-demo is one iteration like tripost-t1, with TriPosT's --tripost-set
-    (it is TriPosT's ablation) but its own data source."""
+    TriPosT's iteration 0 (linked) and evaluate on test only the iteration
+    they report (the run itself its last; `ensure_test_eval` another one the
+    rule chose); tripost-demo is one iteration like tripost-t1, with TriPosT's
+    --tripost-set (it is TriPosT's ablation) but its own data source and the
+    authors' feedback weight for it (DEMO_OVERRIDES, after --set)."""
     from tripost.loop import resolve_config
 
     return {
         "tripost": resolve_config(None, common + list(tripost_set)),
-        "rejection": resolve_config(None, common + ["student.eval_base=false", "collect.source=rejection", "buffer.include_gold=false",
-                                                    "eval.every_iteration=false"]),
-        "demo": resolve_config(None, common + list(tripost_set) + ["student.eval_base=false", "collect.source=demo", "loop.iterations=1",
-                                                                   "eval.every_iteration=false"]),
+        "rejection": resolve_config(None, common + REJECTION_OVERRIDES),
+        "demo": resolve_config(None, common + list(tripost_set) + DEMO_OVERRIDES),
     }
 
 
@@ -218,7 +270,9 @@ def reuse_finished(src: Path, out: Path, tri_cfg: dict[str, Any], rej_cfg: dict[
     repeat exactly: the base evaluation and iteration 0 (no key that
     --tripost-set takes reaches them) and the whole rejection and tripost-demo
     runs when their configs are the same. Their stage records (wall seconds) are copied into this run's
-    state.json so the table's wall-time column stays whole."""
+    state.json so the table's wall-time column stays whole. A linked rejection
+    run is the earlier folder itself: its validation evaluations (and a test
+    evaluation of the iteration chosen) are written there, once."""
     from tripost.errors import TripostError
     from tripost.loop import _added_defaults, default_config
 
@@ -260,7 +314,7 @@ def gold_plus(run, out: Path, target_tokens: int, say) -> dict[str, Any]:
     """Train the iteration-0 adapter further on gold rationales of train
     problems the run never used, until the training tokens match
     `target_tokens` (TriPosT's iterations 1..T together), then evaluate."""
-    from tripost.buffer import Example, to_dataset, trajectory_text
+    from tripost.buffer import rationale_examples, to_dataset
     from tripost.errors import TripostError
     from tripost.student import load_student
     from tripost.tasks import get_task, sample_problems
@@ -283,8 +337,8 @@ def gold_plus(run, out: Path, target_tokens: int, say) -> dict[str, Any]:
                 except Exception:  # the level's problem space is smaller than n
                     continue
             fresh += pool[n_train:]
-        examples = [Example(prompt=p.question, completion=trajectory_text([{"rationale": p.rationale}]), kind="gold", family=p.family,
-                            difficulty=p.difficulty, subset=p.subset, problem_id=p.id, iteration=0, n_edits=0) for p in fresh]
+        # More of iteration 0's own training: gold rationales alone (tripost.buffer.rationale_examples).
+        examples = rationale_examples(fresh)
         tconf = run.train_config(run.adapter(0))
         tok = load_student(cfg["student"]["spec"], precision="fp32").tokenizer
         tokenized, _ = prepare_dataset(to_dataset(examples), tok, tconf)
@@ -327,33 +381,164 @@ def _stage_seconds(state: dict[str, Any] | None, names: list[str]) -> float:
     return round(sum(stages.get(n, {}).get("seconds", 0.0) for n in names), 1)
 
 
-def _tokens(folder: Path) -> int:
+def _tokens(folder: Path, state: dict[str, Any] | None = None) -> int:
+    """Training tokens of one iteration folder: its train_metrics.json, else
+    the `tokens` its train stage recorded in the run's state.json (`state`),
+    else 0 (an iteration with nothing to train on)."""
     m = _load(folder / "train" / "train_metrics.json")
-    return int(m["tokens"]) if m else 0
+    if m and m.get("tokens") is not None:
+        return int(m["tokens"])
+    rec = ((state or {}).get("stages") or {}).get(f"{folder.name}/train") or {}
+    return int(rec.get("tokens") or 0)
 
 
-def methods(tri: Path, rej: Path, gp: Path, T: int, demo: Path | None = None) -> list[dict[str, Any]]:
-    """Each method: its eval.json, its training tokens (incl. iteration 0)
-    and its wall time (every stage it depends on)."""
+def _buffer_by_kind(run: Path, iterations: range) -> dict[str, int] | None:
+    """Examples of each kind the buffers of `iterations` held (their
+    stats.json `by_kind_after`, summed): what the model trained on after
+    iteration 0; None when no buffer stats are there."""
+    out: dict[str, int] = {}
+    found = False
+    for t in iterations:
+        st = _load(run / f"it{t}" / "buffer" / "stats.json")
+        if st is None:
+            continue
+        found = True
+        for k, v in (st.get("by_kind_after") or {}).items():
+            out[k] = out.get(k, 0) + int(v)
+    return out if found else None
+
+
+# ------------------------------------------------------ iteration choice ---
+
+
+def val_eval_json(run: Path, t: int) -> Path:
+    """Where iteration t's validation evaluation is (beside its test eval)."""
+    return run / f"it{t}" / "val" / "eval.json"
+
+
+def val_problems(run, n_val: int) -> list[Any]:
+    """The validation problems of a run: `n_val` per task and subset of the
+    `val` split, the run's evaluation subsets, shuffled like its test problems
+    (tripost.tasks.select). Never a test or train problem."""
+    from tripost.errors import TripostError
+
+    out = []
+    for subset in run.cfg["tasks"]["eval_subsets"]:
+        out += run.problems("val", subset, n_val, f"val-{subset}")
+    if any(p.split != "val" for p in out):  # the split rule says it cannot happen; the choice must never see test
+        raise TripostError("validation problems: a problem outside the val split was selected")
+    return out
+
+
+def ensure_val_eval(run, t: int, n_val: int) -> None:
+    """Evaluate iteration t's student on the validation problems (the run's
+    eval settings; `Run.stage_eval` with val problems), recorded in the run's
+    state.json as `it{t}/val`; skipped when done with the same problems."""
+    from tripost.evaluate import evaluate
+    from tripost.loop import eval_config
+    from tripost.student.hardware import pinned
+
+    path = val_eval_json(run.out, t)
+    problems = val_problems(run, n_val)
+    done = ((_load(path) or {}).get("metrics") or {}).get("total", {}).get("n") == len(problems)
+
+    def stage() -> dict[str, Any]:
+        res = evaluate(run.open_student(run.adapter(t)), problems, eval_config(run.cfg, run.progress))
+        res.save(path)
+        m = res.metrics["total"]
+        return {"n": m["n"], "first_accuracy": m["first_accuracy"], "final_accuracy": m["final_accuracy"]}
+
+    with pinned(run.machine_profile()):
+        run._stage(f"it{t}/val", done, stage)
+
+
+def ensure_test_eval(run, t: int) -> None:
+    """The test evaluation of iteration t (a run that evaluates only its last
+    iteration, when the rule chose another): the stage the run itself would
+    have run with `eval.every_iteration=true`."""
+    from tripost.student.hardware import pinned
+
+    folder = run.it(t) / "eval"
+    with pinned(run.machine_profile()):
+        run._stage(f"it{t}/eval", (folder / "eval.json").exists(), lambda: run.stage_eval(folder, run.adapter(t)))
+
+
+def read_val(run: Path, T: int) -> list[dict[str, Any]]:
+    """Iterations 1..T's validation results: iteration, n, first and final
+    accuracy (None where there is no validation evaluation)."""
+    out = []
+    for t in range(1, T + 1):
+        m = ((_load(val_eval_json(run, t)) or {}).get("metrics") or {}).get("total") or {}
+        out.append({"iteration": t, "n": m.get("n"), "first_acc": m.get("first_accuracy"), "final_acc": m.get("final_accuracy")})
+    return out
+
+
+def choose_iteration(val: list[dict[str, Any]], T: int, rule: str) -> dict[str, Any]:
+    """The iteration (1..T) a method is reported at, by `rule`, the same for
+    every method: `val` the highest validation final accuracy (`read_val`;
+    the earlier iteration on a tie: fewer training tokens), `last` T. Test
+    accuracy is never an input. With one iteration there is nothing to
+    choose."""
+    from tripost.errors import TripostError
+
+    if rule not in SELECT_RULES:
+        raise TripostError(f"unknown selection rule {rule!r}; choose from {', '.join(SELECT_RULES)}")
+    out = {"rule": rule, "why": SELECT_WHY[rule], "candidates": list(range(1, T + 1)), "val": val}
+    if T == 1:
+        return {**out, "iteration": 1, "why": "the only iteration"}
+    if rule == "last":
+        return {**out, "iteration": T}
+    acc = {v["iteration"]: v.get("final_acc") for v in val}
+    missing = [t for t in range(1, T + 1) if acc.get(t) is None]
+    if missing:
+        raise TripostError(f"--select val: no validation evaluation of iteration(s) {', '.join(map(str, missing))}")
+    return {**out, "iteration": max(range(1, T + 1), key=lambda t: (acc[t], -t))}
+
+
+def selection(tri: Path, rej: Path, T: int, rule: str) -> dict[str, dict[str, Any]]:
+    """Each iterated method's choice (`choose_iteration`) from its run folder's
+    validation evaluations; tripost-demo is one iteration."""
+    return {"tripost": choose_iteration(read_val(tri, T) if rule == "val" else [], T, rule),
+            "rejection": choose_iteration(read_val(rej, T) if rule == "val" else [], T, rule),
+            "tripost-demo": choose_iteration([], 1, rule)}
+
+
+def methods(tri: Path, rej: Path, gp: Path, T: int, demo: Path | None = None,
+            chosen: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Each method: its eval.json, the iteration it is reported at, its
+    training tokens (incl. iteration 0) and its wall time (every stage its
+    model depends on, its validation evaluations included). `chosen`: the
+    `selection`; without it, the last iteration (rule `last`)."""
+    chosen = chosen or selection(tri, rej, T, "last")
+    k_tri, k_rej = chosen["tripost"]["iteration"], chosen["rejection"]["iteration"]
     st_tri, st_rej = _load(tri / "state.json"), _load(rej / "state.json")
+    st_demo = _load(demo / "state.json") if demo is not None else None
     gpi = _load(gp / "gold_plus.json") or {}
-    it0_tokens = _tokens(tri / "it0")
+    it0_tokens = _tokens(tri / "it0", st_tri)
     it0_s = _stage_seconds(st_tri, ["it0/train"])
+
+    def upto(state: dict[str, Any] | None, k: int) -> float:
+        return _stage_seconds(state, [f"it{t}/{s}" for t in range(1, k + 1) for s in ("collect", "buffer", "train", "val")] + [f"it{k}/eval"])
+
     out = [
-        {"method": "base", "eval": tri / "base" / "eval" / "eval.json", "train_tokens": 0, "seconds": _stage_seconds(st_tri, ["base/eval"])},
-        {"method": "sft-gold", "eval": tri / "it0" / "eval" / "eval.json", "train_tokens": it0_tokens, "seconds": _stage_seconds(st_tri, ["it0/train", "it0/eval"])},
-        {"method": "sft-gold+", "eval": gp / "eval" / "eval.json", "train_tokens": it0_tokens + int(gpi.get("tokens", 0)),
+        {"method": "base", "iteration": None, "eval": tri / "base" / "eval" / "eval.json", "train_tokens": 0,
+         "seconds": _stage_seconds(st_tri, ["base/eval"])},
+        {"method": "sft-gold", "iteration": 0, "eval": tri / "it0" / "eval" / "eval.json", "train_tokens": it0_tokens,
+         "seconds": _stage_seconds(st_tri, ["it0/train", "it0/eval"])},
+        {"method": "sft-gold+", "iteration": None, "eval": gp / "eval" / "eval.json", "train_tokens": it0_tokens + int(gpi.get("tokens", 0)),
          "seconds": round(it0_s + gpi.get("train_seconds", 0.0) + gpi.get("eval_seconds", 0.0), 1)},
-        {"method": "rejection", "eval": rej / f"it{T}" / "eval" / "eval.json", "train_tokens": it0_tokens + sum(_tokens(rej / f"it{t}") for t in range(1, T + 1)),
-         "seconds": round(it0_s + _stage_seconds(st_rej, [f"it{t}/{s}" for t in range(1, T + 1) for s in ("collect", "buffer", "train")] + [f"it{T}/eval"]), 1)},
+        {"method": "rejection", "iteration": k_rej, "chosen": True, "eval": rej / f"it{k_rej}" / "eval" / "eval.json",
+         "train_tokens": it0_tokens + sum(_tokens(rej / f"it{t}", st_rej) for t in range(1, k_rej + 1)),
+         "buffer_by_kind": _buffer_by_kind(rej, range(1, k_rej + 1)), "seconds": round(it0_s + upto(st_rej, k_rej), 1)},
     ]
     if demo is not None:
-        out.append({"method": "tripost-demo", "eval": demo / "it1" / "eval" / "eval.json", "train_tokens": it0_tokens + _tokens(demo / "it1"),
-                    "seconds": round(it0_s + _stage_seconds(_load(demo / "state.json"), [f"it1/{s}" for s in ("collect", "buffer", "train", "eval")]), 1)})
+        out.append({"method": "tripost-demo", "iteration": 1, "chosen": True, "eval": demo / "it1" / "eval" / "eval.json",
+                    "train_tokens": it0_tokens + _tokens(demo / "it1", st_demo), "buffer_by_kind": _buffer_by_kind(demo, range(1, 2)),
+                    "seconds": round(it0_s + upto(st_demo, 1), 1)})
     for k in range(1, T + 1):
-        out.append({"method": f"tripost-t{k}", "eval": tri / f"it{k}" / "eval" / "eval.json",
-                    "train_tokens": it0_tokens + sum(_tokens(tri / f"it{t}") for t in range(1, k + 1)),
-                    "seconds": round(it0_s + _stage_seconds(st_tri, [f"it{t}/{s}" for t in range(1, k + 1) for s in ("collect", "buffer", "train")] + [f"it{k}/eval"]), 1)})
+        out.append({"method": f"tripost-t{k}", "iteration": k, "chosen": k == k_tri, "eval": tri / f"it{k}" / "eval" / "eval.json",
+                    "train_tokens": it0_tokens + sum(_tokens(tri / f"it{t}", st_tri) for t in range(1, k + 1)),
+                    "buffer_by_kind": _buffer_by_kind(tri, range(1, k + 1)), "seconds": round(it0_s + upto(st_tri, k), 1)})
     return out
 
 
@@ -402,6 +587,22 @@ def paired_ci(a: list[dict[str, Any]] | None, b: list[dict[str, Any]] | None, wh
     return list(ci) if ci is not None else None
 
 
+def proportion_ci(g: dict[str, Any], key: str) -> list[float] | None:
+    """95% Wilson score interval (tripost.stats.proportion_interval) of first
+    or final accuracy, a single proportion, from the group's counts: also for
+    an eval.json written before evaluation used Wilson (it stored a
+    percentile bootstrap, which is [0, 0] at 0/n); the stored interval only
+    where there are no counts."""
+    from tripost.stats import proportion_interval
+
+    c = g.get("counts") or {}
+    x = c.get({"first_accuracy": "first_correct", "final_accuracy": "final_correct"}[key])
+    if x is None or g.get("n") is None:
+        return (g.get("ci") or {}).get(key)
+    ci = proportion_interval(x, g["n"], 0.95)
+    return list(ci) if ci is not None else None
+
+
 def _si_contribution(g: dict[str, Any]) -> float | None:
     """The metric, or from the counts of an evaluation made before it was
     measured (fixed / final correct)."""
@@ -431,17 +632,18 @@ def rows_of(ms: list[dict[str, Any]], seed: int = 0, records: dict[str, list[dic
                 g = block.get(subset)
                 if not g:
                     continue
-                ci = g.get("ci") or {}
                 paired = (paired_ci(_group(own, task, subset), _group(base, task, subset), f"{m['method']} and {BASELINE} ({task}/{subset})")
                           if own and base else None)
                 rows.append({
-                    "seed": seed, "method": m["method"], "task": task, "subset": subset, "n": g["n"],
-                    "first_acc": g["first_accuracy"], "first_ci": ci.get("first_accuracy"),
-                    "final_acc": g["final_accuracy"], "final_ci": ci.get("final_accuracy"),
+                    "seed": seed, "method": m["method"], "iteration": m.get("iteration"), "chosen": m.get("chosen"),
+                    "task": task, "subset": subset, "n": g["n"],
+                    "first_acc": g["first_accuracy"], "first_ci": proportion_ci(g, "first_accuracy"),
+                    "final_acc": g["final_accuracy"], "final_ci": proportion_ci(g, "final_accuracy"),
                     "paired_ci_vs_sft_gold_plus": paired,
                     "revised_rate": g.get("revised_rate"), "fix_rate": g.get("fix_rate"), "break_rate": g.get("break_rate"),
                     "si_contribution": _si_contribution(g),
-                    "counts": g.get("counts"), "train_tokens": m["train_tokens"], "wall_s": m["seconds"],
+                    "counts": g.get("counts"), "train_tokens": m["train_tokens"], "buffer_by_kind": m.get("buffer_by_kind"),
+                    "wall_s": m["seconds"],
                 })
     return rows
 
@@ -478,7 +680,9 @@ def _all(values: list[bool | None]) -> bool | None:
 def verdict(rows: list[dict[str, Any]], T: int, seed: int | None = None,
             records: dict[str, list[dict[str, Any]] | None] | None = None) -> dict[str, Any]:
     """Issue 16's targets for one seed's rows, on the total of both tasks, for
-    the best TriPosT iteration (highest final accuracy; the earlier on a tie):
+    the chosen TriPosT iteration (the row marked `chosen`, by the selection
+    rule: validation accuracy or the last iteration; never test accuracy; a
+    row without the mark: the last iteration evaluated):
     1. final accuracy above sft-gold+, the paired 95% interval entirely above 0;
     2. fix rate >= FIX_MIN of the wrong first attempts, and above the break rate;
     3. final accuracy above tripost-demo's (None when there is no demo row)."""
@@ -487,7 +691,7 @@ def verdict(rows: list[dict[str, Any]], T: int, seed: int | None = None,
     gp, demo = get.get((BASELINE, "total", "total")), get.get(("tripost-demo", "total", "total"))
     if not tri or gp is None:
         return {"seed": seed, "met": None, "why": "missing rows (no TriPosT iteration or no sft-gold+ evaluated)"}
-    best = max(tri, key=lambda r: r["final_acc"])
+    best = next((r for r in tri if r.get("chosen")), tri[-1])
     ci = best.get("paired_ci_vs_sft_gold_plus")
     beats_gp = None if ci is None else bool(ci[0] > 0)
     fix, brk = best["fix_rate"], best["break_rate"]
@@ -499,7 +703,11 @@ def verdict(rows: list[dict[str, Any]], T: int, seed: int | None = None,
         demo_ci = paired_ci(records.get(best["method"]), records.get("tripost-demo"), f"{best['method']} and tripost-demo")
     return {
         "seed": seed, "met": _all([beats_gp, fix_ok, beats_demo]),
-        "best": best["method"], "tripost_final_acc": best["final_acc"], "sft_gold_plus_final_acc": gp["final_acc"],
+        "best": best["method"], "chosen_by": "the selection rule" if best.get("chosen") else "the last iteration evaluated",
+        "tripost_final_acc": best["final_acc"], "sft_gold_plus_final_acc": gp["final_acc"],
+        "tripost_train_tokens": best.get("train_tokens"), "sft_gold_plus_train_tokens": gp.get("train_tokens"),
+        "tripost_demo_train_tokens": None if demo is None else demo.get("train_tokens"),
+        "tripost_improvement_examples": _improvements(best), "tripost_demo_improvement_examples": None if demo is None else _improvements(demo),
         "diff_vs_sft_gold_plus": best["final_acc"] - gp["final_acc"], "paired_ci_vs_sft_gold_plus": ci,
         "beats_sft_gold_plus": beats_gp,
         "tripost_fix_rate": fix, "tripost_break_rate": brk, "fix_min": FIX_MIN, "fix_target": fix_ok,
@@ -507,6 +715,15 @@ def verdict(rows: list[dict[str, Any]], T: int, seed: int | None = None,
         "tripost_demo_final_acc": None if demo is None else demo["final_acc"], "paired_ci_vs_tripost_demo": demo_ci,
         "beats_tripost_demo": beats_demo,
     }
+
+
+def _improvements(row: dict[str, Any]) -> int | None:
+    """Improvement examples the row's model trained on after iteration 0 (its buffers' stats)."""
+    return None if row.get("buffer_by_kind") is None else int(row["buffer_by_kind"].get("improvement", 0))
+
+
+def _n(x: int | None) -> str:
+    return "—" if x is None else f"{x:,}"
 
 
 def _met(x: bool | None) -> str:
@@ -519,10 +736,12 @@ def reading(v: dict[str, Any]) -> list[str]:
     if v.get("best") is None:
         return [f"- {head}not decided: {v.get('why')}."]
     ci = v["paired_ci_vs_sft_gold_plus"]
-    out = [f"- {head}best TriPosT iteration `{v['best']}` (total of both tasks). All targets: **{_met(v['met'])}**."]
+    out = [f"- {head}chosen TriPosT iteration `{v['best']}` (by {v.get('chosen_by', 'the selection rule')}; total of both tasks). "
+           f"All targets: **{_met(v['met'])}**."]
     out.append(f"  1. Above sft-gold+ with the paired 95% interval entirely above 0: **{_met(v['beats_sft_gold_plus'])}** — final "
                f"{_pct_sign(v['tripost_final_acc'])} vs {_pct_sign(v['sft_gold_plus_final_acc'])}, difference {_diff(v['diff_vs_sft_gold_plus'], ci)} points"
-               + ("" if ci is not None else " (no per-problem records to pair)") + ".")
+               + ("" if ci is not None else " (no per-problem records to pair)")
+               + f"; training tokens {_n(v.get('tripost_train_tokens'))} vs {_n(v.get('sft_gold_plus_train_tokens'))}.")
     brk = v["tripost_break_rate"]
     out.append(f"  2. Fix rate at least {100 * v['fix_min']:.0f}% of wrong first attempts and above the break rate: "
                f"**{_met(v['fix_target'])}** — fix {_pct_sign(v['tripost_fix_rate'])}, break {_pct_sign(brk)}"
@@ -532,13 +751,42 @@ def reading(v: dict[str, Any]) -> list[str]:
     else:
         dci = v.get("paired_ci_vs_tripost_demo")
         out.append(f"  3. Beats tripost-demo: **{_met(v['beats_tripost_demo'])}** — final {_pct_sign(v['tripost_final_acc'])} vs "
-                   f"{_pct_sign(v['tripost_demo_final_acc'])}, difference {_diff(v['tripost_final_acc'] - v['tripost_demo_final_acc'], dci)} points.")
+                   f"{_pct_sign(v['tripost_demo_final_acc'])}, difference {_diff(v['tripost_final_acc'] - v['tripost_demo_final_acc'], dci)} points; "
+                   f"training tokens {_n(v.get('tripost_train_tokens'))} vs {_n(v.get('tripost_demo_train_tokens'))}, improvement examples "
+                   f"{_n(v.get('tripost_improvement_examples'))} vs {_n(v.get('tripost_demo_improvement_examples'))} (after iteration 0, "
+                   "from the buffers' stats).")
+    return out
+
+
+def _iteration_cell(r: dict[str, Any]) -> str:
+    it = r.get("iteration")
+    return "—" if it is None else f"{it}{' (chosen)' if r.get('chosen') else ''}"
+
+
+def selection_lines(selections: list[dict[str, Any]], many: bool) -> list[str]:
+    """The "Iteration choice" section: each iterated method's candidates,
+    their validation accuracy and the one chosen, per seed."""
+    cols = (["seed"] if many else []) + ["method", "iteration", "val n", "val first", "val final", "chosen"]
+    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for sel in selections:
+        for method in ("tripost", "rejection", "tripost-demo"):
+            c = sel.get(method)
+            if not c:
+                continue
+            by_it = {v["iteration"]: v for v in c.get("val") or []}
+            for t in c["candidates"]:
+                v = by_it.get(t, {})
+                name = f"tripost-t{t}" if method == "tripost" else method
+                out.append("| " + " | ".join(([str(sel.get("seed"))] if many else []) + [
+                    name, str(t), "—" if v.get("n") is None else str(v["n"]), _pct(v.get("first_acc")), _pct(v.get("final_acc")),
+                    "yes" if t == c["iteration"] else ""]) + " |")
     return out
 
 
 def markdown(rows: list[dict[str, Any]], meta: dict[str, Any], verdicts: dict[str, Any] | list[dict[str, Any]],
-             curve: list[dict[str, Any]] | None = None) -> str:
+             curve: list[dict[str, Any]] | None = None, selections: list[dict[str, Any]] | None = None) -> str:
     verdicts = [verdicts] if isinstance(verdicts, dict) else list(verdicts)
+    sel = meta.get("selection") or {"rule": "last", "why": SELECT_WHY["last"]}
     seeds = meta.get("seeds") or [meta.get("seed", 0)]
     many = len(seeds) > 1
     out = [f"# Learning benchmark{' (quick: smoke sizes, not the result)' if meta['size_name'] == 'quick' else ''}", "",
@@ -550,14 +798,19 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any], verdicts: dict[st
               "tripost-demo with it).", ""] if meta.get("tripost_overrides") else []),
            *([f"Reused from `{meta['reused']['from']}` (same config, so the same result): {', '.join(meta['reused']['what'])}; "
               "their wall seconds in the table are from that run, the total above is this invocation's.", ""] if meta.get("reused") else []),
-           "Accuracy in % with 95% bootstrap intervals over problems; *vs sft-gold+*: final accuracy minus sft-gold+'s in points, with "
+           "Accuracy in % with 95% Wilson score intervals (a single proportion over problems); *vs sft-gold+*: final accuracy minus sft-gold+'s in points, with "
            "the 95% paired-bootstrap interval over the same problems; fix = wrong first attempt fixed by the student's own revision "
            "(share of wrong first attempts), break = right first attempt revised into a wrong one (share of right first attempts), "
-           "SI = share of right final answers that the student's own revision fixed (TriPosT's SI contribution).", ""]
+           "SI = share of right final answers that the student's own revision fixed (TriPosT's SI contribution); *train tokens*: "
+           "the training tokens of the row's model, iteration 0 included.", "",
+           f"Iteration reported, the same rule for every method (`--select {sel['rule']}`): {sel['why']}"
+           + (f" ({sel['n_val']} val problems per task and subset)" if sel.get("n_val") else "")
+           + ". It picks the TriPosT iteration the targets are read on (marked *chosen*; every iteration's row is shown) and the "
+           "iteration rejection is reported at; tripost-demo has one.", ""]
     gp = {(r.get("seed"), r["task"], r["subset"]): r for r in rows if r["method"] == BASELINE}
     for task in ["total"] + TASKS:
-        cols = (["seed"] if many else []) + ["method", "subset", "n", "first", "final", "vs sft-gold+", "revised", "fix", "break", "SI",
-                                             "train tokens", "wall s"]
+        cols = (["seed"] if many else []) + ["method", "iteration", "subset", "n", "first", "final", "vs sft-gold+", "train tokens",
+                                             "revised", "fix", "break", "SI", "wall s"]
         out += [f"## {task}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
         for r in rows:
             if r["task"] != task:
@@ -565,13 +818,17 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any], verdicts: dict[st
             base = gp.get((r.get("seed"), r["task"], r["subset"]))
             diff = None if base is None else r["final_acc"] - base["final_acc"]
             cells = ([str(r.get("seed"))] if many else []) + [
-                r["method"], r["subset"], str(r["n"]), f"{_pct(r['first_acc'])}{_ci(r['first_ci'])}", f"{_pct(r['final_acc'])}{_ci(r['final_ci'])}",
-                _diff(diff, r.get("paired_ci_vs_sft_gold_plus")), _pct(r["revised_rate"]), _pct(r["fix_rate"]), _pct(r["break_rate"]),
-                _pct(r.get("si_contribution")), str(r["train_tokens"]), str(r["wall_s"])]
+                r["method"], _iteration_cell(r), r["subset"], str(r["n"]), f"{_pct(r['first_acc'])}{_ci(r['first_ci'])}",
+                f"{_pct(r['final_acc'])}{_ci(r['final_ci'])}", _diff(diff, r.get("paired_ci_vs_sft_gold_plus")), str(r["train_tokens"]),
+                _pct(r["revised_rate"]), _pct(r["fix_rate"]), _pct(r["break_rate"]), _pct(r.get("si_contribution")), str(r["wall_s"])]
             out.append("| " + " | ".join(cells) + " |")
         out.append("")
+    if selections:
+        out += ["## Iteration choice", "", f"Rule `{sel['rule']}`: {sel['why']}. "
+                + ("Accuracy in % on the validation problems." if sel["rule"] == "val" else "No validation evaluation."), "",
+                *selection_lines(selections, many), ""]
     out += ["## Reading", "",
-            "Issue 16's targets, on the total of both tasks, for the best TriPosT iteration: (1) final accuracy above sft-gold+ with the "
+            "Issue 16's targets, on the total of both tasks, for the chosen TriPosT iteration: (1) final accuracy above sft-gold+ with the "
             f"paired 95% interval entirely above 0; (2) fix rate at least {100 * FIX_MIN:.0f}% of wrong first attempts and above the break "
             "rate; (3) final accuracy above tripost-demo (learning from its own mistakes beats learning from demonstrations).", ""]
     for v in verdicts:
@@ -605,7 +862,7 @@ def curve_rows(eval_json: Path, n_gold: int, seed: int) -> list[dict[str, Any]]:
         g = (m if task == "total" else (m.get("by_task") or {}).get(task, {})).get("seen")
         if g:
             out.append({"seed": seed, "gold_examples": n_gold, "task": task, "n": g["n"], "first_acc": g["first_accuracy"],
-                        "first_ci": (g.get("ci") or {}).get("first_accuracy")})
+                        "first_ci": proportion_ci(g, "first_accuracy")})
     return out
 
 
@@ -648,9 +905,11 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
 # ------------------------------------------------------------------ main ---
 
 
-def compare(seed: int, out: Path, size: dict[str, Any], args: argparse.Namespace, say, progress: bool) -> tuple[list[dict[str, Any]], list[str]]:
+def compare(seed: int, out: Path, size: dict[str, Any], args: argparse.Namespace, say,
+            progress: bool) -> tuple[list[dict[str, Any]], list[str], dict[str, Any]]:
     """One seed's whole comparison in `out` (resumed where it stopped): the
-    TriPosT run, rejection, tripost-demo, sft-gold+. The methods and what --reuse linked."""
+    TriPosT run, rejection, tripost-demo, the iteration choice (`--select`),
+    sft-gold+. The methods, what --reuse linked and the choice."""
     from tripost.loop import Run
 
     T = size["iterations"]
@@ -664,17 +923,31 @@ def compare(seed: int, out: Path, size: dict[str, Any], args: argparse.Namespace
     # 1) base, sft-gold and the TriPosT iterations: one `tripost run`.
     say(f"== seed {seed}: tripost run -> {tri_dir}")
     tri = Run(tri_dir, cfgs["tripost"], progress=progress, log=say)
+    if args.select == "val":
+        val_problems(tri, size["n_val"])  # the val split has problems (a --data file may lack them): known before anything trains
     tri.run()
+    runs = {"tripost": tri}
     # 2) rejection sampling and 3) learning from demonstrations, from the same iteration 0.
     for name, folder in (("rejection", rej_dir), ("demo", demo_dir)):
         say(f"== seed {seed}: {name} run -> {folder}")
         _link(tri_dir / "it0", folder / "it0")
-        Run(folder, cfgs[name], progress=progress, log=say).run()
-    # 4) sft-gold+: the same iteration 0 trained on more gold, token-matched.
-    target = sum(_tokens(tri_dir / f"it{t}") for t in range(1, T + 1))
+        runs[name] = Run(folder, cfgs[name], progress=progress, log=say)
+        runs[name].run()
+    # 4) the iteration each method is reported at, by one rule: validation problems (or the last iteration).
+    if args.select == "val" and T > 1:
+        for name in ("tripost", "rejection"):
+            say(f"== seed {seed}: {name} iterations 1..{T} on {size['n_val']} val problems per task and subset")
+            for t in range(1, T + 1):
+                ensure_val_eval(runs[name], t, size["n_val"])
+    sel = selection(tri_dir, rej_dir, T, args.select)
+    say(f"== seed {seed}: chosen ({args.select}): tripost-t{sel['tripost']['iteration']}, rejection iteration {sel['rejection']['iteration']}")
+    if sel["rejection"]["iteration"] != T:  # the run evaluated its last iteration on test; the chosen one now
+        ensure_test_eval(runs["rejection"], sel["rejection"]["iteration"])
+    # 5) sft-gold+: the same iteration 0 trained on more gold, token-matched to all T TriPosT iterations.
+    target = sum(_tokens(tri_dir / f"it{t}", tri.state()) for t in range(1, T + 1))
     say(f"== seed {seed}: sft-gold+ -> {gp_dir} (token target {target})")
     gold_plus(tri, gp_dir, target, say)
-    return methods(tri_dir, rej_dir, gp_dir, T, demo=demo_dir), reused
+    return methods(tri_dir, rej_dir, gp_dir, T, demo=demo_dir, chosen=sel), reused, {"seed": seed, **sel}
 
 
 def gold_curve(seed: int, out: Path, size: dict[str, Any], args: argparse.Namespace, points: list[int], say, progress: bool) -> list[dict[str, Any]]:
@@ -704,6 +977,10 @@ def check_args(args: argparse.Namespace) -> tuple[list[int], list[int]]:
     points = parse_ints(args.curve, "--curve", 1) if args.curve is not None else []
     if args.n_eval is not None and args.n_eval < 1:
         raise TripostError(f"--n-eval must be at least 1, not {args.n_eval}")
+    if args.n_val is not None and args.n_val < 1:
+        raise TripostError(f"--n-val must be at least 1, not {args.n_val}")
+    if args.n_val is not None and args.select != "val":
+        raise TripostError("--n-val sizes the validation evaluations of --select val; with --select last there are none")
     return seeds, points
 
 
@@ -722,6 +999,10 @@ def main(argv: list[str] | None = None) -> int:
     size = dict(SIZES[size_name])
     if args.n_eval is not None:
         size["n_eval"] = args.n_eval
+    if args.select != "val":
+        size.pop("n_val")
+    elif args.n_val is not None:
+        size["n_val"] = args.n_val
     suffix = "" if size_name == "default" else f"-{size_name}"
     out = Path(args.out or ROOT / "runs" / f"bench-learning{suffix}")
     name = args.name or f"learning{suffix}"
@@ -734,11 +1015,13 @@ def main(argv: list[str] | None = None) -> int:
     verdicts: list[dict[str, Any]] = []
     curve: list[dict[str, Any]] = []
     reused: list[str] = []
+    selections: list[dict[str, Any]] = []
     try:
         for seed in seeds:
             # One seed: the folders as before; several: one folder each.
             sdir = out if args.seeds is None else out / f"seed{seed}"
-            ms, linked = compare(seed, sdir, size, args, say, progress)
+            ms, linked, sel = compare(seed, sdir, size, args, say, progress)
+            selections.append(sel)
             reused += [f"seed{seed}/{x}" if args.seeds is not None else x for x in linked]
             records = method_records(ms)
             seed_rows = rows_of(ms, seed=seed, records=records)
@@ -761,14 +1044,17 @@ def main(argv: list[str] | None = None) -> int:
                              (("tripost", "tripost"), ("rejection", "rejection"), ("tripost-demo", "demo"), ("sft-gold+", "sft-gold-plus"))}
                  for seed in seeds},
         "curve": points,
+        "selection": {"rule": args.select, "why": SELECT_WHY[args.select], "n_val": size.get("n_val")},
+        "machine": machine_card(),  # tripost machine: CPU, flags, matmul GFLOP/s, the number-format decision
     }
     docs = Path(args.docs)
     docs.mkdir(parents=True, exist_ok=True)
-    result: dict[str, Any] = {"meta": meta, "target": {"met": _all([v.get("met") for v in verdicts]), "per_seed": verdicts}, "rows": rows}
+    result: dict[str, Any] = {"meta": meta, "selection": selections,
+                              "target": {"met": _all([v.get("met") for v in verdicts]), "per_seed": verdicts}, "rows": rows}
     if points:
         result["sft_gold_curve"] = curve
     (docs / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
-    md = markdown(rows, meta, verdicts, curve)
+    md = markdown(rows, meta, verdicts, curve, selections)
     (docs / f"{name}.md").write_text(md + f"\n![accuracy per method, seed {seeds[0]}]({name}.png)\n")
     plot([r for r in rows if r["seed"] == seeds[0]], docs / f"{name}.png")
     print(md)

@@ -1,5 +1,8 @@
 """scripts/bench_learning.py's own logic: which overrides may act on the
-TriPosT run alone, and which finished stages --reuse may link."""
+TriPosT run alone, which finished stages --reuse may link, each method's run
+config, the iteration choice (on validation problems, never test; the same
+rule for every method) and the tables built from run folders (no model is
+loaded: the evaluations here are written by hand)."""
 
 import importlib.util
 import json
@@ -25,8 +28,7 @@ def bl():
 def configs(bl, extra=()):
     common = bl.base_overrides(bl.SIZES["quick"], "fp32", 0, "smollm2-135m") + list(extra)
     tri = resolve_config(None, common)
-    rej = resolve_config(None, common + ["student.eval_base=false", "collect.source=rejection", "buffer.include_gold=false",
-                                         "eval.every_iteration=false"])
+    rej = resolve_config(None, common + bl.REJECTION_OVERRIDES)
     return tri, rej
 
 
@@ -107,15 +109,39 @@ def test_reuse_links_an_identical_demo_run(bl, tmp_path):
 # ------------------------------------------------ issue 16's new pieces ---
 
 
-def test_the_demo_run_is_tripost_t1_with_the_demo_source(bl):
+def test_the_demo_run_is_tripost_t1_with_the_demo_source_and_the_authors_feedback_weight(bl):
     common = bl.base_overrides(bl.SIZES["quick"], "fp32", 0, "smollm2-135m")
     cfgs = bl.run_configs(common, ["buffer.ratio=[3,1,1]"])
     tri, demo = cfgs["tripost"], cfgs["demo"]
     assert tri["collect"]["source"] == "teacher" and tri["loop"]["iterations"] == 2
     assert demo["collect"]["source"] == "demo" and demo["loop"]["iterations"] == 1 and not demo["student"]["eval_base"]
     assert demo["buffer"]["ratio"] == [3, 1, 1] == tri["buffer"]["ratio"]  # TriPosT's own overrides apply to its ablation
-    assert demo["train"] == tri["train"] and demo["tasks"] == tri["tasks"] and demo["teacher"] == tri["teacher"]
+    assert demo["tasks"] == tri["tasks"] and demo["teacher"] == tri["teacher"]
+    # train_self_improve_from_demo.py trains the feedback at 1.0; TriPosT's own iterations at 1.5. Nothing else differs.
+    assert tri["train"]["feedback_weight"] == 1.5 and demo["train"] == {**tri["train"], "feedback_weight": 1.0}
+    # Also when --set changes the weight for every method: the demo keeps the authors' setting.
+    other = bl.run_configs(common + ["train.feedback_weight=2.0"], [])
+    assert other["tripost"]["train"]["feedback_weight"] == 2.0 and other["demo"]["train"]["feedback_weight"] == 1.0
     assert cfgs["rejection"]["collect"]["source"] == "rejection"
+
+
+def test_rejection_gets_gold_at_tripost_s_setting(bl):
+    """rejection's buffer is TriPosT's default buffer, gold included (as many
+    gold examples as non-improvement examples), not the no-gold buffer it
+    had; --tripost-set does not reach it."""
+    from tripost.loop import buffer_config
+
+    common = bl.base_overrides(bl.SIZES["default"], "fp32", 0, "smollm2-135m")
+    plain = resolve_config(None, common)
+    assert buffer_config(plain, 1).include_gold is True  # TriPosT's own iterations train with gold
+    for tripost_set in ([], ["buffer.ratio=[3,1,1]", "buffer.include_gold=false"]):
+        rej = bl.run_configs(common, tripost_set)["rejection"]
+        assert buffer_config(rej, 1).include_gold is True
+        assert buffer_config(rej, 1).ratio == buffer_config(plain, 1).ratio  # gold at TriPosT's ratio to the non-improvement examples
+        assert {k: v for k, v in rej["buffer"].items() if k != "include_gold"} == {k: v for k, v in plain["buffer"].items() if k != "include_gold"}
+        assert rej["train"] == plain["train"] and rej["loop"] == plain["loop"]  # T iterations, TriPosT's feedback weight
+        assert rej["eval"]["every_iteration"] is False and not rej["student"]["eval_base"]
+    assert "buffer.include_gold=true" in bl.REJECTION_OVERRIDES and not any("include_gold=false" in o for o in bl.REJECTION_OVERRIDES)
 
 
 def test_the_curve_trains_sft_gold_on_n_examples_and_measures_the_first_attempt_on_seen(bl):
@@ -132,8 +158,16 @@ def test_new_flags_and_their_errors(bl, capsys):
     a = bl.parse_args(["--quick", "--seeds", "0,1,1", "--curve", "48,96", "--n-eval", "200"])
     assert bl.check_args(a) == ([0, 1], [48, 96]) and a.n_eval == 200
     assert bl.check_args(bl.parse_args([])) == ([0], [])
+    a = bl.parse_args([])
+    assert a.select == "val" and a.n_val is None  # validation choice by default
+    assert bl.parse_args(["--select", "last"]).select == "last"
+    with pytest.raises(SystemExit):
+        bl.parse_args(["--select", "test"])  # no rule reads the test set
+    assert "invalid choice: 'test'" in capsys.readouterr().err
+    assert all(size["n_val"] == size["n_eval"] for size in bl.SIZES.values())
     for argv, needle in ((["--seeds", "0,x"], "--seeds takes whole numbers"), (["--curve", "0"], "--curve needs one or more numbers of at least 1"),
-                         (["--n-eval", "0"], "--n-eval must be at least 1"), (["--seeds", ""], "--seeds needs one or more")):
+                         (["--n-eval", "0"], "--n-eval must be at least 1"), (["--seeds", ""], "--seeds needs one or more"),
+                         (["--n-val", "0"], "--n-val must be at least 1"), (["--select", "last", "--n-val", "4"], "with --select last there are none")):
         assert bl.main(argv) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("bench_learning: error: ") and needle in err[0], err
@@ -142,7 +176,7 @@ def test_new_flags_and_their_errors(bl, capsys):
 N_PER = 10  # problems per task and subset in the synthetic evaluations
 
 
-def save_eval(path, outcome):
+def save_eval(path, outcome, split="test"):
     """An eval.json (+ transcripts) as tripost.evaluate writes it, for 2 tasks
     x 2 subsets x N_PER problems; `outcome(i)` -> (first, final) of problem i."""
     from tripost.evaluate import EvalConfig, EvalRecord, EvalResult, compute_metrics
@@ -154,20 +188,27 @@ def save_eval(path, outcome):
             for k in range(N_PER):
                 first, final = outcome(i)
                 correct = [first] if first == final else [first, final]
-                recs.append(EvalRecord(problem_id=f"{fam}-{subset}-{k}", family=fam, subset=subset, split="test", difficulty="d", question="q",
+                recs.append(EvalRecord(problem_id=f"{fam}-{split}-{subset}-{k}", family=fam, subset=subset, split=split, difficulty="d", question="q",
                                        gold="1", text="", stop_reason="correct", stop_detail="", n_updates=len(correct) - 1,
                                        answers=[None] * len(correct), correct=correct))
                 i += 1
     EvalResult(records=recs, metrics=compute_metrics(recs, n_boot=100), config=EvalConfig(progress=False)).save(path)
 
 
-def fake_bench(bl, root, outcomes):
-    """Run folders with only what the tables read: each method's eval."""
+def fake_bench(bl, root, outcomes, val=None, rule=None):
+    """Run folders with only what the tables read: each method's eval (keys
+    as the methods, `rejection-r1` for rejection's iteration 1) and, with
+    `val` (keys `tripost/1`, `rejection/2`, ...), the validation evaluations
+    the iteration choice reads (rule `val`; without them `last`)."""
     where = {"base": "tripost/base/eval", "sft-gold": "tripost/it0/eval", "sft-gold+": "sft-gold-plus/eval", "rejection": "rejection/it2/eval",
-             "tripost-demo": "demo/it1/eval", "tripost-t1": "tripost/it1/eval", "tripost-t2": "tripost/it2/eval"}
+             "rejection-r1": "rejection/it1/eval", "tripost-demo": "demo/it1/eval", "tripost-t1": "tripost/it1/eval", "tripost-t2": "tripost/it2/eval"}
     for method, outcome in outcomes.items():
         save_eval(root / where[method] / "eval.json", outcome)
-    return bl.methods(root / "tripost", root / "rejection", root / "sft-gold-plus", 2, demo=root / "demo")
+    for key, outcome in (val or {}).items():
+        run, t = key.split("/")
+        save_eval(bl.val_eval_json(root / run, int(t)), outcome, split="val")
+    chosen = bl.selection(root / "tripost", root / "rejection", 2, rule or ("val" if val else "last"))
+    return bl.methods(root / "tripost", root / "rejection", root / "sft-gold-plus", 2, demo=root / "demo", chosen=chosen)
 
 
 def half(i):
@@ -214,17 +255,21 @@ def test_rows_carry_seed_si_contribution_and_the_paired_interval(bl, tmp_path):
     md = bl.markdown(rows, meta, [v])
     header = next(line for line in md.splitlines() if line.startswith("| method |"))
     assert "| vs sft-gold+ |" in header and "| SI |" in header
-    t2_row = next(line for line in md.splitlines() if line.startswith("| tripost-t2 | total |"))
+    assert header.startswith("| method | iteration | subset | n | first | final | vs sft-gold+ | train tokens |")  # tokens beside accuracy
+    t2_row = next(line for line in md.splitlines() if line.startswith("| tripost-t2 | 2 (chosen) | total |"))
     assert "+25.0 [+" in t2_row and "| 33.3 |" in t2_row
+    assert "`--select last`" in md  # no validation evaluations here: the rule said is the last iteration
     reading = md.split("## Reading")[1]
     assert "All targets: **MET**" in reading and reading.count("**MET**") == 4
+    assert "chosen TriPosT iteration `tripost-t2` (by the selection rule;" in reading
 
 
 def test_the_reading_says_which_target_is_missed(bl, tmp_path):
     def one_fix(i):  # one wrong first attempt of 20 fixed: 5%, below the bar
         return (i % 2 == 0, i % 2 == 0 or i == 1)
 
-    ms = fake_bench(bl, tmp_path, {"sft-gold+": half, "tripost-demo": fixes, "tripost-t1": one_fix, "tripost-t2": half})
+    ms = fake_bench(bl, tmp_path, {"sft-gold+": half, "tripost-demo": fixes, "tripost-t1": one_fix, "tripost-t2": half},
+                    val={"tripost/1": fixes, "tripost/2": half, "rejection/1": half, "rejection/2": half})
     rows = bl.rows_of(ms, seed=0)
     v = bl.verdict(rows, 2, seed=0, records=bl.method_records(ms))
     assert v["best"] == "tripost-t1" and v["tripost_fix_rate"] == 1 / 20
@@ -258,7 +303,7 @@ def test_several_seeds_are_rows_of_their_own(bl, tmp_path):
     md = bl.markdown(rows, meta, verdicts)
     assert "seeds 0, 1 (one whole comparison per seed; nothing pooled)" in md
     assert next(line for line in md.splitlines() if line.startswith("| seed |")).startswith("| seed | method |")
-    assert "Seed 0: best TriPosT iteration" in md and "Seed 1: best TriPosT iteration" in md
+    assert "Seed 0: chosen TriPosT iteration" in md and "Seed 1: chosen TriPosT iteration" in md
     assert "Over the seeds: NOT MET (1 of 2 seeds meet every target)." in md
 
 
@@ -301,3 +346,119 @@ def test_curve_rows_read_the_first_attempt_on_seen(bl, tmp_path):
     md = bl.markdown([], meta, [{"seed": 2, "met": None, "why": "missing rows"}], rows)
     assert "## sft-gold curve" in md and "| 48 | arithmetic | 10 | 30.0 [" in md
     assert bl.curve_rows(tmp_path / "missing.json", 48, seed=2) == []
+
+
+# ------------------------------------ issue 27: iteration choice, tokens ---
+
+
+def test_the_iteration_is_chosen_on_validation_or_is_the_last_never_on_test(bl):
+    val = [{"iteration": 1, "n": 40, "first_acc": 0.5, "final_acc": 0.6}, {"iteration": 2, "n": 40, "first_acc": 0.5, "final_acc": 0.55},
+           {"iteration": 3, "n": 40, "first_acc": 0.7, "final_acc": 0.6}]
+    c = bl.choose_iteration(val, 3, "val")
+    assert c["iteration"] == 1 and c["rule"] == "val" and c["candidates"] == [1, 2, 3] and c["val"] == val  # a tie: the earlier
+    assert "val split, never test" in c["why"]
+    assert bl.choose_iteration(val, 3, "last")["iteration"] == 3
+    assert bl.choose_iteration([], 3, "last")["iteration"] == 3  # needs no validation evaluation
+    assert bl.choose_iteration([], 1, "val") == {"rule": "val", "why": "the only iteration", "candidates": [1], "val": [], "iteration": 1}
+    with pytest.raises(TripostError, match="no validation evaluation of iteration"):
+        bl.choose_iteration(val[:2] + [{"iteration": 3, "n": None, "first_acc": None, "final_acc": None}], 3, "val")
+    with pytest.raises(TripostError, match="unknown selection rule 'test'"):
+        bl.choose_iteration(val, 3, "test")
+    assert set(bl.SELECT_RULES) == {"val", "last"}
+
+
+def test_validation_choice_drives_the_rows_and_the_verdict_not_test_accuracy(bl, tmp_path):
+    """tripost-t2 is better on test, tripost-t1 on validation: the targets are
+    read on t1. rejection's iteration is chosen by the same rule (its
+    iteration 1 here), and its row is that iteration's test evaluation."""
+    ms = fake_bench(bl, tmp_path, {"sft-gold+": half, "tripost-demo": half, "tripost-t1": half, "tripost-t2": fixes, "rejection-r1": wrong,
+                                   "rejection": fixes},
+                    val={"tripost/1": fixes, "tripost/2": half, "rejection/1": fixes, "rejection/2": half})
+    by = {m["method"]: m for m in ms}
+    assert by["rejection"]["iteration"] == 1 and by["rejection"]["eval"] == tmp_path / "rejection" / "it1" / "eval" / "eval.json"
+    assert by["tripost-t1"]["chosen"] is True and by["tripost-t2"]["chosen"] is False and by["tripost-demo"]["iteration"] == 1
+    rows = bl.rows_of(ms, seed=0)
+    get = {(r["method"], r["task"], r["subset"]): r for r in rows}
+    assert get[("rejection", "total", "total")]["final_acc"] == 0.0  # iteration 1's test result, not iteration 2's 75%
+    assert get[("tripost-t2", "total", "total")]["final_acc"] == 0.75 and get[("tripost-t1", "total", "total")]["chosen"] is True
+    v = bl.verdict(rows, 2, seed=0, records=bl.method_records(ms))
+    assert v["best"] == "tripost-t1" and v["chosen_by"] == "the selection rule" and v["tripost_final_acc"] == 0.5 and v["met"] is False
+    # The same folders under --select last: t2 and rejection's iteration 2.
+    last = bl.methods(tmp_path / "tripost", tmp_path / "rejection", tmp_path / "sft-gold-plus", 2, demo=tmp_path / "demo",
+                      chosen=bl.selection(tmp_path / "tripost", tmp_path / "rejection", 2, "last"))
+    assert {m["method"]: m.get("iteration") for m in last}["rejection"] == 2
+    assert bl.verdict(bl.rows_of(last), 2)["best"] == "tripost-t2"
+
+    sel = {"seed": 0, **bl.selection(tmp_path / "tripost", tmp_path / "rejection", 2, "val")}
+    assert [x["final_acc"] for x in sel["tripost"]["val"]] == [0.75, 0.5] and sel["tripost"]["iteration"] == 1
+    assert json.loads(json.dumps(sel))["rejection"]["iteration"] == 1  # goes into the JSON as it is
+    meta = {"size_name": "quick", "command": "x", "device": "cpu", "when": "now", "total_seconds": 60, "size": {"iterations": 2, "n_val": N_PER},
+            "student": "s", "precision": "fp32", "seeds": [0], "selection": {"rule": "val", "why": bl.SELECT_WHY["val"], "n_val": N_PER}}
+    md = bl.markdown(rows, meta, [v], selections=[sel])
+    assert f"Iteration reported, the same rule for every method (`--select val`): {bl.SELECT_WHY['val']} ({N_PER} val problems" in md
+    choice = md.split("## Iteration choice")[1].split("## Reading")[0]
+    assert "| tripost-t1 | 1 | 40 | 50.0 | 75.0 | yes |" in choice and "| tripost-t2 | 2 | 40 | 50.0 | 50.0 |  |" in choice
+    assert "| rejection | 1 | 40 | 50.0 | 75.0 | yes |" in choice and "| tripost-demo | 1 | — | — | — | yes |" in choice
+    assert any(line.startswith("| tripost-t1 | 1 (chosen) | total |") for line in md.splitlines())
+    assert any(line.startswith("| tripost-t2 | 2 | total |") for line in md.splitlines())
+    assert "chosen TriPosT iteration `tripost-t1` (by the selection rule;" in md.split("## Reading")[1]
+
+
+def test_every_row_carries_the_training_tokens_of_its_model(bl, tmp_path):
+    """train_tokens: iteration 0's plus each later training stage's up to the
+    row's iteration (train_metrics.json; the state.json record where that is
+    missing), sft-gold+'s own; the demo's and TriPosT's improvement examples
+    come from their buffers' stats."""
+    def tokens(folder, n):
+        (folder / "train").mkdir(parents=True, exist_ok=True)
+        (folder / "train" / "train_metrics.json").write_text(json.dumps({"tokens": n}))
+
+    def buffer(folder, **by_kind):
+        (folder / "buffer").mkdir(parents=True, exist_ok=True)
+        (folder / "buffer" / "stats.json").write_text(json.dumps({"by_kind_after": by_kind}))
+
+    tokens(tmp_path / "tripost" / "it0", 1000)
+    tokens(tmp_path / "tripost" / "it1", 300)
+    tokens(tmp_path / "tripost" / "it2", 500)
+    tokens(tmp_path / "rejection" / "it1", 70)
+    # rejection's iteration 2: no train_metrics.json, the run's state.json record
+    (tmp_path / "rejection").mkdir(exist_ok=True)
+    (tmp_path / "rejection" / "state.json").write_text(json.dumps({"stages": {"it2/train": {"seconds": 3.0, "tokens": 90},
+                                                                               "it2/eval": {"seconds": 2.0}}}))
+    tokens(tmp_path / "demo" / "it1", 400)
+    (tmp_path / "sft-gold-plus").mkdir()
+    (tmp_path / "sft-gold-plus" / "gold_plus.json").write_text(json.dumps({"tokens": 800, "train_seconds": 1.0, "eval_seconds": 1.0}))
+    buffer(tmp_path / "tripost" / "it1", improvement=6, direct=4, gold=4)
+    buffer(tmp_path / "tripost" / "it2", improvement=3, direct=2, gold=2)
+    buffer(tmp_path / "demo" / "it1", improvement=16)
+    ms = fake_bench(bl, tmp_path, {m: half for m in ("base", "sft-gold", "sft-gold+", "rejection", "tripost-demo", "tripost-t1", "tripost-t2")})
+    rows = bl.rows_of(ms, seed=0)
+    tok = {r["method"]: r["train_tokens"] for r in rows if r["task"] == "total" and r["subset"] == "total"}
+    assert tok == {"base": 0, "sft-gold": 1000, "sft-gold+": 1800, "rejection": 1160, "tripost-demo": 1400, "tripost-t1": 1300, "tripost-t2": 1800}
+    assert all("train_tokens" in r for r in rows)
+    assert {m["method"]: m["seconds"] for m in ms}["rejection"] == 5.0
+    v = bl.verdict(rows, 2)
+    assert (v["tripost_train_tokens"], v["sft_gold_plus_train_tokens"], v["tripost_demo_train_tokens"]) == (1800, 1800, 1400)
+    assert (v["tripost_improvement_examples"], v["tripost_demo_improvement_examples"]) == (9, 16)
+    lines = bl.reading(v)
+    assert "training tokens 1,800 vs 1,800" in lines[1]
+    assert "training tokens 1,800 vs 1,400, improvement examples 9 vs 16" in lines[3]
+    row = next(line for line in bl.markdown(rows, {"size_name": "quick", "command": "x", "device": "cpu", "when": "now", "total_seconds": 1,
+                                                    "size": {}, "student": "s", "precision": "fp32", "seeds": [0]}, [v]).splitlines()
+               if line.startswith("| rejection | 2 (chosen) | total |"))
+    assert row.split(" | ")[7] == "1160"  # beside the accuracy and its difference to sft-gold+
+
+
+def test_validation_problems_are_the_val_split_of_the_run_s_tasks(bl):
+    """The choice is made on problems of the val split: none of them is a test
+    (evaluation) or a train problem of the run; per task and evaluation subset."""
+    from tripost.loop import Run
+
+    common = bl.base_overrides(bl.SIZES["quick"], "fp32", 0, "smollm2-135m")
+    run = Run("/nonexistent-bench-run", resolve_config(None, common))
+    val = bl.val_problems(run, 3)
+    assert len(val) == 3 * len(bl.TASKS) * 2 and {p.split for p in val} == {"val"}
+    assert {(p.family, p.subset) for p in val} == {(t, s) for t in bl.TASKS for s in ("seen", "unseen")}
+    ids = {p.id for p in val}
+    assert not ids & {p.id for p in run.eval_problems()} and not ids & {p.id for p in run.train_problems()}
+    assert bl.val_eval_json(Path("r"), 2) == Path("r/it2/val/eval.json")

@@ -63,9 +63,11 @@ def test_dpo_moves_the_student_toward_the_chosen_side(tiny_model_dir, tmp_path, 
     rejected = "(1) 1 + 2 = 4.\n(Final response) So the answer is 4."
     pairs = datasets.Dataset.from_dict({"prompt": ["(1 + 2) ="] * 4, "chosen": [chosen] * 4, "rejected": [rejected] * 4})
     cfg = TrainConfig(student=spec, mode=mode, precision="fp32", objective="dpo", dpo_beta=0.1, max_steps=4, batch_size=2,
-                      learning_rate=1e-3 if mode == "lora" else 1e-4, logging_steps=1, progress=False, warmup=0)
+                      dpo_learning_rate=1e-3 if mode == "lora" else 1e-4, logging_steps=1, progress=False, warmup=0)
     m = train_dpo(cfg, pairs, tmp_path / "out")
     assert m["steps"] == 4 and m["pairs"] == 4 and (tmp_path / "out" / "train_metrics.json").is_file()
+    assert m["learning_rate"] == cfg.dpo_learning_rate and m["reference"] == "base"  # DPO's own rate, not SFT's
+    assert not (tmp_path / "out" / "ref").exists()  # no copy of TRL's reference adapter in the folder
     assert m["loss_curve"][0]["loss"] == pytest.approx(0.6931, abs=1e-3)  # log 2: policy = reference at the start
     assert m["loss_curve"][-1]["loss"] < m["loss_curve"][0]["loss"] and m["loss_curve"][-1]["reward_margin"] > 0
     before, after = load_student(spec, precision="fp32"), load_student(spec, precision="fp32", adapter=tmp_path / "out")
@@ -78,6 +80,70 @@ def test_dpo_moves_the_student_toward_the_chosen_side(tiny_model_dir, tmp_path, 
         return a.sum - b.sum
 
     assert ratio(after) > ratio(before)
+
+
+CHOSEN = "(1) 1 + 2 = 3.\n(Final response) So the answer is 3."
+REJECTED = "(1) 1 + 2 = 4.\n(Final response) So the answer is 4."
+
+
+def _pairs():
+    return datasets.Dataset.from_dict({"prompt": ["(1 + 2) =", "(2 + 2) ="], "chosen": [CHOSEN] * 2, "rejected": [REJECTED] * 2})
+
+
+def _logps(model, batch):
+    """Summed completion log-probs of a DPO batch under `model` as it stands,
+    computed as TRL computes the policy's (and, on the reference, the reference's)."""
+    import torch
+
+    kw = {k: v for k, v in batch.items() if k not in ("completion_mask", "ref_chosen_logps", "ref_rejected_logps")}
+    labels = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
+    with torch.no_grad():
+        lp = model(**kw, labels=labels, fused_lm_head=True, use_cache=False).log_probs
+    return lp[:, -(batch["completion_mask"].shape[1] - 1):].sum(dim=1)
+
+
+@pytest.mark.parametrize("mode", ["lora", "full"])
+def test_the_reference_of_a_second_round_is_the_base_or_its_starting_weights(tiny_model_dir, tmp_path, mode):
+    """Round 1 moves the student away from the base; round 2 continues from it.
+    Its reference log-probs are the base model's with dpo_reference=base, and
+    the weights it starts from (round 1's) with previous."""
+    import torch
+
+    from tripost.train_dpo import build_dpo
+
+    spec = f"hf:{tiny_model_dir}"
+    common = dict(student=spec, mode=mode, precision="fp32", objective="dpo", batch_size=2, logging_steps=1, progress=False,
+                  warmup=0, mixed_precision="no")
+    train_dpo(TrainConfig(**common, max_steps=2, dpo_learning_rate=1e-2 if mode == "lora" else 1e-3), _pairs(), tmp_path / "r1")
+    base = build_dpo(TrainConfig(**common, max_steps=1), _pairs(), tmp_path / "b")  # starts from the base
+    batch = base.trainer.data_collator([base.trainer.train_dataset[i] for i in range(2)])
+    base_lp = _logps(base.trainer.model, batch)
+    for reference in ("base", "previous"):
+        run = build_dpo(TrainConfig(**common, max_steps=1, adapter=str(tmp_path / "r1"), dpo_reference=reference), _pairs(),
+                        tmp_path / reference)
+        t = run.trainer
+        start_lp = _logps(t.model, batch)  # the policy before its first step: round 1's weights
+        assert (start_lp - base_lp).abs().max() > 1e-3  # round 1 did move the student
+        ref_lp = torch.cat(t.compute_ref_log_probs(t.ref_model or t.model, batch))  # what TRL scores the reference with
+        want, other = (base_lp, start_lp) if reference == "base" else (start_lp, base_lp)
+        torch.testing.assert_close(ref_lp, want, rtol=1e-5, atol=1e-4)
+        assert (ref_lp - other).abs().max() > 1e-3
+        assert run.learning_rate == (5e-6 if mode == "lora" else 1e-6)  # unset: TRL's rates, not SFT's 2e-4
+        if mode == "lora":
+            assert ("ref" in t.model.peft_config) == (reference == "previous")  # TRL's copy of the adapter, or the adapter off
+        else:
+            assert t.ref_model is not None and not any(p.requires_grad for p in t.ref_model.parameters())
+
+
+def test_dpo_reference_and_learning_rate_are_checked():
+    with pytest.raises(TripostError, match="unknown dpo_reference 'initial'; choose from base, previous"):
+        TrainConfig(dpo_reference="initial")
+    for bad in (0, -1e-6, True, float("nan")):
+        with pytest.raises(TripostError, match="dpo_learning_rate must be a number > 0"):
+            TrainConfig(dpo_learning_rate=bad)
+    cfg = resolve_config(None, ["train.objective=dpo", "collect.source=sharpen", "train.dpo_reference=previous",
+                                "train.dpo_learning_rate=5e-7"])
+    assert (cfg["train"]["dpo_reference"], cfg["train"]["dpo_learning_rate"]) == ("previous", 5e-7)
 
 
 def test_the_run_checks_that_dpo_has_pairs_to_train_on():

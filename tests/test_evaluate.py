@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
@@ -150,24 +150,27 @@ def problem(pid: str, answer: str = "4", subset: str = "seen", difficulty: str =
 
 @dataclass
 class Scripted:
-    """A fake student: per problem, the pieces it writes, in order. Records every call."""
+    """A fake student: per problem, the pieces it writes, in order (counted
+    per problem, so it serves either re-prompting mode). Records every call."""
 
     pieces: dict[str, list[str]]
     calls: list[tuple[list[str], tuple[str, ...]]]
+    done: dict[str, int] = field(default_factory=dict)
 
     def __call__(self, prefixes, stop):
         self.calls.append((list(prefixes), tuple(stop)))
         out = []
         for p in prefixes:
             pid = p.split("[id:")[1].split("]")[0]  # the id in the question
-            done = p.count("\nFeedback:") + p.count("\nUpdated Answer:")
-            out.append(self.pieces[pid][done])
+            k = self.done.get(pid, 0)
+            self.done[pid] = k + 1
+            out.append(self.pieces[pid][k])
         return out
 
 
 def test_runner_full_cycle_and_prefixes():
     fake = Scripted({"a": [WRONG + "\n", " " + FB_STEP1 + "\n", " " + RIGHT + "\n", " " + FB_OK]}, [])
-    t = run_self_improvement(problem("a"), fake, max_turns=3)
+    t = run_self_improvement(problem("a"), fake, max_turns=3, turns="whole")
     assert t.stop_reason == "correct" and t.n_updates == 1 and t.revised
     assert t.text == transcript(WRONG, FB_STEP1, RIGHT, FB_OK)
     assert t.first_rationale == WRONG and t.final_rationale == RIGHT
@@ -386,11 +389,14 @@ def test_generated_families_score_gold_and_fixed_rationales():
         bad = task.corrupt(p, n + 1, random.Random(0))
         by_prompt[plain_prompt(p)] = [bad, " " + Feedback(n, n + 1, segment="x", reason="It is wrong.").render(), p.rationale, " " + Feedback(n, None).render()]
 
+    done: dict[str, int] = {}
+
     def fake(prefixes, stop):
         out = []
         for x in prefixes:
             prompt = next(k for k in by_prompt if x.startswith(k))
-            out.append(by_prompt[prompt][x.count("\nFeedback:") + x.count("\nUpdated Answer:")])
+            done[prompt] = done.get(prompt, -1) + 1  # pieces written so far, whatever the re-prompting shows
+            out.append(by_prompt[prompt][done[prompt]])
         return out
 
     res = evaluate(fake, problems, EvalConfig(progress=False, n_bootstrap=100))

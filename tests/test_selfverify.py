@@ -188,11 +188,44 @@ def test_the_quantile_filter_keeps_the_top_half_by_the_students_own_scores(tmp_p
 def test_the_threshold_filter_and_the_reweight_mode(tmp_path):
     _, recs, _ = collect(tmp_path, "t.jsonl", _problem(), filter="threshold", threshold=0.5)
     assert [r.kind for r in recs] == ["failed", "direct", "failed", "direct"]
-    _, recs, _ = collect(tmp_path, "w.jsonl", _problem(), mode="reweight")
-    assert [r.kind for r in recs] == ["direct"] * 4 and [r.weight for r in recs] == [0.2, 0.9, 0.2, 0.6]
+    result, recs, _ = collect(tmp_path, "w.jsonl", _problem(), mode="reweight")
+    # The scores 0.2, 0.9, 0.2, 0.6 normalised over the problem's four samples
+    # (Mind the Gap's f[w], one distribution per prompt), scaled to sum to 4.
+    want = [4 * s / 1.9 for s in (0.2, 0.9, 0.2, 0.6)]
+    assert [r.kind for r in recs] == ["direct"] * 4 and [r.weight for r in recs] == pytest.approx(want)
+    assert [r.turns[0]["verifier_score"] for r in recs] == [0.2, 0.9, 0.2, 0.6]  # the raw scores stay in the record
+    assert result.weight_sum == pytest.approx(4.0) and result.score_sum == pytest.approx(1.9)
     assert recs[0].stop_reason == "weighed by mc" and "filter" not in recs[0].student["self_verified"]
     examples, _ = build_buffer(recs, BufferConfig(include_gold=False, dedupe=False))
-    assert sorted(e.weight for e in examples) == [0.2, 0.2, 0.6, 0.9]
+    assert sorted(e.weight for e in examples) == pytest.approx(sorted(want))
+
+
+def test_reweighting_normalises_each_problem_on_its_own():
+    from tripost.sources.selfverify import problem_weights
+
+    # A doubtful problem's attempts weigh, together, what a confident one's do;
+    # within a problem each weighs in proportion to its score.
+    low, high = problem_weights([0.1, 0.1, 0.2], [True] * 3), problem_weights([0.8, 0.8, 0.9], [True] * 3)
+    assert sum(low) == pytest.approx(3.0) and sum(high) == pytest.approx(3.0)
+    assert low == pytest.approx([0.75, 0.75, 1.5]) and high[2] / high[0] == pytest.approx(0.9 / 0.8)
+    assert problem_weights([0.0, 0.5, 0.25], [False, True, True]) == pytest.approx([0.0, 4 / 3, 2 / 3])  # an empty sample: no share
+    assert problem_weights([0.0, 0.0], [True, True]) == [0.0, 0.0]  # the verifier believes none: nothing to train
+    assert problem_weights([0.3], [False]) == [0.0]
+
+
+def test_each_problem_and_pass_is_reweighted_apart(tmp_path):
+    two = [_problem(), Problem.from_dict({**_problem().to_dict(), "id": "p1"})]
+    rows = iter([[_attempt(x) for x in ANSWERS], [_attempt(x) for x in (6, 6, 6, 6)]] * 2)
+    sampler = lambda problems, n, seed: [next(rows) for _ in problems]  # noqa: E731
+    self_verified_collect(two, sampler, known_scorer([]), tmp_path / "p.jsonl", SelfVerifyConfig(samples=4, mode="reweight", passes=2),
+                          progress=False)
+    recs = list(read_log(tmp_path / "p.jsonl"))
+    assert len(recs) == 16
+    for pid in ("p0", "p1"):
+        for pass_index in (0, 1):
+            mine = [r for r in recs if r.problem["id"] == pid and r.student["self_verified"]["pass"] == pass_index]
+            assert len(mine) == 4 and sum(r.weight for r in mine) == pytest.approx(4.0)
+    assert all(r.weight == pytest.approx(1.0) for r in recs if r.problem["id"] == "p1")  # four equal scores: weight 1 each
 
 
 def test_an_empty_attempt_is_never_verified_or_kept(tmp_path):
@@ -202,6 +235,7 @@ def test_an_empty_attempt_is_never_verified_or_kept(tmp_path):
                           progress=False)
     recs = list(read_log(tmp_path / "e.jsonl"))
     assert len(seen[0][1]) == 3 and recs[0].kind == "failed" and recs[0].stop_reason == "empty attempt" and recs[0].weight == 0.0
+    assert sum(r.weight for r in recs[1:]) == pytest.approx(3.0)  # the three non-empty samples share the problem's weight
 
 
 def test_self_judges_the_first_attempt_the_buffer_trains():
@@ -237,7 +271,13 @@ def test_the_source_runs_on_the_student_with_its_own_verifier(tmp_path, tiny_stu
     assert len(recs) == 4 and result.records_written == 4
     for r in recs:
         assert 0.0 <= r.turns[0]["verifier_score"] <= 1.0 and set(r.turns[0]["verifier_detail"]) == {"logp_correct", "logp_incorrect"}
-        assert r.weight == (r.turns[0]["verifier_score"] if r.kind == "direct" else 0.0)
+        if r.kind != "direct":
+            assert r.weight == 0.0
+    for p in probs:  # per problem: the scores normalised over its kept samples, summing to their number
+        mine = [r for r in recs if r.problem["id"] == p.id and r.kind == "direct"]
+        total = sum(r.turns[0]["verifier_score"] for r in mine)
+        for r in mine:
+            assert r.weight == pytest.approx(len(mine) * r.turns[0]["verifier_score"] / total if total > 0 else 0.0)
     assert json.loads(json.dumps(result.to_dict()))["kept_precision"] == result.kept_precision
 
 

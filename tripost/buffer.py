@@ -1,13 +1,30 @@
 """The replay buffer: interaction-log records -> a balanced training set.
 
-Steps, in order (TriPosT, Yu et al. 2024, Section 2.2 "Learning"):
+Steps, in order (TriPosT, Yu et al. 2024, Section 2.2 "Learning", as the
+authors ran it: jasonyux/TriPosT at c618e98,
+runners/trainer/train_self_improve_rl_noeval.py; lines cited below):
 
-1. retention: which iterations' records stay (the last K, or an exponential
-   decay of older ones), deterministic given the seed;
-2. examples: an `improvement` record becomes its whole trajectory (attempt,
-   feedback, updated answer, ..., "The final response is also correct."); a
-   `direct` record its attempt and the closing feedback; each distinct problem
-   also gives a `gold` example from its gold rationale; `failed` records are
+1. retention: which iterations' records stay. By default the newest
+   iteration's only (`keep_last=1`): the authors train each iteration on the
+   data it collected (`collect_data` writes train_itr{itr}.jsonl afresh,
+   :627-700); older iterations can be kept (`keep_last`, `decay`);
+2. examples: an `improvement` record becomes, with `turns="single"` (the
+   authors' `--convert_to_turns true`, in every published command,
+   :567-611), one example per edit, (question, attempt i, feedback i, attempt
+   i+1), plus (question, last attempt, its closing feedback) as a
+   non-improvement example; with `turns="whole"` its whole trajectory
+   (attempt, feedback, updated answer, ..., "The final response is also
+   correct.") as one example. Both kinds built from an improvement train
+   their feedback-and-update part at TriPosT's weight (1.5,
+   `weighted_feedback`; the authors' text_att_start_text "\nFeedback:",
+   :553-557, and utils/dataset.py:264-276); a `direct` record is its
+   attempt and the closing feedback, and each distinct problem also gives a
+   `gold` example from its gold rationale and the closing feedback, both at
+   weight 1 throughout (text_att_start_text "Q:", :553-555, :670-683);
+   a `critique` record (a wrong answer and the teacher's critique, whose fix
+   made no progress: the authors keep (question, attempt, first feedback),
+   models/rl/multistep_arithmetic.py:207-217) is a non-improvement example
+   with its feedback at 1.5; `failed` records are
    dropped (final answer not correct), except that an unchecked `direct`
    record (`checked` false: e.g. SFT-sharpening's pick,
    tripost/sources/sharpen.py) is kept whether or not it is right: its source
@@ -18,9 +35,12 @@ Steps, in order (TriPosT, Yu et al. 2024, Section 2.2 "Learning"):
    gold answer, the teacher), and it would be trained at TriPosT's 1.5
    feedback weight (tripost.train);
 3. filters: final answer correct, length limit, dedupe on normalised text;
-4. rebalancing to improvement : direct : gold = 1.5 : 1 : 1 by default
-   (TriPosT keeps ~43% improvement data: p = 1.5 / 3.5); direct and gold
-   (both "right at first") fill in for each other (`rebalance`);
+4. rebalancing (`rebalance`), the authors' rule at ratio improvement :
+   non-improvement : gold = 1.5 : 1 : 1: every improvement example is kept,
+   non-improvement examples (`direct`) are drawn up to ceil(improvements /
+   1.5) (:612-625; all of them when there is no improvement, as the authors'
+   unbalanced ablation and the teacher-free sources need), and as many gold
+   examples as non-improvement ones (:684-686);
 5. difficulty-aware sampling: within a kind, examples are drawn with weight
    1 / (size of their difficulty bucket) (`inverse`) or with each bucket
    capped (`cap`), so easy problems do not drown the hard ones — the tail
@@ -28,12 +48,14 @@ Steps, in order (TriPosT, Yu et al. 2024, Section 2.2 "Learning"):
 
 The result is a `datasets.Dataset` with columns prompt, completion, kind,
 family, difficulty, subset, problem_id, iteration, n_edits, weight (the
-record's own `weight`, times the difficulty weight of step 5).
+record's own `weight`, times the difficulty weight of step 5) and
+weighted_feedback (whether `train.feedback_weight` applies: tripost.train).
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 import re
 from collections import Counter
@@ -48,18 +70,26 @@ from tripost.format import ALL_CORRECT_TAIL, Feedback, Trajectory, Turn, parse_r
 from tripost.log import LogRecord
 
 KIND_ORDER = ("improvement", "direct", "gold")
+TURNS = ("single", "whole")
 
 
 @dataclass
 class BufferConfig:
-    ratio: tuple[float, float, float] = (1.5, 1.0, 1.0)  # improvement : direct : gold
+    # improvement : non-improvement (direct) : gold. Every improvement is kept;
+    # the others are capped relative to it (`rebalance`).
+    ratio: tuple[float, float, float] = (1.5, 1.0, 1.0)
     max_chars: int = 4000  # length limit on prompt + completion
     dedupe: bool = True
     difficulty_mode: str = "plain"  # plain | inverse | cap
     bucket_cap: float = 0.5  # cap mode: no bucket above this share of a kind
-    keep_last: int | None = None  # retention: keep the last K iterations (None: all)
+    # retention: keep the last K iterations (None: all). 1: each iteration
+    # trains on its own new data, as the authors' runs do.
+    keep_last: int | None = 1
     decay: float | None = None  # retention: keep iteration i with prob decay ** (current - i)
     include_gold: bool = True
+    # single: an improvement trajectory becomes one example per edit (the
+    # authors' --convert_to_turns); whole: one example of the whole transcript.
+    turns: str = "single"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -74,6 +104,8 @@ class BufferConfig:
             raise TripostError("keep_last must be at least 1")
         if self.decay is not None and not 0 < self.decay <= 1:
             raise TripostError("decay must be in (0, 1]")
+        if self.turns not in TURNS:
+            raise TripostError(f"buffer turns must be one of {', '.join(TURNS)}, not {str(self.turns)[:40]!r}")
 
 
 @dataclass
@@ -88,6 +120,10 @@ class Example:
     iteration: int
     n_edits: int
     weight: float = 1.0
+    # Whether the feedback-and-update part trains at train.feedback_weight
+    # (TriPosT's 1.5): only examples built from improvements do; direct and
+    # gold examples train at weight 1 throughout, as in the authors' code.
+    weighted_feedback: bool = False
 
 
 @dataclass
@@ -130,6 +166,26 @@ def trajectory_text(turns: Sequence[dict[str, Any]]) -> str:
     return Trajectory(turns=tuple(out)).render()
 
 
+def single_turn_texts(turns: Sequence[dict[str, Any]]) -> tuple[list[str], str]:
+    """A finished, correct improvement trajectory as the authors' single-turn
+    examples (train_self_improve_rl_noeval.py:573-605): one text per edit,
+    "attempt i / Feedback: i / Updated Answer: attempt i+1" (the update closed
+    by EOS at training time), and the last attempt with its closing feedback.
+    Returns (the edit texts, the last attempt's text)."""
+    edits = [Trajectory(turns=(Turn(rationale=a["rationale"], feedback=a.get("feedback") or ""), Turn(rationale=b["rationale"]))).render()
+             for a, b in zip(turns, turns[1:])]
+    return edits, trajectory_text(turns[-1:])
+
+
+def rationale_examples(problems: Sequence[Any], iteration: int = 0) -> list[Example]:
+    """Iteration 0's training set: each problem's gold rationale alone, no
+    feedback line (the authors' *_baseline_rationale_*.jsonl files: question
+    and rationale). Training the closing "The final response is also correct."
+    on every gold example taught the student one verdict for everything."""
+    return [Example(prompt=p.question, completion=attempt_text(p.rationale), kind="gold", family=p.family, difficulty=str(p.difficulty),
+                    subset=p.subset, problem_id=p.id, iteration=iteration, n_edits=0) for p in problems if p.rationale]
+
+
 def _normalise(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip().lower()
 
@@ -155,8 +211,9 @@ def retain(records: Sequence[LogRecord], cfg: BufferConfig) -> list[LogRecord]:
     return out
 
 
-def examples_from_records(records: Sequence[LogRecord], include_gold: bool = True) -> tuple[list[Example], Counter]:
-    """Examples of every kind, before filtering; also the count of records dropped and why."""
+def examples_from_records(records: Sequence[LogRecord], include_gold: bool = True, turns: str = "single") -> tuple[list[Example], Counter]:
+    """Examples of every kind, before filtering; also the count of records
+    dropped and why. `turns`: BufferConfig.turns."""
     examples: list[Example] = []
     dropped: Counter = Counter()
     gold_seen: set[str] = set()
@@ -167,18 +224,36 @@ def examples_from_records(records: Sequence[LogRecord], include_gold: bool = Tru
             subset=p.get("subset", "seen"), problem_id=p.get("id", ""), iteration=r.iteration,
         )
         # The record's own weight (self_verified's reweight mode: its verifier
-        # score) goes with its example; the gold example is the task's, weight 1.
+        # score normalised per problem) goes with its example; the gold example
+        # is the task's, weight 1.
         if not r.checked and r.kind == "direct":
             # Trained as the attempt alone, even where an old log carries a closing feedback.
             examples.append(Example(completion=attempt_text(r.turns[0]["rationale"]), kind="direct", n_edits=0, weight=r.weight, **base))
+        elif r.kind == "critique":
+            # A wrong answer and the teacher's critique, its fix dropped (the
+            # authors' partial-trajectory rule): non-improvement data whose
+            # feedback trains at 1.5, as theirs does (text_att_start_text
+            # "\nFeedback:"); student updates before it are edits as usual.
+            edits, _ = single_turn_texts(r.turns) if turns == "single" else ([], "")
+            examples += [Example(completion=text, kind="improvement", n_edits=1, weight=r.weight, weighted_feedback=True, **base) for text in edits]
+            last = r.turns[-1:] if turns == "single" else r.turns
+            text = Trajectory(turns=tuple(Turn(rationale=t["rationale"], feedback=t.get("feedback")) for t in last)).render()
+            examples.append(Example(completion=text, kind="direct", n_edits=0, weight=r.weight, weighted_feedback=True, **base))
         elif r.kind == "failed" and not r.checked:
             dropped["not kept"] += 1  # its source left it out (a verifier's drop, an empty pick): no check said "wrong"
         elif r.kind == "failed" or not r.final_correct:
             dropped["not correct"] += 1
         elif r.kind == "direct":
             examples.append(Example(completion=trajectory_text(r.turns[:1]), kind="direct", n_edits=0, weight=r.weight, **base))
+        elif turns == "whole":
+            examples.append(Example(completion=trajectory_text(r.turns), kind="improvement", n_edits=len(r.turns) - 1, weight=r.weight,
+                                    weighted_feedback=True, **base))
         else:
-            examples.append(Example(completion=trajectory_text(r.turns), kind="improvement", n_edits=len(r.turns) - 1, weight=r.weight, **base))
+            edits, last = single_turn_texts(r.turns)
+            examples += [Example(completion=text, kind="improvement", n_edits=1, weight=r.weight, weighted_feedback=True, **base) for text in edits]
+            # The last attempt and its "correct" verdict: non-improvement data,
+            # but built from an improvement, so its feedback weighs 1.5 (:597-605).
+            examples.append(Example(completion=last, kind="direct", n_edits=0, weight=r.weight, weighted_feedback=True, **base))
         if include_gold and p.get("rationale") and p.get("id") not in gold_seen:
             gold_seen.add(p.get("id"))
             examples.append(Example(completion=trajectory_text([{"rationale": p["rationale"]}]), kind="gold", n_edits=0, **{**base, "iteration": r.iteration}))
@@ -222,41 +297,40 @@ def _draw(pool: list[Example], k: int, cfg: BufferConfig, rng: random.Random) ->
 
 
 def rebalance(available: dict[str, int], ratio: Sequence[float], notes: list[str] | None = None) -> dict[str, int]:
-    """How many examples of each kind to draw: the largest buffer that keeps
-    improvement : (direct + gold) at the ratio without repeating an example.
+    """How many examples of each kind to draw, the authors' rule
+    (train_self_improve_rl_noeval.py:612-625, 684-686) at ratio
+    improvement : non-improvement : gold (default 1.5 : 1 : 1):
 
-    TriPosT's ratio is about the share of improvement data (Yu et al. 2024,
-    Section 2.2: p = 1.5 / 3.5 ~ 43%; more and the student learns to find
-    errors everywhere, less and it never revises). `direct` and `gold` both
-    teach "this attempt is right, say so", so they stand in for each other:
-    each gets its share of the right-at-first part when it can, and the other
-    fills what it lacks. (Early on, a student that is never right has no
-    `direct` examples at all, or one: a rule that scales every kind by the
-    scarcest would shrink the buffer to a handful of examples.)"""
+    - every improvement example is kept (they are what the iteration teaches,
+      and the scarcest: a rule that scaled them down to the right answers
+      threw most of them away when the student was rarely right);
+    - non-improvement (`direct`) examples: up to ceil(improvements x
+      ratio[1] / ratio[0]); all of them when there is no improvement (the
+      authors' `improve_data_ratio <= 0` ablation, and the teacher-free
+      sources, which make none);
+    - gold examples: as many as non-improvement ones (x ratio[2] / ratio[1]),
+      or, with no non-improvement share, relative to the improvements.
+
+    A ratio entry of 0 leaves that kind out."""
     r_imp, r_dir, r_gold = (float(r) for r in ratio)
     n_imp, n_dir, n_gold = (available.get(k, 0) for k in KIND_ORDER)
-    r_ok, n_ok = r_dir + r_gold, (n_dir if r_dir > 0 else 0) + (n_gold if r_gold > 0 else 0)
-    limits = [n / r for n, r in ((n_imp, r_imp), (n_ok, r_ok)) if r > 0 and n > 0]
     out = dict.fromkeys(KIND_ORDER, 0)
-    if not limits:
-        return out
-    scale = min(limits)
-    if r_imp > 0:
-        out["improvement"] = min(n_imp, round(scale * r_imp))
-    if r_ok > 0 and n_ok > 0:
-        want = min(n_ok, round(scale * r_ok))
-        share_d = round(want * r_dir / r_ok)
-        d = min(n_dir, share_d)
-        g = min(n_gold, want - d) if r_gold > 0 else 0
+    out["improvement"] = n_imp if r_imp > 0 else 0
+    if r_dir > 0:
+        out["direct"] = min(n_dir, math.ceil(out["improvement"] * r_dir / r_imp)) if out["improvement"] else n_dir
+    if r_gold > 0:
         if r_dir > 0:
-            d = min(n_dir, want - g)  # direct fills what gold lacks
-        out["direct"], out["gold"] = d, g
-        if notes is not None and r_gold > 0 and 0 < d < share_d:
-            notes.append(f"only {d} direct examples: gold examples fill the right-at-first share")
+            out["gold"] = min(n_gold, math.ceil(out["direct"] * r_gold / r_dir))
+        elif out["improvement"]:
+            out["gold"] = min(n_gold, math.ceil(out["improvement"] * r_gold / r_imp))
+        else:
+            out["gold"] = n_gold
     if notes is not None:
         for k, r in zip(KIND_ORDER, (r_imp, r_dir, r_gold)):
             if r > 0 and not available.get(k, 0):
-                notes.append(f"no {k} examples: the ratio is kept among the other kinds")
+                notes.append(f"no {k} examples")
+        if r_gold > 0 and r_dir > 0 and out["gold"] < n_gold and out["direct"] < math.ceil(out["improvement"] * r_dir / max(r_imp, 1e-9)):
+            notes.append(f"only {out['direct']} non-improvement examples: as many gold ({out['gold']})")
     return out
 
 
@@ -268,12 +342,15 @@ def build_buffer(records: Sequence[LogRecord], cfg: BufferConfig | None = None, 
     stats = BufferStats(records=len(records))
     kept = retain(records, cfg)
     stats.retained = len(kept)
-    examples, dropped = examples_from_records(kept, cfg.include_gold)
+    examples, dropped = examples_from_records(kept, cfg.include_gold, cfg.turns)
     stats.by_kind_before = {k: sum(e.kind == k for e in examples) for k in KIND_ORDER}
     stats.by_task_before = dict(Counter(e.family for e in examples))
 
     filtered, seen = [], set()
-    for e in examples:
+    # Gold examples last, so that where a collected example and a gold one
+    # are the same text, the collected one stays (the authors check only the
+    # gold examples for duplicates: train_self_improve_rl_noeval.py:669-683).
+    for e in sorted(examples, key=lambda e: e.kind == "gold"):
         if len(e.prompt) + len(e.completion) > cfg.max_chars:
             dropped["too long"] += 1
             continue

@@ -23,7 +23,18 @@ from typing import Any
 from tripost.errors import InputError, TripostError
 
 SCHEMA = "tripost.log/1"
-KINDS = ("improvement", "direct", "failed")
+# improvement: a wrong answer fixed (by the teacher, or the student itself);
+# direct: right at once; critique: a wrong answer and the teacher's critique,
+# kept when the fix that followed made no progress yet ended right (the
+# authors' rule, tripost.sources.teacher.edit_trajectory); failed: nothing to train.
+KINDS = ("improvement", "direct", "critique", "failed")
+CORRECT_KINDS = ("improvement", "direct")  # whose last turn is a right answer
+USABLE_KINDS = ("improvement", "direct", "critique")  # what the buffer can train on
+
+
+def usable(kinds: dict[str, int]) -> int:
+    """How many records of these kind counts the buffer can train on."""
+    return sum(kinds.get(k, 0) for k in USABLE_KINDS)
 SOURCES = ("teacher", "rejection", "sharpen", "guided", "self_verified", "demo")
 
 
@@ -34,7 +45,7 @@ class LogRecord:
 
     key: str
     problem: dict[str, Any]
-    kind: str  # improvement | direct | failed
+    kind: str  # one of KINDS
     turns: list[dict[str, Any]]
     final_correct: bool
     stop_reason: str
@@ -50,9 +61,10 @@ class LogRecord:
     # `guided` (a guided round of Guided Self-Improvement; `guide` says how),
     # `self_verified` (the student's own samples kept or weighed by its own
     # verifier, no gold answer: Song et al. 2024; tripost.sources.selfverify),
-    # `demo` (a corrupted gold rationale corrected by the teacher, no student
-    # attempt: TriPosT's learn-from-demonstrations ablation; `guide` holds the
-    # corrupted step, tripost.sources.demo).
+    # `demo` (a wrong attempt the task family makes from the gold rationale,
+    # corrected by the teacher, no student attempt: TriPosT's
+    # learn-from-demonstrations ablation; `guide` holds the first wrong step,
+    # tripost.sources.demo).
     source: str = "teacher"
     guide: dict[str, Any] | None = None
     # Whether a check (the gold answer, the teacher) stands behind `kind`. An
@@ -63,7 +75,7 @@ class LogRecord:
     # How much the record counts in training: the buffer carries it into the
     # example's weight (tripost.buffer), which multiplies its loss when
     # train.use_example_weight is on. 1 unless a source weighs its records
-    # (self_verified's reweight mode: the verifier's score).
+    # (self_verified's reweight mode: the verifier's score, normalised per problem).
     weight: float = 1.0
     # A preference pair's other side (RLHF-sharpening: the student's lowest
     # rated sample, {"rationale", "logprob", "mean_logprob", ...}); `turns[0]`

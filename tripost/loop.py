@@ -1,6 +1,7 @@
 """The TriPosT iterations: [iteration 0] -> for t = 1..T: collect -> buffer -> train -> eval.
 
     RUN/config.json              the resolved config (defaults < TOML < overrides)
+    RUN/machine.json             the machine card and the number format the run chose when it started
     RUN/state.json               stages finished, with their seconds
     RUN/it0/train/               SFT on gold rationales: the student learns the format
     RUN/it0/eval/eval.json       (and the untrained student as `base` in RUN/base/eval/ when enabled)
@@ -16,11 +17,16 @@ Every stage writes its outputs in the run folder and is skipped when it has
 finished, so re-running the same command after an interruption resumes: a
 half-done collection resumes from its log, a half-done training from its last
 checkpoint. Resuming with a different config is refused (the run folder would
-no longer say how it was made).
+no longer say how it was made). The number format `auto` picks (bf16 or fp32,
+tripost.student.hardware) is decided once, when the run starts, and kept in
+machine.json: every stage and every resume runs with that decision, on this
+machine or another, so one run folder never mixes two formats.
 
 Iteration 0 is SFT on gold rationales as in TriPosT (Yu et al. 2024, Section 3:
 the model is first fine-tuned on the task's rationales so it can produce the
-format at all); each later iteration continues from the previous adapter.
+format at all), the rationales alone with no feedback line, as the authors'
+baseline rationale files are; each later iteration continues from the
+previous adapter and trains on its own new data (buffer.keep_last=1).
 """
 
 from __future__ import annotations
@@ -61,6 +67,7 @@ def _train_defaults() -> dict[str, Any]:
 
 
 SKIPPED = "skipped.json"  # written in itT/train when there was nothing to train on
+MACHINE_FILE = "machine.json"  # the machine card and the run's number-format decision (Run.machine_profile)
 
 
 def default_config() -> dict[str, Any]:
@@ -79,8 +86,12 @@ def default_config() -> dict[str, Any]:
         "loop": {"iterations": 1, "iteration0": True, "iteration0_epochs": 0.0},
         # Where the training data comes from and how: defaults and help in tripost/sources/settings.py (as `tripost collect`'s flags).
         "collect": section_defaults(CollectSettings),
-        "buffer": {"ratio": [1.5, 1.0, 1.0], "difficulty_mode": "plain", "bucket_cap": 0.5, "keep_last": 0, "decay": 0.0,
-                   "max_chars": 4000, "dedupe": True, "include_gold": True},
+        # keep_last 1: each iteration trains on its own new data (the authors'); 0 keeps every iteration's.
+        # include_gold auto: gold examples for the sources that use the gold answers anyway (teacher, demo,
+        # rejection), none for the label-free ones (GOLD_FREE_SOURCES); true / false force it.
+        # turns: single (the authors' one example per edit) or whole (one example per transcript).
+        "buffer": {"ratio": [1.5, 1.0, 1.0], "difficulty_mode": "plain", "bucket_cap": 0.5, "keep_last": 1, "decay": 0.0,
+                   "max_chars": 4000, "dedupe": True, "include_gold": "auto", "turns": BufferConfig.turns},
         "train": train,
         # The generation-verification gap (Song et al. 2024, tripost.gap) of the
         # student after each evaluated iteration, on the first `n_problems`
@@ -90,7 +101,7 @@ def default_config() -> dict[str, Any]:
         "gap": {"enabled": True, "n_problems": 8, "samples": 4, "verifier": "self", "filter": GapConfig.filter, "quantile": GapConfig.quantile,
                 "threshold": GapConfig.threshold, "max_new_tokens": EvalConfig.max_new_tokens},
         # Defaults shared with `tripost eval` (EvalConfig).
-        "eval": {"every_iteration": True, "max_turns": EvalConfig.max_turns, "max_new_tokens": EvalConfig.max_new_tokens,
+        "eval": {"every_iteration": True, "max_turns": EvalConfig.max_turns, "turns": EvalConfig.turns, "max_new_tokens": EvalConfig.max_new_tokens,
                  "batch_size": EvalConfig.batch_size, "n_bootstrap": EvalConfig.n_bootstrap},
     }
 
@@ -190,11 +201,30 @@ def teacher_options(cfg: dict[str, Any]) -> TeacherOptions:
     return TeacherOptions.from_config(cfg["teacher"])
 
 
+# Sources that learn without labels: their buffers hold no gold example unless
+# buffer.include_gold says so (the GSI authors train without the original data,
+# include_original_data=false; sharpening and self-verification are label-free
+# by definition). The teacher, demo and rejection sources use the gold answers.
+GOLD_FREE_SOURCES = ("sharpen", "self_verified", "guided")
+
+
+def include_gold(cfg: dict[str, Any]) -> bool:
+    """buffer.include_gold resolved: auto means gold unless the source is label-free."""
+    v = cfg["buffer"]["include_gold"]
+    if v in (True, "on"):
+        return True
+    if v in (False, "off"):
+        return False
+    if v != "auto":
+        raise TripostError(f"buffer.include_gold must be auto, on, off, true or false, not {str(v)[:40]!r}")
+    return cfg["collect"]["source"] not in GOLD_FREE_SOURCES
+
+
 def buffer_config(cfg: dict[str, Any], t: int) -> BufferConfig:
     b = cfg["buffer"]
     return BufferConfig(ratio=tuple(b["ratio"]), max_chars=b["max_chars"], dedupe=b["dedupe"], difficulty_mode=b["difficulty_mode"],
                         bucket_cap=b["bucket_cap"], keep_last=b["keep_last"] or None, decay=b["decay"] or None,
-                        include_gold=b["include_gold"], seed=cfg["seed"] + t)
+                        include_gold=include_gold(cfg), turns=b["turns"], seed=cfg["seed"] + t)
 
 
 def train_config(cfg: dict[str, Any], adapter: str | None, progress: bool):
@@ -206,7 +236,7 @@ def train_config(cfg: dict[str, Any], adapter: str | None, progress: bool):
 
 def eval_config(cfg: dict[str, Any], progress: bool) -> EvalConfig:
     e = cfg["eval"]
-    return EvalConfig(max_turns=e["max_turns"], max_new_tokens=e["max_new_tokens"], batch_size=e["batch_size"],
+    return EvalConfig(max_turns=e["max_turns"], turns=e["turns"], max_new_tokens=e["max_new_tokens"], batch_size=e["batch_size"],
                       n_bootstrap=e["n_bootstrap"], seed=cfg["seed"], progress=progress)
 
 
@@ -282,7 +312,7 @@ class Run:
         first output, e.g. a student that would not load): only config.json,
         and a state.json without finished stages, if any."""
         for f in self.out.rglob("*"):
-            if f.is_dir() or f == self.out / "config.json":
+            if f.is_dir() or f in (self.out / "config.json", self.out / MACHINE_FILE):
                 continue
             if f == self.state_path and not self.state()["stages"]:
                 continue
@@ -307,6 +337,27 @@ class Run:
         seconds = round(time.perf_counter() - t0, 1)
         self._mark(name, {"seconds": seconds, **info})
         self.say(f"[{name}] finished in {seconds}s")
+
+    def machine_profile(self) -> Any:
+        """The run's number-format decision: made and written to machine.json
+        (with the machine card) when the run starts, read back on every
+        resume, so every stage of one run uses one format."""
+        from tripost.student.hardware import ComputeProfile, compute_profile, machine_card
+
+        path = self.out / MACHINE_FILE
+        if path.exists():
+            try:
+                recorded = ComputeProfile.from_dict(json.loads(path.read_text())["compute_profile"])
+            except (ValueError, KeyError, TypeError) as e:
+                raise TripostError(f"{path}: not a machine card ({type(e).__name__}); restore it, or delete it to let this machine decide again") from None
+            now = compute_profile(recorded.device) if recorded.device == "cpu" else recorded
+            if now.bf16 != recorded.bf16:
+                self.say(f"note: this run chose {'bf16' if recorded.bf16 else 'fp32'} when it started ({path}); "
+                         f"resuming with it, although this machine would choose {'bf16' if now.bf16 else 'fp32'}")
+            return recorded
+        card = machine_card()
+        atomic_write_json(path, card, ensure_ascii=True)
+        return ComputeProfile.from_dict(card["compute_profile"])
 
     # ------------------------------------------------------------- problems ---
     def problems(self, split: str, subset: str, n: int, salt: str) -> list[Problem]:
@@ -359,11 +410,11 @@ class Run:
         return train_config(self.cfg, adapter, self.progress)
 
     def stage_gold_sft(self) -> dict[str, Any]:
-        from tripost.buffer import Example, to_dataset, trajectory_text
+        from tripost.buffer import rationale_examples, to_dataset
         from tripost.train import train_sft
 
-        examples = [Example(prompt=p.question, completion=trajectory_text([{"rationale": p.rationale}]), kind="gold", family=p.family,
-                            difficulty=p.difficulty, subset=p.subset, problem_id=p.id, iteration=0, n_edits=0) for p in self.train_problems()]
+        # Rationales only, no verdict (tripost.buffer.rationale_examples).
+        examples = rationale_examples(self.train_problems())
         cfg = replace(self.train_config(None), objective="sft")  # iteration 0 learns the format from gold: SFT whatever the later objective
         if self.cfg["loop"]["iteration0_epochs"]:
             # Learning the format from gold rationales can need more passes
@@ -395,7 +446,7 @@ class Run:
         info: dict[str, Any] = {}
         if getattr(source, "needs_student", True):
             student = self.open_student(self.adapter(t - 1))
-            info = {**student.describe(), "sampling": collect_settings(self.cfg).sampling_params(self.cfg["seed"]).to_dict()}
+            info = collect_settings(self.cfg).student_info(student, self.cfg["seed"])
         job = Job(self.train_problems(), folder / "log.jsonl", iteration=t, seed=self.cfg["seed"], config_hash=self.hash,
                   student_info=info, progress=self.progress)
         summary = source.collect(job, student, self.teacher() if source.needs_teacher else None).to_dict()
@@ -472,9 +523,15 @@ class Run:
 
     # ------------------------------------------------------------------ run ---
     def run(self) -> dict[str, Any]:
-        from tripost.train import is_trained
+        from tripost.student.hardware import pinned
 
         self.prepare()
+        with pinned(self.machine_profile()):
+            return self._run_stages()
+
+    def _run_stages(self) -> dict[str, Any]:
+        from tripost.train import is_trained
+
         T = self.cfg["loop"]["iterations"]
         if self.cfg["student"]["eval_base"]:
             base = self.out / "base" / "eval"

@@ -160,14 +160,14 @@ def render_markdown(data: dict[str, Any], plots: list[str]) -> str:
               "*SI contribution*: share of right final answers that were wrong at first and fixed by the student's own revision "
               "(TriPosT's \"SI. Contrib.\"; — where no final answer is right, or in an evaluation made before it was measured).", ""]
 
-    lines += ["## Collection and buffer", "", "| iteration | usable | improvement | direct | failed | teacher calls | cost (USD) | buffer: improvement / direct / gold |", "|---|---:|---:|---:|---:|---:|---:|---|"]
+    lines += ["## Collection and buffer", "", "| iteration | usable | improvement | direct | critique | failed | teacher calls | cost (USD) | buffer: improvement / direct / gold |", "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in data["iterations"]:
         c, b = r["collect"], r["buffer"]
         if not c and not b:
             continue
         k = (c or {}).get("by_kind", {})
         bk = (b or {}).get("by_kind_after", {})
-        lines.append(f"| {r['iteration']} | {(c or {}).get('usable', '—')} | {k.get('improvement', 0)} | {k.get('direct', 0)} | {k.get('failed', 0)} | "
+        lines.append(f"| {r['iteration']} | {(c or {}).get('usable', '—')} | {k.get('improvement', 0)} | {k.get('direct', 0)} | {k.get('critique', 0)} | {k.get('failed', 0)} | "
                      f"{(c or {}).get('teacher_calls', '—')} | {format_cost((c or {}).get('cost_usd', 0), (c or {}).get('unpriced'), dollar='')} | "
                      f"{bk.get('improvement', 0)} / {bk.get('direct', 0)} / {bk.get('gold', 0)} |")
     unpriced = sorted({m for r in data["iterations"] for m in (r["collect"] or {}).get("unpriced") or ()})

@@ -7,11 +7,18 @@ feedback and the improved answers — counts more (their weight 1.5), because
 those are the skills the iteration is meant to teach; the prompt is not a
 target. Here, per token t of an example with weight w_t,
 
-    loss = sum_t w_t * CE_t / sum_t w_t        (shifted, causal)
+    loss = sum_t w_t * CE_t / #{t : w_t > 0}        (shifted, causal)
 
 summed over every token of the whole optimiser step (all micro-batches of a
 gradient-accumulation cycle and all data-parallel ranks), so long and short
-examples weigh as their tokens do, exactly as with one big batch. An option
+examples weigh as their tokens do, exactly as with one big batch. The
+denominator counts the target tokens, not their weights, as the authors'
+trainer does: a weight scales how hard its token trains, and is not divided
+out again by the step's total weight. A feedback token (1.5) counts 1.5
+times an attempt token, and an example weight (`use_example_weight`: the
+buffer's `weight` column, e.g. the self-verified source's reweighting) makes
+a step of low-weight examples move the model less than the same step at high
+weight. A token of weight 0 is no target and is not counted. An option
 the paper does not have, off by default: `revised_attempt_weight` gives the
 first attempt of an improvement trajectory (the student's own, wrong) its own
 weight; 0 teaches flagging and fixing without imitating the wrong attempt
@@ -82,6 +89,11 @@ METRICS_FILE = "train_metrics.json"
 CHECKPOINTS = "checkpoints"
 MODES = ("auto", "lora", "full")
 OBJECTIVES = ("sft", "dpo")
+DPO_REFERENCES = ("base", "previous")
+# `dpo_learning_rate` unset: TRL's DPOConfig default (trl/trainer/dpo_config.py,
+# learning_rate=1e-6) for full fine-tuning, and the learning rate of TRL's own
+# LoRA DPO example (trl/scripts/dpo.py: 5e-6; its full example: 5e-7).
+DPO_LEARNING_RATES = {"full": 1e-6, "lora": 5e-6}
 # mode auto: full fine-tuning on a CPU while the weights, their gradients and
 # AdamW's two moments (16 bytes a parameter in fp32) take at most this share
 # of the free memory. Measured on the embedded student (docs/benchmarks/train.md,
@@ -142,7 +154,9 @@ class TrainConfig:
     precision: str = "auto"
 
     # Per-token loss weights (TriPosT Section 2.2): prompt / first attempt /
-    # everything from the first "Feedback:" on (incl. the closing EOS).
+    # everything from the first "Feedback:" on (incl. the closing EOS), the
+    # last only in examples built from improvements (the buffer's
+    # weighted_feedback column; others train at attempt_weight throughout).
     prompt_weight: float = 0.0
     attempt_weight: float = 1.0
     feedback_weight: float = 1.5
@@ -154,7 +168,10 @@ class TrainConfig:
     # revision change, so gold SFT (iteration 0) is the same either way.
     revised_attempt_weight: float | None = None
     # Multiply each example's token weights by the buffer's `weight` column
-    # (difficulty-aware reweighting, tripost.buffer); off by default.
+    # (difficulty-aware reweighting, tripost.buffer; the self-verified
+    # source's reweight mode, whose weights average 1 per problem); off by
+    # default. The loss is normalised by the number of target tokens, not by
+    # their total weight (module docstring), so a weight below 1 trains less.
     use_example_weight: bool = False
 
     # The prompt, rendered exactly as the student renders it at sampling time
@@ -223,6 +240,16 @@ class TrainConfig:
     # (Huang et al. 2024).
     objective: str = "sft"
     dpo_beta: float = 0.1
+    # The DPO reference (tripost/train_dpo.py). "base": the base student, the
+    # spec's weights without any adapter or continued weights, fixed across
+    # rounds, as in Huang et al.'s RLHF-sharpening (target pi_base^(1+1/beta)).
+    # "previous": the weights the round starts from (`adapter`, else the base):
+    # iterated DPO, whose reference moves each round.
+    dpo_reference: str = "base"
+    # DPO's own learning rate; SFT's 2e-4 is far too large for DPO. None: by
+    # the resolved mode, 1e-6 for full fine-tuning (TRL's DPOConfig default)
+    # and 5e-6 for LoRA (TRL's LoRA example, trl/scripts/dpo.py).
+    dpo_learning_rate: float | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -265,6 +292,11 @@ class TrainConfig:
             raise TripostError(f"unknown train objective {self.objective!r}; choose from {', '.join(OBJECTIVES)}")
         if not (isinstance(self.dpo_beta, (int, float)) and not isinstance(self.dpo_beta, bool) and self.dpo_beta > 0):
             raise TripostError(f"dpo_beta must be a number > 0, got {self.dpo_beta!r}")
+        if self.dpo_reference not in DPO_REFERENCES:
+            raise TripostError(f"unknown dpo_reference {self.dpo_reference!r}; choose from {', '.join(DPO_REFERENCES)}")
+        v = self.dpo_learning_rate
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0):
+            raise TripostError(f"dpo_learning_rate must be a number > 0 (or unset), got {v!r}")
         self.target_modules = list(self.target_modules)
         if self.adapter is not None:
             self.adapter = str(self.adapter)
@@ -412,6 +444,11 @@ def resolve_setup(config: TrainConfig, *, device: Any = None, model_config: Any 
     dev = torch.device(device if device is not None else (config.device or ("cuda" if torch.cuda.is_available() else "cpu")))
     profile = compute_profile(dev)
     reasons = [profile.reason]
+
+    def free_memory() -> int | None:
+        # A simulated device (the tests' seam) says its own; else ask the device.
+        return profile.memory_bytes if profile.memory_bytes is not None else available_memory_bytes(dev)
+
     mode = config.mode
     if mode == "auto" and config.adapter:
         from tripost.student.load import is_full_weights
@@ -422,7 +459,7 @@ def resolve_setup(config: TrainConfig, *, device: Any = None, model_config: Any 
         mode = "lora"
         if dev.type == "cpu":
             params = student_parameters(config.student)
-            free = available_memory_bytes(dev)
+            free = free_memory()
             fits = params is not None and free is not None and 16 * params <= FULL_MEMORY_SHARE * free
             mode = "full" if fits else "lora"
             size = "unknown size" if params is None else f"{params / 1e6:.0f}M parameters"
@@ -451,7 +488,7 @@ def resolve_setup(config: TrainConfig, *, device: Any = None, model_config: Any 
         ckpt = False
         if model_config is not None and max_batch_tokens:
             need = max_batch_tokens * activation_bytes_per_token(model_config, mode, config.lora_dropout, autocast == "bf16")
-            free = available_memory_bytes(dev)
+            free = free_memory()
             if free is not None and need > ACTIVATION_MEMORY_SHARE * free:
                 ckpt = True
             reasons.append(
@@ -565,14 +602,22 @@ def prepare_dataset(dataset: "datasets.Dataset", tokenizer: Any, config: TrainCo
     fmt = PromptFormat(template=config.prompt_template, chat=config.chat, system=config.system)
     cols: dict[str, list] = {"input_ids": [], "loss_weights": [], "length": []}
     dropped = 0
+    # Only examples built from improvements train their feedback at
+    # feedback_weight (the buffer's `weighted_feedback`; the authors'
+    # utils/dataset.py:264-276 weighs from "\nFeedback:" only where the
+    # example's start text is "\nFeedback:", train_self_improve_rl_noeval.py:553-557).
+    # Direct and gold examples train at attempt_weight throughout. A buffer
+    # saved before the column existed weighs every feedback, as it was made to.
+    weighted = "weighted_feedback" in dataset.column_names
     for row in dataset:
         ex_w = float(row["weight"]) if config.use_example_weight else 1.0
         if not math.isfinite(ex_w) or ex_w < 0:
             raise TripostError(f"example weight must be a finite number >= 0, got {row['weight']!r}")
+        fb_w = config.feedback_weight if (not weighted or row["weighted_feedback"]) else config.attempt_weight
         ex = tokenize_example(
             tokenizer, build_prompt(tokenizer, row["prompt"], fmt), row["completion"],
             prompt_weight=config.prompt_weight, attempt_weight=config.attempt_weight,
-            feedback_weight=config.feedback_weight, example_weight=ex_w,
+            feedback_weight=fb_w, example_weight=ex_w,
             revised_attempt_weight=config.revised_attempt_weight,
         )
         if len(ex) > config.max_length:
@@ -690,7 +735,8 @@ def use_packed_attention(model: Any) -> None:
 
 
 def weighted_ce_sum(logits: "torch.Tensor", input_ids: "torch.Tensor", weights: "torch.Tensor", offset: int = 0) -> tuple["torch.Tensor", "torch.Tensor"]:
-    """(sum_t w_t * CE_t, sum_t w_t) of the shifted causal LM loss.
+    """(sum_t w_t * CE_t, #{t : w_t > 0}) of the shifted causal LM loss: the
+    weighted sum and the number of target tokens it is divided by.
 
     `logits[:, j]` is the model's output at position `offset + j` and predicts
     token `offset + j + 1`; weights are per predicted token. Only positions with
@@ -705,15 +751,16 @@ def weighted_ce_sum(logits: "torch.Tensor", input_ids: "torch.Tensor", weights: 
     keep = w > 0
     if not bool(keep.any()):
         zero = logits.sum() * 0.0  # keeps the graph: backward works, gradients are 0
-        return zero.float(), w.sum()
+        return zero.float(), keep.sum().to(torch.float32)
     ce = F.cross_entropy(logits[keep].float(), targets[keep], reduction="none")
-    return (ce * w[keep]).sum(), w.sum()
+    return (ce * w[keep]).sum(), keep.sum().to(torch.float32)
 
 
 def weighted_causal_lm_loss(model: Any, input_ids: "torch.Tensor", attention_mask: "torch.Tensor | None", weights: "torch.Tensor", *,
                             fused: bool = True, **model_kwargs: Any) -> "torch.Tensor":
-    """Σ w·CE / Σ w for one batch (the per-batch form of the trainer's loss).
-    `model_kwargs`: a packed batch's `position_ids` and `packed_seq_lens`."""
+    """Σ w·CE / #{w > 0} for one batch (the per-batch form of the trainer's
+    loss; module docstring). `model_kwargs`: a packed batch's `position_ids`
+    and `packed_seq_lens`."""
     total, norm = _forward_weighted(model, input_ids, attention_mask, weights, fused=fused, model_kwargs=model_kwargs)
     return total / norm.clamp_min(1e-8)
 
@@ -756,7 +803,7 @@ def _forward_weighted(
     model: Any, input_ids: "torch.Tensor", attention_mask: "torch.Tensor | None", weights: "torch.Tensor",
     keep_ok: bool | None = None, fused: bool = True, model_kwargs: dict[str, Any] | None = None,
 ) -> tuple["torch.Tensor", "torch.Tensor"]:
-    """(Σ w·CE, Σ w) of one batch.
+    """(Σ w·CE, #{w > 0}) of one batch.
 
     The vocabulary projection of a 49k-word model is a large share of a small
     model's compute and most of its training memory (batch x length x vocab
@@ -804,7 +851,7 @@ def _forward_weighted(
     targets = input_ids[:, start + 1 :]
     w = weights[:, start + 1 :].to(torch.float32)
     keep = w > 0
-    norm = w.sum()
+    norm = keep.sum().to(torch.float32)
     hidden = hidden[:, : targets.shape[1]][keep]
     targets, w = targets[keep], w[keep]
     if hidden.shape[0] == 0:
@@ -866,9 +913,9 @@ def _make_trainer_class():
 
     class WeightedSFTTrainer(Trainer):
         """`Trainer` with TriPosT's weighted loss, normalised over the whole
-        optimiser step: `get_batch_samples` sums the weights of every
-        micro-batch (and rank) of the step, `compute_loss` divides each
-        micro-batch's Σ w·CE by that sum."""
+        optimiser step: `get_batch_samples` counts the target tokens (weight
+        > 0) of every micro-batch (and rank) of the step, `compute_loss`
+        divides each micro-batch's Σ w·CE by that count."""
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
@@ -894,7 +941,14 @@ def _make_trainer_class():
             batches, _ = super().get_batch_samples(epoch_iterator, num_batches, device)
             if not batches:
                 return batches, None
-            total = sum(b["loss_weights"][:, 1:].sum().to(torch.float32) for b in batches)
+            # The number of target tokens, not their total weight: the authors'
+            # loss is sum(CE * mask * weights) / mask.sum() (jasonyux/TriPosT,
+            # runners/trainer/train_self_improve.py:53, LossMaskedTrainer.compute_loss),
+            # so a weight scales its token's gradient and a step of low example
+            # weights trains less than one of high weights. Theirs counts per
+            # micro-batch; this counts the whole step, so accumulation and
+            # data-parallel ranks train what one big batch does.
+            total = sum((b["loss_weights"][:, 1:] > 0).sum().to(torch.float32) for b in batches)
             total = torch.as_tensor(total, device=device)
             if self.args.world_size > 1:
                 total = self.accelerator.gather(total.reshape(1)).sum()

@@ -10,12 +10,29 @@ and the loss is DPO's (Rafailov et al. 2023):
 
     -log sigmoid(beta * [(log pi(y+|x) - log ref(y+|x)) - (log pi(y-|x) - log ref(y-|x))])
 
-TRL's `DPOTrainer` computes it, with peft: a LoRA student's reference is the
-same model with the adapter off; a fully fine-tuned student's reference is a
-frozen copy of the weights it started from. Run online, one round per
-iteration of `tripost run` (sample with the latest weights -> pair -> train),
-the reference of a full-weights round is that round's starting point, as in
-iterated DPO; a LoRA round's reference stays the base model.
+TRL's `DPOTrainer` computes it; `train.dpo_reference` says what ref is.
+Run online, one round per iteration of `tripost run` (sample with the latest
+weights -> pair -> train):
+
+- ``base`` (the default): the base student, the spec's weights without any
+  adapter or continued weights, in every round, as Huang et al. fix it (their
+  KL-regularised optimum is pi_base^(1+1/beta)). LoRA: the same model with
+  its adapter off (PEFT's `disable_adapter`; TRL's copy of the adapter, below,
+  is removed). Full fine-tuning: a frozen copy of the base weights, loaded
+  from the spec at the round's precision.
+- ``previous``: the weights the round starts from, i.e. iterated DPO, whose
+  reference moves each round (after T rounds the target compounds to
+  pi_0^((1+1/beta)^T)). LoRA: a frozen copy of the adapter the round
+  continues, which is what TRL 1.16 does by itself for a PEFT model passed
+  without a reference (trl/trainer/dpo_trainer.py, `__init__`: it adds an
+  adapter "ref" copied from "default" and scores the reference with it active;
+  a fresh adapter starts at zero, so there it is the base). Full fine-tuning:
+  a frozen copy of the starting weights.
+
+The learning rate is DPO's own, `train.dpo_learning_rate` (SFT's 2e-4 would
+move a DPO policy far from its reference in a few steps); unset, 1e-6 for
+full fine-tuning (TRL's DPOConfig default) and 5e-6 for LoRA (TRL's LoRA
+example). Both, and the reference, are written into train_metrics.json.
 
 The student is loaded exactly as weighted SFT loads it (`tripost.train`:
 `load_for_training`, the device setup resolved and recorded), without packed
@@ -29,12 +46,12 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tripost.errors import TripostError
-from tripost.train import CONFIG_FILE, TrainConfig, finish_folder, load_for_training, report_targets, resolve_setup
+from tripost.train import CONFIG_FILE, DPO_LEARNING_RATES, TrainConfig, finish_folder, load_for_training, report_targets, resolve_setup
 
 if TYPE_CHECKING:
     import datasets
@@ -64,21 +81,61 @@ def dpo_dataset(pairs: "datasets.Dataset", tokenizer: Any, config: TrainConfig) 
     })
 
 
-def train_dpo(config: TrainConfig, pairs: "datasets.Dataset", out_dir: str | Path) -> dict[str, Any]:
-    """Train (or continue) the student on preference pairs and write the
-    result to `out_dir`; returns the metrics written to train_metrics.json."""
+@dataclass
+class DPORun:
+    """Everything `train_dpo` trains with, ready to `trainer.train()`."""
+
+    student: Any
+    trainer: Any
+    setup: Any  # tripost.train.TrainSetup
+    learning_rate: float
+    reference: str  # what the reference is, in words (train_metrics.json)
+
+
+def dpo_learning_rate(config: TrainConfig, mode: str) -> float:
+    """`train.dpo_learning_rate`, or when unset the default for the resolved mode."""
+    return float(config.dpo_learning_rate) if config.dpo_learning_rate is not None else DPO_LEARNING_RATES[mode]
+
+
+def _frozen(model: Any) -> Any:
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model.eval()
+
+
+def reference_model(config: TrainConfig, student: Any, setup: Any) -> Any:
+    """The frozen reference of a fully fine-tuned round: the base student
+    (`dpo_reference=base`), or a copy of the weights the round starts from
+    (`previous`, and `base` when the round starts from the base)."""
+    import copy
+
+    from tripost.student.load import load_student
+
+    if config.dpo_reference == "base" and config.adapter is not None:
+        return _frozen(load_student(config.student, setup.precision, device=student.device).model)
+    return _frozen(copy.deepcopy(student.model))
+
+
+def _reference_words(config: TrainConfig, mode: str) -> str:
+    if config.dpo_reference == "base" or config.adapter is None:
+        return f"the base student ({'adapter off' if mode == 'lora' else 'a frozen copy'})"
+    return f"the weights of {config.adapter} ({'a frozen copy of the adapter' if mode == 'lora' else 'a frozen copy'})"
+
+
+def build_dpo(config: TrainConfig, pairs: "datasets.Dataset", out: Path) -> DPORun:
+    """Load the student, resolve the setup, build TRL's DPOTrainer with the
+    reference `config.dpo_reference` names (module docstring)."""
     from trl import DPOConfig, DPOTrainer
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     # DPO pads its own batches: no packed rows, no compile.
     setup = replace(resolve_setup(config), packing=False, compile=False)
     student = load_for_training(config, setup)
     train_set = dpo_dataset(pairs, student.tokenizer, config)
     if student.tokenizer.pad_token is None:
         student.tokenizer.pad_token = student.tokenizer.eos_token
+    lr = dpo_learning_rate(config, setup.mode)
     args = DPOConfig(
-        output_dir=str(out / "checkpoints"), beta=config.dpo_beta, learning_rate=config.learning_rate,
+        output_dir=str(out / "checkpoints"), beta=config.dpo_beta, learning_rate=lr,
         num_train_epochs=config.epochs, max_steps=config.max_steps, per_device_train_batch_size=config.batch_size,
         gradient_accumulation_steps=config.grad_accum, lr_scheduler_type=config.lr_scheduler,
         warmup_steps=config.warmup if config.warmup < 1 else int(config.warmup),  # transformers 5: < 1 is a fraction of the steps
@@ -90,17 +147,53 @@ def train_dpo(config: TrainConfig, pairs: "datasets.Dataset", out_dir: str | Pat
         # Dropout off in policy and reference alike: the log-ratio compares like with like.
         disable_dropout=True,
     )
+    # LoRA: no reference model; TRL scores the reference on the policy itself
+    # (a copy of the adapter, or with the adapter off). Full: our own frozen copy
+    # (TRL would reload `config._name_or_path`, whatever folder that names).
+    ref = reference_model(config, student, setup) if setup.mode == "full" else None
+    trainer = DPOTrainer(model=student.model, ref_model=ref, args=args, train_dataset=train_set, processing_class=student.tokenizer)
+    if setup.mode == "lora" and (config.dpo_reference == "base" or config.adapter is None):
+        # TRL 1.16 copied the adapter into "ref" (its reference); without it, it
+        # scores the reference with the adapter off: the base.
+        _drop_reference_adapter(trainer.model)
+    elif setup.mode == "lora" and "ref" not in getattr(trainer.model, "peft_config", {}):
+        # Another TRL (or a peft it works around) left no copy: its reference
+        # would be the base, not the weights this round starts from.
+        raise TripostError("dpo_reference=previous with a LoRA student needs TRL's copy of the adapter as the reference "
+                           "(adapter \"ref\", TRL 1.16), which this TRL/peft did not make; use dpo_reference=base")
+    return DPORun(student=student, trainer=trainer, setup=setup, learning_rate=lr, reference=_reference_words(config, setup.mode))
+
+
+def _drop_reference_adapter(model: Any) -> None:
+    """Remove TRL's reference adapter "ref" (a frozen copy of the trained one),
+    so that the reference is the base and the saved folder holds one adapter."""
+    peft_config = getattr(model, "peft_config", None)
+    if isinstance(peft_config, dict) and "ref" in peft_config:
+        model.delete_adapter("ref")
+        model.set_adapter("default")
+
+
+def train_dpo(config: TrainConfig, pairs: "datasets.Dataset", out_dir: str | Path) -> dict[str, Any]:
+    """Train (or continue) the student on preference pairs and write the
+    result to `out_dir`; returns the metrics written to train_metrics.json."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    run = build_dpo(config, pairs, out)
+    student, trainer, setup = run.student, run.trainer, run.setup
     if config.progress:
-        print(f"training setup: DPO (beta {config.dpo_beta}), {setup.describe()}", flush=True)
+        print(f"training setup: DPO (beta {config.dpo_beta}, learning rate {run.learning_rate:g}, reference: {run.reference}), "
+              f"{setup.describe()}", flush=True)
     (out / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n")
-    trainer = DPOTrainer(model=student.model, ref_model=None, args=args, train_dataset=train_set, processing_class=student.tokenizer)
     t0 = time.perf_counter()
     output = trainer.train()
     seconds = time.perf_counter() - t0
+    _drop_reference_adapter(trainer.model)  # the folder holds the trained adapter alone
     trainer.save_model(str(out))
     history = [h for h in trainer.state.log_history if "loss" in h]
     metrics = {
-        "objective": "dpo", "beta": config.dpo_beta, "pairs": len(train_set), "steps": int(trainer.state.global_step),
+        "objective": "dpo", "beta": config.dpo_beta, "learning_rate": run.learning_rate,
+        "reference": config.dpo_reference, "reference_model": run.reference,
+        "pairs": len(trainer.train_dataset), "steps": int(trainer.state.global_step),
         "epochs": float(trainer.state.epoch or 0.0), "train_loss": float(output.training_loss),
         "final_loss": float(history[-1]["loss"]) if history else None,
         "loss_curve": [{"step": int(h["step"]), "loss": float(h["loss"]),
@@ -116,4 +209,4 @@ def train_dpo(config: TrainConfig, pairs: "datasets.Dataset", out_dir: str | Pat
     return metrics
 
 
-__all__ = ["PAIR_COLUMNS", "dpo_dataset", "train_dpo"]
+__all__ = ["PAIR_COLUMNS", "DPORun", "build_dpo", "dpo_dataset", "dpo_learning_rate", "reference_model", "train_dpo"]

@@ -29,11 +29,14 @@ def add_buffer_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--ratio", type=_ratio, default=(1.5, 1.0, 1.0), metavar="I:D:G", help="improvement:direct:gold ratio (default 1.5:1:1, TriPosT's)")
     g.add_argument("--difficulty-mode", choices=("plain", "inverse", "cap"), default="plain", help="difficulty-aware sampling within a kind (default plain)")
     g.add_argument("--bucket-cap", type=float, default=0.5, help="cap mode: largest share of one difficulty bucket (default 0.5)")
-    g.add_argument("--keep-last", type=int, default=None, metavar="K", help="keep only the last K iterations' records")
+    g.add_argument("--keep-last", type=int, default=None, metavar="K", help="keep only the last K iterations' records (default: every record of the logs given; a run keeps the last 1)")
     g.add_argument("--decay", type=float, default=None, help="keep a record from i iterations ago with probability DECAY**i")
     g.add_argument("--max-chars", type=int, default=4000, help="drop examples longer than this (default 4000)")
     g.add_argument("--no-dedupe", action="store_true", help="keep duplicate texts")
     g.add_argument("--no-gold", action="store_true", help="no gold-rationale examples")
+    g.add_argument("--turns", choices=("single", "whole"), default=BufferConfig.turns,
+                   help=f"an improvement trajectory as one example per edit (single, TriPosT's authors) or one example (whole) "
+                        f"(default {BufferConfig.turns})")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--skip-bad-lines", action="store_true", help="skip corrupt log lines instead of stopping")
 
@@ -41,7 +44,8 @@ def add_buffer_options(p: argparse.ArgumentParser) -> None:
 def buffer_config(args: argparse.Namespace) -> BufferConfig:
     return BufferConfig(
         ratio=args.ratio, max_chars=args.max_chars, dedupe=not args.no_dedupe, difficulty_mode=args.difficulty_mode,
-        bucket_cap=args.bucket_cap, keep_last=args.keep_last, decay=args.decay, include_gold=not args.no_gold, seed=args.seed,
+        bucket_cap=args.bucket_cap, keep_last=args.keep_last, decay=args.decay, include_gold=not args.no_gold, turns=args.turns,
+        seed=args.seed,
     )
 
 

@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "Greedy first attempt, then the student's own Feedback / Updated Answer until it says its answer is "
             "correct, makes no progress, repeats itself or reaches --max-turns. The gold answer is used only for "
             "scoring. Reports first and final accuracy, how often the student revised, fixed a wrong answer or broke "
-            "a right one, the share of right final answers its own revision made (SI contribution), per-difficulty accuracy, and 95% bootstrap intervals, per task and for seen/unseen/total."
+            "a right one, the share of right final answers its own revision made (SI contribution), per-difficulty accuracy, with 95% intervals (Wilson for single rates, a paired bootstrap for final - first), per task and for seen/unseen/total."
         ),
     )
     add_student_flags(p)
@@ -33,9 +33,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-new-tokens", type=int, default=EvalConfig.max_new_tokens,
                    help=f"token budget of each attempt, feedback or update (default {EvalConfig.max_new_tokens})")
     p.add_argument("--batch-size", type=int, default=EvalConfig.batch_size, help=f"sequences decoded together (default {EvalConfig.batch_size})")
+    p.add_argument("--turns", default=EvalConfig.turns, choices=("single", "whole"),
+                   help=f"what each feedback and update is written after: single = the question and the last answer only (TriPosT's "
+                        f"test-time re-prompting), whole = the whole transcript (default {EvalConfig.turns})")
     p.add_argument("--no-force-feedback", action="store_true", help="stop when the student ends its text without writing feedback itself")
     p.add_argument("--bootstrap", type=int, default=EvalConfig.n_bootstrap, metavar="B",
-                   help=f"bootstrap resamples for the 95%% intervals (default {EvalConfig.n_bootstrap})")
+                   help=f"bootstrap resamples for the paired interval of the improvement, final - first (default {EvalConfig.n_bootstrap})")
     p.add_argument("--out", metavar="FILE.json", help="write the metrics JSON here and the transcripts to FILE.transcripts.jsonl beside it")
     p.add_argument("--force", action="store_true", help="overwrite an existing --out file (and its transcripts)")
     p.add_argument("--json", action="store_true", help="print the metrics JSON instead of a table")
@@ -77,7 +80,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     # Everything a user can get wrong is checked before the model loads.
     cfg = EvalConfig(
-        max_turns=args.max_turns, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+        max_turns=args.max_turns, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, turns=args.turns,
         force_feedback=not args.no_force_feedback, n_bootstrap=args.bootstrap, seed=args.seed,
         allow_train=args.allow_train, progress=not args.no_progress,
     )

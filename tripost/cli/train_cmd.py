@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="fine-tune the student on a replay buffer (weighted QLoRA SFT)",
         description=(
             "Weighted SFT on the buffer (TriPosT): prompt tokens weigh 0, the first attempt 1.0, everything from the "
-            "first 'Feedback:' on 1.5. LoRA r=16 on all linear layers (mode=lora, the default) or every weight (mode=full); "
+            "first 'Feedback:' on 1.5 in examples built from improvements (1.0 in the others); loss = sum w*CE / target tokens. LoRA r=16 on all linear layers (mode=lora, the default) or every weight (mode=full); "
             "the setup is chosen for the device and printed: QLoRA on a GPU, fp32 with packed rows on a CPU (bf16 autocast "
             "where the CPU has bf16 matrix units). Writes a PEFT adapter folder, or the full weights, (plus tokenizer, "
             "train_config.json, train_metrics.json) to --out; an interrupted run "

@@ -11,7 +11,7 @@ a problem of the train split is refused unless `allow_train` is set.
 
 Pieces: stop.py (when self-improvement stops, from the text alone),
 selfimprove.py (batched greedy self-improvement), metrics.py (scoring against
-the gold answers, rates, bootstrap intervals).
+the gold answers, rates, Wilson intervals, a paired bootstrap for the improvement).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from tripost.evaluate.selfimprove import (
     GenerateFn,
     Piece,
     PromptFn,
+    TURN_MODES,
     Transcript,
     plain_prompt,
     run_self_improvement,
@@ -50,8 +51,16 @@ SCHEMA = "tripost.eval/1"
 @dataclass(frozen=True)
 class EvalConfig:
     # These defaults are also the run config's [eval] section and the flags of
-    # `tripost eval`. 2 updates: TriPosT's students rarely gain from a third.
+    # `tripost eval`. 2 updates by default: the authors allow up to 10
+    # attempts (jasonyux/TriPosT models/self_improve/base.py:130,
+    # num_attempts), but every turn costs two more greedy pieces (feedback,
+    # update) for each problem still revising; a student that stops revising
+    # stops early either way, so raising it costs only where it revises.
     max_turns: int = 2  # updates the student may write after its attempt
+    # single: each piece is written after the question and the last answer
+    # only (the authors' test-time re-prompting; what single-turn training
+    # teaches); whole: after the whole transcript so far.
+    turns: str = "single"
     max_new_tokens: int = 192  # per generated piece (attempt, feedback or update)
     batch_size: int = DEFAULT_BATCH  # sequences decoded together (tripost.student.generate)
     force_feedback: bool = True  # ask for feedback even when the student ended its text
@@ -64,6 +73,8 @@ class EvalConfig:
     def __post_init__(self) -> None:
         if self.max_turns < 0:
             raise TripostError(f"max_turns must be >= 0, got {self.max_turns}")
+        if self.turns not in TURN_MODES:
+            raise TripostError(f"turns must be one of {', '.join(TURN_MODES)}, not {str(self.turns)[:40]!r}")
         for name in ("max_new_tokens", "batch_size", "n_bootstrap"):
             if getattr(self, name) < 1:
                 raise TripostError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -156,7 +167,7 @@ def evaluate(
     t0 = time.perf_counter()
     transcripts = run_self_improvement_batch(
         problems, generate_fn, cfg.max_turns, prompt_fn=prompt_fn or plain_prompt,
-        force_feedback=cfg.force_feedback, batch_size=cfg.batch_size, progress=cfg.progress,
+        force_feedback=cfg.force_feedback, batch_size=cfg.batch_size, progress=cfg.progress, turns=cfg.turns,
     )
     gen_seconds = time.perf_counter() - t0
     records = [score(p, t, tasks[p.family]) for p, t in zip(problems, transcripts)]

@@ -8,6 +8,14 @@ Each problem goes through pieces generated greedily after its prompt:
     \\nUpdated Answer: ...        (stops at `Feedback:`)
     \\nFeedback: ...  ...
 
+What the student sees when it writes a piece (`turns`): with "single" (the
+default, as TriPosT's authors test: jasonyux/TriPosT
+models/self_improve/base.py:303-330 `_format_next_step`), only the question,
+its last answer and, for an update, that answer's feedback, the shape of the
+single-turn examples it was trained on (tripost.buffer, `turns`); with
+"whole", the whole transcript so far. The transcript recorded is the same
+either way.
+
 We write each marker ourselves and let the student continue after it, so the
 student writes every word of its feedback and updates, yet a student that
 ends its text early is still asked for feedback (`force_feedback`, on by
@@ -42,6 +50,7 @@ from tripost.format import FEEDBACK_PREFIX, UPDATED_PREFIX, Turn, parse_trajecto
 from tripost.tasks.base import Problem
 
 STOP_STRINGS = (FEEDBACK_PREFIX, UPDATED_PREFIX)
+TURN_MODES = ("single", "whole")
 ATTEMPT, FEEDBACK, UPDATE = "attempt", "feedback", "update"
 _MARKER = {ATTEMPT: "", FEEDBACK: "\n" + FEEDBACK_PREFIX, UPDATE: "\n" + UPDATED_PREFIX}
 
@@ -183,8 +192,12 @@ def run_self_improvement_batch(
     force_feedback: bool = True,
     batch_size: int = 16,
     progress: bool = False,
+    turns: str = "single",
 ) -> list[Transcript]:
-    """Self-improve on every problem at once; one `Transcript` per problem, in order."""
+    """Self-improve on every problem at once; one `Transcript` per problem, in
+    order. `turns`: what each piece is written after (module docstring)."""
+    if turns not in TURN_MODES:
+        raise TripostError(f"turns must be one of {', '.join(TURN_MODES)}, not {str(turns)[:40]!r}")
     if max_turns < 0:
         raise TripostError(f"max_turns must be >= 0, got {max_turns}")
     if batch_size < 1:
@@ -192,6 +205,9 @@ def run_self_improvement_batch(
     prompt_fn = prompt_fn or plain_prompt
     prompts = [prompt_fn(p) for p in problems]
     texts = [""] * len(problems)
+    # The last answer and the last feedback of each problem (turns="single").
+    last_answer = [""] * len(problems)
+    last_feedback = [""] * len(problems)
     pieces: list[list[Piece]] = [[] for _ in problems]
     decisions: list[StopDecision | None] = [None] * len(problems)
     # Most pieces a problem can need: the attempt, then K x (feedback, update).
@@ -202,7 +218,12 @@ def run_self_improvement_batch(
     try:
         while active:
             marker = _MARKER[phase]
-            prefixes = {i: prompts[i] + texts[i] + marker for i in active}
+            if turns == "whole":
+                prefixes = {i: prompts[i] + texts[i] + marker for i in active}
+            elif phase == UPDATE:
+                prefixes = {i: prompts[i] + last_answer[i] + _MARKER[FEEDBACK] + last_feedback[i] + marker for i in active}
+            else:
+                prefixes = {i: prompts[i] + last_answer[i] + marker for i in active}
             # Similar lengths in one batch: less padding. Each call gets
             # CALL_BATCHES batches' worth of prefixes: the continuous engine
             # keeps its `batch_size` slots full from that queue, and the
@@ -218,6 +239,12 @@ def run_self_improvement_batch(
                     piece = _piece(phase, out)
                     pieces[i].append(piece)
                     texts[i] = texts[i] + marker + piece.text
+                    if phase == FEEDBACK:
+                        last_feedback[i] = piece.text
+                    else:
+                        # Re-prompted as the answer right after the question, as
+                        # a first attempt is written (the authors strip it too).
+                        last_answer[i] = piece.text.strip()
                     decision = decide_stop(texts[i], max_turns)
                     if (
                         not decision.stop
@@ -250,6 +277,7 @@ def run_self_improvement(
     *,
     prompt_fn: PromptFn | None = None,
     force_feedback: bool = True,
+    turns: str = "single",
 ) -> Transcript:
     """Self-improvement on one problem (a batch of one)."""
-    return run_self_improvement_batch([problem], generate_fn, max_turns, prompt_fn=prompt_fn, force_feedback=force_feedback)[0]
+    return run_self_improvement_batch([problem], generate_fn, max_turns, prompt_fn=prompt_fn, force_feedback=force_feedback, turns=turns)[0]

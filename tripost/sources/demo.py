@@ -66,6 +66,7 @@ from tripost.errors import TripostError
 from tripost.format import parse_rationale
 from tripost.log import LogRecord
 from tripost.sources.base import Job, SourceResult, record_key, resume_log
+from tripost.log import CORRECT_KINDS
 from tripost.sources.teacher import CollectConfig, TeacherTally, TeacherUnavailable, edit_trajectory, teacher_unavailable
 from tripost.tasks import get_task
 from tripost.tasks.base import Problem
@@ -138,7 +139,7 @@ def demo_collect(
         if turns:
             turns[0] = {**turns[0], "source": CORRUPTED}
         return LogRecord(
-            key=key, problem=p.to_dict(), kind=kind, turns=turns, final_correct=kind != "failed", stop_reason=stop,
+            key=key, problem=p.to_dict(), kind=kind, turns=turns, final_correct=kind in CORRECT_KINDS, stop_reason=stop,
             sample_index=s, iteration=cfg.iteration, seed=cfg.seed, config_hash=cfg.config_hash,
             teacher_calls=[c.to_dict() for c in calls], student=dict(student_info or {}), source="demo",
             guide={"corrupted_step": step},

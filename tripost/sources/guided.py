@@ -88,7 +88,7 @@ from tqdm import tqdm
 from tripost.errors import TripostError
 from tripost.student.generate import DEFAULT_BATCH
 from tripost.format import parse_rationale
-from tripost.log import LogRecord, LogWriter, read_log
+from tripost.log import CORRECT_KINDS, LogRecord, LogWriter, read_log
 from tripost.paths import read_prompt
 from tripost.sources.base import Job, SamplingSource, SourceResult, batch_seed, judge
 from tripost.tasks import get_task
@@ -464,7 +464,7 @@ def guided_collect(
             source = "teacher"
             teacher_calls += [c.to_dict() for c in edit_calls]
         return LogRecord(
-            key=key, problem=p.to_dict(), kind=kind, turns=turns, final_correct=kind != "failed", stop_reason=stop,
+            key=key, problem=p.to_dict(), kind=kind, turns=turns, final_correct=kind in CORRECT_KINDS, stop_reason=stop,
             sample_index=s, iteration=cfg.iteration, seed=cfg.seed, config_hash=cfg.config_hash,
             teacher_calls=teacher_calls, student=dict(student_info or {}), source=source, guide=guide,
         )

@@ -16,10 +16,33 @@ problem:
    filter per problem, or the ``threshold`` filter) as `direct` records, and
    log the rest as `failed` records, so the log shows what the verifier
    dropped; mode ``reweight``: keep every attempt as a `direct` record whose
-   `weight` is its score, so the loss counts each attempt as much as the
-   student believes it (the buffer carries the weight into the example, and
-   training multiplies the example's loss by it when
+   `weight` is its score normalised per problem (below), so the loss counts
+   each attempt as much as the student believes it against its other
+   attempts at the same problem (the buffer carries the weight into the
+   example, and training multiplies the example's loss by it when
    `train.use_example_weight` is on, which a run with this mode requires).
+
+The reweighting is the paper's reweighted distribution, one per prompt:
+f[w](y|x) proportional to f(y|x) * w(x, y), normalised over the responses to
+each prompt x (the generation-verification gap compares this distribution
+with f itself, prompt by prompt). With N samples y_1..y_N of f for a problem
+x, the self-normalised estimate of f[w] gives sample j the mass
+s_j / sum_k s_k, s the verifier's scores over the K non-empty samples (the
+empty ones are never kept). Training on it, sample j's example weight is
+that mass times K:
+
+    weight_j = K * s_j / sum_k s_k         (they sum to K: a mean of 1)
+
+so a problem's attempts together weigh what K unweighted examples (or gold
+examples, weight 1) weigh, and within the problem each counts in proportion
+to its score. The loss divides by the number of target tokens, not their
+weight (tripost.train), so a weight below 1 does train less. The raw scores
+alone would also weigh problems against each other by how much the student
+believes its answers there (a problem it doubts would train less than one
+it is sure of), which f[w] does not do: every prompt keeps its own share. A
+problem whose scores are all 0 has no f[w] (the verifier believes none of
+its attempts): its attempts weigh 0. Each pass's N samples of a problem are
+normalised together (a pass is one draw of N from f).
 
 No gold answer keeps or weighs anything: the verifier sees the question and
 the attempt only. Every record is `checked=False` (no check stands behind
@@ -146,7 +169,7 @@ class SelfVerifiedResult(SourceResult):
     dropped: int = 0  # failed records: dropped by the filter, or empty attempts
     correct: int = 0  # samples whose attempt is right
     kept_correct: int = 0  # kept samples whose attempt is right
-    weight_sum: float = 0.0  # total weight of the kept records
+    weight_sum: float = 0.0  # total weight of the kept records (reweight: K per problem and pass, K its non-empty samples)
     score_sum: float = 0.0  # total verifier score over all samples
 
     @property
@@ -254,6 +277,7 @@ def _records(
     out = []
     for i, p in enumerate(batch):
         kept = keep_mask(scores[i], cfg.filter, cfg.quantile, cfg.threshold) if cfg.mode == "filter" else [True] * cfg.samples
+        weights = problem_weights(scores[i], [bool(a.strip()) for a, _, _ in judged[i]]) if cfg.mode == "reweight" else [1.0] * cfg.samples
         for j, (attempt, answer, right) in enumerate(judged[i]):
             empty = not attempt.strip()
             keep = kept[j] and not empty
@@ -270,9 +294,20 @@ def _records(
                 final_correct=right,  # the gold check, for reporting only: nothing below reads it
                 stop_reason=reason, sample_index=j, iteration=cfg.iteration, seed=cfg.seed, config_hash=cfg.config_hash,
                 student={**info, SOURCE: {**info[SOURCE], "pass": pass_index}}, source=SOURCE, checked=False,
-                weight=scores[i][j] if cfg.mode == "reweight" else 1.0,
+                weight=weights[j],
             ))
     return out
+
+
+def problem_weights(scores: Sequence[float], non_empty: Sequence[bool]) -> list[float]:
+    """One problem's reweight-mode example weights (module docstring): over
+    its K non-empty samples, K * s_j / sum_k s_k, which sum to K; 0 for an
+    empty sample, and for every sample when all K scores are 0."""
+    k = sum(bool(x) for x in non_empty)
+    total = sum(s for s, ok in zip(scores, non_empty) if ok)
+    if k == 0 or total <= 0:
+        return [0.0] * len(scores)
+    return [k * s / total if ok else 0.0 for s, ok in zip(scores, non_empty)]
 
 
 class SelfVerifiedSource(SamplingSource):
@@ -301,6 +336,7 @@ __all__ = [
     "SelfVerifiedSource",
     "SelfVerifyConfig",
     "first_turn",
+    "problem_weights",
     "self_verified_collect",
     "self_verified_key",
     "student_scorer",

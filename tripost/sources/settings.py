@@ -40,8 +40,11 @@ class CollectSettings:
     max_edits: int = option(5, "teacher improvements per trajectory (TriPosT: 5)", metavar="N")
     max_passes: int = option(1, "passes over the problems", metavar="N", flag="--passes")
     target_usable: int = option(0, "stop once this many usable trajectories exist (0: no target)", metavar="N")
-    temperature: float = option(0.7, "student sampling temperature", metavar="T")
-    top_p: float = option(0.95, "student nucleus sampling share", metavar="P")
+    # The authors sample the student's attempts at temperature 1.0 with no
+    # nucleus cut (jasonyux/TriPosT, runners/trainer/
+    # train_self_improve_rl_noeval.py:343-347, get_wrapped_model_for_data).
+    temperature: float = option(1.0, "student sampling temperature", metavar="T")
+    top_p: float = option(1.0, "student nucleus sampling share", metavar="P")
     max_new_tokens: int = option(192, "tokens the student may write per attempt", metavar="N")
     batch_size: int = option(DEFAULT_BATCH, "problems per student batch (tripost.student.generate)", metavar="N")
     # Trajectories in a row whose teacher could not be reached before the
@@ -62,11 +65,11 @@ class CollectSettings:
     guided_teacher_edits: bool = option(False, "guided: the plain round's wrong samples also get TriPosT's teacher edits", flag="--teacher-edits")
     # Self-verified data (tripost/sources/selfverify.py): the student's own
     # verifier scores each of its samples; `filter` keeps some, `reweight`
-    # keeps all with the score as the example's weight (which a run trains
-    # with only under train.use_example_weight=true).
+    # keeps all with the score, normalised per problem, as the example's
+    # weight (which a run trains with only under train.use_example_weight=true).
     verify_verifier: str = option("mc", "self_verified: the student's own verifier (mc: p(Correct) after the attempt; self: its own "
                                   "feedback; cot: p(Correct) after a verification it writes)", choices=VERIFY_VERIFIERS)
-    verify_mode: str = option("filter", "self_verified: filter (keep what the filter keeps) or reweight (keep all, weight = score)",
+    verify_mode: str = option("filter", "self_verified: filter (keep what the filter keeps) or reweight (keep all, weight = score normalised per problem)",
                               choices=VERIFY_MODES)
     verify_filter: str = option("quantile", "self_verified filter: quantile (per problem, a share) or threshold (score >= T)",
                                 choices=VERIFY_FILTERS)
@@ -106,6 +109,12 @@ class CollectSettings:
     def sampling_params(self, seed: int = 0) -> SamplingParams:
         """How the student samples its attempts (n and seed are set per call)."""
         return SamplingParams(temperature=self.temperature, top_p=self.top_p, max_new_tokens=self.max_new_tokens, seed=seed)
+
+    def student_info(self, student: Any, seed: int = 0) -> dict[str, Any]:
+        """What every record says of the student that sampled it: spec,
+        precision, adapter, how it sampled, and the batch size (in bf16 the
+        text can depend on which prompts shared a batch: README, "Reproducibility")."""
+        return {**student.describe(), "sampling": self.sampling_params(seed).to_dict(), "batch_size": self.batch_size}
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -42,7 +42,7 @@ from tqdm import tqdm
 
 from tripost.errors import TripostError
 from tripost.format import Feedback, parse_feedback, parse_rationale, parse_trajectory
-from tripost.log import LogRecord
+from tripost.log import CORRECT_KINDS, LogRecord, usable
 from tripost.sources.base import AttemptSampler, Job, SamplingSource, SourceResult, resume_log, sampled_batches, student_sampler
 from tripost.student.generate import DEFAULT_BATCH
 from tripost.tasks.base import Problem
@@ -112,7 +112,7 @@ class TeacherTally:
             # `usage` is empty for a cache hit and a failed request: nothing was billed.
             if self.ledger is not None and c.get("usage") and self.ledger.unpriced(c["backend"], c["model"]):
                 self.unpriced.add(f"{c['backend']}:{c['model']}")
-        result.usable = self.kinds["improvement"] + self.kinds["direct"]
+        result.usable = usable(self.kinds)
         result.unpriced = sorted(self.unpriced)
 
     def close(self, result: SourceResult) -> None:
@@ -138,18 +138,47 @@ def _agrees(student_fb: Feedback | None, teacher_fb: Feedback) -> bool:
     return student_fb is not None and student_fb.error_step == teacher_fb.error_step
 
 
-def _progress(prev: Feedback, prev_text: str, new: Feedback, new_text: str) -> bool:
-    """An edit makes progress when the steps before the old error are unchanged
-    and the new first error is later (or gone)."""
+def _legit_update(prev: Feedback, prev_text: str, new_text: str) -> bool:
+    """An update of an answer is one when it differs, keeps the steps before
+    the first error unchanged and rewrites the wrong step (the authors'
+    ParsedAttempt.made_progress, jasonyux/TriPosT models/filters/base.py:147-178;
+    their further rule, that the quoted wrong part must be gone from the
+    step, is left out: our families' feedback quotes parts a right step can
+    repeat, a name in logical deduction, a date)."""
+    if new_text.strip() == prev_text.strip():
+        return False
     k = prev.error_step or 0
     a, b = parse_rationale(prev_text), parse_rationale(new_text)
     if list(a.steps[: k - 1]) != list(b.steps[: k - 1]):
         return False
-    return new.error_step is None or new.error_step > k
+    old_step = a.steps[k - 1] if 0 < k <= a.n_steps else a.final
+    new_step = b.steps[k - 1] if 0 < k <= b.n_steps else b.final
+    if old_step is None or new_step is None:
+        return True  # nothing to compare (a step added or removed): the prefix test stands
+    return old_step.strip().lower() != new_step.strip().lower()
+
+
+def _feedback_progress(prev: Feedback, new: Feedback) -> bool:
+    """The new feedback moved on: all correct, or a first error that is not
+    earlier and not the same part of the same step (the authors'
+    ParsedFeedback.made_progress, models/filters/base.py:47-62)."""
+    if new.is_correct:
+        return True
+    if new.error_step == prev.error_step and new.segment.strip() == prev.segment.strip():
+        return False
+    return (new.error_step or 0) >= (prev.error_step or 0)
 
 
 def edit_trajectory(problem: Problem, student_text: str, teacher: Teacher, max_edits: int) -> tuple[list[dict[str, Any]], str, str, list[TeacherCall]]:
-    """Run the teacher over one student output. Returns (turns, kind, stop_reason, calls)."""
+    """Run the teacher over one student output. Returns (turns, kind, stop_reason, calls).
+
+    An update that changes the steps before the error it fixes ends the
+    trajectory as `failed` ("no progress"). An update whose new first error
+    is not later than the old one is kept going, as the authors do
+    (jasonyux/TriPosT models/rl/multistep_arithmetic.py:186-198, 207-217):
+    if the trajectory still ends correct, only the turns up to the first one
+    the teacher corrected are kept, that wrong answer with the teacher's
+    critique, as a `critique` record (the fix that wandered is not taught)."""
     calls: list[TeacherCall] = []
     turns: list[dict[str, Any]] = []
     own = parse_trajectory(student_text).turns or ()
@@ -182,6 +211,8 @@ def edit_trajectory(problem: Problem, student_text: str, teacher: Teacher, max_e
         return turns, "failed", "empty attempt", calls
 
     # 2) Teacher edits from the first turn the student got wrong.
+    critiqued = len(turns)  # the turns up to the answer the teacher corrects first, with its critique
+    stalled = False
     for _ in range(max_edits):
         imp = teacher.improve(problem, current, current_fb)
         calls += imp.calls
@@ -192,10 +223,13 @@ def edit_trajectory(problem: Problem, student_text: str, teacher: Teacher, max_e
         if reply.feedback is None:
             turns.append({"rationale": imp.rationale, "feedback": None, "source": "teacher"})
             return turns, "failed", f"teacher feedback rejected: {reply.rejected}", calls
-        if not _progress(current_fb, current, reply.feedback, imp.rationale):
+        if not _legit_update(current_fb, current, imp.rationale):
             return turns, "failed", "no progress", calls
+        stalled = stalled or not _feedback_progress(current_fb, reply.feedback)
         turns.append({"rationale": imp.rationale, "feedback": reply.text, "source": "teacher", "error_step": reply.feedback.error_step})
         if reply.feedback.is_correct:
+            if stalled:
+                return turns[:critiqued], "critique", "correct after an edit without progress: critique kept", calls
             return turns, "improvement", "correct", calls
         current, current_fb = imp.rationale, reply.feedback
     return turns, "failed", "max edits", calls
@@ -221,7 +255,7 @@ def collect(
     # Usable trajectories already in the log count toward the target.
     writer, kinds = resume_log(log_path, cfg.iteration)
     tally = TeacherTally(kinds, ledger=getattr(teacher, "ledger", None))
-    result.usable = kinds["improvement"] + kinds["direct"]
+    result.usable = usable(kinds)
 
     bar = tqdm(total=len(problems) * cfg.max_passes, desc=f"collect it{cfg.iteration}", unit="problem", disable=not progress, file=sys.stderr, dynamic_ncols=True)
     pool = ThreadPoolExecutor(max_workers=cfg.teacher_concurrency, thread_name_prefix="teacher")
@@ -229,7 +263,7 @@ def collect(
     def finish(problem: Problem, key: str, sample_index: int, text: str) -> LogRecord:
         turns, kind, stop, calls = edit_trajectory(problem, text, teacher, cfg.max_edits)
         return LogRecord(
-            key=key, problem=problem.to_dict(), kind=kind, turns=turns, final_correct=kind != "failed",
+            key=key, problem=problem.to_dict(), kind=kind, turns=turns, final_correct=kind in CORRECT_KINDS,
             stop_reason=stop, sample_index=sample_index, iteration=cfg.iteration, seed=cfg.seed,
             config_hash=cfg.config_hash, teacher_calls=[c.to_dict() for c in calls], student=dict(student_info or {}),
         )
