@@ -145,7 +145,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="also train sft-gold on N gold examples per task for each N and measure first-attempt accuracy on the "
                         "held-out seen problems (sft_gold_curve)")
     p.add_argument("--out", default=None, help="run folders go here (default: runs/bench-learning[-quick|-full])")
-    p.add_argument("--name", default=None, help="output name under docs/benchmarks/ (default: learning[-quick|-full])")
+    p.add_argument("--name", default=None, help="output name under docs/benchmarks/ (default: learning-default, -quick or -full; learning.* is the campaign's)")
     p.add_argument("--docs", default=str(ROOT / "docs" / "benchmarks"))
     p.add_argument("--precision", default="auto", help="training precision (default auto: what tripost picks for the device, tripost.train.resolve_setup)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra run config override, for every method (repeatable)")
@@ -1005,7 +1005,9 @@ def main(argv: list[str] | None = None) -> int:
         size["n_val"] = args.n_val
     suffix = "" if size_name == "default" else f"-{size_name}"
     out = Path(args.out or ROOT / "runs" / f"bench-learning{suffix}")
-    name = args.name or f"learning{suffix}"
+    # learning.json / learning.md are the campaign's (scripts/campaign.py): this
+    # benchmark's default size writes learning-default.*.
+    name = args.name or f"learning-{size_name}"
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
     T = size["iterations"]
     progress = not args.no_progress
