@@ -140,21 +140,21 @@ class GeneratedFamily:
 
     # ---- corruption (tests, demos and the few-shot prompts)
 
+    def _parsed_for(self, problem: Problem, step: int) -> Rationale:
+        """The gold rationale parsed, with `step` checked to be in 1..n+1."""
+        parsed = parse_rationale(problem.rationale)
+        if not 1 <= step <= parsed.n_steps + 1:
+            raise TripostError(f"{self.name}: step {step} is out of range 1..{parsed.n_steps + 1}")
+        return parsed
+
     def corrupt(self, problem: Problem, step: int, rng: random.Random) -> str:
         """The gold rationale with step `step` made wrong (n + 1 = the final
         response): the first of the family's wrong texts that `check_steps`
         flags at exactly that step, else the last one tried."""
-        text = problem.rationale
-        parsed = parse_rationale(text)
-        n = parsed.n_steps
-        if not 1 <= step <= n + 1:
-            raise TripostError(f"{self.name}: step {step} is out of range 1..{n + 1}")
+        text, parsed = problem.rationale, self._parsed_for(problem, step)
         candidates: Iterable[str]
-        if step == n + 1:
-            prefix = text[: parsed.final_offset] if parsed.final_offset is not None else text
-            if prefix and not prefix.endswith("\n"):
-                prefix += "\n"
-            candidates = (prefix + line for line in self._wrong_finals(problem, parsed, rng))
+        if step == parsed.n_steps + 1:
+            candidates = (_before(text, parsed.final_offset) + line for line in self._wrong_finals(problem, parsed, rng))
         else:
             start, end = parsed.offsets[step - 1], parsed.offset_of(step + 1)
             body = text[start:end]
@@ -183,21 +183,12 @@ class GeneratedFamily:
         wrong final answer; when no run is (a slip whose effect cancels out,
         or a problem the family cannot replay), the last resort is
         `corrupt`'s text, whose final answer may still be right."""
-        text = problem.rationale
-        parsed = parse_rationale(text)
-        n = parsed.n_steps
-        if not 1 <= step <= n + 1:
-            raise TripostError(f"{self.name}: step {step} is out of range 1..{n + 1}")
+        text, parsed = problem.rationale, self._parsed_for(problem, step)
         candidates: Iterable[str]
-        if step == n + 1:
-            prefix = text[: parsed.final_offset] if parsed.final_offset is not None else text
-            if prefix and not prefix.endswith("\n"):
-                prefix += "\n"
-            candidates = (prefix + line for line in self._wrong_finals(problem, parsed, rng))
+        if step == parsed.n_steps + 1:
+            candidates = (_before(text, parsed.final_offset) + line for line in self._wrong_finals(problem, parsed, rng))
         else:
-            prefix = text[: parsed.offsets[step - 1]]
-            if prefix and not prefix.endswith("\n"):
-                prefix += "\n"
+            prefix = _before(text, parsed.offsets[step - 1])
             candidates = (
                 prefix + render_rationale(steps, answer, start=step) for steps, answer in self._wrong_runs(problem, parsed, step, rng)
             )
@@ -224,6 +215,12 @@ class GeneratedFamily:
         """Wrong texts for step `step` (without its number), most natural
         first; the last is the last resort."""
         raise NotImplementedError
+
+
+def _before(text: str, offset: int | None) -> str:
+    """`text` up to `offset` (None: all of it), ending in a newline unless empty."""
+    prefix = text[:offset] if offset is not None else text
+    return prefix + "\n" if prefix and not prefix.endswith("\n") else prefix
 
 
 __all__ = ["FORM_REASON", "GeneratedFamily", "StepError", "clip", "first_wrong_step", "text_field"]
