@@ -13,6 +13,7 @@ import os
 import sys
 
 from tripost.errors import TripostError
+from tripost.serve.bounds import Limits, add_limit_arguments
 from tripost.serve.server import CACHE_MIN_TOKENS, TOKEN_ENV, Faults, TeacherService, check_token, make_server, new_token, parse_fail_codes
 
 TOKEN_HELP = (
@@ -50,6 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-min-tokens", type=int, default=CACHE_MIN_TOKENS, metavar="N",
                    help=f"shortest prompt prefix (estimated tokens) the mimicked provider prompt cache keeps (default {CACHE_MIN_TOKENS}, "
                         "as OpenAI and most Claude models; 0: every prefix)")
+    add_limit_arguments(p)  # what one request may cost: body size, read timeout, connections (bounds.py)
     from tripost.teachers.options import add_teacher_flags
 
     add_teacher_flags(p)  # for a proxied LLM backend (openai:, anthropic:, hf:), as collect and teach
@@ -87,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
     from tripost.teachers import TeacherOptions, make_teacher
 
     faults = faults_from(args)
+    limits = Limits.from_args(args)
     if not 0 <= args.port <= 65535:
         raise TripostError(f"--port must be 0-65535, got {args.port}")
     if args.token is not None:
@@ -105,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     if args.cache_min_tokens < 0:
         raise TripostError(f"--cache-min-tokens must be 0 or more, got {args.cache_min_tokens}")
     service = TeacherService(teacher, model=args.model_name or args.backend, faults=faults, cache_min_tokens=args.cache_min_tokens)
-    httpd = make_server(service, args.host, args.port, token=token)
+    httpd = make_server(service, args.host, args.port, token=token, limits=limits)
     host, port = httpd.server_address[:2]
     # The first stdout line says where we listen (scripts read it when --port 0),
     # the second which token clients send: the one place it is ever shown, and

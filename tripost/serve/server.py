@@ -27,6 +27,15 @@ Authentication
     appears in a log line or an error message. /stats and /health carry counts
     only, no content, and stay open so that a monitor needs no secret.
 
+What a request may cost (bounds.py, shared with serve-student)
+    The token is checked before any byte of the body is read; then the
+    declared Content-Length: negative, non-numeric or conflicting is a 400,
+    chunked a 411, over `--max-body-mb` (64 by default) a 413, all without
+    reading; then the body, which must arrive within `--read-timeout`
+    seconds (30; else 408). A request answered without reading its body ends
+    its connection. At most `--max-connections` (64) connections are served
+    at once, one thread each; one more is answered 503 with Retry-After.
+
 How a request is answered
     - an LLM teacher (openai:, anthropic:, hf:) is exposed as a chat proxy:
       the messages go to its backend (through its cache and retries) and the
@@ -75,22 +84,19 @@ The server logs no header and no credential: the token is only compared.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import ipaddress
 import json
 import logging
 import math
 import random
 import secrets
-import select
-import socket
 import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 from tripost.errors import TripostError
@@ -99,6 +105,7 @@ from tripost.teachers.chat import ChatMessage, ChatRequest, ChatResponse
 from tripost.teachers.retry import ChatError, redact, register_secret
 from tripost.teachers.templates import parse_block
 from tripost.serve.batches import BatchStore
+from tripost.serve.bounds import CLIENT_GONE, BoundedHandler, BoundedServer, Limits, token_matches
 from tripost.serve.failures import QUOTA, WRONG_SHAPE_ANSWERS, HTTPFailure, error_payload, injected_failure, upstream_failure
 
 log = logging.getLogger("tripost.serve")
@@ -132,7 +139,7 @@ _MALFORMED = {
 TOKEN_ENV = "TRIPOST_SERVE_TOKEN"
 DISCONNECTED = "disconnected"  # the /stats status of a request whose client went away
 # What a client that went away looks like to the handler.
-_CLIENT_GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
+_CLIENT_GONE = CLIENT_GONE
 
 
 def new_token() -> str:
@@ -533,9 +540,10 @@ def _int(body: dict[str, Any], *names: str, default: int) -> int:
     return default
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(BoundedHandler):
+    """serve-teacher's routes; reading and bounding requests is BoundedHandler's (bounds.py)."""
+
     server_version = "tripost-serve-teacher"
-    protocol_version = "HTTP/1.1"
     service: TeacherService  # set on the subclass made per server
     token: str  # likewise
     _answering: str | None = None  # the path of the request being answered, if any
@@ -543,16 +551,13 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # request line only: never headers
         log.debug("%s %s", self.address_string(), redact(format % args))
 
-    def handle(self) -> None:
-        try:
-            super().handle()
-        except _CLIENT_GONE as e:
-            # The client closed while we read or wrote: its business, one line.
-            if self._answering is not None:
-                log.warning("client %s went away before its answer to %s (%s)",
-                            self.client_address[0], redact(self._answering), type(e).__name__)
-            else:  # reset between requests on a kept-alive connection: nothing was lost
-                log.debug("client %s reset an idle connection", self.client_address[0])
+    def client_gone(self, e: BaseException) -> None:
+        # The client closed while we read or wrote: its business, one line.
+        if self._answering is not None:
+            log.warning("client %s went away before its answer to %s (%s)",
+                        self.client_address[0], redact(self._answering), type(e).__name__)
+        else:  # reset between requests on a kept-alive connection: nothing was lost
+            log.debug("client %s reset an idle connection", self.client_address[0])
 
     def do_GET(self) -> None:
         self._answering = self.path.split("?")[0]
@@ -568,17 +573,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _authorized(self) -> bool:
         """The request carries the token as an SDK sends an API key."""
-        presented = []
-        scheme, _, value = (self.headers.get("authorization") or "").strip().partition(" ")
-        if scheme.lower() == "bearer":
-            presented.append(value.strip())
-        if self.headers.get("x-api-key"):
-            presented.append(self.headers["x-api-key"].strip())
-        want = self.token.encode()
-        # Constant-time: how much of a guess matched must not show in the timing.
-        return any(hmac.compare_digest(p.encode(), want) for p in presented)
+        return token_matches(self.headers, self.token)
 
     def _refuse(self, flavour: str, path: str) -> None:
+        """401, before any byte of the body is read (the connection then ends: bounds.py)."""
         log.info("refused %s %s from %s: no valid token", self.command, redact(path), self.client_address[0])
         self._send_error(
             flavour, path, 401,
@@ -604,16 +602,15 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(404, {"error": {"message": f"no route {path}", "type": "not_found"}}, path=path)
 
     def _post(self) -> None:
+        # The token first, then the route, then the body's declared length, and only then the body.
         path = self.path.split("?")[0].rstrip("/")
         if self._batch_route("POST", path):
             return
         flavour = "anthropic" if path.endswith("/messages") else "openai"
         if not self._authorized():
-            self._drain()
             self._refuse(flavour, path)
             return
         if not path.endswith(("/chat/completions", "/messages")):
-            self._drain()
             self._send_json(404, {"error": {"message": f"no route {path}", "type": "not_found"}}, path=path)
             return
         self.service.stats.enter()
@@ -622,7 +619,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.service.stats.sampling(body)
             if self.service.faults.latency:
                 time.sleep(self.service.faults.latency)
-            if self._peer_closed():
+            if self.peer_closed():
                 # Gone while we waited: answering (in proxy mode, paying upstream) is wasted.
                 self.service.stats.record(path, DISCONNECTED)
                 log.warning("client %s went away before its answer to %s", self.client_address[0], redact(path))
@@ -656,17 +653,18 @@ class _Handler(BaseHTTPRequestHandler):
     def _batch_route(self, method: str, path: str) -> bool:
         """Answer `path` if it is a Batch API route (batches.py), in its
         provider's error shape, recorded under its template; else False.
-        No injected fault and no latency here: those are for the items."""
+        The token before the body, as for the live routes. No injected fault
+        and no latency here: those are for the items."""
         from tripost.serve.batches import match_route
 
         route = match_route(method, path)
         if route is None:
             return False
-        body = self._drain() if method == "POST" else b""
         if not self._authorized():
             self._refuse(route.flavour, route.template)
             return True
         try:
+            body = self.read_body() if method == "POST" else b""
             host = self.headers.get("host") or "%s:%s" % self.server.server_address[:2]
             reply = self.service.batches.handle(route, body, self.headers.get("content-type") or "", host)
             self._send_bytes(reply.status, reply.data, reply.content_type, path=route.template)
@@ -680,12 +678,7 @@ class _Handler(BaseHTTPRequestHandler):
         return True
 
     def _peer_closed(self) -> bool:
-        """Whether the client has closed its end (readable, yet nothing to read)."""
-        try:
-            readable, _, _ = select.select([self.connection], [], [], 0)
-            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
-        except OSError:  # reset by the peer
-            return True
+        return self.peer_closed()
 
     # ------------------------------------------------------------- responses ---
 
@@ -699,21 +692,16 @@ class _Handler(BaseHTTPRequestHandler):
     ) -> None:
         self._send_json(status, error_payload(flavour, message, kind), path=path, headers=headers, fault=fault)
 
-    def _drain(self) -> bytes:
-        try:
-            length = int(self.headers.get("content-length") or 0)
-        except ValueError:
-            length = 0
-        return self.rfile.read(length) if length > 0 else b""
-
     def _read_body(self) -> dict[str, Any]:
-        raw = self._drain()
+        raw = self.read_body()  # bounded: bounds.BoundedHandler
         if not raw:
             return {}
         try:
             body = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise HTTPFailure(400, "the request body is not valid JSON") from None
+        except RecursionError:
+            raise HTTPFailure(400, "the request body nests too deep") from None
         if not isinstance(body, dict):
             raise HTTPFailure(400, "the request body must be a JSON object")
         if body.get("stream"):
@@ -749,10 +737,8 @@ class _Handler(BaseHTTPRequestHandler):
             raise
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
+class _Server(BoundedServer):
+    """One thread per connection, at most `Limits.max_connections` (bounds.py)."""
 
 
 @dataclass
@@ -795,12 +781,15 @@ class RunningServer:
         self.stop()
 
 
-def make_server(service: TeacherService, host: str = "127.0.0.1", port: int = 0, *, token: str) -> ThreadingHTTPServer:
-    """A server answering only requests that carry `token`. Warns (log
-    WARNING) when the address it bound is reachable from other machines."""
+def make_server(service: TeacherService, host: str = "127.0.0.1", port: int = 0, *, token: str,
+                limits: Limits | None = None) -> ThreadingHTTPServer:
+    """A server answering only requests that carry `token`, reading and
+    holding no more than `limits` allow (bounds.py; default `Limits()`).
+    Warns (log WARNING) when the address it bound is reachable from other
+    machines."""
     handler = type("Handler", (_Handler,), {"service": service, "token": check_token(token)})
     try:
-        httpd = _Server((host, port), handler)
+        httpd = _Server((host, port), handler, limits)
     except OSError as e:
         raise TripostError(f"serve-teacher: cannot listen on {host}:{port} ({e.strerror})") from None
     bound = str(httpd.server_address[0])
@@ -823,9 +812,11 @@ def _is_proxy(service: TeacherService) -> bool:
 def start_server(
     teacher: Any, *, host: str = "127.0.0.1", port: int = 0, model: str = "tripost-teacher",
     faults: Faults | None = None, token: str | None = None, cache_min_tokens: int = CACHE_MIN_TOKENS,
+    limits: Limits | None = None,
 ) -> RunningServer:
     """Serve `teacher` in a daemon thread; port 0 picks a free one. Without
     `token` a fresh one is made: `RunningServer.token`."""
     service = TeacherService(teacher, model=model, faults=faults, cache_min_tokens=cache_min_tokens)
     token = token if token is not None else new_token()
-    return RunningServer.start(make_server(service, host, port, token=token), service, token, "tripost-serve-teacher")
+    return RunningServer.start(make_server(service, host, port, token=token, limits=limits), service, token,
+                               "tripost-serve-teacher")
