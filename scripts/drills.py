@@ -26,6 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 SERVE = "tests/test_serve_teacher.py"
+BOUNDS = "tests/test_serve_bounds.py"
 # (case, what failed at 1fa067d or, from case 14, the issue named, the tests that reproduce it). A node id
 # without parameters selects all of its parametrized cases.
 CASES: list[tuple[int, str, list[str]]] = [
@@ -107,6 +108,33 @@ CASES: list[tuple[int, str, list[str]]] = [
         "tests/test_data_splits.py::test_a_rows_own_split_wins_and_a_bad_one_is_one_line",
         "tests/test_data_splits.py::test_run_on_a_data_file_never_trains_on_its_evaluation_problems",
         "tests/test_tasks_select.py::test_data_rows_of_other_splits_are_never_selected",
+    ]),
+    (15, "serve-teacher: token, then length (400/411/413), then a timed read; capped connections", [
+        f"{BOUNDS}::test_teacher_answers_a_huge_declared_body_413_without_reading_it",
+        f"{BOUNDS}::test_teacher_checks_the_token_before_the_declared_length",
+        f"{BOUNDS}::test_teacher_refuses_negative_or_non_numeric_lengths_with_400",
+        f"{BOUNDS}::test_teacher_sends_100_continue_only_when_it_will_read_the_body",
+        f"{BOUNDS}::test_a_body_that_does_not_arrive_in_time_is_408_and_an_idle_connection_is_closed",
+        f"{BOUNDS}::test_connections_over_the_cap_are_answered_503_and_a_freed_slot_serves_again",
+    ]),
+    (16, "serve-student: bounded reads and work, gone clients cancelled, refused adapters undone", [
+        f"{BOUNDS}::test_student_lengths_are_checked_after_the_token_and_before_reading",
+        f"{BOUNDS}::test_student_bounds_n_max_tokens_and_prompt_count",
+        f"{BOUNDS}::test_a_request_whose_client_went_away_stops_and_frees_the_model",
+        f"{BOUNDS}::test_a_refused_adapter_load_leaves_the_served_model_unchanged",
+    ]),
+    (17, "checkpoints are whole or absent, a torn one is skipped; SIGTERM is one line (143)", [
+        "tests/test_checkpoints.py::test_the_newest_whole_checkpoint_wins_and_the_torn_ones_are_named",
+        "tests/test_checkpoints.py::test_a_torn_newest_checkpoint_is_skipped_with_one_line",
+        "tests/test_checkpoints.py::test_a_save_cut_short_leaves_no_checkpoint_behind",
+        "tests/test_checkpoints.py::test_sigterm_ends_a_verb_with_one_line_as_ctrl_c_does",
+        "tests/test_checkpoints.py::test_sigterm_to_tripost_train_is_one_line_and_the_rerun_resumes",
+    ]),
+    (18, "teacher answers bounded by max_tokens: too_long, counted, not cached or logged, not read", [
+        "tests/test_teacher_bounds.py::test_the_requester_refuses_an_over_long_answer_and_never_caches_it",
+        "tests/test_teacher_bounds.py::test_a_padded_answer_is_too_long_counted_and_not_cached",
+        "tests/test_teacher_bounds.py::test_a_collected_record_never_holds_the_padding",
+        "tests/test_teacher_bounds.py::test_a_100_mb_answer_is_not_read",
     ]),
 ]
 

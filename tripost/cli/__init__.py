@@ -3,6 +3,9 @@
 Each verb lives in its own module with `register(subparsers)`; the module's
 handler returns an exit code. A `TripostError` anywhere becomes one line on
 stderr and exit code 2: the user sees what is wrong, never a traceback wall.
+Ctrl-C is one line ("interrupted") and exit code 130; SIGTERM (a scheduler, a
+container stop, `kill`) unwinds the same way, says "terminated" and exits
+143 (128 + 15, what a shell reports for a process SIGTERM ended).
 """
 
 from __future__ import annotations
@@ -11,7 +14,9 @@ import argparse
 import importlib
 import logging
 import os
+import signal
 import sys
+import threading
 import warnings
 
 from tripost import __version__
@@ -63,7 +68,55 @@ def _quiet_libraries() -> None:
     logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so that it unwinds as Ctrl-C
+    does: `finally` blocks run, files are closed, and the run ends with one
+    line instead of dying mid-write without a word."""
+
+
+TERMINATED_EXIT = 143  # 128 + SIGTERM, as a shell reports a process the signal ended
+
+
+def _catch_sigterm() -> object | None:
+    """Turn SIGTERM into `Terminated` in this process (not in a child it
+    forks, which still dies of it at once); the previous handler, to restore,
+    or None when none was installed (not the main thread, or someone else
+    handles SIGTERM already)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        previous = signal.getsignal(signal.SIGTERM)
+    except (AttributeError, ValueError):
+        return None
+    if previous != signal.SIG_DFL:
+        return None
+    pid = os.getpid()
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        # A second SIGTERM ends the process at once, as the default does.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if os.getpid() != pid:  # a forked worker: die as it would have
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    return previous
+
+
 def main(argv: list[str] | None = None) -> int:
+    previous = _catch_sigterm()
+    try:
+        return _main(argv)
+    except Terminated:  # before a verb was chosen (while the parser loads)
+        print("tripost: terminated", file=sys.stderr)
+        return TERMINATED_EXIT
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str] | None) -> int:
     # Nothing is fetched from a model hub that the user did not name (docs/design.md).
     from tripost.student.spec import hub_offline_by_default
 
@@ -76,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     except TripostError as e:
         print(f"tripost {args.verb}: error: {e}", file=sys.stderr)
         return e.exit_code
+    except Terminated:
+        print(f"tripost {args.verb}: terminated", file=sys.stderr)
+        return TERMINATED_EXIT
     except KeyboardInterrupt:
         print(f"tripost {args.verb}: interrupted", file=sys.stderr)
         return 130

@@ -19,11 +19,12 @@ nothing, leaving one unmarked that was long enough loses the discount) and
 marked only when it can be cached. The SDK's own
 retries are off (`max_retries=0`): retry.py retries, once.
 
-The request goes out through `with_raw_response`, so sending (whose
-failures retry.py classifies) and reading the 200 body are apart: an HTML
-page, a body that is not JSON or a text block whose text is not a string is
-a `malformed_response` for this one request, never an exception that stops
-the run.
+The request goes out through `with_streaming_response`, so sending (whose
+failures retry.py classifies) and reading the 200 body are apart: the body
+is read only as far as `max_tokens` allows (sdk.py; `too_long` beyond), and
+an HTML page, a body that is not JSON or a text block whose text is not a
+string is a `malformed_response` for this one request, never an exception
+that stops the run.
 """
 
 from __future__ import annotations
@@ -184,9 +185,9 @@ class AnthropicChat(SDKChat):
         return ChatError(f"anthropic: batch {batch_id} did not run a request ({kind})", retryable=True, kind=f"batch_{kind}")
 
     async def acomplete(self, request: ChatRequest) -> ChatResponse:
-        raw = await self.client().messages.with_raw_response.create(**self.build_params(request))
-        await raw.read()  # a failure while receiving is the connection's, classified by retry.py
-        return await self.read_body(raw, self.read_message)
+        # A failure while receiving is the connection's, classified by retry.py.
+        streamed = self.client().messages.with_streaming_response.create(**self.build_params(request))
+        return await self.read_answer(streamed, request, self.read_message)
 
     def read_message(self, message: Any) -> ChatResponse:
         """The text blocks of a parsed message; raises on a body of the wrong

@@ -29,6 +29,34 @@ from typing import Any, Protocol, runtime_checkable
 # one name); keys made by version 1 are never looked up again.
 CACHE_KEY_VERSION = 2
 
+# How long an answer may be (issue 32, item 6). A request asks for at most
+# `max_tokens` tokens; a token of English is ~4 characters in the BPE
+# vocabularies the providers use (serve-teacher estimates 4 too), so an
+# answer that obeys the limit is at most ~4 * max_tokens characters. The
+# bound is 8 times that, 32 characters a token: room for long tokens (runs
+# of spaces or dashes, long words, code) and servers that count loosely,
+# while a padded answer (a right answer with a megabyte of text after it)
+# is refused: 24,576 characters at the default 768 tokens. Never under
+# MIN_ANSWER_CHARS, so a small max_tokens cannot refuse an honest answer.
+ANSWER_CHARS_PER_TOKEN = 32
+MIN_ANSWER_CHARS = 4096
+# The HTTP body around the answer: JSON escapes a character in up to 12
+# bytes (a \uXXXX surrogate pair), and the rest of the body (ids, usage, a
+# reasoning model's other blocks, which max_tokens bounds too) gets a fixed
+# 256 KiB: 557 KB at 768 tokens, however large the body the server sends.
+BODY_BYTES_PER_CHAR = 12
+BODY_OVERHEAD_BYTES = 256 * 1024
+
+
+def max_answer_chars(max_tokens: int) -> int:
+    """The most characters an answer to a request for `max_tokens` tokens may have."""
+    return max(ANSWER_CHARS_PER_TOKEN * max(int(max_tokens), 0), MIN_ANSWER_CHARS)
+
+
+def max_body_bytes(max_tokens: int) -> int:
+    """The most bytes of an HTTP answer body read for a request for `max_tokens` tokens."""
+    return BODY_BYTES_PER_CHAR * max_answer_chars(max_tokens) + BODY_OVERHEAD_BYTES
+
 
 @dataclass(frozen=True)
 class ChatMessage:

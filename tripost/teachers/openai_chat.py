@@ -8,9 +8,10 @@ and no key is, a placeholder is sent. The answer length limit goes out as
 reasoning models require instead. The SDK's own retries are off
 (`max_retries=0`): retry.py retries, once.
 
-The request goes out through `with_raw_response`, so sending (whose
-failures retry.py classifies) and reading the 200 body are apart: a body
-that does not parse, or parses into the wrong shape, is a
+The request goes out through `with_streaming_response`, so sending (whose
+failures retry.py classifies) and reading the 200 body are apart: the body
+is read only as far as `max_tokens` allows (sdk.py; `too_long` beyond), and
+a body that does not parse, or parses into the wrong shape, is a
 `malformed_response` for this one request, never an exception that stops
 the run.
 """
@@ -67,8 +68,8 @@ class OpenAIChat(SDKChat):
         return params
 
     async def acomplete(self, request: ChatRequest) -> ChatResponse:
-        raw = await self.client().chat.completions.with_raw_response.create(**self.build_params(request))
-        return await self.read_body(raw, self.read_completion)
+        streamed = self.client().chat.completions.with_streaming_response.create(**self.build_params(request))
+        return await self.read_answer(streamed, request, self.read_completion)
 
     # ------------------------------------------------------- the Batch API ---
     # A JSONL file of {custom_id, method, url, body} lines is uploaded

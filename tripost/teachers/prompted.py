@@ -15,8 +15,10 @@ Anything else is rejected with a reason (counted in `rejections`, logged at
 WARNING with the start of the offending text) and returned as a reply with
 `rejected` set, never raised. Backend failures that outlive their retries are
 rejected as "unavailable", a 200 whose body does not parse as
-"malformed_response"; configuration errors (bad key, bad model, spend limit)
-raise `TripostError`.
+"malformed_response", an answer longer than `max_tokens` allows (a generous
+multiple, chat.py `max_answer_chars`) as "too_long", its text dropped
+unread (never cached, never in a log record);
+configuration errors (bad key, bad model, spend limit) raise `TripostError`.
 
 Only answers that pass validation are cached (`answer_check` is handed to
 the requester): a re-run after a bad server asks again.
@@ -49,7 +51,7 @@ from tripost.teachers.base import FeedbackReply, ImproveReply, TeacherCall
 from tripost.teachers.cache import ResponseCache
 from tripost.teachers.chat import ChatBackend, ChatRequest, ChatResponse
 from tripost.teachers.requester import Outcome, Requester
-from tripost.teachers.retry import MALFORMED, RetryPolicy
+from tripost.teachers.retry import MALFORMED, TOO_LONG, RetryPolicy
 from tripost.teachers.templates import load_template, render_block, request_fields
 from tripost.teachers.usage import Ledger
 
@@ -66,7 +68,8 @@ NO_FINAL_ANSWER = "no_final_answer"
 BAD_NUMBERING = "bad_step_numbers"
 CHANGED_KEPT_STEPS = "changed_kept_steps"
 WRONG_STEP_UNCHANGED = "wrong_step_unchanged"
-# and MALFORMED ("malformed_response", retry.py): a 200 whose body does not parse.
+# and MALFORMED ("malformed_response", retry.py): a 200 whose body does not parse;
+# TOO_LONG ("too_long", retry.py): an answer over what its max_tokens allows.
 
 _FENCE_RE = re.compile(r"^```[\w-]*\s*$", re.MULTILINE)
 _IN_STEP_RE = re.compile(r"In step \((\d+)\)", re.IGNORECASE)
@@ -184,7 +187,12 @@ class PromptedTeacher:
         )
 
     def _call(self, kind: str, out: Outcome, rejected: str | None) -> TeacherCall:
-        usage = out.response.usage.buckets() if out.response is not None and not out.cached else {}
+        if out.cached:
+            usage = {}
+        elif out.response is not None:
+            usage = out.response.usage.buckets()
+        else:  # billed although refused (too long), or nothing billed
+            usage = out.usage.buckets() if out.usage is not None else {}
         return TeacherCall(
             backend=self.backend.name,
             model=self.backend.model,
@@ -238,7 +246,7 @@ class PromptedTeacher:
 
 def _failure_reason(out: Outcome) -> str:
     assert out.error is not None
-    return MALFORMED if out.error.kind == MALFORMED else UNAVAILABLE
+    return out.error.kind if out.error.kind in (MALFORMED, TOO_LONG) else UNAVAILABLE
 
 
 # -------------------------------------------------------------- validation ---

@@ -16,6 +16,12 @@ as a `ChatError` (a `TripostError`: a configuration problem the user must
 fix). A retryable one that outlives its retries, or a 200 whose body is
 malformed, comes back as an `Outcome` with `error` set, so a batch of many
 problems carries on and the teacher reports the request as rejected.
+
+Length: an answer longer than its request's `max_tokens` allows
+(`max_answer_chars`) is a `too_long` error outcome: billed in the ledger,
+never cached nor shared as an answer, its text dropped here so that no log
+record carries it. A cached answer over the bound (an older version stored
+it) is dropped and asked again.
 """
 
 from __future__ import annotations
@@ -27,8 +33,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tripost.teachers.cache import ResponseCache
-from tripost.teachers.chat import ChatBackend, ChatRequest, ChatResponse, Usage
-from tripost.teachers.retry import ChatError, RetryPolicy, call_with_retries
+from tripost.teachers.chat import ChatBackend, ChatRequest, ChatResponse, Usage, max_answer_chars
+from tripost.teachers.retry import ChatError, RetryPolicy, call_with_retries, too_long
 from tripost.teachers.usage import Ledger
 
 
@@ -42,6 +48,7 @@ class Outcome:
     cost_usd: float = 0.0
     key: str = ""
     retry_reasons: dict[str, int] = field(default_factory=dict)
+    usage: Usage | None = None  # what an answer refused here (too long) was billed; its text is gone
 
 
 class Requester:
@@ -80,6 +87,7 @@ class Requester:
         name, model = self.backend.name, self.backend.model
         key = self.key(req)
         t0 = time.perf_counter()
+        accept = _bounded(accept, max_answer_chars(req.max_tokens))
         if self.cache is not None:
             hit = self.cache.get(key, accept)
             if hit is not None:
@@ -103,9 +111,7 @@ class Requester:
         finally:
             del self._inflight[key]
 
-    async def _call(
-        self, req: ChatRequest, key: str, t0: float, accept: Callable[[ChatResponse], bool] | None
-    ) -> Outcome:
+    async def _call(self, req: ChatRequest, key: str, t0: float, accept: Callable[[ChatResponse], bool]) -> Outcome:
         name, model = self.backend.name, self.backend.model
         reasons: Counter[str] = Counter()
 
@@ -132,10 +138,26 @@ class Requester:
                 response=None, error=e, retries=n_retries, latency_s=time.perf_counter() - t0, key=key,
                 retry_reasons=dict(reasons),
             )
+        limit = max_answer_chars(req.max_tokens)
+        if len(response.text) > limit:
+            error = too_long(name, f"{len(response.text):,} characters where a {req.max_tokens}-token answer may have {limit:,}")
+            cost = self.ledger.record(name, model, response.usage, retries=retries, failed=True, retry_reasons=reasons,
+                                      batched=bool(response.batch_id))
+            reasons.update([error.reason])
+            return Outcome(
+                response=None, error=error, retries=retries, latency_s=time.perf_counter() - t0, cost_usd=cost, key=key,
+                retry_reasons=dict(reasons), usage=response.usage,
+            )
         cost = self.ledger.record(name, model, response.usage, retries=retries, retry_reasons=reasons, batched=bool(response.batch_id))
-        if self.cache is not None and (accept is None or accept(response)):
+        if self.cache is not None and accept(response):
             self.cache.put(key, name, model, response)
         return Outcome(
             response=response, retries=retries, latency_s=time.perf_counter() - t0, cost_usd=cost, key=key,
             retry_reasons=dict(reasons),
         )
+
+
+def _bounded(accept: Callable[[ChatResponse], bool] | None, limit: int) -> Callable[[ChatResponse], bool]:
+    """`accept` (None: every answer), for answers of at most `limit`
+    characters; a longer one is refused before `accept` reads it."""
+    return lambda r: len(r.text) <= limit and (accept is None or accept(r))

@@ -12,7 +12,9 @@ A 200 whose body cannot be read (not JSON, HTML from a proxy, a text block
 that is null) is a `malformed_response`: the backend raises it, it is not
 retried (like a garbage answer, asking again costs the same and is no more
 likely to help), and the requester hands it back as an outcome so the teacher
-counts one rejection instead of aborting the run.
+counts one rejection instead of aborting the run. An answer longer than its
+request's `max_tokens` allows (chat.py, `max_answer_chars`; the HTTP body is
+read only that far) is `too_long`, handled the same way.
 
 Every message a `ChatError` carries goes through `redact`: an API key (or
 what looks like one) never reaches a log, a report or the terminal.
@@ -39,6 +41,7 @@ T = TypeVar("T")
 
 RETRY_STATUSES = frozenset({408, 409, 429})
 MALFORMED = "malformed_response"  # ChatError.kind, and the teacher's rejection reason
+TOO_LONG = "too_long"  # ChatError.kind, and the teacher's rejection reason: over what max_tokens allows
 # Error codes/types providers use for "out of money", where a retry is useless.
 _SPEND_LIMIT_MARKERS = ("insufficient_quota", "billing", "spend_limit", "spending limit", "credit balance", "quota")
 
@@ -92,7 +95,7 @@ class ChatError(TripostError):
         self.status = status
         self.retryable = retryable
         self.retry_after = retry_after
-        self.kind = kind  # "http" | "timeout" | "connection" | "spend_limit" | MALFORMED | "error"
+        self.kind = kind  # "http" | "timeout" | "connection" | "spend_limit" | MALFORMED | TOO_LONG | "error"
 
     @property
     def reason(self) -> str:
@@ -105,13 +108,20 @@ class ChatError(TripostError):
     def fatal(self) -> bool:
         """A problem the user must fix (key, model, spend limit, a bad
         request): the run stops. Everything else is one failed request."""
-        return not self.retryable and self.kind != MALFORMED
+        return not self.retryable and self.kind not in (MALFORMED, TOO_LONG)
 
 
 def malformed(backend: str, problem: BaseException | str) -> ChatError:
     """The error for a 200 answer whose body is not what the API promises."""
     detail = problem if isinstance(problem, str) else f"{type(problem).__name__}: {str(problem)[:160]}"
     return ChatError(f"{backend}: malformed 200 response ({detail})", kind=MALFORMED)
+
+
+def too_long(backend: str, detail: str) -> ChatError:
+    """The error for an answer longer than its request allows: one rejected
+    request (not retried: asking again costs as much and is no more likely
+    to be shorter), never cached."""
+    return ChatError(f"{backend}: answer too long ({detail})", kind=TOO_LONG)
 
 
 def retry_after_seconds(headers: Any) -> float | None:

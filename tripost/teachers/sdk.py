@@ -1,7 +1,19 @@
 """What the two SDK backends (OpenAI, Anthropic) share: the server address and
 key from the SDK's own environment variables, the key kept secret, one client
-made on first use, and a 200 body that does not read as an answer turned into
-a `malformed_response` for that one request.
+made on first use, a 200 body read only as far as its request's `max_tokens`
+allows (`too_long` beyond), and a 200 body that does not read as an answer
+turned into a `malformed_response` for that one request.
+
+The body bound: both SDKs read a whole body before handing it over (httpx
+`send(stream=False)` under `with_raw_response`), and neither takes a size
+limit (a timeout bounds time, not bytes). So a request goes out through
+`with_streaming_response`, which returns once the headers are in; the body
+is then read chunk by chunk (decoded, so a gzip bomb counts as what it
+unpacks to) and the connection closed as soon as it passes `max_body_bytes`
+(a declared Content-Length over it is refused before a byte is read), and
+the JSON is parsed here. The SDKs still read an error status's body whole to
+build their exception; batch results files are read whole (one holds many
+answers), and each answer in them is bounded by the requester instead.
 
 A subclass sets the names (`name`, the two environment variables, the
 endpoint the SDK uses without a base URL, an example model), makes its SDK
@@ -10,15 +22,16 @@ client (`make_client`) and sends and reads a request (`acomplete`).
 
 from __future__ import annotations
 
-import inspect
+import asyncio
+import json
 import os
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 from tripost.errors import TripostError
-from tripost.teachers.chat import ChatResponse
+from tripost.teachers.chat import ChatRequest, ChatResponse, max_body_bytes
 from tripost.urls import endpoint_id
-from tripost.teachers.retry import malformed, register_secret
+from tripost.teachers.retry import malformed, register_secret, too_long
 
 # Sent as the key to a local server that needs none (the SDKs refuse no key).
 LOCAL_PLACEHOLDER_KEY = "not-needed"
@@ -68,17 +81,40 @@ class SDKChat:
             self._client = self.make_client()
         return self._client
 
-    async def read_body(self, raw: Any, read: Callable[[Any], ChatResponse]) -> ChatResponse:
-        """`read` of the SDK's parse of a raw 200 response. Anything wrong from
-        here on is the body's fault: a `malformed_response` for this request,
-        never an exception that stops the run."""
+    async def read_answer(self, streamed: Any, request: ChatRequest, read: Callable[[Any], ChatResponse]) -> ChatResponse:
+        """The answer to `request` from `streamed`, an SDK call through
+        `with_streaming_response` (not yet entered). Sending, an error status
+        and a failure while receiving raise as the SDK raises them (retry.py
+        classifies them); a body over `max_body_bytes` is `too_long`; anything
+        wrong after that is the body's fault: a `malformed_response` for this
+        request, never an exception that stops the run."""
+        limit = max_body_bytes(request.max_tokens)
+        async with streamed as raw:
+            data = await self._read_bounded(raw, limit, request.max_tokens)
         try:
-            parsed = raw.parse()
-            if inspect.isawaitable(parsed):  # the async SDKs' parse is a coroutine in some versions
-                parsed = await parsed
-            return read(parsed)
+            try:
+                body = json.loads(data)
+            except ValueError:
+                raise ValueError("the body is not JSON") from None
+            return read(body)
         except Exception as e:
             raise malformed(self.name, e) from None
+
+    async def _read_bounded(self, raw: Any, limit: int, max_tokens: int) -> bytes:
+        """At most `limit` bytes of `raw`'s body, within the request timeout."""
+        what = f"the {limit:,} bytes a {max_tokens}-token answer may take"
+        declared = str((getattr(raw, "headers", None) or {}).get("content-length") or "").strip()
+        if declared.isdigit() and int(declared) > limit:
+            raise too_long(self.name, f"a body of {int(declared):,} bytes, over {what}; not read")
+        chunks: list[bytes] = []
+        size = 0
+        async with asyncio.timeout(self.timeout if self.timeout and self.timeout > 0 else None):
+            async for chunk in raw.iter_bytes():
+                size += len(chunk)
+                if size > limit:
+                    raise too_long(self.name, f"a body over {what}; read no further")
+                chunks.append(chunk)
+        return b"".join(chunks)
 
     async def aclose(self) -> None:
         if self._client is not None:
