@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_directory", "atomic_write_bytes", "atomic_write_json", "atomic_write_text"]
+__all__ = ["atomic_directory", "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "replace_directory"]
 
 # Folders made by mkdtemp are private (0700); a cache folder is shared like any
 # other, so it gets the usual permissions before it is renamed into place.
@@ -61,6 +61,21 @@ def atomic_write_json(path: str | Path, obj: Any, *, indent: int | None = 2, ens
     """`obj` as JSON plus a final newline, written atomically (UTF-8)."""
     text = json.dumps(obj, indent=indent, ensure_ascii=ensure_ascii, sort_keys=sort_keys, default=default) + "\n"
     return atomic_write_text(path, text)
+
+
+def replace_directory(staged: str | Path, target: str | Path) -> None:
+    """Rename the finished folder `staged` to `target`, replacing a folder of
+    that name (moved aside first, then removed), so `target` is only ever
+    whole or absent."""
+    staged, target = Path(staged), Path(target)
+    if target.exists():
+        old = staged.with_name(staged.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+        os.replace(staged, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staged, target)
 
 
 @contextmanager

@@ -1276,14 +1276,9 @@ def promote_checkpoint(staged: Path, final: Path) -> None:
     that name, e.g. a torn one a resume skipped), so `final` is only ever
     whole or absent. Its time is set to now: transformers' rotation keeps
     the newest checkpoint by time."""
-    if final.exists():
-        old = staged.with_name(staged.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-        os.replace(staged, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(staged, final)
+    from tripost.fileio import replace_directory
+
+    replace_directory(staged, final)
     os.utime(final)
 
 
