@@ -102,3 +102,24 @@ def fp32_machine(simulate):
     """An AVX2-only CPU: `auto` means fp32 weights and no autocast, as the
     tests that compare `auto` runs against fp32 expectations assume."""
     simulate("avx2")
+
+
+@pytest.fixture
+def random_lora():
+    """`random_lora(spec, folder)`: a LoRA adapter for `spec` whose B matrices
+    are random (a fresh one starts at zero and changes nothing), saved to
+    `folder`: an adapter that visibly changes the student's output."""
+
+    def save(spec: str, folder: Path) -> Path:
+        import torch
+
+        from tripost.student import load_student
+
+        student = load_student(spec, precision="fp32").attach_lora()
+        with torch.no_grad():
+            for name, p in student.model.named_parameters():
+                if "lora_B" in name:
+                    p.normal_(0, 0.5)
+        return student.save_adapter(folder)
+
+    return save

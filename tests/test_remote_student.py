@@ -67,13 +67,8 @@ def test_scores_through_the_server_equal_scores_here(local, remote, prompts):
             assert t.sum == pytest.approx(h.sum, abs=1e-3) and t.mean == pytest.approx(h.mean, abs=1e-3)
 
 
-def test_the_adapter_is_named_per_request(spec, tmp_path):
-    student = load_student(spec, precision="fp32").attach_lora()
-    with torch.no_grad():  # a LoRA that changes the output (B starts at zero)
-        for name, p in student.model.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.5)
-    folder = student.save_adapter(tmp_path / "it1")
+def test_the_adapter_is_named_per_request(spec, tmp_path, random_lora):
+    folder = random_lora(spec, tmp_path / "it1")
     with_adapter = load_student(spec, precision="fp32", adapter=folder)
     base = load_student(spec, precision="fp32")
     prompts = build_prompts(base.tokenizer, ["(1 + 2) =", "(3 - 5) ="])

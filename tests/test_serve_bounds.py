@@ -348,23 +348,17 @@ def _corrupt_adapters(good: Path, tmp_path: Path) -> dict[str, Path]:
     return out
 
 
-def test_a_refused_adapter_load_leaves_the_served_model_unchanged(spec, tmp_path, one_torch_thread):
+def test_a_refused_adapter_load_leaves_the_served_model_unchanged(spec, tmp_path, one_torch_thread, random_lora):
     """Item 3: a refused adapter stayed injected, and the base model's
     completions turned to noise. Now a load that fails is undone completely:
     greedy completions of a fixed prompt are the same before and after, for
     a plain base and for one that holds an adapter already; the folder's
     name stays free, and a good adapter still loads after it."""
-    import torch
 
     from tripost.serve.student_server import start_student_server
     from tripost.student import load_student
 
-    trained = load_student(spec, precision="fp32").attach_lora()
-    with torch.no_grad():  # a LoRA that changes the output (B starts at zero)
-        for name, p in trained.model.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.5)
-    good = trained.save_adapter(tmp_path / "good")
+    good = random_lora(spec, tmp_path / "good")
     bad = _corrupt_adapters(good, tmp_path)
     with start_student_server(load_student(spec, precision="fp32"), name="tiny", token=TOKEN) as srv:
         addr = srv.httpd.server_address[:2]
