@@ -136,6 +136,9 @@ CASES: list[tuple[int, str, list[str]]] = [
         "tests/test_teacher_bounds.py::test_a_collected_record_never_holds_the_padding",
         "tests/test_teacher_bounds.py::test_a_100_mb_answer_is_not_read",
     ]),
+    (19, "one writer per run folder and collect --out: the second is one line naming the holder", [
+        "tests/test_hardening_collect.py::test_one_writer_per_run_folder_and_collect_out",
+    ]),
 ]
 
 

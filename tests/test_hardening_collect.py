@@ -175,3 +175,26 @@ def test_unreachable_teacher_stops_the_run_before_its_collect_stage_is_done(tmp_
     assert f"tripost run: error: the teacher openai:scripted did not answer for {k} trajectories in a row" in r.stderr.strip().splitlines()[-1]
     state = json.loads((run / "state.json").read_text()) if (run / "state.json").exists() else {"stages": {}}
     assert "it1/collect" not in state["stages"] and not (run / "it1" / "collect" / "collect.json").exists()
+
+
+def test_one_writer_per_run_folder_and_collect_out(tmp_path, tiny_model_dir):
+    """Issue 32, item 2: a second `tripost run` (or `collect`) on a folder
+    another process is writing is one line naming the holder, before it
+    reads or writes anything; the lock goes with its holder."""
+    import subprocess
+    import sys
+
+    from tripost.fileio import FolderLock
+
+    for verb, extra in (("run", ["--no-progress", f"student.spec=hf:{tiny_model_dir}"]),
+                        ("collect", ["--student", f"hf:{tiny_model_dir}", "--task", "arithmetic", "--n", "1"])):
+        out = tmp_path / verb
+        with FolderLock(out, "a test holding it"):
+            r = subprocess.run([sys.executable, "-m", "tripost", verb, "--out", str(out), *extra],
+                               capture_output=True, text=True, timeout=300, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
+            assert r.returncode == 2, r.stderr[-2000:]
+            assert "is being written by a test holding it (pid" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+            assert sorted(p.name for p in out.iterdir()) == [".tripost.lock"]  # nothing else read or written
+    # Released: the next holder gets it at once.
+    with FolderLock(tmp_path / "run", "again"):
+        pass

@@ -22,7 +22,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_directory", "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "replace_directory"]
+__all__ = ["LOCK_FILE", "FolderLock", "atomic_directory", "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "replace_directory"]
+
+LOCK_FILE = ".tripost.lock"  # in a run folder (or a collect --out) while one process writes it
 
 # Folders made by mkdtemp are private (0700); a cache folder is shared like any
 # other, so it gets the usual permissions before it is renamed into place.
@@ -103,3 +105,50 @@ def atomic_directory(target: str | Path, *, keep_existing: Callable[[Path], bool
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+class FolderLock:
+    """One writer per folder: an exclusive `flock` on FOLDER/.tripost.lock,
+    taken before anything is written and held until `release` (or the
+    process ends: the kernel drops the lock with the process, so a killed
+    run leaves no stale lock to clear). The file says who holds it, for the
+    one-line refusal a second writer gets. Where `fcntl` does not exist
+    (Windows) the lock is a no-op."""
+
+    def __init__(self, folder: str | Path, what: str):
+        self.path = Path(folder) / LOCK_FILE
+        self.what = what
+        self._fd: int | None = None
+
+    def acquire(self) -> "FolderLock":
+        from tripost.errors import TripostError
+
+        try:
+            import fcntl
+        except ImportError:
+            return self
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 200).decode("utf-8", "replace").strip() or "another process"
+            os.close(fd)
+            raise TripostError(f"{self.path.parent} is being written by {holder[:160]}; wait for it to finish (or stop it), "
+                               f"or use another folder") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{self.what} (pid {os.getpid()})\n".encode())
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
+
+    def __enter__(self) -> "FolderLock":
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+

@@ -43,7 +43,7 @@ from tripost.evaluate import EvalConfig
 from tripost.gap import GapConfig
 from tripost.config import check_types, config_hash, load_config, write_config
 from tripost.errors import TripostError
-from tripost.fileio import atomic_write_json
+from tripost.fileio import LOCK_FILE, atomic_write_json
 from tripost.log import check_resumable, read_log
 from tripost.tasks import get_task, select_problems
 from tripost.tasks.base import Problem
@@ -312,7 +312,7 @@ class Run:
         first output, e.g. a student that would not load): only config.json,
         and a state.json without finished stages, if any."""
         for f in self.out.rglob("*"):
-            if f.is_dir() or f in (self.out / "config.json", self.out / MACHINE_FILE):
+            if f.is_dir() or f in (self.out / "config.json", self.out / MACHINE_FILE, self.out / LOCK_FILE):
                 continue
             if f == self.state_path and not self.state()["stages"]:
                 continue
@@ -523,11 +523,15 @@ class Run:
 
     # ------------------------------------------------------------------ run ---
     def run(self) -> dict[str, Any]:
+        from tripost.fileio import FolderLock
         from tripost.student.hardware import pinned
 
-        self.prepare()
-        with pinned(self.machine_profile()):
-            return self._run_stages()
+        # One writer per run folder: a second `tripost run` on it is refused
+        # before anything is read or written (the lock dies with its process).
+        with FolderLock(self.out, "tripost run"):
+            self.prepare()
+            with pinned(self.machine_profile()):
+                return self._run_stages()
 
     def _run_stages(self) -> dict[str, Any]:
         from tripost.train import is_trained

@@ -15,7 +15,7 @@ from pathlib import Path
 from tripost.cli._io import add_student_flags, check_out_dir, check_student_args
 from tripost.config import config_hash, write_config
 from tripost.errors import TripostError
-from tripost.fileio import atomic_write_json
+from tripost.fileio import FolderLock, atomic_write_json
 from tripost.log import check_resumable
 from tripost.settings import add_flags, flag_of, from_args
 from tripost.sources import Job, make_source
@@ -103,6 +103,9 @@ def cmd_collect(args: argparse.Namespace) -> int:
     resolved = {k: v for k, v in vars(args).items() if k not in ("handler", "json")}
     resolved.update(settings.to_dict())  # the settings as used, defaults filled in
     run = Path(args.out)
+    # One writer per --out: a second collect there is refused before it reads
+    # or writes the log; the lock goes with this process (tripost.fileio.FolderLock).
+    FolderLock(run, "tripost collect").acquire()
     check_resumable(run / "log.jsonl")
     write_config(resolved, run)
     student, info = None, {}
