@@ -259,7 +259,9 @@ def publish(d: Path, docs: Path) -> None:
         met = it0["first_acc"] >= COMPETENT
         lines += ["", f"Iteration 0 of the comparison: the checkpoint after {it0['gold_examples']} gold examples "
                       f"({100 * it0['first_acc']:.1f}% first-attempt accuracy; "
-                      + ("the smallest at >= 30%)." if met else "the best reached: no checkpoint reached 30%).")]
+                      + ("the smallest at >= 30%)." if met else
+                         "the best reached: no checkpoint reached 30%)." if len(rows) == len(CURVE) else
+                         f"the best so far: none of the {len(rows)} of {len(CURVE)} checkpoints evaluated reached 30%).")]
     lines += ["", "Steps 2-6 (TriPosT against its controls, word_sorting, the label-free methods, BIG-bench, the demo) have not run yet.", ""]
     (docs / "learning.md").write_text("\n".join(lines))
 

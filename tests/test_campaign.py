@@ -40,3 +40,11 @@ def test_the_curve_the_iteration0_rule_and_the_published_files(tmp_path):
     stages = campaign.plan(d, json.loads((d / "measure.json").read_text()))
     assert len(stages) == 8 + 4 and all(s["projected_s"] > 0 for s in stages)
     assert sum(s["kind"] == "eval" for s in stages) == len(campaign.CURVE)
+
+
+def test_a_curve_still_running_says_so(tmp_path):
+    d, docs = tmp_path / "c", tmp_path / "docs"
+    campaign.write_json(d / "campaign.json", {"commit": "0" * 40, "started": "now", "docs": str(docs)})
+    _eval(campaign.chunk_dir(d, 1) / "eval.json", 0.107)
+    campaign.publish(d, docs)
+    assert "the best so far: none of the 1 of 4 checkpoints evaluated reached 30%" in (docs / "learning.md").read_text()
