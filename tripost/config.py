@@ -30,6 +30,15 @@ from tripost.fileio import atomic_write_json
 SWITCH_WORDS = ("auto", "on", "off")
 
 
+def switch(name: str, value: object) -> str:
+    """A switch setting as "auto", "on" or "off" (true/false mean on/off); anything else is one line naming it."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if value not in SWITCH_WORDS:
+        raise TripostError(f"{name} must be one of {', '.join(SWITCH_WORDS)} (or true/false), got {str(value)[:40]!r}")
+    return str(value)
+
+
 def parse_value(text: str) -> Any:
     try:
         return tomllib.loads(f"v = {text}")["v"]

@@ -41,7 +41,7 @@ from typing import Any
 from tripost.buffer import BufferConfig, build_buffer, preference_pairs, save_buffer, save_preference_buffer
 from tripost.evaluate import EvalConfig
 from tripost.gap import GapConfig
-from tripost.config import check_types, config_hash, load_config, write_config
+from tripost.config import check_types, config_hash, load_config, switch, write_config
 from tripost.errors import TripostError
 from tripost.fileio import LOCK_FILE, atomic_write_json
 from tripost.log import check_resumable, read_log
@@ -210,14 +210,8 @@ GOLD_FREE_SOURCES = ("sharpen", "self_verified", "guided")
 
 def include_gold(cfg: dict[str, Any]) -> bool:
     """buffer.include_gold resolved: auto means gold unless the source is label-free."""
-    v = cfg["buffer"]["include_gold"]
-    if v in (True, "on"):
-        return True
-    if v in (False, "off"):
-        return False
-    if v != "auto":
-        raise TripostError(f"buffer.include_gold must be auto, on, off, true or false, not {str(v)[:40]!r}")
-    return cfg["collect"]["source"] not in GOLD_FREE_SOURCES
+    v = switch("buffer.include_gold", cfg["buffer"]["include_gold"])
+    return v == "on" or (v == "auto" and cfg["collect"]["source"] not in GOLD_FREE_SOURCES)
 
 
 def buffer_config(cfg: dict[str, Any], t: int) -> BufferConfig:

@@ -82,6 +82,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tripost.config import switch
 from tripost.errors import TripostError
 from tripost.format import FEEDBACK_PREFIX, UPDATED_PREFIX
 from tripost.fileio import atomic_write_text
@@ -112,7 +113,6 @@ DPO_LEARNING_RATES = {"full": 1e-6, "lora": 5e-6}
 FULL_MEMORY_SHARE = 0.25
 PRECISIONS = ("auto", "nf4", "bf16", "fp32")
 MIXED = ("auto", "bf16", "no")
-SWITCH = ("auto", "on", "off")  # gradient_checkpointing, packing, compile
 # Activation checkpointing switches on ("auto") when the activations of the
 # largest micro-batch would take more than this share of the free memory.
 ACTIVATION_MEMORY_SHARE = 0.5
@@ -273,12 +273,7 @@ class TrainConfig:
         if self.mixed_precision not in MIXED:
             raise TripostError(f"unknown mixed_precision {self.mixed_precision!r}; choose from {', '.join(MIXED)}")
         for name in ("gradient_checkpointing", "packing", "compile"):
-            v = getattr(self, name)
-            if isinstance(v, bool):  # true/false from TOML or older configs
-                v = "on" if v else "off"
-                setattr(self, name, v)
-            if v not in SWITCH:
-                raise TripostError(f"{name} must be one of {', '.join(SWITCH)} (or true/false), got {v!r}")
+            setattr(self, name, switch(name, getattr(self, name)))  # true/false from TOML or older configs
         for name in ("prompt_weight", "attempt_weight", "feedback_weight", "revised_attempt_weight"):
             v = getattr(self, name)
             if v is None and name == "revised_attempt_weight":
