@@ -135,14 +135,6 @@ def _real_cpu_profile() -> ComputeProfile:
     return ComputeProfile("cpu", True, f"bf16 matrix instructions ({how}: {', '.join(found)}): bf16", found)
 
 
-def cpu_profile() -> ComputeProfile:
-    """bf16 or fp32 for this CPU (a pinned or simulated CPU profile first)."""
-    for p in (_pinned, simulated_profile()):
-        if p is not None and p.device == "cpu":
-            return p
-    return _real_cpu_profile()
-
-
 def compute_profile(device: Any = None) -> ComputeProfile:
     """The profile of `device` (a torch.device or its name; None: CUDA when
     available). A pinned profile wins for its device type, then a simulated one."""
@@ -275,6 +267,6 @@ def describe_card(card: dict[str, Any]) -> str:
 
 
 __all__ = [
-    "CPU_BF16_FLAGS", "ComputeProfile", "SIMULATED", "SIMULATE_ENV", "compute_profile", "cpu_flags", "cpu_profile",
+    "CPU_BF16_FLAGS", "ComputeProfile", "SIMULATED", "SIMULATE_ENV", "compute_profile", "cpu_flags",
     "describe_card", "machine_card", "matmul_gflops", "pinned", "simulated_profile", "torch_bf16_flags",
 ]
