@@ -48,6 +48,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # `start` runs under any python3: tripost's stdlib-only modules come from this checkout
+
+from tripost.fileio import atomic_write_json  # noqa: E402
+
 DEFAULT_DIR = Path(os.environ.get("TRIPOST_CAMPAIGN_DIR", "/work/campaign"))
 
 TASK = "arithmetic"
@@ -73,9 +77,7 @@ def load(path: Path) -> Any:
 
 def write_json(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
+    atomic_write_json(path, data, sort_keys=True)
 
 
 def tripost(dirpath: Path, *args: str) -> None:
