@@ -62,6 +62,13 @@ examples per task, first-attempt accuracy on the held-out seen problems (how
 much gold data alone buys); `--n-eval N` evaluates N problems per task and
 subset.
 
+The learning campaign (scripts/campaign.py) runs it one task at a time from
+a competent iteration 0 trained outside the run: `--size campaign --tasks
+arithmetic --iteration0 DIR --iteration0-tokens N --iteration0-problems N`
+(DIR is linked as the run's it0/train; every row counts its N tokens; sft-gold+
+takes fresh gold after its N problems). A long comparison writes its JSON and
+markdown as each run finishes (`meta.partial` says what is still running).
+
     HF_HUB_OFFLINE=1 .venv/bin/python scripts/bench_learning.py          # default: <= 2 h on 2 CPU cores
     HF_HUB_OFFLINE=1 .venv/bin/python scripts/bench_learning.py --quick  # smoke check, ~20 min (+ the val evaluations); not the result
     HF_HUB_OFFLINE=1 .venv/bin/python scripts/bench_learning.py --quick --curve 8,16  # + the gold curve, a few minutes more
@@ -113,6 +120,13 @@ SIZES: dict[str, dict[str, Any]] = {
     "default": {"n_train": 48, "n_eval": 16, "iterations": 2, "samples": 1, "epochs0": 3.0, "epochs": 2.0, "max_turns": 1, "max_new_tokens": 160, "n_val": 16},
     "quick": {"n_train": 8, "n_eval": 4, "iterations": 2, "samples": 1, "epochs0": 1.0, "epochs": 1.0, "max_turns": 1, "max_new_tokens": 128, "n_val": 4},
     "full": {"n_train": 96, "n_eval": 32, "iterations": 3, "samples": 2, "epochs0": 3.0, "epochs": 2.0, "max_turns": 3, "max_new_tokens": 192, "n_val": 32},
+    # The learning campaign's comparison (scripts/campaign.py, issue 28), one
+    # task at a time from a competent iteration 0 (--iteration0): 400 train
+    # problems, 200 held-out problems per subset (the issue's >= 200 per
+    # cell), attempt + 2 self-improvement turns; ~4 h per task on an
+    # AVX512-BF16 machine (2 cores). epochs0 is unused with --iteration0.
+    "campaign": {"n_train": 400, "n_eval": 200, "iterations": 2, "samples": 1, "epochs0": 1.0, "epochs": 2.0, "max_turns": 2, "max_new_tokens": 192,
+                 "n_val": 100},
 }
 
 
@@ -130,6 +144,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--quick", action="store_true", help="smoke-check sizes (<= 20 min on 2 CPU cores); not the result")
     g.add_argument("--full", action="store_true", help="larger sizes and a third TriPosT iteration (for a GPU)")
+    g.add_argument("--size", choices=list(SIZES), default=None, help="a size by name (--quick and --full are two of them; "
+                   "campaign: the learning campaign's, with --iteration0)")
+    p.add_argument("--tasks", default=",".join(TASKS), metavar="FAMILY,...",
+                   help=f"task families compared, trained together (default {','.join(TASKS)}); the targets are read on their total")
+    p.add_argument("--iteration0", default=None, metavar="DIR",
+                   help="a trained student folder (`tripost train` output) that is every method's iteration 0 instead of the run's own "
+                        "sft-gold: linked as tripost/it0/train (the campaign's competence checkpoint)")
+    p.add_argument("--iteration0-tokens", type=int, default=None, metavar="N",
+                   help="training tokens that made --iteration0 (default: its train_metrics.json's; a chain of continued trainings "
+                        "gives their sum): counted in every row's train_tokens")
+    p.add_argument("--iteration0-problems", type=int, default=0, metavar="N",
+                   help="train problems per task --iteration0 learned from, the first N of tripost.tasks.sample_problems' order at "
+                        "this seed: sft-gold+ takes its fresh gold after them")
     p.add_argument("--student", default="smollm2-135m")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--seeds", default=None, metavar="S,S,...",
@@ -233,11 +260,11 @@ def curve_overrides(common: list[str], n_gold: int) -> list[str]:
                      "eval.max_turns=0"]
 
 
-def base_overrides(size: dict[str, Any], precision: str, seed: int, student: str) -> list[str]:
+def base_overrides(size: dict[str, Any], precision: str, seed: int, student: str, tasks: list[str] = TASKS) -> list[str]:
     """The run config every method shares (tripost.loop.default_config + these)."""
     return [
         f"seed={seed}", f"student.spec={student}", "student.eval_base=true",
-        f'tasks.families={json.dumps(TASKS)}', "tasks.preset=small",
+        f'tasks.families={json.dumps(list(tasks))}', "tasks.preset=small",
         f"tasks.n_train={size['n_train']}", f"tasks.n_eval={size['n_eval']}",
         f"loop.iterations={size['iterations']}", f"loop.iteration0_epochs={size['epochs0']}",
         f"collect.samples_per_problem={size['samples']}", f"collect.max_new_tokens={size['max_new_tokens']}",
@@ -310,10 +337,12 @@ def reuse_finished(src: Path, out: Path, tri_cfg: dict[str, Any], rej_cfg: dict[
 # ------------------------------------------------------------ sft-gold+ ---
 
 
-def gold_plus(run, out: Path, target_tokens: int, say) -> dict[str, Any]:
+def gold_plus(run, out: Path, target_tokens: int, say, skip: int = 0) -> dict[str, Any]:
     """Train the iteration-0 adapter further on gold rationales of train
     problems the run never used, until the training tokens match
-    `target_tokens` (TriPosT's iterations 1..T together), then evaluate."""
+    `target_tokens` (TriPosT's iterations 1..T together), then evaluate.
+    `skip`: train problems per task iteration 0 learned from beyond the
+    run's own (an external iteration 0, --iteration0-problems): not fresh."""
     from tripost.buffer import rationale_examples, to_dataset
     from tripost.errors import TripostError
     from tripost.student import load_student
@@ -326,17 +355,21 @@ def gold_plus(run, out: Path, target_tokens: int, say) -> dict[str, Any]:
         t0 = time.perf_counter()
         cfg = run.cfg
         n_train = cfg["tasks"]["n_train"]
+        used = max(n_train, skip)
         fresh = []
         for fam in cfg["tasks"]["families"]:
             # sample_problems is deterministic and prefix-stable: the first
-            # n_train problems are the run's own; everything after is fresh.
-            for n in (n_train * 8, n_train * 4, n_train * 2):
+            # `used` problems are the run's own (and iteration 0's); everything after is fresh.
+            pool: list[Any] = []
+            for n in (used + n_train * 7, used + n_train * 3, used + n_train):
                 try:
                     pool = sample_problems(get_task(fam), split="train", subset="seen", preset=cfg["tasks"]["preset"], n=n, seed=cfg["seed"])
                     break
                 except Exception:  # the level's problem space is smaller than n
                     continue
-            fresh += pool[n_train:]
+            fresh += pool[used:]
+        if not fresh:
+            raise TripostError(f"sft-gold+: no fresh train problems after the first {used} per task")
         # More of iteration 0's own training: gold rationales alone (tripost.buffer.rationale_examples).
         examples = rationale_examples(fresh)
         tconf = run.train_config(run.adapter(0))
@@ -362,6 +395,7 @@ def gold_plus(run, out: Path, target_tokens: int, say) -> dict[str, Any]:
 
         res = train_sft(replace(tconf, epochs=1.0), to_dataset(chosen), train_dir)
         info = {"examples": len(chosen), "distinct_problems": len(set(e.problem_id for e in chosen)), "target_tokens": target_tokens,
+                "skipped_problems": used, "problem_ids": sorted(set(e.problem_id for e in chosen)),
                 "tokens": res.tokens, "train_seconds": round(time.perf_counter() - t0, 1), "final_loss": res.final_loss}
         out.mkdir(parents=True, exist_ok=True)
         (out / "gold_plus.json").write_text(json.dumps(info, indent=2) + "\n")
@@ -504,7 +538,7 @@ def selection(tri: Path, rej: Path, T: int, rule: str) -> dict[str, dict[str, An
 
 
 def methods(tri: Path, rej: Path, gp: Path, T: int, demo: Path | None = None,
-            chosen: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+            chosen: dict[str, dict[str, Any]] | None = None, it0_tokens: int | None = None) -> list[dict[str, Any]]:
     """Each method: its eval.json, the iteration it is reported at, its
     training tokens (incl. iteration 0) and its wall time (every stage its
     model depends on, its validation evaluations included). `chosen`: the
@@ -514,7 +548,7 @@ def methods(tri: Path, rej: Path, gp: Path, T: int, demo: Path | None = None,
     st_tri, st_rej = _load(tri / "state.json"), _load(rej / "state.json")
     st_demo = _load(demo / "state.json") if demo is not None else None
     gpi = _load(gp / "gold_plus.json") or {}
-    it0_tokens = _tokens(tri / "it0", st_tri)
+    it0_tokens = _tokens(tri / "it0", st_tri) if it0_tokens is None else it0_tokens
     it0_s = _stage_seconds(st_tri, ["it0/train"])
 
     def upto(state: dict[str, Any] | None, k: int) -> float:
@@ -626,7 +660,7 @@ def rows_of(ms: list[dict[str, Any]], seed: int = 0, records: dict[str, list[dic
             continue
         metrics = ev["metrics"]
         own = records.get(m["method"])
-        for task in TASKS + ["total"]:
+        for task in list(metrics.get("by_task") or {}) + ["total"]:
             block = metrics if task == "total" else (metrics.get("by_task") or {}).get(task, {})
             for subset in SUBSETS:
                 g = block.get(subset)
@@ -646,6 +680,11 @@ def rows_of(ms: list[dict[str, Any]], seed: int = 0, records: dict[str, list[dic
                     "wall_s": m["seconds"],
                 })
     return rows
+
+
+def tasks_of(rows: list[dict[str, Any]]) -> list[str]:
+    """The task families the rows hold, in their order ("total" aside)."""
+    return list(dict.fromkeys(r["task"] for r in rows if r["task"] != "total"))
 
 
 def _pct(x: float | None) -> str:
@@ -736,7 +775,7 @@ def reading(v: dict[str, Any]) -> list[str]:
     if v.get("best") is None:
         return [f"- {head}not decided: {v.get('why')}."]
     ci = v["paired_ci_vs_sft_gold_plus"]
-    out = [f"- {head}chosen TriPosT iteration `{v['best']}` (by {v.get('chosen_by', 'the selection rule')}; total of both tasks). "
+    out = [f"- {head}chosen TriPosT iteration `{v['best']}` (by {v.get('chosen_by', 'the selection rule')}; total of the tasks compared). "
            f"All targets: **{_met(v['met'])}**."]
     out.append(f"  1. Above sft-gold+ with the paired 95% interval entirely above 0: **{_met(v['beats_sft_gold_plus'])}** — final "
                f"{_pct_sign(v['tripost_final_acc'])} vs {_pct_sign(v['sft_gold_plus_final_acc'])}, difference {_diff(v['diff_vs_sft_gold_plus'], ci)} points"
@@ -789,8 +828,13 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any], verdicts: dict[st
     sel = meta.get("selection") or {"rule": "last", "why": SELECT_WHY["last"]}
     seeds = meta.get("seeds") or [meta.get("seed", 0)]
     many = len(seeds) > 1
+    it0 = meta.get("iteration0")
     out = [f"# Learning benchmark{' (quick: smoke sizes, not the result)' if meta['size_name'] == 'quick' else ''}", "",
+           *([f"**Partial:** {meta['partial']}.", ""] if meta.get("partial") else []),
            f"Command: `{meta['command']}`", "",
+           *([f"Iteration 0 of every method: `{it0['folder']}` (trained outside this run on the gold rationales of the first "
+              f"{it0['problems'] or 'n_train'} train problems per task; {_n(it0['tokens'])} training tokens counted in every row), not the run's own sft-gold.", ""]
+             if it0 else []),
            f"Device: {meta['device']}; {meta['when']}; total wall time {meta['total_seconds'] / 60:.1f} min.", "",
            f"Sizes: {json.dumps(meta['size'])}; student {meta['student']}, training precision {meta['precision']}, "
            f"seed{'s' if many else ''} {', '.join(map(str, seeds))}{' (one whole comparison per seed; nothing pooled)' if many else ''}.", "",
@@ -808,7 +852,7 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any], verdicts: dict[st
            + ". It picks the TriPosT iteration the targets are read on (marked *chosen*; every iteration's row is shown) and the "
            "iteration rejection is reported at; tripost-demo has one.", ""]
     gp = {(r.get("seed"), r["task"], r["subset"]): r for r in rows if r["method"] == BASELINE}
-    for task in ["total"] + TASKS:
+    for task in ["total"] + tasks_of(rows):
         cols = (["seed"] if many else []) + ["method", "iteration", "subset", "n", "first", "final", "vs sft-gold+", "train tokens",
                                              "revised", "fix", "break", "SI", "wall s"]
         out += [f"## {task}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
@@ -828,7 +872,7 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any], verdicts: dict[st
                 + ("Accuracy in % on the validation problems." if sel["rule"] == "val" else "No validation evaluation."), "",
                 *selection_lines(selections, many), ""]
     out += ["## Reading", "",
-            "Issue 16's targets, on the total of both tasks, for the chosen TriPosT iteration: (1) final accuracy above sft-gold+ with the "
+            f"Issue 16's targets, on the total of {'both tasks' if len(tasks_of(rows)) == 2 else 'its tasks (' + ', '.join(tasks_of(rows)) + ')'}, for the chosen TriPosT iteration: (1) final accuracy above sft-gold+ with the "
             f"paired 95% interval entirely above 0; (2) fix rate at least {100 * FIX_MIN:.0f}% of wrong first attempts and above the break "
             "rate; (3) final accuracy above tripost-demo (learning from its own mistakes beats learning from demonstrations).", ""]
     for v in verdicts:
@@ -858,7 +902,7 @@ def curve_rows(eval_json: Path, n_gold: int, seed: int) -> list[dict[str, Any]]:
         return []
     m = ev["metrics"]
     out = []
-    for task in TASKS + ["total"]:
+    for task in list(m.get("by_task") or {}) + ["total"]:
         g = (m if task == "total" else (m.get("by_task") or {}).get(task, {})).get("seen")
         if g:
             out.append({"seed": seed, "gold_examples": n_gold, "task": task, "n": g["n"], "first_acc": g["first_accuracy"],
@@ -873,8 +917,10 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     names = list(dict.fromkeys(r["method"] for r in rows))
-    fig, axes = plt.subplots(1, len(TASKS) + 1, figsize=(5 * (len(TASKS) + 1), 4), sharey=True)
-    for ax, task in zip(axes, ["total"] + TASKS):
+    tasks = ["total"] + tasks_of(rows)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4), sharey=True, squeeze=False)
+    axes = list(axes[0])
+    for ax, task in zip(axes, tasks):
         for k, subset in enumerate(["seen", "unseen"]):
             xs, ys, lo, hi, first = [], [], [], [], []
             for i, m in enumerate(names):
@@ -906,17 +952,29 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def compare(seed: int, out: Path, size: dict[str, Any], args: argparse.Namespace, say,
-            progress: bool) -> tuple[list[dict[str, Any]], list[str], dict[str, Any]]:
+            progress: bool, on_progress=None) -> tuple[list[dict[str, Any]], list[str], dict[str, Any]]:
     """One seed's whole comparison in `out` (resumed where it stopped): the
     TriPosT run, rejection, tripost-demo, the iteration choice (`--select`),
-    sft-gold+. The methods, what --reuse linked and the choice."""
+    sft-gold+. The methods, what --reuse linked and the choice.
+    `on_progress(methods)` is called as each run finishes, with the methods
+    evaluated so far (each at its last iteration until the choice is made),
+    so a long comparison publishes what it has."""
     from tripost.loop import Run
 
     T = size["iterations"]
-    common = base_overrides(size, args.precision, seed, args.student) + list(args.set)
+    common = base_overrides(size, args.precision, seed, args.student, args.task_list) + list(args.set)
     cfgs = run_configs(common, args.tripost_set)
     tri_dir, rej_dir, demo_dir, gp_dir = out / "tripost", out / "rejection", out / "demo", out / "sft-gold-plus"
+
+    def so_far(sel: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+        return methods(tri_dir, rej_dir, gp_dir, T, demo=demo_dir, chosen=sel, it0_tokens=args.iteration0_tokens)
+
     reused: list[str] = []
+    if args.iteration0:
+        # An external iteration 0 (the campaign's competence checkpoint): the
+        # run finds it0/train trained and goes on from it; rejection and
+        # tripost-demo link this it0 folder as they link a trained one.
+        _link(Path(args.iteration0).resolve(), tri_dir / "it0" / "train")
     if args.reuse:
         src = Path(args.reuse) if args.seeds is None else Path(args.reuse) / f"seed{seed}"
         reused = reuse_finished(src, out, cfgs["tripost"], cfgs["rejection"], say, demo_cfg=cfgs["demo"])
@@ -926,6 +984,8 @@ def compare(seed: int, out: Path, size: dict[str, Any], args: argparse.Namespace
     if args.select == "val":
         val_problems(tri, size["n_val"])  # the val split has problems (a --data file may lack them): known before anything trains
     tri.run()
+    if on_progress:
+        on_progress(so_far())
     runs = {"tripost": tri}
     # 2) rejection sampling and 3) learning from demonstrations, from the same iteration 0.
     for name, folder in (("rejection", rej_dir), ("demo", demo_dir)):
@@ -933,6 +993,8 @@ def compare(seed: int, out: Path, size: dict[str, Any], args: argparse.Namespace
         _link(tri_dir / "it0", folder / "it0")
         runs[name] = Run(folder, cfgs[name], progress=progress, log=say)
         runs[name].run()
+        if on_progress:
+            on_progress(so_far())
     # 4) the iteration each method is reported at, by one rule: validation problems (or the last iteration).
     if args.select == "val" and T > 1:
         for name in ("tripost", "rejection"):
@@ -946,8 +1008,8 @@ def compare(seed: int, out: Path, size: dict[str, Any], args: argparse.Namespace
     # 5) sft-gold+: the same iteration 0 trained on more gold, token-matched to all T TriPosT iterations.
     target = sum(_tokens(tri_dir / f"it{t}", tri.state()) for t in range(1, T + 1))
     say(f"== seed {seed}: sft-gold+ -> {gp_dir} (token target {target})")
-    gold_plus(tri, gp_dir, target, say)
-    return methods(tri_dir, rej_dir, gp_dir, T, demo=demo_dir, chosen=sel), reused, {"seed": seed, **sel}
+    gold_plus(tri, gp_dir, target, say, skip=args.iteration0_problems)
+    return so_far(sel), reused, {"seed": seed, **sel}
 
 
 def gold_curve(seed: int, out: Path, size: dict[str, Any], args: argparse.Namespace, points: list[int], say, progress: bool) -> list[dict[str, Any]]:
@@ -956,7 +1018,7 @@ def gold_curve(seed: int, out: Path, size: dict[str, Any], args: argparse.Namesp
     links its iteration-0 training (the same run, so the same weights)."""
     from tripost.loop import Run, resolve_config
 
-    common = base_overrides(size, args.precision, seed, args.student) + list(args.set)
+    common = base_overrides(size, args.precision, seed, args.student, args.task_list) + list(args.set)
     rows: list[dict[str, Any]] = []
     for n in points:
         folder = out / "curve" / f"gold{n}"
@@ -972,7 +1034,17 @@ def check_args(args: argparse.Namespace) -> tuple[list[int], list[int]]:
     """(seeds, curve points), every flag checked before anything loads."""
     from tripost.errors import TripostError
 
+    from tripost.tasks import FAMILIES
+
     check_tripost_set(args.tripost_set)
+    args.task_list = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    unknown = [t for t in args.task_list if t not in FAMILIES]
+    if not args.task_list or unknown:
+        raise TripostError(f"--tasks {args.tasks!r}: choose from {', '.join(FAMILIES)}")
+    if args.iteration0 is not None and not Path(args.iteration0).is_dir():
+        raise TripostError(f"--iteration0 {args.iteration0}: no such folder")
+    if args.iteration0 is None and (args.iteration0_tokens is not None or args.iteration0_problems):
+        raise TripostError("--iteration0-tokens and --iteration0-problems describe --iteration0; give it too")
     seeds = parse_ints(args.seeds, "--seeds", 0) if args.seeds is not None else [args.seed]
     points = parse_ints(args.curve, "--curve", 1) if args.curve is not None else []
     if args.n_eval is not None and args.n_eval < 1:
@@ -995,7 +1067,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import torch
 
-    size_name = "quick" if args.quick else "full" if args.full else "default"
+    size_name = args.size or ("quick" if args.quick else "full" if args.full else "default")
     size = dict(SIZES[size_name])
     if args.n_eval is not None:
         size["n_eval"] = args.n_eval
@@ -1018,11 +1090,44 @@ def main(argv: list[str] | None = None) -> int:
     curve: list[dict[str, Any]] = []
     reused: list[str] = []
     selections: list[dict[str, Any]] = []
+    docs = Path(args.docs)
+
+    def meta_now(partial: str | None = None) -> dict[str, Any]:
+        return {
+            "command": "HF_HUB_OFFLINE=1 .venv/bin/python scripts/bench_learning.py" + "".join(f" {shlex.quote(a)}" for a in (argv if argv is not None else sys.argv[1:])),
+            "size_name": size_name, "size": size, "student": args.student, "precision": args.precision, "seeds": seeds, "tasks": args.task_list,
+            "iteration0": None if args.iteration0 is None else {"folder": str(Path(args.iteration0).resolve()), "tokens": args.iteration0_tokens,
+                                                                "problems": args.iteration0_problems},
+            "device": device, "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "total_seconds": round(time.perf_counter() - t_start, 1),  # this invocation (a resumed or reusing one is shorter)
+            "overrides": base_overrides(size, args.precision, seeds[0], args.student, args.task_list) + list(args.set),
+            "tripost_overrides": list(args.tripost_set), "reused": {"from": args.reuse, "what": reused} if args.reuse else None,
+            "runs": {str(seed): {m: str((out if args.seeds is None else out / f"seed{seed}") / d) for m, d in
+                                 (("tripost", "tripost"), ("rejection", "rejection"), ("tripost-demo", "demo"), ("sft-gold+", "sft-gold-plus"))}
+                     for seed in seeds},
+            "curve": points,
+            "selection": {"rule": args.select, "why": SELECT_WHY[args.select], "n_val": size.get("n_val")},
+            "machine": machine_card(),  # tripost machine: CPU, flags, matmul GFLOP/s, the number-format decision
+            **({"partial": partial} if partial else {}),
+        }
+
+    def on_progress(seed: int):
+        def write_partial(ms: list[dict[str, Any]]) -> None:
+            # What has finished so far, each method at its last iteration
+            # (the choice and sft-gold+ come at the end): a long comparison's
+            # results land as they finish.
+            part = rows_of(ms, seed=seed)
+            note = (f"seed {seed} still running: rows are the methods evaluated so far, each at its last iteration; the iteration "
+                    "choice, sft-gold+ and the paired intervals against it come when the comparison finishes")
+            write_outputs(docs, name, rows + part, meta_now(note), verdicts, curve, selections, seeds[0])
+            say(f"== seed {seed}: wrote what has finished so far to {docs / (name + '.json')}")
+        return write_partial
+
     try:
         for seed in seeds:
             # One seed: the folders as before; several: one folder each.
             sdir = out if args.seeds is None else out / f"seed{seed}"
-            ms, linked, sel = compare(seed, sdir, size, args, say, progress)
+            ms, linked, sel = compare(seed, sdir, size, args, say, progress, on_progress=on_progress(seed))
             selections.append(sel)
             reused += [f"seed{seed}/{x}" if args.seeds is not None else x for x in linked]
             records = method_records(ms)
@@ -1035,33 +1140,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench_learning: error: {e}", file=sys.stderr)
         return 2
 
-    meta = {
-        "command": "HF_HUB_OFFLINE=1 .venv/bin/python scripts/bench_learning.py" + "".join(f" {shlex.quote(a)}" for a in (argv if argv is not None else sys.argv[1:])),
-        "size_name": size_name, "size": size, "student": args.student, "precision": args.precision, "seeds": seeds,
-        "device": device, "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "total_seconds": round(time.perf_counter() - t_start, 1),  # this invocation (a resumed or reusing one is shorter)
-        "overrides": base_overrides(size, args.precision, seeds[0], args.student) + list(args.set),
-        "tripost_overrides": list(args.tripost_set), "reused": {"from": args.reuse, "what": reused} if args.reuse else None,
-        "runs": {str(seed): {m: str((out if args.seeds is None else out / f"seed{seed}") / d) for m, d in
-                             (("tripost", "tripost"), ("rejection", "rejection"), ("tripost-demo", "demo"), ("sft-gold+", "sft-gold-plus"))}
-                 for seed in seeds},
-        "curve": points,
-        "selection": {"rule": args.select, "why": SELECT_WHY[args.select], "n_val": size.get("n_val")},
-        "machine": machine_card(),  # tripost machine: CPU, flags, matmul GFLOP/s, the number-format decision
-    }
-    docs = Path(args.docs)
-    docs.mkdir(parents=True, exist_ok=True)
-    result: dict[str, Any] = {"meta": meta, "selection": selections,
-                              "target": {"met": _all([v.get("met") for v in verdicts]), "per_seed": verdicts}, "rows": rows}
-    if points:
-        result["sft_gold_curve"] = curve
-    (docs / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
-    md = markdown(rows, meta, verdicts, curve, selections)
-    (docs / f"{name}.md").write_text(md + f"\n![accuracy per method, seed {seeds[0]}]({name}.png)\n")
-    plot([r for r in rows if r["seed"] == seeds[0]], docs / f"{name}.png")
+    md = write_outputs(docs, name, rows, meta_now(), verdicts, curve, selections, seeds[0])
     print(md)
     print(f"\nwrote {docs / (name + '.json')}, {docs / (name + '.md')}, {docs / (name + '.png')}")
     return 0
+
+
+def write_outputs(docs: Path, name: str, rows: list[dict[str, Any]], meta: dict[str, Any], verdicts: list[dict[str, Any]],
+                  curve: list[dict[str, Any]], selections: list[dict[str, Any]], first_seed: int) -> str:
+    """docs/NAME.json, .md and .png (the plot of the first seed's rows); the markdown."""
+    from tripost.fileio import atomic_write_json
+
+    docs.mkdir(parents=True, exist_ok=True)
+    result: dict[str, Any] = {"meta": meta, "selection": selections,
+                              "target": {"met": _all([v.get("met") for v in verdicts]), "per_seed": verdicts}, "rows": rows}
+    if curve:
+        result["sft_gold_curve"] = curve
+    atomic_write_json(docs / f"{name}.json", result, indent=2)
+    md = markdown(rows, meta, verdicts, curve, selections)
+    (docs / f"{name}.md").write_text(md + f"\n![accuracy per method, seed {first_seed}]({name}.png)\n")
+    plot([r for r in rows if r["seed"] == first_seed], docs / f"{name}.png")
+    return md
 
 
 if __name__ == "__main__":

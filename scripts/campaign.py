@@ -1,6 +1,7 @@
 """The learning campaign (issue 28), made for long work on a small machine.
 
     python3 scripts/campaign.py start  [--dir DIR] [--commit REV]   # pinned clone + .venv, then `run` in the background
+    python3 scripts/campaign.py start  --dir DIR --advance          # move a stopped campaign to a later commit (new stages)
     python3 scripts/campaign.py run    --dir DIR                    # the worker (what `start` launches)
     python3 scripts/campaign.py status [--dir DIR]                  # where it stands
     tail -f DIR/campaign.log                                        # one line per stage
@@ -9,7 +10,11 @@
 it into DIR/src/.venv with scripts/setup.sh, and launches `run` from that
 clone in the background, so editing the working tree cannot change a
 campaign half way. DIR/campaign.json records the commit; a later `start`
-on the same DIR resumes at that commit (another commit needs a new DIR).
+on the same DIR resumes at that commit. `start --advance` moves a campaign
+whose worker has stopped to a later commit of the same history (HEAD, or
+--commit): finished stages are kept, each result records the commit it was
+made at (campaign.json `history`), and the stages the new commit adds run
+next; any other commit needs a new DIR.
 
 `run` measures the machine first (the machine card, training and sampling
 tokens/s on the real student), prints the plan with each stage's projected
@@ -31,8 +36,18 @@ Stages (the plan; step numbers are issue 28's):
    `sft_gold_curve`. Iteration 0 of the comparison is the smallest
    checkpoint at >= 30% first-attempt accuracy, or the best reached.
 
-Steps 2-7 (the comparison, word_sorting, the label-free methods, BIG-bench,
-the demo) are not in this runner yet: `status` and the plan say so.
+2. comparison on arithmetic: scripts/bench_learning.py --size campaign
+   --tasks arithmetic from that iteration 0 (`--iteration0 CHECKPOINT`,
+   its gold examples and the training tokens of the whole chunk chain):
+   sft-gold, sft-gold+ (token-matched), TriPosT iterations 1-2, tripost-demo
+   and rejection on 200 seen + 200 unseen held-out problems, attempt + 2
+   self-improvement turns, the iteration chosen on 100 + 100 val problems;
+   paired bootstrap intervals against sft-gold+. It writes
+   `--docs`/learning-arithmetic.{json,md,png} as each run finishes;
+   learning.json/.md carry its rows and verdict when it is done.
+
+Steps 3-7 (word_sorting, the label-free methods, BIG-bench, the demo) are
+not in this runner yet: `status` and the plan say so.
 """
 
 from __future__ import annotations
@@ -60,6 +75,7 @@ CHUNK = 400  # gold examples per training chunk
 CURVE = (400, 800, 1600, 3200)  # gold examples at which the checkpoint is evaluated
 EVAL_N = 150  # held-out problems per subset (seen, unseen): 300 in all
 COMPETENT = 0.30  # first-attempt accuracy that makes a checkpoint iteration 0
+COMPARISON = "campaign"  # scripts/bench_learning.py's size for step 2
 SEED = 0
 ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
@@ -82,8 +98,11 @@ def write_json(path: Path, data: Any) -> None:
 
 def tripost(dirpath: Path, *args: str) -> None:
     """One `tripost` command of the pinned clone, its output appended to the log."""
-    exe = dirpath / "src" / ".venv" / "bin" / "tripost"
-    cmd = [str(exe), *args]
+    command([str(dirpath / "src" / ".venv" / "bin" / "tripost"), *args])
+
+
+def command(cmd: list[str]) -> None:
+    """One command of the pinned clone; a failure stops the campaign with one line."""
     say("$ " + " ".join(shlex.quote(a) for a in cmd))
     done = subprocess.run(cmd, env={**os.environ, **ENV}, stdout=sys.stdout, stderr=sys.stdout)
     if done.returncode != 0:
@@ -97,7 +116,12 @@ def cmd_start(args: argparse.Namespace) -> int:
     d = Path(args.dir)
     state = load(d / "campaign.json")
     commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", args.commit], capture_output=True, text=True, check=True).stdout.strip()
-    if state and state["commit"] != commit and not args.commit_given:
+    if args.advance:
+        code = advance(d, state, commit)
+        if code:
+            return code
+        state = load(d / "campaign.json")
+    elif state and state["commit"] != commit and not args.commit_given:
         commit = state["commit"]  # resume at the recorded commit
     if state and state["commit"] != commit:
         print(f"campaign: {d} runs commit {state['commit'][:12]}; use another --dir for {commit[:12]}", file=sys.stderr)
@@ -125,6 +149,38 @@ def cmd_start(args: argparse.Namespace) -> int:
                               stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **ENV}, start_new_session=True)
     (d / "worker.pid").write_text(f"{worker.pid}\n")
     print(f"campaign: running at {commit[:12]} (pid {worker.pid}); follow it with: tail -f {d / 'campaign.log'}")
+    return 0
+
+
+def worker_alive(d: Path) -> bool:
+    pid = (d / "worker.pid").read_text().strip() if (d / "worker.pid").exists() else ""
+    return bool(pid) and Path(f"/proc/{pid}").exists()
+
+
+def advance(d: Path, state: dict[str, Any] | None, commit: str) -> int:
+    """Move a stopped campaign's pinned clone to `commit`, a descendant of the
+    recorded one, keeping what has finished (its results name the commit they
+    were made at: campaign.json `history`)."""
+    if not state:
+        print(f"campaign: {d} holds no campaign to advance; `start` without --advance begins one", file=sys.stderr)
+        return 2
+    if worker_alive(d):
+        print(f"campaign: the worker in {d} is still running; wait for it to finish a stage and stop it first", file=sys.stderr)
+        return 2
+    if state["commit"] == commit:
+        return 0
+    ancestor = subprocess.run(["git", "-C", str(ROOT), "merge-base", "--is-ancestor", state["commit"], commit]).returncode == 0
+    if not ancestor:
+        print(f"campaign: {commit[:12]} does not descend from the campaign's {state['commit'][:12]}; use a new --dir", file=sys.stderr)
+        return 2
+    src = d / "src"
+    subprocess.run(["git", "-C", str(src), "fetch", "--quiet", str(ROOT), commit], check=True)
+    subprocess.run(["git", "-C", str(src), "checkout", "--quiet", commit], check=True)
+    done = [s["name"] for s in stages(d) if s["done"]]
+    history = state.get("history") or [{"commit": state["commit"], "since": state["started"]}]
+    history.append({"commit": commit, "since": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "stages_done_before": done})
+    write_json(d / "campaign.json", {**state, "commit": commit, "history": history})
+    say(f"advanced {d} from {state['commit'][:12]} to {commit[:12]}; {len(done)} finished stages kept")
     return 0
 
 
@@ -200,6 +256,66 @@ def run_competence_stage(d: Path, stage: dict[str, Any], docs: Path) -> None:
         publish(d, docs)
 
 
+# -------------------------------------------------------------- comparison ---
+
+
+def comparison_dir(d: Path, task: str) -> Path:
+    return d / "comparison" / task
+
+
+def comparison_stages(d: Path) -> list[dict[str, Any]]:
+    return [{"name": f"comparison/{TASK}", "kind": "comparison", "task": TASK, "done": (comparison_dir(d, TASK) / "done.json").exists()}]
+
+
+def stages(d: Path) -> list[dict[str, Any]]:
+    return competence_stages(d) + comparison_stages(d)
+
+
+def chain_tokens(d: Path, gold_examples: int) -> int:
+    """Training tokens of the chunk chain that made the checkpoint after
+    `gold_examples` gold examples (each chunk continued the one before)."""
+    total = 0
+    for k in range(1, gold_examples // CHUNK + 1):
+        m = load(chunk_dir(d, k) / "train" / "train_metrics.json") or {}
+        total += int(m.get("tokens") or 0)
+    return total
+
+
+def run_comparison_stage(d: Path, stage: dict[str, Any], docs: Path) -> None:
+    """Step 2: bench_learning's comparison of one task from the chosen
+    iteration 0, resumable (bench_learning skips what has finished)."""
+    task = stage["task"]
+    folder = comparison_dir(d, task)
+    choice = load(folder / "iteration0.json")
+    if not choice:
+        rows = curve(d)
+        if len(rows) < len(CURVE):
+            raise SystemExit(f"campaign: stopped: the comparison needs the whole competence curve ({len(rows)} of {len(CURVE)} points)")
+        it0 = iteration0(rows)
+        assert it0 is not None
+        # Chosen once and recorded: a later change of the rule cannot move a comparison half way.
+        choice = {**it0, "tokens": chain_tokens(d, it0["gold_examples"]), "problems": it0["gold_examples"]}
+        write_json(folder / "iteration0.json", choice)
+    src = d / "src"
+    command([str(src / ".venv" / "bin" / "python"), str(src / "scripts" / "bench_learning.py"), "--size", COMPARISON, "--tasks", task,
+             "--seed", str(SEED), "--iteration0", choice["adapter"], "--iteration0-tokens", str(choice["tokens"]),
+             "--iteration0-problems", str(choice["problems"]), "--out", str(folder / "runs"), "--docs", str(docs),
+             "--name", f"learning-{task}", "--no-progress"])
+    write_json(folder / "done.json", {"finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                                      "commit": (load(d / "campaign.json") or {}).get("commit")})
+    publish(d, docs)
+
+
+def comparisons(docs: Path) -> dict[str, dict[str, Any]]:
+    """Each task's comparison file (learning-TASK.json), finished or partial."""
+    out = {}
+    for task in (TASK,):
+        data = load(docs / f"learning-{task}.json")
+        if data:
+            out[task] = data
+    return out
+
+
 def curve(d: Path) -> list[dict[str, Any]]:
     rows = []
     for n in CURVE:
@@ -230,16 +346,24 @@ def publish(d: Path, docs: Path) -> None:
     state, m = load(d / "campaign.json") or {}, load(d / "measure.json") or {}
     rows = curve(d)
     it0 = iteration0(rows)
+    comp = comparisons(docs)
+    finished = [t for t in comp if (comparison_dir(d, t) / "done.json").exists()]
     data = {
         "meta": {"campaign": "issue 28", "commit": state.get("commit"), "started": state.get("started"),
                  "updated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "seeds": [SEED], "machine": m.get("machine"),
                  "rates": {k: m.get(k) for k in ("train_tokens_per_s", "sample_tokens_per_s", "train_tokens_per_example")},
                  "command": f"python3 scripts/campaign.py start --dir {d}   # at commit {str(state.get('commit'))[:12]}",
-                 "steps_done": ["competence" if len(rows) == len(CURVE) else f"competence ({len(rows)}/{len(CURVE)} points)"],
-                 "steps_not_run": ["2 comparison on arithmetic", "3 word_sorting", "4 label-free methods", "5 BIG-bench", "6 demo"]},
+                 "history": state.get("history"),
+                 "steps_done": ["competence" if len(rows) == len(CURVE) else f"competence ({len(rows)}/{len(CURVE)} points)"]
+                 + [f"comparison on {t}" for t in finished],
+                 "steps_running": [f"comparison on {t} (partial)" for t in comp if t not in finished],
+                 "steps_not_run": [x for x in ["2 comparison on arithmetic"] if not comp] + ["3 word_sorting", "4 label-free methods", "5 BIG-bench", "6 demo"]},
         "sft_gold_curve": rows,
         "iteration0": it0,
-        "rows": [],
+        # Step 2's rows (scripts/bench_learning.py's, one task each), finished or partial (`comparison[task].partial`).
+        "comparison": {t: {"file": f"learning-{t}.json", "partial": c["meta"].get("partial"), "iteration0": c["meta"].get("iteration0"),
+                           "selection": c.get("selection"), "target": c.get("target")} for t, c in comp.items()},
+        "rows": [r for c in comp.values() for r in c.get("rows", [])],
     }
     docs.mkdir(parents=True, exist_ok=True)
     write_json(docs / "learning.json", data)
@@ -264,7 +388,28 @@ def publish(d: Path, docs: Path) -> None:
                       + ("the smallest at >= 30%)." if met else
                          "the best reached: no checkpoint reached 30%)." if len(rows) == len(CURVE) else
                          f"the best so far: none of the {len(rows)} of {len(CURVE)} checkpoints evaluated reached 30%).")]
-    lines += ["", "Steps 2-6 (TriPosT against its controls, word_sorting, the label-free methods, BIG-bench, the demo) have not run yet.", ""]
+    for task, c in comp.items():
+        lines += ["", f"## Step 2: TriPosT against its controls on {task}", "",
+                  f"Command: `{c['meta'].get('command')}`; every table, the iteration choice and the plot: [learning-{task}.md](learning-{task}.md).", ""]
+        if c["meta"].get("partial"):
+            lines += [f"**Still running:** {c['meta']['partial']}.", ""]
+        lines += ["Total of seen and unseen; accuracy in % with 95% Wilson intervals; *vs sft-gold+*: final accuracy minus sft-gold+'s "
+                  "in points with the 95% paired-bootstrap interval over the same problems.", "",
+                  "| method | iteration | n | first | final | vs sft-gold+ | fix | break | revised | train tokens |", "|---|---|---:|---:|---:|---|---:|---:|---:|---:|"]
+        for r in c.get("rows", []):
+            if r["task"] != "total" or r["subset"] != "total":
+                continue
+            it = "—" if r.get("iteration") is None else f"{r['iteration']}{' (chosen)' if r.get('chosen') else ''}"
+            ci = r.get("paired_ci_vs_sft_gold_plus")
+            lines.append(f"| {r['method']} | {it} | {r['n']} | {_pct(r['first_acc'])} | {_pct(r['final_acc'])} | "
+                         + ("—" if not ci else f"[{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]")
+                         + f" | {_pct(r.get('fix_rate'))} | {_pct(r.get('break_rate'))} | {_pct(r.get('revised_rate'))} | {r.get('train_tokens')} |")
+        if not c["meta"].get("partial"):
+            for v in (c.get("target") or {}).get("per_seed", []):
+                lines.append("")
+                lines.append(f"Targets on {task} (chosen `{v.get('best')}`): all **{'MET' if v.get('met') else 'not decided' if v.get('met') is None else 'NOT MET'}**.")
+    missing = (["2 (TriPosT against its controls)"] if not comp else []) + ["3 (word_sorting)", "4 (the label-free methods)", "5 (BIG-bench)", "6 (the demo)"]
+    lines += ["", f"Steps {', '.join(missing)} have not run yet.", ""]
     (docs / "learning.md").write_text("\n".join(lines))
 
 
@@ -276,12 +421,25 @@ def _pct(x: float | None) -> str:
 
 
 def plan(d: Path, m: dict[str, Any]) -> list[dict[str, Any]]:
-    stages = competence_stages(d)
+    out = stages(d)
     train_s = CHUNK * m["train_tokens_per_example"] / m["train_tokens_per_s"]
     eval_s = 2 * EVAL_N * 120 / m["sample_tokens_per_s"]  # ~120 tokens a greedy first attempt
-    for s in stages:
-        s["projected_s"] = round(train_s if s["kind"] == "train" else eval_s)
-    return stages
+    for s in out:
+        s["projected_s"] = round({"train": train_s, "eval": eval_s}.get(s["kind"]) or comparison_seconds(m))
+    return out
+
+
+def comparison_seconds(m: dict[str, Any]) -> float:
+    """A rough projection of one task's comparison (bench_learning's campaign
+    size) from the measured rates: 7 test evaluations of 400 problems and 4
+    validation ones of 200 at ~250 generated tokens a problem (attempt and
+    self-improvement turns); 4 collections of 400 attempts at ~150 tokens
+    (2 TriPosT, 2 rejection); ~5 trainings of 2 epochs over ~400 examples of
+    ~2x a gold example's tokens (TriPosT's and rejection's iterations, the
+    demo), and sft-gold+'s, token-matched to TriPosT's two."""
+    sample = (7 * 400 + 4 * 200) * 250 + 4 * 400 * 150
+    train = 5 * 2 * 400 * 2 * m["train_tokens_per_example"] + 2 * 2 * 400 * 2 * m["train_tokens_per_example"]
+    return sample / m["sample_tokens_per_s"] + train / m["train_tokens_per_s"]
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -300,17 +458,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     say(f"plan: {len(stages)} stages, {len(stages) - len(left)} done, {len(left)} to go, projected {sum(s['projected_s'] for s in left) / 3600:.1f} h:")
     for s in stages:
         say(f"  {'done ' if s['done'] else 'to do'}  {s['name']:<34} ~{s['projected_s'] / 60:.0f} min")
-    say("  not in this runner yet: steps 2-7 of issue 28 (comparison, word_sorting, label-free, BIG-bench, demo)")
+    say("  not in this runner yet: steps 3-7 of issue 28 (word_sorting, label-free, BIG-bench, demo)")
     for i, s in enumerate(stages, 1):
         if s["done"]:
             continue
         t0 = time.perf_counter()
         say(f"[{i}/{len(stages)}] {s['name']} ...")
-        run_competence_stage(d, s, docs)
+        (run_comparison_stage if s["kind"] == "comparison" else run_competence_stage)(d, s, docs)
         say(f"[{i}/{len(stages)}] {s['name']} finished in {(time.perf_counter() - t0) / 60:.1f} min")
     publish(d, docs)
     it0 = iteration0(curve(d))
-    say(f"competence done: iteration 0 = {it0['gold_examples']} gold examples, {100 * it0['first_acc']:.1f}% first attempt" if it0 else "no curve")
+    say(f"competence: iteration 0 = {it0['gold_examples']} gold examples, {100 * it0['first_acc']:.1f}% first attempt" if it0 else "no curve")
+    say(f"finished every stage this runner has; results in {docs / 'learning.md'}")
     return 0
 
 
@@ -320,10 +479,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     if not state:
         print(f"no campaign in {d}")
         return 1
-    pid = (d / "worker.pid").read_text().strip() if (d / "worker.pid").exists() else None
-    alive = bool(pid) and Path(f"/proc/{pid}").exists()
+    pid = (d / "worker.pid").read_text().strip() if (d / "worker.pid").exists() else ""
+    alive = worker_alive(d)
     print(f"campaign at {state['commit'][:12]} since {state['started']}; worker {'running (pid ' + pid + ')' if alive else 'not running'}")
-    for s in competence_stages(d):
+    for s in stages(d):
         print(f"  {'done ' if s['done'] else 'to do'}  {s['name']}")
     for r in curve(d):
         print(f"  {r['gold_examples']:>5} gold: first attempt {100 * r['first_acc']:.1f}% (n={r['n']})")
@@ -337,6 +496,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--dir", default=str(DEFAULT_DIR))
     s.add_argument("--commit", default=None, help="revision to pin (default: the recorded one, else HEAD)")
     s.add_argument("--docs", default=None, help="where learning.json/.md go (default: this repository's docs/benchmarks)")
+    s.add_argument("--advance", action="store_true", help="move a stopped campaign to --commit (default HEAD), a later commit of its "
+                   "history, keeping its finished stages")
     r = sub.add_parser("run", help="the worker (foreground)")
     r.add_argument("--dir", default=str(DEFAULT_DIR))
     t = sub.add_parser("status", help="where the campaign stands")

@@ -164,10 +164,16 @@ def test_new_flags_and_their_errors(bl, capsys):
     with pytest.raises(SystemExit):
         bl.parse_args(["--select", "test"])  # no rule reads the test set
     assert "invalid choice: 'test'" in capsys.readouterr().err
-    assert all(size["n_val"] == size["n_eval"] for size in bl.SIZES.values())
+    # Validation as large as the test evaluation, except the campaign's: half of
+    # its 200 per subset, to spend its hours on the test cells the issue sizes.
+    assert all(size["n_val"] == size["n_eval"] for name, size in bl.SIZES.items() if name != "campaign")
+    assert bl.SIZES["campaign"]["n_eval"] >= 200 and bl.SIZES["campaign"]["n_val"] >= 100
     for argv, needle in ((["--seeds", "0,x"], "--seeds takes whole numbers"), (["--curve", "0"], "--curve needs one or more numbers of at least 1"),
                          (["--n-eval", "0"], "--n-eval must be at least 1"), (["--seeds", ""], "--seeds needs one or more"),
-                         (["--n-val", "0"], "--n-val must be at least 1"), (["--select", "last", "--n-val", "4"], "with --select last there are none")):
+                         (["--n-val", "0"], "--n-val must be at least 1"), (["--select", "last", "--n-val", "4"], "with --select last there are none"),
+                         (["--tasks", "arithmetic,chess"], "choose from arithmetic"), (["--tasks", ","], "--tasks ','"),
+                         (["--iteration0", "/no/such/folder"], "--iteration0 /no/such/folder: no such folder"),
+                         (["--iteration0-tokens", "5"], "give it too")):
         assert bl.main(argv) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("bench_learning: error: ") and needle in err[0], err
@@ -176,14 +182,14 @@ def test_new_flags_and_their_errors(bl, capsys):
 N_PER = 10  # problems per task and subset in the synthetic evaluations
 
 
-def save_eval(path, outcome, split="test"):
+def save_eval(path, outcome, split="test", families=("arithmetic", "word_sorting")):
     """An eval.json (+ transcripts) as tripost.evaluate writes it, for 2 tasks
     x 2 subsets x N_PER problems; `outcome(i)` -> (first, final) of problem i."""
     from tripost.evaluate import EvalConfig, EvalRecord, EvalResult, compute_metrics
 
     recs = []
     i = 0
-    for fam in ("arithmetic", "word_sorting"):
+    for fam in families:
         for subset in ("seen", "unseen"):
             for k in range(N_PER):
                 first, final = outcome(i)
@@ -462,3 +468,68 @@ def test_validation_problems_are_the_val_split_of_the_run_s_tasks(bl):
     ids = {p.id for p in val}
     assert not ids & {p.id for p in run.eval_problems()} and not ids & {p.id for p in run.train_problems()}
     assert bl.val_eval_json(Path("r"), 2) == Path("r/it2/val/eval.json")
+
+
+def test_one_task_from_an_external_iteration_0_and_partial_outputs(bl, tmp_path):
+    """The campaign's shape (--tasks arithmetic --iteration0 DIR
+    --iteration0-tokens N): rows and tables for that task alone, every row
+    counting iteration 0's tokens, and a partial write that says so."""
+    a = bl.parse_args(["--size", "campaign", "--tasks", "arithmetic", "--iteration0", str(tmp_path), "--iteration0-tokens", "700000",
+                       "--iteration0-problems", "3200"])
+    bl.check_args(a)
+    assert a.task_list == ["arithmetic"] and a.size == "campaign"
+    cfg = resolve_config(None, bl.base_overrides(bl.SIZES["campaign"], "fp32", 0, "smollm2-135m", a.task_list))
+    assert cfg["tasks"]["families"] == ["arithmetic"] and cfg["tasks"]["n_eval"] == 200 and cfg["eval"]["max_turns"] == 2
+    root = tmp_path / "bench"
+    for method, where in (("sft-gold", "tripost/it0/eval"), ("sft-gold+", "sft-gold-plus/eval"), ("tripost-t1", "tripost/it1/eval")):
+        save_eval(root / where / "eval.json", fixes if method == "tripost-t1" else half, families=("arithmetic",))
+    ms = bl.methods(root / "tripost", root / "rejection", root / "sft-gold-plus", 2, demo=root / "demo", it0_tokens=700_000)
+    assert all(m["train_tokens"] >= 700_000 for m in ms if m["method"] != "base")
+    rows = bl.rows_of(ms, seed=0)
+    assert {r["task"] for r in rows} == {"arithmetic", "total"} and {r["method"] for r in rows} == {"sft-gold", "sft-gold+", "tripost-t1"}
+    assert bl.tasks_of(rows) == ["arithmetic"]
+    meta = {"size_name": "campaign", "command": "x", "device": "cpu", "when": "now", "total_seconds": 60, "size": bl.SIZES["campaign"],
+            "student": "s", "precision": "fp32", "seeds": [0], "partial": "seed 0 still running",
+            "iteration0": {"folder": str(tmp_path), "tokens": 700_000, "problems": 3200}}
+    md = bl.write_outputs(tmp_path / "docs", "learning-arithmetic", rows, meta, [bl.verdict(rows, 2, seed=0)], [], [], 0)
+    assert "**Partial:** seed 0 still running." in md and "## word_sorting" not in md and "## arithmetic" in md
+    assert "700,000 training tokens" in md and "first 3200 train problems" in md
+    assert "on the total of its tasks (arithmetic)" in md
+    saved = json.loads((tmp_path / "docs" / "learning-arithmetic.json").read_text())
+    assert saved["meta"]["partial"] and len(saved["rows"]) == len(rows) and (tmp_path / "docs" / "learning-arithmetic.png").exists()
+
+
+def test_the_campaign_shape_end_to_end_on_the_tiny_model(bl, tmp_path, tiny_model_dir, fp32_machine):
+    """--tasks arithmetic --iteration0 CKPT on the tiny model, every method
+    through the library: the checkpoint is linked as iteration 0 (not
+    retrained), every row counts its tokens, sft-gold+ takes its gold after
+    iteration 0's problems, and the outputs name one task."""
+    from tripost.loop import Run
+
+    it0 = tmp_path / "it0run"
+    Run(it0, resolve_config(None, [f"student.spec=hf:{tiny_model_dir}", "tasks.n_train=4", "tasks.n_eval=1", "loop.iterations=0",
+                                   "train.epochs=1", "train.precision=fp32", "eval.max_new_tokens=8", "eval.max_turns=0",
+                                   "gap.enabled=false", 'tasks.eval_subsets=["seen"]']), progress=False).run()
+    ckpt = it0 / "it0" / "train"
+    small = ["--set", "tasks.n_train=3", "--set", "tasks.n_eval=2", "--set", "collect.max_new_tokens=12", "--set", "eval.max_new_tokens=12",
+             "--set", "eval.n_bootstrap=20"]
+    out, docs = tmp_path / "bench", tmp_path / "docs"
+    code = bl.main(["--quick", "--student", f"hf:{tiny_model_dir}", "--precision", "fp32", "--tasks", "arithmetic", "--select", "last",
+                    "--iteration0", str(ckpt), "--iteration0-tokens", "12345", "--iteration0-problems", "40", "--out", str(out),
+                    "--docs", str(docs), "--name", "t", "--no-progress", *small])
+    assert code == 0
+    assert (out / "tripost" / "it0" / "train").is_symlink() and (out / "tripost" / "it0" / "train").resolve() == ckpt.resolve()
+    assert "it0/train" not in json.loads((out / "tripost" / "state.json").read_text())["stages"]  # linked, not trained again
+    data = json.loads((docs / "t.json").read_text())
+    assert {r["task"] for r in data["rows"]} == {"arithmetic", "total"} and "partial" not in data["meta"]
+    tok = {r["method"]: r["train_tokens"] for r in data["rows"] if r["task"] == "total" and r["subset"] == "total"}
+    # base trains nothing; rejection may have had nothing right to train on (a random model).
+    assert tok["base"] == 0 and tok["sft-gold"] == 12345 and tok["rejection"] >= 12345, tok
+    assert all(v > 12345 for k, v in tok.items() if k.startswith(("tripost", "sft-gold+"))), tok
+    gp = json.loads((out / "sft-gold-plus" / "gold_plus.json").read_text())
+    assert gp["tokens"] > 0
+    from tripost.tasks import get_task, sample_problems
+
+    seen_by_it0 = {p.id for p in sample_problems(get_task("arithmetic"), split="train", subset="seen", preset="small", n=40, seed=0)}
+    assert gp["skipped_problems"] == 40 and gp["problem_ids"] and not set(gp["problem_ids"]) & seen_by_it0
+    assert "## word_sorting" not in (docs / "t.md").read_text()

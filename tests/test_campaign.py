@@ -38,7 +38,7 @@ def test_the_curve_the_iteration0_rule_and_the_published_files(tmp_path):
     md = (docs / "learning.md").read_text()
     assert "| 800 | 31.0% | [26.0, 36.0] |" in md and "the smallest at >= 30%" in md
     stages = campaign.plan(d, json.loads((d / "measure.json").read_text()))
-    assert len(stages) == 8 + 4 and all(s["projected_s"] > 0 for s in stages)
+    assert len(stages) == 8 + 4 + 1 and all(s["projected_s"] > 0 for s in stages)  # 8 chunks, 4 evaluations, the comparison
     assert sum(s["kind"] == "eval" for s in stages) == len(campaign.CURVE)
 
 
@@ -48,3 +48,62 @@ def test_a_curve_still_running_says_so(tmp_path):
     _eval(campaign.chunk_dir(d, 1) / "eval.json", 0.107)
     campaign.publish(d, docs)
     assert "the best so far: none of the 1 of 4 checkpoints evaluated reached 30%" in (docs / "learning.md").read_text()
+
+
+def test_the_comparison_follows_the_curve_and_is_published_as_it_goes(tmp_path):
+    d, docs = tmp_path / "c", tmp_path / "docs"
+    campaign.write_json(d / "campaign.json", {"commit": "1" * 40, "started": "now", "docs": str(docs)})
+    m = {"train_tokens_per_s": 180.0, "sample_tokens_per_s": 230.0, "train_tokens_per_example": 175.0}
+    stages = campaign.plan(d, m)
+    assert stages[-1]["name"] == f"comparison/{campaign.TASK}" and stages[-1]["kind"] == "comparison" and not stages[-1]["done"]
+    assert 3600 < stages[-1]["projected_s"] < 12 * 3600  # hours, said before it starts
+    for k in range(1, 5):  # the chunk chain: each chunk's own tokens
+        campaign.write_json(campaign.chunk_dir(d, k) / "train" / "train_metrics.json", {"tokens": 1000 * k})
+    assert campaign.chain_tokens(d, 1200) == 6000 and campaign.chain_tokens(d, 1600) == 10000
+    # bench_learning's partial file: its rows land in learning.json and the markdown says it is still running.
+    row = {"method": "tripost-t1", "iteration": 1, "chosen": None, "task": "total", "subset": "total", "n": 400, "first_acc": 0.3,
+           "final_acc": 0.35, "paired_ci_vs_sft_gold_plus": None, "fix_rate": 0.1, "break_rate": 0.02, "revised_rate": 0.2, "train_tokens": 9}
+    campaign.write_json(docs / f"learning-{campaign.TASK}.json", {"meta": {"command": "bench", "partial": "seed 0 still running"}, "rows": [row]})
+    campaign.publish(d, docs)
+    data = json.loads((docs / "learning.json").read_text())
+    assert data["rows"] == [row] and data["comparison"][campaign.TASK]["partial"] == "seed 0 still running"
+    assert data["meta"]["steps_running"] == [f"comparison on {campaign.TASK} (partial)"]
+    md = (docs / "learning.md").read_text()
+    assert "**Still running:** seed 0 still running." in md and "| tripost-t1 | 1 | 400 | 30.0% | 35.0% | — | 10.0% | 2.0% | 20.0% | 9 |" in md
+    assert "Steps 3 (word_sorting)" in md
+    # Finished: done.json marks the stage, the verdict line appears.
+    campaign.write_json(docs / f"learning-{campaign.TASK}.json",
+                        {"meta": {"command": "bench"}, "rows": [row], "target": {"per_seed": [{"best": "tripost-t1", "met": False}]}})
+    campaign.write_json(campaign.comparison_dir(d, campaign.TASK) / "done.json", {"finished": "now"})
+    campaign.publish(d, docs)
+    assert "all **NOT MET**" in (docs / "learning.md").read_text()
+    assert campaign.plan(d, m)[-1]["done"]
+
+
+def test_advance_moves_a_stopped_campaign_along_its_history_only(tmp_path):
+    import os
+    import subprocess
+
+    import pytest
+
+    def rev(x):
+        done = subprocess.run(["git", "-C", str(campaign.ROOT), "rev-parse", x], capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    head, parent = rev("HEAD"), rev("HEAD~1")
+    if not head or not parent:
+        pytest.skip("needs a checkout with at least two commits")
+    d = tmp_path / "c"
+    state = {"commit": parent, "started": "then", "docs": str(tmp_path / "docs")}
+    campaign.write_json(d / "campaign.json", state)
+    subprocess.run(["git", "clone", "--quiet", "--no-checkout", str(campaign.ROOT), str(d / "src")], check=True)
+    subprocess.run(["git", "-C", str(d / "src"), "checkout", "--quiet", parent], check=True)
+    (d / "worker.pid").write_text(f"{os.getpid()}\n")  # a live worker: refused
+    assert campaign.advance(d, state, head) == 2
+    (d / "worker.pid").write_text("999999999\n")
+    assert campaign.advance(d, {**state, "commit": head}, parent) == 2  # backwards is not along its history
+    assert campaign.advance(d, state, head) == 0
+    new = json.loads((d / "campaign.json").read_text())
+    assert new["commit"] == head and [h["commit"] for h in new["history"]] == [parent, head]
+    got = subprocess.run(["git", "-C", str(d / "src"), "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    assert got == head
