@@ -28,7 +28,7 @@ the repository `start` was run from), so partial results can be committed.
 Stages (the plan; step numbers are issue 28's):
 
 1. competence: iteration 0 is SFT on gold rationales alone (no feedback
-   line, tripost.buffer.rationale_examples) of arithmetic, small preset,
+   line, tripost.buffer.rationale_examples) of one task, small preset,
    trained in continued chunks of 1 epoch over fresh problems
    (`tripost train --adapter PREVIOUS`), first-attempt accuracy (greedy,
    `--max-turns 0`) on 150 seen + 150 unseen held-out test problems after
@@ -46,8 +46,12 @@ Stages (the plan; step numbers are issue 28's):
    `--docs`/learning-arithmetic.{json,md,png} as each run finishes;
    learning.json/.md carry its rows and verdict when it is done.
 
-Steps 3-7 (word_sorting, the label-free methods, BIG-bench, the demo) are
-not in this runner yet: `status` and the plan say so.
+3. word_sorting: the same competence curve (competence/word_sorting/) and
+   comparison (learning-word_sorting.*) on the second task.
+
+Steps 4-7 (the label-free methods, BIG-bench, the demo) and the verdict on
+the total of both tasks (pooled per-problem records) are not in this runner
+yet: `status` and the plan say so.
 """
 
 from __future__ import annotations
@@ -69,7 +73,9 @@ from tripost.fileio import atomic_write_json  # noqa: E402
 
 DEFAULT_DIR = Path(os.environ.get("TRIPOST_CAMPAIGN_DIR", "/work/campaign"))
 
-TASK = "arithmetic"
+# Each task: a competence curve, then its comparison (steps 1-2 for
+# arithmetic, step 3 for word_sorting), in this order.
+TASKS = ("arithmetic", "word_sorting")
 PRESET = "small"
 CHUNK = 400  # gold examples per training chunk
 CURVE = (400, 800, 1600, 3200)  # gold examples at which the checkpoint is evaluated
@@ -201,7 +207,7 @@ def measure(d: Path) -> dict[str, Any]:
 
     card = machine_card()
     say(describe_card(card).replace("\n", "; "))
-    problems = sample_problems(get_task(TASK), split="train", subset="seen", preset=PRESET, n=48, seed=SEED + 1)
+    problems = sample_problems(get_task(TASKS[0]), split="train", subset="seen", preset=PRESET, n=48, seed=SEED + 1)
     t0 = time.perf_counter()
     res = train_sft(TrainConfig(epochs=1.0, batch_size=8, save_steps=10_000, logging_steps=100, progress=False, seed=SEED),
                     to_dataset(rationale_examples(problems)), d / "measure" / "train")
@@ -221,17 +227,20 @@ def measure(d: Path) -> dict[str, Any]:
 # -------------------------------------------------------------- competence ---
 
 
-def chunk_dir(d: Path, k: int) -> Path:
-    return d / "competence" / f"gold{k * CHUNK}"
+def chunk_dir(d: Path, k: int, task: str = TASKS[0]) -> Path:
+    # The first task keeps the layout of the campaign that began with it alone.
+    return (d / "competence" if task == TASKS[0] else d / "competence" / task) / f"gold{k * CHUNK}"
 
 
-def competence_stages(d: Path) -> list[dict[str, Any]]:
+def competence_stages(d: Path, task: str = TASKS[0]) -> list[dict[str, Any]]:
     chunks = max(CURVE) // CHUNK
     stages = []
     for k in range(1, chunks + 1):
-        stages.append({"name": f"competence/train {k * CHUNK} gold", "kind": "train", "k": k, "done": (chunk_dir(d, k) / "train" / "train_metrics.json").exists()})
+        stages.append({"name": f"competence/{task} train {k * CHUNK} gold", "kind": "train", "task": task, "k": k,
+                       "done": (chunk_dir(d, k, task) / "train" / "train_metrics.json").exists()})
         if k * CHUNK in CURVE:
-            stages.append({"name": f"competence/eval at {k * CHUNK} gold", "kind": "eval", "k": k, "done": (chunk_dir(d, k) / "eval.json").exists()})
+            stages.append({"name": f"competence/{task} eval at {k * CHUNK} gold", "kind": "eval", "task": task, "k": k,
+                           "done": (chunk_dir(d, k, task) / "eval.json").exists()})
     return stages
 
 
@@ -239,19 +248,19 @@ def run_competence_stage(d: Path, stage: dict[str, Any], docs: Path) -> None:
     from tripost.buffer import BufferStats, rationale_examples, save_buffer
     from tripost.tasks import get_task, sample_problems
 
-    k = stage["k"]
-    folder = chunk_dir(d, k)
+    k, task = stage["k"], stage.get("task", TASKS[0])
+    folder = chunk_dir(d, k, task)
     if stage["kind"] == "train":
         if not (folder / "buffer" / "dataset").exists():
             # Chunk k: problems (k-1)*CHUNK .. k*CHUNK of one fixed draw (prefix-stable), never seen before.
-            pool = sample_problems(get_task(TASK), split="train", subset="seen", preset=PRESET, n=max(CURVE), seed=SEED)
+            pool = sample_problems(get_task(task), split="train", subset="seen", preset=PRESET, n=max(CURVE), seed=SEED)
             examples = rationale_examples(pool[(k - 1) * CHUNK: k * CHUNK])
             save_buffer(examples, BufferStats(records=len(examples)), folder / "buffer")
-        previous = [] if k == 1 else ["--adapter", str(chunk_dir(d, k - 1) / "train")]
+        previous = [] if k == 1 else ["--adapter", str(chunk_dir(d, k - 1, task) / "train")]
         tripost(d, "train", "--buffer", str(folder / "buffer"), "--out", str(folder / "train"), *previous,
                 "epochs=1", f"seed={SEED}", "progress=false")
     else:
-        tripost(d, "eval", "--adapter", str(folder / "train"), "--task", TASK, "--subset", "both", "--n", str(EVAL_N),
+        tripost(d, "eval", "--adapter", str(folder / "train"), "--task", task, "--subset", "both", "--n", str(EVAL_N),
                 "--max-turns", "0", "--seed", str(SEED), "--no-progress", "--out", str(folder / "eval.json"))
         publish(d, docs)
 
@@ -263,20 +272,21 @@ def comparison_dir(d: Path, task: str) -> Path:
     return d / "comparison" / task
 
 
-def comparison_stages(d: Path) -> list[dict[str, Any]]:
-    return [{"name": f"comparison/{TASK}", "kind": "comparison", "task": TASK, "done": (comparison_dir(d, TASK) / "done.json").exists()}]
+def comparison_stage(d: Path, task: str) -> dict[str, Any]:
+    return {"name": f"comparison/{task}", "kind": "comparison", "task": task, "done": (comparison_dir(d, task) / "done.json").exists()}
 
 
 def stages(d: Path) -> list[dict[str, Any]]:
-    return competence_stages(d) + comparison_stages(d)
+    """Every stage in order: each task's competence curve, then its comparison."""
+    return [s for task in TASKS for s in competence_stages(d, task) + [comparison_stage(d, task)]]
 
 
-def chain_tokens(d: Path, gold_examples: int) -> int:
+def chain_tokens(d: Path, gold_examples: int, task: str = TASKS[0]) -> int:
     """Training tokens of the chunk chain that made the checkpoint after
     `gold_examples` gold examples (each chunk continued the one before)."""
     total = 0
     for k in range(1, gold_examples // CHUNK + 1):
-        m = load(chunk_dir(d, k) / "train" / "train_metrics.json") or {}
+        m = load(chunk_dir(d, k, task) / "train" / "train_metrics.json") or {}
         total += int(m.get("tokens") or 0)
     return total
 
@@ -288,13 +298,13 @@ def run_comparison_stage(d: Path, stage: dict[str, Any], docs: Path) -> None:
     folder = comparison_dir(d, task)
     choice = load(folder / "iteration0.json")
     if not choice:
-        rows = curve(d)
+        rows = curve(d, task)
         if len(rows) < len(CURVE):
-            raise SystemExit(f"campaign: stopped: the comparison needs the whole competence curve ({len(rows)} of {len(CURVE)} points)")
+            raise SystemExit(f"campaign: stopped: the comparison needs the whole competence curve of {task} ({len(rows)} of {len(CURVE)} points)")
         it0 = iteration0(rows)
         assert it0 is not None
         # Chosen once and recorded: a later change of the rule cannot move a comparison half way.
-        choice = {**it0, "tokens": chain_tokens(d, it0["gold_examples"]), "problems": it0["gold_examples"]}
+        choice = {**it0, "tokens": chain_tokens(d, it0["gold_examples"], task), "problems": it0["gold_examples"]}
         write_json(folder / "iteration0.json", choice)
     src = d / "src"
     command([str(src / ".venv" / "bin" / "python"), str(src / "scripts" / "bench_learning.py"), "--size", COMPARISON, "--tasks", task,
@@ -309,25 +319,29 @@ def run_comparison_stage(d: Path, stage: dict[str, Any], docs: Path) -> None:
 def comparisons(docs: Path) -> dict[str, dict[str, Any]]:
     """Each task's comparison file (learning-TASK.json), finished or partial."""
     out = {}
-    for task in (TASK,):
+    for task in TASKS:
         data = load(docs / f"learning-{task}.json")
         if data:
             out[task] = data
     return out
 
 
-def curve(d: Path) -> list[dict[str, Any]]:
+def curve(d: Path, task: str | None = None) -> list[dict[str, Any]]:
+    """The competence curve of `task` (None: every task's, in TASKS order)."""
     rows = []
-    for n in CURVE:
-        ev = load(chunk_dir(d, n // CHUNK) / "eval.json")
-        if not ev:
-            continue
-        m = ev["metrics"]["total"]
-        rows.append({"gold_examples": n, "task": TASK, "first_acc": m["first_accuracy"], "ci": (m.get("ci") or {}).get("first_accuracy"), "n": m["n"],
-                     "seen": ev["metrics"].get("seen", {}).get("first_accuracy"), "unseen": ev["metrics"].get("unseen", {}).get("first_accuracy"),
-                     "precision": ev["student"].get("precision"), "batch_size": ev["config"].get("batch_size"),
-                     "adapter": str(chunk_dir(d, n // CHUNK) / "train")})
+    for t in (TASKS if task is None else (task,)):
+        for n in CURVE:
+            ev = load(chunk_dir(d, n // CHUNK, t) / "eval.json")
+            if ev:
+                rows.append(curve_point(ev, n, t, chunk_dir(d, n // CHUNK, t) / "train"))
     return rows
+
+
+def curve_point(ev: dict[str, Any], n: int, task: str, adapter: Path) -> dict[str, Any]:
+    m = ev["metrics"]["total"]
+    return {"gold_examples": n, "task": task, "first_acc": m["first_accuracy"], "ci": (m.get("ci") or {}).get("first_accuracy"), "n": m["n"],
+            "seen": ev["metrics"].get("seen", {}).get("first_accuracy"), "unseen": ev["metrics"].get("unseen", {}).get("first_accuracy"),
+            "precision": ev["student"].get("precision"), "batch_size": ev["config"].get("batch_size"), "adapter": str(adapter)}
 
 
 def iteration0(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -345,22 +359,25 @@ def publish(d: Path, docs: Path) -> None:
     """learning.json / .md with what has finished so far."""
     state, m = load(d / "campaign.json") or {}, load(d / "measure.json") or {}
     rows = curve(d)
-    it0 = iteration0(rows)
+    by_task = {t: [r for r in rows if r["task"] == t] for t in TASKS}
+    it0 = {t: iteration0(r) for t, r in by_task.items() if r}
     comp = comparisons(docs)
     finished = [t for t in comp if (comparison_dir(d, t) / "done.json").exists()]
+    curves_done = [t for t in TASKS if len(by_task[t]) == len(CURVE)]
     data = {
         "meta": {"campaign": "issue 28", "commit": state.get("commit"), "started": state.get("started"),
                  "updated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "seeds": [SEED], "machine": m.get("machine"),
                  "rates": {k: m.get(k) for k in ("train_tokens_per_s", "sample_tokens_per_s", "train_tokens_per_example")},
                  "command": f"python3 scripts/campaign.py start --dir {d}   # at commit {str(state.get('commit'))[:12]}",
                  "history": state.get("history"),
-                 "steps_done": ["competence" if len(rows) == len(CURVE) else f"competence ({len(rows)}/{len(CURVE)} points)"]
-                 + [f"comparison on {t}" for t in finished],
-                 "steps_running": [f"comparison on {t} (partial)" for t in comp if t not in finished],
-                 "steps_not_run": [x for x in ["2 comparison on arithmetic"] if not comp] + ["3 word_sorting", "4 label-free methods", "5 BIG-bench", "6 demo"]},
+                 "steps_done": [f"competence on {t}" for t in curves_done] + [f"comparison on {t}" for t in finished],
+                 "steps_running": [f"competence on {t} ({len(by_task[t])}/{len(CURVE)} points)" for t in TASKS if 0 < len(by_task[t]) < len(CURVE)]
+                 + [f"comparison on {t} (partial)" for t in comp if t not in finished],
+                 "steps_not_run": [f"{'2' if t == TASKS[0] else '3'} comparison on {t}" for t in TASKS if t not in comp]
+                 + ["4 label-free methods", "5 BIG-bench", "6 demo", "the total of both tasks (pooled verdict)"]},
         "sft_gold_curve": rows,
         "iteration0": it0,
-        # Step 2's rows (scripts/bench_learning.py's, one task each), finished or partial (`comparison[task].partial`).
+        # Steps 2-3's rows (scripts/bench_learning.py's, one task each), finished or partial (`comparison[task].partial`).
         "comparison": {t: {"file": f"learning-{t}.json", "partial": c["meta"].get("partial"), "iteration0": c["meta"].get("iteration0"),
                            "selection": c.get("selection"), "target": c.get("target")} for t, c in comp.items()},
         "rows": [r for c in comp.values() for r in c.get("rows", [])],
@@ -372,24 +389,27 @@ def publish(d: Path, docs: Path) -> None:
              f"Command: `{data['meta']['command']}`; progress: `tail -f {d / 'campaign.log'}`. Updated {data['meta']['updated']}.", "",
              f"Machine: {card.get('cpu')} ({card.get('cpus')} cpus), flags {', '.join(card.get('flags') or []) or 'none'}; "
              f"{(card.get('compute_profile') or {}).get('reason', '')}; measured training {m.get('train_tokens_per_s')} real tok/s, "
-             f"greedy sampling {m.get('sample_tokens_per_s')} tok/s.", "",
-             "## Step 1: competence (sft_gold_curve)", "",
-             f"Gold SFT of the embedded student on {TASK} ({PRESET} preset), rationales alone, in continued 1-epoch chunks of "
-             f"{CHUNK} fresh problems; greedy first attempt on {EVAL_N} seen + {EVAL_N} unseen held-out test problems; "
-             "95% Wilson intervals.", "",
-             "| gold examples | first attempt (total) | 95% CI | seen | unseen | n |", "|---:|---:|---|---:|---:|---:|"]
+             f"greedy sampling {m.get('sample_tokens_per_s')} tok/s.", ""]
+    if state.get("history"):
+        lines += ["Commits: " + "; ".join(f"`{h['commit'][:12]}` from {h['since']}" for h in state["history"])
+                  + " (`start --advance`: each stage ran at the commit current when it started).", ""]
+    lines += ["## Step 1: competence (sft_gold_curve)", "",
+              f"Gold SFT of the embedded student ({PRESET} preset), rationales alone, in continued 1-epoch chunks of {CHUNK} fresh "
+              f"problems; greedy first attempt on {EVAL_N} seen + {EVAL_N} unseen held-out test problems; 95% Wilson intervals.", "",
+              "| task | gold examples | first attempt (total) | 95% CI | seen | unseen | n |", "|---|---:|---:|---|---:|---:|---:|"]
     for r in rows:
         ci = f"[{100 * r['ci'][0]:.1f}, {100 * r['ci'][1]:.1f}]" if r.get("ci") else "—"
-        lines.append(f"| {r['gold_examples']} | {100 * r['first_acc']:.1f}% | {ci} | {_pct(r['seen'])} | {_pct(r['unseen'])} | {r['n']} |")
-    if it0:
-        met = it0["first_acc"] >= COMPETENT
-        lines += ["", f"Iteration 0 of the comparison: the checkpoint after {it0['gold_examples']} gold examples "
-                      f"({100 * it0['first_acc']:.1f}% first-attempt accuracy; "
+        lines.append(f"| {r['task']} | {r['gold_examples']} | {100 * r['first_acc']:.1f}% | {ci} | {_pct(r['seen'])} | {_pct(r['unseen'])} | {r['n']} |")
+    for t, chosen in it0.items():
+        n_done = len(by_task[t])
+        met = chosen["first_acc"] >= COMPETENT
+        lines += ["", f"Iteration 0 on {t}: the checkpoint after {chosen['gold_examples']} gold examples "
+                      f"({100 * chosen['first_acc']:.1f}% first-attempt accuracy; "
                       + ("the smallest at >= 30%)." if met else
-                         "the best reached: no checkpoint reached 30%)." if len(rows) == len(CURVE) else
-                         f"the best so far: none of the {len(rows)} of {len(CURVE)} checkpoints evaluated reached 30%).")]
+                         "the best reached: no checkpoint reached 30%)." if n_done == len(CURVE) else
+                         f"the best so far: none of the {n_done} of {len(CURVE)} checkpoints evaluated reached 30%).")]
     for task, c in comp.items():
-        lines += ["", f"## Step 2: TriPosT against its controls on {task}", "",
+        lines += ["", f"## Step {'2' if task == TASKS[0] else '3'}: TriPosT against its controls on {task}", "",
                   f"Command: `{c['meta'].get('command')}`; every table, the iteration choice and the plot: [learning-{task}.md](learning-{task}.md).", ""]
         if c["meta"].get("partial"):
             lines += [f"**Still running:** {c['meta']['partial']}.", ""]
@@ -407,9 +427,10 @@ def publish(d: Path, docs: Path) -> None:
         if not c["meta"].get("partial"):
             for v in (c.get("target") or {}).get("per_seed", []):
                 lines.append("")
-                lines.append(f"Targets on {task} (chosen `{v.get('best')}`): all **{'MET' if v.get('met') else 'not decided' if v.get('met') is None else 'NOT MET'}**.")
-    missing = (["2 (TriPosT against its controls)"] if not comp else []) + ["3 (word_sorting)", "4 (the label-free methods)", "5 (BIG-bench)", "6 (the demo)"]
-    lines += ["", f"Steps {', '.join(missing)} have not run yet.", ""]
+                lines.append(f"Targets on {task} alone (chosen `{v.get('best')}`): all "
+                             f"**{'MET' if v.get('met') else 'not decided' if v.get('met') is None else 'NOT MET'}**; the issue reads them on "
+                             "the total of both tasks, pooled when both comparisons have finished.")
+    lines += ["", "Not run yet: " + "; ".join(data["meta"]["steps_not_run"]) + ".", ""]
     (docs / "learning.md").write_text("\n".join(lines))
 
 
@@ -458,7 +479,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     say(f"plan: {len(stages)} stages, {len(stages) - len(left)} done, {len(left)} to go, projected {sum(s['projected_s'] for s in left) / 3600:.1f} h:")
     for s in stages:
         say(f"  {'done ' if s['done'] else 'to do'}  {s['name']:<34} ~{s['projected_s'] / 60:.0f} min")
-    say("  not in this runner yet: steps 3-7 of issue 28 (word_sorting, label-free, BIG-bench, demo)")
+    say("  not in this runner yet: steps 4-7 of issue 28 (label-free methods, BIG-bench, demo) and the pooled total of both tasks")
     for i, s in enumerate(stages, 1):
         if s["done"]:
             continue
@@ -467,8 +488,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         (run_comparison_stage if s["kind"] == "comparison" else run_competence_stage)(d, s, docs)
         say(f"[{i}/{len(stages)}] {s['name']} finished in {(time.perf_counter() - t0) / 60:.1f} min")
     publish(d, docs)
-    it0 = iteration0(curve(d))
-    say(f"competence: iteration 0 = {it0['gold_examples']} gold examples, {100 * it0['first_acc']:.1f}% first attempt" if it0 else "no curve")
+    for task in TASKS:
+        it0 = iteration0(curve(d, task))
+        if it0:
+            say(f"{task}: iteration 0 = {it0['gold_examples']} gold examples, {100 * it0['first_acc']:.1f}% first attempt")
     say(f"finished every stage this runner has; results in {docs / 'learning.md'}")
     return 0
 
@@ -485,7 +508,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     for s in stages(d):
         print(f"  {'done ' if s['done'] else 'to do'}  {s['name']}")
     for r in curve(d):
-        print(f"  {r['gold_examples']:>5} gold: first attempt {100 * r['first_acc']:.1f}% (n={r['n']})")
+        print(f"  {r['task']} {r['gold_examples']:>5} gold: first attempt {100 * r['first_acc']:.1f}% (n={r['n']})")
     return 0
 
 

@@ -34,12 +34,15 @@ def test_the_curve_the_iteration0_rule_and_the_published_files(tmp_path):
     assert campaign.iteration0(rows[:1])["gold_examples"] == 400  # none reached it: the best
     campaign.publish(d, docs)
     data = json.loads((docs / "learning.json").read_text())
-    assert data["sft_gold_curve"][2]["first_acc"] == 0.38 and data["meta"]["machine"]["cpu"] == "X" and data["iteration0"]["gold_examples"] == 800
+    assert data["sft_gold_curve"][2]["first_acc"] == 0.38 and data["meta"]["machine"]["cpu"] == "X" and data["iteration0"]["arithmetic"]["gold_examples"] == 800
     md = (docs / "learning.md").read_text()
-    assert "| 800 | 31.0% | [26.0, 36.0] |" in md and "the smallest at >= 30%" in md
+    assert "| arithmetic | 800 | 31.0% | [26.0, 36.0] |" in md and "the smallest at >= 30%" in md
     stages = campaign.plan(d, json.loads((d / "measure.json").read_text()))
-    assert len(stages) == 8 + 4 + 1 and all(s["projected_s"] > 0 for s in stages)  # 8 chunks, 4 evaluations, the comparison
-    assert sum(s["kind"] == "eval" for s in stages) == len(campaign.CURVE)
+    # Per task: 8 chunks, 4 evaluations, the comparison; arithmetic's first.
+    assert len(stages) == 2 * (8 + 4 + 1) and all(s["projected_s"] > 0 for s in stages)
+    assert [s["name"] for s in stages if s["kind"] == "comparison"] == ["comparison/arithmetic", "comparison/word_sorting"]
+    assert stages[12]["name"] == "comparison/arithmetic" and stages[13]["name"] == "competence/word_sorting train 400 gold"
+    assert sum(s["kind"] == "eval" for s in stages) == 2 * len(campaign.CURVE)
 
 
 def test_a_curve_still_running_says_so(tmp_path):
@@ -54,30 +57,32 @@ def test_the_comparison_follows_the_curve_and_is_published_as_it_goes(tmp_path):
     d, docs = tmp_path / "c", tmp_path / "docs"
     campaign.write_json(d / "campaign.json", {"commit": "1" * 40, "started": "now", "docs": str(docs)})
     m = {"train_tokens_per_s": 180.0, "sample_tokens_per_s": 230.0, "train_tokens_per_example": 175.0}
-    stages = campaign.plan(d, m)
-    assert stages[-1]["name"] == f"comparison/{campaign.TASK}" and stages[-1]["kind"] == "comparison" and not stages[-1]["done"]
-    assert 3600 < stages[-1]["projected_s"] < 12 * 3600  # hours, said before it starts
+    stages = [s for s in campaign.plan(d, m) if s["kind"] == "comparison"]
+    assert stages[0]["name"] == f"comparison/{campaign.TASKS[0]}" and not stages[0]["done"]
+    assert 3600 < stages[0]["projected_s"] < 12 * 3600  # hours, said before it starts
     for k in range(1, 5):  # the chunk chain: each chunk's own tokens
         campaign.write_json(campaign.chunk_dir(d, k) / "train" / "train_metrics.json", {"tokens": 1000 * k})
     assert campaign.chain_tokens(d, 1200) == 6000 and campaign.chain_tokens(d, 1600) == 10000
     # bench_learning's partial file: its rows land in learning.json and the markdown says it is still running.
     row = {"method": "tripost-t1", "iteration": 1, "chosen": None, "task": "total", "subset": "total", "n": 400, "first_acc": 0.3,
            "final_acc": 0.35, "paired_ci_vs_sft_gold_plus": None, "fix_rate": 0.1, "break_rate": 0.02, "revised_rate": 0.2, "train_tokens": 9}
-    campaign.write_json(docs / f"learning-{campaign.TASK}.json", {"meta": {"command": "bench", "partial": "seed 0 still running"}, "rows": [row]})
+    campaign.write_json(docs / f"learning-{campaign.TASKS[0]}.json", {"meta": {"command": "bench", "partial": "seed 0 still running"}, "rows": [row]})
     campaign.publish(d, docs)
     data = json.loads((docs / "learning.json").read_text())
-    assert data["rows"] == [row] and data["comparison"][campaign.TASK]["partial"] == "seed 0 still running"
-    assert data["meta"]["steps_running"] == [f"comparison on {campaign.TASK} (partial)"]
+    assert data["rows"] == [row] and data["comparison"][campaign.TASKS[0]]["partial"] == "seed 0 still running"
+    assert data["meta"]["steps_running"] == [f"comparison on {campaign.TASKS[0]} (partial)"]
+    assert campaign.chunk_dir(d, 2, "word_sorting") == d / "competence" / "word_sorting" / "gold800"  # the first task keeps its layout
+    assert campaign.chunk_dir(d, 2) == d / "competence" / "gold800"
     md = (docs / "learning.md").read_text()
     assert "**Still running:** seed 0 still running." in md and "| tripost-t1 | 1 | 400 | 30.0% | 35.0% | — | 10.0% | 2.0% | 20.0% | 9 |" in md
-    assert "Steps 3 (word_sorting)" in md
+    assert "Not run yet: 3 comparison on word_sorting; 4 label-free methods" in md
     # Finished: done.json marks the stage, the verdict line appears.
-    campaign.write_json(docs / f"learning-{campaign.TASK}.json",
+    campaign.write_json(docs / f"learning-{campaign.TASKS[0]}.json",
                         {"meta": {"command": "bench"}, "rows": [row], "target": {"per_seed": [{"best": "tripost-t1", "met": False}]}})
-    campaign.write_json(campaign.comparison_dir(d, campaign.TASK) / "done.json", {"finished": "now"})
+    campaign.write_json(campaign.comparison_dir(d, campaign.TASKS[0]) / "done.json", {"finished": "now"})
     campaign.publish(d, docs)
     assert "all **NOT MET**" in (docs / "learning.md").read_text()
-    assert campaign.plan(d, m)[-1]["done"]
+    assert next(s for s in campaign.plan(d, m) if s["kind"] == "comparison")["done"]
 
 
 def test_advance_moves_a_stopped_campaign_along_its_history_only(tmp_path):
