@@ -4,6 +4,7 @@
     python3 scripts/campaign.py start  --dir DIR --advance          # move a stopped campaign to a later commit (new stages)
     python3 scripts/campaign.py run    --dir DIR                    # the worker (what `start` launches)
     python3 scripts/campaign.py status [--dir DIR]                  # where it stands
+    .venv/bin/python scripts/campaign.py publish [--dir DIR]        # learning.json/.md again, with this checkout's reporting
     tail -f DIR/campaign.log                                        # one line per stage
 
 `start` clones this repository at REV (default HEAD) into DIR/src, installs
@@ -326,6 +327,79 @@ def comparisons(docs: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
+def bench_learning():
+    """scripts/bench_learning.py of this checkout, as a module (its tables and verdict)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_learning", ROOT / "scripts" / "bench_learning.py")
+    mod = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def pooled(d: Path, comp: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """The issue's targets on the total of both tasks, once every task's
+    comparison has finished: each method's per-problem records of the tasks
+    pooled (a student per task, as TriPosT trains them), one evaluation of
+    the pool (tripost.evaluate.compute_metrics) per method, then
+    bench_learning's rows and verdict over it. TriPosT's iteration is chosen
+    by the same rule on the pooled validation results; rejection is pooled at
+    each task's own chosen iteration (only that one has a test evaluation)."""
+    if set(comp) != set(TASKS) or any(c["meta"].get("partial") for c in comp.values()):
+        return None
+    from dataclasses import fields
+
+    from tripost.evaluate import EvalConfig, EvalRecord, EvalResult, compute_metrics
+
+    bl = bench_learning()
+    per_task: dict[str, list[dict[str, Any]]] = {}
+    val_by_it: dict[int, list[dict[str, Any]]] = {}
+    T = None
+    for task, c in comp.items():
+        runs, sel, meta = c["meta"]["runs"][str(SEED)], c["selection"][0], c["meta"]
+        T = meta["size"]["iterations"]
+        tri = Path(runs["tripost"])
+        ms = bl.methods(tri, Path(runs["rejection"]), Path(runs["sft-gold+"]), T, demo=Path(runs["tripost-demo"]), chosen=sel,
+                        it0_tokens=(meta.get("iteration0") or {}).get("tokens"))
+        per_task[task] = ms
+        for v in bl.read_val(tri, T):
+            val_by_it.setdefault(v["iteration"], []).append(v)
+    assert T is not None
+    # The pooled validation accuracy of each TriPosT iteration: the tasks' counts together.
+    val = [{"iteration": t, "n": sum(v["n"] or 0 for v in vs),
+            "final_acc": (sum((v["final_acc"] or 0) * (v["n"] or 0) for v in vs) / max(1, sum(v["n"] or 0 for v in vs)))
+            if all(v.get("final_acc") is not None for v in vs) else None} for t, vs in sorted(val_by_it.items())]
+    choice = bl.choose_iteration(val, T, "val") if all(v["final_acc"] is not None for v in val) else bl.choose_iteration([], T, "last")
+    names = [m["method"] for m in next(iter(per_task.values()))]
+    keep = {f.name for f in fields(EvalRecord)}
+    out_ms = []
+    for name in names:
+        group = [next(m for m in ms if m["method"] == name) for ms in per_task.values()]
+        recs = []
+        for m in group:
+            rows = bl.eval_records(m["eval"])
+            if rows is None:
+                break
+            recs += [EvalRecord(**{k: v for k, v in r.items() if k in keep}) for r in rows]
+        else:
+            path = d / "pooled" / name / "eval.json"
+            EvalResult(records=recs, metrics=compute_metrics(recs, n_boot=bl.PAIRED_BOOT), config=EvalConfig(progress=False)).save(path)
+            kinds: dict[str, int] = {}
+            for m in group:
+                for k, v in (m.get("buffer_by_kind") or {}).items():
+                    kinds[k] = kinds.get(k, 0) + v
+            it = group[0].get("iteration")
+            out_ms.append({"method": name, "iteration": it if len({m.get("iteration") for m in group}) == 1 else None,
+                           "chosen": (it == choice["iteration"]) if name.startswith("tripost-t") else group[0].get("chosen"),
+                           "eval": path, "train_tokens": sum(m["train_tokens"] for m in group),
+                           "buffer_by_kind": kinds or None, "seconds": round(sum(m["seconds"] for m in group), 1)})
+    records = bl.method_records(out_ms)
+    rows = bl.rows_of(out_ms, seed=SEED, records=records)
+    rows = [r for r in rows if r["task"] == "total"]
+    return {"tasks": list(TASKS), "choice": choice, "rows": rows, "target": bl.verdict(rows, T, seed=SEED, records=records)}
+
+
 def curve(d: Path, task: str | None = None) -> list[dict[str, Any]]:
     """The competence curve of `task` (None: every task's, in TASKS order)."""
     rows = []
@@ -364,6 +438,7 @@ def publish(d: Path, docs: Path) -> None:
     comp = comparisons(docs)
     finished = [t for t in comp if (comparison_dir(d, t) / "done.json").exists()]
     curves_done = [t for t in TASKS if len(by_task[t]) == len(CURVE)]
+    pool = pooled(d, {t: c for t, c in comp.items() if t in finished})
     data = {
         "meta": {"campaign": "issue 28", "commit": state.get("commit"), "started": state.get("started"),
                  "updated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "seeds": [SEED], "machine": m.get("machine"),
@@ -374,13 +449,15 @@ def publish(d: Path, docs: Path) -> None:
                  "steps_running": [f"competence on {t} ({len(by_task[t])}/{len(CURVE)} points)" for t in TASKS if 0 < len(by_task[t]) < len(CURVE)]
                  + [f"comparison on {t} (partial)" for t in comp if t not in finished],
                  "steps_not_run": [f"{'2' if t == TASKS[0] else '3'} comparison on {t}" for t in TASKS if t not in comp]
-                 + ["4 label-free methods", "5 BIG-bench", "6 demo", "the total of both tasks (pooled verdict)"]},
+                 + ["4 label-free methods", "5 BIG-bench", "6 demo"] + ([] if pool else ["the total of both tasks (pooled verdict)"])},
         "sft_gold_curve": rows,
         "iteration0": it0,
         # Steps 2-3's rows (scripts/bench_learning.py's, one task each), finished or partial (`comparison[task].partial`).
         "comparison": {t: {"file": f"learning-{t}.json", "partial": c["meta"].get("partial"), "iteration0": c["meta"].get("iteration0"),
                            "selection": c.get("selection"), "target": c.get("target")} for t, c in comp.items()},
         "rows": [r for c in comp.values() for r in c.get("rows", [])],
+        # The targets on the total of both tasks (`pooled`), when both comparisons have finished.
+        "pooled": pool,
     }
     docs.mkdir(parents=True, exist_ok=True)
     write_json(docs / "learning.json", data)
@@ -430,6 +507,21 @@ def publish(d: Path, docs: Path) -> None:
                 lines.append(f"Targets on {task} alone (chosen `{v.get('best')}`): all "
                              f"**{'MET' if v.get('met') else 'not decided' if v.get('met') is None else 'NOT MET'}**; the issue reads them on "
                              "the total of both tasks, pooled when both comparisons have finished.")
+    if pool:
+        bl = bench_learning()
+        lines += ["", "## The total of both tasks: the targets", "",
+                  f"Each method's per-problem records of {' and '.join(TASKS)} pooled (a student per task); TriPosT's iteration chosen on the "
+                  f"pooled validation accuracy (iteration {pool['choice']['iteration']}); rejection at each task's own choice.", "",
+                  "| method | iteration | n | first | final | vs sft-gold+ | fix | break | revised | train tokens |", "|---|---|---:|---:|---:|---|---:|---:|---:|---:|"]
+        for r in pool["rows"]:
+            if r["subset"] != "total":
+                continue
+            ci = r.get("paired_ci_vs_sft_gold_plus")
+            it = "—" if r.get("iteration") is None else f"{r['iteration']}{' (chosen)' if r.get('chosen') else ''}"
+            lines.append(f"| {r['method']} | {it} | {r['n']} | {_pct(r['first_acc'])} | {_pct(r['final_acc'])} | "
+                         + ("—" if not ci else f"[{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]")
+                         + f" | {_pct(r.get('fix_rate'))} | {_pct(r.get('break_rate'))} | {_pct(r.get('revised_rate'))} | {r.get('train_tokens')} |")
+        lines += ["", *bl.reading(pool["target"])]
     lines += ["", "Not run yet: " + "; ".join(data["meta"]["steps_not_run"]) + ".", ""]
     (docs / "learning.md").write_text("\n".join(lines))
 
@@ -496,6 +588,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_publish(args: argparse.Namespace) -> int:
+    """Rewrite learning.json/.md from what has finished, with this checkout's
+    reporting code (reporting only: the results stay the pinned clone's)."""
+    d = Path(args.dir)
+    state = load(d / "campaign.json")
+    if not state:
+        print(f"no campaign in {d}", file=sys.stderr)
+        return 1
+    docs = Path(args.docs or state["docs"])
+    publish(d, docs)
+    print(f"wrote {docs / 'learning.json'} and {docs / 'learning.md'}")
+    return 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     d = Path(args.dir)
     state = load(d / "campaign.json")
@@ -525,12 +631,15 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--dir", default=str(DEFAULT_DIR))
     t = sub.add_parser("status", help="where the campaign stands")
     t.add_argument("--dir", default=str(DEFAULT_DIR))
+    u = sub.add_parser("publish", help="rewrite learning.json/.md from what has finished (this checkout's reporting code)")
+    u.add_argument("--dir", default=str(DEFAULT_DIR))
+    u.add_argument("--docs", default=None, help="default: where the campaign publishes")
     args = p.parse_args(argv)
     if args.verb == "start":
         args.commit_given = args.commit is not None
         args.commit = args.commit or "HEAD"
         return cmd_start(args)
-    return cmd_run(args) if args.verb == "run" else cmd_status(args)
+    return {"run": cmd_run, "status": cmd_status, "publish": cmd_publish}[args.verb](args)
 
 
 if __name__ == "__main__":

@@ -112,3 +112,54 @@ def test_advance_moves_a_stopped_campaign_along_its_history_only(tmp_path):
     assert new["commit"] == head and [h["commit"] for h in new["history"]] == [parent, head]
     got = subprocess.run(["git", "-C", str(d / "src"), "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
     assert got == head
+
+
+def _save_eval(path: Path, family: str, outcome, split: str = "test", n: int = 10) -> None:
+    """An eval.json + transcripts as tripost.evaluate writes them: n seen + n
+    unseen problems of one family; outcome(i) -> (first, final)."""
+    from tripost.evaluate import EvalConfig, EvalRecord, EvalResult, compute_metrics
+
+    recs = []
+    for j, subset in enumerate(("seen", "unseen")):
+        for k in range(n):
+            first, final = outcome(j * n + k)
+            correct = [first] if first == final else [first, final]
+            recs.append(EvalRecord(problem_id=f"{family}-{split}-{subset}-{k}", family=family, subset=subset, split=split, difficulty="d",
+                                   question="q", gold="1", text="", stop_reason="correct", stop_detail="", n_updates=len(correct) - 1,
+                                   answers=[None] * len(correct), correct=correct))
+    EvalResult(records=recs, metrics=compute_metrics(recs, n_boot=50), config=EvalConfig(progress=False)).save(path)
+
+
+def test_the_targets_are_read_on_the_pool_of_both_tasks(tmp_path):
+    """Both comparisons finished: every method's records of the two tasks are
+    pooled and bench_learning's verdict is read on the pool; TriPosT's
+    iteration is chosen on the pooled validation accuracy."""
+    d, docs = tmp_path / "c", tmp_path / "docs"
+    campaign.write_json(d / "campaign.json", {"commit": "2" * 40, "started": "now", "docs": str(docs)})
+    half = lambda i: (i % 2 == 0, i % 2 == 0)  # noqa: E731
+    fixes = lambda i: (i % 2 == 0, i % 2 == 0 or i % 4 == 1)  # noqa: E731  half right, then a quarter fixed by revision
+    for task in campaign.TASKS:
+        root = tmp_path / "runs" / task
+        for where, outcome in (("tripost/it0/eval", half), ("sft-gold-plus/eval", half), ("rejection/it2/eval", half),
+                               ("demo/it1/eval", half), ("tripost/it1/eval", half), ("tripost/it2/eval", fixes)):
+            _save_eval(root / where / "eval.json", task, outcome)
+        # Validation: iteration 2 better on arithmetic, iteration 1 by a little on word_sorting: pooled, 2 wins.
+        _save_eval(root / "tripost/it1/val/eval.json", task, half, split="val")
+        _save_eval(root / "tripost/it2/val/eval.json", task, fixes if task == "arithmetic" else (lambda i: (i % 2 == 0 and i != 0,) * 2), split="val")
+        runs = {"tripost": str(root / "tripost"), "rejection": str(root / "rejection"), "tripost-demo": str(root / "demo"),
+                "sft-gold+": str(root / "sft-gold-plus")}
+        sel = {"tripost": {"iteration": 2}, "rejection": {"iteration": 2}, "tripost-demo": {"iteration": 1}}
+        campaign.write_json(docs / f"learning-{task}.json", {"meta": {"command": "bench", "runs": {"0": runs}, "size": {"iterations": 2},
+                                                                       "iteration0": {"tokens": 100}}, "selection": [sel], "rows": []})
+        campaign.write_json(campaign.comparison_dir(d, task) / "done.json", {"finished": "now"})
+    campaign.publish(d, docs)
+    data = json.loads((docs / "learning.json").read_text())
+    pool = data["pooled"]
+    assert pool["choice"]["iteration"] == 2 and [v["n"] for v in pool["choice"]["val"]] == [40, 40]
+    get = {(r["method"], r["subset"]): r for r in pool["rows"]}
+    t2 = get[("tripost-t2", "total")]
+    assert t2["n"] == 40 and t2["chosen"] and t2["final_acc"] == 0.75 and t2["train_tokens"] == 200
+    assert get[("sft-gold+", "total")]["final_acc"] == 0.5 and t2["paired_ci_vs_sft_gold_plus"][0] > 0
+    assert pool["target"]["best"] == "tripost-t2" and pool["target"]["beats_sft_gold_plus"] is True
+    md = (docs / "learning.md").read_text()
+    assert "## The total of both tasks: the targets" in md and "the total of both tasks (pooled verdict)" not in md
