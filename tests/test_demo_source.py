@@ -1,9 +1,15 @@
 """The demo source (tripost.sources.demo): TriPosT's learn-from-demonstrations
-ablation, corrupted gold rationales corrected by the teacher, no student."""
+ablation, no student attempt: with the scripted teacher the family's wrong
+attempts, corrected by the teacher; with an LLM teacher (here the real
+`openai` and `anthropic` SDKs over HTTP to `tripost serve-teacher` on
+loopback) the teacher's own attempts at temperature 1.0, as the authors'
+train_self_improve_from_demo.py, its right ones kept as non-improvement data.
+Its size is one TriPosT iteration's attempts, stated in the summary."""
 
 from __future__ import annotations
 
 import json
+import urllib.request
 
 import pytest
 
@@ -12,12 +18,18 @@ from tripost.errors import TripostError
 from tripost.format import parse_feedback, parse_rationale
 from tripost.log import read_log
 from tripost.sources import Job, make_source
-from tripost.sources.demo import CORRUPTED, DemoSource, corrupted_gold, demo_collect
+from tripost.sources.demo import CORRUPTED, DemoSource, attempt_sample, corrupted_gold, demo_collect
 from tripost.sources.settings import CollectSettings
 from tripost.sources.teacher import CollectConfig
 from tripost.tasks import get_task, sample_problems
 from tripost.tasks.base import Problem
 from tripost.teachers import make_teacher
+from tripost.teachers.base import ATTEMPT_TURN_SOURCE
+from tripost.teachers.prompted import PromptedTeacher
+from tripost.teachers.retry import RetryPolicy
+from tripost.teachers.scripted import ScriptedTeacher
+
+TOKEN = "tpst-test-DO-NOT-LEAK-demo-token-97531"
 
 
 @pytest.fixture(scope="module")
@@ -108,8 +120,161 @@ def test_tripost_collect_source_demo_writes_the_log(tmp_path, tiny_model_dir, ca
                  "--out", str(out), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["records_written"] == 2 and summary["by_kind"] == {"improvement": 2} and summary["skipped"] == {}
+    assert summary["attempts_by"] == "family" and summary["attempt_temperature"] is None
+    assert json.loads((out / "collect.json").read_text())["size"] == summary["size"]
     recs = list(read_log(out / "log.jsonl"))
     assert [r.source for r in recs] == ["demo", "demo"] and all(r.turns[0]["source"] == CORRUPTED for r in recs)
+
+
+def test_the_demo_collects_as_many_trajectories_as_one_tripost_iteration_and_says_so(tmp_path, tiny_model_dir, capsys):
+    """Issue 27: the demo's data size is matched to one TriPosT iteration on
+    the same problems, and stated: `tripost collect --source teacher` (the
+    student samples, the teacher edits) and `--source demo` under the same
+    settings write as many trajectories, and the demo's collect.json says what
+    it collected and what that is matched to."""
+    from tripost.cli import main
+
+    common = ["--task", "arithmetic", "--n", "3", "--samples", "2", "--student", f"hf:{tiny_model_dir}", "--json", "--max-new-tokens", "8"]
+    assert main(["collect", "--source", "teacher", *common, "--out", str(tmp_path / "t")]) == 0
+    tripost = json.loads(capsys.readouterr().out)
+    assert main(["collect", "--source", "demo", *common, "--out", str(tmp_path / "d")]) == 0
+    demo = json.loads((tmp_path / "d" / "collect.json").read_text())
+    assert tripost["records_written"] == demo["records_written"] == 6
+    assert demo["size"] == {"problems": 3, "problems_skipped": 0, "samples_per_problem": 2, "passes": 1, "planned": 6, "in_log": 6,
+                            "matched_to": 6, "matched_to_what": "attempts of one TriPosT iteration (teacher source) on the same problems: "
+                                                                 "samples_per_problem x problems x passes"}
+    assert {json.loads(line)["problem"]["id"] for line in (tmp_path / "t" / "log.jsonl").read_text().splitlines()} == \
+        {json.loads(line)["problem"]["id"] for line in (tmp_path / "d" / "log.jsonl").read_text().splitlines()}
+
+
+def test_skipped_problems_are_out_of_the_plan_but_not_of_what_it_is_matched_to(tmp_path, problems):
+    mixed = [qa_problem("q1"), *problems]
+    res = demo_collect(mixed, make_teacher("scripted"), tmp_path / "log.jsonl", CollectConfig(samples_per_problem=2, max_passes=2), progress=False)
+    assert res.size["matched_to"] == 2 * 2 * len(mixed) and res.size["planned"] == res.size["in_log"] == 2 * 2 * len(problems)
+    assert res.size["problems_skipped"] == 1 and res.records_written == res.size["in_log"]
+    # A rerun: nothing new, the log's trajectories still counted.
+    again = demo_collect(mixed, make_teacher("scripted"), tmp_path / "log.jsonl", CollectConfig(samples_per_problem=2, max_passes=2),
+                         progress=False)
+    assert again.records_written == 0 and again.size["in_log"] == res.size["in_log"]
+
+
+# ------------------------------------------------ with an LLM teacher (issue 27) ---
+
+FAST = RetryPolicy(max_attempts=3, initial=0.005, jitter=0.005, max_wait=0.05)
+
+
+@pytest.fixture
+def served(monkeypatch, tmp_path):
+    """`tripost serve-teacher` (the scripted teacher) on loopback, and the SDKs pointed at it."""
+    from tripost.serve import start_server
+
+    monkeypatch.setenv("TRIPOST_HOME", str(tmp_path / "home"))
+    for var in ("ANTHROPIC_AUTH_TOKEN", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID"):
+        monkeypatch.delenv(var, raising=False)
+    with start_server(ScriptedTeacher(), token=TOKEN) as srv:
+        monkeypatch.setenv("OPENAI_BASE_URL", srv.url + "/v1")
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", srv.url)
+        monkeypatch.setenv("OPENAI_API_KEY", TOKEN)
+        monkeypatch.setenv("ANTHROPIC_API_KEY", TOKEN)
+        yield srv
+
+
+def server_stats(srv) -> dict:
+    with urllib.request.urlopen(srv.url + "/stats") as r:
+        return json.loads(r.read())
+
+
+def llm_teacher(spec: str, gold: bool = True, **kw) -> PromptedTeacher:
+    """An LLM teacher; `gold`: its attempt requests carry the gold, which the
+    scripted server needs to play a sampler (an LLM gets none: the default)."""
+    t = make_teacher(spec, cache=kw.pop("cache", False), policy=FAST, **kw)
+    assert isinstance(t, PromptedTeacher)
+    t.attempt_gold = gold
+    return t
+
+
+@pytest.mark.parametrize("spec", ["openai:scripted", "anthropic:scripted"])
+def test_with_an_llm_teacher_the_teacher_attempts_at_temperature_1_and_its_right_attempts_are_non_improvement(served, tmp_path, spec):
+    """As train_self_improve_from_demo.py: the LLM makes the attempts
+    (temperature 1.0), then the feedback and fixes (the teacher's own 0.0);
+    a right attempt is non-improvement data (`direct`), a wrong one is fixed."""
+    task_problems = sample_problems(get_task("arithmetic"), n=4, seed=5) + sample_problems(get_task("date_understanding"), n=2, seed=5)
+    by_id = {p.id: p for p in task_problems}
+    t = llm_teacher(spec)
+    try:
+        src = make_source(CollectSettings(source="demo", samples_per_problem=3), teacher_concurrency=3)
+        res = src.collect(job(tmp_path, task_problems, seed=9), None, t)  # student=None: never sampled
+    finally:
+        t.close()
+    recs = list(read_log(tmp_path / "log.jsonl"))
+    assert res.attempts_by == "teacher" and res.attempt_temperature == 1.0 and res.skipped == {}
+    assert res.records_written == len(recs) == res.size["matched_to"] == res.size["in_log"] == 3 * len(task_problems)
+    assert res.by_kind.get("direct", 0) > 0 and res.by_kind.get("improvement", 0) > 0, res.by_kind
+    assert res.by_kind["direct"] + res.by_kind["improvement"] == len(recs)
+    for r in recs:
+        p = by_id[r.problem["id"]]
+        task = get_task(p.family)
+        attempt = r.turns[0]["rationale"]
+        assert r.source == "demo" and r.turns[0]["source"] == ATTEMPT_TURN_SOURCE and r.final_correct
+        assert r.guide == {"attempt_sample": attempt_sample(9, 1, 0, r.sample_index), "temperature": 1.0}
+        assert [c["kind"] for c in r.teacher_calls][:2] == ["attempt", "feedback"]
+        if r.kind == "direct":  # right at first: one turn, the teacher's verdict "correct"
+            assert len(r.turns) == 1 and task.check_steps(p, attempt).correct
+            assert parse_feedback(r.turns[0]["feedback"], parse_rationale(attempt).n_steps).is_correct
+        else:  # wrong, then fixed by the teacher
+            assert not task.check_steps(p, attempt).correct and len(r.turns) >= 2
+            assert r.turns[-1]["source"] == "teacher" and task.check_steps(p, r.turns[-1]["rationale"]).all_correct
+    n_attempts = sum(c["kind"] == "attempt" for r in recs for c in r.teacher_calls)
+    served_stats = server_stats(served)
+    params = served_stats["params"]
+    assert n_attempts == len(recs) and params["temperature=1.0"] == n_attempts, params  # every attempt, and only they
+    # The rest (feedback, fixes; identical ones in flight at once share a request) at the teacher's own 0.0.
+    assert {k for k in params if k.startswith("temperature=")} == {"temperature=1.0", "temperature=0.0"}
+    assert params["temperature=0.0"] == served_stats["requests"] - n_attempts
+    # The buffer trains the right attempts as non-improvement examples, the fixed ones as improvements
+    # (and, single-turn, their last answer as non-improvement too: tripost.buffer).
+    examples, stats = build_buffer(recs, BufferConfig(include_gold=False))
+    assert stats.by_kind_before["improvement"] >= res.by_kind["improvement"]
+    assert stats.by_kind_before["direct"] >= res.by_kind["direct"]
+
+
+def test_an_llm_demo_resumes_and_its_attempts_come_back_from_the_cache(served, tmp_path):
+    task_problems = sample_problems(get_task("arithmetic"), n=3, seed=6)
+    cfg = CollectConfig(samples_per_problem=2, seed=1, iteration=1)
+    cache = tmp_path / "cache.sqlite"
+    t = llm_teacher("openai:scripted", cache=cache)
+    try:
+        first = demo_collect(task_problems, t, tmp_path / "a.jsonl", cfg, progress=False)
+        asked = server_stats(served)["requests"]
+        again = demo_collect(task_problems, t, tmp_path / "a.jsonl", cfg, progress=False)
+        assert again.records_written == 0 and again.records_skipped == 6 and again.size["in_log"] == 6
+        other = demo_collect(task_problems, t, tmp_path / "b.jsonl", cfg, progress=False)  # a fresh log, the same cache
+    finally:
+        t.close()
+    assert server_stats(served)["requests"] == asked  # nothing asked again
+    assert first.records_written == other.records_written == 6 and first.by_kind == other.by_kind
+    a, b = list(read_log(tmp_path / "a.jsonl")), list(read_log(tmp_path / "b.jsonl"))
+    assert [r.turns for r in a] == [r.turns for r in b] and all(c["cached"] for r in b for c in r.teacher_calls)
+    # n samples of a problem were n calls: not one answer served n times.
+    per_problem = {}
+    for r in a:
+        per_problem.setdefault(r.problem["id"], set()).add(r.guide["attempt_sample"])
+    assert all(len(samples) == 2 for samples in per_problem.values())
+
+
+def test_an_llm_teacher_whose_server_cannot_attempt_is_one_error_line(served, tmp_path, problems):
+    """An LLM teacher's attempt prompt holds no gold (the authors' attempt
+    model sees the question only); the scripted server needs it, and says so."""
+    t = llm_teacher("openai:scripted", gold=False)
+    try:
+        with pytest.raises(TripostError) as err:
+            demo_collect(problems, t, tmp_path / "log.jsonl", CollectConfig(samples_per_problem=1), progress=False)
+    finally:
+        t.close()
+    msg = str(err.value)
+    assert msg.startswith("demo: the teacher openai:scripted could not write an attempt at temperature 1 for problem ")
+    assert "attempt_gold" in msg and "\n" not in msg and TOKEN not in msg
+    assert not list(read_log(tmp_path / "log.jsonl"))
 
 
 # The families with a corruptor (qa has none: it is skipped, see above).

@@ -48,7 +48,11 @@ How a request is answered
     - any other teacher (scripted, replay:) reads the `<tripost-request>`
       block the prompted teacher appends to its prompts (templates.py) and
       answers with `Feedback: ...` or `Updated Answer: ...` text, exactly
-      what the teacher itself returns.
+      what the teacher itself returns; an attempt request (the teacher's
+      own attempt, sampled at the temperature the request carries) is
+      answered by attempts.py: a replay log's recorded attempt, or for the
+      scripted teacher a seeded draw of the gold rationale or the family's
+      wrong attempt (which needs the gold in the block: `attempt_gold`).
 
 Fault injection (seeded, for testing clients): `fail_rate` answers an error
 status drawn from `fail_codes` (429s carry `Retry-After` half of the time;
@@ -306,6 +310,8 @@ def proxy_answer_check(messages: list[ChatMessage]) -> Callable[[ChatResponse], 
     if block is not None:
         if block.kind == "feedback":
             return answer_check("feedback", block.attempt)
+        if block.kind == "attempt":
+            return answer_check("attempt", "")
         fb = parse_feedback(block.feedback or "", parse_rationale(block.attempt).n_steps)
         if fb is not None and fb.error_step is not None:
             return answer_check("improve", block.attempt, fb)
@@ -393,6 +399,10 @@ class TeacherService:
                 "<tripost-request> block that tripost's prompted teacher appends (embed_request=True)",
             )
         try:
+            if block.kind == "attempt":
+                from tripost.serve.attempts import answer_attempt
+
+                return answer_attempt(self.teacher, block, temperature, seed=self.faults.seed)
             if block.kind == "feedback":
                 reply = self.teacher.feedback(block.problem, block.attempt)
                 return f"Feedback: {reply.text}" if reply.text else ""

@@ -5,44 +5,65 @@ corrections of *its own* mistakes than from demonstrations of mistakes it did
 not make (Yu et al. 2024 compare against fine-tuning on self-improvement
 demonstrations made without the student in the loop). This
 source makes that baseline from the same parts TriPosT's source uses, so the
-two differ only in whose mistakes are corrected:
+two differ only in whose mistakes are corrected. No student attempt is
+sampled (`collect` takes `student=None`). Whose attempts, then, depends on
+the teacher:
 
-- for each training problem with a gold rationale, `samples_per_problem`
-  wrong attempts made by the family's `wrong_attempt()`: the gold steps
-  before a drawn step kept verbatim, that step made wrong, and every later
-  step worked on from the wrong result, so the final answer is wrong too, as
-  a student's slip carries through (the step, and the mistake's own choices,
-  drawn by an RNG seeded from (run seed, iteration, pass, problem id,
-  sample)). Over 500 drawn problems of each family, preset and subset, 98.6
-  to 100% of them end in a wrong final answer (a one-step corruption that
-  left the later steps gold ended right in 50 to 87% of them);
-- each attempt is handed to the teacher as if the student had written it:
-  `edit_trajectory` (tripost.sources.teacher, TriPosT's own editing loop)
-  asks for feedback and improvements until the teacher calls it correct
-  (the scripted teacher's feedback names the mistaken step, and its fix keeps
-  the steps before it and writes the gold continuation from there);
-- the result is logged with `source="demo"`: kind `improvement` when the
-  teacher fixed it, `failed` when it could not, `direct` when the teacher
-  finds nothing wrong with it (the attempt is then trained as a right one,
-  not as an improvement; the family's last resort, when no wrong run of a
-  step ends wrong, e.g. a slip multiplied by 0, may end right).
+- **an LLM teacher** (`openai:`, `anthropic:`, `hf:`; a `replay:` log that
+  recorded such attempts) writes them, as in the authors' script
+  (jasonyux/TriPosT runners/trainer/train_self_improve_from_demo.py): for
+  each training problem, `samples_per_problem` attempts sampled at
+  temperature 1.0 (`ATTEMPT_TEMPERATURE`, :256, :283, :310, :336; the
+  feedback and fixes at the teacher's own temperature, the authors' 0.0,
+  :262-269), each a call of its own: its sample number, drawn from (run
+  seed, iteration, pass, sample), is in the request's cache key, so a
+  rerun replays the same attempts and n samples are n calls. Then the
+  teacher's feedback and fixes, as for a student's attempt
+  (`edit_trajectory`). Its right attempts become non-improvement data, kind
+  `direct` (the authors convert a trajectory without an update into a
+  non-improvement example, :440-441), its wrong ones `improvement` when
+  fixed, `failed` or `critique` as in the teacher source. The first turn's
+  source is `teacher-attempt`, and `guide` holds the sample number and the
+  temperature. The attempt prompt shows the question and a few gold
+  rationales, not the gold answer (tripost.teachers.templates,
+  `attempt_template`);
+- **the scripted teacher** has no attempt call, so the task family makes
+  them: `samples_per_problem` wrong attempts by the family's
+  `wrong_attempt()`: the gold steps before a drawn step kept verbatim, that
+  step made wrong, and every later step worked on from the wrong result, so
+  the final answer is wrong too, as a student's slip carries through (the
+  step, and the mistake's own choices, drawn by an RNG seeded from (run
+  seed, iteration, pass, problem id, sample)). Over 500 drawn problems of
+  each family, preset and subset, 98.6 to 100% of them end in a wrong final
+  answer (a one-step corruption that left the later steps gold ended right
+  in 50 to 87% of them). Each goes to `edit_trajectory` as if the student
+  had written it (the scripted feedback names the mistaken step, and its
+  fix keeps the steps before it and writes the gold continuation from
+  there). Kind `improvement` when fixed, `failed` when not, `direct` when
+  the teacher finds nothing wrong (the family's last resort, when no wrong
+  run of a step ends wrong, e.g. a slip multiplied by 0, may end right).
+  The first turn's source is `corrupted-gold`, `guide` the wrong step.
+  Problems whose family has no corruptor (`qa`: no structured rationale) or
+  no gold rationale are skipped and counted (`DemoResult.skipped`); an LLM
+  teacher attempts them like any other.
 
-No student attempt is sampled (`collect` takes `student=None`); an LLM
-teacher (`openai:`, `anthropic:`, `hf:`) gets the same family-made attempts,
-not attempts of its own: the authors' script (train_self_improve_from_demo.py)
-has the LLM write the attempts at temperature 1.0, which the `Teacher`
-interface cannot yet ask for (it has feedback and improve only). Problems
-whose family has no corruptor (`qa`: no structured rationale) or no gold
-rationale are skipped and counted (`DemoResult.skipped`).
+Every record is logged with `source="demo"`.
 
-Size: one record per (problem, pass, sample), as many trajectories as the
-teacher source has attempts under the same settings (defaults: 2 per
-problem, 1 pass), nearly all `improvement`, none `direct`. So the buffer
-(tripost.buffer, improvement : direct : gold = 1.5 : 1 : 1) is bounded by the
-N gold examples: 0.75 N improvements + N gold = 1.75 N examples. A TriPosT
-iteration over the same N problems whose student is wrong on a share f of its
-2 N attempts keeps 1.75 N (3 - 2 f) when f >= 0.64, else 4.67 N f: the same
-size at f = 1 and f = 0.375, up to 3 N in between, less below.
+Size: one trajectory per (problem, pass, sample), `samples_per_problem` x
+problems x `max_passes` in all (defaults: 2 per problem, 1 pass): the number
+of attempts one TriPosT iteration (the `teacher` source) samples from the
+student on the same problems under the same settings (tripost.sources.base
+`sampled_batches`), so the two are matched in trajectories, not in what the
+buffer keeps of them. The summary (`collect.json`) says so: `size` holds the
+problems, samples, passes, the trajectories planned and in the log, and
+`matched_to`, that iteration's attempt count. (The authors' script collects
+passes over the problems, up to 3, until it has 120 examples,
+`max_data_itr`/`max_data_length`, :99-106, :511: about one iteration's worth;
+here exactly one iteration's attempts.) With family-made attempts nearly all
+records are `improvement`; with an LLM teacher the share right at first is
+the teacher's, as the share of right attempts is the student's in TriPosT.
+The buffer's rules (tripost.buffer) then decide what is trained on, as for
+TriPosT's own records.
 
 Resumable like every source (tripost.sources.base): one key per (problem,
 pass, sample, iteration), and keys already in the log are skipped.
@@ -50,13 +71,14 @@ pass, sample, iteration), and keys already in the log are skipped.
 
 from __future__ import annotations
 
+import hashlib
 import random
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -64,13 +86,12 @@ from tqdm import tqdm
 
 from tripost.errors import TripostError
 from tripost.format import parse_rationale
-from tripost.log import LogRecord
+from tripost.log import CORRECT_KINDS, LogRecord, usable
 from tripost.sources.base import Job, SourceResult, record_key, resume_log
-from tripost.log import CORRECT_KINDS
 from tripost.sources.teacher import CollectConfig, TeacherTally, TeacherUnavailable, edit_trajectory, teacher_unavailable
 from tripost.tasks import get_task
 from tripost.tasks.base import Problem
-from tripost.teachers.base import Teacher
+from tripost.teachers.base import ATTEMPT_TEMPERATURE, ATTEMPT_TURN_SOURCE, AttemptingTeacher, Teacher, TeacherCall, attempting
 
 # The turn source of the family-made wrong attempt: not the student's, so a
 # reader of the log never takes it for a student attempt (the name predates
@@ -78,13 +99,45 @@ from tripost.teachers.base import Teacher
 CORRUPTED = "corrupted-gold"
 NO_CORRUPTOR = "no corruptor"
 NO_RATIONALE = "no gold rationale"
+# Who wrote the attempts (`DemoResult.attempts_by`).
+BY_TEACHER = "teacher"
+BY_FAMILY = "family"
+
+
+@dataclass(frozen=True)
+class DemoSize:
+    """How much the demo collected, and what that is matched to: one TriPosT
+    iteration on the same problems samples `samples_per_problem` attempts
+    per problem per pass (`matched_to`), and the demo plans one trajectory
+    for each of them on the problems it does not skip (`planned`). `in_log`:
+    the trajectories of this iteration in the log at the end (resumed ones
+    included); fewer than `planned` when a target stopped it early or the
+    teacher could not be reached for some."""
+
+    problems: int
+    problems_skipped: int
+    samples_per_problem: int
+    passes: int
+    planned: int
+    in_log: int
+    matched_to: int
+    matched_to_what: str = "attempts of one TriPosT iteration (teacher source) on the same problems: samples_per_problem x problems x passes"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass
 class DemoResult(SourceResult):
-    """The common summary, plus the problems left out and why (`no corruptor`:
-    the family cannot corrupt a rationale, e.g. qa; `no gold rationale`)."""
+    """The common summary, plus who wrote the attempts (`attempts_by`:
+    `teacher`, sampled at `attempt_temperature`, or `family`), the size and
+    what it is matched to (`size`, a `DemoSize`), and the problems left out
+    and why (`no corruptor`: the family cannot make a wrong attempt, e.g. qa;
+    `no gold rationale`; family-made attempts only)."""
 
+    attempts_by: str = BY_FAMILY
+    attempt_temperature: float | None = None
+    size: dict[str, Any] = field(default_factory=dict)
     skipped: dict[str, int] = field(default_factory=dict)
 
 
@@ -105,6 +158,14 @@ def corrupted_gold(problem: Problem, *, seed: int, iteration: int, pass_index: i
     return step, task.wrong_attempt(problem, step, rng)
 
 
+def attempt_sample(seed: int, iteration: int, pass_index: int, sample: int) -> int:
+    """The sample number of a teacher attempt: distinct for each (run seed,
+    iteration, pass, sample), so each is a call (and a cache entry) of its own,
+    and fixed by them, so a rerun asks (and the cache answers) the same."""
+    digest = hashlib.sha256(f"demo-attempt|{seed}|{iteration}|{pass_index}|{sample}".encode()).digest()
+    return int.from_bytes(digest[:6], "big")
+
+
 def demo_collect(
     problems: Sequence[Problem],
     teacher: Teacher,
@@ -114,38 +175,62 @@ def demo_collect(
     progress: bool = True,
     on_record: Callable[[LogRecord], None] | None = None,
 ) -> DemoResult:
-    """Make `cfg.samples_per_problem` wrong attempts from each problem's gold
-    rationale (for `cfg.max_passes` passes) and log the teacher's correction
-    of each."""
+    """`cfg.samples_per_problem` attempts at each problem (for `cfg.max_passes`
+    passes), the teacher's own when it can attempt (sampled at
+    `ATTEMPT_TEMPERATURE`), else the family's wrong ones from the gold
+    rationale, and the teacher's correction of each, logged."""
     cfg = cfg or CollectConfig()
     if not problems:
         raise TripostError("demo: no problems")
     t0 = time.perf_counter()
-    result = DemoResult(log_path=str(log_path))
+    attempter = attempting(teacher)
+    by_teacher = attempter is not None
+    result = DemoResult(log_path=str(log_path), attempts_by=BY_TEACHER if by_teacher else BY_FAMILY,
+                        attempt_temperature=ATTEMPT_TEMPERATURE if by_teacher else None)
     writer, kinds = resume_log(log_path, cfg.iteration)
-    result.usable = kinds["improvement"] + kinds["direct"]
+    result.usable = usable(kinds)
     tally = TeacherTally(kinds, ledger=getattr(teacher, "ledger", None))
     skipped: dict[str, str] = {}  # problem id -> why
-    for p in problems:
-        if not get_task(p.family).scripted:
-            skipped[p.id] = NO_CORRUPTOR
-        elif not p.rationale.strip():
-            skipped[p.id] = NO_RATIONALE
+    if attempter is None:
+        # Family-made attempts need a family that can make a wrong one and the gold rationale to make it from.
+        for p in problems:
+            if not get_task(p.family).scripted:
+                skipped[p.id] = NO_CORRUPTOR
+            elif not p.rationale.strip():
+                skipped[p.id] = NO_RATIONALE
     units = [(p, k, s) for k in range(cfg.max_passes) for p in problems if p.id not in skipped for s in range(cfg.samples_per_problem)]
     streak = 0  # corrections in a row whose teacher could not be reached
+
+    def record(p: Problem, key: str, s: int, turns: list[dict[str, Any]], kind: str, stop: str, calls: list[TeacherCall],
+               guide: dict[str, Any]) -> LogRecord:
+        return LogRecord(
+            key=key, problem=p.to_dict(), kind=kind, turns=turns, final_correct=kind in CORRECT_KINDS, stop_reason=stop,
+            sample_index=s, iteration=cfg.iteration, seed=cfg.seed, config_hash=cfg.config_hash,
+            teacher_calls=[c.to_dict() for c in calls], student=dict(student_info or {}), source="demo", guide=guide,
+        )
 
     def finish(p: Problem, key: str, s: int, step: int, text: str) -> LogRecord:
         turns, kind, stop, calls = edit_trajectory(p, text, teacher, cfg.max_edits)
         if turns:
             turns[0] = {**turns[0], "source": CORRUPTED}
-        return LogRecord(
-            key=key, problem=p.to_dict(), kind=kind, turns=turns, final_correct=kind in CORRECT_KINDS, stop_reason=stop,
-            sample_index=s, iteration=cfg.iteration, seed=cfg.seed, config_hash=cfg.config_hash,
-            teacher_calls=[c.to_dict() for c in calls], student=dict(student_info or {}), source="demo",
-            guide={"corrupted_step": step},
-        )
+        return record(p, key, s, turns, kind, stop, calls, {"corrupted_step": step})
 
-    # A chunk of corrections goes to the teacher at once (bounded by
+    def finish_attempted(p: Problem, key: str, k: int, s: int, who: AttemptingTeacher) -> LogRecord:
+        draw = attempt_sample(cfg.seed, cfg.iteration, k, s)
+        guide = {"attempt_sample": draw, "temperature": ATTEMPT_TEMPERATURE}
+        try:
+            reply = who.attempt(p, sample=draw, temperature=ATTEMPT_TEMPERATURE)
+        except TripostError as e:  # a configuration that cannot work (a refused request, a replay log without it): one line
+            raise TripostError(f"demo: the teacher {getattr(teacher, 'name', 'teacher')} could not write an attempt at "
+                               f"temperature {ATTEMPT_TEMPERATURE:g} for problem {p.id}: {e}") from None
+        if reply.rationale is None:
+            return record(p, key, s, [], "failed", f"teacher attempt rejected: {reply.rejected}", list(reply.calls), guide)
+        turns, kind, stop, calls = edit_trajectory(p, reply.rationale, teacher, cfg.max_edits)
+        if turns:
+            turns[0] = {**turns[0], "source": ATTEMPT_TURN_SOURCE}
+        return record(p, key, s, turns, kind, stop, [*reply.calls, *calls], guide)
+
+    # A chunk of trajectories goes to the teacher at once (bounded by
     # `teacher_concurrency`) and is logged in order before the next one.
     chunk = cfg.teacher_concurrency * 4
     bar = tqdm(total=len(units), desc=f"demo it{cfg.iteration}", unit="trajectory", disable=not progress, file=sys.stderr, dynamic_ncols=True)
@@ -161,6 +246,9 @@ def demo_collect(
                     continue  # found uncorruptible earlier in this chunk
                 if writer.done(key):
                     result.records_skipped += 1
+                    continue
+                if attempter is not None:
+                    todo.append(pool.submit(finish_attempted, p, key, k, s, attempter))
                     continue
                 try:
                     step, text = corrupted_gold(p, seed=cfg.seed, iteration=cfg.iteration, pass_index=k, sample=s)
@@ -183,7 +271,7 @@ def demo_collect(
                 tally.add(rec, result)
             if cfg.max_unavailable and streak >= cfg.max_unavailable:
                 raise TeacherUnavailable(
-                    f"the teacher {getattr(teacher, 'name', 'teacher')} did not answer for {streak} corrections in a row, so the demo "
+                    f"the teacher {getattr(teacher, 'name', 'teacher')} did not answer for {streak} trajectories in a row, so the demo "
                     f"collection stopped; {writer.n_records} trajectories are in {log_path} ({result.records_written} new). Check the "
                     "teacher's server and address, then rerun the same command to go on"
                 )
@@ -196,6 +284,12 @@ def demo_collect(
     result.passes = cfg.max_passes
     tally.close(result)
     result.skipped = dict(Counter(skipped.values()))
+    used = len(problems) - len(skipped)
+    result.size = DemoSize(
+        problems=len(problems), problems_skipped=len(skipped), samples_per_problem=cfg.samples_per_problem, passes=cfg.max_passes,
+        planned=used * cfg.samples_per_problem * cfg.max_passes, in_log=sum(kinds.values()),
+        matched_to=len(problems) * cfg.samples_per_problem * cfg.max_passes,
+    ).to_dict()
     result.seconds = time.perf_counter() - t0
     if cfg.target_usable is not None and result.usable < cfg.target_usable:
         result.stopped_early = f"only {result.usable} usable trajectories; target was {cfg.target_usable}"
@@ -207,9 +301,10 @@ def demo_collect(
 
 @dataclass
 class DemoSource:
-    """Learning from demonstrations as a registered source: family-made wrong
-    attempts (a mistake carried to a wrong answer) corrected by the teacher,
-    no student attempt (`demo_collect`)."""
+    """Learning from demonstrations as a registered source: the LLM teacher's
+    own attempts at temperature 1.0 (or, with the scripted teacher, the
+    family's wrong attempts, a mistake carried to a wrong answer), corrected
+    by the teacher, no student attempt (`demo_collect`)."""
 
     config: CollectConfig
     name: str = "demo"
@@ -230,4 +325,4 @@ class DemoSource:
                             on_record=job.on_record)
 
 
-__all__ = ["CORRUPTED", "DemoResult", "DemoSource", "corrupted_gold", "demo_collect"]
+__all__ = ["BY_FAMILY", "BY_TEACHER", "CORRUPTED", "DemoResult", "DemoSize", "DemoSource", "attempt_sample", "corrupted_gold", "demo_collect"]

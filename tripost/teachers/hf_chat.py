@@ -1,4 +1,11 @@
-"""`hf:PATH`: a local transformers model as a chat backend (greedy decoding).
+"""`hf:PATH`: a local transformers model as a chat backend.
+
+Greedy decoding at temperature 0 (the teacher's default); above 0 (an
+attempt, sampled at 1.0 as the authors', tripost.teachers.base) it samples at
+that temperature with no top-k or top-p cut, as the APIs do, from a seed
+that is a hash of the whole request (its cache key, which holds the
+attempt's sample number): the same request writes the same text, another
+sample another one, and the process's global random state is left as it was.
 
 PATH is a transformers folder, a `.gguf` file, or `smollm2-135m` (the
 embedded model); loading goes through the student loader, so the same specs
@@ -81,13 +88,19 @@ class HFChat:
         limit = int(getattr(model.config, "max_position_embeddings", 0) or 4096)
         ids = self._prompt_ids(tokenizer, request, limit)
         input_ids = torch.tensor([ids], device=model.device)
-        with torch.no_grad():
+        sampling: dict[str, Any] = {"do_sample": False}
+        if request.temperature > 0:
+            # top_k 0 and top_p 1: no cut (a generation_config may set one), as the APIs sample.
+            sampling = {"do_sample": True, "temperature": float(request.temperature), "top_k": 0, "top_p": 1.0}
+        devices = [model.device] if model.device.type == "cuda" else []
+        with torch.no_grad(), torch.random.fork_rng(devices=devices):
+            torch.manual_seed(request_seed(request))
             out = model.generate(
                 input_ids=input_ids,
                 attention_mask=torch.ones_like(input_ids),
                 max_new_tokens=request.max_tokens,
-                do_sample=False,
                 pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
+                **sampling,
             )
         new = out[0, input_ids.shape[1]:].tolist()
         text = tokenizer.decode(new, skip_special_tokens=True)
@@ -108,6 +121,12 @@ class HFChat:
 
     async def aclose(self) -> None:
         return None
+
+
+def request_seed(request: ChatRequest) -> int:
+    """The sampling seed of `request`: its cache key, so a sample is fixed by
+    the request, its sample number included."""
+    return int(request.key(HFChat.name)[:15], 16)
 
 
 def _encode_chat(tokenizer: Any, chat: list[dict[str, str]]) -> list[int]:

@@ -9,7 +9,11 @@ teacher edits the student's attempt from the first wrong step on):
 feedback   parses as a TriPosT feedback sentence, names a step that exists,
            and quotes a segment that occurs in the attempt;
 improve    keeps the steps before the wrong one verbatim, parses as a full
-           rationale with a final answer, and changes the wrong step.
+           rationale with a final answer, and changes the wrong step;
+attempt    (the teacher's own attempt at a problem, `attempt`) parses as
+           numbered steps from (1) and a final answer; it is kept in the
+           canonical form (`render_rationale`), right or wrong: checking it
+           is the feedback's job.
 
 Anything else is rejected with a reason (counted in `rejections`, logged at
 WARNING with the start of the offending text) and returned as a reply with
@@ -23,8 +27,15 @@ configuration errors (bad key, bad model, spend limit) raise `TripostError`.
 Only answers that pass validation are cached (`answer_check` is handed to
 the requester): a re-run after a bad server asks again.
 
-Sync methods implement the `Teacher` protocol; `afeedback`/`aimprove` and the
-`*_many` batch helpers run many requests concurrently, bounded per backend.
+Sync methods implement the `Teacher` protocol (and `AttemptingTeacher`);
+`afeedback`/`aimprove` and the `*_many` batch helpers run many requests
+concurrently, bounded per backend.
+
+An attempt is sampled at its own temperature (1.0 by default, the authors'),
+whatever the teacher's `temperature` (which feedback and fixes use), and its
+`sample` number goes into the request's cache key (`ChatRequest.sample_index`)
+when that temperature is above 0: n samples are n calls, each cached and
+replayed as itself.
 """
 
 from __future__ import annotations
@@ -47,7 +58,7 @@ from tripost.format import (
 )
 from tripost.tasks.base import Problem
 from tripost.teachers.aio import LoopThread
-from tripost.teachers.base import FeedbackReply, ImproveReply, TeacherCall
+from tripost.teachers.base import ATTEMPT_TEMPERATURE, AttemptReply, FeedbackReply, ImproveReply, TeacherCall
 from tripost.teachers.cache import ResponseCache
 from tripost.teachers.chat import ChatBackend, ChatRequest, ChatResponse
 from tripost.teachers.requester import Outcome, Requester
@@ -68,6 +79,7 @@ NO_FINAL_ANSWER = "no_final_answer"
 BAD_NUMBERING = "bad_step_numbers"
 CHANGED_KEPT_STEPS = "changed_kept_steps"
 WRONG_STEP_UNCHANGED = "wrong_step_unchanged"
+BAD_TEMPERATURE = "bad_temperature"  # an attempt asked for at a temperature below 0
 # and MALFORMED ("malformed_response", retry.py): a 200 whose body does not parse;
 # TOO_LONG ("too_long", retry.py): an answer over what its max_tokens allows.
 
@@ -89,6 +101,7 @@ class PromptedTeacher:
         embed_request: bool = True,
         sample_index: int = 0,
         name: str | None = None,
+        attempt_gold: bool = False,
     ):
         self.backend = backend
         self.name = name or f"{backend.name}:{backend.model}"
@@ -97,6 +110,12 @@ class PromptedTeacher:
         self.temperature = temperature
         self.embed_request = embed_request
         self.sample_index = sample_index
+        # Whether an attempt request's block holds the problem's gold. Off by
+        # default: the authors' attempt model sees the question and the
+        # examples only (models/wrappers.py, LLM_*.prepare_input), and an LLM
+        # that reads the answer writes right attempts. On for a scripted
+        # `serve-teacher`, which needs the gold to write attempts at all.
+        self.attempt_gold = attempt_gold
         self.rejections: Counter[str] = Counter()
         self._loop = LoopThread(f"tripost-teacher-{backend.name}")
 
@@ -110,8 +129,19 @@ class PromptedTeacher:
 
     # ------------------------------------------------------------ protocol ---
 
+    # Every LLM backend can be asked for an attempt (AttemptingTeacher).
+    can_attempt = True
+
     def feedback(self, problem: Problem, attempt: str) -> FeedbackReply:
         return self._loop.run(self._feedback(problem, attempt))
+
+    def attempt(self, problem: Problem, sample: int = 0, temperature: float = ATTEMPT_TEMPERATURE) -> AttemptReply:
+        """The teacher's own step-by-step attempt at `problem`, sampled at
+        `temperature` (the `AttemptingTeacher` call)."""
+        return self._loop.run(self._attempt(problem, sample, temperature))
+
+    async def aattempt(self, problem: Problem, sample: int = 0, temperature: float = ATTEMPT_TEMPERATURE) -> AttemptReply:
+        return await self._loop.run_async(self._attempt(problem, sample, temperature))
 
     def improve(self, problem: Problem, attempt: str, feedback: Feedback) -> ImproveReply:
         return self._loop.run(self._improve(problem, attempt, feedback))
@@ -166,23 +196,38 @@ class PromptedTeacher:
 
     # ------------------------------------------------------------- requests ---
 
-    def build_request(self, kind: str, problem: Problem, attempt: str, feedback: str | None = None) -> ChatRequest:
+    def build_request(self, kind: str, problem: Problem, attempt: str, feedback: str | None = None, *,
+                      sample: int = 0, temperature: float | None = None) -> ChatRequest:
+        """The chat request of a `kind` call. `temperature` (default: the
+        teacher's) and `sample` are an attempt's: its sample number is its
+        cache key's `sample_index`, above temperature 0 only, where samples
+        differ (at 0 every sample is one request)."""
+        temperature = self.temperature if temperature is None else float(temperature)
         template = load_template(problem.family, kind)
         messages = template.messages(request_fields(problem, attempt, feedback))
+        sample_index = self.sample_index
+        if kind == "attempt":
+            sample_index = int(sample) if temperature > 0 else 0
         if self.embed_request:
             last = messages[-1]
-            messages = messages[:-1] + (
-                type(last)(last.role, last.content + "\n\n" + render_block(kind, problem, attempt, feedback)),
-            )
-        stop = (f"\n{UPDATED_PREFIX}",) if kind == "feedback" else (f"\n{FEEDBACK_PREFIX}",)
+            block = render_block(kind, problem, attempt, feedback, sample=sample_index, gold=self.attempt_gold if kind == "attempt" else None)
+            messages = messages[:-1] + (type(last)(last.role, last.content + "\n\n" + block),)
+        if kind == "feedback":
+            stop: tuple[str, ...] = (f"\n{UPDATED_PREFIX}",)
+        elif kind == "improve":
+            stop = (f"\n{FEEDBACK_PREFIX}",)
+        else:
+            # An attempt ends at its final response: not a feedback of its
+            # own, nor a next few-shot question.
+            stop = (f"\n{FEEDBACK_PREFIX}", "\nQuestion:")
         return ChatRequest(
             model=self.backend.model,
             system=template.system,
             messages=messages,
             max_tokens=self.max_tokens,
-            temperature=self.temperature,
+            temperature=temperature,
             stop=stop,
-            sample_index=self.sample_index,
+            sample_index=sample_index,
             cache_prefix=len(messages) - 1,
         )
 
@@ -243,6 +288,23 @@ class PromptedTeacher:
             self._reject("improve", problem, reason, text)
         return ImproveReply(rationale=rationale, calls=(self._call("improve", out, reason),), rejected=reason)
 
+    async def _attempt(self, problem: Problem, sample: int, temperature: float) -> AttemptReply:
+        if not temperature >= 0:
+            # A value no API takes: one rejection, not a request that fails as a 400.
+            self._reject("attempt", problem, BAD_TEMPERATURE, f"temperature {temperature}")
+            return AttemptReply(rationale=None, rejected=BAD_TEMPERATURE)
+        out = await self.requester.request(self.build_request("attempt", problem, "", sample=sample, temperature=temperature),
+                                           accept=answer_check("attempt", ""))
+        if out.error is not None:
+            reason = _failure_reason(out)
+            self._reject("attempt", problem, reason, str(out.error))
+            return AttemptReply(rationale=None, calls=(self._call("attempt", out, reason),), rejected=reason)
+        text = out.response.text if out.response is not None else ""
+        rationale, reason = validate_attempt(text)
+        if reason is not None:
+            self._reject("attempt", problem, reason, text)
+        return AttemptReply(rationale=rationale, calls=(self._call("attempt", out, reason),), rejected=reason)
+
 
 def _failure_reason(out: Outcome) -> str:
     assert out.error is not None
@@ -257,6 +319,8 @@ def answer_check(kind: str, attempt: str, feedback: Feedback | None = None) -> C
     validation: the test an answer must pass to be cached."""
     if kind == "feedback":
         return lambda r: validate_feedback(r.text, attempt)[2] is None
+    if kind == "attempt":
+        return lambda r: validate_attempt(r.text)[1] is None
     if feedback is None or feedback.error_step is None:
         raise ValueError("answer_check: an improve request needs feedback that names a wrong step")
     return lambda r: validate_improvement(r.text, attempt, feedback)[1] is None
@@ -308,6 +372,28 @@ def validate_feedback(text: str, attempt: str) -> tuple[str, Feedback | None, st
     if _norm(fb.segment) not in _norm(attempt):
         return sentence, None, SEGMENT_NOT_IN_ATTEMPT
     return fb.render(), fb, None
+
+
+def validate_attempt(text: str) -> tuple[str | None, str | None]:
+    """(the attempt in canonical form or None, rejection reason or None).
+
+    Numbered steps from (1) on, in order, and a final response with an
+    answer; a preamble ("Answer: Let's think step by step.") and code
+    fences are dropped, and the final line is written in the canonical form,
+    as an improvement's is. Right or wrong is not judged here: the attempt
+    goes to the feedback call like a student's."""
+    body = _strip_fences(text)
+    if not body:
+        return None, EMPTY
+    parsed = parse_rationale(body)
+    if not parsed.steps and parsed.final is None:
+        return None, UNPARSEABLE
+    answer = parsed.answer
+    if parsed.final is None or not answer:
+        return None, NO_FINAL_ANSWER
+    if list(parsed.numbers) != list(range(1, parsed.n_steps + 1)):
+        return None, BAD_NUMBERING
+    return render_rationale(list(parsed.steps), answer), None
 
 
 def validate_improvement(text: str, attempt: str, feedback: Feedback) -> tuple[str | None, str | None]:

@@ -6,8 +6,14 @@ replay/README.md). Replay indexes
 
     (question, attempt)            -> feedback sentence
     (question, attempt, feedback)  -> improved rationale
+    (question, sample)             -> the teacher's own attempt (a demo record
+                                      made with an LLM teacher: its first turn,
+                                      source "teacher-attempt", and the sample
+                                      number in `guide["attempt_sample"]`)
 
-and answers exactly those requests, with zero model calls. A request the
+and answers exactly those requests, with zero model calls. It can attempt
+(`can_attempt`) only when the log holds such attempts; then the demo source
+replays the LLM's attempts too, not the family's wrong ones. A request the
 log never saw is a `TripostError` naming the problem: no silent fallback,
 since a made-up answer would quietly change what gets trained on.
 
@@ -22,7 +28,7 @@ from pathlib import Path
 from tripost.errors import TripostError
 from tripost.format import Feedback, parse_feedback, parse_rationale
 from tripost.tasks.base import Problem
-from tripost.teachers.base import FeedbackReply, ImproveReply, TeacherCall
+from tripost.teachers.base import ATTEMPT_TEMPERATURE, ATTEMPT_TURN_SOURCE, AttemptReply, FeedbackReply, ImproveReply, TeacherCall
 
 
 def _q(question: str) -> str:
@@ -59,14 +65,23 @@ class ReplayTeacher:
         self.model = self.files[0].name if len(self.files) == 1 else str(Path(log))
         self._feedback: dict[tuple[str, str], str] = {}
         self._improve: dict[tuple[str, str, str], str] = {}
+        self._attempt: dict[tuple[str, int], str] = {}
         self.n_records = 0
         for f in self.files:
             for record in read_log(f):
                 self.n_records += 1
-                self._index(record.problem, record.turns)
+                self._index(record.problem, record.turns, record.guide)
 
-    def _index(self, problem: dict, turns: list[dict]) -> None:
+    @property
+    def can_attempt(self) -> bool:
+        """Whether the log holds attempts the teacher wrote (AttemptingTeacher)."""
+        return bool(self._attempt)
+
+    def _index(self, problem: dict, turns: list[dict], guide: dict | None = None) -> None:
         q = _q(str(problem.get("question", "")))
+        sample = (guide or {}).get("attempt_sample")
+        if turns and turns[0].get("source") == ATTEMPT_TURN_SOURCE and isinstance(sample, int) and isinstance(turns[0].get("rationale"), str):
+            self._attempt.setdefault((q, sample), turns[0]["rationale"])
         for i, turn in enumerate(turns):
             rationale, fb = turn.get("rationale"), turn.get("feedback")
             if not isinstance(rationale, str) or not isinstance(fb, str):
@@ -84,10 +99,10 @@ class ReplayTeacher:
     def _call(self, kind: str, t0: float) -> TeacherCall:
         return TeacherCall(backend="replay", model=self.model, kind=kind, latency_s=time.perf_counter() - t0)
 
-    def _unseen(self, what: str, problem: Problem) -> TripostError:
+    def _unseen(self, what: str, problem: Problem, of: str = " with this attempt") -> TripostError:
         return TripostError(
             f"replay teacher: the log ({self.model}, {self.n_records} trajectories) has no {what} for problem "
-            f"{problem.id or problem.question[:60]!r} with this attempt; replay answers only recorded requests"
+            f"{problem.id or problem.question[:60]!r}{of}; replay answers only recorded requests"
         )
 
     def feedback(self, problem: Problem, attempt: str) -> FeedbackReply:
@@ -99,6 +114,15 @@ class ReplayTeacher:
         if fb is None:
             raise TripostError(f"replay teacher: the logged feedback for problem {problem.id!r} does not parse: {text[:80]!r}")
         return FeedbackReply(feedback=fb, text=text, calls=(self._call("feedback", t0),))
+
+    def attempt(self, problem: Problem, sample: int = 0, temperature: float = ATTEMPT_TEMPERATURE) -> AttemptReply:
+        """The attempt the log recorded for this problem and sample (the
+        temperature is the recording's: nothing is sampled here)."""
+        t0 = time.perf_counter()
+        rationale = self._attempt.get((_q(problem.question), int(sample) if temperature > 0 else 0))
+        if rationale is None:
+            raise self._unseen("teacher attempt", problem, of=f" at sample {sample}")
+        return AttemptReply(rationale=rationale, calls=(self._call("attempt", t0),))
 
     def improve(self, problem: Problem, attempt: str, feedback: Feedback) -> ImproveReply:
         t0 = time.perf_counter()

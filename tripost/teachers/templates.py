@@ -1,4 +1,4 @@
-"""Teacher prompt templates (prompts/teacher/FAMILY/{feedback,improve}.txt).
+"""Teacher prompt templates (prompts/teacher/FAMILY/{feedback,improve,attempt}.txt).
 
 A template is plain text in sections:
 
@@ -19,10 +19,22 @@ other brace is left alone (arithmetic has plenty). Families without their
 own templates use the generic `qa` ones. The few-shot examples are written
 by scripts/make_fewshot.py from the scripted teacher.
 
+The attempt prompt (the teacher writes an attempt of its own: the demo
+source's LLM attempts, tripost.sources.demo) is built here when a family has
+no `attempt.txt` of its own (`attempt_template`), as the authors' is: the
+question and a few gold rationales of training problems as examples, no
+feedback (jasonyux/TriPosT models/wrappers.py, LLM_MultistepArithmetic and
+its siblings, few-shot `EXAMPLES_*_RATIONALE` of prompts/*.py). A file
+`prompts/teacher/FAMILY/attempt.txt` in the format above replaces it.
+
 The user message can end with a `<tripost-request>` block: the request as
 JSON (problem with its gold answer, attempt, feedback). It makes a prompt
 self-describing, so `tripost serve-teacher --backend scripted` (or any
 service) can answer it exactly; an LLM reads it as reference material.
+An attempt's block holds no gold unless asked (`render_block(gold=True)`):
+the authors' attempt model sees the question only, and an LLM that read the
+answer would rarely be wrong. It holds the attempt's `sample` number, so a
+scripted server can play a sampler (tripost/serve/attempts.py).
 """
 
 from __future__ import annotations
@@ -38,8 +50,12 @@ from tripost.paths import prompts_dir
 from tripost.tasks.base import Problem
 from tripost.teachers.chat import ChatMessage
 
-KINDS = ("feedback", "improve")
+KINDS = ("feedback", "improve", "attempt")
 GENERIC_FAMILY = "qa"
+# The problem fields an attempt's block leaves out unless asked: the gold
+# answer and rationale, and `meta`, which holds the solved puzzle or date
+# chain of some families.
+GOLD_FIELDS = ("answer", "rationale", "meta")
 _HEADER_RE = re.compile(r"^=== (system|example user|example assistant|user) ===\s*$")
 _FIELD_RE = re.compile(r"\{(question|options|attempt|feedback)\}")
 _BLOCK_RE = re.compile(r"<tripost-request>\s*(\{.*?\})\s*</tripost-request>", re.DOTALL)
@@ -104,6 +120,11 @@ def load_template(family: str, kind: str) -> Template:
     if kind not in KINDS:
         raise TripostError(f"unknown teacher prompt kind {kind!r}; expected one of {', '.join(KINDS)}")
     root = prompts_dir() / "teacher"
+    if kind == "attempt":
+        path = root / family / "attempt.txt"
+        if path.is_file():
+            return parse_template(path.read_text(encoding="utf-8"), f"teacher/{family}/attempt.txt")
+        return attempt_template(family)
     for fam in (family, GENERIC_FAMILY):
         path = root / fam / f"{kind}.txt"
         if path.is_file():
@@ -125,11 +146,69 @@ def request_fields(problem: Problem, attempt: str, feedback: str | None = None) 
     }
 
 
+# ----------------------------------------------------------- attempt prompt ---
+
+ATTEMPT_HINTS = {
+    "arithmetic": "a multi-step arithmetic problem. Split the expression as the examples do and compute inside parentheses first",
+    "word_sorting": "a word sorting problem. Compare the words letter by letter, as the examples do",
+    "date_understanding": "a date question. Work from the date the question gives, one step at a time",
+    "logical_deduction": "a logical deduction puzzle. Apply the clues one at a time, as the examples do",
+    GENERIC_FAMILY: "a question",
+}
+ATTEMPT_SYSTEM = """\
+Answer {hint}.
+Think step by step: write numbered steps "(1) ...", "(2) ...", one per line, in the style of the examples, then end with the line
+"(Final response) So the answer is ANSWER."
+Write nothing after that line. The request may end with a <tripost-request> block of machine-readable data for tools; it is not part of the question."""
+ATTEMPT_USER = "Question: {question}{options}"
+ATTEMPT_EXAMPLES = 3  # the authors' arithmetic prompt has 3 (prompts/multistep_arithmetic.py, EXAMPLES_MULTISTEP_ARITHMETIC_RATIONALE)
+ATTEMPT_SEED = 20241  # the examples' problems: training problems, not make_fewshot.py's (seed 20240)
+
+
+@lru_cache(maxsize=16)
+def attempt_template(family: str) -> Template:
+    """The built-in attempt prompt of `family`: instructions, then
+    `ATTEMPT_EXAMPLES` (question, gold rationale) pairs of the family's
+    training problems (small preset, seen subset, a fixed seed) as the
+    examples. A family with no generated problems (qa, external data) gets
+    one example from each generated family, as the generic feedback prompt
+    does."""
+    from tripost.tasks import FAMILIES, get_task, sample_problems
+
+    def examples(fam: str, n: int) -> list[tuple[str, str]]:
+        problems = sample_problems(get_task(fam), split="train", subset="seen", preset="small", n=n, seed=ATTEMPT_SEED)
+        return [(fill(ATTEMPT_USER, request_fields(p, "")), p.rationale.strip()) for p in problems]
+
+    def generated(fam: str) -> bool:
+        try:
+            return bool(get_task(fam).scripted)
+        except (ImportError, TripostError):
+            return False
+
+    if generated(family):
+        shots = examples(family, ATTEMPT_EXAMPLES)
+        hint = ATTEMPT_HINTS.get(family, ATTEMPT_HINTS[GENERIC_FAMILY])
+    else:
+        shots = [shot for fam in FAMILIES if generated(fam) for shot in examples(fam, 1)]
+        hint = ATTEMPT_HINTS[GENERIC_FAMILY]
+    return Template(name=f"teacher/{family}/attempt (built in)", system=ATTEMPT_SYSTEM.format(hint=hint),
+                    examples=tuple(shots), user=ATTEMPT_USER)
+
+
 # ---------------------------------------------------------- request block ---
 
 
-def render_block(kind: str, problem: Problem, attempt: str, feedback: str | None = None) -> str:
-    payload = {"v": BLOCK_VERSION, "kind": kind, "problem": problem.to_dict(), "attempt": attempt, "feedback": feedback}
+def render_block(kind: str, problem: Problem, attempt: str, feedback: str | None = None, *, sample: int = 0,
+                 gold: bool | None = None) -> str:
+    """The request as a block. `gold` (default: all but attempts): whether
+    the problem's gold fields (`GOLD_FIELDS`) are in it; `sample`: an
+    attempt's sample number (only attempts carry one)."""
+    shown = problem.to_dict()
+    if not (kind != "attempt" if gold is None else gold):
+        shown = {k: v for k, v in shown.items() if k not in GOLD_FIELDS}
+    payload: dict[str, Any] = {"v": BLOCK_VERSION, "kind": kind, "problem": shown, "attempt": attempt, "feedback": feedback}
+    if kind == "attempt":
+        payload["sample"] = int(sample)
     # Escape '<' so no text inside can close the block early.
     blob = json.dumps(payload, ensure_ascii=False, sort_keys=True).replace("<", "\\u003c")
     return f"<tripost-request>\n{blob}\n</tripost-request>"
@@ -141,6 +220,8 @@ class BlockRequest:
     problem: Problem
     attempt: str
     feedback: str | None
+    sample: int = 0  # an attempt's sample number
+    gold: bool = True  # whether the problem came with its gold answer (an attempt's block may not)
 
 
 def parse_block(text: str) -> BlockRequest | None:
@@ -152,10 +233,17 @@ def parse_block(text: str) -> BlockRequest | None:
         d: Any = json.loads(matches[-1])
         if d.get("kind") not in KINDS or not isinstance(d.get("attempt"), str):
             raise ValueError("bad kind or attempt")
-        problem = Problem.from_dict(d["problem"])
+        shown = d["problem"]
+        gold = isinstance(shown, dict) and "answer" in shown
+        if d["kind"] == "attempt" and not gold:
+            shown = {"answer": "", "rationale": "", **shown}  # the gold left out: nothing to read it from
+        problem = Problem.from_dict(shown)
         fb = d.get("feedback")
         if d["kind"] == "improve" and not isinstance(fb, str):
             raise ValueError("improve request without feedback")
+        sample = d.get("sample", 0)
+        if isinstance(sample, bool) or not isinstance(sample, int):
+            raise ValueError("sample is not an integer")
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise TripostError(f"malformed <tripost-request> block ({e})") from None
-    return BlockRequest(kind=d["kind"], problem=problem, attempt=d["attempt"], feedback=fb)
+    return BlockRequest(kind=d["kind"], problem=problem, attempt=d["attempt"], feedback=fb, sample=sample, gold=gold)
