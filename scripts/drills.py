@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 SERVE = "tests/test_serve_teacher.py"
 BOUNDS = "tests/test_serve_bounds.py"
+CONFIG = "tests/test_hardening_config.py"
 # (case, what failed at 1fa067d or, from case 14, the issue named, the tests that reproduce it). A node id
 # without parameters selects all of its parametrized cases.
 CASES: list[tuple[int, str, list[str]]] = [
@@ -138,6 +139,27 @@ CASES: list[tuple[int, str, list[str]]] = [
     ]),
     (19, "one writer per run folder and collect --out: the second is one line naming the holder", [
         "tests/test_hardening_collect.py::test_one_writer_per_run_folder_and_collect_out",
+    ]),
+    (20, "what stages would find is checked before anything is written; empty files do not poison --out", [
+        f"{CONFIG}::test_a_run_that_cannot_get_through_its_stages_is_refused_before_anything_is_written",
+        f"{CONFIG}::test_teachers_and_sources_that_can_work_on_qa_pass_the_checks",
+        f"{CONFIG}::test_a_training_device_this_machine_lacks_is_refused_before_anything_is_written",
+        f"{CONFIG}::test_cuda_asked_for_without_cuda_is_one_line_up_front",
+        f"{CONFIG}::test_a_folder_a_failed_first_stage_left_takes_the_corrected_command",
+    ]),
+    (21, "full disk, lone surrogates, deep TOML: one line each; records kept, no torn dataset", [
+        "tests/test_hardening_disk.py::test_collect_on_a_full_disk_is_one_line_and_keeps_every_record",
+        "tests/test_hardening_disk.py::test_buffer_on_a_full_disk_is_one_line_and_leaves_no_dataset",
+        "tests/test_qa_external.py::test_a_lone_surrogate_is_one_line_naming_the_row",
+        "tests/test_qa_external.py::test_a_record_from_tasks_sample_is_checked_for_surrogates_too",
+        f"{CONFIG}::test_a_deeply_nested_toml_value_is_one_line",
+    ]),
+    (22, "every error clips the values it quotes", [
+        f"{CONFIG}::test_an_error_quotes_a_huge_value_clipped",
+        f"{CONFIG}::test_a_tripost_error_bounds_its_own_message",
+    ]),
+    (23, "a Hub that accepts and never answers ends with one line", [
+        "tests/test_student_hub.py::test_a_hub_that_accepts_and_never_answers_ends_with_one_line",
     ]),
 ]
 

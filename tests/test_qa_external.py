@@ -155,3 +155,36 @@ def test_cli_reports_a_wrong_type_in_one_line(tmp_path):
     assert r.returncode != 0 and "Traceback" not in r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].endswith(f"{f}:1: field 'options' must be a list of strings (or numbers)"), r.stderr
+
+
+# Issue 32, item 8: JSON can spell a lone surrogate ("\ud800"), which is not text:
+# it passed the checks and broke later (UnicodeEncodeError when the id was hashed,
+# or when the first record was written).
+SURROGATE = '"a \\ud800 b"'  # as it stands in the file: an escape json.loads turns into a lone surrogate
+
+
+@pytest.mark.parametrize("field, row", [
+    ("question", f'{{"question": {SURROGATE}, "answer": "4"}}'),
+    ("answer", f'{{"question": "2 + 2?", "answer": {SURROGATE}}}'),
+    ("options", f'{{"question": "2 + 2?", "answer": "4", "options": ["3", {SURROGATE}]}}'),
+    ("rationale", f'{{"question": "2 + 2?", "answer": "4", "rationale": {SURROGATE}}}'),
+    ("meta", f'{{"question": "2 + 2?", "answer": "4", "meta": {{"note": [{SURROGATE}]}}}}'),
+])
+def test_a_lone_surrogate_is_one_line_naming_the_row(tmp_path, field, row):
+    f = write_jsonl(tmp_path / "q.jsonl", ['{"question": "fine?", "answer": "1"}', row])
+    with pytest.raises(InputError) as e:
+        load_problems(f, "qa")
+    assert str(e.value) == f"{f}:2: field {field!r} holds a lone surrogate ('\\ud800' at character 2), which is not text; fix that escape in the row"
+    # The command the issue ran: one line, no traceback, whatever split is asked for.
+    for split in ("train", "test"):
+        r = subprocess.run([sys.executable, "-m", "tripost", "tasks", "sample", "qa", "--data", str(f), "--split", split, "--json"],
+                           capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=120)
+        assert r.returncode == 2 and r.stderr.strip().splitlines() == [f"tripost tasks: error: {e.value}"], r.stderr[-2000:]
+
+
+def test_a_record_from_tasks_sample_is_checked_for_surrogates_too():
+    from tripost.tasks.external import problem_from_record
+
+    record = {"question": "2 + 2?", "answer": "4", "meta": {"x": 1}, "rationale": "a \ud800"}
+    with pytest.raises(InputError, match=r"^<stdin>:3: field 'rationale' holds a lone surrogate"):
+        problem_from_record("qa", record, "<stdin>", 3)

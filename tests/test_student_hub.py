@@ -158,3 +158,44 @@ def test_tripost_s_own_offline_default_still_lets_a_hub_spec_download(monkeypatc
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
     monkeypatch.setenv(OFFLINE_BY_DEFAULT, "1")
     assert hub_offline_setting() == "TRANSFORMERS_OFFLINE=1"
+
+
+def test_a_hub_that_accepts_and_never_answers_ends_with_one_line(tmp_path):
+    """Issue 32, item 10: with HF_HUB_OFFLINE unset and an endpoint that takes
+    the connection and never answers (a stalled proxy), `tripost eval
+    --student hf:ORG/NAME` waited forever. A real socket on loopback, pointed
+    at with HF_ENDPOINT; a short HF_HUB_DOWNLOAD_TIMEOUT so the test is quick
+    (no time is asserted: only that the command ends, with one line)."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    held: list[socket.socket] = []  # accepted and never answered, never closed until the end
+
+    def accept() -> None:
+        while True:
+            try:
+                held.append(server.accept()[0])
+            except OSError:  # the server closed: the test is over
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE")}
+    env.update(HF_ENDPOINT=f"http://127.0.0.1:{server.getsockname()[1]}", HF_HUB_DOWNLOAD_TIMEOUT="1", HF_HOME=str(tmp_path / "hf"),
+               NO_PROXY="127.0.0.1,localhost", TRIPOST_HOME=str(tmp_path / "home"))
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
+        env.pop(var, None)
+    try:
+        r = subprocess.run([sys.executable, "-m", "tripost", "eval", "--student", "hf:SomeOrg/some-model", "--task", "arithmetic", "--n", "1",
+                            "--no-progress"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    finally:
+        server.close()
+        for conn in held:
+            conn.close()
+    assert held, "the command never reached the stalled endpoint"
+    assert r.returncode == 2, r.stderr[-2000:]
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tripost eval: error: student 'hf:SomeOrg/some-model': the Hugging Face Hub at "), r.stderr[-2000:]
+    assert "did not answer within 1 s (HF_HUB_DOWNLOAD_TIMEOUT)" in lines[0]

@@ -65,7 +65,7 @@ from pathlib import Path
 from typing import Any
 
 from tripost.errors import TripostError
-from tripost.fileio import atomic_write_json
+from tripost.fileio import atomic_directory, atomic_write_json
 from tripost.format import ALL_CORRECT_TAIL, Feedback, Trajectory, Turn, parse_rationale
 from tripost.log import LogRecord
 
@@ -442,9 +442,18 @@ def save_preference_buffer(pairs: Sequence[PreferencePair], stats: BufferStats, 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cols = list(PreferencePair.__dataclass_fields__)
-    datasets.Dataset.from_dict({c: [getattr(x, c) for x in pairs] for c in cols}).save_to_disk(str(out / "dataset"))
+    _save_dataset(datasets.Dataset.from_dict({c: [getattr(x, c) for x in pairs] for c in cols}), out / "dataset")
     atomic_write_json(out / "stats.json", stats.to_dict(), sort_keys=True, ensure_ascii=True)
     return out
+
+
+def _save_dataset(dataset: Any, folder: Path) -> None:
+    """`dataset.save_to_disk(folder)`, built in a temporary sibling and renamed
+    into place (replacing an older one): a full disk mid-save left a folder
+    with a 0-byte state.json that `train` then failed to read; now it is
+    `tripost.fileio.no_space` and no folder."""
+    with atomic_directory(folder, keep_existing=lambda _: False) as tmp:
+        dataset.save_to_disk(str(tmp))
 
 
 def to_dataset(examples: Sequence[Example]):
@@ -458,7 +467,7 @@ def to_dataset(examples: Sequence[Example]):
 def save_buffer(examples: Sequence[Example], stats: BufferStats, out: str | Path) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    to_dataset(examples).save_to_disk(str(out / "dataset"))
+    _save_dataset(to_dataset(examples), out / "dataset")
     atomic_write_json(out / "stats.json", stats.to_dict(), sort_keys=True, ensure_ascii=True)
     return out
 

@@ -23,11 +23,15 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from tripost.errors import TripostError
+from tripost.errors import TripostError, clip
 from tripost.fileio import atomic_write_json
 
 # String defaults that are switches: they also take TOML's true/false (on/off).
 SWITCH_WORDS = ("auto", "on", "off")
+# How deep a value may nest: a config is a section of keys whose values are
+# at most a list of lists. A 5,000-deep inline table or array made the TOML
+# parser (and every copy and comparison after it) run out of Python's stack.
+MAX_DEPTH = 16
 
 
 def switch(name: str, value: object) -> str:
@@ -35,13 +39,37 @@ def switch(name: str, value: object) -> str:
     if isinstance(value, bool):
         return "on" if value else "off"
     if value not in SWITCH_WORDS:
-        raise TripostError(f"{name} must be one of {', '.join(SWITCH_WORDS)} (or true/false), got {str(value)[:40]!r}")
+        raise TripostError(f"{name} must be one of {', '.join(SWITCH_WORDS)} (or true/false), got {clip(value, 40)}")
     return str(value)
 
 
-def parse_value(text: str) -> Any:
+def _depth(value: Any) -> int:
+    """How deep `value` nests (a scalar: 0), counted without recursion and
+    no further than MAX_DEPTH + 1."""
+    depth, level = 0, [value]
+    while depth <= MAX_DEPTH:
+        level = [v for x in level for v in (x.values() if isinstance(x, dict) else x if isinstance(x, list) else ())]
+        if not level:
+            return depth
+        depth += 1
+    return depth
+
+
+def _parse_toml(text: str, where: str) -> dict[str, Any]:
+    """`tomllib.loads`, with a value nested deeper than MAX_DEPTH one line
+    naming `where` (the parser itself recurses once per level)."""
     try:
-        return tomllib.loads(f"v = {text}")["v"]
+        data = tomllib.loads(text)
+    except RecursionError:
+        data = None
+    if data is None or _depth(data) > MAX_DEPTH:
+        raise TripostError(f"{where}: a value nests tables or arrays more than {MAX_DEPTH} deep; a config needs no more than 3")
+    return data
+
+
+def parse_value(text: str, where: str = "an override") -> Any:
+    try:
+        return _parse_toml(f"v = {text}", where)["v"]
     except tomllib.TOMLDecodeError:
         return text
 
@@ -61,7 +89,7 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     except UnicodeDecodeError as e:
         raise TripostError(f"config file {p}: not UTF-8 text (byte {e.start}); TOML files are UTF-8") from None
     try:
-        return tomllib.loads(text)
+        return _parse_toml(text, f"config file {p}")
     except tomllib.TOMLDecodeError as e:
         raise TripostError(f"config file {p}: {e}") from None
 
@@ -70,27 +98,27 @@ def apply_override(config: dict[str, Any], item: str, known: dict[str, Any] | No
     """Apply one `a.b.c=value` to a nested dict. With `known` (the defaults),
     an unknown key is an error that names it, so a typo never passes silently."""
     if "=" not in item:
-        raise TripostError(f"override {item!r} is not KEY=VALUE (e.g. train.epochs=2)")
+        raise TripostError(f"override {clip(item)} is not KEY=VALUE (e.g. train.epochs=2)")
     key, _, raw = item.partition("=")
     parts = [p for p in key.strip().split(".") if p]
     if not parts:
-        raise TripostError(f"override {item!r} has an empty key")
+        raise TripostError(f"override {clip(item)} has an empty key")
     node, ref = config, known
     for i, part in enumerate(parts[:-1]):
         if ref is not None:
             if not isinstance(ref.get(part), dict):
-                raise TripostError(f"unknown config section {'.'.join(parts[: i + 1])!r} in override {item!r}")
+                raise TripostError(f"unknown config section {clip('.'.join(parts[: i + 1]))} in override {clip(item)}")
             ref = ref[part]
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
-            raise TripostError(f"config key {'.'.join(parts[: i + 1])!r} is not a section")
+            raise TripostError(f"config key {clip('.'.join(parts[: i + 1]))} is not a section")
     if ref is not None and parts[-1] not in ref:
-        raise TripostError(f"unknown config key {key.strip()!r}; known in this section: {', '.join(sorted(ref))}")
+        raise TripostError(f"unknown config key {clip(key.strip())}; known in this section: {', '.join(sorted(ref))}")
     if ref is not None and isinstance(ref[parts[-1]], dict):
         section = ".".join(parts)
         example = next(iter(ref[parts[-1]]), "key")
-        raise TripostError(f"override {item!r}: {section!r} is a config section, not a value; set one of its keys, e.g. {section}.{example}=...")
-    node[parts[-1]] = parse_value(raw.strip())
+        raise TripostError(f"override {clip(item)}: {section!r} is a config section, not a value; set one of its keys, e.g. {section}.{example}=...")
+    node[parts[-1]] = parse_value(raw.strip(), f"override {clip(item)}")
 
 
 def merge(base: dict[str, Any], extra: dict[str, Any], known: dict[str, Any] | None = None, where: str = "") -> dict[str, Any]:
@@ -98,7 +126,7 @@ def merge(base: dict[str, Any], extra: dict[str, Any], known: dict[str, Any] | N
     for k, v in extra.items():
         path = f"{where}.{k}" if where else k
         if known is not None and k not in known:
-            raise TripostError(f"unknown config key {path!r}")
+            raise TripostError(f"unknown config key {clip(path)}")
         if known is not None and isinstance(known[k], dict) and not isinstance(v, dict):
             raise TripostError(f"config key {path!r} is a section ([{path}] with keys such as {next(iter(known[k]), 'key')} = ...), not a value")
         if isinstance(v, dict) and isinstance(out.get(k), dict):
@@ -145,6 +173,11 @@ def _fits(value: Any, default: Any) -> bool:
     return True
 
 
+def _shown(value: Any) -> str:
+    """A config value as the file spells it, clipped for a one-line error."""
+    return clip(value, show=lambda v: json.dumps(v, default=str))
+
+
 def check_types(config: dict[str, Any], defaults: dict[str, Any], where: str = "") -> None:
     """Every key of `config` that `defaults` knows has the default's type; the
     first that does not is a `TripostError` naming the key, the type it needs
@@ -156,7 +189,7 @@ def check_types(config: dict[str, Any], defaults: dict[str, Any], where: str = "
         value = config[k]
         if isinstance(default, dict):
             if not isinstance(value, dict):
-                raise TripostError(f"config key {path!r} is a section, not a value (got {json.dumps(value, default=str)})")
+                raise TripostError(f"config key {path!r} is a section, not a value (got {_shown(value)})")
             check_types(value, default, path)
         elif not _fits(value, default):
             want = _kind(default)
@@ -164,7 +197,7 @@ def check_types(config: dict[str, Any], defaults: dict[str, Any], where: str = "
                 want = "a number"
             elif isinstance(default, list) and default:
                 want = f"a list of {'strings' if isinstance(default[0], str) else 'numbers'}"
-            raise TripostError(f"config key {path!r} must be {want}, not {_kind(value)} ({json.dumps(value, default=str)})")
+            raise TripostError(f"config key {path!r} must be {want}, not {_kind(value)} ({_shown(value)})")
 
 
 def load_config(defaults: dict[str, Any], path: str | Path | None = None, overrides: list[str] | None = None) -> dict[str, Any]:

@@ -7,11 +7,15 @@ same file system) and renames it into place with `os.replace`, which is
 atomic on POSIX and Windows. Readers see the old content or the new, never a
 mixture. Temporary names start with a dot, so globs and listings skip them.
 
+A full disk (ENOSPC, or a quota: EDQUOT) is one `TripostError` naming the
+path and the space left there (`no_space`), never a half-written file.
+
 This is a base module: it imports nothing of tripost but tripost.errors.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -22,13 +26,42 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LOCK_FILE", "FolderLock", "atomic_directory", "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "replace_directory"]
+from tripost.errors import TripostError
+
+__all__ = ["DISK_FULL", "LOCK_FILE", "FolderLock", "atomic_directory", "atomic_write_bytes", "atomic_write_json", "atomic_write_text",
+           "no_space", "replace_directory"]
 
 LOCK_FILE = ".tripost.lock"  # in a run folder (or a collect --out) while one process writes it
 
 # Folders made by mkdtemp are private (0700); a cache folder is shared like any
 # other, so it gets the usual permissions before it is renamed into place.
 DIR_MODE = 0o755
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)  # the errors a write gets from a full disk or an exhausted quota
+
+
+def _size(n: float) -> str:
+    """A byte count as people read it."""
+    units = ("bytes", "KB", "MB", "GB", "TB")
+    i = 0
+    while n >= 1024 and i < len(units) - 1:
+        n, i = n / 1024, i + 1
+    return f"{n:.0f} bytes" if i == 0 else f"{n:.1f} {units[i]}"
+
+
+def no_space(path: str | Path) -> TripostError:
+    """The one line for a write to `path` that found the disk full: the path,
+    the space left on its file system (`shutil.disk_usage`) and what to do.
+    The writers that raise it leave what they had written whole."""
+    probe = Path(path).absolute()
+    while not probe.is_dir() and probe.parent != probe:
+        probe = probe.parent
+    try:
+        free = f"{_size(shutil.disk_usage(probe).free)} free in {probe}"
+    except OSError:
+        free = f"free space in {probe} unknown"
+    return TripostError(f"{path}: no space left on the device ({free}); free some space and run the same command again "
+                        f"(what was written before is kept)")
 
 
 def _temp_sibling(path: Path) -> Path:
@@ -42,8 +75,10 @@ def _write_via_sibling(path: str | Path, write: Callable[[Path], Any]) -> Path:
     try:
         write(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno in DISK_FULL:
+            raise no_space(path) from None
         raise
     return path
 
@@ -88,7 +123,8 @@ def atomic_directory(target: str | Path, *, keep_existing: Callable[[Path], bool
 
     When `target` exists by then (another process finished the same work
     first, or a stale folder is in the way), it is kept if
-    `keep_existing(target)` says it is complete, and replaced otherwise."""
+    `keep_existing(target)` says it is complete, and replaced otherwise.
+    A full disk is `no_space(target)`, the sibling removed."""
     target = Path(target)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
@@ -102,8 +138,10 @@ def atomic_directory(target: str | Path, *, keep_existing: Callable[[Path], bool
             else:
                 shutil.rmtree(target, ignore_errors=True)
                 os.replace(tmp, target)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError) and e.errno in DISK_FULL:
+            raise no_space(target) from None
         raise
 
 
@@ -121,8 +159,6 @@ class FolderLock:
         self._fd: int | None = None
 
     def acquire(self) -> "FolderLock":
-        from tripost.errors import TripostError
-
         try:
             import fcntl
         except ImportError:
@@ -137,7 +173,13 @@ class FolderLock:
             raise TripostError(f"{self.path.parent} is being written by {holder[:160]}; wait for it to finish (or stop it), "
                                f"or use another folder") from None
         os.ftruncate(fd, 0)
-        os.write(fd, f"{self.what} (pid {os.getpid()})\n".encode())
+        try:
+            os.write(fd, f"{self.what} (pid {os.getpid()})\n".encode())
+        except OSError as e:
+            os.close(fd)
+            if e.errno in DISK_FULL:
+                raise no_space(self.path) from None
+            raise
         self._fd = fd
         return self
 

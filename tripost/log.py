@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tripost.errors import InputError, TripostError
+from tripost.fileio import DISK_FULL, no_space
 
 SCHEMA = "tripost.log/1"
 # improvement: a wrong answer fixed (by the teacher, or the student itself);
@@ -223,14 +224,18 @@ def read_logs(paths: Iterable[str | Path], skip_bad_lines: bool = False, hint: s
 
 
 class LogWriter:
-    """Append records to a log, one line each, flushed (and fsynced) per record.
+    """Append records to a log, one line each, written (and fsynced) per record.
 
     Opening an existing log repairs a torn last line left by a crash (it is
     cut off: that trajectory was not finished) and loads the keys already
-    there, so `done(key)` lets a resumed run skip finished work.
+    there, so `done(key)` lets a resumed run skip finished work. A record
+    the disk has no room for is cut off again at once and the write is one
+    `tripost.fileio.no_space` error: the log holds whole records only, every
+    one written before, and the same command resumes after them.
     """
 
     def __init__(self, path: str | Path, fsync: bool = True, skip_bad_lines: bool = False):
+        self._fd: int | None = None  # first: a log that fails its checks below is dropped with nothing to close
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.fsync = fsync
@@ -239,7 +244,10 @@ class LogWriter:
             self._repair_tail()
             for rec in read_log(self.path, skip_bad_lines=skip_bad_lines):
                 self._keys.add(rec.key)
-        self._f = self.path.open("a", encoding="utf-8")
+        # Unbuffered writes to the descriptor: a line is on disk or not, and
+        # nothing half-written waits in a buffer to be flushed after a failed
+        # write was cut off.
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def _repair_tail(self) -> None:
         with self.path.open("rb+") as f:
@@ -257,14 +265,33 @@ class LogWriter:
     def write(self, record: LogRecord) -> None:
         if record.key in self._keys:
             raise TripostError(f"log {self.path}: key {record.key!r} written twice")
-        self._f.write(record.to_json() + "\n")
-        self._f.flush()
-        if self.fsync:
-            os.fsync(self._f.fileno())
+        if self._fd is None:
+            raise ValueError(f"log {self.path} is closed")
+        line = memoryview((record.to_json() + "\n").encode("utf-8"))
+        end = os.fstat(self._fd).st_size
+        try:
+            while line:
+                line = line[os.write(self._fd, line):]
+            if self.fsync:
+                os.fsync(self._fd)
+        except OSError as e:
+            if e.errno not in DISK_FULL:
+                raise
+            try:
+                os.ftruncate(self._fd, end)  # the part that fit: a torn line for no one to read
+            except OSError:
+                pass  # left for the next open to cut off (`_repair_tail`)
+            raise no_space(self.path) from None
         self._keys.add(record.key)
 
     def close(self) -> None:
-        self._f.close()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __del__(self) -> None:
+        # As a file object would: a writer dropped without close() frees its descriptor.
+        self.close()
 
     def __enter__(self) -> "LogWriter":
         return self

@@ -42,7 +42,7 @@ from tripost.buffer import BufferConfig, build_buffer, preference_pairs, save_bu
 from tripost.evaluate import EvalConfig
 from tripost.gap import GapConfig
 from tripost.config import check_types, config_hash, load_config, switch, write_config
-from tripost.errors import TripostError
+from tripost.errors import TripostError, clip
 from tripost.fileio import LOCK_FILE, atomic_write_json
 from tripost.log import check_resumable, read_log
 from tripost.tasks import get_task, select_problems
@@ -50,6 +50,7 @@ from tripost.tasks.base import Problem
 from tripost.settings import from_section, section_defaults
 from tripost.sources import Job, make_source
 from tripost.sources.settings import CollectSettings
+from tripost.teachers import check_teacher_spec
 from tripost.teachers.options import TeacherOptions
 
 
@@ -133,7 +134,7 @@ def check_config(cfg: dict[str, Any]) -> None:
     for fam in tc["families"]:
         get_task(fam)
     if tc["preset"] not in PRESETS:
-        raise TripostError(f"unknown tasks.preset {tc['preset']!r}; choose from {', '.join(PRESETS)}")
+        raise TripostError(f"unknown tasks.preset {clip(tc['preset'])}; choose from {', '.join(PRESETS)}")
     for name in ("n_train", "n_eval"):
         if tc[name] < 1:
             raise TripostError(f"tasks.{name} must be at least 1")
@@ -143,10 +144,11 @@ def check_config(cfg: dict[str, Any]) -> None:
         raise TripostError("tasks.data must be a file name (a string), or \"\" for generated problems")
     parse_spec(cfg["student"]["spec"])
     if cfg["student"]["sample_precision"] not in PRECISIONS:
-        raise TripostError(f"unknown student.sample_precision {cfg['student']['sample_precision']!r}; choose from {', '.join(PRECISIONS)}")
+        raise TripostError(f"unknown student.sample_precision {clip(cfg['student']['sample_precision'])}; choose from {', '.join(PRECISIONS)}")
     check_engine(cfg)
     teacher_options(cfg)
     data_source(cfg)
+    check_teaching(cfg)
     c = cfg["collect"]
     if c["source"] == "self_verified" and c["verify_mode"] == "reweight" and not cfg["train"]["use_example_weight"]:
         # The verifier's score is the records' weight, and training reads weights only under this key:
@@ -190,7 +192,7 @@ def check_engine(cfg: dict[str, Any]) -> None:
     if not engine:
         return
     if not isinstance(engine, str) or not engine.startswith(("http://", "https://")):
-        raise TripostError(f"student.engine must be the engine's base URL, e.g. http://127.0.0.1:8000/v1, not {engine!r}")
+        raise TripostError(f"student.engine must be the engine's base URL, e.g. http://127.0.0.1:8000/v1, not {clip(engine)}")
     trains = cfg["loop"]["iteration0"] or cfg["loop"]["iterations"] > 0
     if trains and cfg["train"]["mode"] != "lora":
         raise TripostError(f"student.engine serves each iteration's student as a LoRA adapter it loads by name, so it needs "
@@ -199,6 +201,54 @@ def check_engine(cfg: dict[str, Any]) -> None:
 
 def teacher_options(cfg: dict[str, Any]) -> TeacherOptions:
     return TeacherOptions.from_config(cfg["teacher"])
+
+
+def check_teaching(cfg: dict[str, Any]) -> None:
+    """`teacher.spec` parses (no client is built, no key read: a spec typo was
+    found when iteration 1's collect began, after iteration 0 had trained and
+    evaluated), and the teacher can do what `collect.source` asks of it for
+    every family of `tasks.families`. The scripted teacher improves an attempt
+    by continuing the family's own step-checked rationale
+    (tripost.teachers.scripted, `Task.continue_rationale`); a family without a
+    step checker (`scripted = False`: qa) has none, and the first wrong attempt
+    ended the collect stage with "the scripted teacher cannot improve ...".
+    The sources that ask for improvements: teacher, and guided with
+    teacher edits (guided's interactive strategy asks for feedback only, and
+    demo skips such families with a note)."""
+    kind, _ = check_teacher_spec(cfg["teacher"]["spec"], batch=cfg["teacher"]["batch"])
+    c = cfg["collect"]
+    improves = c["source"] == "teacher" or (c["source"] == "guided" and c["guided_teacher_edits"])
+    if kind != "scripted" or not improves or cfg["loop"]["iterations"] < 1:
+        return
+    unchecked = [f for f in cfg["tasks"]["families"] if not get_task(f).scripted]
+    if unchecked:
+        raise TripostError(f"the scripted teacher cannot improve {', '.join(unchecked)} problems (no step checker to continue a rationale "
+                           f"from): set teacher.spec to an LLM teacher (e.g. openai:gpt-4o-mini), or collect.source to one that needs "
+                           f"no teacher (rejection, sharpen, self_verified)")
+
+
+def check_device(device: str) -> None:
+    """`train.device` ("": CUDA when there is one) names a device this machine
+    has: found before the run starts, not when iteration 0's training begins."""
+    if not device:
+        return
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise TripostError(f"train.device {clip(device)} is not a device torch knows (cpu, cuda, cuda:1, mps)") from None
+    if dev.type == "cpu":
+        return
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise TripostError(f"train.device={device}, but this torch has no CUDA device (install a CUDA build of torch, or set train.device=cpu)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise TripostError(f"train.device={device}, but this machine has {torch.cuda.device_count()} CUDA device(s), numbered from 0")
+        return
+    backend = torch.backends.mps if dev.type == "mps" else getattr(torch, dev.type, None)
+    if backend is None or not getattr(backend, "is_available", lambda: False)():
+        raise TripostError(f"train.device={device}, but this machine (or this build of torch) has no {dev.type} device")
 
 
 # Sources that learn without labels: their buffers hold no gold example unless
@@ -275,17 +325,34 @@ class Run:
         self.hash = config_hash(config)
         self.state_path = self.out / "state.json"
         self._teacher = None
+        self._checked = False
 
     # ---------------------------------------------------------------- state ---
-    def prepare(self) -> None:
-        """Check everything a stage will need, then write config.json: a run
-        whose config or problems are wrong writes nothing, so the corrected
-        command is not refused as "a different config"."""
+    def check(self) -> None:
+        """Everything a stage will need that can be known now: the config
+        (`check_config`), the device, the problems. It reads nothing in the
+        run folder, so `run` does it before it locks or writes the folder."""
+        if self._checked:
+            return
         check_config(self.cfg)
-        if not self.train_problems():
+        check_device(self.cfg["train"]["device"])
+        train = self.train_problems()
+        if not train:
             raise TripostError("no training problems: tasks.data holds none of the train split for tasks.families")
         if not self.eval_problems():
             raise TripostError("no evaluation problems: tasks.data holds none of the test split for tasks.families and tasks.eval_subsets")
+        if self.cfg["loop"]["iteration0"] and not any(p.rationale for p in train):
+            # Iteration 0 is SFT on gold rationales (stage_gold_sft): with none it
+            # failed after loading the student, "no training examples left".
+            raise TripostError("loop.iteration0 trains on the training problems' gold rationales, and none has one (tasks.data rows "
+                               "without a 'rationale' field); add rationales, or set loop.iteration0=false")
+        self._checked = True
+
+    def prepare(self) -> None:
+        """Check everything a stage will need (`check`), then write config.json:
+        a run whose config, problems or machine are wrong writes nothing, so
+        the corrected command is not refused as "a different config"."""
+        self.check()
         cfg_path = self.out / "config.json"
         if cfg_path.exists():
             old = json.loads(cfg_path.read_text())
@@ -303,12 +370,16 @@ class Run:
 
     def _untouched(self) -> bool:
         """No stage wrote anything here (a first stage that failed before its
-        first output, e.g. a student that would not load): only config.json,
-        and a state.json without finished stages, if any."""
+        first output, e.g. a student that would not load, or one that failed
+        after creating its folders and an empty log): only config.json,
+        machine.json, the lock, a state.json without finished stages, and
+        folders and files that are empty."""
         for f in self.out.rglob("*"):
             if f.is_dir() or f in (self.out / "config.json", self.out / MACHINE_FILE, self.out / LOCK_FILE):
                 continue
             if f == self.state_path and not self.state()["stages"]:
+                continue
+            if f.is_file() and not f.is_symlink() and f.stat().st_size == 0:
                 continue
             return False
         return True
@@ -520,6 +591,8 @@ class Run:
         from tripost.fileio import FolderLock
         from tripost.student.hardware import pinned
 
+        # A run that cannot start says so before the folder exists.
+        self.check()
         # One writer per run folder: a second `tripost run` on it is refused
         # before anything is read or written (the lock dies with its process).
         with FolderLock(self.out, "tripost run"):

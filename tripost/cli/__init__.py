@@ -20,7 +20,7 @@ import threading
 import warnings
 
 from tripost import __version__
-from tripost.errors import TripostError
+from tripost.errors import TripostError, clip
 
 # Verb modules, in the order `tripost --help` lists them.
 VERB_MODULES = [
@@ -144,9 +144,17 @@ def _main(argv: list[str] | None) -> int:
         return 0
     except OSError as e:
         # A path the file system refused (a file where a folder must be, no
-        # permission, a read-only disk) after the verb's own checks passed:
-        # still the user's path, still one line. Other OS errors are bugs.
-        if e.filename is None:
+        # permission, a read-only disk, a full one) after the verb's own
+        # checks passed: still the user's path, still one line. The writers
+        # of tripost's own files name a full disk themselves (fileio.no_space);
+        # this is for a library's write. Other OS errors are bugs.
+        from tripost.fileio import DISK_FULL, no_space
+
+        if e.errno in DISK_FULL:
+            message = str(no_space(e.filename)) if e.filename else "no space left on the device; free some space and run the same command again"
+        elif e.filename is not None:
+            message = f"{clip(str(e.filename), 300, str)}: {e.strerror or e}"
+        else:
             raise
-        print(f"tripost {args.verb}: error: {e.filename}: {e.strerror or e}", file=sys.stderr)
+        print(f"tripost {args.verb}: error: {message}", file=sys.stderr)
         return 2

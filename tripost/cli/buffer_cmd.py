@@ -9,6 +9,7 @@ from pathlib import Path
 
 from tripost.buffer import KIND_ORDER, BufferConfig, BufferStats, build_buffer, preference_pairs, save_buffer, save_preference_buffer
 from tripost.errors import TripostError
+from tripost.fileio import atomic_write_json
 from tripost.cli._io import check_out_dir
 from tripost.log import SKIP_HINT, read_log
 from tripost.student.load import PRECISIONS
@@ -146,7 +147,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         from tripost.train import load_buffer_dataset, train_sft
 
         summary["train"] = train_sft(train_cfg, load_buffer_dataset(out), run / "train").to_dict()
-    (run / "replay.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    atomic_write_json(run / "replay.json", summary, sort_keys=True, ensure_ascii=True)
     if args.json:
         print(json.dumps(summary, sort_keys=True))
     else:

@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from tripost.cli._io import add_student_flags, check_out_dir, check_student_args
 from tripost.config import config_hash, write_config
@@ -83,8 +84,6 @@ def collect_settings(args: argparse.Namespace) -> CollectSettings:
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
-    from tripost.cli._io import open_student
-
     # Everything a user can get wrong is checked before the model loads and
     # before config.json is written.
     if args.n < 1:
@@ -104,8 +103,17 @@ def cmd_collect(args: argparse.Namespace) -> int:
     resolved.update(settings.to_dict())  # the settings as used, defaults filled in
     run = Path(args.out)
     # One writer per --out: a second collect there is refused before it reads
-    # or writes the log; the lock goes with this process (tripost.fileio.FolderLock).
-    FolderLock(run, "tripost collect").acquire()
+    # or writes the log; the lock is released when the collection ends, or
+    # goes with this process (tripost.fileio.FolderLock).
+    with FolderLock(run, "tripost collect"):
+        return _collect(args, run, settings, source, teacher, problems, resolved)
+
+
+def _collect(args: argparse.Namespace, run: Path, settings: CollectSettings, source: Any, teacher: Any, problems: list[Any],
+             resolved: dict[str, Any]) -> int:
+    """`cmd_collect` once its checks passed and the folder is locked."""
+    from tripost.cli._io import open_student
+
     check_resumable(run / "log.jsonl")
     write_config(resolved, run)
     student, info = None, {}

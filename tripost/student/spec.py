@@ -22,8 +22,9 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from tripost.errors import TripostError
+from tripost.errors import TripostError, clip
 
 EMBEDDED_NAME = "smollm2-135m"
 # Accepted spellings of the embedded default.
@@ -85,10 +86,56 @@ def hub_offline_setting() -> str | None:
     return "HF_HUB_OFFLINE=1" if constants.HF_HUB_OFFLINE else None
 
 
+def _hub_timeout(request: Any) -> None:
+    """A request hook for huggingface_hub's shared HTTP client: a request
+    sent without a timeout gets HF_HUB_DOWNLOAD_TIMEOUT's (10 s unless the
+    user set it) for connecting and for each read. huggingface_hub bounds its
+    file downloads so, but sends its API calls (`repo_info`, the first thing
+    `snapshot_download` asks) with none, and a server that accepted the
+    connection and never answered (a stalled proxy) held the student's load
+    forever. A slow download still goes on: the bound is between two reads."""
+    from huggingface_hub import constants
+
+    given = request.extensions.get("timeout") or {}
+    limit = float(constants.HF_HUB_DOWNLOAD_TIMEOUT)
+    request.extensions["timeout"] = {k: limit if given.get(k) is None else given[k] for k in ("connect", "read", "write", "pool")}
+
+
+def _bound_hub_requests() -> None:
+    """Add `_hub_timeout` to the client huggingface_hub shares (once; the
+    client is made anew after `set_client_factory`, so this runs per download).
+    A huggingface_hub whose client has no request hooks (the requests-based
+    versions before 1.0) is left as it is."""
+    try:
+        from huggingface_hub import get_session
+    except ImportError:
+        return
+    session = get_session()
+    hooks = getattr(session, "event_hooks", None)
+    if isinstance(hooks, dict) and _hub_timeout not in hooks.get("request", []):
+        session.event_hooks = {**hooks, "request": [*hooks.get("request", []), _hub_timeout]}
+
+
+def _timed_out(error: BaseException) -> bool:
+    """Whether a timeout is among the causes of `error` (huggingface_hub
+    reports it as "cannot find the snapshot in the local cache"). By class
+    name: the HTTP library under huggingface_hub changes between versions
+    (httpx's TimeoutException, requests' Timeout)."""
+    seen: set[int] = set()
+    e: BaseException | None = error
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, TimeoutError) or any(c.__name__ in ("TimeoutException", "Timeout") for c in type(e).__mro__):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
 def hub_snapshot(repo: str) -> Path:
     """The local folder of Hub model `repo`: downloaded (or brought up to
     date) into the Hub cache, or with the user's offline setting on, the
-    cached copy. A failure is one `TripostError` that says which case it is."""
+    cached copy. A failure is one `TripostError` that says which case it is;
+    a Hub that stops answering is one (`_hub_timeout`), not a wait forever."""
     from huggingface_hub import constants, snapshot_download
 
     offline = hub_offline_setting()
@@ -99,12 +146,19 @@ def hub_snapshot(repo: str) -> Path:
     try:
         if lift:
             constants.HF_HUB_OFFLINE = False
+        if offline is None:
+            _bound_hub_requests()
         folder = Path(snapshot_download(repo, allow_patterns=HUB_FILES, ignore_patterns=HUB_SKIP, local_files_only=offline is not None))
     except Exception as e:  # huggingface_hub raises a dozen types (not found, gated, network, incomplete); the user needs one line
         if offline:
             raise TripostError(
                 f"{what}: no local folder {repo}, and {offline} is set and the Hub model {repo} is not in the local cache "
                 f"({constants.HF_HUB_CACHE}); unset {offline.split('=')[0]} to download it, or give a local folder"
+            ) from None
+        if _timed_out(e):
+            raise TripostError(
+                f"{what}: the Hugging Face Hub at {constants.ENDPOINT} did not answer within {constants.HF_HUB_DOWNLOAD_TIMEOUT} s "
+                f"(HF_HUB_DOWNLOAD_TIMEOUT); check the network, a proxy or HF_ENDPOINT, and try again"
             ) from None
         text = str(e).strip()
         raise TripostError(f"{what}: cannot download {repo} from the Hugging Face Hub: {text.splitlines()[0] if text else type(e).__name__}") from None
@@ -125,29 +179,38 @@ def parse_spec(text: str | StudentSpec) -> StudentSpec:
         return StudentSpec("embedded")
     kind, sep, rest = raw.partition(":")
     if not sep or kind not in ("hf", "gguf"):
-        raise TripostError(f"bad student spec {raw!r}; expected {SPEC_HELP}")
+        raise TripostError(f"bad student spec {clip(raw)}; expected {SPEC_HELP}")
     if not rest.strip():
-        raise TripostError(f"bad student spec {raw!r}: no path after '{kind}:'")
-    path = Path(rest.strip()).expanduser()
+        raise TripostError(f"bad student spec {clip(raw)}: no path after '{kind}:'")
+    try:
+        return _local_or_hub(raw, kind, rest.strip())
+    except OSError as e:  # a name the file system refuses outright (too long, a loop of links)
+        raise TripostError(f"student {clip(raw)}: {e.strerror or e}") from None
+
+
+def _local_or_hub(raw: str, kind: str, rest: str) -> StudentSpec:
+    """The spec `kind:rest` with its folder or file checked, or a Hub model
+    (`raw`: the spec as the user wrote it, quoted clipped in errors)."""
+    path = Path(rest).expanduser()
+    name = clip(raw)
     if kind == "hf":
-        if not path.exists() and _REPO_ID.fullmatch(rest.strip()):
-            repo = rest.strip()
+        if not path.exists() and _REPO_ID.fullmatch(rest):
             if hub_offline_setting():
-                hub_snapshot(repo)  # offline: the cache has it, or one line now
-            return StudentSpec("hf", repo=repo)
+                hub_snapshot(rest)  # offline: the cache has it, or one line now
+            return StudentSpec("hf", repo=rest)
         if not path.exists():
-            raise TripostError(f"student {raw!r}: no such folder {path}")
+            raise TripostError(f"student {name}: no such folder {clip(str(path), 200, str)}")
         if not path.is_dir():
-            raise TripostError(f"student {raw!r}: {path} is not a folder (for a GGUF file use gguf:PATH)")
+            raise TripostError(f"student {name}: {path} is not a folder (for a GGUF file use gguf:PATH)")
         if not (path / "config.json").is_file():
-            raise TripostError(f"student {raw!r}: {path} has no config.json, not a transformers checkpoint")
+            raise TripostError(f"student {name}: {path} has no config.json, not a transformers checkpoint")
     else:
         if not path.exists():
-            raise TripostError(f"student {raw!r}: no such file {path}")
+            raise TripostError(f"student {name}: no such file {clip(str(path), 200, str)}")
         if not path.is_file():
-            raise TripostError(f"student {raw!r}: {path} is not a file")
+            raise TripostError(f"student {name}: {path} is not a file")
         with open(path, "rb") as f:
             magic = f.read(4)
         if magic != b"GGUF":
-            raise TripostError(f"student {raw!r}: {path} is not a GGUF file")
+            raise TripostError(f"student {name}: {path} is not a GGUF file")
     return StudentSpec(kind, path.resolve())

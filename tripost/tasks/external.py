@@ -26,7 +26,7 @@ from pathlib import Path
 
 from typing import Any
 
-from tripost.errors import InputError, TripostError
+from tripost.errors import InputError, TripostError, clip
 from tripost.jsonl import read_jsonl
 from tripost.tasks.base import SPLITS, SUBSETS, Problem, problem_id, split_of
 from tripost.tasks.registry import get_task
@@ -58,24 +58,40 @@ def _too_long(field: str, text: str, limit: int) -> TripostError:
     return TripostError(f"field {field!r} is {len(text):,} characters long, more than the {limit:,} accepted")
 
 
-def _clip(value: Any, n: int = 60) -> str:
-    """A value's repr short enough for a one-line error."""
-    text = repr(value)
-    return text if len(text) <= n else text[: n - 3] + "..."
-
-
 def _scalar(value: Any) -> bool:
     """A string or a number (not a boolean): what an id, a difficulty or an option may be."""
     return isinstance(value, str) or (isinstance(value, (int, float)) and not isinstance(value, bool))
 
 
+def check_text(record: dict[str, Any]) -> None:
+    """Every string of the record, keys and nested values included, is text:
+    JSON can spell a lone surrogate ("\\ud800"), which no UTF-8 file or
+    terminal can hold, so it would fail later, when the problem's id is
+    hashed or its first log line written. A `TripostError` naming the field."""
+    for field, top in record.items():
+        todo: list[Any] = [field, top]  # a walk, not a recursion: JSON may nest deeper than Python recurses
+        while todo:
+            value = todo.pop()
+            if isinstance(value, str):
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError as e:
+                    raise TripostError(f"field {clip(field)} holds a lone surrogate ({value[e.start]!r} at character {e.start}), "
+                                       f"which is not text; fix that escape in the row") from None
+            elif isinstance(value, list):
+                todo += value
+            elif isinstance(value, dict):
+                todo += [*value.keys(), *value.values()]
+
+
 def check_record(record: Any) -> None:
     """Raise a one-line `TripostError` for a record no family can take: not an
-    object, a loosely read field of the wrong type, or a field too long.
-    `question` and `answer` are typed by each family (the rules differ);
-    here only their length is bounded."""
+    object, a string that is not text (`check_text`), a loosely read field of
+    the wrong type, or a field too long. `question` and `answer` are typed by
+    each family (the rules differ); here only their length is bounded."""
     if not isinstance(record, dict):
         raise TripostError("a problem record must be a JSON object with 'question' and 'answer'")
+    check_text(record)
     for field, limit in (("question", MAX_QUESTION_CHARS), ("answer", MAX_ANSWER_CHARS), ("rationale", MAX_RATIONALE_CHARS)):
         value = record.get(field)
         if isinstance(value, str) and len(value) > limit:
@@ -149,9 +165,9 @@ def load_problems(path: str | Path, family: str) -> list[Problem]:
             raise InputError(str(path), str(e), lineno) from None
         subset = record.get("subset", "seen")
         if subset not in SUBSETS:
-            raise InputError(str(path), f"subset must be one of {', '.join(SUBSETS)}, got {_clip(subset)}", lineno)
+            raise InputError(str(path), f"subset must be one of {', '.join(SUBSETS)}, got {clip(subset)}", lineno)
         if "split" in record and record["split"] not in SPLITS:
-            raise InputError(str(path), f"split must be one of {', '.join(SPLITS)}, got {_clip(record['split'])}", lineno)
+            raise InputError(str(path), f"split must be one of {', '.join(SPLITS)}, got {clip(record['split'])}", lineno)
         # Never the split a command asks for: a row without one would be in every split (test rows trained on).
         rsplit = record_split(record, p.question)
         pid = record_id(record, family, p.question)
@@ -170,6 +186,7 @@ def problem_from_record(family: str, record: dict[str, Any], source: str, lineno
     `from_record`. A bad record is an `InputError` naming `source` and the
     line."""
     try:
+        check_text(record)  # a record from `tasks sample` skips the family's checks, not this one
         if record.get("meta") and record.get("family", family) == family and "answer" in record:
             return Problem.from_dict({**record, "family": family, "id": record.get("id", "")})
         if "answer" not in record:

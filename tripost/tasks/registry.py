@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib
 
-from tripost.errors import TripostError
+from tripost.errors import TripostError, clip
 from tripost.tasks.base import Task
 
 # name -> (module, class)
@@ -23,7 +23,7 @@ _cache: dict[str, Task] = {}
 
 def get_task(name: str) -> Task:
     if name not in _REGISTRY:
-        raise TripostError(f"unknown task family {name!r}; choose from {', '.join(FAMILIES)}")
+        raise TripostError(f"unknown task family {clip(name)}; choose from {', '.join(FAMILIES)}")
     if name not in _cache:
         module, cls = _REGISTRY[name]
         _cache[name] = getattr(importlib.import_module(module), cls)()

@@ -23,7 +23,7 @@ import random
 from pathlib import Path
 from typing import Sequence
 
-from tripost.errors import TripostError
+from tripost.errors import TripostError, clip
 from tripost.tasks.base import SPLITS, SUBSETS, Problem, sample_problems
 from tripost.tasks.external import load_problems
 from tripost.tasks.registry import get_task
@@ -69,9 +69,9 @@ def select_problems(
     if held_out and split == "train" and not allow_train:
         raise TripostError(TRAIN_SPLIT_REFUSAL)
     if split not in SPLITS:
-        raise TripostError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
+        raise TripostError(f"unknown split {clip(split)}; choose from {', '.join(SPLITS)}")
     if not subsets or any(s not in SUBSETS for s in subsets):
-        raise TripostError(f"subsets must name one or more of {', '.join(SUBSETS)}, got {list(subsets)}")
+        raise TripostError(f"subsets must name one or more of {', '.join(SUBSETS)}, got {clip(list(subsets))}")
     if n < 1:
         raise TripostError(f"the number of problems must be at least 1, got {n}")
     tasks = [get_task(f) for f in families]  # an unknown family fails before any file is read

@@ -20,7 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from tripost.errors import TripostError
+from tripost.errors import TripostError, clip
 from tripost.teachers.base import FeedbackReply, ImproveReply, Teacher, TeacherCall
 from tripost.teachers.options import TeacherOptions, add_teacher_flags
 
@@ -34,6 +34,26 @@ def default_cache_path() -> Path:
     from tripost.paths import tripost_home
 
     return tripost_home() / CACHE_FILE
+
+
+def check_teacher_spec(spec: str, *, batch: bool = False) -> tuple[str, str]:
+    """(kind, argument) of a teacher spec, or a one-line `TripostError`: the
+    spec's syntax and the options it cannot take, checked without building a
+    client, reading a key or loading a model, so `tripost run` can check it
+    before its first stage (a wrong spec was found when iteration 1's collect
+    began: after iteration 0 had trained and evaluated)."""
+    kind, _, arg = spec.strip().partition(":")
+    arg = arg.strip()
+    if kind == "scripted" and not arg:
+        return kind, arg
+    if kind in ("openai", "anthropic", "hf", "replay") and not arg:
+        example = {"openai": "openai:gpt-4o-mini", "anthropic": "anthropic:claude-3-5-haiku-latest", "hf": "hf:/path/to/model", "replay": "replay:run/log.jsonl"}[kind]
+        raise TripostError(f"teacher spec {clip(spec)} needs a {'path' if kind in ('hf', 'replay') else 'model'}, e.g. {example}")
+    if kind not in ("openai", "anthropic", "hf", "replay"):
+        raise TripostError(f"unknown teacher spec {clip(spec)}; expected one of: {', '.join(SPECS)}")
+    if batch and kind == "hf":  # before the model loads
+        raise TripostError("teacher.batch (--teacher-batch) needs an openai: or anthropic: teacher; an hf: teacher answers on this machine")
+    return kind, arg
 
 
 def make_teacher(
@@ -84,23 +104,15 @@ def make_teacher(
     `--teacher-*` flags) are `TeacherOptions` (options.py):
     `make_teacher(spec, **options.teacher_kwargs())`.
     """
-    kind, sep, arg = spec.strip().partition(":")
-    if kind == "scripted" and not arg:
+    kind, arg = check_teacher_spec(spec, batch=batch)
+    if kind == "scripted":
         from tripost.teachers.scripted import ScriptedTeacher
 
         return ScriptedTeacher()
-    if kind in ("openai", "anthropic", "hf", "replay") and not arg.strip():
-        example = {"openai": "openai:gpt-4o-mini", "anthropic": "anthropic:claude-3-5-haiku-latest", "hf": "hf:/path/to/model", "replay": "replay:run/log.jsonl"}[kind]
-        raise TripostError(f"teacher spec {spec!r} needs a {'path' if kind in ('hf', 'replay') else 'model'}, e.g. {example}")
     if kind == "replay":
         from tripost.teachers.replay import ReplayTeacher
 
-        return ReplayTeacher(arg.strip())
-    if kind not in ("openai", "anthropic", "hf"):
-        raise TripostError(f"unknown teacher spec {spec!r}; expected one of: {', '.join(SPECS)}")
-
-    if batch and kind == "hf":  # before the model loads
-        raise TripostError("teacher.batch (--teacher-batch) needs an openai: or anthropic: teacher; an hf: teacher answers on this machine")
+        return ReplayTeacher(arg)
 
     from tripost.teachers.cache import ResponseCache
     from tripost.teachers.prompted import PromptedTeacher
@@ -161,6 +173,6 @@ def make_teacher(
 
 
 __all__ = [
-    "FeedbackReply", "ImproveReply", "Teacher", "TeacherCall", "TeacherOptions", "make_teacher", "add_teacher_flags", "SPECS",
-    "default_cache_path",
+    "FeedbackReply", "ImproveReply", "Teacher", "TeacherCall", "TeacherOptions", "check_teacher_spec", "make_teacher", "add_teacher_flags",
+    "SPECS", "default_cache_path",
 ]
