@@ -1,12 +1,21 @@
 """The remote student engine (issue 19, item 4): a student behind an
 OpenAI-compatible completions API (`tripost serve-student`, as vLLM serves
 one), reached through the real `openai` SDK over loopback HTTP. The same
-calls give the same texts and scores as the in-process student."""
+calls give the same texts and scores as the in-process student.
+
+Issue 29, item 5: serve-student keeps vLLM's rules (at most 1,024 prompts a
+request, BOS added unless `add_special_tokens` is false, text offsets as vLLM
+computes them, `load_inplace`, unload, LoRA routes that can be off), and
+RemoteStudent works within them: chunks of at most 1,024, the flag sent as
+the student encodes, scores read by token id, one request per chunk of
+sequences, adapters reloaded in place and the previous one unloaded."""
 
 from __future__ import annotations
 
 import json
+import shutil
 
+import openai
 import pytest
 import torch
 
@@ -14,7 +23,8 @@ from tripost.cli import main
 from tripost.errors import TripostError
 from tripost.serve.student_server import start_student_server
 from tripost.student import SamplingParams, build_prompts, load_student
-from tripost.student.remote import KEY_ENV, load_remote_student
+from tripost.student.remote import KEY_ENV, MAX_COMPLETION_PROMPTS, adapter_name, load_remote_student
+from tripost.student.tokens import encode_continuation, encode_prompt
 from tripost.tasks import get_task, sample_problems
 
 TOKEN = "test-engine-token-0123456789"
@@ -149,7 +159,6 @@ def test_a_run_through_the_engine_equals_the_run_in_process(spec, monkeypatch, t
     by path (vLLM's /v1/load_lora_adapter); the run's logs and evaluations
     are the in-process run's."""
     from tripost.loop import Run, resolve_config
-    from tripost.student.remote import adapter_name
 
     monkeypatch.setenv("TRIPOST_HOME", str(tmp_path / "home"))
     overrides = [f"student.spec={spec}", "student.sample_precision=fp32", "tasks.n_train=4", "tasks.n_eval=2",
@@ -164,8 +173,9 @@ def test_a_run_through_the_engine_equals_the_run_in_process(spec, monkeypatch, t
         Run(tmp_path / "there", resolve_config(None, overrides + engine), progress=False).run()
         served = srv.service.models()
     there = tmp_path / "there"
-    # The base, then iteration 0's and iteration 1's adapters, each loaded once by path.
-    assert served == ["tiny", adapter_name(there / "it0" / "train"), adapter_name(there / "it1" / "train")]
+    # Each iteration's adapter loaded by path; iteration 0's unloaded once iteration 1's was loaded.
+    assert served == ["tiny", adapter_name(there / "it1" / "train")]
+    assert srv.service.counts["unloaded"] == 1
 
     def log(run: str) -> list:
         recs = [json.loads(x) for x in (tmp_path / run / "it1" / "collect" / "log.jsonl").read_text().splitlines()]
@@ -206,16 +216,187 @@ def test_serve_student_loads_adapters_at_runtime_and_refuses_bad_ones(spec, tmp_
     with start_student_server(load_student(spec, precision="fp32"), name="tiny", token=TOKEN) as srv:
         remote = load_remote_student(spec, srv.url, "tiny", api_key=TOKEN)
         before = [g.text for g in remote.greedy(["(1 + 2) ="], max_new_tokens=8)]
-        assert remote.use_adapter(folder).model == adapter_name_of(folder)
+        assert remote.use_adapter(folder).model == adapter_name(folder)
         assert [g.text for g in remote.greedy(["(1 + 2) ="], max_new_tokens=8)] == want != before
         # Loading it again (a resumed run) is fine; the base is still the base.
         load_remote_student(spec, srv.url, "tiny", api_key=TOKEN).use_adapter(folder)
         assert [g.text for g in load_remote_student(spec, srv.url, "tiny", api_key=TOKEN).greedy(["(1 + 2) ="], max_new_tokens=8)] == before
-        with pytest.raises(TripostError, match="no PEFT LoRA adapter there"):
+        with pytest.raises(TripostError, match=f"no LoRA adapter at {tmp_path} as the engine sees it"):
             remote.use_adapter(tmp_path)
 
 
-def adapter_name_of(folder):
-    from tripost.student.remote import adapter_name
+# ------------------------------------------------ vLLM's rules (issue 29, item 5) ---
 
-    return adapter_name(folder)
+
+def _completions(server) -> int:
+    return server.service.counts["completions"]
+
+
+def test_a_call_over_vllms_prompt_cap_goes_in_requests_of_at_most_1024(local, remote, server):
+    """vLLM refuses more than 1,024 prompts in one completions request
+    (VLLM_MAX_COMPLETION_PROMPTS); so does serve-student, in vLLM's error
+    shape. RemoteStudent sends a longer call as several requests, sampling
+    and scoring alike, and gets what the in-process student gets."""
+    n = MAX_COMPLETION_PROMPTS + 6
+    prompts = [f"{i} +" for i in range(n)]
+    client = openai.OpenAI(base_url=server.url, api_key=TOKEN, max_retries=0)
+    with pytest.raises(openai.BadRequestError) as e:
+        client.completions.create(model="tiny", prompt=prompts[: MAX_COMPLETION_PROMPTS + 1], max_tokens=1)
+    assert e.value.body == {"message": f"prompt list length {MAX_COMPLETION_PROMPTS + 1} exceeds the maximum allowed count "
+                                       f"of {MAX_COMPLETION_PROMPTS}. To increase this limit, start serve-student with a "
+                                       "larger --max-prompts.", "type": "BadRequestError", "param": "prompt", "code": 400}
+    # A list of token ids is one prompt, however long (vLLM counts it so).
+    assert client.completions.create(model="tiny", prompt=list(range(5, 5 + n)), max_tokens=1).choices[0].index == 0
+
+    before = _completions(server)
+    there = remote.greedy(prompts, max_new_tokens=1)
+    assert _completions(server) == before + 2
+    assert [g.text for g in there] == [g.text for g in local.greedy(prompts, max_new_tokens=1)]
+    assert [g.prompt_index for g in there] == list(range(n))
+    scores = remote.logprobs(prompts, [" 1"] * n)
+    assert _completions(server) == before + 4
+    for h, t in zip(local.logprobs(prompts, [" 1"] * n), scores):
+        assert t.n_tokens == h.n_tokens and t.sum == pytest.approx(h.sum, abs=1e-3)
+
+
+def test_scores_agree_where_a_character_splits_across_tokens(local, remote, server, prompts):
+    """The emoji is two tokens, neither a character on its own: vLLM's
+    text_offset (each token decoded alone, offsets their running length)
+    puts every later token past where it is, which is how scoring by text
+    offsets drifted. Scores now come by token id: the same tokens here and
+    there, whatever the text, in one request for all the sequences."""
+    tok = local.tokenizer
+    assert len(encode_continuation(tok, "🙂")) == 2
+    client = openai.OpenAI(base_url=server.url, api_key=TOKEN, max_retries=0)
+    echoed = client.completions.create(model="tiny", prompt="a🙂b", max_tokens=0, echo=True, logprobs=0).choices[0]
+    assert echoed.text == "a🙂b" and echoed.logprobs.tokens[-1] == "b"
+    assert echoed.logprobs.text_offset[-1] != "a🙂b".index("b")  # vLLM's offsets: past the "b"
+    by_id = client.completions.create(model="tiny", prompt="a🙂b", max_tokens=0, echo=True, logprobs=0,
+                                      extra_body={"return_tokens_as_token_ids": True}).choices[0]
+    assert by_id.logprobs.tokens == [f"token_id:{t}" for t in tok("a🙂b", add_special_tokens=False)["input_ids"]]
+
+    # Continuations with split characters, and prompts that end where the continuation would join their last
+    # token ("The caf" + "é 🙂", "x " + "🙂": other tokens together than apart). The empty one is 0 tokens.
+    ps = [*prompts, prompts[0] + "The caf", prompts[1] + "x "]
+    conts = ["(1) 🙂 + é = 🙂🙂.", " 🙂 naïve", "", "é 🙂", "🙂"]
+    for p, c in zip(ps[3:], conts[3:]):
+        assert encode_prompt(tok, p + c) != encode_prompt(tok, p) + encode_continuation(tok, c)
+    for eos in (False, True):
+        before = _completions(server)
+        there = remote.logprobs(ps, conts, append_eos=eos)
+        assert _completions(server) == before + 1  # one request for all the sequences
+        here = local.logprobs(ps, conts, append_eos=eos)
+        for h, t in zip(here, there):
+            assert t.n_tokens == h.n_tokens and len(t.token_logprobs) == h.n_tokens
+            assert t.token_logprobs == pytest.approx(h.token_logprobs, abs=1e-3)
+            assert t.sum == pytest.approx(h.sum, abs=1e-3) and t.mean == pytest.approx(h.mean, abs=1e-3)
+
+
+@pytest.fixture(scope="module")
+def bos_spec(tmp_path_factory):
+    """A tiny model whose tokenizer adds a BOS (as Llama's do; SmolLM2's adds
+    none) and whose greedy text depends on the prompt."""
+    from tokenizers.processors import TemplateProcessing
+    from transformers import AutoTokenizer
+
+    from tripost.student import build_tiny_model
+
+    path = build_tiny_model(tmp_path_factory.mktemp("bos"), init_std=0.5, tie_embeddings=False, seed=1)
+    tok = AutoTokenizer.from_pretrained(str(path))
+    bos = tok.bos_token
+    tok.backend_tokenizer.post_processor = TemplateProcessing(single=f"{bos} $A", pair=f"{bos} $A {bos} $B",
+                                                              special_tokens=[(bos, tok.bos_token_id)])
+    tok.save_pretrained(str(path))
+    assert AutoTokenizer.from_pretrained(str(path))("hi")["input_ids"][0] == tok.bos_token_id
+    return f"hf:{path}"
+
+
+def test_add_special_tokens_is_sent_as_the_student_encodes(bos_spec):
+    """vLLM tokenizes a text prompt with add_special_tokens, true unless
+    sent: a BOS-adding tokenizer then puts a second BOS before a chat
+    template that spells its own. serve-student does the same, so a client
+    that leaves the flag out is seen; RemoteStudent sends it per request,
+    false before a templated prompt and true before a raw one, as the
+    in-process student encodes them, and samples what it samples."""
+    student = load_student(bos_spec, precision="fp32")
+    tok = student.tokenizer
+    templated = build_prompts(tok, ["(1 + 2) =", "(3 - 5) ="])
+    raw = ["(1 + 2) =", "7 * 8 ="]
+    assert templated[0].startswith(tok.bos_token) and not raw[0].startswith(tok.bos_token)
+    with start_student_server(load_student(bos_spec, precision="fp32"), name="tiny", token=TOKEN) as srv:
+        client = openai.OpenAI(base_url=srv.url, api_key=TOKEN, max_retries=0)
+        once = encode_prompt(tok, templated[0])
+        assert once[0] == tok.bos_token_id != once[1]
+        twice = client.completions.create(model="tiny", prompt=templated[0], max_tokens=0, echo=True, logprobs=0)
+        assert twice.usage.prompt_tokens == len(once) + 1
+        assert twice.choices[0].logprobs.tokens[:2] == [tok.bos_token, tok.bos_token]
+        sent = client.completions.create(model="tiny", prompt=templated[0], max_tokens=1, extra_body={"add_special_tokens": False})
+        assert sent.usage.prompt_tokens == len(once)
+
+        remote = load_remote_student(bos_spec, srv.url, "tiny", api_key=TOKEN)
+        for batch in (templated, raw, [templated[0], raw[0], templated[1]]):
+            want = [g.text for g in student.greedy(batch, max_new_tokens=8)]
+            assert [g.text for g in remote.greedy(batch, max_new_tokens=8)] == want
+        params = SamplingParams(n=2, temperature=1.0, max_new_tokens=6, seed=3)
+        assert ([[g.text for g in row] for row in remote.sample(templated, params)]
+                == [[g.text for g in row] for row in student.sample(templated, params)])
+        for h, t in zip(student.logprobs(raw + templated, ["3", " 12"] * 2), remote.logprobs(raw + templated, ["3", " 12"] * 2)):
+            assert t.n_tokens == h.n_tokens and t.sum == pytest.approx(h.sum, abs=1e-3)
+
+
+def test_an_adapter_retrained_at_its_path_is_reloaded_and_the_previous_one_unloaded(spec, tmp_path, random_lora):
+    """vLLM keeps serving the weights it read for a name unless the load
+    says `load_inplace`; RemoteStudent says so, and unloads the adapter this
+    process had the engine load before (the previous iteration's). A student
+    still naming an unloaded adapter has it loaded again."""
+    first, other = tmp_path / "it1", tmp_path / "it2"
+    random_lora(spec, first)
+    random_lora(spec, other)
+    prompt = ["(1 + 2) ="]
+
+    def want(folder):
+        return [g.text for g in load_student(spec, precision="fp32", adapter=folder).greedy(prompt, max_new_tokens=8)]
+
+    def there(student):
+        return [g.text for g in student.greedy(prompt, max_new_tokens=8)]
+
+    with start_student_server(load_student(spec, precision="fp32"), name="tiny", token=TOKEN) as srv:
+        base = load_remote_student(spec, srv.url, "tiny", api_key=TOKEN)
+        base_text = there(base)
+        old = want(first)
+        assert there(load_remote_student(spec, srv.url, "tiny", api_key=TOKEN).use_adapter(first)) == old
+        # vLLM's answer to a second load without load_inplace:
+        client = openai.OpenAI(base_url=srv.url, api_key=TOKEN, max_retries=0)
+        with pytest.raises(openai.BadRequestError, match="has already been loaded. If you want to load the adapter in place"):
+            client.post("/load_lora_adapter", body={"lora_name": adapter_name(first), "lora_path": str(first)}, cast_to=str)
+        shutil.rmtree(first)
+        random_lora(spec, first)  # retrained at the same path
+        new = want(first)
+        assert new != old
+        again = load_remote_student(spec, srv.url, "tiny", api_key=TOKEN).use_adapter(first)
+        assert there(again) == new and srv.service.models() == ["tiny", adapter_name(first)]
+
+        nxt = load_remote_student(spec, srv.url, "tiny", api_key=TOKEN).use_adapter(other)
+        assert srv.service.models() == ["tiny", adapter_name(other)]  # the previous one unloaded
+        assert there(nxt) == want(other) and there(base) == base_text
+        assert there(again) == new  # loaded again by the student that names it
+        assert srv.service.models() == ["tiny", adapter_name(other), adapter_name(first)]
+        with pytest.raises(openai.NotFoundError, match="The lora adapter 'nope' cannot be found"):
+            client.post("/unload_lora_adapter", body={"lora_name": "nope"}, cast_to=str)
+        for name in (adapter_name(other), adapter_name(first)):  # the last one's going leaves the plain base
+            assert client.post("/unload_lora_adapter", body={"lora_name": name}, cast_to=str) == \
+                f"Success: LoRA adapter '{name}' removed successfully."
+        assert not srv.service.student.has_lora and there(base) == base_text
+        assert there(load_remote_student(spec, srv.url, "tiny", api_key=TOKEN).use_adapter(other)) == want(other)
+
+
+def test_a_load_route_that_is_not_there_says_runtime_lora_loading_is_off(spec, tmp_path, random_lora):
+    """vLLM serves the LoRA routes only with VLLM_ALLOW_RUNTIME_LORA_UPDATING
+    (404 otherwise); serve-student can be started so. The 404 is one line
+    saying how to turn it on, told apart from vLLM's 404 for a folder with
+    no adapter."""
+    folder = random_lora(spec, tmp_path / "it1")
+    with start_student_server(load_student(spec, precision="fp32"), name="tiny", token=TOKEN, runtime_lora=False) as srv:
+        with pytest.raises(TripostError, match=r"^engine http://127\.0\.0\.1:\d+/v1: runtime LoRA loading is off \(start vLLM "
+                                               r"with VLLM_ALLOW_RUNTIME_LORA_UPDATING=True and --enable-lora\)$"):
+            load_remote_student(spec, srv.url, "tiny", api_key=TOKEN).use_adapter(folder)

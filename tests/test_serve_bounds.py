@@ -32,7 +32,8 @@ BAD_LENGTHS = ("-1", "abc", "1e3", "+5", " ", "0x10")
 def _request(addr, method: str, path: str, headers: list[tuple[str, str]] | None = None, body: bytes = b"",
              *, token: str | None = TOKEN, timeout: float = CLIENT_TIMEOUT) -> tuple[int, dict[str, str], dict]:
     """Send exactly these bytes (the Content-Length header is the caller's),
-    read the answer: (status, headers, JSON body)."""
+    read the answer: (status, headers, JSON body; a plain-text body, as
+    vLLM's LoRA routes answer 200, as {"text": ...})."""
     lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1"]
     if token is not None:
         lines.append(f"Authorization: Bearer {token}")
@@ -42,7 +43,10 @@ def _request(addr, method: str, path: str, headers: list[tuple[str, str]] | None
         resp = http.client.HTTPResponse(sock, method=method)
         resp.begin()
         data = resp.read()
-        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, json.loads(data or b"{}")
+        headers = {k.lower(): v for k, v in resp.getheaders()}
+        if headers.get("content-type", "").startswith("text/plain"):
+            return resp.status, headers, {"text": data.decode()}
+        return resp.status, headers, json.loads(data or b"{}")
 
 
 def _post_json(addr, path: str, payload: dict, *, token: str | None = TOKEN) -> tuple[int, dict]:
@@ -275,23 +279,33 @@ def test_student_lengths_are_checked_after_the_token_and_before_reading(student_
     ({"n": 100000, "temperature": 1.0}, "n 100000 is over this server's limit of 128"),
     ({"max_tokens": 1e9}, "max_tokens 1000000000 is over this server's limit of 2048 .the model's context"),
     ({"max_tokens": 2049}, "max_tokens 2049 is over"),
-    ({"prompt": ["a"] * 4097}, "4097 prompts in one request; this server takes at most 4096"),
+    ({"prompt": ["a"] * 1025}, "prompt list length 1025 exceeds the maximum allowed count of 1024"),  # vLLM's cap
+    ({"prompt": [[1]] * 1025}, "prompt list length 1025 exceeds"),
+    ({"prompt": [1, 2**40]}, "token id 1099511627776 is out of vocabulary"),
+    ({"prompt": ["a", [1]]}, "prompt: a string, a list of strings, a list of token ids"),
     ({"prompt": ["a"] * 100, "n": 128, "max_tokens": 2048}, "asks for up to 26214400 tokens"),
     ({"n": 1.5}, "n must be a whole number"),
     ({"n": 0}, "n must be at least 1"),
     ({"max_tokens": "16"}, "max_tokens must be a whole number"),
     ({"temperature": float("nan")}, "temperature must be a finite number"),
     ({"stop": ["x"] * 17}, "stop: at most 16 strings"),
-    ({"echo": True, "logprobs": 0, "prompt": "a " * 3000}, "prompt 0 is .* tokens, over the 2048 this server scores"),
+    ({"echo": True, "logprobs": 0, "max_tokens": 0, "prompt": "a " * 3000}, "prompt 0 is .* tokens, over the 2048 this server scores"),
+    ({"prompt_logprobs": 0, "prompt": ["a", "a " * 3000]}, "prompt 1 is .* tokens, over the 2048 this server scores"),
+    ({"prompt_logprobs": 21}, "prompt_logprobs 21 is over this server's limit of 20"),
+    ({"logprobs": 1}, "no log-probabilities of generated tokens"),
+    ({"max_tokens": 0}, "max_tokens must be at least 1"),
+    ({"add_special_tokens": "no"}, "add_special_tokens must be true or false"),
 ])
 def test_student_bounds_n_max_tokens_and_prompt_count(student_server, payload, match):
     """Item 3: n=100000 held the model for minutes, max_tokens=1e9 tried a
-    576 GB allocation. Now each is a 400 before the model is touched."""
+    576 GB allocation. Now each is a 400 before the model is touched. The
+    prompt count is capped at vLLM's 1,024 (issue 29, item 5)."""
     import re
 
     addr = student_server.httpd.server_address[:2]
     status, body = _post_json(addr, "/v1/completions", {"model": "tiny", "prompt": PROMPT, **payload})
     assert status == 400 and re.search(match, _message(body)), body
+    assert _kind(body) == "BadRequestError" and body["error"]["code"] == 400  # vLLM's error shape
 
 
 def test_a_request_whose_client_went_away_stops_and_frees_the_model(student_server):
