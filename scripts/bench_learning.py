@@ -18,8 +18,9 @@ self-improvement (tripost.evaluate), seed and settings:
                 true`, as many gold examples as non-improvement examples, the
                 setting TriPosT's own iterations run with)
   tripost-demo  TriPosT's learn-from-demonstrations ablation: one iteration
-                from sft-gold on wrong attempts the task family makes from the
-                gold rationales, with the teacher's feedback and fix, no
+                from sft-gold on the teacher's attempts (with this benchmark's
+                scripted teacher: wrong attempts the task family makes from
+                the gold rationales), with the teacher's feedback and fix, no
                 student attempt (`collect.source=demo`, tripost.sources.demo);
                 otherwise as tripost-t1, except that its feedback is trained at
                 weight 1.0 (`train.feedback_weight=1.0`), as the authors'

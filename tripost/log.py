@@ -62,10 +62,11 @@ class LogRecord:
     # `guided` (a guided round of Guided Self-Improvement; `guide` says how),
     # `self_verified` (the student's own samples kept or weighed by its own
     # verifier, no gold answer: Song et al. 2024; tripost.sources.selfverify),
-    # `demo` (a wrong attempt the task family makes from the gold rationale,
-    # corrected by the teacher, no student attempt: TriPosT's
+    # `demo` (the LLM teacher's own attempt at temperature 1.0, or with the
+    # scripted teacher a wrong attempt the task family makes from the gold
+    # rationale, corrected by the teacher, no student attempt: TriPosT's
     # learn-from-demonstrations ablation; `guide` holds the first wrong step,
-    # tripost.sources.demo).
+    # or the teacher attempt's sample and temperature; tripost.sources.demo).
     source: str = "teacher"
     guide: dict[str, Any] | None = None
     # Whether a check (the gold answer, the teacher) stands behind `kind`. An

@@ -13,9 +13,10 @@ one file per source:
                student rarely solves (guided.py)
     self_verified  the student's own samples kept (or weighed) by its own
                verifier, no gold answer: Song et al. 2024 (selfverify.py)
-    demo       TriPosT's ablation: wrong attempts the task family makes from
-               the gold rationale (a mistake carried to a wrong answer),
-               fixed by the teacher, no student attempt (demo.py)
+    demo       TriPosT's ablation: attempts the LLM teacher samples at
+               temperature 1.0 (with the scripted teacher: wrong attempts the
+               task family makes from the gold rationale), fixed by the
+               teacher, no student attempt (demo.py)
 
 docs/design.md ("How to add … a data source") says how to add one.
 """

@@ -20,7 +20,7 @@ SOURCES = {
     "sharpen": "tripost.sources.sharpen:SharpenSource",  # the student's best-of-N by its own likelihood
     "guided": "tripost.sources.guided:GuidedSource",  # Guided Self-Improvement for the hard tail
     "self_verified": "tripost.sources.selfverify:SelfVerifiedSource",  # kept or weighed by the student's own verifier (Song et al. 2024)
-    "demo": "tripost.sources.demo:DemoSource",  # TriPosT's ablation: family-made wrong attempts fixed by the teacher, no student attempt
+    "demo": "tripost.sources.demo:DemoSource",  # TriPosT's ablation: the LLM teacher's own attempts (or, with the scripted teacher, family-made wrong ones) fixed by the teacher, no student attempt
 }
 SOURCE_NAMES = tuple(SOURCES)
 
