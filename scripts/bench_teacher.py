@@ -46,7 +46,7 @@ from tripost.student.hardware import machine_card  # noqa: E402
 from tripost.tasks import get_task, sample_problems  # noqa: E402
 from tripost.teachers import make_teacher  # noqa: E402
 from tripost.teachers.scripted import ScriptedTeacher  # noqa: E402
-from tripost.teachers.usage import DEFAULT_PRICES  # noqa: E402
+from tripost.teachers.usage import database_price  # noqa: E402
 
 FAMILIES = ("arithmetic", "word_sorting", "date_understanding", "logical_deduction")
 COMMAND = ".venv/bin/python scripts/bench_teacher.py"
@@ -143,13 +143,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--batch-latency", type=float, default=2.0,
                     help="seconds serve-teacher holds a batch before answering it (default 2; providers take minutes to hours)")
-    ap.add_argument("--price-as", default="gpt-4o-mini", choices=sorted(DEFAULT_PRICES),
-                    help="bill the scripted model at this model's list prices (default gpt-4o-mini)")
+    ap.add_argument("--price-as", default="gpt-4o-mini",
+                    help="bill the scripted model at this OpenAI model's list prices, from the price database (default gpt-4o-mini)")
     ap.add_argument("--no-write", action="store_true", help="print only; do not write docs/benchmarks/")
     args = ap.parse_args(argv)
 
     items = requests(args.requests)
-    prices = {"scripted": asdict(DEFAULT_PRICES[args.price_as])}
+    price = database_price("openai", args.price_as)
+    if price is None:
+        ap.error(f"--price-as {args.price_as}: the price database has no OpenAI model of that name")
+    prices = {"scripted": {k: v for k, v in asdict(price).items() if v is not None}}
     proc, url = start_server(args.latency, args.batch_latency)
     try:
         with tempfile.TemporaryDirectory() as tmp:

@@ -36,7 +36,8 @@ def _requests(n: int = 4):
     attempts and on a gold rationale, and one improve request."""
     task = get_task("arithmetic")
     problems = sample_problems(task, n=n, seed=3)
-    t = make_teacher("openai:scripted", cache=False, api_key="sk-none-000000")
+    # No temperature (the provider's default): the same requests go to both providers' batch routes.
+    t = make_teacher("openai:scripted", cache=False, api_key="sk-none-000000", temperature=None)
     try:
         out = []
         for i, p in enumerate(problems[:-1]):
@@ -56,13 +57,13 @@ def openai_body(req) -> dict:
 
 
 def anthropic_params(req) -> dict:
+    """A batch item's params as the teacher sends them (no sampling parameters
+    under the pinned SDK's API version; the prefix cached for an hour)."""
     t = make_teacher("anthropic:scripted", cache=False, api_key="sk-ant-none-000000")
     try:
-        params = t.backend.build_params(req)
+        return t.backend.batch_params(req)
     finally:
         t.close()
-    params.update(params.pop("extra_body"))
-    return params
 
 
 NO_BLOCK_OPENAI = {"model": "scripted", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 20}
@@ -118,10 +119,8 @@ def anthropic_batch(ac, params_list, ids=None):
 
 
 def live_message(ac, params: dict):
-    """The live /v1/messages answer to a batch item's params (the SDK takes temperature as extra_body)."""
-    params = dict(params)
-    temperature = params.pop("temperature")
-    return ac.messages.create(**params, extra_body={"temperature": temperature})
+    """The live /v1/messages answer to a batch item's params."""
+    return ac.messages.create(**params)
 
 
 def stats(srv) -> dict:
@@ -454,3 +453,56 @@ def test_batch_fault_options_are_validated_and_passed_through():
     f = faults_from(p.parse_args(["--batch-latency", "2.5", "--batch-expire-rate", "0.25", "--seed", "9"]))
     assert (f.batch_latency, f.batch_expire_rate, f.seed) == (2.5, 0.25, 9)
     assert (faults_from(p.parse_args([])).batch_latency, faults_from(p.parse_args([])).batch_expire_rate) == (0.0, 0.0)
+
+
+def test_batch_items_follow_the_providers_sampling_rules():
+    """Issue 29: a Message Batch created under anthropic-version 2026-10-21
+    (the pinned SDK's) errors each item that carries temperature, top_p or
+    top_k, 400, as the API does; one created under 2023-06-01 answers it.
+    An OpenAI batch item for a reasoning model errors on a temperature other
+    than 1 and on max_tokens."""
+    good = anthropic_params(REQUESTS[0])
+    with serve() as srv:
+        oc, ac = clients(srv)
+        sampled = [{**good, "temperature": 1.0}, {**good, "top_p": 0.5}, {**good, "top_k": 3}, good]
+        b = wait_anthropic(ac, anthropic_batch(ac, sampled).id)
+        results = {r.custom_id: r.result for r in ac.messages.batches.results(b.id)}
+        for i, name in enumerate(("temperature", "top_p", "top_k")):
+            r = results[f"req-{i}"]
+            assert r.type == "errored" and r.error.error.type == "invalid_request_error"
+            assert r.error.error.message == f"{name}: Extra inputs are not permitted"
+        assert results["req-3"].type == "succeeded"
+        old = anthropic.Anthropic(base_url=srv.url, api_key=srv.token, max_retries=0, timeout=10,
+                                  default_headers={"anthropic-version": "2023-06-01"})
+        b = wait_anthropic(old, anthropic_batch(old, sampled[:1]).id)
+        assert [r.result.type for r in old.messages.batches.results(b.id)] == ["succeeded"]
+
+        reasoning = {**openai_body(REQUESTS[0]), "model": "gpt-5-mini"}
+        del reasoning["temperature"]
+        bodies = [{**reasoning, "temperature": 0}, {**reasoning, "temperature": 1}, reasoning,
+                  {**{k: v for k, v in reasoning.items() if k != "max_completion_tokens"}, "max_tokens": 20}]
+        b = wait_openai(oc, openai_batch(oc, bodies).id)
+        out = {x["custom_id"]: x for x in lines(oc, b.output_file_id)}
+        err = {x["custom_id"]: x for x in lines(oc, b.error_file_id)}
+        assert sorted(out) == ["req-1", "req-2"] and sorted(err) == ["req-0", "req-3"]
+        assert err["req-0"]["response"]["status_code"] == 400
+        assert err["req-0"]["response"]["body"]["error"]["code"] == "unsupported_value"
+        assert err["req-3"]["response"]["body"]["error"]["param"] == "max_tokens"
+
+
+def test_anthropic_batch_items_write_the_prompt_cache_for_an_hour():
+    """The teacher marks a batch item's prefix with the 1-hour TTL; the
+    server reports the writes under ephemeral_1h_input_tokens, as the API
+    does, and the usage bucket keeps them apart for their price."""
+    from tripost.teachers.chat import Usage
+
+    params = anthropic_params(REQUESTS[0])
+    marks = [b["cache_control"] for m in params["messages"] for b in m["content"] if "cache_control" in b]
+    assert marks == [{"type": "ephemeral", "ttl": "1h"}]
+    with start_server(ScriptedTeacher(), token=TOKEN, cache_min_tokens=0) as srv:
+        _, ac = clients(srv)
+        b = wait_anthropic(ac, anthropic_batch(ac, [params, params]).id)
+        usages = [r.result.message.usage for r in ac.messages.batches.results(b.id)]
+    first, second = (Usage.from_anthropic(u) for u in usages)
+    assert first.cache_write_tokens > 0 and first.cache_write_1h_tokens == first.cache_write_tokens
+    assert second.cache_read_tokens == first.cache_write_tokens and second.cache_write_tokens == 0

@@ -150,10 +150,12 @@ def test_sdk_teacher_equals_scripted_for_every_family(sdk, server):
 # ------------------------------------------------------ faults and caching ---
 
 
-def test_prompt_caching_needs_a_prefix_as_long_as_the_providers_minimum(monkeypatch):
+def test_prompt_caching_needs_a_prefix_as_long_as_the_providers_minimum(monkeypatch, capsys):
     """Issue 19, item 3: the Anthropic backend marks a shared prefix only when
     it is long enough to be cached, and serve-teacher, like the APIs, caches
-    no prefix below its minimum, marked or not."""
+    no prefix below its minimum, marked or not. Issue 29: a model the table
+    of minimums does not know is marked, and a marked prefix the provider
+    cached none of (cache_creation_input_tokens 0) is one warning."""
     import dataclasses
 
     from tripost.teachers.anthropic_chat import AnthropicChat, cache_minimum, prefix_tokens
@@ -163,16 +165,20 @@ def test_prompt_caching_needs_a_prefix_as_long_as_the_providers_minimum(monkeypa
     backend = AnthropicChat("claude-sonnet-4-5")
     t = teacher("anthropic")
     try:
-        reqs = {name: t.build_request("feedback", p, a) for name, (p, a) in (("short", short[0]), ("long", long[0]))}
+        built = {name: t.build_request("feedback", p, a) for name, (p, a) in (("short", short[0]), ("long", long[0]))}
     finally:
         t.close()
+    reqs = {name: dataclasses.replace(r, model="claude-sonnet-4-5") for name, r in built.items()}
     assert cache_minimum("claude-3-5-haiku-20241022") == 2048 and cache_minimum("claude-sonnet-4-5") == 1024
+    assert cache_minimum("claude-haiku-5-5") == cache_minimum("claude-opus-4-7") == 0  # newer than the table: marked
+    assert AnthropicChat("scripted").caches(built["short"])
     assert prefix_tokens(reqs["short"]) < 1024 <= prefix_tokens(reqs["long"])
     marked = lambda params: "cache_control" in json.dumps(params)  # noqa: E731
     assert not marked(backend.build_params(reqs["short"])) and marked(backend.build_params(reqs["long"]))
     haiku = dataclasses.replace(reqs["long"], model="claude-3-5-haiku-latest")  # its minimum is 2,048
     assert not marked(AnthropicChat("claude-3-5-haiku-latest").build_params(haiku))
     # The server at the real minimum: repeats of a short prefix are never cache reads, for either SDK.
+    capsys.readouterr()
     with serve() as srv:
         point_at(monkeypatch, srv)
         for sdk in SDKS:
@@ -183,6 +189,9 @@ def test_prompt_caching_needs_a_prefix_as_long_as_the_providers_minimum(monkeypa
                 assert entry.cache_read_tokens == 0 and entry.cache_write_tokens == 0 and entry.input_tokens > 0
             finally:
                 t.close()
+    # The Anthropic teacher marked them ("scripted" is not in the table) and the server cached none: said once.
+    warned = [line for line in capsys.readouterr().err.splitlines() if "cached none of a prompt prefix" in line]
+    assert len(warned) == 1 and warned[0].startswith("tripost: warning: anthropic model 'scripted'"), warned
     # With the minimum at 0 the same short prefix is cached once asked for (OpenAI: always; Anthropic: when marked).
     with serve(cache_min_tokens=0) as srv:
         point_at(monkeypatch, srv)

@@ -79,6 +79,9 @@ def test_request_key_covers_what_changes_the_answer_and_nothing_else():
     assert k != _req(model="m2").key("openai")
     assert k != _req(messages=(ChatMessage("user", "hi!"),)).key("openai")
     assert k != _req(temperature=0.5).key("openai")
+    # No temperature (the provider's default) is recorded as such, not as a number.
+    assert _req().canonical("openai")["temperature"] == "provider default"
+    assert k != _req(temperature=1.0).key("openai") != _req(temperature=0.0).key("openai")
     assert k != _req(sample_index=1).key("openai")
     assert k != _req(max_tokens=7).key("openai")
     # cache_prefix is a transport hint: same answer, same key
@@ -109,15 +112,19 @@ def test_usage_buckets_per_provider():
     assert (o + a).cache_read_tokens == 120
     assert o.buckets() == {"input": 40, "output": 7, "cache_read": 60, "cache_write": 0}
     assert Usage.from_dict(o.to_dict()) == o
+    # Anthropic splits cache writes by TTL; the 1-hour ones are priced apart.
+    one_hour = Usage.from_anthropic({"input_tokens": 4, "output_tokens": 1, "cache_read_input_tokens": 0, "cache_creation_input_tokens": 9,
+                                     "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 9}})
+    assert one_hour == Usage(4, 1, 0, 9, 9) and one_hour.buckets()["cache_write_1h"] == 9
+    assert Usage.from_dict(one_hour.to_dict()) == one_hour and (one_hour + a).cache_write_1h_tokens == 9
 
 
 def test_prices_and_ledger():
     table = PriceTable({"my-model": {"input": 1.0, "output": 2.0, "cache_read": 0.1, "cache_write": 1.25}})
     u = Usage(input_tokens=1_000_000, output_tokens=500_000, cache_read_tokens=2_000_000, cache_write_tokens=0)
-    assert table.cost("my-model-2025", u) == pytest.approx(1.0 + 1.0 + 0.2)
-    assert table.cost("unknown-model", u) == 0.0
-    assert table.lookup("claude-3-5-haiku-20241022") is table.prices["claude-3-5-haiku"]
-    assert table.lookup("gpt-4o-mini-2024") is table.prices["gpt-4o-mini"]  # longest prefix wins over gpt-4o
+    assert table.cost("openai", "my-model-2025", u) == pytest.approx(1.0 + 1.0 + 0.2)
+    assert table.cost("openai", "unknown-model", u) == 0.0 and not table.priced("openai", "unknown-model")
+    assert table.override("my-model-2025") is table.prices["my-model"]
     ledger = Ledger(table)
     c1 = ledger.record("openai", "my-model", u, retries=2, retry_reasons={"http_429": 2})
     c2 = ledger.record("openai", "my-model", u, cached=True)
@@ -130,13 +137,54 @@ def test_prices_and_ledger():
     assert ledger.entry("openai", "nobody-prices-this").priced is False
 
 
+MILLION = 1_000_000
+
+
+def test_prices_come_from_the_price_database():
+    """Issue 29, item 3: list, cache and batch prices from genai-prices, for
+    both providers, dated and aliased ids matched to their model; nothing
+    hand-kept to go stale (Opus 4.5 lists at $5/$25, not Opus 4's $15/$75)."""
+    table = PriceTable()
+    m = Usage(input_tokens=MILLION, output_tokens=MILLION)
+    assert table.cost("anthropic", "claude-opus-4-5", m) == pytest.approx(5 + 25)
+    assert table.cost("anthropic", "claude-opus-4-5", m, batched=True) == pytest.approx((5 + 25) / 2)
+    assert table.cost("anthropic", "claude-haiku-4-5-20251001", m) == pytest.approx(1 + 5)  # a dated id finds its model
+    assert table.cost("openai", "gpt-4o-mini", m) == pytest.approx(0.15 + 0.60)
+    assert table.cost("openai", "gpt-4o-mini", m, batched=True) == pytest.approx((0.15 + 0.60) / 2)
+    # Cache reads and the two TTLs of cache writes at their own prices (Opus 4.5: 0.5, 6.25 for 5 minutes, 10 for an hour).
+    cached = Usage(input_tokens=0, output_tokens=0, cache_read_tokens=MILLION, cache_write_tokens=2 * MILLION, cache_write_1h_tokens=MILLION)
+    assert table.cost("anthropic", "claude-opus-4-5", cached) == pytest.approx(0.5 + 6.25 + 10)
+    assert table.cost("anthropic", "claude-opus-4-5", cached, batched=True) == pytest.approx((0.5 + 6.25 + 10) / 2)
+    # Unknown to the database: unpriced, never guessed; a local backend is never billed.
+    assert not table.priced("openai", "scripted") and table.cost("openai", "scripted", m) == 0.0
+    assert not table.priced("hf", "gpt-4o-mini")
+    assert table.priced("anthropic", "claude-sonnet-4-6") and table.priced("openai", "gpt-5.4-mini")
+    from tripost.teachers.usage import database_price
+
+    assert (database_price("anthropic", "claude-opus-4-5").input, database_price("anthropic", "claude-opus-4-5").output) == (5.0, 25.0)
+    assert database_price("openai", "no-such-model") is None
+
+
+def test_a_prices_file_is_laid_over_the_database():
+    m = Usage(input_tokens=MILLION, output_tokens=MILLION)
+    table = load_prices({"claude-opus-4-5": {"input": 1.0, "output": 2.0}, "scripted": {"input": 0.5, "output": 0.5}})
+    assert table.cost("anthropic", "claude-opus-4-5-20251101", m) == pytest.approx(3.0)  # the user's price wins
+    assert table.cost("anthropic", "claude-opus-4-5", m, batched=True) == pytest.approx(1.5)  # at the providers' 50%
+    assert table.cost("openai", "scripted", m) == pytest.approx(1.0) and table.priced("openai", "scripted")
+    assert table.cost("anthropic", "claude-sonnet-4-6", m) == pytest.approx(3 + 15)  # the rest from the database
+    # An override's 1-hour writes: its own price, else twice its input price (Anthropic's rate).
+    one_hour = Usage(cache_write_tokens=MILLION, cache_write_1h_tokens=MILLION)
+    assert table.cost("openai", "scripted", one_hour) == pytest.approx(1.0)
+    assert load_prices({"x": {"input": 1.0, "cache_write_1h": 3.0}}).cost("openai", "x", one_hour) == pytest.approx(3.0)
+
+
 def test_price_overrides_from_files(tmp_path):
     toml = tmp_path / "run.toml"
     toml.write_text('[prices."gpt-4o"]\ninput = 1.0\noutput = 3.0\n')
-    assert load_prices(toml).lookup("gpt-4o").output == 3.0
+    assert load_prices(toml).override("gpt-4o").output == 3.0
     js = tmp_path / "p.json"
     js.write_text(json.dumps({"x": {"input": 0.5}}))
-    assert load_prices(js).lookup("x").input == 0.5
+    assert load_prices(js).override("x").input == 0.5
     with pytest.raises(TripostError, match="unknown field"):
         load_prices({"x": {"inputs": 1}})
     with pytest.raises(TripostError, match="negative"):
@@ -446,9 +494,9 @@ def test_make_teacher_specs(monkeypatch, tmp_path):
     for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL"):
         monkeypatch.delenv(var, raising=False)
     with pytest.raises(TripostError, match="OPENAI_API_KEY"):
-        make_teacher("openai:gpt-4o-mini", cache=False)
+        make_teacher("openai:gpt-6-luna", cache=False)
     with pytest.raises(TripostError, match="ANTHROPIC_API_KEY"):
-        make_teacher("anthropic:claude-3-5-haiku-latest", cache=False)
+        make_teacher("anthropic:claude-haiku-5-5", cache=False)
     with pytest.raises(TripostError, match="hf teacher"):
         make_teacher(f"hf:{tmp_path / 'nope'}", cache=False)
     # A local OpenAI-compatible server needs no key.

@@ -109,8 +109,12 @@ def test_llm_teachers_can_attempt_the_scripted_teacher_cannot():
 @pytest.mark.parametrize("spec", SPECS)
 def test_an_attempt_reaches_the_server_at_temperature_1_through_the_sdk(server, spec):
     """The authors sample the LLM's attempts at 1.0 (train_self_improve_from_demo.py:256)
-    and its feedback and fixes at 0.0: what the server receives, per request."""
-    t = llm_teacher(spec)  # the teacher's own temperature stays 0.0: feedback and fixes
+    and its feedback and fixes at 0.0: what the server receives, per request.
+    Anthropic under API version 2026-10-21 takes no temperature at all
+    (sampling.py): its attempts go at the provider's default, which is 1.0,
+    and its feedback can only go there too."""
+    openai_ = spec.startswith("openai")
+    t = llm_teacher(spec, temperature=0.0 if openai_ else None)  # the authors' 0.0 for feedback and fixes, where it can be sent
     task = get_task("arithmetic")
     right = wrong = 0
     try:
@@ -132,23 +136,36 @@ def test_an_attempt_reaches_the_server_at_temperature_1_through_the_sdk(server, 
     finally:
         t.close()
     s = stats(server)
-    assert s["params"]["temperature=1.0"] == 12 and s["params"]["temperature=0.0"] == 4, s["params"]
-    assert "temperature=absent" not in s["params"]
-    assert right and wrong  # a sampler: both kinds
+    if openai_:
+        assert s["params"]["temperature=1.0"] == 12 and s["params"]["temperature=0.0"] == 4, s["params"]
+        assert "temperature=absent" not in s["params"]
+    else:
+        assert {k: v for k, v in s["params"].items() if k.startswith("temperature")} == {"temperature=absent": 16}, s["params"]
+    assert right and wrong  # a sampler: both kinds, at 1.0 sent or at the provider's default 1.0
 
 
-def test_anthropic_attempt_temperature_travels_in_the_body_as_the_pinned_sdk_needs():
-    """The anthropic 2.x SDK takes no `temperature` argument: it goes in
-    `extra_body` (anthropic_chat.py), and into a batch item's params."""
+def test_an_anthropic_attempt_carries_no_temperature_and_its_sample_in_the_key():
+    """The pinned anthropic SDK sends API version 2026-10-21, which refuses
+    any temperature: an attempt asked for at 1.0, Anthropic's default, goes
+    with none (not in the body, not in a batch item), its cache key records
+    the provider's default and still tells the samples apart; an attempt at
+    any other temperature is one error line, unsent."""
     from tripost.teachers.anthropic_chat import AnthropicChat
 
-    t = PromptedTeacher(AnthropicChat("claude-x", base_url="http://127.0.0.1:9", api_key=TOKEN), temperature=0.0)
+    t = PromptedTeacher(AnthropicChat("claude-x", base_url="http://127.0.0.1:9", api_key=TOKEN))
     try:
-        req = t.build_request("attempt", problems(n=1)[0], "", sample=5, temperature=ATTEMPT_TEMPERATURE)
+        p = problems(n=1)[0]
+        req = t.build_request("attempt", p, "", sample=5, temperature=ATTEMPT_TEMPERATURE)
         params = t.backend.build_params(req)
-        assert "temperature" not in params and params["extra_body"] == {"temperature": 1.0}
-        assert t.backend.batch_params(req)["temperature"] == 1.0
+        assert "temperature" not in json.dumps(params) and "extra_body" not in params
+        assert "temperature" not in t.backend.batch_params(req)
         assert params["stop_sequences"] == ["\nFeedback:", "\nQuestion:"]
+        assert (req.temperature, req.sample_index) == (None, 5) and req.canonical("anthropic")["temperature"] == "provider default"
+        keys = {t.requester.key(t.build_request("attempt", p, "", sample=s)) for s in range(4)}
+        assert len(keys) == 4  # n samples: n requests, each cached as itself
+        with pytest.raises(TripostError) as err:
+            t.attempt(p, sample=1, temperature=0.0)
+        assert "temperature 0 is set (by the attempt call)" in str(err.value) and "\n" not in str(err.value)
     finally:
         t.close()
 
@@ -166,6 +183,11 @@ def test_each_sample_is_a_call_of_its_own_and_cached_as_itself(server, spec, tmp
         assert all(r.calls[0].cached for r in again)
         assert [r.rationale for r in again] == [r.rationale for r in first]  # ... each its own sample's answer
         assert len({r.rationale for r in first}) > 1  # the samples differ
+        if spec.startswith("anthropic"):  # no temperature but the default: no greedy attempt, and nothing sent
+            with pytest.raises(TripostError, match="refuses temperature"):
+                t.attempt(p, sample=0, temperature=0.0)
+            assert stats(server)["requests"] == 4
+            return
         # At temperature 0 every sample is the same request: one call, then the cache.
         greedy = [t.attempt(p, sample=s, temperature=0.0) for s in (0, 7, 9)]
         assert stats(server)["requests"] == 5 and [r.calls[0].cached for r in greedy] == [False, True, True]
@@ -192,6 +214,13 @@ def test_the_cache_key_holds_the_temperature_and_the_sample():
         # Feedback and fixes keep the teacher's own temperature and sample.
         fb = t.build_request("feedback", p, p.rationale)
         assert (fb.temperature, fb.sample_index) == (0.0, 0)
+    finally:
+        t.close()
+    # A temperature left unset: none sent, and the key says so.
+    t = PromptedTeacher(make_backend())
+    try:
+        fb = t.build_request("feedback", p, p.rationale)
+        assert fb.temperature is None and fb.canonical("openai")["temperature"] == "provider default"
     finally:
         t.close()
 
@@ -278,23 +307,25 @@ def test_a_malformed_attempt_is_a_rejection_with_a_reason_and_never_cached(monke
 # ------------------------------------------------------------ proxy mode ---
 
 
-def test_a_proxy_serve_teacher_passes_the_attempt_and_its_temperature_upstream(monkeypatch):
-    """serve-teacher in front of an LLM teacher: the client's temperature 1.0
-    reaches the upstream, and the answer comes back."""
+@pytest.mark.parametrize("spec, carried", [("openai:scripted", "temperature=1.0"), ("anthropic:scripted", "temperature=absent")])
+def test_a_proxy_serve_teacher_passes_the_attempt_and_its_temperature_upstream(monkeypatch, spec, carried):
+    """serve-teacher in front of an LLM teacher: the client's temperature
+    1.0 (OpenAI), or none (Anthropic: the provider's default), reaches the
+    upstream as it came, and the answer comes back."""
     with start_server(ScriptedTeacher(), token=TOKEN) as upstream:
         upstream_teacher = llm_teacher("openai:scripted", base_url=upstream.url + "/v1", api_key=TOKEN)
         with start_server(upstream_teacher, token=TOKEN) as proxy:
             point_at(monkeypatch, proxy)
-            t = llm_teacher("anthropic:scripted")
+            t = llm_teacher(spec)
             try:
                 p = problems(n=1)[0]
                 reply = t.attempt(p, sample=3)
                 assert reply.rejected is None and parse_rationale(reply.rationale).answer
             finally:
                 t.close()
-            assert stats(proxy)["params"]["temperature=1.0"] == 1
+            assert stats(proxy)["params"][carried] == 1
         upstream_teacher.close()
-        assert stats(upstream)["params"]["temperature=1.0"] == 1
+        assert stats(upstream)["params"][carried] == 1
 
 
 # --------------------------------------------------------------- hf: local ---

@@ -217,6 +217,88 @@ def test_collect_edits_trajectories_round_by_round_through_batches(monkeypatch, 
     assert not any("batch" in c for r in logs["live"] for c in r["teacher_calls"])
 
 
+def test_a_round_is_everything_the_pass_can_ask_not_teacher_concurrency(monkeypatch, tmp_path):
+    """Issue 29, item 4: with a batching teacher the collection samples the
+    whole pass (several student batches) and edits every trajectory at once,
+    so the first round is one batch of every trajectory's feedback request,
+    not `teacher_concurrency` of them."""
+    problems = sample_problems(TASK, n=9, seed=17)
+    rng = random.Random(17)
+    attempts = {p.id: [TASK.corrupt(p, rng.randint(1, parse_rationale(p.rationale).n_steps + 1), rng) for _ in range(2)] for p in problems}
+
+    def sampler(batch, n, seed):
+        return [attempts[p.id][:n] for p in batch]
+
+    distinct = len({(p.id, a) for p in problems for a in attempts[p.id]})
+    with serve(monkeypatch):
+        t = teacher("openai:scripted", tmp_path)
+        assert t.answers_in_rounds
+        try:
+            cfg = CollectConfig(samples_per_problem=2, teacher_concurrency=2, batch_size=4, max_edits=1)
+            result = collect(problems, sampler, t, tmp_path / "log.jsonl", cfg, progress=False)
+        finally:
+            t.close()
+    assert result.records_written == 18 and result.batched_calls > 0
+    calls = [c for line in (tmp_path / "log.jsonl").read_text().splitlines() for c in json.loads(line)["teacher_calls"]]
+    assert all(c.get("batch") for c in calls if not c["cached"])  # (a cached one: the same request asked twice at once)
+    sizes = [len(b["keys"]) for b in BatchLog(tmp_path / BATCH_LOG_FILE).batches]
+    assert sizes[0] == distinct > cfg.teacher_concurrency  # the pass's every feedback request in one batch
+    assert len(sizes) <= 1 + 2 * cfg.max_edits  # then one batch a round
+
+
+def test_split_round_keeps_the_providers_count_and_byte_limits():
+    from tripost.teachers.batch import ENVELOPE_BYTES, split_round
+
+    limit = ENVELOPE_BYTES + 100
+    assert split_round([10] * 7, 3, 10**9) == ([[0, 1, 2], [3, 4, 5], [6]], [])
+    assert split_round([40, 40, 40, 30, 101, 60], 10, limit) == ([[0, 1], [2, 3], [5]], [4])
+    assert split_round([], 3, limit) == ([], [])
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_a_round_over_the_providers_limits_goes_out_as_several_batches(spec, monkeypatch, tmp_path):
+    """A round bigger than one batch may hold (OpenAI: 50,000 requests or
+    200 MB of input file; Anthropic: 100,000 or 256 MB) is split; here the
+    byte limit is lowered to about three requests a batch."""
+    from tripost.teachers.batch import ENVELOPE_BYTES
+
+    items = wrong_attempts(8, seed=19)
+    with serve(monkeypatch):
+        t = teacher(spec, tmp_path)
+        try:
+            inner = t.backend.backend
+            assert (inner.MAX_BATCH_REQUESTS, inner.MAX_BATCH_BYTES) == (
+                (50_000, 200_000_000) if spec.startswith("openai") else (100_000, 256_000_000))
+            size = max(len(inner.batch_item("x" * 64, t.build_request("feedback", p, a))) for p, a in items)
+            t.backend.max_bytes = ENVELOPE_BYTES + 3 * size
+            replies = t.feedback_many(items)
+        finally:
+            t.close()
+    assert all(r.feedback is not None for r in replies)
+    sizes = [len(b["keys"]) for b in BatchLog(tmp_path / BATCH_LOG_FILE).batches]
+    assert sum(sizes) == 8 and len(sizes) >= 3 and max(sizes) <= 3, sizes
+
+
+def test_anthropic_batches_cache_the_prefix_for_an_hour_at_its_price(monkeypatch, tmp_path):
+    """Message Batches items mark the shared prefix with the 1-hour TTL
+    (a batch runs longer than the default 5 minutes keep it); the writes come
+    back as 1-hour writes and are billed at the 1-hour price (an override
+    without one: twice its input price), at half in a batch."""
+    items = wrong_attempts(4, seed=23)
+    with start_server(ScriptedTeacher(), token=TOKEN, cache_min_tokens=0) as srv:
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", srv.url)
+        t = teacher("anthropic:scripted", tmp_path, prices={"scripted": {"input": 1.0, "output": 2.0, "cache_read": 0.1, "cache_write": 1.25}})
+        try:
+            replies = t.feedback_many(items)
+        finally:
+            t.close()
+    assert all(r.feedback is not None for r in replies)
+    e = t.ledger.entry("anthropic", "scripted")
+    assert e.batched == 4 and e.cache_write_tokens > 0 and e.cache_write_1h_tokens == e.cache_write_tokens
+    list_cost = (e.input_tokens * 1.0 + e.output_tokens * 2.0 + e.cache_read_tokens * 0.1 + e.cache_write_1h_tokens * 2.0) / 1e6
+    assert e.list_cost_usd == pytest.approx(list_cost) and e.cost_usd == pytest.approx(BATCH_PRICE * list_cost)
+
+
 def test_collect_cli_takes_teacher_batch_and_records_batches_in_the_run_folder(monkeypatch, tmp_path, capsys):
     from tripost.cli import build_parser
     from tripost.teachers import TeacherOptions

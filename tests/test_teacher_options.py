@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tripost.cli import main
+from tripost.errors import TripostError
 from tripost.sources.teacher import CollectConfig, collect
 from tripost.format import parse_rationale
 from tripost.loop import Run, resolve_config
@@ -107,17 +108,134 @@ def test_openai_token_parameter_name_reaches_the_server(server, token_param):
     assert not any(k.startswith(other + "=") for k in params), params
 
 
-def test_anthropic_sends_the_temperature_its_cache_key_records(server):
+def test_anthropic_under_api_2026_10_21_gets_no_sampling_parameters(server, capsys, tmp_path):
+    """Issue 29, item 1: the pinned SDK sends anthropic-version 2026-10-21,
+    under which the API refuses temperature, top_p and top_k at any value;
+    serve-teacher refuses them likewise, and the teacher sends none (its
+    cache key records "provider default"). A temperature the user sets is
+    one error line before any request."""
+    from anthropic._constants import ANTHROPIC_API_VERSION
+
+    assert ANTHROPIC_API_VERSION >= "2026-10-21"  # the SDK this project pins (pyproject: anthropic<3)
+    item = wrong_attempts(1)[0]
+    t = llm_teacher("anthropic:scripted")  # teacher.temperature unset: the default
+    try:
+        req = t.build_request("feedback", *item)
+        assert req.temperature is None and req.canonical("anthropic")["temperature"] == "provider default"
+        assert "temperature" not in json.dumps(t.backend.build_params(req)) and "temperature" not in t.backend.batch_params(req)
+        assert t.feedback(*item).rejected is None
+    finally:
+        t.close()
+    assert stats(server)["params"] == {"max_tokens=768": 1, "temperature=absent": 1}
+    # 1.0 is the provider's default: asking for it is asking for what it does, so nothing is sent.
+    t = llm_teacher("anthropic:scripted", temperature=1.0)
+    try:
+        assert t.build_request("feedback", *item).temperature is None
+    finally:
+        t.close()
+    # Any other value: one error line, before any request.
+    for temperature in (0.0, 0.3):
+        with pytest.raises(TripostError) as e:
+            llm_teacher("anthropic:scripted", temperature=temperature)
+        assert "2026-10-21" in str(e.value) and "leave the temperature unset" in str(e.value) and "\n" not in str(e.value)
+    assert stats(server)["requests"] == 1
+    capsys.readouterr()
+    assert main(["teach", "--teacher", "anthropic:scripted", "--task", "arithmetic", str(teach_file(tmp_path, 1)),
+                 "--teacher-temperature", "0", "--no-teacher-cache"]) == 2
+    err = err_lines(capsys)
+    assert len(err) == 1 and err[0].startswith("tripost teach: error: teacher anthropic:scripted: temperature 0 is set"), err
+    assert stats(server)["requests"] == 1 and TOKEN not in err[0]
+    out = tmp_path / "run"
+    assert main(["run", "--out", str(out), "teacher.spec=anthropic:claude-haiku-5-5", "teacher.temperature=0.5"]) == 2
+    err = err_lines(capsys)
+    assert len(err) == 1 and "temperature 0.5 is set" in err[0] and not out.exists(), err
+    # The server refuses what the API refuses, at any value, through the real SDK.
+    import anthropic
+
+    client = anthropic.Anthropic(base_url=server.url, api_key=TOKEN, max_retries=0)
+    for extra in ({"temperature": 1.0}, {"temperature": 0.0}, {"top_p": 0.9}, {"top_k": 5}):
+        with pytest.raises(anthropic.BadRequestError) as bad:
+            client.messages.create(model="scripted", max_tokens=16, messages=[{"role": "user", "content": "hi"}], extra_body=extra)
+        name = next(iter(extra))
+        assert bad.value.status_code == 400 and bad.value.body["error"] == {
+            "type": "invalid_request_error", "message": f"{name}: Extra inputs are not permitted"}
+    # Under the old version (a client that still sends 2023-06-01), a temperature is taken.
+    old = anthropic.Anthropic(base_url=server.url, api_key=TOKEN, max_retries=0, default_headers={"anthropic-version": "2023-06-01"})
+    with pytest.raises(anthropic.BadRequestError, match="tripost-request"):  # past the sampling check: the scripted teacher wants its block
+        old.messages.create(model="scripted", max_tokens=16, messages=[{"role": "user", "content": "hi"}], extra_body={"temperature": 0.0})
+
+
+def test_the_anthropic_version_decides_whether_a_temperature_travels():
+    """Under an API version before 2026-10-21 (an SDK that still sends
+    2023-06-01) the Anthropic teacher sends the temperature the user set, in
+    the body; from 2026-10-21 on it cannot."""
+    from tripost.teachers.sampling import rule_for
+
+    old, new = rule_for("anthropic", "claude-haiku-5-5", "2023-06-01"), rule_for("anthropic", "claude-haiku-5-5", "2026-10-21")
+    assert old.takes_temperature and old.request_temperature(0.3, "t") == 0.3 and old.request_temperature(None, "t") is None
+    assert not new.takes_temperature and new.request_temperature(None, "t") is None and new.request_temperature(1.0, "t") is None
+    with pytest.raises(TripostError, match="refuses temperature, top_p and top_k"):
+        new.request_temperature(0.0, "t")
+
+
+@pytest.mark.parametrize("model", ["gpt-5-mini", "o4-mini", "gpt-6-luna"])
+def test_openai_reasoning_models_get_no_temperature_and_max_completion_tokens(server, model, capsys, tmp_path):
+    """Issue 29, item 2: OpenAI's reasoning models take only the default
+    temperature and refuse max_tokens; serve-teacher answers 400 as they do,
+    and the teacher by default sends neither; a non-default temperature set
+    for such a model is one error line before any request."""
+    item = wrong_attempts(1)[0]
+    t = llm_teacher(f"openai:{model}")
+    try:
+        assert t.backend.token_param == "max_completion_tokens"  # token_param "auto"
+        assert t.feedback(*item).rejected is None
+    finally:
+        t.close()
+    assert stats(server)["params"] == {"max_completion_tokens=768": 1, "temperature=absent": 1}
+    capsys.readouterr()
+    with pytest.raises(TripostError, match=f"'{model}' is an OpenAI reasoning model, which takes only the default temperature"):
+        llm_teacher(f"openai:{model}", temperature=0.0)
+    assert main(["teach", "--teacher", f"openai:{model}", "--task", "arithmetic", str(teach_file(tmp_path, 1)),
+                 "--teacher-temperature", "0.2", "--no-teacher-cache"]) == 2
+    err = err_lines(capsys)
+    assert len(err) == 1 and f"teacher openai:{model}: temperature 0.2 is set" in err[0], err
+    out = tmp_path / "run"
+    assert main(["run", "--out", str(out), f"teacher.spec=openai:{model}", "teacher.temperature=0"]) == 2
+    err = err_lines(capsys)
+    assert len(err) == 1 and err[0].startswith("tripost run: error: teacher 'openai:") and "temperature 0 is set" in err[0], err
+    assert not out.exists() and stats(server)["requests"] == 1
+
+
+def test_serve_teacher_refuses_what_openai_reasoning_models_refuse(server):
+    import openai
+
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key=TOKEN, max_retries=0)
+    messages = [{"role": "user", "content": "hi"}]
+    for model in ("gpt-5", "o3-mini", "gpt-5.4-mini-2026-03-17"):
+        with pytest.raises(openai.BadRequestError) as bad:
+            client.chat.completions.create(model=model, messages=messages, temperature=0, max_completion_tokens=16)
+        assert bad.value.status_code == 400 and bad.value.body["code"] == "unsupported_value" and bad.value.body["param"] == "temperature"
+        with pytest.raises(openai.BadRequestError) as bad:
+            client.chat.completions.create(model=model, messages=messages, max_tokens=16)
+        assert bad.value.body["param"] == "max_tokens"
+        # The default temperature, sent or not, passes the check (then the scripted teacher wants its request block).
+        for kw in ({"temperature": 1}, {}):
+            with pytest.raises(openai.BadRequestError, match="tripost-request"):
+                client.chat.completions.create(model=model, messages=messages, max_completion_tokens=16, **kw)
+    with pytest.raises(openai.BadRequestError, match="tripost-request"):  # other models take any temperature
+        client.chat.completions.create(model="gpt-4.1-mini", messages=messages, temperature=0, max_tokens=16)
+
+
+def test_a_set_temperature_reaches_a_model_that_takes_one(server):
     item = wrong_attempts(1)[0]
     for temperature in (0.0, 0.3):
-        t = llm_teacher("anthropic:scripted", temperature=temperature)
+        t = llm_teacher("openai:scripted", temperature=temperature)
         try:
             assert t.build_request("feedback", *item).temperature == temperature  # what the key records
             assert t.feedback(*item).rejected is None
         finally:
             t.close()
     params = stats(server)["params"]
-    # Before: no temperature in the body, so the API's default, whatever the key said.
     assert params.get("temperature=0.0") == 1 and params.get("temperature=0.3") == 1, params
     assert "temperature=absent" not in params
 
@@ -185,6 +303,7 @@ def test_teach_flags_reach_make_teacher_and_requests_run_concurrently(monkeypatc
         assert main(["teach", "--teacher", "openai:scripted", "--task", "arithmetic", str(attempts), "--teacher-concurrency", "1"]) == 0
         s = stats(srv)
     assert s["max_in_flight"] == 1
+    # auto: greedy where the model takes a temperature (the authors' feedback and fixes at 0.0)
     assert set(s["params"]) == {"max_tokens=768", "temperature=0.0"}
     assert cache.exists()
 
@@ -220,8 +339,10 @@ def test_collect_flags_reach_make_teacher(monkeypatch, tmp_path):
 @pytest.mark.parametrize("override, needle", [
     ('teacher.timeout="x"', "config key 'teacher.timeout' must be a number"),
     ("teacher.timeout=0", "teacher.timeout must be more than 0 seconds"),
-    ("teacher.token_param=max_tokenz", "teacher.token_param must be one of max_tokens, max_completion_tokens, not 'max_tokenz'"),
+    ("teacher.token_param=max_tokenz", "teacher.token_param must be one of auto, max_tokens, max_completion_tokens, not 'max_tokenz'"),
     ("teacher.temperature=3", "teacher.temperature must be between 0 and 2"),
+    ("teacher.temperature=hot", "teacher.temperature must be a number between 0 and 2 (or unset: the provider's default), not 'hot'"),
+    ("teacher.temperature=true", "teacher.temperature must be a number between 0 and 2"),
     ("teacher.max_tokens=-1", "teacher.max_tokens must be at least 1"),
     ("teacher.concurrency=0", "teacher.concurrency must be at least 1"),
     ("teacher.cache=maybe", "config key 'teacher.cache' must be true/false"),
@@ -241,6 +362,7 @@ def test_a_wrong_teacher_option_in_the_run_config_is_one_line(tmp_path, capsys, 
     (["--teacher-token-param", "max_tokenz"], "argument --teacher-token-param: invalid choice: 'max_tokenz'"),
     (["--teacher-timeout", "0"], "tripost teach: error: --teacher-timeout must be more than 0 seconds"),
     (["--teacher-temperature", "-1"], "tripost teach: error: --teacher-temperature must be between 0 and 2"),
+    (["--teacher-temperature", "x"], "tripost teach: error: --teacher-temperature must be a number between 0 and 2"),
     (["--teacher-prices", "BAD"], "tripost teach: error: --teacher-prices: price table"),
 ])
 def test_a_wrong_teacher_flag_is_one_line(tmp_path, capsys, flags, needle):
@@ -258,7 +380,21 @@ def test_a_wrong_teacher_flag_is_one_line(tmp_path, capsys, flags, needle):
     assert TOKEN not in err[0]
 
 
-def test_gap_and_serve_teacher_take_the_teacher_options(monkeypatch, tmp_path, capsys):
+@pytest.fixture
+def serve_logger():
+    """serve-teacher's command installs a stderr handler on its logger (and
+    stops propagation); put it back as it was, so that a later test's server
+    does not write to this test's closed capture stream."""
+    import logging
+
+    logger = logging.getLogger("tripost.serve")
+    saved = (list(logger.handlers), logger.propagate, logger.level)
+    yield
+    logger.handlers[:] = saved[0]
+    logger.propagate, logger.level = saved[1], saved[2]
+
+
+def test_gap_and_serve_teacher_take_the_teacher_options(monkeypatch, tmp_path, capsys, serve_logger):
     """The last two verbs that build an LLM teacher: `gap --verifier teacher`
     and serve-teacher as a proxy take the same --teacher-* flags, checked
     before any model loads or any port opens."""
@@ -360,3 +496,19 @@ def test_an_unpriced_teacher_shows_as_unpriced_in_collect_teach_and_the_report(s
     err = err_lines(capsys)
     assert sum(WARNING in line for line in err) == 1
     assert err[-1].startswith("taught 2:") and err[-1].endswith("cost unpriced"), err
+
+
+def test_auto_temperature_is_greedy_where_the_model_takes_one_else_the_provider_default():
+    """teacher.temperature=auto (the default): 0 for a model that takes a
+    temperature (the authors' feedback and fixes), nothing for one that takes
+    only its default; "" (unset) is always nothing."""
+    from tripost.teachers import TeacherOptions
+    from tripost.teachers.sampling import AUTO, parse_temperature, rule_for
+
+    assert parse_temperature("auto", "t") == AUTO and parse_temperature("", "t") is None and parse_temperature(0.3, "t") == 0.3
+    assert rule_for("openai", "gpt-4.1-mini").request_temperature(AUTO, "x") == 0.0
+    assert rule_for("hf", "/some/model").request_temperature(AUTO, "x") == 0.0
+    assert rule_for("openai", "gpt-5.4-mini").request_temperature(AUTO, "x") is None
+    assert rule_for("anthropic", "claude-haiku-5-5", anthropic_version="2026-10-21").request_temperature(AUTO, "x") is None
+    assert rule_for("anthropic", "claude-haiku-5-5", anthropic_version="2023-06-01").request_temperature(AUTO, "x") == 0.0
+    assert TeacherOptions().temperature == AUTO

@@ -8,7 +8,7 @@ resolved config is written into every run folder (config.json) and hashed
 
 Values on the command line are read as TOML values when they parse as one
 (`3`, `1.5`, `true`, `[1.5, 1, 1]`, `"text"`), else as plain strings
-(`teacher.spec=openai:gpt-4o-mini`).
+(`teacher.spec=openai:gpt-6-luna`).
 
 Every value must have its default's type (`check_types`): a string where a
 number belongs is an error naming the key when the config is resolved, not a
@@ -147,11 +147,14 @@ def _kind(v: Any) -> str:
 
 def _fits(value: Any, default: Any) -> bool:
     """Whether `value` has the type of `default`: a float takes a whole number
-    too, a switch string takes true/false, and an unset default ("" or None:
-    TOML has no null) takes any value that is not a section (the component
-    that reads it checks it further)."""
+    too, a switch string takes true/false, an "auto" default also takes a
+    number (teacher.temperature: auto or a value), and an unset default (""
+    or None: TOML has no null) takes any value that is not a section (the
+    component that reads it checks it further)."""
     if default is None or default == "":
         return not isinstance(value, dict)
+    if default == "auto" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return True
     if isinstance(default, bool):
         return isinstance(value, bool)
     if isinstance(default, int):

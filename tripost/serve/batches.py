@@ -27,6 +27,9 @@ drawn (at creation, in order, from a second stream seeded seed+1) with
 probability `Faults.batch_expire_rate` are never answered, and the batch
 ends expired (OpenAI status "expired"; Anthropic result type "expired").
 A cancelled batch stops between items; the items left are cancelled.
+An Anthropic batch answers its items under the `anthropic-version` its
+create request carried, as the API does: under 2026-10-21 an item with
+`temperature`, `top_p` or `top_k` is errored 400 (server.py).
 
 The items' content is never logged.
 """
@@ -156,6 +159,7 @@ class _Batch:
     times: dict[str, float] = field(default_factory=dict)  # in_progress, cancelling, completed, ...
     wake: threading.Event = field(default_factory=threading.Event)  # cancel (or the server closing)
     cancelled: bool = False
+    api_version: str = ""  # Anthropic: the create request's anthropic-version, under which its items are answered
     # OpenAI only
     input_file_id: str = ""
     endpoint: str = OPENAI_ENDPOINT
@@ -188,14 +192,15 @@ class BatchStore:
             for b in self._batches.values():
                 b.wake.set()
 
-    def handle(self, route: Route, body: bytes, content_type: str, host: str) -> Reply:
-        """The answer to one request on `route`; HTTPFailure for the client's mistakes."""
+    def handle(self, route: Route, body: bytes, content_type: str, host: str, api_version: str = "") -> Reply:
+        """The answer to one request on `route`; HTTPFailure for the client's
+        mistakes. `api_version`: the request's anthropic-version header."""
         if route.action is None:
             raise HTTPFailure(405, f"{route.template} does not take this method")
         if route.action == "upload":
             return self._upload(body, content_type)
         if route.action in ("create_openai", "create_anthropic"):
-            return self._create(route.flavour, _json_body(body))
+            return self._create(route.flavour, _json_body(body), api_version)
         if route.action in ("list_files", "list_openai", "list_anthropic"):
             return self._list(route.action, host)
         if route.action in ("file", "file_content"):
@@ -248,13 +253,13 @@ class BatchStore:
             self._files[f.id] = f
         return _json(f.view())
 
-    def _create(self, flavour: str, body: dict[str, Any]) -> Reply:
+    def _create(self, flavour: str, body: dict[str, Any], api_version: str = "") -> Reply:
         errors: list[dict[str, Any]] = []
         if flavour == "openai":
             requests, errors, b = self._openai_batch(body)
         else:
             requests = _anthropic_requests(body)
-            b = _Batch(_new_id("msgbatch_"), "anthropic", [], "in_progress")
+            b = _Batch(_new_id("msgbatch_"), "anthropic", [], "in_progress", api_version=api_version)
         with self._lock:  # the expiry draws: in creation order, item after item
             b.items = [_Item(cid, params, self._expire_rng.random() < self.service.faults.batch_expire_rate)
                        for cid, params in requests]
@@ -307,7 +312,7 @@ class BatchStore:
                 if item.expire:
                     self._settle(item, "expired", 0, None)
                 else:
-                    self._answer(b.flavour, item, fault)
+                    self._answer(b, item, fault)
         except Exception:  # a bug: the batch still ends, its unanswered items errored
             log.exception("internal error running batch %s", b.id)
             for item in b.items:
@@ -317,8 +322,8 @@ class BatchStore:
             return
         self._finish(b)
 
-    def _answer(self, flavour: str, item: _Item, fault: tuple[str, Any] | None) -> None:
-        name = None
+    def _answer(self, b: _Batch, item: _Item, fault: tuple[str, Any] | None) -> None:
+        flavour, name = b.flavour, None
         try:
             if fault is not None and fault[0] == "fail":
                 name = f"batch_fail_{fault[1][0]}"
@@ -328,11 +333,13 @@ class BatchStore:
             else:
                 name = "batch_garbage" if fault is not None else None
                 garbage = fault[1] if fault is not None else None
-                answer = self.service.openai_completion if flavour == "openai" else self.service.anthropic_message
-                payload = answer(item.body, garbage=garbage)
+                if flavour == "openai":
+                    payload = self.service.openai_completion(item.body, garbage=garbage)
+                else:
+                    payload = self.service.anthropic_message(item.body, garbage=garbage, api_version=b.api_version)
             self._settle(item, "succeeded", 200, payload, name)
         except HTTPFailure as e:
-            self._settle(item, "errored", e.status, error_payload(flavour, str(e), e.kind), name)
+            self._settle(item, "errored", e.status, error_payload(flavour, str(e), e.kind, param=e.param, code=e.code), name)
         except Exception as e:  # a bug answering one item: that item is a 500
             log.exception("internal error answering an item of a batch")
             self._settle(item, "errored", 500, error_payload(flavour, f"internal error: {type(e).__name__}", "api_error"))

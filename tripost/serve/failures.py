@@ -31,13 +31,19 @@ WRONG_SHAPE_ANSWERS: dict[str, dict[str, Any]] = {
 
 
 class HTTPFailure(Exception):
+    """An error answer: status, message, the provider's error type (`kind`),
+    headers, and OpenAI's `param` and `code` where it names them."""
+
     def __init__(
-        self, status: int, message: str, kind: str = "invalid_request_error", headers: dict[str, str] | None = None
+        self, status: int, message: str, kind: str = "invalid_request_error", headers: dict[str, str] | None = None,
+        param: str | None = None, code: str | None = None,
     ):
         super().__init__(message)
         self.status = status
         self.kind = kind
         self.headers = headers or {}
+        self.param = param
+        self.code = code
 
 
 # Error types by status, as the providers name them (the SDKs map statuses to
@@ -61,12 +67,12 @@ def injected_failure(code: int | str, retry_after: float | None = None) -> HTTPF
     return HTTPFailure(status, f"injected failure {status}", kind, headers)
 
 
-def error_payload(flavour: str, message: str, kind: str) -> dict[str, Any]:
+def error_payload(flavour: str, message: str, kind: str, *, param: str | None = None, code: str | None = None) -> dict[str, Any]:
     """An error body as the provider shapes it ("openai" or "anthropic")."""
     if flavour == "anthropic":
         return {"type": "error", "error": {"type": "billing_error" if kind == "insufficient_quota" else kind, "message": message}}
-    code = kind if kind in ("insufficient_quota",) else None
-    return {"error": {"message": message, "type": kind, "code": code, "param": None}}
+    code = code or (kind if kind in ("insufficient_quota",) else None)
+    return {"error": {"message": message, "type": kind, "code": code, "param": param}}
 
 
 def upstream_failure(e: ChatError) -> HTTPFailure:

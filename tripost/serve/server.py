@@ -79,8 +79,20 @@ least `cache_min_tokens` (1,024 by default, the providers' usual minimum;
 `--cache-min-tokens`) seen before counts as cached: OpenAI
 `prompt_tokens_details.cached_tokens` (part of `prompt_tokens`), Anthropic
 `cache_read_input_tokens` / `cache_creation_input_tokens` (for prefixes
-marked with `cache_control`, excluded from `input_tokens`). A shorter prefix
+marked with `cache_control`, excluded from `input_tokens`; `cache_creation`
+splits the writes by the mark's TTL, 5 minutes or 1 hour). A shorter prefix
 is never cached, marked or not, as with the real APIs.
+
+Sampling parameters, as the providers take them today (tripost.teachers.sampling):
+a Messages request (live, or an item of a Message Batch created with it)
+whose `anthropic-version` header is 2026-10-21 or later is answered 400
+`invalid_request_error` when it carries `temperature`, `top_p` or `top_k`,
+at any value; a Chat Completions request (live or batch item) for an OpenAI
+reasoning model name (o1, o3, o4-mini, gpt-5, gpt-5.4-mini, ...) is
+answered 400 for a temperature other than the default 1, and for
+`max_tokens` (it takes `max_completion_tokens`). A request without a
+temperature is answered at the providers' default, 1.0 (an attempt request
+of the scripted sampler then draws per sample).
 
 The server logs no header and no credential: the token is only compared.
 """
@@ -107,6 +119,13 @@ from tripost.errors import TripostError
 from tripost.format import UPDATED_PREFIX, parse_feedback, parse_rationale
 from tripost.teachers.chat import ChatMessage, ChatRequest, ChatResponse
 from tripost.teachers.retry import ChatError, redact, register_secret
+from tripost.teachers.sampling import (
+    API_DEFAULT_TEMPERATURE,
+    SAMPLING_PARAMS,
+    anthropic_takes_sampling,
+    openai_reasoning_model,
+    rule_of,
+)
 from tripost.teachers.templates import parse_block
 from tripost.serve.batches import BatchStore
 from tripost.serve.bounds import CLIENT_GONE, BoundedHandler, BoundedServer, Limits, token_matches
@@ -359,17 +378,23 @@ class TeacherService:
     # --------------------------------------------------------------- answers ---
 
     def answer(
-        self, system: str, messages: list[ChatMessage], max_tokens: int, temperature: float, stop: tuple[str, ...] = ()
+        self, system: str, messages: list[ChatMessage], max_tokens: int, temperature: float | None, stop: tuple[str, ...] = ()
     ) -> str:
+        """The text answering one request; `temperature` None: the request
+        carried none (the provider's default)."""
         from tripost.teachers.prompted import PromptedTeacher
 
         if isinstance(self.teacher, PromptedTeacher):
+            try:  # what the upstream model takes (sampling.py): its default travels as none
+                sent = rule_of(self.teacher.backend).request_temperature(temperature, "serve-teacher's upstream", "by the request")
+            except TripostError as e:
+                raise HTTPFailure(400, str(e)) from None
             req = ChatRequest(
                 model=self.teacher.backend.model,
                 system=system,
                 messages=tuple(messages),
                 max_tokens=max_tokens,
-                temperature=temperature,
+                temperature=sent,
                 stop=stop,
             )
             try:
@@ -402,7 +427,9 @@ class TeacherService:
             if block.kind == "attempt":
                 from tripost.serve.attempts import answer_attempt
 
-                return answer_attempt(self.teacher, block, temperature, seed=self.faults.seed)
+                # No temperature: the providers' default, 1.0, at which samples differ.
+                sampled_at = temperature if temperature is not None else API_DEFAULT_TEMPERATURE
+                return answer_attempt(self.teacher, block, sampled_at, seed=self.faults.seed)
             if block.kind == "feedback":
                 reply = self.teacher.feedback(block.problem, block.attempt)
                 return f"Feedback: {reply.text}" if reply.text else ""
@@ -458,12 +485,19 @@ class TeacherService:
             else:
                 raise HTTPFailure(400, f"unknown role {role!r}")
         system = "\n".join(system_parts)
+        temperature = _temperature(body)
+        if openai_reasoning_model(str(body.get("model") or "")):
+            # OpenAI's reasoning models: the default temperature only, and no max_tokens (sampling.py).
+            if temperature is not None and temperature != API_DEFAULT_TEMPERATURE:
+                raise HTTPFailure(400, f"Unsupported value: 'temperature' does not support {body['temperature']} with this model. "
+                                       "Only the default (1) value is supported.", param="temperature", code="unsupported_value")
+            if body.get("max_tokens") is not None:
+                raise HTTPFailure(400, "Unsupported parameter: 'max_tokens' is not supported with this model. "
+                                       "Use 'max_completion_tokens' instead.", param="max_tokens", code="unsupported_parameter")
         max_tokens = _int(body, "max_completion_tokens", "max_tokens", default=768)
         stop = body.get("stop") or ()
         stop = (stop,) if isinstance(stop, str) else tuple(str(x) for x in stop)
-        text = garbage if garbage is not None else self.answer(
-            system, messages, max_tokens, float(body.get("temperature") or 0.0), stop
-        )
+        text = garbage if garbage is not None else self.answer(system, messages, max_tokens, temperature, stop)
         # OpenAI caches long prompt prefixes automatically.
         prefix, rest, seen = self.prompt_usage("openai", system, messages, cacheable=True)
         completion = estimate_tokens(text)
@@ -482,35 +516,43 @@ class TeacherService:
             },
         }
 
-    def anthropic_message(self, body: dict[str, Any], garbage: str | None = None) -> dict[str, Any]:
-        """The message answering an Anthropic Messages `body`, as openai_completion."""
+    def anthropic_message(self, body: dict[str, Any], garbage: str | None = None, api_version: str = "") -> dict[str, Any]:
+        """The message answering an Anthropic Messages `body`, as
+        openai_completion; `api_version`: the request's `anthropic-version`
+        header (a batch item: its batch's), which decides whether sampling
+        parameters are refused."""
         raw = body.get("messages")
         if not isinstance(raw, list) or not raw:
             raise HTTPFailure(400, "messages: must be a non-empty list")
         if body.get("max_tokens") is None:
             raise HTTPFailure(400, "max_tokens: field required")
-        system, marked = _text_of(body.get("system") or "")
+        if api_version and not anthropic_takes_sampling(api_version):
+            for name in SAMPLING_PARAMS:  # refused at any value, defaults included (sampling.py)
+                if name in body:
+                    raise HTTPFailure(400, f"{name}: Extra inputs are not permitted")
+        system, ttl = _text_of(body.get("system") or "")
         messages: list[ChatMessage] = []
         for m in raw:
             if not isinstance(m, dict) or m.get("role") not in ("user", "assistant"):
                 raise HTTPFailure(400, "messages: each message needs role user or assistant")
-            text, m_marked = _text_of(m.get("content", ""))
-            marked = marked or m_marked
+            text, m_ttl = _text_of(m.get("content", ""))
+            ttl = ttl or m_ttl
             messages.append(ChatMessage(m["role"], text))
         max_tokens = _int(body, "max_tokens", default=768)
         stop = tuple(str(x) for x in body.get("stop_sequences") or ())
-        text = garbage if garbage is not None else self.answer(
-            system, messages, max_tokens, float(body.get("temperature") or 0.0), stop
-        )
-        prefix, rest, seen = self.prompt_usage("anthropic", system, messages, cacheable=marked)
+        text = garbage if garbage is not None else self.answer(system, messages, max_tokens, _temperature(body), stop)
+        prefix, rest, seen = self.prompt_usage("anthropic", system, messages, cacheable=ttl is not None)
+        written = prefix if seen is False else 0
         if seen is not None:
-            usage = {
+            usage: dict[str, Any] = {
                 "input_tokens": rest,
                 "cache_read_input_tokens": prefix if seen else 0,
-                "cache_creation_input_tokens": 0 if seen else prefix,
+                "cache_creation_input_tokens": written,
             }
         else:
             usage = {"input_tokens": prefix + rest, "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0}
+        usage["cache_creation"] = {"ephemeral_5m_input_tokens": written if ttl != "1h" else 0,
+                                   "ephemeral_1h_input_tokens": written if ttl == "1h" else 0}
         usage["output_tokens"] = estimate_tokens(text)
         return {
             "id": f"msg_{uuid.uuid4().hex[:24]}",
@@ -526,18 +568,31 @@ class TeacherService:
 # ------------------------------------------------------------ HTTP plumbing ---
 
 
-def _text_of(content: Any) -> tuple[str, bool]:
-    """(text, marked with cache_control) of a message content: a string or a list of blocks."""
+def _text_of(content: Any) -> tuple[str, str | None]:
+    """(text, the TTL of its `cache_control` mark: "5m", "1h", or None when
+    unmarked) of a message content: a string or a list of blocks."""
     if isinstance(content, str):
-        return content, False
+        return content, None
     if isinstance(content, list):
-        parts, marked = [], False
+        parts, ttl = [], None
         for block in content:
             if isinstance(block, dict) and block.get("type", "text") == "text":
                 parts.append(str(block.get("text", "")))
-                marked = marked or "cache_control" in block
-        return "".join(parts), marked
+                mark = block.get("cache_control")
+                if mark is not None and ttl is None:
+                    ttl = str(mark.get("ttl") or "5m") if isinstance(mark, dict) else "5m"
+        return "".join(parts), ttl
     raise HTTPFailure(400, "message content must be a string or a list of text blocks")
+
+
+def _temperature(body: dict[str, Any]) -> float | None:
+    """The request's temperature, None when it carries none (the provider's default)."""
+    value = body.get("temperature")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise HTTPFailure(400, "temperature: must be a number")
+    return float(value)
 
 
 def _int(body: dict[str, Any], *names: str, default: int) -> int:
@@ -648,12 +703,12 @@ class _Handler(BoundedHandler):
             if flavour == "openai":
                 payload = self.service.openai_completion(body, garbage=garbage)
             else:
-                payload = self.service.anthropic_message(body, garbage=garbage)
+                payload = self.service.anthropic_message(body, garbage=garbage, api_version=self.headers.get("anthropic-version") or "")
             self._send_json(200, payload, path=path, fault="garbage" if fault else None)
         except _CLIENT_GONE:
             raise  # handle() logs it: there is nobody to answer
         except HTTPFailure as e:
-            self._send_error(flavour, path, e.status, str(e), e.kind, headers=e.headers)
+            self._send_error(flavour, path, e.status, str(e), e.kind, headers=e.headers, param=e.param, code=e.code)
         except Exception as e:  # a bug here must answer 500, not hang the client
             log.exception("internal error answering %s", path)
             self._send_error(flavour, path, 500, f"internal error: {type(e).__name__}", "api_error")
@@ -676,12 +731,13 @@ class _Handler(BoundedHandler):
         try:
             body = self.read_body() if method == "POST" else b""
             host = self.headers.get("host") or "%s:%s" % self.server.server_address[:2]
-            reply = self.service.batches.handle(route, body, self.headers.get("content-type") or "", host)
+            reply = self.service.batches.handle(route, body, self.headers.get("content-type") or "", host,
+                                                api_version=self.headers.get("anthropic-version") or "")
             self._send_bytes(reply.status, reply.data, reply.content_type, path=route.template)
         except _CLIENT_GONE:
             raise
         except HTTPFailure as e:
-            self._send_error(route.flavour, route.template, e.status, str(e), e.kind, headers=e.headers)
+            self._send_error(route.flavour, route.template, e.status, str(e), e.kind, headers=e.headers, param=e.param, code=e.code)
         except Exception as e:  # a bug: 500, no traceback to the client
             log.exception("internal error answering %s", route.template)
             self._send_error(route.flavour, route.template, 500, f"internal error: {type(e).__name__}", "api_error")
@@ -698,9 +754,9 @@ class _Handler(BoundedHandler):
 
     def _send_error(
         self, flavour: str, path: str, status: int, message: str, kind: str,
-        headers: dict[str, str] | None = None, fault: str | None = None,
+        headers: dict[str, str] | None = None, fault: str | None = None, param: str | None = None, code: str | None = None,
     ) -> None:
-        self._send_json(status, error_payload(flavour, message, kind), path=path, headers=headers, fault=fault)
+        self._send_json(status, error_payload(flavour, message, kind, param=param, code=code), path=path, headers=headers, fault=fault)
 
     def _read_body(self) -> dict[str, Any]:
         raw = self.read_body()  # bounded: bounds.BoundedHandler

@@ -18,7 +18,12 @@ goes wrong).
 
 Student sampling and teacher work overlap: while a thread pool runs the
 teacher on one batch's trajectories (all of them at once, bounded by
-`teacher_concurrency`), the student samples the next batch.
+`teacher_concurrency`), the student samples the next batch. A teacher that
+answers in rounds (provider batches, `teacher.batch`: `answers_in_rounds`)
+takes minutes to hours a round, so there the student samples the whole pass
+first and every trajectory of the pass is edited at once (up to
+`MAX_ROUND_TRAJECTORIES`, one waiting thread each): a round of requests is
+everything the pass can ask, sent as one provider batch or a few.
 
 A trajectory whose teacher could not be reached (its requests failed after
 all their retries: "unavailable") is not finished and is not logged, so a
@@ -76,6 +81,11 @@ class CollectConfig:
             raise TripostError("collect: max_edits must be >= 0")
         if self.max_unavailable < 0:
             raise TripostError("collect: max_unavailable must be >= 0")
+
+
+# The most trajectories edited at once for a teacher that answers in rounds:
+# each waits for its answers in a thread of its own.
+MAX_ROUND_TRAJECTORIES = 2048
 
 
 class TeacherUnavailable(TripostError):
@@ -258,7 +268,9 @@ def collect(
     result.usable = usable(kinds)
 
     bar = tqdm(total=len(problems) * cfg.max_passes, desc=f"collect it{cfg.iteration}", unit="problem", disable=not progress, file=sys.stderr, dynamic_ncols=True)
-    pool = ThreadPoolExecutor(max_workers=cfg.teacher_concurrency, thread_name_prefix="teacher")
+    rounds = bool(getattr(teacher, "answers_in_rounds", False))  # a batching teacher: the pass at once
+    workers = max(cfg.teacher_concurrency, min(len(problems) * cfg.samples_per_problem, MAX_ROUND_TRAJECTORIES)) if rounds else cfg.teacher_concurrency
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="teacher")
 
     def finish(problem: Problem, key: str, sample_index: int, text: str) -> LogRecord:
         turns, kind, stop, calls = edit_trajectory(problem, text, teacher, cfg.max_edits)
@@ -306,21 +318,28 @@ def collect(
     def reached() -> bool:
         return cfg.target_usable is not None and result.usable >= cfg.target_usable
 
+    def submit(todo: Sequence[tuple[Problem, int, str, str]]) -> list[tuple[Problem, Future]]:
+        return [(p, pool.submit(finish, p, key, s, text)) for p, s, key, text in todo]
+
     try:
         pending: list[tuple[Problem, Future]] = []
+        waiting: list[tuple[Problem, int, str, str]] = []  # rounds: the pass's sampled attempts, edited together
         for batch in sampled_batches(problems, sampler, writer.done, samples=cfg.samples_per_problem, batch_size=cfg.batch_size,
                                      passes=cfg.max_passes, iteration=cfg.iteration, seed=cfg.seed, stop=reached):
             result.passes = batch.pass_index + 1
             result.records_skipped += batch.skipped * cfg.samples_per_problem
             bar.update(batch.skipped)
             if len(batch.problems) > batch.skipped:
-                # The student sampled this batch while the pool edited the
-                # last one; now the last one is logged and this one submitted.
-                drain(pending)
-                pending = [(p, pool.submit(finish, p, key, s, text)) for p, s, key, text in batch.todo]
+                if rounds:
+                    waiting += batch.todo
+                else:
+                    # The student sampled this batch while the pool edited the
+                    # last one; now the last one is logged and this one submitted.
+                    drain(pending)
+                    pending = submit(batch.todo)
             if batch.last_in_pass:
-                drain(pending)
-                pending = []
+                drain(pending + submit(waiting))
+                pending, waiting = [], []
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         writer.close()

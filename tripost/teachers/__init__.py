@@ -47,7 +47,7 @@ def check_teacher_spec(spec: str, *, batch: bool = False) -> tuple[str, str]:
     if kind == "scripted" and not arg:
         return kind, arg
     if kind in ("openai", "anthropic", "hf", "replay") and not arg:
-        example = {"openai": "openai:gpt-4o-mini", "anthropic": "anthropic:claude-3-5-haiku-latest", "hf": "hf:/path/to/model", "replay": "replay:run/log.jsonl"}[kind]
+        example = {"openai": "openai:gpt-6-luna", "anthropic": "anthropic:claude-haiku-5-5", "hf": "hf:/path/to/model", "replay": "replay:run/log.jsonl"}[kind]
         raise TripostError(f"teacher spec {clip(spec)} needs a {'path' if kind in ('hf', 'replay') else 'model'}, e.g. {example}")
     if kind not in ("openai", "anthropic", "hf", "replay"):
         raise TripostError(f"unknown teacher spec {clip(spec)}; expected one of: {', '.join(SPECS)}")
@@ -67,7 +67,7 @@ def make_teacher(
     max_attempts: int = 6,
     policy: Any = None,
     max_tokens: int | None = None,
-    temperature: float = _DEFAULT.temperature,
+    temperature: float | str | None = _DEFAULT.temperature,
     token_param: str = _DEFAULT.token_param,
     embed_request: bool = True,
     base_url: str | None = None,
@@ -88,9 +88,12 @@ def make_teacher(
     timeout      per-request timeout in seconds (API backends)
     max_attempts tries per request, the first included (retry.py), unless `policy` is given
     max_tokens   answer length limit (default 768; 320 for hf, where CPU decoding is slow)
-    temperature  sampling temperature: sent to every backend and part of the cache key
+    temperature  sampling temperature, sent only where the model takes one and part of
+                 the cache key (sampling.py); "auto" (default): 0 where the model takes a
+                 temperature, else the provider's default; None: the provider's default
     token_param  the name OpenAI gets the length limit under: max_tokens, or
-                 max_completion_tokens (its reasoning models); other backends ignore it
+                 max_completion_tokens (its reasoning models); auto (default):
+                 max_completion_tokens for o-series and GPT-5+ names; other backends ignore it
     embed_request append the machine-readable request block to prompts (templates.py)
     base_url/api_key  override the SDK environment variables
     batch        answer through the provider's batch API, a round at a time
@@ -143,8 +146,9 @@ def make_teacher(
 
         backend = BatchingBackend(backend, BatchLog(batch_log or tripost_home() / BATCH_LOG_FILE), wait=batch_wait, poll=batch_poll)
         # A round is every request in flight at once, so the requester may hold
-        # a whole batch; `concurrency` still bounds the trajectories edited at
-        # once, and so the requests per round (sources/teacher.py).
+        # a whole batch; the teacher source edits a whole collection pass at
+        # once in batch mode (sources/teacher.py), and batch.py splits a round
+        # by the provider's count and byte limits.
         concurrency = None
 
     if cache is True:

@@ -2,24 +2,27 @@
 
 OpenAI's Batch API and Anthropic's Message Batches take a file of requests,
 answer them within 24 hours (most within minutes), and bill 50% of the list
-price (usage.py `BATCH_PRICE`). TriPosT's collection already works in rounds:
-the trajectories of a student batch are edited at once (`teacher.concurrency`
-of them), so all of them ask for feedback together, then all the wrong ones
-for an improvement, then for feedback on it, and so on (sources/teacher.py).
+price (usage.py). TriPosT's collection works in rounds: with a batching
+teacher (`PromptedTeacher.answers_in_rounds`) every trajectory of a
+collection pass is edited at once (sources/teacher.py), so all of them ask
+for feedback together, then all the wrong ones for an improvement, then for
+feedback on it, and so on: a round is everything the pass can ask at once.
 
 `BatchingBackend` is a `ChatBackend` built on that. It does not send a
 request when asked: it holds every request that arrives until none has
 arrived for `wait` seconds (every trajectory of the round is waiting for its
-answer), sends them as one batch, polls the batch with backoff until it has
+answer), sends them as one batch (or as many as the provider's limits ask:
+`MAX_BATCH_REQUESTS` requests and `MAX_BATCH_BYTES` bytes of request body per
+batch, `split_round`), polls the batch with backoff until it has
 ended, and answers each waiting request with its own result. Everything
 above it runs unchanged: the requester (cache, retries, ledger), the prompted
 teacher's validation, the collection loop. A request that failed inside the
 batch (an error status, expiry, cancellation) is retried by retry.py like a
 live one and goes out with the next round.
 
-    round 1: 128 x feedback  -> batch A (one upload, one create, a few polls)
-    round 2:  97 x improve   -> batch B   (31 attempts were right)
-    round 3:  97 x feedback  -> batch C   ...
+    round 1: 1,024 x feedback -> batch A (one upload, one create, a few polls)
+    round 2:   797 x improve  -> batch B   (227 attempts were right)
+    round 3:   797 x feedback -> batch C   ...
 
 Resuming without paying twice: every batch sent is recorded in a small JSON
 file (`BatchLog`: the run folder's `teacher-batches.json` in `tripost run`
@@ -68,6 +71,9 @@ BATCH_LOG_FILE = "teacher-batches.json"
 MAX_POLL_S = 600.0  # the longest wait between two status checks (batches run for hours at most)
 POLL_GROWTH = 1.5  # each wait is 1.5x the last: 30 s, 45 s, 68 s, ... 10 min
 MAX_STATUS_FAILURES = 8  # status checks in a row that fail before the waiting requests fail (and retry)
+# Room left in a batch's byte limit for what wraps its items (the create
+# call's `{"requests": [...]}` and commas, a file upload's multipart headers).
+ENVELOPE_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -91,7 +97,12 @@ class BatchAPI(Protocol):
     that failed comes back as a `ChatError` (retryable or not, as its status
     says), a request missing from the results is treated as expired."""
 
-    MAX_BATCH_REQUESTS: int
+    MAX_BATCH_REQUESTS: int  # requests per batch, the provider's limit
+    MAX_BATCH_BYTES: int  # bytes of request body (Anthropic) or input file (OpenAI) per batch
+
+    def batch_item(self, key: str, request: ChatRequest) -> bytes:
+        """One request as the batch holds it (its size counts toward MAX_BATCH_BYTES)."""
+        ...
 
     async def submit_batch(self, items: Sequence[tuple[str, ChatRequest]]) -> str:
         """Send (custom id, request) pairs as one batch; returns its id."""
@@ -108,6 +119,30 @@ class BatchAPI(Protocol):
 
 def supports_batches(backend: Any) -> bool:
     return isinstance(backend, BatchAPI)
+
+
+def split_round(sizes: Sequence[int], max_requests: int, max_bytes: int) -> tuple[list[list[int]], list[int]]:
+    """The indexes of a round's items in batches of at most `max_requests`
+    items and `max_bytes` bytes (`sizes`: each item's bytes; room is left
+    for the envelope, ENVELOPE_BYTES), in order; and the items that exceed
+    the byte limit alone, which no batch can hold."""
+    limit = max(max_bytes - ENVELOPE_BYTES, 1)
+    batches: list[list[int]] = []
+    too_big: list[int] = []
+    current: list[int] = []
+    used = 0
+    for i, size in enumerate(sizes):
+        if size > limit:
+            too_big.append(i)
+            continue
+        if current and (len(current) >= max_requests or used + size > limit):
+            batches.append(current)
+            current, used = [], 0
+        current.append(i)
+        used += size
+    if current:
+        batches.append(current)
+    return batches, too_big
 
 
 # ------------------------------------------------------------- the record ---
@@ -220,6 +255,9 @@ class BatchingBackend:
     module docstring). `wait`: seconds without a new request before the held
     ones go out; `poll`: seconds before the first status re-check."""
 
+    # Requests are answered a round at a time: a caller asks all it can at once (PromptedTeacher.answers_in_rounds).
+    answers_in_rounds = True
+
     def __init__(self, backend: Any, log: BatchLog, *, wait: float = 2.0, poll: float = 30.0,
                  say: Callable[[str], None] = _say):
         if not supports_batches(backend):
@@ -228,9 +266,11 @@ class BatchingBackend:
         self.name = backend.name
         self.model = backend.model
         self.endpoint = backend.endpoint
+        self.sampling_rule = getattr(backend, "sampling_rule", None)  # what its requests may carry (sampling.py)
         # Every request of a round must be held at once: the requester's
         # concurrency bound is the provider's batch size, not a connection count.
         self.max_concurrency = int(backend.MAX_BATCH_REQUESTS)
+        self.max_bytes = int(backend.MAX_BATCH_BYTES)
         self.log = log
         self.wait = wait
         self.poll = poll
@@ -290,7 +330,9 @@ class BatchingBackend:
 
     async def _send(self, held: dict[str, tuple[ChatRequest, list[asyncio.Future[ChatResponse]]]]) -> None:
         """Requests already in a recorded batch wait for it; the rest go out
-        as new batches of at most MAX_BATCH_REQUESTS."""
+        as new batches within the provider's count and byte limits
+        (`split_round`); a request bigger than a whole batch may hold fails
+        alone, as the API would refuse it (413)."""
         known: dict[str, dict[str, list[asyncio.Future[ChatResponse]]]] = {}
         new: list[tuple[str, ChatRequest, list[asyncio.Future[ChatResponse]]]] = []
         for key, (request, futures) in held.items():
@@ -301,9 +343,19 @@ class BatchingBackend:
                 new.append((key, request, futures))
         for batch_id, waiting in known.items():
             self._attach(batch_id, waiting, resumed=batch_id not in self._watches)
-        size = self.max_concurrency
-        for start in range(0, len(new), size):
-            chunk = new[start:start + size]
+        try:
+            sizes = [len(self.backend.batch_item(key, request)) for key, request, _ in new]
+        except Exception as e:  # a request no batch can carry (build_params refused it): each fails as it would live
+            error = classify(e, self.name)
+            for _, _, futures in new:
+                _fail(futures, error)
+            return
+        chunks, too_big = split_round(sizes, self.max_concurrency, self.max_bytes)
+        for i in too_big:
+            _fail(new[i][2], ChatError(f"{self.name}: a request of {sizes[i]:,} bytes is over the {self.max_bytes:,} bytes a batch "
+                                       f"may hold", status=413, kind="http"))
+        for indexes in chunks:
+            chunk = [new[i] for i in indexes]
             try:
                 batch_id = await self.backend.submit_batch([(key, request) for key, request, _ in chunk])
             except asyncio.CancelledError:

@@ -14,7 +14,9 @@ Anthropic's `input_tokens` exclude cache reads and writes):
 
     input_tokens        uncached input, billed at the input price
     cache_read_tokens   input served from the provider's prompt cache
-    cache_write_tokens  input written to the provider's prompt cache
+    cache_write_tokens  input written to the provider's prompt cache (of
+                        them, cache_write_1h_tokens with Anthropic's 1-hour
+                        TTL, which is billed at its own price)
     output_tokens       generated tokens
 """
 
@@ -24,6 +26,8 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
+
+from tripost.teachers.sampling import PROVIDER_DEFAULT
 
 # 2: the endpoint joined the key (two servers may call different models by
 # one name); keys made by version 1 are never looked up again.
@@ -72,14 +76,16 @@ class ChatRequest:
     of a kind (the few-shot examples): a backend with prompt caching
     (Anthropic) marks them so the provider can reuse them.
     `sample_index` distinguishes repeated samples of the same prompt in the
-    on-disk cache; it is never sent.
+    on-disk cache; it is never sent. `temperature` None: the request carries
+    none and the model samples at its provider's default (sampling.py), which
+    the cache key records as "provider default".
     """
 
     model: str
     system: str
     messages: tuple[ChatMessage, ...]
     max_tokens: int = 512
-    temperature: float = 0.0
+    temperature: float | None = None
     stop: tuple[str, ...] = ()
     sample_index: int = 0
     cache_prefix: int = 0
@@ -97,7 +103,7 @@ class ChatRequest:
             "system": self.system,
             "messages": [[m.role, m.content] for m in self.messages],
             "max_tokens": self.max_tokens,
-            "temperature": self.temperature,
+            "temperature": self.temperature if self.temperature is not None else PROVIDER_DEFAULT,
             "stop": list(self.stop),
             "sample_index": self.sample_index,
         }
@@ -118,26 +124,27 @@ class Usage:
     output_tokens: int = 0
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0  # of cache_write_tokens, those kept for 1 hour (Anthropic `ttl: "1h"`)
 
     def __add__(self, other: "Usage") -> "Usage":
-        return Usage(
-            self.input_tokens + other.input_tokens,
-            self.output_tokens + other.output_tokens,
-            self.cache_read_tokens + other.cache_read_tokens,
-            self.cache_write_tokens + other.cache_write_tokens,
-        )
+        return Usage(**{k: getattr(self, k) + getattr(other, k) for k in self.__dataclass_fields__})
 
     def to_dict(self) -> dict[str, int]:
         return asdict(self)
 
     def buckets(self) -> dict[str, int]:
-        """The short names the interaction log uses (replay/README.md)."""
-        return {
+        """The short names the interaction log uses (replay/README.md); the
+        1-hour share of the cache writes only when there is one, so a record
+        without it reads as it always has."""
+        out = {
             "input": self.input_tokens,
             "output": self.output_tokens,
             "cache_read": self.cache_read_tokens,
             "cache_write": self.cache_write_tokens,
         }
+        if self.cache_write_1h_tokens:
+            out["cache_write_1h"] = self.cache_write_1h_tokens
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> "Usage":
@@ -160,14 +167,19 @@ class Usage:
 
     @classmethod
     def from_anthropic(cls, usage: Any) -> "Usage":
-        """Anthropic: `input_tokens` already excludes cache reads and writes."""
+        """Anthropic: `input_tokens` already excludes cache reads and writes;
+        `cache_creation` splits the writes by TTL (anthropic/types/cache_creation.py:
+        ephemeral_5m_input_tokens, ephemeral_1h_input_tokens), which are billed
+        at different prices."""
         if usage is None:
             return cls()
+        one_hour = get_field(get_field(usage, "cache_creation"), "ephemeral_1h_input_tokens")
         return cls(
             input_tokens=int(get_field(usage, "input_tokens") or 0),
             output_tokens=int(get_field(usage, "output_tokens") or 0),
             cache_read_tokens=int(get_field(usage, "cache_read_input_tokens") or 0),
             cache_write_tokens=int(get_field(usage, "cache_creation_input_tokens") or 0),
+            cache_write_1h_tokens=int(one_hour) if isinstance(one_hour, int) and not isinstance(one_hour, bool) else 0,
         )
 
 
@@ -212,7 +224,9 @@ class ChatBackend(Protocol):
     "anthropic", "hf"), `model` what it runs, `endpoint` the server it asks
     (`tripost.urls.endpoint_id` of its base URL; "" for a local model), which the cache key
     holds; `max_concurrency` is a sensible default for in-flight requests (1
-    for a local model)."""
+    for a local model). A backend may also declare `sampling_rule`
+    (sampling.py `SamplingRule`): which temperatures its model takes; one
+    that declares none takes any."""
 
     name: str
     model: str

@@ -1,6 +1,7 @@
 """`hf:PATH`: a local transformers model as a chat backend.
 
-Greedy decoding at temperature 0 (the teacher's default); above 0 (an
+Greedy decoding at temperature 0, or with no temperature set (a local
+model's default: `sampling_rule`); above 0 (an
 attempt, sampled at 1.0 as the authors', tripost.teachers.base) it samples at
 that temperature with no top-k or top-p cut, as the APIs do, from a seed
 that is a hash of the whole request (its cache key, which holds the
@@ -28,6 +29,7 @@ from typing import Any
 
 from tripost.errors import TripostError
 from tripost.teachers.chat import ChatMessage, ChatRequest, ChatResponse, Usage
+from tripost.teachers.sampling import rule_for
 
 
 def student_spec_for(path: str) -> str:
@@ -57,6 +59,7 @@ class HFChat:
     def __init__(self, path: str, *, device: str | None = None):
         self.spec = student_spec_for(path)
         self.model = path.strip()
+        self.sampling_rule = rule_for(self.name, self.model)  # any temperature; none set: greedy
         self.device = device
         self._loaded: Any = None
         self._lock = threading.Lock()
@@ -89,7 +92,7 @@ class HFChat:
         ids = self._prompt_ids(tokenizer, request, limit)
         input_ids = torch.tensor([ids], device=model.device)
         sampling: dict[str, Any] = {"do_sample": False}
-        if request.temperature > 0:
+        if request.temperature is not None and request.temperature > 0:
             # top_k 0 and top_p 1: no cut (a generation_config may set one), as the APIs sample.
             sampling = {"do_sample": True, "temperature": float(request.temperature), "top_k": 0, "top_p": 1.0}
         devices = [model.device] if model.device.type == "cuda" else []

@@ -5,7 +5,10 @@ Any OpenAI-compatible server works unchanged (vLLM, Ollama, llama.cpp,
 `OPENAI_API_KEY`. A local server usually needs no key; when a base URL is set
 and no key is, a placeholder is sent. The answer length limit goes out as
 `max_tokens`, or as `max_completion_tokens` (`token_param`), which OpenAI's
-reasoning models require instead. The SDK's own retries are off
+reasoning models require instead ("auto", the default: by the model's name,
+sampling.py). A temperature goes out only when one is set and the model
+takes it: OpenAI's reasoning models take only the default, so they get none
+(sampling.py). The SDK's own retries are off
 (`max_retries=0`): retry.py retries, once.
 
 The request goes out through `with_streaming_response`, so sending (whose
@@ -26,12 +29,23 @@ from typing import Any
 from tripost.errors import TripostError
 from tripost.teachers.batch import BatchStatus
 from tripost.teachers.chat import ChatRequest, ChatResponse, Usage, get_field
-from tripost.teachers.options import TOKEN_PARAMS
+from tripost.teachers.options import AUTO_TOKEN_PARAM, TOKEN_PARAMS
 from tripost.teachers.retry import ChatError, malformed, status_error
+from tripost.teachers.sampling import openai_reasoning_model, rule_for
 from tripost.teachers.sdk import SDKChat
 
 BATCH_URL = "/v1/chat/completions"
 BATCH_ENDED = ("completed", "expired", "failed", "cancelled")
+MB = 1000 * 1000
+
+
+def token_param_for(model: str, token_param: str = AUTO_TOKEN_PARAM) -> str:
+    """The name the length limit travels under: `token_param`, or for "auto"
+    `max_completion_tokens` for OpenAI's reasoning models (which refuse
+    `max_tokens`) and `max_tokens` for the rest (every OpenAI-compatible server takes it)."""
+    if token_param != AUTO_TOKEN_PARAM:
+        return token_param
+    return "max_completion_tokens" if openai_reasoning_model(model) else "max_tokens"
 
 
 class OpenAIChat(SDKChat):
@@ -39,16 +53,19 @@ class OpenAIChat(SDKChat):
     KEY_ENV = "OPENAI_API_KEY"
     BASE_URL_ENV = "OPENAI_BASE_URL"
     DEFAULT_ENDPOINT = "https://api.openai.com/v1"
-    EXAMPLE_MODEL = "gpt-4o-mini"
+    EXAMPLE_MODEL = "gpt-6-luna"  # a live model (the SDK's ChatModel, openai/types/shared/chat_model.py)
     LOCAL_SERVER = "OpenAI-compatible server"
-    MAX_BATCH_REQUESTS = 50_000  # the Batch API's limit per batch (also 200 MB per input file)
+    # The Batch API's limits per batch: 50,000 requests, 200 MB of input file.
+    MAX_BATCH_REQUESTS = 50_000
+    MAX_BATCH_BYTES = 200 * MB
 
-    def __init__(self, model: str, *, token_param: str = "max_tokens", **common: Any):
+    def __init__(self, model: str, *, token_param: str = AUTO_TOKEN_PARAM, **common: Any):
         """`common`: base_url, api_key, timeout, max_concurrency (SDKChat)."""
         if token_param not in TOKEN_PARAMS:
             raise TripostError(f"openai teacher: token_param must be one of {', '.join(TOKEN_PARAMS)}, not {token_param!r}")
         super().__init__(model, **common)
-        self.token_param = token_param
+        self.token_param = token_param_for(model, token_param)
+        self.sampling_rule = rule_for(self.name, model)
 
     def make_client(self) -> Any:
         import openai
@@ -60,12 +77,24 @@ class OpenAIChat(SDKChat):
         params: dict[str, Any] = {
             "model": request.model,
             "messages": request.openai_messages(),
-            "temperature": request.temperature,
             self.token_param: request.max_tokens,
         }
+        if request.temperature is not None:
+            if not self.sampling_rule.takes_temperature and request.temperature != self.sampling_rule.default:
+                # The prompted teacher never builds such a request (sampling.py); a caller that did gets the API's 400 here, unsent.
+                raise TripostError(f"openai teacher: a request for temperature {request.temperature:g}, but {self.sampling_rule.why}")
+            params["temperature"] = request.temperature
         if request.stop:
             params["stop"] = list(request.stop)[:4]
         return params
+
+    def batch_line(self, key: str, request: ChatRequest) -> str:
+        """One line of a batch input file."""
+        return json.dumps({"custom_id": key, "method": "POST", "url": BATCH_URL, "body": self.build_params(request)}, ensure_ascii=False)
+
+    def batch_item(self, key: str, request: ChatRequest) -> bytes:
+        """One request of a batch as its input file holds it (batch.py counts its bytes)."""
+        return (self.batch_line(key, request) + "\n").encode("utf-8")
 
     async def acomplete(self, request: ChatRequest) -> ChatResponse:
         streamed = self.client().chat.completions.with_streaming_response.create(**self.build_params(request))
@@ -79,8 +108,7 @@ class OpenAIChat(SDKChat):
     # read back. batch.py drives this; https://platform.openai.com/docs/guides/batch
 
     async def submit_batch(self, items: Sequence[tuple[str, ChatRequest]]) -> str:
-        lines = [json.dumps({"custom_id": key, "method": "POST", "url": BATCH_URL, "body": self.build_params(request)},
-                            ensure_ascii=False) for key, request in items]
+        lines = [self.batch_line(key, request) for key, request in items]
         client = self.client()
         upload = await client.files.create(file=("tripost-batch.jsonl", ("\n".join(lines) + "\n").encode("utf-8")), purpose="batch")
         batch = await client.batches.create(input_file_id=upload.id, endpoint=BATCH_URL, completion_window="24h",
@@ -106,7 +134,7 @@ class OpenAIChat(SDKChat):
             detail = "; ".join(f"{get_field(e, 'code') or 'error'}"
                                + (f" at line {get_field(e, 'line')}" if get_field(e, "line") is not None else "")
                                + f": {get_field(e, 'message')}" for e in errors[:3]) or "no detail"
-            hint = (" (the organisation's limit on queued batch tokens for this model: lower teacher.concurrency, "
+            hint = (" (the organisation's limit on queued batch tokens for this model: collect fewer problems at once, "
                     "or rerun once running batches have finished)") if "token_limit_exceeded" in detail else ""
             error = ChatError(f"openai: batch {batch_id} failed before it ran: {detail}{hint}", status=400, kind="http")
             return {key: error for key in keys}

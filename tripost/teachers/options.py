@@ -8,15 +8,17 @@ both end in `make_teacher(spec, **options.teacher_kwargs())`:
 
     timeout      seconds per HTTP request before it counts as failed (and is retried)
     max_tokens   the answer length limit (0: the backend's default)
-    temperature  sampling temperature, sent to the API (and part of the cache key)
+    temperature  sampling temperature, sent only when set and the model takes one
+                 (unset, "": the provider's default); part of the cache key (sampling.py)
     token_param  the name the length limit travels under to OpenAI: max_tokens, or
-                 max_completion_tokens for its reasoning models (which refuse max_tokens)
+                 max_completion_tokens for its reasoning models (which refuse max_tokens);
+                 auto: by the model's name
     concurrency  teacher requests in flight at once, and trajectories (collect) or
-                 attempts (teach) worked on at once
-    prices       a TOML/JSON price table layered over the built-in one (usage.py)
+                 attempts (teach) worked on at once (with batch: not a bound on a round)
+    prices       a TOML/JSON price table over the price database (usage.py)
     cache        the on-disk response cache under $TRIPOST_HOME on or off
-    batch        send each round's requests as one OpenAI Batch / Anthropic Message
-                 Batch at half the list price (batch.py), answers in minutes to hours
+    batch        send each round's requests as OpenAI Batches / Anthropic Message
+                 Batches at half the list price (batch.py), answers in minutes to hours
     batch_wait   seconds without a new request before a round goes out as a batch
     batch_poll   seconds before a batch's status is checked again (growing 1.5x a time)
 
@@ -28,6 +30,7 @@ A wrong value is one `TripostError` naming the key the way the user wrote it
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -35,27 +38,38 @@ from typing import Any
 from tripost.errors import TripostError
 from tripost.settings import add_flags, from_section, option, section_defaults
 from tripost.settings import from_args as section_from_args
+from tripost.teachers.sampling import AUTO, MAX_TEMPERATURE, check_spec_temperature, parse_temperature
 
 # How OpenAI's Chat Completions take the answer length limit: `max_tokens`
 # (most models, every OpenAI-compatible server) or `max_completion_tokens`
-# (the o-series reasoning models refuse `max_tokens`). Anthropic's Messages
-# API has only `max_tokens`; hf generates locally.
-TOKEN_PARAMS = ("max_tokens", "max_completion_tokens")
-MAX_TEMPERATURE = 2.0  # OpenAI's upper bound; Anthropic's is 1.0 and its API says so
+# (the o-series and GPT-5+ reasoning models refuse `max_tokens`); "auto"
+# picks by the model's name (openai_chat.py `token_param_for`). Anthropic's
+# Messages API has only `max_tokens`; hf generates locally.
+AUTO_TOKEN_PARAM = "auto"
+TOKEN_PARAMS = (AUTO_TOKEN_PARAM, "max_tokens", "max_completion_tokens")
+UNSET = ""  # a temperature left unset (TOML has no null): the provider's default
 
 
 @dataclass(frozen=True)
 class TeacherOptions:
     timeout: float = option(60.0, "seconds per teacher request before it counts as failed and is retried", metavar="SECONDS")
     max_tokens: int = option(0, "answer length limit in tokens (0: the backend's default, 768; 320 for hf)", metavar="N")
-    temperature: float = option(0.0, f"teacher sampling temperature, 0 to {MAX_TEMPERATURE:g} (sent to the API, part of the cache key)", metavar="T")
-    token_param: str = option("max_tokens", "the name OpenAI gets the length limit under (max_completion_tokens for its reasoning models)",
+    # A number once `check` has read it; auto is greedy where the model takes a temperature (the
+    # authors' feedback and fixes) and its provider's default where it takes none; unset (UNSET) is
+    # the provider's default, and nothing is sent (sampling.py).
+    temperature: float | str = option(AUTO, f"teacher sampling temperature, 0 to {MAX_TEMPERATURE:g}, sent only to a model that takes one "
+                                            "(part of the cache key); auto: 0 where the model takes a temperature (the authors' "
+                                            "feedback and fixes), else the provider's default; \"\" (unset): the provider's default "
+                                            "(Anthropic and OpenAI's reasoning models take none but their default)", metavar="T")
+    token_param: str = option(AUTO_TOKEN_PARAM, "the name OpenAI gets the length limit under: max_tokens, or max_completion_tokens "
+                                                "(its reasoning models); auto: max_completion_tokens for o-series and GPT-5+ names",
                               choices=TOKEN_PARAMS)
     concurrency: int = option(8, "teacher requests in flight at once, and attempts worked on at once (an hf teacher answers one at a time)", metavar="N")
-    prices: str = option("", "a TOML price table (USD per million tokens) over the built-in one, e.g. [\"my-model\"] input = 0.5", metavar="FILE.toml")
+    prices: str = option("", "a TOML price table (USD per million tokens) over the price database (genai-prices), "
+                             "e.g. [\"my-model\"] input = 0.5", metavar="FILE.toml")
     cache: bool = option(True, "reuse answers from the on-disk response cache ($TRIPOST_HOME/teacher-cache.sqlite)")
-    batch: bool = option(False, "send each collection round's requests as one OpenAI Batch / Anthropic Message Batch, billed at half "
-                                "the list price; answers take minutes to hours; concurrency is then the most requests per batch")
+    batch: bool = option(False, "send each collection round's requests as OpenAI Batches / Anthropic Message Batches, billed at half "
+                                "the list price; answers take minutes to hours; a round is everything the collection can ask at once")
     batch_wait: float = option(2.0, "with batch: seconds without a new request before the round is sent as one batch", metavar="SECONDS")
     batch_poll: float = option(30.0, "with batch: seconds before a batch's status is checked again (growing 1.5x a time, "
                                      "up to 10 minutes)", metavar="SECONDS")
@@ -68,8 +82,13 @@ class TeacherOptions:
     @classmethod
     def from_config(cls, section: dict[str, Any]) -> "TeacherOptions":
         """From the run config's `[teacher]` section (types already checked by
-        `check_types`); values are checked here, errors name `teacher.KEY`."""
-        return from_section(cls, section).check(lambda name: f"teacher.{name}")
+        `check_types`); values are checked here, errors name `teacher.KEY`,
+        and a temperature the section's `spec` cannot take stops the run
+        before its first stage (sampling.py)."""
+        options = from_section(cls, section).check(lambda name: f"teacher.{name}")
+        if isinstance(section.get("spec"), str):
+            check_spec_temperature(section["spec"], options.sampling_temperature)
+        return options
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "TeacherOptions":
@@ -83,8 +102,10 @@ class TeacherOptions:
             raise TripostError(f"{name('timeout')} must be more than 0 seconds, not {self.timeout}")
         if self.max_tokens < 0:
             raise TripostError(f"{name('max_tokens')} must be at least 1 (or 0: the backend's default), not {self.max_tokens}")
-        if not 0.0 <= self.temperature <= MAX_TEMPERATURE:
-            raise TripostError(f"{name('temperature')} must be between 0 and {MAX_TEMPERATURE:g}, not {self.temperature}")
+        # A flag arrives as text, a config value as a number or "": read once, here.
+        temperature = parse_temperature(self.temperature, name("temperature"))
+        if temperature is not None and temperature != self.temperature:
+            return dataclasses.replace(self, temperature=temperature).check(name)
         if self.token_param not in TOKEN_PARAMS:
             raise TripostError(f"{name('token_param')} must be one of {', '.join(TOKEN_PARAMS)}, not {self.token_param!r}")
         for key in ("batch_wait", "batch_poll"):
@@ -105,12 +126,17 @@ class TeacherOptions:
                 raise TripostError(f"{name('prices')}: {e}") from None
         return self
 
+    @property
+    def sampling_temperature(self) -> float | str | None:
+        """The temperature set, "auto" (sampling.AUTO), or None when unset (the provider's default)."""
+        return parse_temperature(self.temperature, "teacher.temperature")
+
     def teacher_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of `make_teacher` these options set."""
         return {
             "timeout": float(self.timeout),
             "max_tokens": self.max_tokens or None,
-            "temperature": float(self.temperature),
+            "temperature": self.sampling_temperature,
             "token_param": self.token_param,
             "concurrency": self.concurrency,
             "prices": self.prices or None,

@@ -36,6 +36,14 @@ whatever the teacher's `temperature` (which feedback and fixes use), and its
 `sample` number goes into the request's cache key (`ChatRequest.sample_index`)
 when that temperature is above 0: n samples are n calls, each cached and
 replayed as itself.
+
+Temperatures reach the API only where the model takes them (sampling.py):
+the teacher's own (None: unset, the provider's default) is checked against
+its backend when the teacher is made, so a value the model refuses is one
+error line before any request. A model that takes only its default (Anthropic
+under API version 2026-10-21, OpenAI's reasoning models, both defaulting to
+1.0) gets no temperature at all; its attempt at 1.0 is then a request at the
+provider's default, whose cache key still holds the sample number.
 """
 
 from __future__ import annotations
@@ -63,6 +71,7 @@ from tripost.teachers.cache import ResponseCache
 from tripost.teachers.chat import ChatBackend, ChatRequest, ChatResponse
 from tripost.teachers.requester import Outcome, Requester
 from tripost.teachers.retry import MALFORMED, TOO_LONG, RetryPolicy
+from tripost.teachers.sampling import parse_temperature, rule_of
 from tripost.teachers.templates import load_template, render_block, request_fields
 from tripost.teachers.usage import Ledger
 
@@ -97,7 +106,7 @@ class PromptedTeacher:
         concurrency: int | None = None,
         policy: RetryPolicy | None = None,
         max_tokens: int = 768,
-        temperature: float = 0.0,
+        temperature: float | str | None = None,
         embed_request: bool = True,
         sample_index: int = 0,
         name: str | None = None,
@@ -105,9 +114,13 @@ class PromptedTeacher:
     ):
         self.backend = backend
         self.name = name or f"{backend.name}:{backend.model}"
+        # None ("" from an unset option): the provider's default. Checked against the model now,
+        # before any request: a value it refuses is one error line (sampling.py).
+        self.temperature = parse_temperature(temperature, "teacher.temperature")
+        self.sampling_rule = rule_of(backend)
+        self.sampling_rule.request_temperature(self.temperature, f"teacher {self.name}")
         self.requester = Requester(backend, cache=cache, ledger=ledger, policy=policy, concurrency=concurrency)
         self.max_tokens = max_tokens
-        self.temperature = temperature
         self.embed_request = embed_request
         self.sample_index = sample_index
         # Whether an attempt request's block holds the problem's gold. Off by
@@ -126,6 +139,13 @@ class PromptedTeacher:
     @property
     def cache(self) -> ResponseCache | None:
         return self.requester.cache
+
+    @property
+    def answers_in_rounds(self) -> bool:
+        """Whether requests are answered a round at a time (a provider batch:
+        `teacher.batch`, batch.py), so a caller gains by asking everything it
+        can at once (sources/teacher.py)."""
+        return bool(getattr(self.backend, "answers_in_rounds", False))
 
     # ------------------------------------------------------------ protocol ---
 
@@ -201,13 +221,22 @@ class PromptedTeacher:
         """The chat request of a `kind` call. `temperature` (default: the
         teacher's) and `sample` are an attempt's: its sample number is its
         cache key's `sample_index`, above temperature 0 only, where samples
-        differ (at 0 every sample is one request)."""
-        temperature = self.temperature if temperature is None else float(temperature)
+        differ (at 0 every sample is one request). The request carries the
+        temperature only where the model takes it (sampling.py); one the
+        model samples at anyway (its provider's default) travels as none, and
+        one it refuses is a `TripostError`."""
+        if temperature is None:
+            wanted, setting = self.temperature, "teacher.temperature / --teacher-temperature"
+        else:
+            wanted, setting = float(temperature), f"by the {kind} call"
+        sent = self.sampling_rule.request_temperature(wanted, f"teacher {self.name}", setting)
+        # What the model samples at: the sent value, else its provider's default.
+        effective = sent if sent is not None else self.sampling_rule.default
         template = load_template(problem.family, kind)
         messages = template.messages(request_fields(problem, attempt, feedback))
         sample_index = self.sample_index
         if kind == "attempt":
-            sample_index = int(sample) if temperature > 0 else 0
+            sample_index = int(sample) if effective > 0 else 0
         if self.embed_request:
             last = messages[-1]
             block = render_block(kind, problem, attempt, feedback, sample=sample_index, gold=self.attempt_gold if kind == "attempt" else None)
@@ -225,7 +254,7 @@ class PromptedTeacher:
             system=template.system,
             messages=messages,
             max_tokens=self.max_tokens,
-            temperature=temperature,
+            temperature=sent,
             stop=stop,
             sample_index=sample_index,
             cache_prefix=len(messages) - 1,

@@ -1,22 +1,34 @@
-"""Token usage ledger per backend and model, and cost from a price table.
+"""Token usage ledger per backend and model, and cost from a price database.
 
-Prices are US dollars per million tokens, one price per usage bucket
-(input, output, cache read, cache write; see chat.py for the buckets). The
-defaults below are list prices at the time of writing and WILL go stale:
-override them with `prices=` (a mapping or a TOML/JSON file, see
-`load_prices`; `teacher.prices` / `--teacher-prices`). A model with no price
-is never guessed: its requests add nothing to the cost, the ledger marks it
-unpriced and says so once on stderr, and summaries and reports show
-"unpriced" (`format_cost`) instead of a cost that looks like $0.
+Prices are US dollars per million tokens, by usage bucket (input, output,
+cache read, cache write; see chat.py for the buckets). They come from
+`genai-prices` (pydantic/genai-prices on GitHub, MIT): a maintained database
+of both providers' list prices, with their prompt-cache prices (reads,
+5-minute and 1-hour writes), long-context tiers, and Batch API prices, and
+with the rule that matches a dated or aliased model id to its model. Its
+data is the one in the installed package: tripost never downloads prices
+(the package's `UpdatePrices` is opt-in and left off, so a run talks to
+nobody but its teacher); `pip install -U genai-prices` brings newer ones.
+
+Over the database: the user's table (`prices=`, a mapping or a TOML/JSON
+file, `load_prices`; `teacher.prices` / `--teacher-prices`). A model it
+names (the longest matching name prefix) is priced by it alone. A model in
+neither is never guessed: its requests add nothing to the cost, the ledger
+marks it unpriced and says so once on stderr, and summaries and reports
+show "unpriced" (`format_cost`) instead of a cost that looks like $0.
 A backend that runs on this machine (`LOCAL_BACKENDS`) bills nothing and is
 never unpriced.
 
 A request answered through a provider's batch API (`teacher.batch`,
-batch.py) is billed at `BATCH_PRICE` of the list price: OpenAI's Batch API
-and Anthropic's Message Batches both take 50% off every token bucket,
-prompt-cache reads and writes included. The ledger keeps what those requests
-would have cost live (`list_cost_usd`) beside what they cost, so a report can
-show the saving.
+batch.py) is billed at the database's batch price (OpenAI's Batch API and
+Anthropic's Message Batches take 50% off every bucket; genai-prices bills a
+model the provider does not serve in batch at its list price), or, for a
+model the user's table prices, at `BATCH_PRICE` of that price. The ledger
+keeps what those requests would have cost live (`list_cost_usd`) beside
+what they cost, so a report can show the saving.
+
+Costs are computed per request: a long-context tier (a price that rises
+above 200k input tokens) applies to the request that crosses it.
 """
 
 from __future__ import annotations
@@ -32,21 +44,35 @@ from typing import Any, Mapping
 from tripost.errors import TripostError
 from tripost.teachers.chat import Usage
 
+PRICE_DATABASE = "genai-prices"
+# tripost's backend -> the database's provider id.
+DATABASE_PROVIDERS = {"openai": "openai", "anthropic": "anthropic"}
+# Anthropic bills a 1-hour cache write at twice the input price (a 5-minute
+# one at 1.25 times): the default of an override that names no 1-hour price.
+ONE_HOUR_WRITE_FACTOR = 2.0
+MILLION = 1_000_000
+
 
 @dataclass(frozen=True)
 class Price:
+    """A user's price for a model (USD per million tokens)."""
+
     input: float = 0.0
     output: float = 0.0
     cache_read: float = 0.0
     cache_write: float = 0.0
+    cache_write_1h: float | None = None  # None: ONE_HOUR_WRITE_FACTOR times `input`
 
     def cost(self, usage: Usage) -> float:
+        one_hour = self.cache_write_1h if self.cache_write_1h is not None else ONE_HOUR_WRITE_FACTOR * self.input
+        five_minutes = max(usage.cache_write_tokens - usage.cache_write_1h_tokens, 0)
         return (
             usage.input_tokens * self.input
             + usage.output_tokens * self.output
             + usage.cache_read_tokens * self.cache_read
-            + usage.cache_write_tokens * self.cache_write
-        ) / 1_000_000
+            + five_minutes * self.cache_write
+            + usage.cache_write_1h_tokens * one_hour
+        ) / MILLION
 
     @classmethod
     def from_mapping(cls, name: str, d: Mapping[str, Any]) -> "Price":
@@ -56,8 +82,8 @@ class Price:
                 f"price for {name!r}: unknown field(s) {', '.join(sorted(unknown))}; "
                 f"expected {', '.join(cls.__dataclass_fields__)} (USD per million tokens)"
             )
-        try:
-            values = {k: float(v) for k, v in d.items()}
+        try:  # None: not given (asdict of a Price without a 1-hour price)
+            values = {k: float(v) for k, v in d.items() if v is not None}
         except (TypeError, ValueError):
             raise TripostError(f"price for {name!r}: every value must be a number (USD per million tokens)") from None
         if any(v < 0 for v in values.values()):
@@ -65,36 +91,95 @@ class Price:
         return cls(**values)
 
 
-# The share of the list price a batched request costs (OpenAI Batch API,
-# Anthropic Message Batches: "50% discount" on input and output alike).
+# The share of a user's list price a batched request costs (OpenAI Batch
+# API, Anthropic Message Batches: "50% discount" on every bucket).
 BATCH_PRICE = 0.5
 
 # Backends that run on this machine: nothing to bill, so a missing price is no gap.
 LOCAL_BACKENDS = frozenset({"hf"})
 
-# Model name prefix -> price. Longest matching prefix wins, so dated model
-# names ("claude-3-5-haiku-20241022") find their family.
-DEFAULT_PRICES: dict[str, Price] = {
-    "gpt-4o-mini": Price(0.15, 0.60, 0.075, 0.0),
-    "gpt-4o": Price(2.50, 10.00, 1.25, 0.0),
-    "gpt-4.1-nano": Price(0.10, 0.40, 0.025, 0.0),
-    "gpt-4.1-mini": Price(0.40, 1.60, 0.10, 0.0),
-    "gpt-4.1": Price(2.00, 8.00, 0.50, 0.0),
-    "claude-3-5-haiku": Price(0.80, 4.00, 0.08, 1.00),
-    "claude-3-5-sonnet": Price(3.00, 15.00, 0.30, 3.75),
-    "claude-3-7-sonnet": Price(3.00, 15.00, 0.30, 3.75),
-    "claude-sonnet-4": Price(3.00, 15.00, 0.30, 3.75),
-    "claude-opus-4": Price(15.00, 75.00, 1.50, 18.75),
-}
+
+def database_version() -> str:
+    """The installed price database's version ("" when it is not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(PRICE_DATABASE)
+    except PackageNotFoundError:
+        return ""
+
+
+def database_cost(backend: str, model: str, usage: Usage, *, batched: bool = False) -> float | None:
+    """The price database's cost of one request (USD), or None when it does
+    not price `model` for `backend`'s provider. `batched`: at the provider's
+    batch price."""
+    provider = DATABASE_PROVIDERS.get(backend)
+    if provider is None or not model:
+        return None
+    from genai_prices import Usage as DatabaseUsage
+    from genai_prices import calc_price
+
+    # The database's `input_tokens` is every input token, cached or not; the
+    # cache buckets are parts of it (its README, "Cached input tokens").
+    counts = {
+        "input_tokens": usage.input_tokens + usage.cache_read_tokens + usage.cache_write_tokens,
+        "output_tokens": usage.output_tokens,
+        "cache_read_tokens": usage.cache_read_tokens,
+        "cache_write_tokens": usage.cache_write_tokens,
+        "cache_write_1h_tokens": min(usage.cache_write_1h_tokens, usage.cache_write_tokens),
+    }
+    try:
+        price = calc_price(DatabaseUsage(**{k: v for k, v in counts.items() if v}), model, provider_id=provider,
+                           price_context={"processing": "batch"} if batched else None)
+    except LookupError:  # the database does not know the model
+        return None
+    return float(price.total_price)
+
+
+def database_price(backend: str, model: str) -> Price | None:
+    """The database's list price of `model` as a flat `Price` (a tiered
+    price at its base tier), or None when it has none: for showing a price
+    and for scripts that bill one model as another. Costs go through
+    `database_cost`, which applies tiers."""
+    provider = DATABASE_PROVIDERS.get(backend)
+    if provider is None:
+        return None
+    from datetime import UTC, datetime
+
+    from genai_prices import data_snapshot
+
+    try:
+        _, info = data_snapshot.get_snapshot().find_provider_model(model, None, provider, None)
+    except LookupError:
+        return None
+    p = info.get_prices(datetime.now(tz=UTC))
+
+    def per_million(key: str) -> float | None:
+        value = getattr(p, key, None)
+        value = getattr(value, "base", value)  # TieredPrices: the base tier
+        return float(value) if value is not None else None
+
+    values = {f: per_million(k) for f, k in (("input", "input_mtok"), ("output", "output_mtok"), ("cache_read", "cache_read_mtok"),
+                                               ("cache_write", "cache_write_mtok"), ("cache_write_1h", "cache_write_1h_mtok"))}
+    if values["input"] is None and values["output"] is None:
+        return None
+    return Price(**{k: (v if v is not None else (None if k == "cache_write_1h" else 0.0)) for k, v in values.items()})
 
 
 class PriceTable:
-    def __init__(self, overrides: Mapping[str, Price | Mapping[str, Any]] | None = None, defaults: bool = True):
-        self.prices: dict[str, Price] = dict(DEFAULT_PRICES) if defaults else {}
+    """The user's prices (`overrides`: model name prefix -> Price) over the
+    price database (`database`: off, only the user's prices count)."""
+
+    def __init__(self, overrides: Mapping[str, Price | Mapping[str, Any]] | None = None, database: bool = True):
+        self.prices: dict[str, Price] = {}
+        self.database = database
+        self._known: dict[tuple[str, str], bool] = {}
+        self._lock = threading.Lock()
         for name, p in (overrides or {}).items():
             self.prices[name] = p if isinstance(p, Price) else Price.from_mapping(name, p)
 
-    def lookup(self, model: str) -> Price | None:
+    def override(self, model: str) -> Price | None:
+        """The user's price for `model`: the longest name prefix it matches."""
         best = None
         for prefix in self.prices:
             if model == prefix or model.startswith(prefix):
@@ -102,15 +187,35 @@ class PriceTable:
                     best = prefix
         return self.prices[best] if best is not None else None
 
-    def cost(self, model: str, usage: Usage) -> float:
-        price = self.lookup(model)
-        return price.cost(usage) if price is not None else 0.0
+    def priced(self, backend: str, model: str) -> bool:
+        """Whether requests to `model` (through `backend`) have a price."""
+        if self.override(model) is not None:
+            return True
+        if not self.database:
+            return False
+        with self._lock:
+            known = self._known.get((backend, model))
+        if known is None:
+            known = database_cost(backend, model, Usage()) is not None
+            with self._lock:
+                self._known[(backend, model)] = known
+        return known
+
+    def cost(self, backend: str, model: str, usage: Usage, *, batched: bool = False) -> float:
+        """The cost of one request (0 when unpriced); `batched`: at the batch price."""
+        price = self.override(model)
+        if price is not None:
+            return price.cost(usage) * (BATCH_PRICE if batched else 1.0)
+        if not self.database:
+            return 0.0
+        cost = database_cost(backend, model, usage, batched=batched)
+        return cost if cost is not None else 0.0
 
 
 def load_prices(source: str | Path | Mapping[str, Any] | None) -> PriceTable:
-    """A price table from overrides: a mapping `{model: {input: .., output: ..}}`
-    or a TOML/JSON file with that shape (a TOML file may nest it under
-    `[prices]`, as in a run config)."""
+    """The price table: the database, with overrides from a mapping
+    `{model: {input: .., output: ..}}` or a TOML/JSON file with that shape (a
+    TOML file may nest it under `[prices]`, as in a run config)."""
     if source is None:
         return PriceTable()
     if isinstance(source, PriceTable):
@@ -129,7 +234,7 @@ def load_prices(source: str | Path | Mapping[str, Any] | None) -> PriceTable:
     if isinstance(data.get("prices"), dict):
         data = data["prices"]
     if not all(isinstance(v, dict) for v in data.values()):
-        raise TripostError(f"price table {path}: expected a table per model, e.g. [\"gpt-4o\"] input = 2.5")
+        raise TripostError(f"price table {path}: expected a table per model, e.g. [\"my-model\"] input = 2.5")
     return PriceTable(data)
 
 
@@ -144,6 +249,7 @@ class LedgerEntry:
     output_tokens: int = 0
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0  # of cache_write_tokens, those kept for an hour (Anthropic batches)
     cost_usd: float = 0.0
     batched: int = 0  # requests answered through a provider batch, at BATCH_PRICE
     list_cost_usd: float = 0.0  # what the billed requests would have cost live (= cost_usd without batches)
@@ -164,7 +270,7 @@ class Ledger:
 
     def unpriced(self, backend: str, model: str) -> bool:
         """Whether requests to `model` cost money this ledger cannot count."""
-        return backend not in LOCAL_BACKENDS and self.prices.lookup(model) is None
+        return backend not in LOCAL_BACKENDS and not self.prices.priced(backend, model)
 
     def record(
         self,
@@ -178,10 +284,10 @@ class Ledger:
         retry_reasons: Mapping[str, int] | None = None,
         batched: bool = False,
     ) -> float:
-        """Add one teacher request; returns its cost (0 for a cache hit;
-        `BATCH_PRICE` of the list price for one a provider batch answered)."""
-        list_cost = 0.0 if cached else self.prices.cost(model, usage)
-        cost = list_cost * BATCH_PRICE if batched else list_cost
+        """Add one teacher request; returns its cost (0 for a cache hit; the
+        batch price for one a provider batch answered)."""
+        list_cost = 0.0 if cached else self.prices.cost(backend, model, usage)
+        cost = self.prices.cost(backend, model, usage, batched=True) if batched and not cached else list_cost
         newly_unpriced = False
         with self._lock:
             e = self._entries.setdefault((backend, model), LedgerEntry())
@@ -197,6 +303,7 @@ class Ledger:
                 e.output_tokens += usage.output_tokens
                 e.cache_read_tokens += usage.cache_read_tokens
                 e.cache_write_tokens += usage.cache_write_tokens
+                e.cache_write_1h_tokens += usage.cache_write_1h_tokens
                 e.cost_usd += cost
                 e.list_cost_usd += list_cost
                 e.batched += int(batched)
@@ -206,9 +313,9 @@ class Ledger:
                     newly_unpriced = True
         if newly_unpriced:
             # Once per model and ledger: a run of thousands of requests says it once.
-            print(f"tripost: warning: no price for {backend} model {model!r} in the built-in price table or the prices file; "
-                  "its cost is reported as unpriced, not $0 (set one with teacher.prices / --teacher-prices)",
-                  file=sys.stderr, flush=True)
+            print(f"tripost: warning: no price for {backend} model {model!r} in the price database ({PRICE_DATABASE} "
+                  f"{database_version()}) or the prices file; its cost is reported as unpriced, not $0 (set one with "
+                  "teacher.prices / --teacher-prices)", file=sys.stderr, flush=True)
         return cost
 
     def entry(self, backend: str, model: str) -> LedgerEntry:
