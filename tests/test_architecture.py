@@ -29,7 +29,7 @@ LAYERS: dict[str, int] = {
     "train": 6, "train_dpo": 6,
     "evaluate": 7, "gap": 7,
     "report": 8,
-    "loop": 9, "serve": 9,
+    "loop": 9, "serve": 9, "export": 9,
     "cli": 10, "__main__": 10,
 }
 

@@ -65,7 +65,7 @@ from pathlib import Path
 from typing import Any
 
 from tripost.errors import TripostError
-from tripost.fileio import atomic_directory, atomic_write_json
+from tripost.fileio import atomic_directory, atomic_write_json, atomic_write_text
 from tripost.format import ALL_CORRECT_TAIL, Feedback, Trajectory, Turn, parse_rationale
 from tripost.log import LogRecord
 
@@ -472,3 +472,115 @@ def save_buffer(examples: Sequence[Example], stats: BufferStats, out: str | Path
     return out
 
 
+
+
+# ------------------------------------------------------------ TRL export ---
+# The buffer's `prompt` is the bare question: tripost's trainer renders the
+# instruction and the chat template around it (tripost.train.prepare_dataset
+# through tripost.student.prompt.build_prompt) and closes the completion with
+# EOS. TRL's SFTTrainer given the buffer as it is would train other text. The
+# export applies both, so that TRL's standard prompt-completion path (prompt
+# ids, then prompt + completion ids, the loss on the completion's tokens)
+# tokenises exactly what tripost trains (tests/test_export.py checks it with
+# TRL's own code).
+TRL_FOLDER = "trl"  # OUT/trl: the export and its dataset card
+TRL_FILE = "train.jsonl"
+# Kept beside prompt and completion (SFTTrainer drops columns its model does not take).
+TRL_EXTRA_COLUMNS = ("kind", "family", "difficulty", "problem_id", "iteration", "weight", "weighted_feedback")
+
+
+def trl_rows(dataset: Any, tokenizer: Any, fmt: Any = None) -> list[dict[str, Any]]:
+    """The buffer's rows (a `datasets.Dataset` or dicts with prompt and
+    completion) in TRL's standard prompt-completion format: the prompt as the
+    student sees it (`build_prompt`: instruction and chat template), the
+    completion closed by the EOS text (TRL then adds none). Where the
+    tokenizer puts BOS in front by itself and the rendered prompt spells it
+    out too, the prompt's own is dropped: TRL encodes with special tokens,
+    tripost without them in that case (tripost.student.tokens.encode_prompt),
+    and both then start with one BOS."""
+    from tripost.student.prompt import PromptFormat, build_prompt
+    from tripost.student.tokens import adds_special_tokens
+
+    fmt = fmt or PromptFormat()
+    eos = tokenizer.eos_token
+    if not eos:
+        raise TripostError("the student's tokenizer has no EOS token; a completion could not say where it ends")
+    probe = tokenizer("a")["input_ids"]
+    bos_added = bool(probe) and tokenizer.bos_token_id is not None and probe[0] == tokenizer.bos_token_id
+    out = []
+    for row in dataset:
+        prompt = build_prompt(tokenizer, row["prompt"], fmt)
+        if bos_added and not adds_special_tokens(tokenizer, prompt):
+            prompt = prompt[len(tokenizer.bos_token):]
+        out.append({"prompt": prompt, "completion": row["completion"] + eos, **{k: row[k] for k in TRL_EXTRA_COLUMNS if k in row}})
+    return out
+
+
+def save_trl_buffer(dataset: Any, tokenizer: Any, out: str | Path, *, student: str, fmt: Any = None, model: str | None = None,
+                    stats: dict[str, Any] | None = None, sources: Sequence[str] = ()) -> Path:
+    """OUT/trl/train.jsonl (`trl_rows`) and OUT/trl/README.md, its dataset
+    card: what the rows are, for which tokenizer (`student`; `model`: its
+    Hub id, for the card's example), how to train on them with TRL, and
+    where TRL's loss differs from tripost's. Returns OUT/trl."""
+    import json
+
+    from huggingface_hub import DatasetCardData
+
+    from tripost.student.prompt import PromptFormat
+
+    fmt = fmt or PromptFormat()
+    rows = trl_rows(dataset, tokenizer, fmt)
+    folder = Path(out) / TRL_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(folder / TRL_FILE, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    kinds = Counter(r.get("kind", "?") for r in rows)
+    weighted = sum(1 for r in rows if r.get("weighted_feedback"))
+    front = DatasetCardData(task_categories=["text-generation"], tags=["trl", "tripost", "self-improvement"],
+                            configs=[{"config_name": "default", "data_files": [{"split": "train", "path": TRL_FILE}]}])
+    card = [
+        "---", front.to_yaml(), "---", "",
+        "# tripost replay buffer, TRL prompt-completion format", "",
+        f"{len(rows)} examples ({', '.join(f'{k} {n}' for k, n in sorted(kinds.items()))}) of a student answering step by step, "
+        "checking its answer (`Feedback:`) and correcting it (`Updated Answer:`): tripost's replay buffer (TriPosT, Yu et al. 2024)"
+        + (f", built from {', '.join(f'`{s}`' for s in sources)}" if sources else "") + ".", "",
+        "## Format", "",
+        "TRL's *standard prompt-completion* format. `prompt` is already the whole prompt the student sees: the instruction "
+        f"(`{fmt.template}`) with the question, through the chat template of the tokenizer of `{student}` (chat: {fmt.chat}"
+        + (f", system message {fmt.system!r}" if fmt.system is not None else "") + "), ending where the answer begins; "
+        "`completion` is the answer, closed by the end-of-sequence text. Do not apply a chat template again.", "",
+        "TRL's `SFTTrainer` (default `completion_only_loss`) tokenises these rows into the same token ids tripost's trainer "
+        "trains on, with the loss on the completion's tokens, EOS included. What TRL does not do: tripost weighs the feedback-and-update "
+        f"part of examples built from improvements 1.5 times (`weighted_feedback` true: {weighted} rows; TRL weighs every completion "
+        "token 1), multiplies by `weight` only when asked (train.use_example_weight), and drops examples longer than its max_length.", "",
+        "## Use", "",
+        "```python",
+        "from datasets import load_dataset",
+        "from trl import SFTConfig, SFTTrainer",
+        "",
+        'data = load_dataset("THIS_FOLDER", split="train")',
+        f'trainer = SFTTrainer(model="{model or "MODEL"}", train_dataset=data, args=SFTConfig(output_dir="out"))'
+        + ("" if model else "  # the student the prompts were rendered for"),
+        "trainer.train()",
+        "```",
+    ]
+    if stats:
+        card += ["", "## Buffer statistics", "", "```json", json.dumps(stats, indent=2, sort_keys=True), "```"]
+    atomic_write_text(folder / "README.md", "\n".join(card) + "\n")
+    return folder
+
+
+def student_tokenizer(spec: str) -> Any:
+    """The tokenizer (with its chat template) student `spec` trains with, loaded without the model's weights."""
+    from transformers import AutoTokenizer
+
+    from tripost.student.embedded import embedded_tokenizer_dir
+    from tripost.student.load import resolve_model_dir
+    from tripost.student.spec import parse_spec
+
+    parsed = parse_spec(spec)
+    folder = embedded_tokenizer_dir() if parsed.kind == "embedded" else resolve_model_dir(parsed)
+    try:
+        return AutoTokenizer.from_pretrained(str(folder))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        text = str(e).strip()
+        raise TripostError(f"student {spec}: cannot load the tokenizer from {folder}: {text.splitlines()[0] if text else type(e).__name__}") from None

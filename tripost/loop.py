@@ -11,6 +11,7 @@
     RUN/itT/eval/eval.json       test-time self-improvement on held-out test problems
     RUN/itT/gap/gap.json         the student's generation-verification gap (gap.enabled)
     RUN/report.md, RUN/plots/    tripost.report
+    RUN/logs/                    the loop's numbers, iteration t as step t (train.report_to=tensorboard; tripost.report.LoopTracker)
     RUN/teacher-batches.json     the provider batches sent (teacher.batch), so a rerun resumes them
 
 Every stage writes its outputs in the run folder and is skipped when it has
@@ -223,7 +224,7 @@ def check_teaching(cfg: dict[str, Any]) -> None:
     unchecked = [f for f in cfg["tasks"]["families"] if not get_task(f).scripted]
     if unchecked:
         raise TripostError(f"the scripted teacher cannot improve {', '.join(unchecked)} problems (no step checker to continue a rationale "
-                           f"from): set teacher.spec to an LLM teacher (e.g. openai:gpt-4o-mini), or collect.source to one that needs "
+                           f"from): set teacher.spec to an LLM teacher (e.g. openai:gpt-6-luna), or collect.source to one that needs "
                            f"no teacher (rejection, sharpen, self_verified)")
 
 
@@ -598,19 +599,28 @@ class Run:
         with FolderLock(self.out, "tripost run"):
             self.prepare()
             with pinned(self.machine_profile()):
-                return self._run_stages()
+                from tripost.report import LoopTracker
 
-    def _run_stages(self) -> dict[str, Any]:
+                # The loop's numbers to train.report_to: one tracker run per invocation, iteration t as step t.
+                tracker = LoopTracker(self.out, self.cfg, say=self.say)
+                try:
+                    return self._run_stages(tracker)
+                finally:
+                    tracker.close()
+
+    def _run_stages(self, tracker: Any) -> dict[str, Any]:
         from tripost.train import is_trained
 
         T = self.cfg["loop"]["iterations"]
         if self.cfg["student"]["eval_base"]:
             base = self.out / "base" / "eval"
             self._stage("base/eval", (base / "eval.json").exists(), lambda: self.stage_eval(base, None))
+            tracker.log("base")
         if self.cfg["loop"]["iteration0"]:
             self._stage("it0/train", is_trained(self.it(0) / "train"), self.stage_gold_sft)
             self._stage("it0/eval", (self.it(0) / "eval" / "eval.json").exists(), lambda: self.stage_eval(self.it(0) / "eval", self.adapter(0)))
             self._gap("it0", self.it(0) / "gap", self.adapter(0))
+            tracker.log("it0")
         for t in range(1, T + 1):
             self._stage(f"it{t}/collect", (self.it(t) / "collect" / "collect.json").exists(), lambda t=t: self.stage_collect(t))
             self._stage(f"it{t}/buffer", (self.it(t) / "buffer" / "stats.json").exists(), lambda t=t: self.stage_buffer(t))
@@ -618,6 +628,7 @@ class Run:
             if self.cfg["eval"]["every_iteration"] or t == T:
                 self._stage(f"it{t}/eval", (self.it(t) / "eval" / "eval.json").exists(), lambda t=t: self.stage_eval(self.it(t) / "eval", self.adapter(t)))
                 self._gap(f"it{t}", self.it(t) / "gap", self.adapter(t))
+            tracker.log(f"it{t}")
         from tripost.report import write_report
 
         report = write_report(self.out)

@@ -9,6 +9,7 @@ still going or was interrupted: missing pieces are reported as missing.
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -36,13 +37,17 @@ def _pct(x: float | None) -> str:
 _COUNTS = {"first_accuracy": ("first_correct", "n"), "final_accuracy": ("final_correct", "n"), "si_contribution": ("fixed", "final_correct")}
 
 
-def _ci(m: dict[str, Any], key: str) -> str:
+def _interval(m: dict[str, Any], key: str) -> Any:
+    """The 95% interval of eval metric `key` (Wilson's from the counts where they are there), or None."""
     counts = {**(m.get("counts") or {}), "n": m.get("n")}
     num, den = _COUNTS.get(key, (None, None))
     if counts.get(num) is not None and counts.get(den) is not None:
-        ci = proportion_interval(counts[num], counts[den], 0.95)
-    else:
-        ci = (m.get("ci") or {}).get(key)
+        return proportion_interval(counts[num], counts[den], 0.95)
+    return (m.get("ci") or {}).get(key)
+
+
+def _ci(m: dict[str, Any], key: str) -> str:
+    ci = _interval(m, key)
     return "" if not ci or ci[0] is None else f" [{100 * ci[0]:.0f}, {100 * ci[1]:.0f}]"
 
 
@@ -51,19 +56,22 @@ def collect_run(run: Path) -> dict[str, Any]:
     if not (run / "config.json").exists():
         raise TripostError(f"{run} is not a run folder (no config.json)")
     iters = sorted((int(m.group(1)), p) for p in run.glob("it*") if (m := re.fullmatch(r"it(\d+)", p.name)))
-    rows = []
     stages = [("base", run / "base")] if (run / "base").exists() else []
     stages += [(f"it{t}", p) for t, p in iters]
-    for name, p in stages:
-        rows.append({
-            "iteration": name,
-            "eval": _load(p / "eval" / "eval.json"),
-            "collect": _load(p / "collect" / "collect.json"),
-            "buffer": _load(p / "buffer" / "stats.json"),
-            "train": _load(p / "train" / "train_metrics.json"),
-            "gap": _load(p / "gap" / "gap.json"),
-        })
+    rows = [iteration_row(name, p) for name, p in stages]
     return {"config": _load(run / "config.json"), "state": _load(run / "state.json"), "machine": _load(run / "machine.json"), "iterations": rows}
+
+
+def iteration_row(name: str, folder: Path) -> dict[str, Any]:
+    """What the stages of one iteration (or `base`) wrote in `folder`; None for a stage that has not."""
+    return {
+        "iteration": name,
+        "eval": _load(folder / "eval" / "eval.json"),
+        "collect": _load(folder / "collect" / "collect.json"),
+        "buffer": _load(folder / "buffer" / "stats.json"),
+        "train": _load(folder / "train" / "train_metrics.json"),
+        "gap": _load(folder / "gap" / "gap.json"),
+    }
 
 
 def _plot(data: dict[str, Any], plots: Path) -> list[str]:
@@ -133,19 +141,14 @@ def _plot(data: dict[str, Any], plots: Path) -> list[str]:
     return made
 
 
-def render_markdown(data: dict[str, Any], plots: list[str]) -> str:
-    cfg = data["config"] or {}
-    lines = ["# tripost run report", ""]
-    st = cfg.get("student", {})
-    lines += [f"Student `{st.get('spec')}`, teacher `{cfg.get('teacher', {}).get('spec')}`, tasks "
-              f"{', '.join(cfg.get('tasks', {}).get('families', []))} (preset `{cfg.get('tasks', {}).get('preset')}`), seed {cfg.get('seed')}. "
-              "Evaluation is on held-out test problems; the gold answer is only used for scoring.", ""]
-    if data.get("machine"):
-        from tripost.student.hardware import describe_card
+ACCURACY_NOTE = ("Intervals are 95% Wilson score intervals (percent) of the proportion, from the counts. *fixed wrong*: share of wrong first attempts the student's own revision made right; *broke right*: share of right first attempts it made wrong; "
+                 "*SI contribution*: share of right final answers that were wrong at first and fixed by the student's own revision "
+                 "(TriPosT's \"SI. Contrib.\"; — where no final answer is right, or in an evaluation made before it was measured).")
 
-        # The machine the run started on, and the number format every stage used (machine.json).
-        lines += [f"{line}  " for line in describe_card(data["machine"]).splitlines()] + [""]
-    lines += ["## Accuracy", "", "| iteration | subset | n | first attempt | final (after self-improvement) | revised | fixed wrong | broke right | SI contribution |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+
+def accuracy_table(data: dict[str, Any]) -> list[str]:
+    """The Markdown table of each evaluated iteration's accuracy (report.md's, and an exported model card's)."""
+    lines = ["| iteration | subset | n | first attempt | final (after self-improvement) | revised | fixed wrong | broke right | SI contribution |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in data["iterations"]:
         if not r["eval"]:
             continue
@@ -156,11 +159,12 @@ def render_markdown(data: dict[str, Any], plots: list[str]) -> str:
             lines.append(f"| {r['iteration']} | {subset} | {m['n']} | {_pct(m['first_accuracy'])}{_ci(m, 'first_accuracy')} | "
                          f"{_pct(m['final_accuracy'])}{_ci(m, 'final_accuracy')} | {_pct(m.get('revised_rate'))} | {_pct(m.get('fix_rate'))} | {_pct(m.get('break_rate'))} | "
                          f"{_pct(m.get('si_contribution'))}{_ci(m, 'si_contribution')} |")
-    lines += ["", "Intervals are 95% Wilson score intervals (percent) of the proportion, from the counts. *fixed wrong*: share of wrong first attempts the student's own revision made right; *broke right*: share of right first attempts it made wrong; "
-              "*SI contribution*: share of right final answers that were wrong at first and fixed by the student's own revision "
-              "(TriPosT's \"SI. Contrib.\"; — where no final answer is right, or in an evaluation made before it was measured).", ""]
+    return lines
 
-    lines += ["## Collection and buffer", "", "| iteration | usable | improvement | direct | critique | failed | teacher calls | cost (USD) | buffer: improvement / direct / gold |", "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+
+def collection_table(data: dict[str, Any]) -> list[str]:
+    """The Markdown table of what each iteration collected and kept (report.md's, and an exported model card's)."""
+    lines = ["| iteration | usable | improvement | direct | critique | failed | teacher calls | cost (USD) | buffer: improvement / direct / gold |", "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in data["iterations"]:
         c, b = r["collect"], r["buffer"]
         if not c and not b:
@@ -174,6 +178,23 @@ def render_markdown(data: dict[str, Any], plots: list[str]) -> str:
     if unpriced:
         lines += ["", f"*unpriced*: {', '.join(f'`{m}`' for m in unpriced)} answered with no price in the built-in table or "
                       "`teacher.prices`, so the cost of those requests is unknown, not zero."]
+    return lines
+
+
+def render_markdown(data: dict[str, Any], plots: list[str]) -> str:
+    cfg = data["config"] or {}
+    lines = ["# tripost run report", ""]
+    st = cfg.get("student", {})
+    lines += [f"Student `{st.get('spec')}`, teacher `{cfg.get('teacher', {}).get('spec')}`, tasks "
+              f"{', '.join(cfg.get('tasks', {}).get('families', []))} (preset `{cfg.get('tasks', {}).get('preset')}`), seed {cfg.get('seed')}. "
+              "Evaluation is on held-out test problems; the gold answer is only used for scoring.", ""]
+    if data.get("machine"):
+        from tripost.student.hardware import describe_card
+
+        # The machine the run started on, and the number format every stage used (machine.json).
+        lines += [f"{line}  " for line in describe_card(data["machine"]).splitlines()] + [""]
+    lines += ["## Accuracy", "", *accuracy_table(data), "", ACCURACY_NOTE, ""]
+    lines += ["## Collection and buffer", "", *collection_table(data)]
     lines += ["", "## Training", "", "| iteration | steps | tokens | final loss | seconds |", "|---|---:|---:|---:|---:|"]
     for r in data["iterations"]:
         t = r["train"]
@@ -216,3 +237,243 @@ def write_report(run: str | Path) -> Path:
     path = run / "report.md"
     path.write_text(render_markdown(data, plots))
     return path
+
+
+# ---------------------------------------------------------------- trackers ---
+# `train.report_to` gets the loop's own numbers too: the trainer sends each
+# training's loss curve, and `tripost run` opens one tracker run of its own
+# (one per invocation; a resumed run sends the finished iterations again, from
+# their files, so every tracker run is the whole run) in which iteration t is
+# step t. LOOP_TRACKERS take them; the others named get the loss curves only.
+TRACKER_LOGS = "logs"  # RUN/logs: the loop's tensorboard event files (each training's are in itT/train/logs)
+_SUBSETS = ("total", "seen", "unseen")
+
+
+def iteration_metrics(row: dict[str, Any]) -> dict[str, float]:
+    """One iteration's numbers as flat "group/name" scalars (`iteration_row`):
+    accuracy with its 95% interval (`_low`, `_high`) and the self-improvement
+    rates per eval subset, the teacher's calls and cost, what was collected
+    and what the buffer kept (counts and shares), the training, and the
+    generation-verification gap. An unpriced cost is unknown, not 0: left out."""
+    out: dict[str, float] = {}
+
+    def put(key: str, value: Any) -> None:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[key] = float(value)
+
+    ev = (row.get("eval") or {}).get("metrics") or {}
+    for subset in _SUBSETS:
+        m = ev.get(subset)
+        if not m:
+            continue
+        put(f"eval/{subset}/n", m.get("n"))
+        for key in ("first_accuracy", "final_accuracy", "si_contribution", "revised_rate", "fix_rate", "break_rate", "improvement"):
+            put(f"eval/{subset}/{key}", m.get(key))
+            ci = _interval(m, key) if m.get(key) is not None else None
+            if ci and ci[0] is not None:
+                put(f"eval/{subset}/{key}_low", ci[0])
+                put(f"eval/{subset}/{key}_high", ci[1])
+    c = row.get("collect") or {}
+    put("teacher/calls", c.get("teacher_calls"))
+    if not c.get("unpriced"):
+        put("teacher/cost_usd", c.get("cost_usd"))
+    put("collect/usable", c.get("usable"))
+    for kind, n in (c.get("by_kind") or {}).items():
+        put(f"collect/{kind}", n)
+    kinds = (row.get("buffer") or {}).get("by_kind_after") or {}
+    total = sum(v for v in kinds.values() if isinstance(v, (int, float)))
+    if kinds:
+        put("buffer/examples", total)
+    for kind, n in kinds.items():
+        put(f"buffer/{kind}", n)
+        if total:
+            put(f"buffer/{kind}_share", n / total)
+    t = row.get("train") or {}
+    for key in ("steps", "final_loss", "tokens", "examples", "seconds"):
+        put(f"train/{key}", t.get(key))
+    g = (row.get("gap") or {}).get("metrics") or {}
+    for key in ("gap", "relative_gap", "acc_all", "acc_kept"):
+        x = g.get(key) or {}
+        put(f"gap/{key}", x.get("mean"))
+        ci = x.get("ci")
+        if ci and ci[0] is not None:
+            put(f"gap/{key}_low", ci[0])
+            put(f"gap/{key}_high", ci[1])
+    return out
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v if isinstance(v, (int, float, str, bool)) or v is None else json.dumps(v)
+    return out
+
+
+class _TensorBoard:
+    def __init__(self, run: Path, config: dict[str, Any]) -> None:
+        try:  # torch's writer needs the tensorboard package; transformers falls back the same way
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            from tensorboardX import SummaryWriter
+        self.writer = SummaryWriter(log_dir=str(run / TRACKER_LOGS))
+        self.writer.add_text("config", "```json\n" + json.dumps(config, indent=2, sort_keys=True) + "\n```", 0)
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        for k, v in metrics.items():
+            self.writer.add_scalar(k, v, step)
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+# wandb, trackio and mlflow keep a current run per process, which the
+# trainer's callbacks use too (and trackio's init replaces): the loop's run is
+# opened for each iteration's numbers and closed again, resumed by its id, so
+# that the trainer's runs in between never write into it, nor it into theirs.
+
+
+class _Wandb:
+    """WANDB_PROJECT as for the trainer (else "tripost"); WANDB_MODE=offline
+    works offline. The iteration is the x-axis of every chart (the run's own
+    step counter goes on across resumes)."""
+
+    def __init__(self, run: Path, config: dict[str, Any]) -> None:
+        import wandb
+
+        self.wandb = wandb
+        self.kwargs = {"project": os.environ.get("WANDB_PROJECT") or "tripost", "name": run.resolve().name,
+                       "id": wandb.util.generate_id(), "job_type": "tripost-run"}
+        self._open(config=_flat(config)).finish()  # a login or project problem shows now, before the first stage
+
+    def _open(self, **extra: Any) -> Any:
+        # reinit="create_new" (wandb >= 0.19.10): a run of its own beside the trainer's global one.
+        return self.wandb.init(**self.kwargs, resume="allow", reinit="create_new", **extra)
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        run = self._open()
+        try:
+            run.define_metric("iteration")
+            run.define_metric("*", step_metric="iteration")
+            run.log({**metrics, "iteration": step})
+        finally:
+            run.finish()
+
+    def close(self) -> None:
+        pass
+
+
+class _Trackio:
+    """Hugging Face's local-first tracker (wandb's API); TRACKIO_PROJECT, else "tripost"."""
+
+    def __init__(self, run: Path, config: dict[str, Any]) -> None:
+        import trackio
+
+        self.trackio = trackio
+        self.kwargs = {"project": os.environ.get("TRACKIO_PROJECT") or "tripost", "name": run.resolve().name}
+        trackio.init(**self.kwargs, config=_flat(config))
+        trackio.finish()
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        self.trackio.init(**self.kwargs, resume="must")
+        try:
+            self.trackio.log(metrics, step=step)
+        finally:
+            self.trackio.finish()
+
+    def close(self) -> None:
+        pass
+
+
+class _MLflow:
+    """Through MlflowClient, which leaves mlflow's active run (the trainer's) alone;
+    MLFLOW_TRACKING_URI and MLFLOW_EXPERIMENT_NAME as for the trainer."""
+
+    def __init__(self, run: Path, config: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+        from mlflow.tracking import MlflowClient
+
+        self.client = MlflowClient()
+        name = os.environ.get("MLFLOW_EXPERIMENT_NAME")
+        experiment = self.client.get_experiment_by_name(name) if name else None
+        experiment_id = experiment.experiment_id if experiment else self.client.create_experiment(name) if name else "0"
+        self.run_id = self.client.create_run(experiment_id, run_name=run.resolve().name).info.run_id
+        params = [Param(k, str(v)[:500]) for k, v in _flat(config).items()]
+        for i in range(0, len(params), 100):  # log_batch takes at most 100 params
+            self.client.log_batch(self.run_id, params=params[i:i + 100])
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.run_id, metrics=[Metric(k, v, now, step) for k, v in metrics.items()])
+
+    def close(self) -> None:
+        self.client.set_terminated(self.run_id)
+
+
+_SINKS = {"tensorboard": _TensorBoard, "wandb": _Wandb, "trackio": _Trackio, "mlflow": _MLflow}
+LOOP_TRACKERS = tuple(_SINKS)  # the names of `train.report_to` that get the loop's numbers
+
+
+class LoopTracker:
+    """The loop's numbers to the trackers `train.report_to` names (see
+    LOOP_TRACKERS): `log(name)` after each iteration (or `base`), `close()`
+    at the end. A tracker that fails to start is a one-line error before the
+    run's first stage; one that fails later is dropped with one line, so a
+    long run does not die of its dashboard."""
+
+    def __init__(self, run: str | Path, config: dict[str, Any], say: Any = print) -> None:
+        from tripost.train import report_targets
+
+        self.run = Path(run)
+        self.say = say
+        names = report_targets(config["train"]["report_to"])
+        self.sinks: dict[str, Any] = {}
+        for name in names:
+            if name not in LOOP_TRACKERS:
+                say(f"note: train.report_to={name} receives the training loss only; the loop's numbers go to {', '.join(LOOP_TRACKERS)}")
+                continue
+            try:
+                self.sinks[name] = _SINKS[name](self.run, config)
+            except Exception as e:  # each tracker raises its own types (no login, no server); the user needs one line
+                self.close()
+                raise TripostError(f"train.report_to={name}: cannot start the tracker: {_first_line(e)}") from None
+
+    def log(self, name: str) -> None:
+        """Send iteration `name` ("base", "itT": step T; base at step 0 under base/)."""
+        if not self.sinks:
+            return
+        row = iteration_row(name, self.run / name)
+        metrics = iteration_metrics(row)
+        if name == "base":
+            metrics, step = {f"base/{k}": v for k, v in metrics.items()}, 0
+        else:
+            step = int(name[2:])
+        if not metrics:
+            return
+        for tracker, sink in list(self.sinks.items()):
+            try:
+                sink.log(metrics, step)
+            except Exception as e:  # noqa: BLE001 - see the class docstring
+                self.say(f"warning: train.report_to={tracker}: logging failed ({_first_line(e)}); the loop goes on without it")
+                self.sinks.pop(tracker)
+
+    def close(self) -> None:
+        for sink in self.sinks.values():
+            try:
+                sink.close()
+            except Exception:  # noqa: BLE001 - closing a tracker must not hide the run's own outcome
+                pass
+        self.sinks = {}
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:300] if text else type(e).__name__
+

@@ -35,6 +35,7 @@ VERB_MODULES = [
     "tripost.cli.gap_cmd",
     "tripost.cli.serve_cmd",
     "tripost.cli.run_cmd",
+    "tripost.cli.export_cmd",
     "tripost.cli.machine_cmd",
 ]
 

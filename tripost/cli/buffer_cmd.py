@@ -7,12 +7,17 @@ import json
 import sys
 from pathlib import Path
 
-from tripost.buffer import KIND_ORDER, BufferConfig, BufferStats, build_buffer, preference_pairs, save_buffer, save_preference_buffer
+from tripost.buffer import (KIND_ORDER, TRL_FILE, BufferConfig, BufferStats, build_buffer, preference_pairs, save_buffer, save_preference_buffer,
+                            save_trl_buffer, student_tokenizer, to_dataset)
 from tripost.errors import TripostError
 from tripost.fileio import atomic_write_json
 from tripost.cli._io import check_out_dir
 from tripost.log import SKIP_HINT, read_log
 from tripost.student.load import PRECISIONS
+from tripost.student.prompt import CHAT_MODES, PromptFormat
+from tripost.student.spec import EMBEDDED_NAME
+
+FORMATS = ("tripost", "trl")
 
 
 def _ratio(text: str) -> tuple[float, float, float]:
@@ -60,6 +65,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="write the preference pairs the records carry (sharpen logs: best and worst sample) for train objective=dpo, "
                         "instead of the SFT buffer")
     add_buffer_options(b)
+    t = b.add_argument_group("TRL's format (--format trl)")
+    t.add_argument("--format", choices=FORMATS, default=FORMATS[0],
+                   help="tripost: DIR/dataset for `tripost train` (default); trl: also DIR/trl/train.jsonl, TRL's prompt-completion "
+                        "format with the instruction and chat template applied as tripost trains, and its dataset card DIR/trl/README.md")
+    t.add_argument("--student", default=EMBEDDED_NAME, metavar="SPEC",
+                   help=f"the student whose tokenizer and chat template render the prompts (default {EMBEDDED_NAME}; as train.student)")
+    t.add_argument("--chat", choices=CHAT_MODES, default=PromptFormat.chat, help=f"use the chat template: as train.chat (default {PromptFormat.chat})")
+    t.add_argument("--system", default=PromptFormat.system, metavar="TEXT", help="a system message: as train.system (default: the template's own)")
+    t.add_argument("--prompt-template", default=PromptFormat.template, metavar="NAME",
+                   help=f"the instruction: as train.prompt_template (default {PromptFormat.template})")
     b.set_defaults(handler=cmd_buffer)
 
     r = sub.add_parser("replay", help="rebuild the buffer from logs offline (zero teacher calls, zero sampling)",
@@ -110,6 +125,14 @@ def print_stats(stats: BufferStats, out: Path) -> None:
 def cmd_buffer(args: argparse.Namespace) -> int:
     check_out_dir(args.out)
     cfg = buffer_config(args)
+    trl = args.format == "trl"
+    if trl:
+        from tripost.student.spec import parse_spec
+
+        if args.pairs:
+            raise TripostError("--format trl writes the SFT buffer; preference pairs (--pairs) train with `tripost train objective=dpo`")
+        parse_spec(args.student)  # a bad spec is one line before the logs are read
+        fmt = PromptFormat(template=args.prompt_template, chat=args.chat, system=args.system)
     records, _ = _read(args)
     if args.pairs:
         pairs, stats = preference_pairs(records, cfg)
@@ -121,11 +144,26 @@ def cmd_buffer(args: argparse.Namespace) -> int:
         return 0
     examples, stats = build_buffer(records, cfg)
     out = save_buffer(examples, stats, args.out)
+    trl_dir = None
+    if trl:
+        trl_dir = save_trl_buffer(to_dataset(examples), student_tokenizer(args.student), out, student=args.student, fmt=fmt,
+                                  model=_model_name(args.student), stats=stats.to_dict(), sources=args.logs)
     if args.json:
         print(json.dumps(stats.to_dict(), sort_keys=True))
     else:
         print_stats(stats, out)
+        if trl_dir:
+            print(f"wrote {trl_dir}/{TRL_FILE} (TRL prompt-completion format) and {trl_dir}/README.md")
     return 0
+
+
+def _model_name(spec: str) -> str | None:
+    """What TRL loads as the student `spec` (for the dataset card): its Hub id, or its local folder."""
+    from tripost.student.spec import parse_spec
+    from tripost.train import base_model_info
+
+    parsed = parse_spec(spec)
+    return base_model_info(parsed, parsed.path or Path(".")).get("hub_id") or (str(parsed.path) if parsed.kind == "hf" else None)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
