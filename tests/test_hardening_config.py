@@ -328,3 +328,17 @@ def test_a_tripost_error_bounds_its_own_message():
     message = str(TripostError(f"unknown thing {'y' * 1_000_000}; choose from a, b"))
     assert len(message) < 2_100 and message.startswith("unknown thing yyy") and message.endswith("; choose from a, b")
     assert "characters left out" in message
+
+
+def test_a_deeply_nested_data_line_or_price_file_is_one_line(tmp_path, capsys):
+    """The same hostile nesting in a --data line and a prices file: one line, no RecursionError."""
+    data = tmp_path / "deep.jsonl"
+    data.write_text("[" * 200_000 + "]" * 200_000 + "\n")
+    assert main(["tasks", "sample", "qa", "--data", str(data), "--n", "1"]) == 2
+    assert "nested too deeply to read" in one_error_line(capsys, "tasks")
+    prices = tmp_path / "prices.json"
+    prices.write_text("[" * 200_000 + "]" * 200_000)
+    from tripost.teachers.usage import load_prices
+
+    with pytest.raises(TripostError, match="nested too deeply to read"):
+        load_prices(prices)

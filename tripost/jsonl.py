@@ -36,6 +36,8 @@ def read_jsonl(path: str | None, required: tuple[str, ...] = ()) -> Iterator[tup
                 obj = json.loads(line)
             except json.JSONDecodeError as e:
                 raise InputError(name, f"not valid JSON ({e.msg})", lineno) from None
+            except RecursionError:  # a hostile line nested deeper than the parser's stack
+                raise InputError(name, "nested too deeply to read", lineno) from None
             if not isinstance(obj, dict):
                 raise InputError(name, "expected a JSON object", lineno)
             missing = [k for k in required if k not in obj]

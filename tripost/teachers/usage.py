@@ -231,6 +231,8 @@ def load_prices(source: str | Path | Mapping[str, Any] | None) -> PriceTable:
         data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
         raise TripostError(f"price table {path}: not valid {'JSON' if path.suffix == '.json' else 'TOML'} ({e})") from None
+    except RecursionError:  # a hostile file nested deeper than the parser's stack
+        raise TripostError(f"price table {path}: nested too deeply to read") from None
     if isinstance(data.get("prices"), dict):
         data = data["prices"]
     if not all(isinstance(v, dict) for v in data.values()):
