@@ -15,9 +15,9 @@ attempts, and the scripted teacher has no attempt call.
 from __future__ import annotations
 
 import json
-import urllib.request
 
 import pytest
+from sdk_env import isolate_sdks, point_at, stats
 
 from tripost.errors import TripostError
 from tripost.format import parse_rationale
@@ -47,11 +47,7 @@ SPECS = ("openai:scripted", "anthropic:scripted")
 
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch, tmp_path):
-    monkeypatch.setenv("TRIPOST_HOME", str(tmp_path / "home"))
-    for var in ("OPENAI_BASE_URL", "ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("OPENAI_API_KEY", TOKEN)
-    monkeypatch.setenv("ANTHROPIC_API_KEY", TOKEN)
+    isolate_sdks(monkeypatch, tmp_path, TOKEN)
 
 
 @pytest.fixture
@@ -61,14 +57,6 @@ def server(monkeypatch):
         yield srv
 
 
-def point_at(monkeypatch, srv) -> None:
-    monkeypatch.setenv("OPENAI_BASE_URL", srv.url + "/v1")
-    monkeypatch.setenv("ANTHROPIC_BASE_URL", srv.url)
-
-
-def stats(srv) -> dict:
-    with urllib.request.urlopen(srv.url + "/stats") as r:
-        return json.loads(r.read())
 
 
 def llm_teacher(spec: str, *, gold: bool = True, **kw) -> PromptedTeacher:

@@ -13,10 +13,10 @@ from __future__ import annotations
 import copy
 import json
 import random
-import urllib.request
 from pathlib import Path
 
 import pytest
+from sdk_env import isolate_sdks, point_at, stats
 
 from tripost.cli import main
 from tripost.errors import TripostError
@@ -41,11 +41,7 @@ WARNING = "tripost: warning: no price for"
 
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch, tmp_path):
-    monkeypatch.setenv("TRIPOST_HOME", str(tmp_path / "home"))
-    for var in ("OPENAI_BASE_URL", "ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("OPENAI_API_KEY", TOKEN)
-    monkeypatch.setenv("ANTHROPIC_API_KEY", TOKEN)
+    isolate_sdks(monkeypatch, tmp_path, TOKEN)
 
 
 @pytest.fixture
@@ -55,14 +51,6 @@ def server(monkeypatch):
         yield srv
 
 
-def point_at(monkeypatch, srv) -> None:
-    monkeypatch.setenv("OPENAI_BASE_URL", srv.url + "/v1")
-    monkeypatch.setenv("ANTHROPIC_BASE_URL", srv.url)
-
-
-def stats(srv) -> dict:
-    with urllib.request.urlopen(srv.url + "/stats") as r:
-        return json.loads(r.read())
 
 
 def wrong_attempts(n: int, seed: int = 0) -> list[tuple]:

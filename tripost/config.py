@@ -140,6 +140,17 @@ def merge(base: dict[str, Any], extra: dict[str, Any], known: dict[str, Any] | N
 _KIND_WORDS = ((bool, "true/false"), (int, "a whole number"), (float, "a number"), (str, "a string"), (list, "a list"), (dict, "a section"))
 
 
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested config as dotted keys: {"train": {"epochs": 1}} -> {"train.epochs": 1}."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 def _kind(v: Any) -> str:
     """The value's type as a config file spells it."""
     return next((word for t, word in _KIND_WORDS if isinstance(v, t)), type(v).__name__)

@@ -42,7 +42,7 @@ from typing import Any
 from tripost.buffer import BufferConfig, build_buffer, preference_pairs, save_buffer, save_preference_buffer
 from tripost.evaluate import EvalConfig
 from tripost.gap import GapConfig
-from tripost.config import check_types, config_hash, load_config, switch, write_config
+from tripost.config import check_types, config_hash, flatten, load_config, switch, write_config
 from tripost.errors import TripostError, clip
 from tripost.fileio import LOCK_FILE, atomic_write_json
 from tripost.log import check_resumable, read_log
@@ -293,20 +293,10 @@ def gap_config(cfg: dict[str, Any], progress: bool) -> dict[str, Any]:
     return out
 
 
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def _added_defaults(old: dict[str, Any], new: dict[str, Any], defaults: dict[str, Any]) -> list[str] | None:
     """The keys `new` has and `old` lacks, when every one of them is at its
     default and all shared keys agree; None when the configs really differ."""
-    o, n, d = _flatten(old), _flatten(new), _flatten(defaults)
+    o, n, d = flatten(old), flatten(new), flatten(defaults)
     if set(o) - set(n) or any(json.dumps(o[k], sort_keys=True) != json.dumps(n[k], sort_keys=True) for k in o):
         return None
     added = sorted(set(n) - set(o))

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from tripost.config import flatten
 from tripost.errors import TripostError
 from tripost.stats import proportion_interval
 from tripost.teachers.usage import format_cost
@@ -302,14 +303,9 @@ def iteration_metrics(row: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v if isinstance(v, (int, float, str, bool)) or v is None else json.dumps(v)
-    return out
+def _flat(d: dict[str, Any]) -> dict[str, Any]:
+    """A config as a tracker takes it: dotted keys, lists as JSON text."""
+    return {k: v if isinstance(v, (int, float, str, bool)) or v is None else json.dumps(v) for k, v in flatten(d).items()}
 
 
 class _TensorBoard:
