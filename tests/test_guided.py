@@ -99,8 +99,8 @@ def test_config_is_validated():
         GuidedConfig(samples_per_round=4, budget=3)
     with pytest.raises(TripostError, match=r"samples_per_round \(2\) is below min_correct \(4\)"):
         GuidedConfig(samples_per_round=2, min_correct=4)
-    cfg = GuidedConfig()
-    assert (cfg.samples_per_round, cfg.min_correct, cfg.max_rounds, cfg.fractions) == (8, 4, 8, (0.2, 0.4, 0.6, 0.8))
+    cfg = GuidedConfig()  # the [collect] defaults (tests/test_defaults.py)
+    assert (cfg.samples_per_round, cfg.min_correct, cfg.max_rounds, cfg.fractions) == (2, 1, 8, (0.2, 0.4, 0.6, 0.8))
 
 
 def test_interactive_and_teacher_edits_need_a_teacher(problems, tmp_path):

@@ -201,7 +201,7 @@ def test_collect_edits_trajectories_round_by_round_through_batches(monkeypatch, 
         for name, batch in (("live", False), ("batch", True)):
             t = teacher("openai:scripted", tmp_path / name, batch=batch)
             try:
-                result = collect(problems, sampler, t, tmp_path / name / "log.jsonl", CollectConfig(teacher_concurrency=6), progress=False)
+                result = collect(problems, sampler, t, tmp_path / name / "log.jsonl", CollectConfig(samples_per_problem=1, teacher_concurrency=6), progress=False)
             finally:
                 t.close()
             logs[name] = [json.loads(line) for line in (tmp_path / name / "log.jsonl").read_text().splitlines()]

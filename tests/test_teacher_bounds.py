@@ -237,7 +237,7 @@ def test_a_collected_record_never_holds_the_padding(sdk, which, proxy, tmp_path)
     log = tmp_path / "log.jsonl"
     try:
         res = collect([p for p, _ in items], lambda problems, n, seed: [[attempts[p.id]] * n for p in problems], t, log,
-                      CollectConfig(teacher_concurrency=3), progress=False)
+                      CollectConfig(samples_per_problem=1, teacher_concurrency=3), progress=False)
     finally:
         t.close()
     records = list(read_log(log))

@@ -28,7 +28,7 @@ from typing import Any
 
 from tripost.errors import TripostError
 
-__all__ = ["DISK_FULL", "LOCK_FILE", "FolderLock", "atomic_directory", "atomic_write_bytes", "atomic_write_json", "atomic_write_text",
+__all__ = ["DISK_FULL", "LOCK_FILE", "FolderLock", "atomic_directory", "atomic_write_json", "atomic_write_text",
            "no_space", "replace_directory"]
 
 LOCK_FILE = ".tripost.lock"  # in a run folder (or a collect --out) while one process writes it
@@ -81,11 +81,6 @@ def _write_via_sibling(path: str | Path, write: Callable[[Path], Any]) -> Path:
             raise no_space(path) from None
         raise
     return path
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write `data` to `path` atomically; returns the path. The parent folder must exist."""
-    return _write_via_sibling(path, lambda tmp: tmp.write_bytes(data))
 
 
 def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8") -> Path:

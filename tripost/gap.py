@@ -95,7 +95,7 @@ from typing import Any
 import numpy as np
 
 from tripost.errors import TripostError
-from tripost.student.generate import DEFAULT_BATCH
+from tripost.student.generate import DEFAULT_BATCH, SamplingParams
 from tripost.stats import bootstrap_interval, proportion_interval
 from tripost.fileio import atomic_write_json
 from tripost.tasks.base import Problem
@@ -425,7 +425,6 @@ def measure_gap(student: Any, problems: Sequence[Problem], config: GapConfig | N
     `config.allow_train`. `teacher` (a `tripost.teachers.Teacher`) serves the
     ``teacher`` verifier; without one `config.teacher` is built."""
     from tripost.tasks import check_held_out
-    from tripost.student.generate import SamplingParams
     from tripost.student.prompt import build_prompts
     from tripost.tasks import get_task
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -215,13 +215,6 @@ def check_resumable(path: str | Path) -> None:
     if Path(path).is_file():
         for _ in read_log(path):
             pass
-
-
-def read_logs(paths: Iterable[str | Path], skip_bad_lines: bool = False, hint: str = REPAIR_HINT) -> list[LogRecord]:
-    out: list[LogRecord] = []
-    for p in paths:
-        out.extend(read_log(p, skip_bad_lines=skip_bad_lines, hint=hint))
-    return out
 
 
 class LogWriter:

@@ -44,14 +44,14 @@ from tripost.evaluate import EvalConfig
 from tripost.gap import GapConfig
 from tripost.config import check_types, config_hash, flatten, load_config, switch, write_config
 from tripost.errors import TripostError, clip
-from tripost.fileio import LOCK_FILE, atomic_write_json
+from tripost.fileio import LOCK_FILE, FolderLock, atomic_write_json
 from tripost.log import check_resumable, read_log
-from tripost.tasks import get_task, select_problems
+from tripost.tasks import PRESETS, SUBSETS, get_task, select_problems
 from tripost.tasks.base import Problem
 from tripost.settings import from_section, section_defaults
 from tripost.sources import Job, make_source
 from tripost.sources.settings import CollectSettings
-from tripost.teachers import check_teacher_spec
+from tripost.teachers import check_teacher_spec, make_teacher
 from tripost.teachers.options import TeacherOptions
 
 
@@ -122,7 +122,6 @@ def check_config(cfg: dict[str, Any]) -> None:
     function the stage uses, so its own checks run before the first stage."""
     from tripost.student.load import PRECISIONS
     from tripost.student.spec import parse_spec
-    from tripost.tasks import PRESETS, SUBSETS
 
     check_types(cfg, default_config())  # again: a config made in code skipped load_config
     if cfg["loop"]["iterations"] < 0:
@@ -453,8 +452,6 @@ class Run:
 
     def teacher(self):
         if self._teacher is None:
-            from tripost.teachers import make_teacher
-
             from tripost.teachers.batch import BATCH_LOG_FILE
 
             # With teacher.batch, the batches sent are recorded here, so a killed run resumes them.
@@ -579,7 +576,6 @@ class Run:
 
     # ------------------------------------------------------------------ run ---
     def run(self) -> dict[str, Any]:
-        from tripost.fileio import FolderLock
         from tripost.student.hardware import pinned
 
         # A run that cannot start says so before the folder exists.

@@ -8,18 +8,23 @@ nothing else, come:
   `[teacher]`, `[collect]` ...), read back with `from_section`;
 - the command-line flags of the verbs that take the same settings
   (`add_flags`), with the same defaults, choices and help text, read back
-  with `from_args`.
+  with `from_args`;
+- the defaults of the library configs that hold the same settings under
+  their own names (`view`: `CollectConfig.samples_per_problem`,
+  `GuidedConfig.samples_per_round` ...), so a config built in code starts
+  where the CLI and the run start.
 
-So a default is written once, and `tripost run collect.max_new_tokens` and
-`tripost collect --max-new-tokens` cannot drift apart. Values are checked by
-the section's own `check(name)`, where `name` spells a key the way the user
-wrote it (`collect.samples_per_problem` or `--samples`).
+So a default is written once, and `tripost run collect.max_new_tokens`,
+`tripost collect --max-new-tokens` and a config built in code cannot drift
+apart (tests/test_defaults.py checks it). Values are checked by the
+section's own `check(name)`, where `name` spells a key the way the user wrote
+it (`collect.samples_per_problem` or `--samples`).
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, field, fields
 from typing import Any
 
@@ -30,6 +35,23 @@ def option(default: Any, help: str, *, metavar: str | None = None, choices: Sequ
     """A section field: its default, help text, the metavar and choices of its
     flag, and the flag's name when it is not `--` + the key with dashes."""
     return field(default=default, metadata={"help": help, "metavar": metavar, "choices": tuple(choices) if choices else None, "flag": flag})
+
+
+def default_of(cls: type, name: str) -> Any:
+    """The default of one section field."""
+    return next(f.default for f in fields(cls) if f.name == name)
+
+
+def view(section: type, key: str, *, override: Mapping[str, Any] | None = None) -> Any:
+    """A field of a library config (`CollectConfig`, `GuidedConfig` ...) that
+    holds a section's key under the library's name for it: its default is
+    the section's, or, for a method whose own default differs, the one its
+    override table names (declared once, beside the section, with the
+    reason). The metadata says which key it views; tests/test_defaults.py
+    reads it to check that every key has one default."""
+    overridden = override is not None and key in override
+    default = override[key] if overridden else default_of(section, key)  # type: ignore[index]
+    return field(default=default, metadata={"section": section, "key": key, "override": override if overridden else None})
 
 
 def section_defaults(cls: type) -> dict[str, Any]:
@@ -85,4 +107,4 @@ def from_args(cls: type, args: argparse.Namespace, *, dest: KeyName = lambda n: 
     return cls(**{**values, **fixed})
 
 
-__all__ = ["KeyName", "add_flags", "flag_of", "from_args", "from_section", "option", "section_defaults", "shown"]
+__all__ = ["KeyName", "add_flags", "default_of", "flag_of", "from_args", "from_section", "option", "section_defaults", "shown", "view"]

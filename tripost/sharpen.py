@@ -56,6 +56,7 @@ SFT-sharpening as a data source lives in tripost/sources/sharpen.py: it uses
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import time
 from collections.abc import Sequence
@@ -65,11 +66,15 @@ from typing import Any
 import numpy as np
 
 from tripost.errors import TripostError
-from tripost.student.generate import DEFAULT_BATCH
-from tripost.tasks import get_task
+from tripost.format import parse_trajectory
+from tripost.settings import view
+from tripost.sources.settings import REWARDS, SHARPEN_DEFAULTS, CollectSettings
+from tripost.stats import bootstrap_interval
+from tripost.student import build_prompts
+from tripost.student.generate import SamplingParams
+from tripost.tasks import check_held_out, get_task
 from tripost.tasks.base import Problem
 
-REWARDS = ("logprob", "mean_logprob", "majority")
 DEFAULT_NS = (1, 2, 4, 8, 16)
 FEEDBACK_STOP = "\nFeedback:"
 
@@ -85,12 +90,14 @@ class SharpenConfig:
     `Feedback:` line: a trained student writes its own feedback after its
     attempt, and only the attempt is a candidate."""
 
-    samples: int = 8
-    reward: str = "logprob"
-    temperature: float = 0.7
-    top_p: float = 0.95
-    max_new_tokens: int = 256
-    batch_size: int = DEFAULT_BATCH  # sequences sampled together (tripost.student.generate)
+    # Defaults: the [collect] keys these hold (tripost/sources/settings.py),
+    # with best-of-N's own overrides declared there (SHARPEN_DEFAULTS).
+    samples: int = view(CollectSettings, "samples_per_problem", override=SHARPEN_DEFAULTS)
+    reward: str = view(CollectSettings, "sharpen_reward", override=SHARPEN_DEFAULTS)
+    temperature: float = view(CollectSettings, "temperature", override=SHARPEN_DEFAULTS)
+    top_p: float = view(CollectSettings, "top_p", override=SHARPEN_DEFAULTS)
+    max_new_tokens: int = view(CollectSettings, "max_new_tokens", override=SHARPEN_DEFAULTS)
+    batch_size: int = view(CollectSettings, "batch_size")  # sequences sampled together (tripost.student.generate)
     score_batch_size: int = 8  # sequences scored together
     append_eos: bool = True
 
@@ -102,9 +109,7 @@ class SharpenConfig:
             raise TripostError("batch sizes must be at least 1")
         self.sampling_params(self.samples, 0)  # checks temperature, top_p, max_new_tokens
 
-    def sampling_params(self, n: int, seed: int) -> Any:
-        from tripost.student.generate import SamplingParams
-
+    def sampling_params(self, n: int, seed: int) -> SamplingParams:
         return SamplingParams(n=n, temperature=self.temperature, top_p=self.top_p, max_new_tokens=self.max_new_tokens, stop=(FEEDBACK_STOP,), seed=seed)
 
     def to_dict(self) -> dict[str, Any]:
@@ -168,8 +173,6 @@ class Candidate:
 def attempt_of(text: str) -> str:
     """The attempt in a student output: everything before its first
     `Feedback:` or `Updated Answer:` line, stripped."""
-    from tripost.format import parse_trajectory
-
     turns = parse_trajectory(text).turns
     return turns[0].rationale if turns else ""
 
@@ -325,8 +328,6 @@ def draw_candidates(
 ) -> list[list[Candidate]]:
     """`n` attempts per problem, sampled in one batched, seeded call, then all
     scored in one batched `Student.logprobs` call, and checked against gold."""
-    from tripost.student import build_prompts
-
     prompts = build_prompts(student.tokenizer, [p.question for p in problems], prompt_format)
     t0 = time.perf_counter()
     rows = student.sample(prompts, config.sampling_params(n, seed), batch_size=config.batch_size, progress=progress)
@@ -390,8 +391,6 @@ class SharpenEval:
     def table(self) -> dict[str, list[dict[str, Any]]]:
         """Row -> per N: accuracy, its 95% interval, and (for rewards) the gain
         over a single sample with its paired interval."""
-        from tripost.stats import bootstrap_interval
-
         single = self.values["single"][0]
         out: dict[str, list[dict[str, Any]]] = {}
         for row, per_n in self.values.items():
@@ -438,8 +437,6 @@ class SharpenEval:
         }
 
     def samples_jsonl(self) -> str:
-        import json
-
         lines = []
         for p, cands in zip(self.problems, self.candidates):
             for i, c in enumerate(cands):
@@ -473,8 +470,6 @@ def accuracy_vs_n(
     """Best-of-N accuracy against N for each reward (see the module docstring
     for the estimators). Samples max(ns) attempts per problem once (seed
     `seed`), scores them once, and evaluates every N and reward on them."""
-    from tripost.tasks import check_held_out
-
     ns = parse_ns(ns)
     rewards = parse_rewards(reward)
     config = config or SharpenConfig(reward=rewards[0])

@@ -88,7 +88,7 @@ from typing import TYPE_CHECKING, Any
 from tripost.config import switch
 from tripost.errors import TripostError
 from tripost.format import FEEDBACK_PREFIX, UPDATED_PREFIX
-from tripost.fileio import atomic_write_text
+from tripost.fileio import atomic_write_text, replace_directory
 from tripost.student.base import unwrap_model
 
 if TYPE_CHECKING:
@@ -406,13 +406,11 @@ def activation_bytes_per_token(model_config: Any, mode: str, lora_dropout: float
 
 def student_parameters(spec: str) -> int | None:
     """The student's parameter count from its config (no weights loaded); None when unknown."""
-    import json as _json
-
     from tripost.student.load import resolve_model_dir
     from tripost.student.spec import parse_spec
 
     try:
-        cfg = _json.loads((resolve_model_dir(parse_spec(spec)) / "config.json").read_text(encoding="utf-8"))
+        cfg = json.loads((resolve_model_dir(parse_spec(spec)) / "config.json").read_text(encoding="utf-8"))
         h, inter, layers, vocab = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"], cfg["vocab_size"]
         heads = cfg["num_attention_heads"]
         kv = cfg.get("num_key_value_heads") or heads
@@ -1278,8 +1276,6 @@ def promote_checkpoint(staged: Path, final: Path) -> None:
     that name, e.g. a torn one a resume skipped), so `final` is only ever
     whole or absent. Its time is set to now: transformers' rotation keeps
     the newest checkpoint by time."""
-    from tripost.fileio import replace_directory
-
     replace_directory(staged, final)
     os.utime(final)
 

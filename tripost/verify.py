@@ -47,7 +47,12 @@ from typing import Any, Protocol
 
 from tripost.errors import TripostError
 from tripost.format import parse_feedback, parse_rationale, parse_trajectory
+from tripost.paths import read_prompt
+from tripost.student.base import SamplingParams
 from tripost.student.generate import DEFAULT_BATCH
+from tripost.student.logprob import logprob_batches, sequence_logprobs
+from tripost.student.remote import RemoteStudent
+from tripost.student.tokens import encode_prompt
 
 VERIFIERS = ("mc", "self", "cot")  # the student's own; tripost.gap adds "teacher"
 FILTERS = ("quantile", "threshold")
@@ -135,8 +140,9 @@ def _render(tokenizer: Any, question: str, attempt: str, template: str, fmt: Any
     """The student's own problem prompt, its answer as its own turn, then the
     question of `template` as the next user turn, ending where its reply
     begins. Without a chat template the parts follow each other as plain text."""
-    from tripost.paths import read_prompt
+    # Looked up when called: tests/test_student_seam.py spies on the one renderer.
     from tripost.student.prompt import PromptFormat, render_chat, render_instruction
+
 
     fmt = fmt or PromptFormat()
     ask = read_prompt(template).strip()
@@ -175,8 +181,6 @@ def mc_logprobs(
     A student without the model in this process (a remote engine,
     tripost.student.remote) scores each word with its `logprobs`: two
     sequences a prompt, the same quantities."""
-    from tripost.student.remote import RemoteStudent
-
     if isinstance(student, RemoteStudent):
         n = len(prompts)
         scores = student.logprobs([*prompts, *prompts], [words[0]] * n + [words[1]] * n)
@@ -188,8 +192,6 @@ def mc_logprobs(
     long_i = 0 if len(ids[0]) >= len(ids[1]) else 1
     longer, shorter = ids[long_i], ids[1 - long_i]
     if shorter[:-1] != longer[: len(shorter) - 1] or ids[0] == ids[1]:
-        from tripost.student.logprob import sequence_logprobs
-
         m = len(prompts)
         scores = sequence_logprobs(student, list(prompts) * 2, [words[0]] * m + [words[1]] * m, batch_size=batch_size, progress=progress)
         return [(scores[i].sum, scores[m + i].sum) for i in range(m)]
@@ -200,8 +202,6 @@ def mc_logprobs(
 def _shared_pass(student: Any, prompts: Sequence[str], longer: list[int], shorter: list[int], batch_size: int, progress: bool) -> list[tuple[float, float]]:
     import torch
 
-    from tripost.student.logprob import logprob_batches
-    from tripost.student.tokens import encode_prompt
 
     pairs = [(encode_prompt(student.tokenizer, p), longer) for p in prompts]
     out: list[tuple[float, float] | None] = [None] * len(pairs)
@@ -280,8 +280,6 @@ def cot_verify(student: Any, questions: Sequence[str], attempts: Sequence[str], 
     attempt (greedy, so the score is a function of the attempt; at most
     `cot_max_new_tokens` tokens), then the verdict words are scored after it
     with `mc_logprobs`, in one batched pass."""
-    from tripost.student.base import SamplingParams
-
     cfg = config or VerifyConfig()
     if len(questions) != len(attempts):
         raise TripostError(f"cot verifier: {len(questions)} questions but {len(attempts)} attempts")

@@ -15,7 +15,7 @@ from tripost.cli._io import check_out_dir
 from tripost.log import SKIP_HINT, read_log
 from tripost.student.load import PRECISIONS
 from tripost.student.prompt import CHAT_MODES, PromptFormat
-from tripost.student.spec import EMBEDDED_NAME
+from tripost.student.spec import EMBEDDED_NAME, parse_spec
 
 FORMATS = ("tripost", "trl")
 
@@ -127,8 +127,6 @@ def cmd_buffer(args: argparse.Namespace) -> int:
     cfg = buffer_config(args)
     trl = args.format == "trl"
     if trl:
-        from tripost.student.spec import parse_spec
-
         if args.pairs:
             raise TripostError("--format trl writes the SFT buffer; preference pairs (--pairs) train with `tripost train objective=dpo`")
         parse_spec(args.student)  # a bad spec is one line before the logs are read
@@ -159,7 +157,6 @@ def cmd_buffer(args: argparse.Namespace) -> int:
 
 def _model_name(spec: str) -> str | None:
     """What TRL loads as the student `spec` (for the dataset card): its Hub id, or its local folder."""
-    from tripost.student.spec import parse_spec
     from tripost.train import base_model_info
 
     parsed = parse_spec(spec)

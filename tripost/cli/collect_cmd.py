@@ -13,15 +13,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tripost.cli._io import add_student_flags, check_out_dir, check_student_args
+from tripost.cli._io import add_student_flags, check_out_dir, check_student_args, open_student
 from tripost.config import config_hash, write_config
 from tripost.errors import TripostError
 from tripost.fileio import FolderLock, atomic_write_json
 from tripost.log import check_resumable
 from tripost.settings import add_flags, flag_of, from_args
 from tripost.sources import Job, make_source
-from tripost.sources.guided import STRATEGIES
-from tripost.sources.settings import CollectSettings
+from tripost.sources.settings import STRATEGIES, CollectSettings
 from tripost.tasks import FAMILIES, PRESETS, SUBSETS, select_problems
 from tripost.teachers import SPECS, TeacherOptions, add_teacher_flags, make_teacher
 from tripost.teachers.usage import format_cost
@@ -112,8 +111,6 @@ def cmd_collect(args: argparse.Namespace) -> int:
 def _collect(args: argparse.Namespace, run: Path, settings: CollectSettings, source: Any, teacher: Any, problems: list[Any],
              resolved: dict[str, Any]) -> int:
     """`cmd_collect` once its checks passed and the folder is locked."""
-    from tripost.cli._io import open_student
-
     check_resumable(run / "log.jsonl")
     write_config(resolved, run)
     student, info = None, {}

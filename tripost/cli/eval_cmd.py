@@ -7,9 +7,9 @@ import json
 import sys
 from typing import Any
 
-from tripost.cli._io import add_held_out_flags, add_student_flags
+from tripost.cli._io import add_held_out_flags, add_student_flags, check_out_file, check_student_args, open_student
 from tripost.errors import TripostError
-from tripost.tasks import Problem, get_task, select_problems
+from tripost.tasks import FAMILIES, Problem, get_task, select_problems
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -48,8 +48,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def families_of(text: str) -> list[str]:
     """`arithmetic`, `arithmetic,word_sorting` or `all` -> checked family names."""
-    from tripost.tasks import FAMILIES
-
     names = [n.strip() for n in text.split(",") if n.strip()]
     if not names:
         raise TripostError("--task is empty; name a task family")
@@ -74,9 +72,7 @@ def load_eval_problems(args: argparse.Namespace) -> list[Problem]:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from tripost.cli._io import check_out_file, check_student_args
     from tripost.evaluate import EvalConfig, evaluate, transcripts_path
-    from tripost.cli._io import open_student
 
     # Everything a user can get wrong is checked before the model loads.
     cfg = EvalConfig(

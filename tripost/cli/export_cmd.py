@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from tripost.export import GGUF_TYPE, GGUF_TYPES, MERGE_DTYPE, MERGE_DTYPES
+from tripost.export import GGUF_TYPE, GGUF_TYPES, MERGE_DTYPE, MERGE_DTYPES, check_push, export_student, find_source, push_folder
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,7 +33,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from tripost.cli._io import check_out_dir
-    from tripost.export import check_push, export_student, find_source, push_folder
 
     # Everything that can be refused is refused before a model loads.
     if args.push:

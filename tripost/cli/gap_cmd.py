@@ -8,7 +8,7 @@ import json
 import sys
 from typing import Any
 
-from tripost.cli._io import add_held_out_flags, add_student_flags
+from tripost.cli._io import add_held_out_flags, add_student_flags, check_out_file, check_student_args, open_student
 from tripost.errors import TripostError
 
 
@@ -74,8 +74,6 @@ def config_from_args(args: argparse.Namespace) -> Any:
 def cmd_gap(args: argparse.Namespace) -> int:
     from tripost.cli.eval_cmd import load_eval_problems
     from tripost.gap import measure_gap
-    from tripost.cli._io import check_out_file, check_student_args
-    from tripost.cli._io import open_student
 
     # Everything a user can get wrong is checked before the model loads.
     cfg = config_from_args(args)

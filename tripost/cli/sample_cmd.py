@@ -12,9 +12,9 @@ import sys
 import time
 from typing import Any
 
-from tripost.cli._io import add_student_flags, emit
+from tripost.cli._io import add_student_flags, check_student_args, emit, open_student
 from tripost.errors import TripostError
-from tripost.tasks import FAMILIES, PRESETS, SPLITS, SUBSETS
+from tripost.tasks import FAMILIES, PRESETS, SPLITS, SUBSETS, get_task, select_problems
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,10 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from tripost.cli._io import check_student_args, open_student
     from tripost.student import PromptFormat, SamplingParams, build_prompts
     from tripost.student.generate import GenerationStats, LocalBackend
-    from tripost.tasks import get_task, select_problems
 
     if args.n < 1:
         raise TripostError("--n must be at least 1")

@@ -10,22 +10,24 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tripost.cli._io import add_student_flags, check_out_file, check_student_args
+from tripost.cli._io import add_student_flags, check_out_file, check_student_args, open_student
 from tripost.errors import TripostError
+from tripost.log import read_log
+from tripost.sharpen import REWARDS, SharpenConfig, accuracy_vs_n, parse_ns, parse_rewards
+from tripost.sources.sharpen import write_sharpen_log
 from tripost.tasks import FAMILIES, PRESETS, SPLITS, SUBSETS, Problem, get_task, select_problems
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    from tripost.sharpen import SharpenConfig
-
+    d = SharpenConfig  # the defaults, declared once (tripost/sources/settings.py: SHARPEN_DEFAULTS)
     add_student_flags(p)
     p.add_argument("--task", required=True, metavar="FAMILY", help=f"one of: {', '.join(FAMILIES)}")
     p.add_argument("--preset", default="small", choices=PRESETS, help="difficulty preset (default: small)")
-    p.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (default: 0.7)")
-    p.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (default: 0.95)")
-    p.add_argument("--max-new-tokens", type=int, default=256, help="token budget of an attempt (default: 256)")
-    p.add_argument("--batch-size", type=int, default=SharpenConfig.batch_size, help=f"sequences sampled together (default: {SharpenConfig.batch_size})")
-    p.add_argument("--score-batch-size", type=int, default=8, help="sequences scored together (default: 8)")
+    p.add_argument("--temperature", type=float, default=d.temperature, help=f"sampling temperature (default: {d.temperature})")
+    p.add_argument("--top-p", type=float, default=d.top_p, help=f"nucleus sampling mass (default: {d.top_p})")
+    p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens, help=f"token budget of an attempt (default: {d.max_new_tokens})")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"sequences sampled together (default: {d.batch_size})")
+    p.add_argument("--score-batch-size", type=int, default=d.score_batch_size, help=f"sequences scored together (default: {d.score_batch_size})")
     p.add_argument("--seed", type=int, default=0, help="seed of problem sampling, decoding and the estimators (default: 0)")
     p.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
 
@@ -60,7 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--subset", default="seen", choices=(*SUBSETS, "both"), help="difficulty subset (default seen)")
     e.add_argument("--n", type=int, default=20, metavar="PROBLEMS", help="problems per subset (default 20)")
     e.add_argument("--ns", default="1,2,4,8,16", metavar="N,N,...", help="best-of-N sizes (default 1,2,4,8,16)")
-    e.add_argument("--reward", default="all", choices=("logprob", "mean_logprob", "majority", "all"), help="self-reward (default all: they share the samples)")
+    e.add_argument("--reward", default="all", choices=(*REWARDS, "all"), help="self-reward (default all: they share the samples)")
     e.add_argument("--max-subsets", type=int, default=2000, metavar="S", help="majority: enumerate all subsets up to S of them, else average S random ones (default 2000)")
     e.add_argument("--bootstrap", type=int, default=1000, metavar="B", help="bootstrap resamples (default 1000)")
     e.add_argument("--out", metavar="FILE.json", help="write the JSON here and every sample to FILE.samples.jsonl beside it")
@@ -80,16 +82,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     _common(d)
     d.add_argument("--subset", default="seen", choices=SUBSETS, help="difficulty subset (default seen)")
     d.add_argument("--n", type=int, default=32, metavar="PROBLEMS", help="training problems (default 32)")
-    d.add_argument("--samples", type=int, default=8, metavar="K", help="attempts per problem to choose from (default 8)")
-    d.add_argument("--reward", default="logprob", choices=("logprob", "mean_logprob", "majority"), help="self-reward (default logprob)")
+    d.add_argument("--samples", type=int, default=SharpenConfig.samples, metavar="K",
+                   help=f"attempts per problem to choose from (default {SharpenConfig.samples})")
+    d.add_argument("--reward", default=SharpenConfig.reward, choices=REWARDS, help=f"self-reward (default {SharpenConfig.reward})")
     d.add_argument("--iteration", type=int, default=0, help="iteration number recorded in the log (default 0)")
     d.add_argument("--out", required=True, metavar="LOG.jsonl", help="interaction log to append to")
     d.set_defaults(handler=cmd_data)
 
 
 def _config(args: argparse.Namespace, samples: int, reward: str) -> Any:
-    from tripost.sharpen import SharpenConfig
-
     return SharpenConfig(
         samples=samples, reward=reward, temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens,
         batch_size=args.batch_size, score_batch_size=args.score_batch_size,
@@ -106,8 +107,6 @@ def _problems(args: argparse.Namespace, split: str, subsets: tuple[str, ...]) ->
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from tripost.sharpen import accuracy_vs_n, parse_ns, parse_rewards
-
     # Everything a user can get wrong is checked before the model loads.
     ns = parse_ns(args.ns)
     rewards = parse_rewards(args.reward)
@@ -122,8 +121,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     check_student_args(args)
     check_out_file(args.out, "sharpen.json")
     out = Path(args.out) if args.out else None
-
-    from tripost.cli._io import open_student
 
     student = open_student(args)
     result = accuracy_vs_n(
@@ -184,8 +181,6 @@ def print_table(summary: dict[str, Any]) -> None:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from tripost.log import read_log
-    from tripost.sources.sharpen import write_sharpen_log
 
     if args.samples < 1:
         raise TripostError("--samples must be at least 1")
@@ -199,8 +194,6 @@ def cmd_data(args: argparse.Namespace) -> int:
     if out.exists():
         for _ in read_log(out):  # a log we cannot resume is an error now, not after the model loads
             pass
-
-    from tripost.cli._io import open_student
 
     student = open_student(args)
     result = write_sharpen_log(problems, student, out, config, iteration=args.iteration, seed=args.seed, progress=not args.json)

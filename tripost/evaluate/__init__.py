@@ -26,7 +26,7 @@ from typing import Any
 
 from tripost.errors import TripostError
 from tripost.fileio import atomic_write_json, atomic_write_text
-from tripost.student.generate import DEFAULT_BATCH
+from tripost.student.generate import DEFAULT_BATCH, GenerationBackend
 from tripost.evaluate.metrics import EvalRecord, compute_metrics, group_metrics, score
 from tripost.stats import bootstrap_interval
 from tripost.evaluate.selfimprove import (
@@ -149,7 +149,6 @@ def evaluate(
     tasks = {f: get_task(f) for f in dict.fromkeys(p.family for p in problems)}
     info: dict[str, Any] = {}
     generate_fn: GenerateFn
-    from tripost.student.generate import GenerationBackend
     from tripost.student.load import Student
 
     if not isinstance(student, (Student, GenerationBackend)):

@@ -127,7 +127,7 @@ from tripost.teachers.sampling import (
     rule_of,
 )
 from tripost.teachers.templates import parse_block
-from tripost.serve.batches import BatchStore
+from tripost.serve.batches import BatchStore, match_route
 from tripost.serve.bounds import CLIENT_GONE, BoundedHandler, BoundedServer, Limits, token_matches
 from tripost.serve.failures import QUOTA, WRONG_SHAPE_ANSWERS, HTTPFailure, error_payload, injected_failure, upstream_failure
 
@@ -720,8 +720,6 @@ class _Handler(BoundedHandler):
         provider's error shape, recorded under its template; else False.
         The token before the body, as for the live routes. No injected fault
         and no latency here: those are for the items."""
-        from tripost.serve.batches import match_route
-
         route = match_route(method, path)
         if route is None:
             return False
@@ -742,9 +740,6 @@ class _Handler(BoundedHandler):
             log.exception("internal error answering %s", route.template)
             self._send_error(route.flavour, route.template, 500, f"internal error: {type(e).__name__}", "api_error")
         return True
-
-    def _peer_closed(self) -> bool:
-        return self.peer_closed()
 
     # ------------------------------------------------------------- responses ---
 

@@ -93,7 +93,7 @@ from tripost.errors import TripostError
 from tripost.serve.bounds import CLIENT_GONE, BoundedHandler, BoundedServer, Limits, add_limit_arguments, token_matches
 from tripost.serve.failures import HTTPFailure
 from tripost.serve.server import TOKEN_ENV, RunningServer, check_token, new_token
-from tripost.student.base import Generation, SamplingParams
+from tripost.student.base import Generation, SamplingParams, unwrap_model
 from tripost.student.remote import MAX_COMPLETION_PROMPTS
 
 log = logging.getLogger("tripost.serve.student")
@@ -360,7 +360,6 @@ class StudentService:
         if gone is None:
             yield
             return
-        from tripost.student.base import unwrap_model
 
         inner = unwrap_model(self.student.model)
         get = getattr(inner, "get_input_embeddings", None)

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from tripost.format import parse_trajectory
 from tripost.log import LogRecord, LogWriter, read_log
+from tripost.student import build_prompts
 from tripost.tasks import get_task
 from tripost.tasks.base import Problem
 
@@ -217,8 +218,6 @@ def sampled_batches(
 def student_sampler(student: Any, params: Any, prompt_format: Any = None) -> AttemptSampler:
     """An `AttemptSampler` over a loaded `tripost.student.Student`: the problem
     prompt is the one the student is trained on (tripost.student.prompt)."""
-    from tripost.student import build_prompts
-
     def sampler(problems: Sequence[Problem], n: int, seed: int) -> list[list[str]]:
         prompts = build_prompts(student.tokenizer, [p.question for p in problems], prompt_format)
         p = replace(params, n=n if not params.greedy else 1, seed=seed)

@@ -312,9 +312,9 @@ class DemoSource:
     needs_student: bool = False  # no attempt is sampled: the run need not load the student
 
     @classmethod
-    def from_settings(cls, s: Any, teacher_concurrency: int = CollectConfig.teacher_concurrency) -> "DemoSource":
+    def from_settings(cls, s: Any, teacher_concurrency: int) -> "DemoSource":
         return cls(CollectConfig(samples_per_problem=s.samples_per_problem, max_edits=s.max_edits, max_passes=s.max_passes,
-                                 target_usable=s.target_usable or None, batch_size=s.batch_size, max_unavailable=s.max_unavailable,
+                                 target_usable=s.target_usable, batch_size=s.batch_size, max_unavailable=s.max_unavailable,
                                  teacher_concurrency=teacher_concurrency))
 
     def collect(self, job: Job, student: Any = None, teacher: Teacher | None = None) -> DemoResult:

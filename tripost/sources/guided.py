@@ -79,25 +79,25 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 from tqdm import tqdm
 
 from tripost.errors import TripostError
-from tripost.student.generate import DEFAULT_BATCH
 from tripost.format import parse_rationale
 from tripost.log import CORRECT_KINDS, LogRecord, LogWriter, read_log
 from tripost.paths import read_prompt
+from tripost.settings import view
 from tripost.sources.base import Job, SamplingSource, SourceResult, batch_seed, judge
+from tripost.sources.settings import CHECKS, STRATEGIES, CollectSettings
+from tripost.sources.teacher import edit_trajectory
+from tripost.student.prompt import render_instruction
 from tripost.tasks import get_task
 from tripost.tasks.base import Problem
-from tripost.sources.teacher import edit_trajectory
 from tripost.teachers.base import Teacher, TeacherCall
 
-STRATEGIES = ("answer", "rationale", "state_reset", "interactive", "resample")
-CHECKS = ("answer", "steps")
 TEMPLATES = {"answer": "guided/answer.txt", "rationale": "guided/rationale.txt", "interactive": "guided/interactive.txt"}
 DEFAULT_FRACTIONS = (0.2, 0.4, 0.6, 0.8)
 # Words of the guided templates that a correct rationale has no reason to use.
@@ -128,22 +128,26 @@ class PromptSampler(Protocol):
 
 @dataclass
 class GuidedConfig:
-    strategy: str = "answer"  # answer | rationale | state_reset | interactive | resample
-    samples_per_round: int = 8  # N: samples per problem per round
-    min_correct: int = 4  # a problem with fewer correct samples than this gets the next guided round (<= samples_per_round)
-    max_rounds: int = 8  # guided rounds after the plain round 0
+    # Defaults: the [collect] keys these hold (tripost/sources/settings.py, `view`).
+    strategy: str = view(CollectSettings, "guided_strategy")  # answer | rationale | state_reset | interactive | resample
+    samples_per_round: int = view(CollectSettings, "samples_per_problem")  # N: samples per problem per round
+    # A problem with fewer correct samples than this gets the next guided round (<= samples_per_round).
+    min_correct: int = view(CollectSettings, "guided_min_correct")
+    max_rounds: int = view(CollectSettings, "guided_rounds")  # guided rounds after the plain round 0
     fractions: tuple[float, ...] = DEFAULT_FRACTIONS  # state reset: gold prefix shares, cycled over rounds
-    budget: int | None = None  # most sampled sequences in all (round 0 included); None: no cap
-    batch_size: int = DEFAULT_BATCH  # problems per sampler call (tripost.student.generate)
+    # Most sampled sequences in all (round 0 included); 0 or None: no cap (read as None).
+    budget: int | None = view(CollectSettings, "guided_budget")
+    batch_size: int = view(CollectSettings, "batch_size")  # problems per sampler call (tripost.student.generate)
     leak_markers: tuple[str, ...] = DEFAULT_LEAK_MARKERS
-    check: str = "answer"  # answer: the final answer decides; steps: also no wrong step (scripted families)
-    teacher_edits: bool = False  # round 0's wrong samples go through TriPosT's editing
-    max_edits: int = 5
+    check: str = view(CollectSettings, "guided_check")  # answer: the final answer decides; steps: also no wrong step (scripted families)
+    teacher_edits: bool = view(CollectSettings, "guided_teacher_edits")  # round 0's wrong samples go through TriPosT's editing
+    max_edits: int = view(CollectSettings, "max_edits")
     iteration: int = 0
     seed: int = 0
     config_hash: str = ""
 
     def __post_init__(self) -> None:
+        self.budget = self.budget or None  # the settings' 0 (TOML has no null) is no cap
         if self.strategy not in STRATEGIES:
             raise TripostError(f"unknown guided strategy {self.strategy!r}; choose from {', '.join(STRATEGIES)}")
         for name in ("samples_per_round", "min_correct", "batch_size"):
@@ -244,8 +248,6 @@ def fill_template(template: str, **values: str) -> str:
 
 def plain_instruction(problem: Problem) -> str:
     """The student's training instruction (tripost.student.prompt.render_instruction)."""
-    from tripost.student.prompt import render_instruction
-
     return render_instruction(problem.question, PLAIN_TEMPLATE)
 
 
@@ -573,8 +575,7 @@ def guided_student_sampler(student: Any, params: Any, prompt_format: Any = None,
     training prompt (so round 0's prompt *is* the training prompt), and a
     state reset's prefix is appended after the assistant turn's start.
     `counter`, if given, accumulates "sequences" and "tokens" generated."""
-    from dataclasses import replace as _replace
-
+    # Looked up when called: tests/test_student_seam.py spies on the one renderer.
     from tripost.student.prompt import PromptFormat, render_chat
 
     fmt = prompt_format or PromptFormat()
@@ -586,7 +587,7 @@ def guided_student_sampler(student: Any, params: Any, prompt_format: Any = None,
 
     def sampler(prompts: Sequence[GuidedPrompt], n: int, seed: int) -> list[list[str]]:
         texts = [render(gp.instruction) + gp.prefix for gp in prompts]
-        rows = student.sample(texts, _replace(params, n=n, seed=seed))
+        rows = student.sample(texts, replace(params, n=n, seed=seed))
         if counter is not None:
             counter["sequences"] = counter.get("sequences", 0) + sum(len(row) for row in rows)
             counter["tokens"] = counter.get("tokens", 0) + sum(g.n_tokens for row in rows for g in row)
@@ -605,9 +606,9 @@ class GuidedSource(SamplingSource):
         return self.config.strategy == "interactive" or self.config.teacher_edits
 
     @classmethod
-    def from_settings(cls, s: Any, teacher_concurrency: int = 0) -> "GuidedSource":
+    def from_settings(cls, s: Any, teacher_concurrency: int) -> "GuidedSource":
         return cls(GuidedConfig(strategy=s.guided_strategy, samples_per_round=s.samples_per_problem, min_correct=s.guided_min_correct,
-                                max_rounds=s.guided_rounds, check=s.guided_check, budget=s.guided_budget or None,
+                                max_rounds=s.guided_rounds, check=s.guided_check, budget=s.guided_budget,
                                 teacher_edits=s.guided_teacher_edits, batch_size=s.batch_size, max_edits=s.max_edits),
                    s.sampling_params())
 

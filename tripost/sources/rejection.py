@@ -90,7 +90,7 @@ class RejectionSource(SamplingSource):
     needs_teacher = False
 
     @classmethod
-    def from_settings(cls, s: Any, teacher_concurrency: int = 0) -> "RejectionSource":
+    def from_settings(cls, s: Any, teacher_concurrency: int) -> "RejectionSource":
         return cls(CollectConfig(samples_per_problem=s.samples_per_problem, max_passes=s.max_passes, batch_size=s.batch_size),
                    s.sampling_params())
 

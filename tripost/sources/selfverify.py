@@ -79,13 +79,15 @@ from tqdm import tqdm
 from tripost.errors import TripostError
 from tripost.format import Trajectory, parse_trajectory
 from tripost.log import LogRecord, LogWriter, read_log
+from tripost.settings import view
 from tripost.sources.base import AttemptSampler, Job, SamplingSource, SourceResult, batch_seed, judge, student_sampler
+from tripost.sources.settings import VERIFY_MODES as MODES
+from tripost.sources.settings import CollectSettings
 from tripost.student.generate import DEFAULT_BATCH
 from tripost.tasks.base import Problem
 from tripost.verify import FILTERS, VERIFIERS, VerifyConfig, keep_mask, score_samples
 
 SOURCE = "self_verified"
-MODES = ("filter", "reweight")
 
 
 class Scorer(Protocol):
@@ -101,14 +103,15 @@ class Scorer(Protocol):
 class SelfVerifyConfig:
     """How the source samples, verifies and keeps (module docstring)."""
 
-    samples: int = 4
-    verifier: str = "mc"
-    mode: str = "filter"
-    filter: str = "quantile"
-    quantile: float = 0.5
-    threshold: float = 0.5
-    passes: int = 1
-    batch_size: int = DEFAULT_BATCH  # problems per sampler call
+    # Defaults: the [collect] keys these hold (tripost/sources/settings.py, `view`).
+    samples: int = view(CollectSettings, "samples_per_problem")
+    verifier: str = view(CollectSettings, "verify_verifier")
+    mode: str = view(CollectSettings, "verify_mode")
+    filter: str = view(CollectSettings, "verify_filter")
+    quantile: float = view(CollectSettings, "verify_quantile")
+    threshold: float = view(CollectSettings, "verify_threshold")
+    passes: int = view(CollectSettings, "max_passes")
+    batch_size: int = view(CollectSettings, "batch_size")  # problems per sampler call
     iteration: int = 0
     seed: int = 0
     config_hash: str = ""
@@ -317,7 +320,7 @@ class SelfVerifiedSource(SamplingSource):
     needs_teacher = False
 
     @classmethod
-    def from_settings(cls, s: Any, teacher_concurrency: int = 0) -> "SelfVerifiedSource":
+    def from_settings(cls, s: Any, teacher_concurrency: int) -> "SelfVerifiedSource":
         return cls(SelfVerifyConfig(samples=s.samples_per_problem, verifier=s.verify_verifier, mode=s.verify_mode, filter=s.verify_filter,
                                     quantile=s.verify_quantile, threshold=s.verify_threshold, passes=s.max_passes, batch_size=s.batch_size),
                    s.sampling_params())

@@ -12,13 +12,18 @@ from typing import Any
 
 from tripost.errors import TripostError
 from tripost.settings import KeyName, option
-from tripost.sharpen import REWARDS
-from tripost.sources.guided import CHECKS, STRATEGIES
 from tripost.sources.registry import SOURCE_NAMES
-from tripost.sources.selfverify import MODES as VERIFY_MODES
 from tripost.student.generate import DEFAULT_BATCH, SamplingParams
 from tripost.verify import FILTERS as VERIFY_FILTERS
 from tripost.verify import VERIFIERS as VERIFY_VERIFIERS
+
+# The choices of the method settings, declared here beside the settings so
+# the sources import them from here (and their configs' defaults: `view`),
+# not the reverse.
+REWARDS = ("logprob", "mean_logprob", "majority")  # sharpen: tripost.sharpen says what each is
+STRATEGIES = ("answer", "rationale", "state_reset", "interactive", "resample")  # guided: tripost.sources.guided
+CHECKS = ("answer", "steps")  # guided: what a correct sample must get right
+VERIFY_MODES = ("filter", "reweight")  # self_verified: tripost.sources.selfverify
 
 _AT_LEAST_1 = ("samples_per_problem", "max_passes", "batch_size", "max_new_tokens", "guided_min_correct")
 _AT_LEAST_0 = ("max_edits", "target_usable", "max_unavailable", "guided_rounds", "guided_budget")
@@ -120,4 +125,27 @@ class CollectSettings:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-__all__ = ["CollectSettings"]
+# Per-method overrides: where a method's own default differs from the
+# collection's, it is declared here, once, with its reason; the method's
+# library config takes it (`tripost.settings.view`), and
+# tests/test_defaults.py allows exactly these second values.
+#
+# Best-of-N (tripost.sharpen: `SharpenConfig()` built in code, `tripost
+# sharpen eval|data`) picks among N = 8 candidates by their summed
+# log-likelihood, the paper's maximum-likelihood sharpening objective (Huang
+# et al. 2024), sampled at temperature 0.7 and top-p 0.95 with 256 tokens an
+# attempt: a measurement of best-of-N wants distinct, complete candidates.
+# The sharpen *source* of `tripost collect --source sharpen` and of a run's
+# collect stage takes the [collect] keys above instead (2 candidates, the
+# length-normalised reward, the collection's sampling), as it always has.
+SHARPEN_DEFAULTS: dict[str, Any] = {
+    "samples_per_problem": 8,
+    "sharpen_reward": "logprob",
+    "temperature": 0.7,
+    "top_p": 0.95,
+    "max_new_tokens": 256,
+}
+OVERRIDES: dict[str, dict[str, Any]] = {"sharpen": SHARPEN_DEFAULTS}
+
+
+__all__ = ["CHECKS", "OVERRIDES", "REWARDS", "SHARPEN_DEFAULTS", "STRATEGIES", "VERIFY_MODES", "CollectSettings"]

@@ -177,7 +177,7 @@ class SharpenSource:
     needs_teacher: bool = False
 
     @classmethod
-    def from_settings(cls, s: Any, teacher_concurrency: int = 0) -> "SharpenSource":
+    def from_settings(cls, s: Any, teacher_concurrency: int) -> "SharpenSource":
         return cls(SharpenConfig(samples=s.samples_per_problem, reward=s.sharpen_reward, temperature=s.temperature, top_p=s.top_p,
                                  max_new_tokens=s.max_new_tokens, batch_size=s.batch_size))
 

@@ -48,32 +48,41 @@ from tqdm import tqdm
 from tripost.errors import TripostError
 from tripost.format import Feedback, parse_feedback, parse_rationale, parse_trajectory
 from tripost.log import CORRECT_KINDS, LogRecord, usable
+from tripost.settings import view
 from tripost.sources.base import AttemptSampler, Job, SamplingSource, SourceResult, resume_log, sampled_batches, student_sampler
-from tripost.student.generate import DEFAULT_BATCH
+from tripost.sources.settings import CollectSettings
 from tripost.tasks.base import Problem
 from tripost.teachers.base import Teacher, TeacherCall
+from tripost.teachers.options import TeacherOptions
 from tripost.teachers.usage import format_cost
 
 
 @dataclass
 class CollectConfig:
-    samples_per_problem: int = 1
-    max_edits: int = 5  # teacher improvements per trajectory (TriPosT: 5)
-    max_passes: int = 1  # passes over the problems
-    target_usable: int | None = None  # stop once this many usable trajectories exist
+    """How the teacher, rejection and demo sources collect. Defaults: the
+    [collect] and [teacher] keys these hold (tripost/sources/settings.py,
+    tripost/teachers/options.py; `tripost.settings.view`), so a config built
+    in code starts where `tripost collect` and a run start."""
+
+    samples_per_problem: int = view(CollectSettings, "samples_per_problem")
+    max_edits: int = view(CollectSettings, "max_edits")  # teacher improvements per trajectory (TriPosT: 5)
+    max_passes: int = view(CollectSettings, "max_passes")  # passes over the problems
+    # Stop once this many usable trajectories exist; 0 or None: no target (read as None).
+    target_usable: int | None = view(CollectSettings, "target_usable")
     min_usable: int = 1  # fewer usable than this at the end: say so
-    batch_size: int = DEFAULT_BATCH  # problems per student batch (tripost.student.generate)
-    teacher_concurrency: int = 8  # trajectories edited at once
+    batch_size: int = view(CollectSettings, "batch_size")  # problems per student batch (tripost.student.generate)
+    teacher_concurrency: int = view(TeacherOptions, "concurrency")  # trajectories edited at once
     # Trajectories in a row whose teacher could not be reached before the
     # collection stops (0: never stop). Each has already outlived its
     # requests' retries, so a few in a row mean the teacher is down or the
     # address is wrong, not a passing hiccup.
-    max_unavailable: int = 8
+    max_unavailable: int = view(CollectSettings, "max_unavailable")
     iteration: int = 0
     seed: int = 0
     config_hash: str = ""
 
     def __post_init__(self) -> None:
+        self.target_usable = self.target_usable or None  # the settings' 0 (TOML has no null) is no target
         for name in ("samples_per_problem", "max_passes", "batch_size", "teacher_concurrency"):
             if getattr(self, name) < 1:
                 raise TripostError(f"collect: {name} must be at least 1")
@@ -362,9 +371,9 @@ class TeacherSource(SamplingSource):
     needs_teacher = True
 
     @classmethod
-    def from_settings(cls, s: Any, teacher_concurrency: int = CollectConfig.teacher_concurrency) -> "TeacherSource":
+    def from_settings(cls, s: Any, teacher_concurrency: int) -> "TeacherSource":
         return cls(CollectConfig(samples_per_problem=s.samples_per_problem, max_edits=s.max_edits, max_passes=s.max_passes,
-                                 target_usable=s.target_usable or None, batch_size=s.batch_size, max_unavailable=s.max_unavailable,
+                                 target_usable=s.target_usable, batch_size=s.batch_size, max_unavailable=s.max_unavailable,
                                  teacher_concurrency=teacher_concurrency), s.sampling_params())
 
     def collect(self, job: Job, student: Any, teacher: Teacher | None) -> SourceResult:

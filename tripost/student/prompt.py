@@ -93,9 +93,3 @@ def build_prompt(tokenizer: Any, question: str, fmt: PromptFormat | None = None)
 
 def build_prompts(tokenizer: Any, questions: list[str], fmt: PromptFormat | None = None) -> list[str]:
     return [build_prompt(tokenizer, q, fmt) for q in questions]
-
-
-def end_of_turn(tokenizer: Any) -> str:
-    """What closes the student's answer in training targets: the EOS text
-    (`<|im_end|>` for SmolLM2's chat format), so a trained student stops."""
-    return tokenizer.eos_token or ""

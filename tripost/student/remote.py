@@ -62,7 +62,7 @@ from typing import Any
 from tripost.errors import TripostError
 from tripost.student.base import Generation, SamplingParams
 from tripost.student.logprob import SequenceScore
-from tripost.student.spec import StudentSpec
+from tripost.student.spec import StudentSpec, parse_spec
 from tripost.student.tokens import adds_special_tokens, encode_continuation, encode_prompt
 from tripost.urls import endpoint_id
 
@@ -353,7 +353,6 @@ def load_remote_student(spec: str | StudentSpec, engine: str, model: str, *, api
     from transformers import AutoTokenizer
 
     from tripost.student.load import resolve_model_dir
-    from tripost.student.spec import parse_spec
 
     spec = parse_spec(spec)
     tokenizer = AutoTokenizer.from_pretrained(str(resolve_model_dir(spec)))

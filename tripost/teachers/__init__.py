@@ -60,7 +60,7 @@ def make_teacher(
     spec: str,
     *,
     cache: bool | str | Path | Any = True,
-    concurrency: int | None = None,
+    concurrency: int | None = _DEFAULT.concurrency,
     prices: str | Path | Mapping[str, Any] | None = None,
     ledger: Any = None,
     timeout: float = _DEFAULT.timeout,
@@ -82,7 +82,8 @@ def make_teacher(
 
     cache        True: the shared cache under `tripost_home()`; a path: that
                  sqlite file; False/None: no cache; or a `ResponseCache`
-    concurrency  in-flight requests per backend (default: the backend's own, 16 for APIs; hf: at most 1)
+    concurrency  in-flight requests per backend (default: teacher.concurrency's, 8; hf: at most 1;
+                 None: the backend's own, which for the API backends is the same default)
     prices       price overrides: mapping or TOML/JSON file (usage.py)
     ledger       a `Ledger` to book usage into (shared between teachers if you like)
     timeout      per-request timeout in seconds (API backends)

@@ -39,6 +39,7 @@ from tripost.errors import TripostError
 from tripost.settings import add_flags, from_section, option, section_defaults
 from tripost.settings import from_args as section_from_args
 from tripost.teachers.sampling import AUTO, MAX_TEMPERATURE, check_spec_temperature, parse_temperature
+from tripost.teachers.usage import load_prices
 
 # How OpenAI's Chat Completions take the answer length limit: `max_tokens`
 # (most models, every OpenAI-compatible server) or `max_completion_tokens`
@@ -116,8 +117,6 @@ class TeacherOptions:
         if not isinstance(self.prices, str):  # "" is the config's "unset", so its type check lets any value by
             raise TripostError(f"{name('prices')} must be a file name (a string), or \"\" for the built-in prices only")
         if self.prices:
-            from tripost.teachers.usage import load_prices
-
             # Read now, so a missing or broken file stops the command before
             # any work, not after the first paid request.
             try:

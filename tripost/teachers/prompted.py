@@ -160,9 +160,6 @@ class PromptedTeacher:
         `temperature` (the `AttemptingTeacher` call)."""
         return self._loop.run(self._attempt(problem, sample, temperature))
 
-    async def aattempt(self, problem: Problem, sample: int = 0, temperature: float = ATTEMPT_TEMPERATURE) -> AttemptReply:
-        return await self._loop.run_async(self._attempt(problem, sample, temperature))
-
     def improve(self, problem: Problem, attempt: str, feedback: Feedback) -> ImproveReply:
         return self._loop.run(self._improve(problem, attempt, feedback))
 
@@ -181,9 +178,6 @@ class PromptedTeacher:
 
     async def afeedback_many(self, items: Sequence[tuple[Problem, str]]) -> list[FeedbackReply]:
         return await self._loop.run_async(self._gather([self._feedback(p, a) for p, a in items]))
-
-    async def aimprove_many(self, items: Sequence[tuple[Problem, str, Feedback]]) -> list[ImproveReply]:
-        return await self._loop.run_async(self._gather([self._improve(p, a, f) for p, a, f in items]))
 
     def complete(self, request: ChatRequest, accept: Callable[[ChatResponse], bool] | None = None) -> Outcome:
         """Send a ready-made chat request through this teacher's cache, retries

@@ -32,8 +32,10 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from tripost.settings import default_of
 from tripost.teachers.cache import ResponseCache
 from tripost.teachers.chat import ChatBackend, ChatRequest, ChatResponse, Usage, max_answer_chars
+from tripost.teachers.options import TeacherOptions
 from tripost.teachers.retry import ChatError, RetryPolicy, call_with_retries, too_long
 from tripost.teachers.usage import Ledger
 
@@ -65,7 +67,8 @@ class Requester:
         self.cache = cache
         self.ledger = ledger or Ledger()
         self.policy = policy or RetryPolicy()
-        self.concurrency = max(1, int(concurrency or getattr(backend, "max_concurrency", 8)))
+        # None: the backend's own bound; a backend without one: teacher.concurrency's default.
+        self.concurrency = max(1, int(concurrency or getattr(backend, "max_concurrency", default_of(TeacherOptions, "concurrency"))))
         self._sem: asyncio.Semaphore | None = None
         self._inflight: dict[str, asyncio.Future[Outcome]] = {}
         self.in_flight = 0

@@ -29,9 +29,11 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from tripost.errors import TripostError
+from tripost.settings import default_of
 from tripost.teachers.chat import ChatRequest, ChatResponse, max_body_bytes
-from tripost.urls import endpoint_id
+from tripost.teachers.options import TeacherOptions
 from tripost.teachers.retry import malformed, register_secret, too_long
+from tripost.urls import endpoint_id
 
 # Sent as the key to a local server that needs none (the SDKs refuse no key).
 LOCAL_PLACEHOLDER_KEY = "not-needed"
@@ -46,7 +48,7 @@ class SDKChat:
     LOCAL_SERVER: ClassVar[str] = "compatible server"
 
     def __init__(self, model: str, *, base_url: str | None = None, api_key: str | None = None, timeout: float = 60.0,
-                 max_concurrency: int = 16):
+                 max_concurrency: int = default_of(TeacherOptions, "concurrency")):
         if not model:
             raise TripostError(f"{self.name} teacher: give a model, e.g. {self.name}:{self.EXAMPLE_MODEL}")
         self.model = model
