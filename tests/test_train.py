@@ -612,3 +612,18 @@ def test_report_to_tensorboard_writes_under_out_logs(tiny, tmp_path, capsys):
     assert events and events[0].stat().st_size > 0  # the loss curve, kept after OUT/checkpoints is removed
     assert not (out / "checkpoints").exists()
     assert json.loads((out / "train_config.json").read_text())["report_to"] == "tensorboard"
+
+
+def test_a_token_budget_sets_how_much_is_trained_whatever_the_data_size(tiny, tmp_path):
+    """train.token_budget: epochs = budget / the set's tokens, so two sets of
+    different sizes train about the same number of tokens (one batch apart)."""
+    one = train_sft(_cfg(tiny, epochs=1.0, save_steps=100, group_by_length=False), _buffer(8), tmp_path / "one")
+    per_pass = one.tokens
+    for n, out in ((8, "small"), (16, "big")):
+        res = train_sft(_cfg(tiny, token_budget=3 * per_pass, save_steps=100, group_by_length=False), _buffer(n), tmp_path / out)
+        batch = 4 * max(1, per_pass // 8)  # tokens of one batch, about
+        assert abs(res.tokens - 3 * per_pass) <= batch, (n, res.tokens, per_pass)
+    with pytest.raises(TripostError, match="token_budget or max_steps"):
+        _cfg(tiny, token_budget=10, max_steps=2).check()
+    with pytest.raises(TripostError, match="token_budget must be a whole number"):
+        _cfg(tiny, token_budget=-1).check()

@@ -81,7 +81,7 @@ import shutil
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -203,6 +203,10 @@ class TrainConfig:
     # fine-tuning; 2e-4 with a 0.3 clip is QLoRA's setting for small models.
     epochs: float = 3.0
     max_steps: int = -1  # > 0 overrides epochs
+    # > 0: train about this many tokens whatever the data's size (epochs =
+    # budget / the training set's tokens, a fraction allowed): methods
+    # compared at an equal training-token budget (issue 28, step 4).
+    token_budget: int = 0
     batch_size: int = 8
     grad_accum: int = 1
     learning_rate: float = 2e-4
@@ -289,6 +293,10 @@ class TrainConfig:
                 raise TripostError(f"{name} must be a whole number >= 1, got {v!r}")
         if self.epochs <= 0 and self.max_steps <= 0:
             raise TripostError("set epochs > 0 or max_steps > 0")
+        if not isinstance(self.token_budget, int) or isinstance(self.token_budget, bool) or self.token_budget < 0:
+            raise TripostError(f"token_budget must be a whole number >= 0 (0: off), got {self.token_budget!r}")
+        if self.token_budget and self.max_steps > 0:
+            raise TripostError("set token_budget or max_steps, not both: each decides how long training runs")
         if self.learning_rate <= 0:
             raise TripostError(f"learning_rate must be > 0, got {self.learning_rate!r}")
         if not 0 <= self.lora_dropout < 1:
@@ -1397,6 +1405,12 @@ def prepare_run(config: TrainConfig, dataset: "datasets.Dataset", out: Path, cal
     student = load_for_training(config, first)
     train_set, counts = prepare_dataset(dataset, student.tokenizer, config)
     lengths = sorted(train_set["length"], reverse=True)
+    if config.token_budget:
+        # As many passes as the budget buys over this set's tokens (a fraction of the last one).
+        config = replace(config, epochs=config.token_budget / max(1, sum(lengths)))
+        if is_main_process():
+            print(f"tripost train: token_budget {config.token_budget}: {config.epochs:.3f} epochs over {sum(lengths)} tokens",
+                  file=sys.stderr, flush=True)
     biggest = sum(lengths[: config.batch_size]) if first.packing else config.batch_size * lengths[0]
     epochs = config.epochs if config.max_steps <= 0 else config.max_steps * config.batch_size * config.grad_accum / len(lengths)
     setup = resolve_setup(config, device=student.device, model_config=unwrap_model(student.model).config,
