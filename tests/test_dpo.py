@@ -198,3 +198,19 @@ def test_its_own_verbs_buffer_pairs_then_train_dpo(tiny_model_dir, tmp_path, cap
     assert main(["train", "--buffer", str(tmp_path / "sft"), "--student", f"hf:{tiny_model_dir}", "--out", str(tmp_path / "x"),
                  "objective=dpo", "max_steps=1"]) == 2
     assert "needs the columns prompt, chosen, rejected (tripost buffer --pairs)" in capsys.readouterr().err
+
+
+def test_dpo_takes_a_token_budget_like_sft(tiny_model_dir, tmp_path):
+    """train.token_budget on the DPO objective: twice the pairs at the same
+    budget train about the same tokens (TRL's own count), in half the passes."""
+    chosen = "(1) 1 + 2 = 3.\n(Final response) So the answer is 3."
+    rejected = "(1) 1 + 2 = 4.\n(Final response) So the answer is 4."
+    got = {}
+    for n in (4, 8):
+        pairs = datasets.Dataset.from_dict({"prompt": ["(1 + 2) ="] * n, "chosen": [chosen] * n, "rejected": [rejected] * n})
+        cfg = TrainConfig(student=f"hf:{tiny_model_dir}", mode="lora", precision="fp32", objective="dpo", batch_size=2, token_budget=2000,
+                          logging_steps=1, progress=False, warmup=0)
+        m = train_dpo(cfg, pairs, tmp_path / f"out{n}")
+        got[n] = (m["tokens"], m["epochs"])
+    (t4, e4), (t8, e8) = got[4], got[8]
+    assert e8 == pytest.approx(e4 / 2, rel=0.35) and t4 > 0 and abs(t8 - t4) <= 0.35 * t4, got

@@ -134,9 +134,18 @@ def build_dpo(config: TrainConfig, pairs: "datasets.Dataset", out: Path) -> DPOR
     if student.tokenizer.pad_token is None:
         student.tokenizer.pad_token = student.tokenizer.eos_token
     lr = dpo_learning_rate(config, setup.mode)
+    epochs = config.epochs
+    if config.token_budget:
+        # As many passes as the budget buys (tripost.train's token_budget): a
+        # pair costs its prompt twice and both responses, as TRL feeds them.
+        tok = student.tokenizer
+        per_pass = sum(2 * len(tok(p, add_special_tokens=False).input_ids) + len(tok(c, add_special_tokens=False).input_ids)
+                       + len(tok(r, add_special_tokens=False).input_ids)
+                       for p, c, r in zip(train_set["prompt"], train_set["chosen"], train_set["rejected"]))
+        epochs = config.token_budget / max(1, per_pass)
     args = DPOConfig(
         output_dir=str(out / "checkpoints"), beta=config.dpo_beta, learning_rate=lr,
-        num_train_epochs=config.epochs, max_steps=config.max_steps, per_device_train_batch_size=config.batch_size,
+        num_train_epochs=epochs, max_steps=config.max_steps, per_device_train_batch_size=config.batch_size,
         gradient_accumulation_steps=config.grad_accum, lr_scheduler_type=config.lr_scheduler,
         warmup_steps=config.warmup if config.warmup < 1 else int(config.warmup),  # transformers 5: < 1 is a fraction of the steps
         weight_decay=config.weight_decay, max_grad_norm=config.max_grad_norm, optim=config.optim, seed=config.seed,
