@@ -50,9 +50,17 @@ Stages (the plan; step numbers are issue 28's):
 3. word_sorting: the same competence curve (competence/word_sorting/) and
    comparison (learning-word_sorting.*) on the second task.
 
-Steps 4-7 (the label-free methods, BIG-bench, the demo) and the verdict on
-the total of both tasks (pooled per-problem records) are not in this runner
-yet: `status` and the plan say so.
+When both comparisons have finished, learning.json carries the targets on
+the total of both tasks (`pooled`: each method's per-problem records pooled).
+
+4. label-free methods: per task, SFT-sharpening, RLHF-sharpening (DPO),
+   self-verified filter and reweight, and GSI, each a `tripost run` from the
+   comparison's iteration 0 (linked) with its problems and evaluation, each
+   iteration at TriPosT's mean training tokens (`train.token_budget`):
+   `--docs`/self-improve.{json,md}, beside sft-gold and sft-gold+.
+
+Step 5 (BIG-bench) is not in this runner yet, and the demo (step 7) is
+scripts/demo.sh: `status` and the plan say so.
 """
 
 from __future__ import annotations
@@ -278,8 +286,110 @@ def comparison_stage(d: Path, task: str) -> dict[str, Any]:
 
 
 def stages(d: Path) -> list[dict[str, Any]]:
-    """Every stage in order: each task's competence curve, then its comparison."""
-    return [s for task in TASKS for s in competence_stages(d, task) + [comparison_stage(d, task)]]
+    """Every stage in order: each task's competence curve, then its
+    comparison; then each task's label-free methods (step 4)."""
+    return ([s for task in TASKS for s in competence_stages(d, task) + [comparison_stage(d, task)]]
+            + [label_free_stage(d, task, m) for task in TASKS for m in LABEL_FREE])
+
+
+# ------------------------------------------------------------- label-free ---
+
+# Step 4: the label-free self-improvement methods, each a `tripost run` from
+# the comparison's iteration 0 (linked) on the same problems and evaluation,
+# every iteration trained at TriPosT's mean tokens per iteration
+# (train.token_budget). They sample 4 attempts a problem where TriPosT samples
+# 1: a best-of-N, a verifier's filter and GSI's rounds need several.
+LABEL_FREE: dict[str, list[str]] = {
+    "sharpen": ["collect.source=sharpen"],  # SFT-sharpening (Huang et al. 2024)
+    "sharpen-dpo": ["collect.source=sharpen", "train.objective=dpo"],  # RLHF-sharpening
+    "self-verified-filter": ["collect.source=self_verified", "collect.verify_mode=filter"],  # Song et al. 2024
+    "self-verified-reweight": ["collect.source=self_verified", "collect.verify_mode=reweight", "train.use_example_weight=true"],
+    "guided": ["collect.source=guided"],  # Guided Self-Improvement (Ding et al. 2024)
+}
+LABEL_FREE_SAMPLES = 4
+
+
+def label_free_dir(d: Path, task: str, method: str) -> Path:
+    return d / "selfimprove" / task / method
+
+
+def label_free_stage(d: Path, task: str, method: str) -> dict[str, Any]:
+    return {"name": f"label-free/{task} {method}", "kind": "label-free", "task": task, "method": method,
+            "done": (label_free_dir(d, task, method) / "report.md").exists()}
+
+
+def label_free_overrides(task: str, method: str, budget: int) -> list[str]:
+    """The run config of one label-free method: the comparison's sizes and
+    evaluation (bench_learning's campaign size), its source, the budget."""
+    bl = bench_learning()
+    return (bl.base_overrides(bl.SIZES[COMPARISON], "auto", SEED, "smollm2-135m", [task])
+            + ["student.eval_base=false", "eval.every_iteration=false", f"collect.samples_per_problem={LABEL_FREE_SAMPLES}",
+               f"train.token_budget={budget}"] + LABEL_FREE[method])
+
+
+def tripost_tokens_per_iteration(tri: Path, T: int) -> int:
+    """TriPosT's mean training tokens per iteration in a comparison run folder."""
+    tokens = [int((load(tri / f"it{t}" / "train" / "train_metrics.json") or {}).get("tokens") or 0) for t in range(1, T + 1)]
+    if not all(tokens):
+        raise SystemExit(f"campaign: stopped: TriPosT's iterations in {tri} have no training tokens recorded")
+    return round(sum(tokens) / len(tokens))
+
+
+def run_label_free_stage(d: Path, stage: dict[str, Any], docs: Path) -> None:
+    task, method = stage["task"], stage["method"]
+    comp = load(docs / f"learning-{task}.json")
+    if not comp or not (comparison_dir(d, task) / "done.json").exists():
+        raise SystemExit(f"campaign: stopped: the label-free methods on {task} need its finished comparison")
+    tri, T = Path(comp["meta"]["runs"][str(SEED)]["tripost"]), comp["meta"]["size"]["iterations"]
+    folder = label_free_dir(d, task, method)
+    folder.mkdir(parents=True, exist_ok=True)
+    if not (folder / "it0").exists():
+        (folder / "it0").symlink_to(os.path.relpath(tri / "it0", folder), target_is_directory=True)  # the same iteration 0
+    tripost(d, "run", "--out", str(folder), "--no-progress", *label_free_overrides(task, method, tripost_tokens_per_iteration(tri, T)))
+    publish_label_free(d, docs)
+
+
+def publish_label_free(d: Path, docs: Path) -> None:
+    """docs/benchmarks/self-improve.{json,md}: each finished label-free method
+    beside sft-gold and sft-gold+ of the same comparison, with bench_learning's
+    columns (paired intervals against sft-gold+ over the same problems)."""
+    bl = bench_learning()
+    rows: list[dict[str, Any]] = []
+    for task in TASKS:
+        comp = load(docs / f"learning-{task}.json")
+        if not comp or comp["meta"].get("partial"):
+            continue
+        runs, T = comp["meta"]["runs"][str(SEED)], comp["meta"]["size"]["iterations"]
+        tri, gp = Path(runs["tripost"]), Path(runs["sft-gold+"])
+        it0_tokens = int((comp["meta"].get("iteration0") or {}).get("tokens") or 0)
+        base = [m for m in bl.methods(tri, Path(runs["rejection"]), gp, T, demo=None, it0_tokens=it0_tokens or None)
+                if m["method"] in ("sft-gold", "sft-gold+")]
+        ms = list(base)
+        for method in LABEL_FREE:
+            folder = label_free_dir(d, task, method)
+            if not (folder / f"it{T}" / "eval" / "eval.json").exists():
+                continue
+            ms.append({"method": method, "iteration": T, "chosen": True, "eval": folder / f"it{T}" / "eval" / "eval.json",
+                       "train_tokens": it0_tokens + sum(bl._tokens(folder / f"it{t}") for t in range(1, T + 1)),
+                       "buffer_by_kind": bl._buffer_by_kind(folder, range(1, T + 1)), "seconds": 0.0})
+        if len(ms) > len(base):
+            rows += [r for r in bl.rows_of(ms, seed=SEED) if r["task"] != "total"]
+    if not rows:
+        return
+    write_json(docs / "self-improve.json", {"meta": {"campaign": "issue 28, step 4", "methods": LABEL_FREE, "samples": LABEL_FREE_SAMPLES,
+                                                     "updated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}, "rows": rows})
+    lines = ["# Label-free self-improvement from the campaign's iteration 0 (issue 28, step 4)", "",
+             "Each method is a `tripost run` from the comparison's iteration 0 (linked), on its problems and evaluation, every iteration "
+             f"trained at TriPosT's mean tokens per iteration (`train.token_budget`), {LABEL_FREE_SAMPLES} samples a problem. Overrides: "
+             + "; ".join(f"{m}: `{' '.join(o)}`" for m, o in LABEL_FREE.items()) + ". Accuracy in % (95% Wilson); *vs sft-gold+*: the "
+             "paired 95% bootstrap interval of the final-accuracy difference over the same problems.", "",
+             "| task | method | subset | n | first | final | vs sft-gold+ | fix | break | train tokens |", "|---|---|---|---:|---:|---:|---|---:|---:|---:|"]
+    for r in rows:
+        ci = r.get("paired_ci_vs_sft_gold_plus")
+        lines.append(f"| {r['task']} | {r['method']} | {r['subset']} | {r['n']} | {_pct(r['first_acc'])} | {_pct(r['final_acc'])} | "
+                     + ("—" if not ci else f"[{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]")
+                     + f" | {_pct(r.get('fix_rate'))} | {_pct(r.get('break_rate'))} | {r.get('train_tokens')} |")
+    (docs / "self-improve.md").write_text("\n".join(lines) + "\n")
 
 
 def chain_tokens(d: Path, gold_examples: int, task: str = TASKS[0]) -> int:
@@ -449,7 +559,8 @@ def publish(d: Path, docs: Path) -> None:
                  "steps_running": [f"competence on {t} ({len(by_task[t])}/{len(CURVE)} points)" for t in TASKS if 0 < len(by_task[t]) < len(CURVE)]
                  + [f"comparison on {t} (partial)" for t in comp if t not in finished],
                  "steps_not_run": [f"{'2' if t == TASKS[0] else '3'} comparison on {t}" for t in TASKS if t not in comp]
-                 + ["4 label-free methods", "5 BIG-bench", "6 demo"] + ([] if pool else ["the total of both tasks (pooled verdict)"])},
+                 + ([] if (docs / "self-improve.json").exists() else ["4 label-free methods"]) + ["5 BIG-bench"]
+                 + ([] if pool else ["the total of both tasks (pooled verdict)"])},
         "sft_gold_curve": rows,
         "iteration0": it0,
         # Steps 2-3's rows (scripts/bench_learning.py's, one task each), finished or partial (`comparison[task].partial`).
@@ -538,8 +649,18 @@ def plan(d: Path, m: dict[str, Any]) -> list[dict[str, Any]]:
     train_s = CHUNK * m["train_tokens_per_example"] / m["train_tokens_per_s"]
     eval_s = 2 * EVAL_N * 120 / m["sample_tokens_per_s"]  # ~120 tokens a greedy first attempt
     for s in out:
-        s["projected_s"] = round({"train": train_s, "eval": eval_s}.get(s["kind"]) or comparison_seconds(m))
+        s["projected_s"] = round({"train": train_s, "eval": eval_s, "label-free": label_free_seconds(m)}.get(s["kind"]) or comparison_seconds(m))
     return out
+
+
+def label_free_seconds(m: dict[str, Any]) -> float:
+    """A rough projection of one label-free method: 2 iterations of 400 x
+    LABEL_FREE_SAMPLES attempts at ~150 tokens and TriPosT's tokens per
+    iteration (~2 epochs of ~400 examples of ~2x a gold example's tokens),
+    then one test evaluation of 400 problems at ~250 tokens."""
+    sample = 2 * 400 * LABEL_FREE_SAMPLES * 150 + 400 * 250
+    train = 2 * 2 * 400 * 2 * m["train_tokens_per_example"]
+    return sample / m["sample_tokens_per_s"] + train / m["train_tokens_per_s"]
 
 
 def comparison_seconds(m: dict[str, Any]) -> float:
@@ -571,13 +692,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     say(f"plan: {len(stages)} stages, {len(stages) - len(left)} done, {len(left)} to go, projected {sum(s['projected_s'] for s in left) / 3600:.1f} h:")
     for s in stages:
         say(f"  {'done ' if s['done'] else 'to do'}  {s['name']:<34} ~{s['projected_s'] / 60:.0f} min")
-    say("  not in this runner yet: steps 4-7 of issue 28 (label-free methods, BIG-bench, demo) and the pooled total of both tasks")
+    say("  not in this runner yet: step 5 of issue 28 (BIG-bench); the demo (step 7) is scripts/demo.sh")
     for i, s in enumerate(stages, 1):
         if s["done"]:
             continue
         t0 = time.perf_counter()
         say(f"[{i}/{len(stages)}] {s['name']} ...")
-        (run_comparison_stage if s["kind"] == "comparison" else run_competence_stage)(d, s, docs)
+        {"comparison": run_comparison_stage, "label-free": run_label_free_stage}.get(s["kind"], run_competence_stage)(d, s, docs)
         say(f"[{i}/{len(stages)}] {s['name']} finished in {(time.perf_counter() - t0) / 60:.1f} min")
     publish(d, docs)
     for task in TASKS:

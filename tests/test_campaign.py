@@ -39,7 +39,8 @@ def test_the_curve_the_iteration0_rule_and_the_published_files(tmp_path):
     assert "| arithmetic | 800 | 31.0% | [26.0, 36.0] |" in md and "the smallest at >= 30%" in md
     stages = campaign.plan(d, json.loads((d / "measure.json").read_text()))
     # Per task: 8 chunks, 4 evaluations, the comparison; arithmetic's first.
-    assert len(stages) == 2 * (8 + 4 + 1) and all(s["projected_s"] > 0 for s in stages)
+    # ... then the label-free methods of each task.
+    assert len(stages) == 2 * (8 + 4 + 1) + 2 * len(campaign.LABEL_FREE) and all(s["projected_s"] > 0 for s in stages)
     assert [s["name"] for s in stages if s["kind"] == "comparison"] == ["comparison/arithmetic", "comparison/word_sorting"]
     assert stages[12]["name"] == "comparison/arithmetic" and stages[13]["name"] == "competence/word_sorting train 400 gold"
     assert sum(s["kind"] == "eval" for s in stages) == 2 * len(campaign.CURVE)
@@ -163,3 +164,41 @@ def test_the_targets_are_read_on_the_pool_of_both_tasks(tmp_path):
     assert pool["target"]["best"] == "tripost-t2" and pool["target"]["beats_sft_gold_plus"] is True
     md = (docs / "learning.md").read_text()
     assert "## The total of both tasks: the targets" in md and "the total of both tasks (pooled verdict)" not in md
+
+
+def test_the_label_free_methods_follow_both_comparisons_at_tripost_s_tokens(tmp_path):
+    """Step 4: one stage per task and method after both comparisons; each
+    method's run config resolves (every override a real key and value) with
+    TriPosT's mean tokens per iteration as its budget; finished methods are
+    published beside sft-gold and sft-gold+ with paired intervals."""
+    from tripost.loop import resolve_config
+
+    d, docs = tmp_path / "c", tmp_path / "docs"
+    campaign.write_json(d / "campaign.json", {"commit": "3" * 40, "started": "now", "docs": str(docs)})
+    names = [s["name"] for s in campaign.stages(d)]
+    assert names.index("comparison/word_sorting") < names.index("label-free/arithmetic sharpen")
+    assert len([n for n in names if n.startswith("label-free/")]) == 2 * len(campaign.LABEL_FREE) == 10
+    for method, extra in campaign.LABEL_FREE.items():
+        cfg = resolve_config(None, campaign.label_free_overrides("arithmetic", method, 12345))
+        assert cfg["train"]["token_budget"] == 12345 and cfg["tasks"]["families"] == ["arithmetic"] and cfg["tasks"]["n_eval"] == 200
+        assert cfg["collect"]["samples_per_problem"] == campaign.LABEL_FREE_SAMPLES and not cfg["student"]["eval_base"]
+    assert resolve_config(None, campaign.label_free_overrides("arithmetic", "sharpen-dpo", 1))["train"]["objective"] == "dpo"
+    half = lambda i: (i % 2 == 0, i % 2 == 0)  # noqa: E731
+    better = lambda i: (i % 2 == 0 or i % 4 == 1,) * 2  # noqa: E731
+    root = tmp_path / "runs" / "arithmetic"
+    for where in ("tripost/it0/eval", "sft-gold-plus/eval"):
+        _save_eval(root / where / "eval.json", "arithmetic", half)
+    for t, tokens in ((1, 1000), (2, 3000)):
+        campaign.write_json(root / "tripost" / f"it{t}" / "train" / "train_metrics.json", {"tokens": tokens})
+    assert campaign.tripost_tokens_per_iteration(root / "tripost", 2) == 2000
+    _save_eval(campaign.label_free_dir(d, "arithmetic", "sharpen") / "it2" / "eval" / "eval.json", "arithmetic", better)
+    runs = {"tripost": str(root / "tripost"), "rejection": str(root / "rejection"), "tripost-demo": str(root / "demo"),
+            "sft-gold+": str(root / "sft-gold-plus")}
+    campaign.write_json(docs / "learning-arithmetic.json", {"meta": {"command": "bench", "runs": {"0": runs}, "size": {"iterations": 2},
+                                                                    "iteration0": {"tokens": 100}}, "selection": [{}], "rows": []})
+    campaign.publish_label_free(d, docs)
+    data = json.loads((docs / "self-improve.json").read_text())
+    get = {(r["method"], r["subset"]): r for r in data["rows"]}
+    assert {m for m, _ in get} == {"sft-gold", "sft-gold+", "sharpen"}
+    assert get[("sharpen", "total")]["final_acc"] == 0.75 and get[("sharpen", "total")]["paired_ci_vs_sft_gold_plus"][0] > 0
+    assert "| arithmetic | sharpen | total | 20 |" in (docs / "self-improve.md").read_text()
