@@ -66,6 +66,7 @@ scripts/demo.sh: `status` and the plan say so.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shlex
@@ -437,8 +438,9 @@ def comparisons(docs: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
+@functools.cache
 def bench_learning():
-    """scripts/bench_learning.py of this checkout, as a module (its tables and verdict)."""
+    """scripts/bench_learning.py of this checkout, as a module (its tables and verdict); loaded once."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("bench_learning", ROOT / "scripts" / "bench_learning.py")
@@ -603,15 +605,8 @@ def publish(d: Path, docs: Path) -> None:
             lines += [f"**Still running:** {c['meta']['partial']}.", ""]
         lines += ["Total of seen and unseen; accuracy in % with 95% Wilson intervals; *vs sft-gold+*: final accuracy minus sft-gold+'s "
                   "in points with the 95% paired-bootstrap interval over the same problems.", "",
-                  "| method | iteration | n | first | final | vs sft-gold+ | fix | break | revised | train tokens |", "|---|---|---:|---:|---:|---|---:|---:|---:|---:|"]
-        for r in c.get("rows", []):
-            if r["task"] != "total" or r["subset"] != "total":
-                continue
-            it = "—" if r.get("iteration") is None else f"{r['iteration']}{' (chosen)' if r.get('chosen') else ''}"
-            ci = r.get("paired_ci_vs_sft_gold_plus")
-            lines.append(f"| {r['method']} | {it} | {r['n']} | {_pct(r['first_acc'])} | {_pct(r['final_acc'])} | "
-                         + ("—" if not ci else f"[{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]")
-                         + f" | {_pct(r.get('fix_rate'))} | {_pct(r.get('break_rate'))} | {_pct(r.get('revised_rate'))} | {r.get('train_tokens')} |")
+                  *TOTAL_HEADER]
+        lines += [total_row(r) for r in c.get("rows", []) if r["task"] == "total" and r["subset"] == "total"]
         if not c["meta"].get("partial"):
             for v in (c.get("target") or {}).get("per_seed", []):
                 lines.append("")
@@ -623,18 +618,25 @@ def publish(d: Path, docs: Path) -> None:
         lines += ["", "## The total of both tasks: the targets", "",
                   f"Each method's per-problem records of {' and '.join(TASKS)} pooled (a student per task); TriPosT's iteration chosen on the "
                   f"pooled validation accuracy (iteration {pool['choice']['iteration']}); rejection at each task's own choice.", "",
-                  "| method | iteration | n | first | final | vs sft-gold+ | fix | break | revised | train tokens |", "|---|---|---:|---:|---:|---|---:|---:|---:|---:|"]
-        for r in pool["rows"]:
-            if r["subset"] != "total":
-                continue
-            ci = r.get("paired_ci_vs_sft_gold_plus")
-            it = "—" if r.get("iteration") is None else f"{r['iteration']}{' (chosen)' if r.get('chosen') else ''}"
-            lines.append(f"| {r['method']} | {it} | {r['n']} | {_pct(r['first_acc'])} | {_pct(r['final_acc'])} | "
-                         + ("—" if not ci else f"[{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]")
-                         + f" | {_pct(r.get('fix_rate'))} | {_pct(r.get('break_rate'))} | {_pct(r.get('revised_rate'))} | {r.get('train_tokens')} |")
+                  *TOTAL_HEADER]
+        lines += [total_row(r) for r in pool["rows"] if r["subset"] == "total"]
         lines += ["", *bl.reading(pool["target"])]
     lines += ["", "Not run yet: " + "; ".join(data["meta"]["steps_not_run"]) + ".", ""]
     (docs / "learning.md").write_text("\n".join(lines))
+
+
+# The columns of a method's row in learning.md (a comparison's and the pooled total's).
+TOTAL_HEADER = ["| method | iteration | n | first | final | vs sft-gold+ | fix | break | revised | train tokens |",
+                "|---|---|---:|---:|---:|---|---:|---:|---:|---:|"]
+
+
+def total_row(r: dict[str, Any]) -> str:
+    """One bench_learning row as a line of TOTAL_HEADER's table."""
+    it = "—" if r.get("iteration") is None else f"{r['iteration']}{' (chosen)' if r.get('chosen') else ''}"
+    ci = r.get("paired_ci_vs_sft_gold_plus")
+    return (f"| {r['method']} | {it} | {r['n']} | {_pct(r['first_acc'])} | {_pct(r['final_acc'])} | "
+            + ("—" if not ci else f"[{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]")
+            + f" | {_pct(r.get('fix_rate'))} | {_pct(r.get('break_rate'))} | {_pct(r.get('revised_rate'))} | {r.get('train_tokens')} |")
 
 
 def _pct(x: float | None) -> str:
