@@ -397,6 +397,18 @@ def validate_feedback(text: str, attempt: str) -> tuple[str, Feedback | None, st
     return fb.render(), fb, None
 
 
+def _with_final_answer(body: str):
+    """(the parsed rationale, None) when `body` has steps or a final line with
+    an answer, else (it, the rejection reason): the check an attempt and an
+    improvement share."""
+    parsed = parse_rationale(body)
+    if not parsed.steps and parsed.final is None:
+        return parsed, UNPARSEABLE
+    if parsed.final is None or not parsed.answer:
+        return parsed, NO_FINAL_ANSWER
+    return parsed, None
+
+
 def validate_attempt(text: str) -> tuple[str | None, str | None]:
     """(the attempt in canonical form or None, rejection reason or None).
 
@@ -408,12 +420,10 @@ def validate_attempt(text: str) -> tuple[str | None, str | None]:
     body = _strip_fences(text)
     if not body:
         return None, EMPTY
-    parsed = parse_rationale(body)
-    if not parsed.steps and parsed.final is None:
-        return None, UNPARSEABLE
+    parsed, reason = _with_final_answer(body)
+    if reason is not None:
+        return None, reason
     answer = parsed.answer
-    if parsed.final is None or not answer:
-        return None, NO_FINAL_ANSWER
     if list(parsed.numbers) != list(range(1, parsed.n_steps + 1)):
         return None, BAD_NUMBERING
     return render_rationale(list(parsed.steps), answer), None
@@ -431,12 +441,10 @@ def validate_improvement(text: str, attempt: str, feedback: Feedback) -> tuple[s
     i = body.find(UPDATED_PREFIX)
     if i >= 0:
         body = body[i + len(UPDATED_PREFIX):].strip()
-    new = parse_rationale(body)
-    if not new.steps and new.final is None:
-        return None, UNPARSEABLE
+    new, reason = _with_final_answer(body)
+    if reason is not None:
+        return None, reason
     answer = new.answer
-    if new.final is None or not answer:
-        return None, NO_FINAL_ANSWER
     old = parse_rationale(attempt)
     k = feedback.error_step
     assert k is not None
