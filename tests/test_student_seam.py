@@ -115,7 +115,8 @@ def test_student_layers():
     graph = {m.rpartition(".")[2]: {d.rpartition(".")[2] for d in deps} for m, deps in _student_graph().items()}
     for leaf in ("base", "tokens", "spec", "prompt", "hardware", "embedded"):
         assert graph[leaf] == set(), (leaf, graph[leaf])
-    assert graph["engine"] <= {"base"}
+    assert graph["fastdecode"] <= {"base"}
+    assert graph["engine"] <= {"base", "fastdecode"}
     assert graph["generate"] <= {"base", "tokens", "engine"}
     assert graph["logprob"] <= {"base", "tokens"}
     # load is the top of the package; only the remote student (beside it) reads a spec's folder through it.

@@ -5,7 +5,8 @@ function-level or TYPE_CHECKING import to dodge a cycle:
 
     base, tokens, spec, prompt, hardware, embedded   import no student module
     tiny      -> embedded
-    engine    -> base
+    fastdecode -> base
+    engine    -> base, fastdecode
     generate  -> base, tokens, engine
     logprob   -> base, tokens
     load      -> base, spec, hardware, embedded, generate, logprob

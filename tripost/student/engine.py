@@ -45,15 +45,25 @@ from typing import TYPE_CHECKING, Any
 
 from tripost.errors import TripostError
 from tripost.student.base import SamplingParams, unwrap_model
+from tripost.student.fastdecode import FastDecoder, supports_fast_decode
 
 if TYPE_CHECKING:
     import torch
 
 SUPPORTED_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3"})
+# Sequences in flight at once (the engine's slots; the local backend's batch).
+# Chosen by measurement (scripts/bench_student.py, docs/benchmarks/student.md):
+# on a 2-core Zen 4 in bf16, 128 new tokens each, 385 tok/s at 64, 473 at 128,
+# 479 at 192, 440 at 256; a decode step's fixed costs (per-kernel launch,
+# sampling, Python) are shared by more rows up to ~128, past that attention
+# over the longer cache takes the gain back. The KV cache of 128 slots x ~500
+# columns is ~1.5 GB in bf16; in fp32 KV_BUDGET_MIB trims the slots.
+DEFAULT_BATCH = 128
 # A shared prefix shorter than this is not worth a separate forward pass.
 MIN_SHARED_PREFIX = 8
 # The KV cache of one call is bounded by this many MiB (the number of slots
-# shrinks to fit): 64 slots x 500 columns of the embedded student are ~1.5 GB.
+# shrinks to fit): 64 slots x 500 columns of the embedded student are ~0.7 GB
+# in bf16, ~1.5 GB in fp32.
 KV_BUDGET_MIB = 2048
 # Nucleus sampling looks for the nucleus among this many top tokens first; a
 # row whose top-k hold less than top_p of the mass falls back to a full sort.
@@ -146,7 +156,8 @@ class ContinuousBatcher:
     """The decode loop. `run(prompt_ids, params)` returns, per prompt, its
     `params.n` generations in sample order."""
 
-    def __init__(self, model: Any, tokenizer: Any, *, slots: int = 64, kv_budget_mib: int = KV_BUDGET_MIB, progress: bool = False):
+    def __init__(self, model: Any, tokenizer: Any, *, slots: int = DEFAULT_BATCH, kv_budget_mib: int = KV_BUDGET_MIB, progress: bool = False,
+                 fast_decode: bool = True):
         if slots < 1:
             raise TripostError(f"slots must be at least 1, got {slots}")
         if kv_budget_mib < 1:
@@ -156,6 +167,9 @@ class ContinuousBatcher:
         self.slots = slots
         self.kv_budget_mib = kv_budget_mib
         self.progress = progress
+        # The decode step without the transformers module stack
+        # (tripost.student.fastdecode), where the model is plain Llama.
+        self.fast_decode = fast_decode and supports_fast_decode(model)
         self.stats = EngineStats()
         self._cache_kw = _cache_kwarg(model)
         cfg = unwrap_model(model).config
@@ -217,7 +231,15 @@ class ContinuousBatcher:
                 shape = (slots, self._kv_heads, cap, self._head_dim)
                 # Zeros, not empty: a masked column still meets the attention's
                 # arithmetic (0 x NaN would be NaN), so it must hold a finite value.
-                keys = [torch.zeros(shape, dtype=dtype, device=dev) for _ in range(self._layers)]
+                fast = FastDecoder(model) if self.fast_decode else None
+                if fast:
+                    # Keys stored transposed (slots, heads, head_dim, columns) for
+                    # the fast step's q @ k; `keys` are views in the usual layout,
+                    # so prefill, retiring and compaction index columns alike.
+                    keys_t = [torch.zeros((slots, self._kv_heads, self._head_dim, cap), dtype=dtype, device=dev) for _ in range(self._layers)]
+                    keys = [k.transpose(2, 3) for k in keys_t]
+                else:
+                    keys = [torch.zeros(shape, dtype=dtype, device=dev) for _ in range(self._layers)]
                 values = [torch.zeros(shape, dtype=dtype, device=dev) for _ in range(self._layers)]
                 valid = torch.zeros((slots, cap), dtype=torch.bool, device=dev)
                 if prefix:
@@ -269,13 +291,16 @@ class ContinuousBatcher:
                     a = len(live)
                     positions = torch.tensor([[p0 + len(s.suffix) + len(s.out) - 1] for s in live], dtype=torch.long, device=dev)
                     valid[:a, cur] = True
-                    mask = self._mask(valid[:a, : cur + 1].view(a, 1, 1, cur + 1), dtype)
-                    cache = _SlotCache(keys, values, a, cur)
-                    out = model(input_ids=last[:a].view(a, 1).to(dev), position_ids=positions, attention_mask=mask,
-                                use_cache=True, logits_to_keep=1, **{self._cache_kw: cache})
+                    if fast:
+                        logits = fast.step(last[:a].to(dev), positions.view(a), valid[:a, : cur + 1], keys_t, values, cur)
+                    else:
+                        mask = self._mask(valid[:a, : cur + 1].view(a, 1, 1, cur + 1), dtype)
+                        cache = _SlotCache(keys, values, a, cur)
+                        logits = model(input_ids=last[:a].view(a, 1).to(dev), position_ids=positions, attention_mask=mask,
+                                       use_cache=True, logits_to_keep=1, **{self._cache_kw: cache}).logits[:, -1]
                     cur += 1
                     self.stats.steps += 1
-                    chosen = self._choose(out.logits[:, -1], live, params, eos)
+                    chosen = self._choose(logits, live, params, eos)
                     for r, seq in enumerate(live):
                         self._emit(seq, chosen[r], params, eos, stop_check)
                         last[r] = chosen[r]

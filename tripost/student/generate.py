@@ -22,7 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from tripost.errors import TripostError
 from tripost.student.base import FINISH_REASONS, Generation, LoadedModel, SamplingParams, unwrap_model
-from tripost.student.engine import ContinuousBatcher, supports_engine
+from tripost.student.engine import DEFAULT_BATCH, ContinuousBatcher, supports_engine
 from tripost.student.tokens import encode_prompt, left_pad
 
 # SamplingParams and Generation live in base.py (engine.py needs them too);
@@ -70,10 +70,6 @@ class GenerationStats:
         return self.tokens / self.seconds if self.seconds > 0 else 0.0
 
 
-# Sequences in flight at once on the local backend. CPU: 64 (measured in
-# docs/benchmarks/student.md: the decode step becomes compute-bound there, and
-# the KV cache of 64 x ~500 columns is ~1.5 GB for the embedded student).
-DEFAULT_BATCH = 64
 ENGINES = ("auto", "continuous", "static")
 
 
