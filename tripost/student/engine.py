@@ -52,12 +52,14 @@ if TYPE_CHECKING:
 
 SUPPORTED_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3"})
 # Sequences in flight at once (the engine's slots; the local backend's batch).
-# Chosen by measurement (scripts/bench_student.py, docs/benchmarks/student.md):
-# on a 2-core Zen 4 in bf16, 128 new tokens each, 385 tok/s at 64, 473 at 128,
-# 479 at 192, 440 at 256; a decode step's fixed costs (per-kernel launch,
-# sampling, Python) are shared by more rows up to ~128, past that attention
-# over the longer cache takes the gain back. The KV cache of 128 slots x ~500
-# columns is ~1.5 GB in bf16; in fp32 KV_BUDGET_MIB trims the slots.
+# Chosen by measurement on a 2-core Zen 4 in bf16 (128 new tokens each,
+# scripts/bench_student.py, docs/benchmarks/student.md; two runs): 413 / 445 /
+# 481 and 373 / 380 / 406 tok/s at 64 / 128 / 192 (the 64: 304).
+# A decode step's fixed costs (sampling, Python, thread hand-offs) are shared
+# by more rows; 192 gains another 6-8% but needs 1.5x the KV cache (~2 GB for
+# ~500 columns, the budget's edge) and 192 sequences in flight to fill, which
+# an evaluation of 100-300 problems does not have for long. In fp32 the KV
+# cache is twice as large and KV_BUDGET_MIB trims the slots.
 DEFAULT_BATCH = 128
 # A shared prefix shorter than this is not worth a separate forward pass.
 MIN_SHARED_PREFIX = 8
