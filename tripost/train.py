@@ -813,6 +813,66 @@ def _chunk_ce(hidden: "torch.Tensor", weight: "torch.Tensor", bias: "torch.Tenso
     return (F.cross_entropy(logits, targets, reduction="none") * w).sum()
 
 
+def _linear_cross_entropy():
+    """The autograd function of the fused head's loss (built once, lazily: importing tripost.train must not import torch)."""
+    global _LINEAR_CE
+    if _LINEAR_CE is not None:
+        return _LINEAR_CE
+    import torch
+    import torch.nn.functional as F
+
+    class LinearCrossEntropy(torch.autograd.Function):
+        """Σ w·CE of `hidden @ weight.T + bias` against `targets`, `rows` rows
+        at a time, with the gradients computed in the forward pass: per chunk,
+        logits -> w·(softmax - onehot(target)) -> that chunk's rows of the
+        hidden states' gradient, and an in-place addition to the weight's.
+        Backward only scales them by the incoming gradient. So no chunk's
+        logits outlive it or are computed twice, and the weight's gradient is
+        one tensor, not one per chunk added into another."""
+
+        @staticmethod
+        def forward(ctx: Any, hidden: Any, weight: Any, bias: Any, targets: Any, w: Any, rows: int) -> Any:
+            need_h, need_w, need_b = ctx.needs_input_grad[:3]
+            grad_h = torch.empty_like(hidden) if need_h else None
+            grad_w = torch.zeros_like(weight) if need_w else None
+            grad_b = torch.zeros_like(bias) if need_b else None
+            total = hidden.new_zeros((), dtype=torch.float32)
+            for i in range(0, hidden.shape[0], rows):
+                h, t, wc = hidden[i : i + rows], targets[i : i + rows], w[i : i + rows]
+                out = F.linear(h, weight, bias)
+                low = out.dtype  # the logits' own dtype (bf16 under autocast): their gradient is cast to it, as autograd would
+                logits = out.float()
+                del out
+                lse = torch.logsumexp(logits, dim=-1)
+                total += ((lse - logits.gather(1, t[:, None]).squeeze(1)) * wc).sum()
+                d = logits.sub_(lse[:, None]).exp_()  # softmax, in place
+                d.scatter_add_(1, t[:, None], d.new_full((t.shape[0], 1), -1.0))
+                d = d.mul_(wc[:, None]).to(low)
+                if need_h:
+                    grad_h[i : i + rows] = d @ weight.to(low)
+                if need_w:
+                    if grad_w.dtype == low:
+                        grad_w.addmm_(d.t(), h.to(low))
+                    else:
+                        grad_w += d.t() @ h.to(low)
+                if need_b:
+                    grad_b += d.sum(0)
+                del logits, d
+            ctx.grads = (grad_h, grad_w, grad_b)
+            return total
+
+        @staticmethod
+        def backward(ctx: Any, grad_total: Any) -> Any:
+            grads, ctx.grads = ctx.grads, None
+            return (*(None if g is None else g.mul_(grad_total.to(g.dtype)) for g in grads), None, None, None)
+
+    _LINEAR_CE = LinearCrossEntropy
+    return _LINEAR_CE
+
+
+_LINEAR_CE = None
+
+
 def _forward_weighted(
     model: Any, input_ids: "torch.Tensor", attention_mask: "torch.Tensor | None", weights: "torch.Tensor",
     keep_ok: bool | None = None, fused: bool = True, model_kwargs: dict[str, Any] | None = None,
@@ -825,11 +885,12 @@ def _forward_weighted(
     the model stops its logits at the first position that predicts a weighted
     token (`logits_to_keep`: the prompt weighs 0), and, for models whose logits
     are a plain linear head (`fused`), the head is skipped inside the model and
-    applied here only to the positions with a positive weight, in chunks that
-    are recomputed during backward instead of stored. Both give the same loss
-    (tests/test_train.py compares them)."""
+    applied here only to the positions with a positive weight, in chunks
+    whose gradients are computed as each chunk's logits are (the
+    LinearCrossEntropy function above), so no chunk's logits are stored or
+    computed twice. Both give the same loss (tests/test_train.py compares
+    them)."""
     import torch
-    from torch.utils.checkpoint import checkpoint
 
     positive = (weights[:, 1:] > 0).any(dim=0).nonzero()
     start = int(positive[0]) if len(positive) else input_ids.shape[1] - 1
@@ -871,13 +932,11 @@ def _forward_weighted(
     if hidden.shape[0] == 0:
         return hidden.sum() * 0.0, norm
     rows = max(1, _CHUNK_ELEMENTS // max(1, head.out_features))
+    if torch.is_grad_enabled() and (hidden.requires_grad or head.weight.requires_grad):
+        return _linear_cross_entropy().apply(hidden, head.weight, head.bias, targets, w, rows), norm
     total = hidden.new_zeros((), dtype=torch.float32)
     for i in range(0, hidden.shape[0], rows):
-        args = (hidden[i : i + rows], head.weight, head.bias, targets[i : i + rows], w[i : i + rows])
-        if torch.is_grad_enabled() and hidden.requires_grad:
-            total = total + checkpoint(_chunk_ce, *args, use_reentrant=False)
-        else:
-            total = total + _chunk_ce(*args)
+        total = total + _chunk_ce(hidden[i : i + rows], head.weight, head.bias, targets[i : i + rows], w[i : i + rows])
     return total, norm
 
 
