@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1] / "tripost"
 # stage reads or writes (the log's record schema, the config loader, the
 # trajectory text format) and small utilities sit at the bottom.
 LAYERS: dict[str, int] = {
-    "tripost": 0, "errors": 0, "paths": 0, "format": 0, "jsonl": 0, "config": 0, "log": 0, "fileio": 0, "stats": 0, "settings": 0, "urls": 0,
+    "tripost": 0, "errors": 0, "paths": 0, "format": 0, "jsonl": 0, "config": 0, "log": 0, "fileio": 0, "stats": 0, "settings": 0, "urls": 0, "registry": 0,
     "tasks": 1,
     "student": 2,
     "teachers": 3,

@@ -3,31 +3,26 @@
 
 from __future__ import annotations
 
-import importlib
-
-from tripost.errors import TripostError, clip
+from tripost.registry import Registry
 from tripost.tasks.base import Task
 
-# name -> (module, class)
-_REGISTRY: dict[str, tuple[str, str]] = {
-    "arithmetic": ("tripost.tasks.arithmetic", "ArithmeticTask"),
-    "word_sorting": ("tripost.tasks.word_sorting", "WordSortingTask"),
-    "date_understanding": ("tripost.tasks.date_understanding", "DateUnderstandingTask"),
-    "logical_deduction": ("tripost.tasks.logical_deduction", "LogicalDeductionTask"),
-    "qa": ("tripost.tasks.qa", "QATask"),
-}
-
-FAMILIES = tuple(_REGISTRY)
-_cache: dict[str, Task] = {}
+TASKS = Registry("task family", {
+    "arithmetic": "tripost.tasks.arithmetic:ArithmeticTask",
+    "word_sorting": "tripost.tasks.word_sorting:WordSortingTask",
+    "date_understanding": "tripost.tasks.date_understanding:DateUnderstandingTask",
+    "logical_deduction": "tripost.tasks.logical_deduction:LogicalDeductionTask",
+    "qa": "tripost.tasks.qa:QATask",
+})
+FAMILIES = TASKS.names
+_instances: dict[str, Task] = {}
 
 
 def get_task(name: str) -> Task:
-    if name not in _REGISTRY:
-        raise TripostError(f"unknown task family {clip(name)}; choose from {', '.join(FAMILIES)}")
-    if name not in _cache:
-        module, cls = _REGISTRY[name]
-        _cache[name] = getattr(importlib.import_module(module), cls)()
-    return _cache[name]
+    """The family registered under `name` (one instance per process); an
+    unknown name is one error listing the families."""
+    if name not in _instances:
+        _instances[name] = TASKS.get(name)()
+    return _instances[name]
 
 
-__all__ = ["FAMILIES", "get_task"]
+__all__ = ["FAMILIES", "TASKS", "get_task"]
