@@ -384,3 +384,22 @@ def test_load_adapter_error_is_one_line(tiny, tmp_path):
     with pytest.raises(TripostError, match=r"^cannot continue from adapter .*bad: "):
         load_adapter(tiny.model, bad, trainable=True, verb="continue from")
     assert os.listdir(bad) == ["adapter_config.json"]
+
+
+def test_both_students_are_studentlike():
+    # The stages above the student take a StudentLike: the local Student and
+    # the remote engine's student must each have all of it, with parameters
+    # the protocol's callers may pass by name.
+    import inspect
+
+    from tripost.student import Student, StudentLike
+    from tripost.student.remote import RemoteStudent
+
+    wanted = {n: inspect.signature(getattr(StudentLike, n)) for n in ("describe", "sample", "greedy", "logprobs")}
+    for cls in (Student, RemoteStudent):
+        for name, sig in wanted.items():
+            have = inspect.signature(getattr(cls, name)).parameters
+            for p in sig.parameters.values():
+                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+                    assert p.name in have, f"{cls.__name__}.{name} lacks {p.name}"
+        assert "tokenizer" in inspect.get_annotations(cls) or "tokenizer" in cls.__dict__ or cls is Student

@@ -14,7 +14,7 @@ generate.py (engine.py: continuous batching), scoring in logprob.py, and
 loading (the `Student`, adapters) in load.py on top.
 """
 
-from tripost.student.base import Generation, LoadedModel, SamplingParams, unwrap_model
+from tripost.student.base import Generation, LoadedModel, SamplingParams, SequenceScore, StudentLike, unwrap_model
 from tripost.student.embedded import embedded_model_dir, find_embedded_gguf, gguf_model_dir
 from tripost.student.generate import GenerationBackend, GenerationStats, LocalBackend, greedy, sample
 from tripost.student.load import (
@@ -27,7 +27,7 @@ from tripost.student.load import (
     load_student,
     save_adapter,
 )
-from tripost.student.logprob import SequenceScore, logprob_batches, sequence_logprobs
+from tripost.student.logprob import logprob_batches, sequence_logprobs
 from tripost.student.prompt import PromptFormat, build_prompt, build_prompts, render_chat
 from tripost.student.spec import EMBEDDED_NAME, StudentSpec, parse_spec
 from tripost.student.tiny import build_tiny_model
@@ -46,6 +46,7 @@ __all__ = [
     "SamplingParams",
     "SequenceScore",
     "Student",
+    "StudentLike",
     "StudentSpec",
     "attach_lora",
     "build_prompt",

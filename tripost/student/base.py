@@ -20,6 +20,7 @@ generate and logprob; the layers below see a student only as a
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from tripost.errors import TripostError
@@ -99,3 +100,34 @@ class Generation:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class SequenceScore:
+    """`sum` and `mean` of the continuation's token log-probabilities (natural
+    log). An empty continuation has n_tokens 0, sum 0.0 (log 1) and mean 0.0;
+    callers ranking by mean should look at n_tokens."""
+
+    sum: float
+    mean: float
+    n_tokens: int
+    token_logprobs: tuple[float, ...] = ()
+
+
+class StudentLike(Protocol):
+    """What the stages above the student (sources, evaluation, the gap, the
+    verifier, sharpening) ask of a student: a tokenizer to render prompts
+    with, a description for records, and sampling, greedy decoding and
+    scoring. `tripost.student.Student` (the model in this process) and
+    `tripost.student.remote.RemoteStudent` (an OpenAI-compatible engine) both
+    are one; code that needs the model's weights takes a `LoadedModel`."""
+
+    tokenizer: Any
+
+    def describe(self) -> dict[str, Any]: ...
+
+    def sample(self, prompts: Sequence[str], params: SamplingParams, **kw: Any) -> list[list[Generation]]: ...
+
+    def greedy(self, prompts: Sequence[str], max_new_tokens: int = 256, stop: Sequence[str] = (), **kw: Any) -> list[Generation]: ...
+
+    def logprobs(self, prompts: Sequence[str], continuations: Sequence[str], **kw: Any) -> list[SequenceScore]: ...

@@ -18,24 +18,11 @@ shared pass (tripost.gap) both read their numbers from it.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from tripost.errors import TripostError
-from tripost.student.base import LoadedModel
+from tripost.student.base import LoadedModel, SequenceScore
 from tripost.student.tokens import encode_continuation, encode_prompt, forward_logits, left_pad, pad_token_id, position_ids
-
-
-@dataclass(frozen=True)
-class SequenceScore:
-    """`sum` and `mean` of the continuation's token log-probabilities (natural
-    log). An empty continuation has n_tokens 0, sum 0.0 (log 1) and mean 0.0;
-    callers ranking by mean should look at n_tokens."""
-
-    sum: float
-    mean: float
-    n_tokens: int
-    token_logprobs: tuple[float, ...] = ()
 
 
 def logprob_batches(

@@ -60,8 +60,7 @@ from pathlib import Path
 from typing import Any
 
 from tripost.errors import TripostError
-from tripost.student.base import Generation, SamplingParams
-from tripost.student.logprob import SequenceScore
+from tripost.student.base import Generation, SamplingParams, SequenceScore
 from tripost.student.spec import StudentSpec, parse_spec
 from tripost.student.tokens import adds_special_tokens, encode_continuation, encode_prompt
 from tripost.urls import endpoint_id
