@@ -447,6 +447,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {cells[-1]['tokens_per_s']:.1f} real tok/s, peak {cells[-1]['peak_mem_mib']:.0f} MiB: {cells[-1]['setup_text']}", file=sys.stderr, flush=True)
     print("[throughput] default@8x256 ...", file=sys.stderr, flush=True)
     fixed = spawn({**base, "name": "default@8x256", "config": {}, "fixed_len": 256, "examples": max(args.examples, 4 * args.batch_size) * 3})
+    print("[throughput] checkpointed@8x256 (the memory-lean setting) ...", file=sys.stderr, flush=True)
+    lean = spawn({**base, "name": "checkpointed@8x256", "config": {"gradient_checkpointing": "on"}, "fixed_len": 256,
+                  "examples": max(args.examples, 4 * args.batch_size) * 3})
     print("[throughput] plain@8x256 (the peer: a plain full fine-tuning loop) ...", file=sys.stderr, flush=True)
     plain = spawn({**base, "kind": "plain", "name": "plain@8x256", "config": {}, "fixed_len": 256, "examples": max(args.examples, 4 * args.batch_size) * 3})
     learning = []
@@ -479,9 +482,13 @@ def main(argv: list[str] | None = None) -> int:
             "speedup": round(speedup, 2) if speedup else None,
             "default_peak_rss_mib": fixed["peak_mem_mib"],
             "default_setup": default["setup_text"],
+            # gradient_checkpointing=on, the default otherwise: what memory costs in speed.
+            "checkpointed_8x256_tok_s": lean["tokens_per_s"],
+            "checkpointed_peak_rss_mib": lean["peak_mem_mib"],
             "targets": {
                 "default_ge_65pct_of_ceiling": default["tokens_per_s"] >= TARGET_FRACTION * ceiling["ceiling_tok_s"],
                 "peak_rss_le_3gib_at_8x256": fixed["peak_mem_mib"] <= TARGET_RSS_MIB,
+                "peak_rss_le_3gib_at_8x256_checkpointed": lean["peak_mem_mib"] <= TARGET_RSS_MIB,
             },
         },
         "ceiling": ceiling,
@@ -491,6 +498,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {**base, "learn_examples": args.learn_examples, "learn_eval": args.learn_eval, "quick": args.quick},
         "throughput": cells,
         "fixed_8x256": fixed,
+        "checkpointed_8x256": lean,
         "plain_8x256": plain,
         "learning": learning,
         "total_seconds": round(total_s, 1),
@@ -510,7 +518,7 @@ def render_table(r: dict) -> str:
     st = r["settings"]
     out = [f"throughput ({st['student']}, one epoch of {st['examples']} realistic buffer examples at batch {st['batch_size']}, first step untimed)"]
     out.append(f"{'cell':18s} {'real tok/s':>10s} {'tok/cpu-s':>10s} {'s/step':>7s} {'padding':>8s} {'peak MiB':>9s}  setup")
-    for c in r["throughput"] + [r["fixed_8x256"], r["plain_8x256"]]:
+    for c in r["throughput"] + [r["fixed_8x256"]] + ([r["checkpointed_8x256"]] if "checkpointed_8x256" in r else []) + [r["plain_8x256"]]:
         cpu_s = f"{c['tokens_per_cpu_s']:10.1f}" if c.get("tokens_per_cpu_s") is not None else f"{'-':>10s}"
         out.append(f"{c['name']:18s} {c['tokens_per_s']:10.1f} {cpu_s} {c['s_per_step']:7.2f} {100 * c['padding_share']:7.1f}% {c['peak_mem_mib']:9.0f}  {c['setup_text']}")
     s = r["summary"]
@@ -525,6 +533,9 @@ def render_table(r: dict) -> str:
                f"{s['default_8x256_tok_s']:.1f} = {100 * s['fraction_of_ceiling_8x256']:.0f}%, {s['vs_plain_loop_8x256']:.2f}x the plain loop")
     out.append(f"peak RSS at 8x256 {s['default_peak_rss_mib']:.0f} MiB (target <= {TARGET_RSS_MIB}: {'met' if t['peak_rss_le_3gib_at_8x256'] else 'NOT met'}; "
                f"the plain loop {s['plain_loop_peak_rss_mib']:.0f} MiB)")
+    if "checkpointed_peak_rss_mib" in s:
+        out.append(f"with gradient_checkpointing=on: peak RSS {s['checkpointed_peak_rss_mib']:.0f} MiB "
+                   f"({'met' if t['peak_rss_le_3gib_at_8x256_checkpointed'] else 'NOT met'}) at {s['checkpointed_8x256_tok_s']:.1f} real tok/s")
     if r["learning"]:
         out.append("")
         out.append(f"learning speed (gold rationales of {', '.join(LEARN_FAMILIES)}, {st['learn_examples']} examples, 1 epoch; held-out loss on {st['learn_eval']})")
