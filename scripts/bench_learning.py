@@ -100,6 +100,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tripost.layout import RunLayout  # noqa: E402
 from tripost.student.hardware import machine_card  # noqa: E402
 
 TASKS = ["arithmetic", "word_sorting"]
@@ -245,12 +246,12 @@ def run_configs(common: list[str], tripost_set: list[str]) -> dict[str, dict[str
     rule chose); tripost-demo is one iteration like tripost-t1, with TriPosT's
     --tripost-set (it is TriPosT's ablation) but its own data source and the
     authors' feedback weight for it (DEMO_OVERRIDES, after --set)."""
-    from tripost.loop import resolve_config
+    from tripost.runconfig import RunConfig
 
     return {
-        "tripost": resolve_config(None, common + list(tripost_set)),
-        "rejection": resolve_config(None, common + REJECTION_OVERRIDES),
-        "demo": resolve_config(None, common + list(tripost_set) + DEMO_OVERRIDES),
+        "tripost": RunConfig.load(None, common + list(tripost_set)).to_dict(),
+        "rejection": RunConfig.load(None, common + REJECTION_OVERRIDES).to_dict(),
+        "demo": RunConfig.load(None, common + list(tripost_set) + DEMO_OVERRIDES).to_dict(),
     }
 
 
@@ -262,7 +263,7 @@ def curve_overrides(common: list[str], n_gold: int) -> list[str]:
 
 
 def base_overrides(size: dict[str, Any], precision: str, seed: int, student: str, tasks: list[str] = TASKS) -> list[str]:
-    """The run config every method shares (tripost.loop.default_config + these)."""
+    """The run config every method shares (tripost.runconfig.RunConfig's defaults + these)."""
     return [
         f"seed={seed}", f"student.spec={student}", "student.eval_base=true",
         f'tasks.families={json.dumps(list(tasks))}', "tasks.preset=small",
@@ -302,16 +303,17 @@ def reuse_finished(src: Path, out: Path, tri_cfg: dict[str, Any], rej_cfg: dict[
     run is the earlier folder itself: its validation evaluations (and a test
     evaluation of the iteration chosen) are written there, once."""
     from tripost.errors import TripostError
-    from tripost.loop import _added_defaults, default_config
+    from tripost.loop import added_defaults
+    from tripost.runconfig import RunConfig
 
-    old = _load(src / "tripost" / "config.json")
+    old = _load(RunLayout(src / "tripost").config)
     if old is None:
         raise TripostError(f"--reuse {src}: no tripost/config.json there")
 
     def same(a: dict[str, Any], b: dict[str, Any], keep) -> bool:
         """The same run once `keep` has set aside what may differ, or one made
         before keys that are now at their defaults existed."""
-        return _added_defaults(keep(a), keep(b), keep(default_config())) is not None
+        return added_defaults(keep(a), keep(b), keep(RunConfig.defaults())) is not None
 
     if not same(old, tri_cfg, without_tripost_only):
         raise TripostError(f"--reuse {src}: its run differs from this one beyond what --tripost-set may change (sizes, seed or --set); nothing reused")
@@ -320,14 +322,14 @@ def reuse_finished(src: Path, out: Path, tri_cfg: dict[str, Any], rej_cfg: dict[
         if (src / "tripost" / name).is_dir():
             _link((src / "tripost" / name).resolve(), out / "tripost" / name)
             linked.append(f"tripost/{name}")
-    state_path = out / "tripost" / "state.json"
+    state_path = RunLayout(out / "tripost").state
     state = _load(state_path) or {"stages": {}}
-    for stage, info in ((_load(src / "tripost" / "state.json") or {}).get("stages", {})).items():
+    for stage, info in ((_load(RunLayout(src / "tripost").state) or {}).get("stages", {})).items():
         if stage.split("/")[0] in ("base", "it0"):
             state["stages"].setdefault(stage, info)
     state_path.write_text(json.dumps(state, indent=2) + "\n")
     for name, cfg in (("rejection", rej_cfg), ("demo", demo_cfg)):
-        old_run = _load(src / name / "config.json")
+        old_run = _load(RunLayout(src / name).config)
         if cfg is not None and old_run is not None and same(old_run, cfg, lambda c: {k: v for k, v in c.items() if k != "gap"}):
             _link((src / name).resolve(), out / name)
             linked.append(name)
@@ -355,16 +357,16 @@ def gold_plus(run, out: Path, target_tokens: int, say, skip: int = 0) -> dict[st
     if not is_trained(train_dir):
         t0 = time.perf_counter()
         cfg = run.cfg
-        n_train = cfg["tasks"]["n_train"]
+        n_train = cfg.tasks.n_train
         used = max(n_train, skip)
         fresh = []
-        for fam in cfg["tasks"]["families"]:
+        for fam in cfg.tasks.families:
             # sample_problems is deterministic and prefix-stable: the first
             # `used` problems are the run's own (and iteration 0's); everything after is fresh.
             pool: list[Any] = []
             for n in (used + n_train * 7, used + n_train * 3, used + n_train):
                 try:
-                    pool = sample_problems(get_task(fam), split="train", subset="seen", preset=cfg["tasks"]["preset"], n=n, seed=cfg["seed"])
+                    pool = sample_problems(get_task(fam), split="train", subset="seen", preset=cfg.tasks.preset, n=n, seed=cfg.seed)
                     break
                 except Exception:  # the level's problem space is smaller than n
                     continue
@@ -374,7 +376,7 @@ def gold_plus(run, out: Path, target_tokens: int, say, skip: int = 0) -> dict[st
         # More of iteration 0's own training: gold rationales alone (tripost.buffer.rationale_examples).
         examples = rationale_examples(fresh)
         tconf = run.train_config(run.adapter(0))
-        tok = load_student(cfg["student"]["spec"], precision="fp32").tokenizer
+        tok = load_student(cfg.student.spec, precision="fp32").tokenizer
         tokenized, _ = prepare_dataset(to_dataset(examples), tok, tconf)
         lengths = list(tokenized["length"])
         if len(lengths) != len(examples):  # an over-long gold rationale was dropped: cannot happen at these sizes
@@ -385,7 +387,7 @@ def gold_plus(run, out: Path, target_tokens: int, say, skip: int = 0) -> dict[st
         order = list(range(len(examples)))
         import random
 
-        random.Random(f"gold+|{cfg['seed']}").shuffle(order)
+        random.Random(f"gold+|{cfg.seed}").shuffle(order)
         while total < target_tokens and order:
             j = order[i % len(order)]
             chosen.append(examples[j])
@@ -434,7 +436,7 @@ def _buffer_by_kind(run: Path, iterations: range) -> dict[str, int] | None:
     out: dict[str, int] = {}
     found = False
     for t in iterations:
-        st = _load(run / f"it{t}" / "buffer" / "stats.json")
+        st = _load(RunLayout(run).it(t).buffer_stats)
         if st is None:
             continue
         found = True
@@ -458,7 +460,7 @@ def val_problems(run, n_val: int) -> list[Any]:
     from tripost.errors import TripostError
 
     out = []
-    for subset in run.cfg["tasks"]["eval_subsets"]:
+    for subset in run.cfg.tasks.eval_subsets:
         out += run.problems("val", subset, n_val, f"val-{subset}")
     if any(p.split != "val" for p in out):  # the split rule says it cannot happen; the choice must never see test
         raise TripostError("validation problems: a problem outside the val split was selected")
@@ -470,7 +472,6 @@ def ensure_val_eval(run, t: int, n_val: int) -> None:
     eval settings; `Run.stage_eval` with val problems), recorded in the run's
     state.json as `it{t}/val`; skipped when done with the same problems."""
     from tripost.evaluate import evaluate
-    from tripost.loop import eval_config
     from tripost.student.hardware import pinned
 
     path = val_eval_json(run.out, t)
@@ -478,7 +479,7 @@ def ensure_val_eval(run, t: int, n_val: int) -> None:
     done = ((_load(path) or {}).get("metrics") or {}).get("total", {}).get("n") == len(problems)
 
     def stage() -> dict[str, Any]:
-        res = evaluate(run.open_student(run.adapter(t)), problems, eval_config(run.cfg, run.progress))
+        res = evaluate(run.open_student(run.adapter(t)), problems, run.cfg.eval_config(run.progress))
         res.save(path)
         m = res.metrics["total"]
         return {"n": m["n"], "first_accuracy": m["first_accuracy"], "final_accuracy": m["final_accuracy"]}
@@ -546,8 +547,8 @@ def methods(tri: Path, rej: Path, gp: Path, T: int, demo: Path | None = None,
     `selection`; without it, the last iteration (rule `last`)."""
     chosen = chosen or selection(tri, rej, T, "last")
     k_tri, k_rej = chosen["tripost"]["iteration"], chosen["rejection"]["iteration"]
-    st_tri, st_rej = _load(tri / "state.json"), _load(rej / "state.json")
-    st_demo = _load(demo / "state.json") if demo is not None else None
+    st_tri, st_rej = _load(RunLayout(tri).state), _load(RunLayout(rej).state)
+    st_demo = _load(RunLayout(demo).state) if demo is not None else None
     gpi = _load(gp / "gold_plus.json") or {}
     it0_tokens = _tokens(tri / "it0", st_tri) if it0_tokens is None else it0_tokens
     it0_s = _stage_seconds(st_tri, ["it0/train"])
@@ -556,22 +557,22 @@ def methods(tri: Path, rej: Path, gp: Path, T: int, demo: Path | None = None,
         return _stage_seconds(state, [f"it{t}/{s}" for t in range(1, k + 1) for s in ("collect", "buffer", "train", "val")] + [f"it{k}/eval"])
 
     out = [
-        {"method": "base", "iteration": None, "eval": tri / "base" / "eval" / "eval.json", "train_tokens": 0,
+        {"method": "base", "iteration": None, "eval": RunLayout(tri).base.eval_json, "train_tokens": 0,
          "seconds": _stage_seconds(st_tri, ["base/eval"])},
-        {"method": "sft-gold", "iteration": 0, "eval": tri / "it0" / "eval" / "eval.json", "train_tokens": it0_tokens,
+        {"method": "sft-gold", "iteration": 0, "eval": RunLayout(tri).it(0).eval_json, "train_tokens": it0_tokens,
          "seconds": _stage_seconds(st_tri, ["it0/train", "it0/eval"])},
         {"method": "sft-gold+", "iteration": None, "eval": gp / "eval" / "eval.json", "train_tokens": it0_tokens + int(gpi.get("tokens", 0)),
          "seconds": round(it0_s + gpi.get("train_seconds", 0.0) + gpi.get("eval_seconds", 0.0), 1)},
-        {"method": "rejection", "iteration": k_rej, "chosen": True, "eval": rej / f"it{k_rej}" / "eval" / "eval.json",
+        {"method": "rejection", "iteration": k_rej, "chosen": True, "eval": RunLayout(rej).it(k_rej).eval_json,
          "train_tokens": it0_tokens + sum(_tokens(rej / f"it{t}", st_rej) for t in range(1, k_rej + 1)),
          "buffer_by_kind": _buffer_by_kind(rej, range(1, k_rej + 1)), "seconds": round(it0_s + upto(st_rej, k_rej), 1)},
     ]
     if demo is not None:
-        out.append({"method": "tripost-demo", "iteration": 1, "chosen": True, "eval": demo / "it1" / "eval" / "eval.json",
+        out.append({"method": "tripost-demo", "iteration": 1, "chosen": True, "eval": RunLayout(demo).it(1).eval_json,
                     "train_tokens": it0_tokens + _tokens(demo / "it1", st_demo), "buffer_by_kind": _buffer_by_kind(demo, range(1, 2)),
                     "seconds": round(it0_s + upto(st_demo, 1), 1)})
     for k in range(1, T + 1):
-        out.append({"method": f"tripost-t{k}", "iteration": k, "chosen": k == k_tri, "eval": tri / f"it{k}" / "eval" / "eval.json",
+        out.append({"method": f"tripost-t{k}", "iteration": k, "chosen": k == k_tri, "eval": RunLayout(tri).it(k).eval_json,
                     "train_tokens": it0_tokens + sum(_tokens(tri / f"it{t}", st_tri) for t in range(1, k + 1)),
                     "buffer_by_kind": _buffer_by_kind(tri, range(1, k + 1)), "seconds": round(it0_s + upto(st_tri, k), 1)})
     return out
@@ -975,7 +976,7 @@ def compare(seed: int, out: Path, size: dict[str, Any], args: argparse.Namespace
         # An external iteration 0 (the campaign's competence checkpoint): the
         # run finds it0/train trained and goes on from it; rejection and
         # tripost-demo link this it0 folder as they link a trained one.
-        _link(Path(args.iteration0).resolve(), tri_dir / "it0" / "train")
+        _link(Path(args.iteration0).resolve(), RunLayout(tri_dir).it(0).train)
     if args.reuse:
         src = Path(args.reuse) if args.seeds is None else Path(args.reuse) / f"seed{seed}"
         reused = reuse_finished(src, out, cfgs["tripost"], cfgs["rejection"], say, demo_cfg=cfgs["demo"])
@@ -1017,17 +1018,18 @@ def gold_curve(seed: int, out: Path, size: dict[str, Any], args: argparse.Namesp
     """sft-gold on each number of gold examples per task, evaluated on its
     first attempt (`curve_overrides`); a point of the comparison's own size
     links its iteration-0 training (the same run, so the same weights)."""
-    from tripost.loop import Run, resolve_config
+    from tripost.loop import Run
+    from tripost.runconfig import RunConfig
 
     common = base_overrides(size, args.precision, seed, args.student, args.task_list) + list(args.set)
     rows: list[dict[str, Any]] = []
     for n in points:
         folder = out / "curve" / f"gold{n}"
-        if n == size["n_train"] and (out / "tripost" / "it0" / "train").is_dir():
-            _link((out / "tripost" / "it0" / "train").resolve(), folder / "it0" / "train")
+        if n == size["n_train"] and RunLayout(out / "tripost").it(0).train.is_dir():
+            _link(RunLayout(out / "tripost").it(0).train.resolve(), RunLayout(folder).it(0).train)
         say(f"== seed {seed}: sft-gold on {n} gold examples per task -> {folder}")
-        Run(folder, resolve_config(None, curve_overrides(common, n)), progress=progress, log=say).run()
-        rows += curve_rows(folder / "it0" / "eval" / "eval.json", n, seed)
+        Run(folder, RunConfig.load(None, curve_overrides(common, n)), progress=progress, log=say).run()
+        rows += curve_rows(RunLayout(folder).it(0).eval_json, n, seed)
     return rows
 
 

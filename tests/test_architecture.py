@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1] / "tripost"
 # stage reads or writes (the log's record schema, the config loader, the
 # trajectory text format) and small utilities sit at the bottom.
 LAYERS: dict[str, int] = {
-    "tripost": 0, "errors": 0, "paths": 0, "format": 0, "jsonl": 0, "config": 0, "log": 0, "fileio": 0, "stats": 0, "settings": 0, "urls": 0, "registry": 0,
+    "tripost": 0, "errors": 0, "paths": 0, "format": 0, "jsonl": 0, "config": 0, "log": 0, "fileio": 0, "stats": 0, "settings": 0, "urls": 0, "registry": 0, "layout": 0,
     "tasks": 1,
     "student": 2,
     "teachers": 3,
@@ -29,7 +29,7 @@ LAYERS: dict[str, int] = {
     "train": 6, "train_dpo": 6,
     "evaluate": 7, "gap": 7,
     "report": 8,
-    "loop": 9, "serve": 9, "export": 9,
+    "loop": 9, "runconfig": 9, "serve": 9, "export": 9,
     "cli": 10, "__main__": 10,
 }
 

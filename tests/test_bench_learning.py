@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tripost.errors import TripostError
-from tripost.loop import resolve_config
+from tripost.runconfig import RunConfig
 from tripost.stats import proportion_interval
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,8 +27,8 @@ def bl():
 
 def configs(bl, extra=()):
     common = bl.base_overrides(bl.SIZES["quick"], "fp32", 0, "smollm2-135m") + list(extra)
-    tri = resolve_config(None, common)
-    rej = resolve_config(None, common + bl.REJECTION_OVERRIDES)
+    tri = RunConfig.load(None, common).to_dict()
+    rej = RunConfig.load(None, common + bl.REJECTION_OVERRIDES).to_dict()
     return tri, rej
 
 
@@ -57,7 +57,7 @@ def test_tripost_set_takes_only_keys_that_act_from_iteration_1(bl):
 def test_reuse_links_base_it0_and_an_identical_rejection_run(bl, tmp_path):
     src = old_bench(bl, tmp_path)
     tri, rej = configs(bl)
-    tri_variant = resolve_config(None, [*bl.base_overrides(bl.SIZES["quick"], "fp32", 0, "smollm2-135m"), "buffer.ratio=[3,1,1]"])
+    tri_variant = RunConfig.load(None, [*bl.base_overrides(bl.SIZES["quick"], "fp32", 0, "smollm2-135m"), "buffer.ratio=[3,1,1]"]).to_dict()
     out = tmp_path / "new"
     linked = bl.reuse_finished(src, out, tri_variant, rej, lambda m: None)
     assert linked == ["tripost/base", "tripost/it0", "rejection"]
@@ -71,7 +71,7 @@ def test_reuse_takes_a_variant_that_masks_revised_attempts(bl, tmp_path):
     src = old_bench(bl, tmp_path)
     tri, rej = configs(bl)
     base = bl.base_overrides(bl.SIZES["quick"], "fp32", 0, "smollm2-135m")
-    variant = resolve_config(None, [*base, "buffer.ratio=[3,1,1]", "train.revised_attempt_weight=0"])
+    variant = RunConfig.load(None, [*base, "buffer.ratio=[3,1,1]", "train.revised_attempt_weight=0"]).to_dict()
     assert variant["train"]["revised_attempt_weight"] == 0
     linked = bl.reuse_finished(src, tmp_path / "new", variant, rej, lambda m: None)
     assert linked == ["tripost/base", "tripost/it0", "rejection"]
@@ -129,15 +129,15 @@ def test_rejection_gets_gold_at_tripost_s_setting(bl):
     """rejection's buffer is TriPosT's default buffer, gold included (as many
     gold examples as non-improvement examples), not the no-gold buffer it
     had; --tripost-set does not reach it."""
-    from tripost.loop import buffer_config
+    from tripost.runconfig import RunConfig
 
     common = bl.base_overrides(bl.SIZES["default"], "fp32", 0, "smollm2-135m")
-    plain = resolve_config(None, common)
-    assert buffer_config(plain, 1).include_gold is True  # TriPosT's own iterations train with gold
+    plain = RunConfig.load(None, common).to_dict()
+    assert RunConfig.from_dict(plain).buffer_config(1).include_gold is True  # TriPosT's own iterations train with gold
     for tripost_set in ([], ["buffer.ratio=[3,1,1]", "buffer.include_gold=false"]):
         rej = bl.run_configs(common, tripost_set)["rejection"]
-        assert buffer_config(rej, 1).include_gold is True
-        assert buffer_config(rej, 1).ratio == buffer_config(plain, 1).ratio  # gold at TriPosT's ratio to the non-improvement examples
+        assert RunConfig.from_dict(rej).buffer_config(1).include_gold is True
+        assert RunConfig.from_dict(rej).buffer_config(1).ratio == RunConfig.from_dict(plain).buffer_config(1).ratio  # gold at TriPosT's ratio to the non-improvement examples
         assert {k: v for k, v in rej["buffer"].items() if k != "include_gold"} == {k: v for k, v in plain["buffer"].items() if k != "include_gold"}
         assert rej["train"] == plain["train"] and rej["loop"] == plain["loop"]  # T iterations, TriPosT's feedback weight
         assert rej["eval"]["every_iteration"] is False and not rej["student"]["eval_base"]
@@ -145,10 +145,10 @@ def test_rejection_gets_gold_at_tripost_s_setting(bl):
 
 
 def test_the_curve_trains_sft_gold_on_n_examples_and_measures_the_first_attempt_on_seen(bl):
-    from tripost.loop import resolve_config
+    from tripost.runconfig import RunConfig
 
     common = bl.base_overrides(bl.SIZES["quick"], "fp32", 3, "smollm2-135m")
-    cfg = resolve_config(None, bl.curve_overrides(common, 96))
+    cfg = RunConfig.load(None, bl.curve_overrides(common, 96)).to_dict()
     assert cfg["tasks"]["n_train"] == 96 and cfg["tasks"]["eval_subsets"] == ["seen"] and cfg["seed"] == 3
     assert cfg["loop"]["iterations"] == 0 and cfg["loop"]["iteration0"] and cfg["eval"]["max_turns"] == 0
     assert cfg["loop"]["iteration0_epochs"] == bl.SIZES["quick"]["epochs0"]  # trained as sft-gold is
@@ -461,7 +461,7 @@ def test_validation_problems_are_the_val_split_of_the_run_s_tasks(bl):
     from tripost.loop import Run
 
     common = bl.base_overrides(bl.SIZES["quick"], "fp32", 0, "smollm2-135m")
-    run = Run("/nonexistent-bench-run", resolve_config(None, common))
+    run = Run("/nonexistent-bench-run", RunConfig.load(None, common).to_dict())
     val = bl.val_problems(run, 3)
     assert len(val) == 3 * len(bl.TASKS) * 2 and {p.split for p in val} == {"val"}
     assert {(p.family, p.subset) for p in val} == {(t, s) for t in bl.TASKS for s in ("seen", "unseen")}
@@ -478,7 +478,7 @@ def test_one_task_from_an_external_iteration_0_and_partial_outputs(bl, tmp_path)
                        "--iteration0-problems", "3200"])
     bl.check_args(a)
     assert a.task_list == ["arithmetic"] and a.size == "campaign"
-    cfg = resolve_config(None, bl.base_overrides(bl.SIZES["campaign"], "fp32", 0, "smollm2-135m", a.task_list))
+    cfg = RunConfig.load(None, bl.base_overrides(bl.SIZES["campaign"], "fp32", 0, "smollm2-135m", a.task_list)).to_dict()
     assert cfg["tasks"]["families"] == ["arithmetic"] and cfg["tasks"]["n_eval"] == 200 and cfg["eval"]["max_turns"] == 2
     root = tmp_path / "bench"
     for method, where in (("sft-gold", "tripost/it0/eval"), ("sft-gold+", "sft-gold-plus/eval"), ("tripost-t1", "tripost/it1/eval")):
@@ -507,9 +507,9 @@ def test_the_campaign_shape_end_to_end_on_the_tiny_model(bl, tmp_path, tiny_mode
     from tripost.loop import Run
 
     it0 = tmp_path / "it0run"
-    Run(it0, resolve_config(None, [f"student.spec=hf:{tiny_model_dir}", "tasks.n_train=4", "tasks.n_eval=1", "loop.iterations=0",
+    Run(it0, RunConfig.load(None, [f"student.spec=hf:{tiny_model_dir}", "tasks.n_train=4", "tasks.n_eval=1", "loop.iterations=0",
                                    "train.epochs=1", "train.precision=fp32", "eval.max_new_tokens=8", "eval.max_turns=0",
-                                   "gap.enabled=false", 'tasks.eval_subsets=["seen"]']), progress=False).run()
+                                   "gap.enabled=false", 'tasks.eval_subsets=["seen"]']).to_dict(), progress=False).run()
     ckpt = it0 / "it0" / "train"
     small = ["--set", "tasks.n_train=3", "--set", "tasks.n_eval=2", "--set", "collect.max_new_tokens=12", "--set", "eval.max_new_tokens=12",
              "--set", "eval.n_bootstrap=20"]

@@ -171,7 +171,7 @@ def test_the_label_free_methods_follow_both_comparisons_at_tripost_s_tokens(tmp_
     method's run config resolves (every override a real key and value) with
     TriPosT's mean tokens per iteration as its budget; finished methods are
     published beside sft-gold and sft-gold+ with paired intervals."""
-    from tripost.loop import resolve_config
+    from tripost.runconfig import RunConfig
 
     d, docs = tmp_path / "c", tmp_path / "docs"
     campaign.write_json(d / "campaign.json", {"commit": "3" * 40, "started": "now", "docs": str(docs)})
@@ -179,10 +179,10 @@ def test_the_label_free_methods_follow_both_comparisons_at_tripost_s_tokens(tmp_
     assert names.index("comparison/word_sorting") < names.index("label-free/arithmetic sharpen")
     assert len([n for n in names if n.startswith("label-free/")]) == 2 * len(campaign.LABEL_FREE) == 10
     for method, extra in campaign.LABEL_FREE.items():
-        cfg = resolve_config(None, campaign.label_free_overrides("arithmetic", method, 12345))
+        cfg = RunConfig.load(None, campaign.label_free_overrides("arithmetic", method, 12345)).to_dict()
         assert cfg["train"]["token_budget"] == 12345 and cfg["tasks"]["families"] == ["arithmetic"] and cfg["tasks"]["n_eval"] == 200
         assert cfg["collect"]["samples_per_problem"] == campaign.LABEL_FREE_SAMPLES and not cfg["student"]["eval_base"]
-    assert resolve_config(None, campaign.label_free_overrides("arithmetic", "sharpen-dpo", 1))["train"]["objective"] == "dpo"
+    assert RunConfig.load(None, campaign.label_free_overrides("arithmetic", "sharpen-dpo", 1)).to_dict()["train"]["objective"] == "dpo"
     half = lambda i: (i % 2 == 0, i % 2 == 0)  # noqa: E731
     better = lambda i: (i % 2 == 0 or i % 4 == 1,) * 2  # noqa: E731
     root = tmp_path / "runs" / "arithmetic"

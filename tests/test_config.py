@@ -53,9 +53,10 @@ def test_hash_changes_with_config():
 def test_a_run_made_before_new_config_keys_resumes(tmp_path):
     import json
 
-    from tripost.loop import Run, resolve_config
+    from tripost.loop import Run
+    from tripost.runconfig import RunConfig
 
-    cfg = resolve_config(None, ["tasks.n_train=4"])
+    cfg = RunConfig.load(None, ["tasks.n_train=4"]).to_dict()
     out = tmp_path / "run"
     out.mkdir()
     old = json.loads(json.dumps(cfg))

@@ -41,9 +41,7 @@ ALLOWED: dict[str, str] = {
     "TrainConfig.batch_size": "training examples per step, not prompts per sampling batch",
     # The generation-verification gap is a measurement with its own section
     # ([gap] in a run, `tripost gap`): its student samples are not the
-    # collection's. (The run's [gap] table in loop.py sizes the probe down to
-    # 4 samples at the eval's token budget; a typed [gap] section is issue 30,
-    # item 1.)
+    # collection's.
     "GapConfig.temperature": "the gap measurement's sampling, not the collection's",
     "GapConfig.top_p": "the gap measurement's sampling, not the collection's",
     "GapConfig.max_new_tokens": "the gap measurement's token budget, not the collection's",
@@ -54,6 +52,19 @@ ALLOWED: dict[str, str] = {
     # Verification runs inside a stage (gap, self_verified) that shows its own
     # progress bar; the stages default to showing theirs.
     "VerifyConfig.progress": "an inner step under another stage's bar",
+    # The run config's tables (tripost.runconfig) where they differ from the
+    # library config of the same name.
+    "TeacherSection.temperature": "the teacher's temperature, not the student's (TeacherOptions' own field)",
+    "TeacherSection.spec": "the teacher, not the student (student.spec)",
+    # TOML has no null: the run's 0 is the library's None (no decay).
+    "BufferSection.decay": "0 in a TOML table is the library's None (no decay)",
+    # The run's switch (auto: gold unless the source is label-free), resolved
+    # into BufferConfig's bool by RunConfig.include_gold.
+    "BufferSection.include_gold": "auto/on/off, resolved per source into BufferConfig's bool",
+    # The run's per-iteration gap probe is sized down from `tripost gap`'s
+    # measurement and uses the student's own verdict (runconfig.GapSection).
+    "GapSection.samples": "the run's probe (4 samples), not `tripost gap`'s measurement (8)",
+    "GapSection.verifier": "the run's probe asks the student itself, `tripost gap` its multiple-choice verdict",
 }
 
 
@@ -117,6 +128,8 @@ def _entries() -> dict[str, list[tuple[str, Any]]]:
             if "section" in f.metadata:
                 if f.metadata["override"] is None:
                     keys[f.metadata["key"]].append((f"{cname}.{f.name}", _default(f)))
+            elif dataclasses.is_dataclass(_default(f)):
+                continue  # a config made of sections (RunConfig): its sections are read above
             elif _default(f) is not dataclasses.MISSING:
                 keys[f.name].append((f"{cname}.{f.name}", _default(f)))
     return keys

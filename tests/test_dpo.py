@@ -12,7 +12,8 @@ import pytest
 from tripost.buffer import BufferConfig, preference_pairs, save_preference_buffer
 from tripost.errors import TripostError
 from tripost.log import LogRecord
-from tripost.loop import resolve_config, run_loop
+from tripost.loop import run_loop
+from tripost.runconfig import RunConfig
 from tripost.sharpen import Candidate, SharpenConfig, worst_of_n
 from tripost.sources.sharpen import sharpen_records
 from tripost.student import load_student
@@ -141,19 +142,19 @@ def test_dpo_reference_and_learning_rate_are_checked():
     for bad in (0, -1e-6, True, float("nan")):
         with pytest.raises(TripostError, match="dpo_learning_rate must be a number > 0"):
             TrainConfig(dpo_learning_rate=bad)
-    cfg = resolve_config(None, ["train.objective=dpo", "collect.source=sharpen", "train.dpo_reference=previous",
-                                "train.dpo_learning_rate=5e-7"])
+    cfg = RunConfig.load(None, ["train.objective=dpo", "collect.source=sharpen", "train.dpo_reference=previous",
+                                "train.dpo_learning_rate=5e-7"]).to_dict()
     assert (cfg["train"]["dpo_reference"], cfg["train"]["dpo_learning_rate"]) == ("previous", 5e-7)
 
 
 def test_the_run_checks_that_dpo_has_pairs_to_train_on():
     with pytest.raises(TripostError, match=r"train.objective=dpo trains on the sharpen source's \(best, worst\) pairs: set collect.source=sharpen"):
-        resolve_config(None, ["train.objective=dpo"])
+        RunConfig.load(None, ["train.objective=dpo"])
     with pytest.raises(TripostError, match=r"\(now sharpen, 1\)"):
-        resolve_config(None, ["train.objective=dpo", "collect.source=sharpen", "collect.samples_per_problem=1"])
+        RunConfig.load(None, ["train.objective=dpo", "collect.source=sharpen", "collect.samples_per_problem=1"])
     with pytest.raises(TripostError, match="unknown train objective 'ppo'"):
-        resolve_config(None, ["train.objective=ppo"])
-    resolve_config(None, ["train.objective=dpo", "collect.source=sharpen"])
+        RunConfig.load(None, ["train.objective=ppo"])
+    RunConfig.load(None, ["train.objective=dpo", "collect.source=sharpen"])
 
 
 def test_online_rlhf_sharpening_runs_from_tripost_run(tiny_model_dir, tmp_path, monkeypatch):

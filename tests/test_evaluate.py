@@ -326,12 +326,12 @@ def test_si_contribution_is_in_the_eval_json_and_the_printed_table(tmp_path, cap
 
 
 def test_the_run_report_shows_si_contribution(tmp_path):
-    from tripost.loop import resolve_config
+    from tripost.runconfig import RunConfig
     from tripost.report import collect_run, render_markdown
 
     run = tmp_path / "run"
     (run / "it1" / "eval").mkdir(parents=True)
-    (run / "config.json").write_text(json.dumps(resolve_config(None, [])))
+    (run / "config.json").write_text(json.dumps(RunConfig.load(None, []).to_dict()))
     records = [rec(False, True, True), rec(True, True, False), rec(True, True, False), rec(True, True, False)]
     (run / "it1" / "eval" / "eval.json").write_text(json.dumps({"metrics": compute_metrics(records, n_boot=50)}))
     report = render_markdown(collect_run(run), [])

@@ -186,13 +186,14 @@ def test_an_adapter_export_stays_an_adapter_with_an_f16_gguf(sharp, tmp_path):
 @pytest.fixture(scope="module")
 def lora_run(tiny_model_dir, tmp_path_factory, one_torch_thread) -> Path:
     """A real `tripost run` of the tiny student, LoRA, one iteration, scripted teacher."""
-    from tripost.loop import Run, resolve_config
+    from tripost.loop import Run
+    from tripost.runconfig import RunConfig
 
     out = tmp_path_factory.mktemp("run") / "run"
     overrides = [f"student.spec=hf:{tiny_model_dir}", "tasks.n_train=4", "tasks.n_eval=2", 'tasks.eval_subsets=["seen"]', "train.epochs=1",
                  "train.precision=fp32", "train.mode=lora", "collect.max_new_tokens=8", "collect.samples_per_problem=1",
                  "eval.max_new_tokens=8", "eval.max_turns=1", "eval.n_bootstrap=20", "loop.iterations=1", "gap.enabled=false"]
-    Run(out, resolve_config(None, overrides), progress=False, log=lambda msg: None).run()
+    Run(out, RunConfig.load(None, overrides).to_dict(), progress=False, log=lambda msg: None).run()
     return out
 
 

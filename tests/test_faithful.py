@@ -99,18 +99,18 @@ def test_each_iteration_trains_on_its_own_data_by_default():
 
 
 def test_run_defaults_follow_the_authors():
-    from tripost.loop import buffer_config, default_config, resolve_config
+    from tripost.runconfig import RunConfig
 
-    cfg = default_config()
+    cfg = RunConfig.defaults()
     assert (cfg["collect"]["temperature"], cfg["collect"]["top_p"]) == (1.0, 1.0)  # :343-347
     assert cfg["buffer"]["keep_last"] == 1 and cfg["buffer"]["turns"] == "single" and cfg["eval"]["turns"] == "single"
-    assert buffer_config(resolve_config(None, []), 1).include_gold is True  # the teacher source uses labels
+    assert RunConfig.load(None, []).buffer_config(1).include_gold is True  # the teacher source uses labels
     for source in ("sharpen", "self_verified", "guided"):
         extra = ["collect.samples_per_problem=2"] if source == "self_verified" else []
-        assert buffer_config(resolve_config(None, [f"collect.source={source}", *extra]), 1).include_gold is False
-    assert buffer_config(resolve_config(None, ["collect.source=sharpen", "buffer.include_gold=true"]), 1).include_gold is True
+        assert RunConfig.load(None, [f"collect.source={source}", *extra]).buffer_config(1).include_gold is False
+    assert RunConfig.load(None, ["collect.source=sharpen", "buffer.include_gold=true"]).buffer_config(1).include_gold is True
     with pytest.raises(TripostError, match="buffer.include_gold must be"):
-        resolve_config(None, ["buffer.include_gold=sometimes"])
+        RunConfig.load(None, ["buffer.include_gold=sometimes"])
 
 
 class _Recorder:

@@ -135,9 +135,9 @@ def test_the_default_run_config_guides_only_the_tail(problems, tmp_path):
     else), a problem the student gets right in round 0 gets no guided round;
     only the one it never gets right does. (Before, samples_per_problem 2 and
     guided_min_correct 4 left every problem below the bar, so all were guided.)"""
-    from tripost.loop import data_source, resolve_config
+    from tripost.runconfig import RunConfig
 
-    cfg = data_source(resolve_config(None, ["collect.source=guided"])).config
+    cfg = RunConfig.load(None, ["collect.source=guided"]).data_source().config
     n = cfg.samples_per_round
     easy, half, hard = problems[:3]
     sampler = FakeSampler(plain_right={easy.id: n, half.id: 1})
@@ -150,15 +150,15 @@ def test_the_default_run_config_guides_only_the_tail(problems, tmp_path):
 
 def test_a_guided_config_that_would_guide_every_problem_is_one_line(tmp_path, capsys):
     from tripost.cli import main
-    from tripost.loop import resolve_config
+    from tripost.runconfig import RunConfig
 
     out = tmp_path / "run"
     assert main(["run", "--out", str(out), "collect.source=guided", "collect.samples_per_problem=2", "collect.guided_min_correct=3"]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line]
     assert len(err) == 1 and err[0].startswith("tripost run: error: collect.samples_per_problem (2) is below collect.guided_min_correct (3)")
     assert not out.exists()
-    resolve_config(None, ["collect.samples_per_problem=2", "collect.guided_min_correct=3"])  # other sources do not read it
-    resolve_config(None, ["collect.source=guided", "collect.samples_per_problem=3", "collect.guided_min_correct=3"])
+    RunConfig.load(None, ["collect.samples_per_problem=2", "collect.guided_min_correct=3"])  # other sources do not read it
+    RunConfig.load(None, ["collect.source=guided", "collect.samples_per_problem=3", "collect.guided_min_correct=3"])
     # `tripost collect --guided`: the same check, named by the flags, before any model loads.
     argv = ["collect", "--task", "arithmetic", "--n", "2", "--guided", "answer", "--out", str(tmp_path / "c")]
     assert main([*argv, "--samples", "2", "--min-correct", "3"]) == 2

@@ -20,7 +20,8 @@ import pytest
 
 from tripost.cli import main
 from tripost.errors import TripostError
-from tripost.loop import Run, resolve_config
+from tripost.loop import Run
+from tripost.runconfig import RunConfig
 
 SHIPPED = Path(__file__).resolve().parent.parent / "replay" / "smollm2-135m-scripted.jsonl"
 
@@ -100,13 +101,13 @@ def test_a_rejected_config_does_not_poison_the_run_folder(tmp_path, capsys, tiny
     one_error_line(capsys, "run")
     assert not (out / "config.json").exists()
     # The corrected command starts the run (its first step: checking and writing the config).
-    fixed = resolve_config(None, [*base, "train.epochs=1"])
+    fixed = RunConfig.load(None, [*base, "train.epochs=1"]).to_dict()
     Run(out, fixed, progress=False, log=lambda _: None).prepare()
     assert json.loads((out / "config.json").read_text()) == json.loads(json.dumps(fixed))
 
 
 def test_a_config_made_in_code_is_checked_before_it_is_written(tmp_path):
-    cfg = resolve_config(None, ["tasks.n_train=2"])
+    cfg = RunConfig.load(None, ["tasks.n_train=2"]).to_dict()
     cfg["train"]["epochs"] = "two"
     with pytest.raises(TripostError, match="'train.epochs' must be a number"):
         Run(tmp_path / "run", cfg, progress=False).prepare()
@@ -117,9 +118,9 @@ def test_a_run_folder_with_nothing_but_its_config_takes_a_corrected_config(tmp_p
     # A first stage that failed before writing anything (a student that would
     # not load, ...) left only config.json: nothing was made with that config.
     out = tmp_path / "run"
-    Run(out, resolve_config(None, ["tasks.n_train=2", "seed=1"]), progress=False).prepare()
+    Run(out, RunConfig.load(None, ["tasks.n_train=2", "seed=1"]).to_dict(), progress=False).prepare()
     notes: list[str] = []
-    fixed = resolve_config(None, ["tasks.n_train=2", "seed=2"])
+    fixed = RunConfig.load(None, ["tasks.n_train=2", "seed=2"]).to_dict()
     Run(out, fixed, progress=False, log=notes.append).prepare()
     assert json.loads((out / "config.json").read_text())["seed"] == 2 and "starting it over" in notes[0]
     # Once a stage wrote something, a different config is a different run
@@ -127,7 +128,7 @@ def test_a_run_folder_with_nothing_but_its_config_takes_a_corrected_config(tmp_p
     (out / "it1" / "collect").mkdir(parents=True)
     (out / "it1" / "collect" / "log.jsonl").write_text("{}\n")
     with pytest.raises(TripostError, match="different config"):
-        Run(out, resolve_config(None, ["tasks.n_train=2", "seed=3"]), progress=False).prepare()
+        Run(out, RunConfig.load(None, ["tasks.n_train=2", "seed=3"]).to_dict(), progress=False).prepare()
 
 
 # ----------------------------------------------------------- item 8: --out ---
@@ -237,8 +238,8 @@ def test_teachers_and_sources_that_can_work_on_qa_pass_the_checks(tmp_path, monk
         monkeypatch.delenv(var, raising=False)  # the spec is checked without a client: no key needed
     for extra in (["collect.source=rejection"], ["teacher.spec=openai:gpt-4o-mini"], ["collect.source=guided", "collect.guided_strategy=interactive"],
                   ["collect.source=demo"], ["loop.iterations=0"]):
-        Run(tmp_path / "never", resolve_config(None, _qa_run(tmp_path, "loop.iteration0=false", *extra)), progress=False).check()
-    Run(tmp_path / "never", resolve_config(None, _qa_run(tmp_path, "collect.source=rejection", rationale=True)), progress=False).check()
+        Run(tmp_path / "never", RunConfig.load(None, _qa_run(tmp_path, "loop.iteration0=false", *extra)).to_dict(), progress=False).check()
+    Run(tmp_path / "never", RunConfig.load(None, _qa_run(tmp_path, "collect.source=rejection", rationale=True)).to_dict(), progress=False).check()
     assert not (tmp_path / "never").exists()
 
 
@@ -270,19 +271,19 @@ def test_a_folder_a_failed_first_stage_left_takes_the_corrected_command(tmp_path
     # failed (listed in the issue): the config, the machine card, the lock, an empty
     # stage folder and an empty log. Nothing in it was made with that config.
     out = tmp_path / "run"
-    Run(out, resolve_config(None, ["tasks.n_train=2", "seed=1"]), progress=False).prepare()
+    Run(out, RunConfig.load(None, ["tasks.n_train=2", "seed=1"]).to_dict(), progress=False).prepare()
     (out / "machine.json").write_text("{}\n")
     (out / ".tripost.lock").write_text("tripost run (pid 1)\n")
     (out / "it1" / "collect").mkdir(parents=True)
     (out / "it1" / "collect" / "log.jsonl").write_bytes(b"")
     (out / "it1" / "buffer").mkdir()
     notes: list[str] = []
-    Run(out, resolve_config(None, ["tasks.n_train=2", "seed=2"]), progress=False, log=notes.append).prepare()
+    Run(out, RunConfig.load(None, ["tasks.n_train=2", "seed=2"]).to_dict(), progress=False, log=notes.append).prepare()
     assert json.loads((out / "config.json").read_text())["seed"] == 2 and "starting it over" in notes[0]
     # One byte anywhere is something a stage made with the old config.
     (out / "it1" / "collect" / "log.jsonl").write_bytes(b"\n")
     with pytest.raises(TripostError, match="different config"):
-        Run(out, resolve_config(None, ["tasks.n_train=2", "seed=3"]), progress=False).prepare()
+        Run(out, RunConfig.load(None, ["tasks.n_train=2", "seed=3"]).to_dict(), progress=False).prepare()
 
 
 # ---------------------------------------------- issue 32, item 8: a TOML value nested 5,000 deep ---

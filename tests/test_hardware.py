@@ -202,7 +202,7 @@ def test_a_run_records_its_machine_and_keeps_its_number_format_on_resume(tiny_mo
 
 
 def test_a_folder_holding_only_config_and_machine_card_is_untouched(tiny_model_dir, tmp_path, simulate):
-    from tripost.loop import MACHINE_FILE
+    from tripost.layout import MACHINE as MACHINE_FILE
 
     simulate("avx2")
     out = tmp_path / "run"

@@ -158,19 +158,20 @@ def test_a_run_through_the_engine_equals_the_run_in_process(spec, monkeypatch, t
     score on the server, which loads each iteration's LoRA adapter at runtime
     by path (vLLM's /v1/load_lora_adapter); the run's logs and evaluations
     are the in-process run's."""
-    from tripost.loop import Run, resolve_config
+    from tripost.loop import Run
+    from tripost.runconfig import RunConfig
 
     monkeypatch.setenv("TRIPOST_HOME", str(tmp_path / "home"))
     overrides = [f"student.spec={spec}", "student.sample_precision=fp32", "tasks.n_train=4", "tasks.n_eval=2",
                  "train.epochs=1", "train.precision=fp32", "train.mode=lora", "collect.max_new_tokens=16",
                  "collect.samples_per_problem=1", "eval.max_new_tokens=16", "eval.max_turns=1", "eval.n_bootstrap=20",
                  "loop.iterations=1", "gap.n_problems=2", "gap.samples=2", "gap.max_new_tokens=8"]
-    Run(tmp_path / "here", resolve_config(None, overrides), progress=False).run()
+    Run(tmp_path / "here", RunConfig.load(None, overrides).to_dict(), progress=False).run()
     base = load_student(spec, precision="fp32")  # the engine's own copy, as a separate server would hold
     with start_student_server(base, name="tiny", token=TOKEN) as srv:
         monkeypatch.setenv(KEY_ENV, TOKEN)
         engine = [f"student.engine={srv.url}", "student.engine_model=tiny"]
-        Run(tmp_path / "there", resolve_config(None, overrides + engine), progress=False).run()
+        Run(tmp_path / "there", RunConfig.load(None, overrides + engine).to_dict(), progress=False).run()
         served = srv.service.models()
     there = tmp_path / "there"
     # Each iteration's adapter loaded by path; iteration 0's unloaded once iteration 1's was loaded.
@@ -196,13 +197,13 @@ def test_a_run_through_the_engine_equals_the_run_in_process(spec, monkeypatch, t
 
 
 def test_a_run_engine_needs_lora_training_and_a_url(spec):
-    from tripost.loop import resolve_config
+    from tripost.runconfig import RunConfig
 
     with pytest.raises(TripostError, match=r'needs train.mode="lora" \(not \'full\'\)'):
-        resolve_config(None, [f"student.spec={spec}", "student.engine=http://127.0.0.1:9/v1", "train.mode=full"])
+        RunConfig.load(None, [f"student.spec={spec}", "student.engine=http://127.0.0.1:9/v1", "train.mode=full"])
     with pytest.raises(TripostError, match="student.engine must be the engine's base URL"):
-        resolve_config(None, [f"student.spec={spec}", "student.engine=127.0.0.1:9", "train.mode=lora"])
-    resolve_config(None, [f"student.spec={spec}", "student.engine=http://127.0.0.1:9/v1", "train.mode=lora"])
+        RunConfig.load(None, [f"student.spec={spec}", "student.engine=127.0.0.1:9", "train.mode=lora"])
+    RunConfig.load(None, [f"student.spec={spec}", "student.engine=http://127.0.0.1:9/v1", "train.mode=lora"])
 
 
 def test_serve_student_loads_adapters_at_runtime_and_refuses_bad_ones(spec, tmp_path):

@@ -17,7 +17,7 @@ from tripost.cli import collect_cmd
 from tripost.errors import TripostError
 from tripost.format import Feedback, Trajectory, Turn, parse_rationale
 from tripost.log import LogRecord, read_log
-from tripost.loop import check_config, resolve_config
+from tripost.runconfig import RunConfig
 from tripost.sources import Job, make_source
 from tripost.sources.selfverify import SelfVerifiedSource, SelfVerifyConfig, first_turn, self_verified_collect
 from tripost.sources.settings import CollectSettings
@@ -285,17 +285,17 @@ def test_the_source_runs_on_the_student_with_its_own_verifier(tmp_path, tiny_stu
 
 
 def test_the_settings_are_keys_and_flags_with_checks(tmp_path):
-    cfg = resolve_config(None, ["collect.source=self_verified", "collect.verify_verifier=cot", "collect.verify_quantile=0.25"])
+    cfg = RunConfig.load(None, ["collect.source=self_verified", "collect.verify_verifier=cot", "collect.verify_quantile=0.25"]).to_dict()
     src = make_source(CollectSettings(**{k: v for k, v in cfg["collect"].items()}), 1)
     assert (src.config.verifier, src.config.quantile) == ("cot", 0.25)
     with pytest.raises(TripostError, match=r"^collect.verify_quantile must be in \(0, 1\]"):
-        resolve_config(None, ["collect.source=self_verified", "collect.verify_quantile=0.0"])
+        RunConfig.load(None, ["collect.source=self_verified", "collect.verify_quantile=0.0"])
     with pytest.raises(TripostError, match=r"^collect.verify_threshold must be in \[0, 1\]"):
-        resolve_config(None, ["collect.verify_threshold=1.5"])
+        RunConfig.load(None, ["collect.verify_threshold=1.5"])
     with pytest.raises(TripostError, match="unknown collect.verify_verifier 'teacher'"):
-        resolve_config(None, ["collect.verify_verifier=teacher"])
+        RunConfig.load(None, ["collect.verify_verifier=teacher"])
     with pytest.raises(TripostError, match="self_verified needs different samples"):
-        resolve_config(None, ["collect.source=self_verified", "collect.temperature=0.0"])
+        RunConfig.load(None, ["collect.source=self_verified", "collect.temperature=0.0"])
     parser = build_parser()
     base = ["collect", "--task", "arithmetic", "--out", str(tmp_path / "c")]
     s = collect_cmd.collect_settings(parser.parse_args([*base, "--source", "self_verified", "--verify-mode", "reweight",
@@ -309,11 +309,11 @@ def test_the_settings_are_keys_and_flags_with_checks(tmp_path):
 def test_a_reweighting_run_needs_example_weights_in_training():
     keys = ["collect.source=self_verified", "collect.verify_mode=reweight"]
     with pytest.raises(TripostError) as e:
-        check_config(resolve_config(None, keys))
+        RunConfig.load(None, keys).check()
     assert "collect.verify_mode=reweight" in str(e.value) and "train.use_example_weight=true" in str(e.value)
     assert "\n" not in str(e.value)
-    check_config(resolve_config(None, [*keys, "train.use_example_weight=true"]))
-    check_config(resolve_config(None, ["collect.source=self_verified"]))  # filter mode: weights are all 1
+    RunConfig.load(None, [*keys, "train.use_example_weight=true"]).check()
+    RunConfig.load(None, ["collect.source=self_verified"]).check()  # filter mode: weights are all 1
 
 
 # ------------------------------------------- weights: log, buffer, loss ---

@@ -15,7 +15,7 @@ from tripost.buffer import examples_from_records
 from tripost.cli import collect_cmd, main
 from tripost.errors import TripostError
 from tripost.log import LogRecord
-from tripost.loop import data_source, default_config, resolve_config
+from tripost.runconfig import RunConfig
 from tripost.settings import from_args, section_defaults
 from tripost.sources import SOURCE_NAMES, SOURCES, Job, make_source, source_class
 from tripost.sources.base import record_key, sample_seed, sampled_batches
@@ -38,7 +38,7 @@ def test_an_unknown_source_is_one_line_listing_the_names():
     with pytest.raises(TripostError, match=r"^unknown data source 'star'; choose from teacher, rejection, sharpen, guided, self_verified, demo$"):
         source_class("star")
     with pytest.raises(TripostError, match=r"unknown collect.source 'star'; choose from teacher, rejection, sharpen, guided, self_verified, demo"):
-        resolve_config(None, ["collect.source=star"])
+        RunConfig.load(None, ["collect.source=star"])
 
 
 def test_a_new_source_is_one_registration(monkeypatch):
@@ -68,13 +68,13 @@ def test_a_new_source_is_one_registration(monkeypatch):
 
 
 def test_the_run_config_and_the_collect_flags_share_their_defaults(tmp_path):
-    assert default_config()["collect"] == section_defaults(CollectSettings)
+    assert RunConfig.defaults()["collect"] == section_defaults(CollectSettings)
     parser = argparse.ArgumentParser()
     collect_cmd.register(parser.add_subparsers(dest="verb"))
     args = parser.parse_args(["collect", "--task", "arithmetic", "--out", str(tmp_path / "c")])
     assert from_args(CollectSettings, args) == CollectSettings()
     # The settings of a run are the source's settings: one builder for both.
-    assert data_source(resolve_config(None, ["collect.samples_per_problem=3"])).config.samples_per_problem == 3
+    assert RunConfig.load(None, ["collect.samples_per_problem=3"]).data_source().config.samples_per_problem == 3
     assert collect_cmd.collect_settings(parser.parse_args(["collect", "--task", "arithmetic", "--out", "x", "--samples", "3"])).samples_per_problem == 3
 
 
@@ -86,7 +86,7 @@ def test_the_run_config_and_the_collect_flags_share_their_defaults(tmp_path):
 ])
 def test_a_wrong_setting_is_named_the_way_it_was_set(tmp_path, capsys, override, flags, run_error, cli_error):
     with pytest.raises(TripostError) as e:
-        resolve_config(None, [override])
+        RunConfig.load(None, [override])
     assert str(e.value) == run_error
     assert main(["collect", "--task", "arithmetic", "--n", "1", "--out", str(tmp_path / "c"), *flags]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line]

@@ -364,13 +364,13 @@ def test_a_wrong_batch_option_is_one_line(tmp_path, capsys, args, needle):
 
 
 def test_run_config_takes_teacher_batch(tmp_path):
-    from tripost.loop import resolve_config, teacher_options
+    from tripost.runconfig import RunConfig
 
-    cfg = resolve_config(None, ["teacher.batch=true", "teacher.batch_wait=1.5", "teacher.batch_poll=60"])
-    options = teacher_options(cfg)
+    cfg = RunConfig.load(None, ["teacher.batch=true", "teacher.batch_wait=1.5", "teacher.batch_poll=60"]).to_dict()
+    options = RunConfig.from_dict(cfg).teacher_options()
     assert (options.batch, options.batch_wait, options.batch_poll) == (True, 1.5, 60.0)
     with pytest.raises(TripostError, match="teacher.batch_poll must be more than 0 seconds"):
-        teacher_options(resolve_config(None, ["teacher.batch_poll=0"]))
+        RunConfig.load(None, ["teacher.batch_poll=0"]).teacher_options()
 
 
 def test_an_unreadable_batch_record_is_kept_and_named(tmp_path):
@@ -445,10 +445,11 @@ def test_two_records_of_one_file_keep_each_others_batches(tmp_path):
 
 
 def test_a_run_keeps_its_batch_record_in_the_run_folder(monkeypatch, tmp_path):
-    from tripost.loop import Run, resolve_config
+    from tripost.loop import Run
+    from tripost.runconfig import RunConfig
 
     monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
-    cfg = resolve_config(None, ["teacher.spec=openai:scripted", "teacher.batch=true", "teacher.batch_wait=0.5"])
+    cfg = RunConfig.load(None, ["teacher.spec=openai:scripted", "teacher.batch=true", "teacher.batch_wait=0.5"]).to_dict()
     run = Run(tmp_path / "run", cfg, progress=False)
     t = run.teacher()
     try:

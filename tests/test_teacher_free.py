@@ -5,7 +5,8 @@ import json
 from tripost.buffer import BufferConfig, build_buffer
 from tripost.sources.teacher import CollectConfig
 from tripost.log import read_log
-from tripost.loop import Run, resolve_config
+from tripost.loop import Run
+from tripost.runconfig import RunConfig
 from tripost.sources.base import judge_attempt
 from tripost.sources.rejection import rejection_collect
 from tripost.tasks import get_task, sample_problems
@@ -55,11 +56,11 @@ def test_rejection_collect_keeps_right_samples_and_resumes(tmp_path):
 def test_loop_with_rejection_source_keeps_the_last_adapter_when_nothing_is_right(tmp_path, tiny_model_dir):
     # The tiny random model is never right: every iteration's buffer is empty,
     # nothing is trained, and the last iteration is evaluated with iteration 0's adapter.
-    cfg = resolve_config(None, [
+    cfg = RunConfig.load(None, [
         f"student.spec=hf:{tiny_model_dir}", "tasks.n_train=4", "tasks.n_eval=2", "train.epochs=1", "train.precision=fp32",
         "collect.source=rejection", "buffer.include_gold=false", "collect.max_new_tokens=16", "collect.samples_per_problem=1",
         "eval.max_new_tokens=16", "eval.max_turns=1", "eval.n_bootstrap=20", "loop.iterations=2", "eval.every_iteration=false",
-    ])
+    ]).to_dict()
     run = Run(tmp_path / "run", cfg, progress=False, log=lambda m: None)
     state = run.run()
     assert state["stages"]["it1/train"]["skipped"] and state["stages"]["it2/train"]["skipped"]
@@ -77,18 +78,18 @@ def test_unknown_collect_source_is_refused():
     from tripost.errors import TripostError
 
     with pytest.raises(TripostError, match="collect.source"):
-        resolve_config(None, ["collect.source=oracle"])
+        RunConfig.load(None, ["collect.source=oracle"])
 
 
 def test_loop_with_sharpen_source_trains_on_the_students_own_picks(tmp_path, tiny_model_dir):
     # Sharpening keeps the best-by-likelihood sample whether or not it is right,
     # so even the never-right tiny model has a buffer and a trained adapter.
-    cfg = resolve_config(None, [
+    cfg = RunConfig.load(None, [
         f"student.spec=hf:{tiny_model_dir}", "tasks.n_train=3", "tasks.n_eval=2", "train.epochs=1", "train.precision=fp32",
         "collect.source=sharpen", "collect.sharpen_reward=logprob", "buffer.include_gold=false", "collect.max_new_tokens=12",
         "collect.samples_per_problem=2", "eval.max_new_tokens=12", "eval.max_turns=1", "eval.n_bootstrap=20", "loop.iterations=1",
         "loop.iteration0=false",
-    ])
+    ]).to_dict()
     run = Run(tmp_path / "run", cfg, progress=False, log=lambda m: None)
     state = run.run()
     assert state["stages"]["it1/collect"]["teacher_calls"] == 0
@@ -102,12 +103,12 @@ def test_loop_with_sharpen_source_trains_on_the_students_own_picks(tmp_path, tin
 
 
 def test_loop_with_guided_source_runs_guided_rounds_for_unsolved_problems(tmp_path, tiny_model_dir):
-    cfg = resolve_config(None, [
+    cfg = RunConfig.load(None, [
         f"student.spec=hf:{tiny_model_dir}", "tasks.n_train=3", "tasks.n_eval=2", "train.epochs=1", "train.precision=fp32",
         "collect.source=guided", "collect.guided_strategy=answer", "collect.guided_rounds=1", "collect.guided_min_correct=1",
         "collect.samples_per_problem=2", "collect.max_new_tokens=12", "buffer.include_gold=false",
         "eval.max_new_tokens=12", "eval.max_turns=1", "eval.n_bootstrap=20", "loop.iterations=1", "loop.iteration0=false",
-    ])
+    ]).to_dict()
     state = Run(tmp_path / "run", cfg, progress=False, log=lambda m: None).run()
     recs = list(read_log(tmp_path / "run" / "it1" / "collect" / "log.jsonl"))
     # Round 0: 3 problems x 2 plain samples; the never-right tiny model leaves

@@ -22,7 +22,8 @@ from tripost.cli import main
 from tripost.errors import TripostError
 from tripost.sources.teacher import CollectConfig, collect
 from tripost.format import parse_rationale
-from tripost.loop import Run, resolve_config
+from tripost.loop import Run
+from tripost.runconfig import RunConfig
 from tripost.report import collect_run, render_markdown
 from tripost.serve import Faults, start_server
 from tripost.tasks import get_task, sample_problems
@@ -230,9 +231,9 @@ def test_a_set_temperature_reaches_a_model_that_takes_one(server):
 
 def test_run_config_teacher_section_reaches_make_teacher_and_the_server(server, tmp_path):
     prices = prices_file(tmp_path)
-    cfg = resolve_config(None, ["teacher.spec=openai:scripted", "teacher.timeout=30", "teacher.max_tokens=99", "teacher.temperature=0.5",
+    cfg = RunConfig.load(None, ["teacher.spec=openai:scripted", "teacher.timeout=30", "teacher.max_tokens=99", "teacher.temperature=0.5",
                                 "teacher.token_param=max_completion_tokens", "teacher.concurrency=3", "teacher.cache=false",
-                                f"teacher.prices={prices}"])
+                                f"teacher.prices={prices}"]).to_dict()
     t = Run(tmp_path / "run", cfg, progress=False).teacher()
     try:
         assert isinstance(t, PromptedTeacher)
@@ -246,7 +247,7 @@ def test_run_config_teacher_section_reaches_make_teacher_and_the_server(server, 
 
 
 def test_a_run_made_before_the_teacher_options_resumes_with_their_defaults(tmp_path):
-    cfg = resolve_config()
+    cfg = RunConfig.load().to_dict()
     old = copy.deepcopy(cfg)
     old["teacher"] = {"spec": "scripted", "concurrency": 8}
     run = tmp_path / "run"
@@ -317,7 +318,7 @@ def test_collect_flags_reach_make_teacher(monkeypatch, tmp_path):
         t.close()
     # And the defaults of the flags are the run config's.
     defaults = TeacherOptions.from_args(parser.parse_args(["collect", "--task", "arithmetic", "--out", str(tmp_path / "c")]))
-    assert {k: v for k, v in resolve_config()["teacher"].items() if k != "spec"} == TeacherOptions.config_defaults()
+    assert {k: v for k, v in RunConfig.load().to_dict()["teacher"].items() if k != "spec"} == TeacherOptions.config_defaults()
     assert defaults == TeacherOptions()
 
 
@@ -468,7 +469,7 @@ def test_an_unpriced_teacher_shows_as_unpriced_in_collect_teach_and_the_report(s
     # The run report: "unpriced", not 0.0000.
     run = tmp_path / "run"
     (run / "it1" / "collect").mkdir(parents=True)
-    (run / "config.json").write_text(json.dumps(resolve_config(None, ["teacher.spec=openai:scripted"])))
+    (run / "config.json").write_text(json.dumps(RunConfig.load(None, ["teacher.spec=openai:scripted"]).to_dict()))
     (run / "it1" / "collect" / "collect.json").write_text(json.dumps(results["unpriced"].to_dict()))
     report = render_markdown(collect_run(run), [])
     row = next(line for line in report.splitlines() if line.startswith("| it1 |"))

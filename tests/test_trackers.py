@@ -28,9 +28,10 @@ def overrides(tiny: Path, report_to: str) -> list[str]:
 
 
 def run(tiny: Path, out: Path, report_to: str, said: list[str] | None = None) -> None:
-    from tripost.loop import Run, resolve_config
+    from tripost.loop import Run
+    from tripost.runconfig import RunConfig
 
-    Run(out, resolve_config(None, overrides(tiny, report_to)), progress=False, log=(said.append if said is not None else lambda m: None)).run()
+    Run(out, RunConfig.load(None, overrides(tiny, report_to)).to_dict(), progress=False, log=(said.append if said is not None else lambda m: None)).run()
 
 
 def events(path: Path) -> list[tuple[int, str, float]]:
@@ -118,7 +119,7 @@ def test_wandb_and_trackio_get_one_run_with_iterations_as_steps(tmp_path, monkey
     by its id or name for each iteration's numbers, closed in between so the
     trainer's own runs never mix with it. (The packages are not installed
     here; these are their documented calls.)"""
-    from tripost.loop import default_config
+    from tripost.runconfig import RunConfig
     from tripost.report import LoopTracker
 
     calls: list = []
@@ -129,7 +130,7 @@ def test_wandb_and_trackio_get_one_run_with_iterations_as_steps(tmp_path, monkey
         folder.mkdir(parents=True)
         (folder / "eval.json").write_text(json.dumps({"metrics": {"total": {
             "n": 4, "first_accuracy": acc, "final_accuracy": acc, "counts": {"first_correct": int(4 * acc), "final_correct": int(4 * acc)}}}}))
-    cfg = default_config()
+    cfg = RunConfig.defaults()
     cfg["train"]["report_to"] = name
     tracker = LoopTracker(out, cfg, say=lambda m: None)
     tracker.log("it0")
@@ -159,11 +160,11 @@ def test_iteration_metrics_keep_unknown_costs_unknown():
 
 
 def test_trackers_without_loop_numbers_say_so_once(tmp_path, monkeypatch):
-    from tripost.loop import default_config
+    from tripost.runconfig import RunConfig
     from tripost.report import LoopTracker
 
     monkeypatch.setitem(sys.modules, "dvclive", fake_tracker("dvclive", []))
-    cfg = default_config()
+    cfg = RunConfig.defaults()
     cfg["train"]["report_to"] = "dvclive"
     said: list[str] = []
     tracker = LoopTracker(tmp_path, cfg, say=said.append)

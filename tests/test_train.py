@@ -569,11 +569,11 @@ def test_report_to_names_are_transformers_own_and_checked_up_front(monkeypatch):
 
     from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
 
-    from tripost.loop import default_config
+    from tripost.runconfig import RunConfig
     from tripost.train import REPORTERS, report_targets
 
     assert set(REPORTERS) == set(INTEGRATION_TO_CALLBACK)  # a tracker transformers adds or drops shows here
-    assert TrainConfig().report_to == "none" and default_config()["train"]["report_to"] == "none"
+    assert TrainConfig().report_to == "none" and RunConfig.defaults()["train"]["report_to"] == "none"
     assert report_targets("none") == [] and report_targets("") == [] and report_targets(" none ") == []
     for bad, message in [("tensorbored", "unknown tracker 'tensorbored'"), ("none,wandb", "cannot be combined"),
                          ("all", "unknown tracker 'all'")]:

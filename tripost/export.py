@@ -33,13 +33,13 @@ from pathlib import Path
 from typing import Any
 
 from tripost.errors import TripostError, clip
+from tripost.layout import RunLayout
 
 GGUF_TYPES = ("f32", "f16", "bf16", "q8_0")
 GGUF_TYPE = "f16"  # llama.cpp's converter's default too; quantise further with llama-quantize
 MERGE_DTYPES = ("fp32", "bf16")
 MERGE_DTYPE = "fp32"  # what tripost trains in on a CPU, and what the embedded student was dequantised to
 _REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
-_IT_RE = re.compile(r"it(\d+)")
 # What a trained folder holds that an export leaves behind: the trainer's
 # checkpoints, its staging folder and the loss curve's event files.
 _LEFT_BEHIND = ("checkpoints", ".saving", "logs")
@@ -100,24 +100,23 @@ def find_source(path: str | Path, iteration: int | None = None) -> ExportSource:
         if iteration is not None:
             raise TripostError(f"{path} is one trained folder, not a run: --iteration picks an iteration of a run folder")
         return _source(path)
-    its = sorted(int(m.group(1)) for p in path.iterdir() if (m := _IT_RE.fullmatch(p.name)) and p.is_dir())
-    if not (path / "config.json").is_file() or not its:
+    layout = RunLayout(path)
+    its = layout.iterations()
+    if not layout.config.is_file() or not its:
         raise TripostError(f"{path} is neither a run folder (config.json, itN/train) nor a trained folder "
                            "(a PEFT adapter or full weights, with tripost-student.json)")
-    done = [t for t in its if is_trained(path / f"it{t}" / "train") and is_trained_weights(path / f"it{t}" / "train")]
+    done = [t for t in its if is_trained(layout.it(t).train) and is_trained_weights(layout.it(t).train)]
     if iteration is None:
         if not done:
             raise TripostError(f"{path}: no iteration has finished training yet")
-        return _source(path / f"it{done[-1]}" / "train", run=path, iteration=done[-1])
+        return _source(layout.it(done[-1]).train, run=path, iteration=done[-1])
     if iteration not in its:
         raise TripostError(f"{path} has no iteration {iteration} (iterations: {', '.join(map(str, its))})")
     if iteration in done:
-        return _source(path / f"it{iteration}" / "train", run=path, iteration=iteration)
-    from tripost.loop import SKIPPED
-
+        return _source(layout.it(iteration).train, run=path, iteration=iteration)
     earlier = [t for t in done if t < iteration]
-    if (path / f"it{iteration}" / "train" / SKIPPED).is_file() and earlier:
-        return _source(path / f"it{earlier[-1]}" / "train", run=path, iteration=iteration,
+    if layout.it(iteration).train_skipped.is_file() and earlier:
+        return _source(layout.it(earlier[-1]).train, run=path, iteration=iteration,
                        note=f"iteration {iteration} trained nothing (empty buffer); its student is iteration {earlier[-1]}'s")
     raise TripostError(f"{path}: iteration {iteration} has not finished training"
                        + (f" (finished: {', '.join(map(str, done))})" if done else ""))

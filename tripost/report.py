@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 from typing import Any
 
 from tripost.config import flatten
 from tripost.errors import TripostError
+from tripost.layout import TRACKER_LOGS, RunLayout, StageFolder
 from tripost.stats import proportion_interval
 from tripost.teachers.usage import format_cost
 
@@ -54,24 +54,25 @@ def _ci(m: dict[str, Any], key: str) -> str:
 
 def collect_run(run: Path) -> dict[str, Any]:
     """Everything the report shows, as one dict (also written as report.json)."""
-    if not (run / "config.json").exists():
+    layout = RunLayout(run)
+    if not layout.config.exists():
         raise TripostError(f"{run} is not a run folder (no config.json)")
-    iters = sorted((int(m.group(1)), p) for p in run.glob("it*") if (m := re.fullmatch(r"it(\d+)", p.name)))
-    stages = [("base", run / "base")] if (run / "base").exists() else []
-    stages += [(f"it{t}", p) for t, p in iters]
-    rows = [iteration_row(name, p) for name, p in stages]
-    return {"config": _load(run / "config.json"), "state": _load(run / "state.json"), "machine": _load(run / "machine.json"), "iterations": rows}
+    stages = [("base", layout.base)] if layout.base.root.exists() else []
+    stages += [(f"it{t}", layout.it(t)) for t in layout.iterations()]
+    rows = [iteration_row(name, folder) for name, folder in stages]
+    return {"config": _load(layout.config), "state": _load(layout.state), "machine": _load(layout.machine), "iterations": rows}
 
 
-def iteration_row(name: str, folder: Path) -> dict[str, Any]:
+def iteration_row(name: str, folder: StageFolder | Path) -> dict[str, Any]:
     """What the stages of one iteration (or `base`) wrote in `folder`; None for a stage that has not."""
+    f = folder if isinstance(folder, StageFolder) else StageFolder(Path(folder))
     return {
         "iteration": name,
-        "eval": _load(folder / "eval" / "eval.json"),
-        "collect": _load(folder / "collect" / "collect.json"),
-        "buffer": _load(folder / "buffer" / "stats.json"),
-        "train": _load(folder / "train" / "train_metrics.json"),
-        "gap": _load(folder / "gap" / "gap.json"),
+        "eval": _load(f.eval_json),
+        "collect": _load(f.collect_json),
+        "buffer": _load(f.buffer_stats),
+        "train": _load(f.train_metrics),
+        "gap": _load(f.gap_json),
     }
 
 
@@ -231,13 +232,12 @@ def render_markdown(data: dict[str, Any], plots: list[str]) -> str:
 
 
 def write_report(run: str | Path) -> Path:
-    run = Path(run)
-    data = collect_run(run)
-    plots = _plot(data, run / "plots")
-    (run / "report.json").write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
-    path = run / "report.md"
-    path.write_text(render_markdown(data, plots))
-    return path
+    layout = RunLayout(run)
+    data = collect_run(layout.root)
+    plots = _plot(data, layout.plots)
+    layout.report_json.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    layout.report_md.write_text(render_markdown(data, plots))
+    return layout.report_md
 
 
 # ---------------------------------------------------------------- trackers ---
@@ -246,7 +246,6 @@ def write_report(run: str | Path) -> Path:
 # (one per invocation; a resumed run sends the finished iterations again, from
 # their files, so every tracker run is the whole run) in which iteration t is
 # step t. LOOP_TRACKERS take them; the others named get the loss curves only.
-TRACKER_LOGS = "logs"  # RUN/logs: the loop's tensorboard event files (each training's are in itT/train/logs)
 _SUBSETS = ("total", "seen", "unseen")
 
 

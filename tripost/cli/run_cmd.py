@@ -19,8 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     r.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
     r.add_argument("--config", metavar="FILE.toml", help="a TOML config file")
-    r.add_argument("--out", required=True, metavar="RUN", help="run folder")
+    r.add_argument("--out", metavar="RUN", help="run folder (required unless --print-config or --keys)")
     r.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
+    r.add_argument("--keys", action="store_true", help="list every config key with its default and what it does, and exit")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     r.set_defaults(handler=cmd_run)
 
@@ -33,12 +34,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     import json
 
     from tripost.cli._io import check_out_dir
-    from tripost.loop import Run, resolve_config
+    from tripost.loop import Run
+    from tripost.runconfig import RunConfig, key_help
 
-    cfg = resolve_config(args.config, args.overrides)
-    if args.print_config:
-        print(json.dumps(cfg, indent=2, sort_keys=True))
+    if args.keys:
+        print(key_help())
         return 0
+    cfg = RunConfig.load(args.config, args.overrides)
+    if args.print_config:
+        print(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
+        return 0
+    if not args.out:
+        raise TripostError("tripost run needs --out RUN (the run folder)")
     check_out_dir(args.out)
     Run(args.out, cfg, progress=not args.no_progress).run()
     print(f"run finished: {args.out}/report.md")
