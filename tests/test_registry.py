@@ -43,3 +43,22 @@ def test_the_task_registry_is_one():
     assert get_task("arithmetic") is get_task("arithmetic")
     with pytest.raises(TripostError, match="unknown task family 'nope'; choose from arithmetic"):
         get_task("nope")
+
+
+def test_your_own_entry_can_be_registered_and_removed():
+    reg = Registry("thing", {"json": "json:dumps"})
+    reg["loads"] = "json:loads"
+    import json
+
+    assert reg.get("loads") is json.loads and reg.names == ("json", "loads")
+    reg["loads"] = "json:dumps"  # replaced: looked up again
+    assert reg.get("loads") is json.dumps
+    del reg["loads"]
+    assert "loads" not in reg
+    with pytest.raises(ValueError, match="not 'module:attribute'"):
+        reg["bad"] = "json"
+
+
+def test_get_with_a_default_is_a_mapping_get():
+    reg = Registry("thing", {"json": "json:dumps"})
+    assert reg.get("nope", None) is None and reg.get("nope", 3) == 3

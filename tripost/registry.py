@@ -19,30 +19,39 @@ objectives (tripost.train.objectives).
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any
 
 from tripost.errors import TripostError, clip
 
 
-class Registry(Mapping[str, str]):
-    """A read-only table name -> "module:attribute", looked up lazily.
+_REQUIRED = object()  # get() without a default: an unknown name is an error
+
+
+def _check_entry(kind: str, name: str, target: str) -> None:
+    module, sep, attr = target.partition(":")
+    if not (module and sep and attr):
+        raise ValueError(f"{kind} {name!r}: entry {target!r} is not 'module:attribute'")
+
+
+class Registry(MutableMapping[str, str]):
+    """A table name -> "module:attribute", looked up lazily.
 
     `kind` names what the entries are in errors ("task family", "data
-    source"). A Mapping over the entry strings, so `name in REG`, `list(REG)`
-    and `len(REG)` work without importing anything."""
+    source"). A mapping over the entry strings, so `name in REG`, `list(REG)`
+    and `len(REG)` work without importing anything; `REG["mine"] =
+    "my_package.module:MySource"` registers one of your own from your code."""
 
     def __init__(self, kind: str, entries: Mapping[str, str]) -> None:
         for name, target in entries.items():
-            module, sep, attr = target.partition(":")
-            if not (module and sep and attr):
-                raise ValueError(f"{kind} {name!r}: entry {target!r} is not 'module:attribute'")
+            _check_entry(kind, name, target)
         self.kind = kind
         self._entries = dict(entries)
         self._loaded: dict[str, Any] = {}
 
     @property
     def names(self) -> tuple[str, ...]:
+        """The registered names, in declaration order (a snapshot)."""
         return tuple(self._entries)
 
     def check(self, name: str) -> str:
@@ -51,10 +60,12 @@ class Registry(Mapping[str, str]):
             raise TripostError(f"unknown {self.kind} {clip(name)}; choose from {', '.join(self._entries)}")
         return name
 
-    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, name: str, default: Any = _REQUIRED) -> Any:  # type: ignore[override]
         """The object registered under `name`, imported on first use; an
-        unknown name is one `TripostError` listing the known ones (`default`
-        is accepted for Mapping's signature and never returned)."""
+        unknown name is one `TripostError` listing the known ones, or
+        `default` when one is given."""
+        if name not in self._entries and default is not _REQUIRED:
+            return default
         self.check(name)
         if name not in self._loaded:
             module, _, attr = self._entries[name].partition(":")
@@ -63,6 +74,18 @@ class Registry(Mapping[str, str]):
 
     def __getitem__(self, name: str) -> str:
         return self._entries[self.check(name)]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __setitem__(self, name: str, target: str) -> None:
+        _check_entry(self.kind, name, target)
+        self._entries[name] = target
+        self._loaded.pop(name, None)
+
+    def __delitem__(self, name: str) -> None:
+        del self._entries[self.check(name)]
+        self._loaded.pop(name, None)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._entries)

@@ -9,28 +9,24 @@ tripost.sources.base), and one line here. `tripost run` (collect.source) and
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
-from tripost.errors import TripostError
+from tripost.registry import Registry
 
-SOURCES = {
+SOURCES = Registry("data source", {
     "teacher": "tripost.sources.teacher:TeacherSource",  # TriPosT's interactive editing
     "rejection": "tripost.sources.rejection:RejectionSource",  # the student's own correct samples (STaR/LMSI)
     "sharpen": "tripost.sources.sharpen:SharpenSource",  # the student's best-of-N by its own likelihood
     "guided": "tripost.sources.guided:GuidedSource",  # Guided Self-Improvement for the hard tail
     "self_verified": "tripost.sources.selfverify:SelfVerifiedSource",  # kept or weighed by the student's own verifier (Song et al. 2024)
     "demo": "tripost.sources.demo:DemoSource",  # TriPosT's ablation: the LLM teacher's own attempts (or, with the scripted teacher, family-made wrong ones) fixed by the teacher, no student attempt
-}
-SOURCE_NAMES = tuple(SOURCES)
+})
+SOURCE_NAMES = SOURCES.names
 
 
 def source_class(name: str) -> Any:
     """The class registered under `name`; an unknown name is an error listing the known ones."""
-    if name not in SOURCES:
-        raise TripostError(f"unknown data source {name!r}; choose from {', '.join(SOURCE_NAMES)}")
-    module, _, attr = SOURCES[name].partition(":")
-    return getattr(importlib.import_module(module), attr)
+    return SOURCES.get(name)
 
 
 def make_source(settings: Any, teacher_concurrency: int) -> Any:
