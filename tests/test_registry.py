@@ -62,3 +62,19 @@ def test_your_own_entry_can_be_registered_and_removed():
 def test_get_with_a_default_is_a_mapping_get():
     reg = Registry("thing", {"json": "json:dumps"})
     assert reg.get("nope", None) is None and reg.get("nope", 3) == 3
+
+
+def test_the_teacher_backends_are_one_table():
+    import inspect
+
+    from tripost.teachers import BACKENDS, SPECS, TEACHERS, check_teacher_spec
+
+    assert TEACHERS.names == tuple(BACKENDS) and len(SPECS) == len(BACKENDS)
+    for kind, backend in BACKENDS.items():
+        assert callable(TEACHERS.get(kind).from_spec), kind
+        assert check_teacher_spec(backend.example) == (kind, backend.example.partition(":")[2])
+        assert "**options" in str(inspect.signature(TEACHERS.get(kind).from_spec)), kind  # takes every option, uses its own
+    with pytest.raises(TripostError, match="needs a model, e.g. openai:gpt-6-luna"):
+        check_teacher_spec("openai:")
+    with pytest.raises(TripostError, match="unknown teacher spec 'scripted:x'"):
+        check_teacher_spec("scripted:x")

@@ -17,16 +17,46 @@ on-disk response cache, retries, bounded concurrency and a usage ledger.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 from tripost.errors import TripostError, clip
+from tripost.registry import Registry
 from tripost.teachers.base import FeedbackReply, ImproveReply, Teacher, TeacherCall
 from tripost.teachers.options import TeacherOptions, add_teacher_flags
 
 _DEFAULT = TeacherOptions()  # the option defaults, declared once (options.py)
 
-SPECS = ("scripted", "openai:MODEL", "anthropic:MODEL", "hf:PATH", "replay:LOG")
+
+@dataclass(frozen=True)
+class Backend:
+    """One kind of teacher spec (`KIND` or `KIND:ARG`): the class that builds
+    it from the spec (`from_spec(arg, **options)`), what its argument is
+    ("" none, "model" or "path") with an example spec, whether it is a chat
+    model that `PromptedTeacher` wraps (prompts, cache, retries, usage), its
+    default answer length, and whether it answers on this machine, one
+    request at a time (`max_concurrency`), so has no batch API."""
+
+    target: str
+    arg: str
+    example: str
+    chat: bool = True
+    max_tokens: int = 768
+    local: bool = False
+
+
+BACKENDS: dict[str, Backend] = {
+    "scripted": Backend("tripost.teachers.scripted:ScriptedTeacher", "", "scripted", chat=False),  # knows the task, always right
+    "openai": Backend("tripost.teachers.openai_chat:OpenAIChat", "model", "openai:gpt-6-luna"),
+    "anthropic": Backend("tripost.teachers.anthropic_chat:AnthropicChat", "model", "anthropic:claude-haiku-5-5"),
+    # CPU decoding is slow: a shorter answer budget by default.
+    "hf": Backend("tripost.teachers.hf_chat:HFChat", "path", "hf:/path/to/model", max_tokens=320, local=True),
+    "replay": Backend("tripost.teachers.replay:ReplayTeacher", "path", "replay:run/log.jsonl", chat=False),
+}
+# The classes, imported on first use (the SDK imports are a measured start-up cost).
+TEACHERS = Registry("teacher", {kind: b.target for kind, b in BACKENDS.items()})
+SPECS = tuple(f"{kind}:{b.arg.upper()}" if b.arg else kind for kind, b in BACKENDS.items())
 CACHE_FILE = "teacher-cache.sqlite"
 
 
@@ -44,15 +74,15 @@ def check_teacher_spec(spec: str, *, batch: bool = False) -> tuple[str, str]:
     began: after iteration 0 had trained and evaluated)."""
     kind, _, arg = spec.strip().partition(":")
     arg = arg.strip()
-    if kind == "scripted" and not arg:
-        return kind, arg
-    if kind in ("openai", "anthropic", "hf", "replay") and not arg:
-        example = {"openai": "openai:gpt-6-luna", "anthropic": "anthropic:claude-haiku-5-5", "hf": "hf:/path/to/model", "replay": "replay:run/log.jsonl"}[kind]
-        raise TripostError(f"teacher spec {clip(spec)} needs a {'path' if kind in ('hf', 'replay') else 'model'}, e.g. {example}")
-    if kind not in ("openai", "anthropic", "hf", "replay"):
+    backend = BACKENDS.get(kind)
+    if backend is None:
         raise TripostError(f"unknown teacher spec {clip(spec)}; expected one of: {', '.join(SPECS)}")
-    if batch and kind == "hf":  # before the model loads
-        raise TripostError("teacher.batch (--teacher-batch) needs an openai: or anthropic: teacher; an hf: teacher answers on this machine")
+    if backend.arg and not arg:
+        raise TripostError(f"teacher spec {clip(spec)} needs a {backend.arg}, e.g. {backend.example}")
+    if not backend.arg and arg:
+        raise TripostError(f"unknown teacher spec {clip(spec)}; expected one of: {', '.join(SPECS)}")
+    if batch and backend.local:  # before the model loads (a teacher that is no chat model has no requests to batch: ignored)
+        raise TripostError(f"teacher.batch (--teacher-batch) needs an openai: or anthropic: teacher; an {kind}: teacher answers on this machine")
     return kind, arg
 
 
@@ -109,37 +139,20 @@ def make_teacher(
     `make_teacher(spec, **options.teacher_kwargs())`.
     """
     kind, arg = check_teacher_spec(spec, batch=batch)
-    if kind == "scripted":
-        from tripost.teachers.scripted import ScriptedTeacher
-
-        return ScriptedTeacher()
-    if kind == "replay":
-        from tripost.teachers.replay import ReplayTeacher
-
-        return ReplayTeacher(arg)
+    built = TEACHERS.get(kind).from_spec(arg, base_url=base_url, api_key=api_key, timeout=timeout, token_param=token_param, device=device)
+    if not BACKENDS[kind].chat:
+        return built
 
     from tripost.teachers.cache import ResponseCache
     from tripost.teachers.prompted import PromptedTeacher
     from tripost.teachers.retry import RetryPolicy
     from tripost.teachers.usage import Ledger, load_prices
 
-    backend: Any
-    if kind == "openai":
-        from tripost.teachers.openai_chat import OpenAIChat
-
-        backend = OpenAIChat(arg.strip(), base_url=base_url, api_key=api_key, timeout=timeout, token_param=token_param)
-    elif kind == "anthropic":
-        from tripost.teachers.anthropic_chat import AnthropicChat
-
-        backend = AnthropicChat(arg.strip(), base_url=base_url, api_key=api_key, timeout=timeout)
-    else:
-        from tripost.teachers.hf_chat import HFChat
-
-        backend = HFChat(arg, device=device)
-        if concurrency is not None:
-            # One local model generates one answer at a time (hf_chat.py):
-            # more requests in flight would only wait in threads.
-            concurrency = min(concurrency, backend.max_concurrency)
+    backend: Any = built
+    if concurrency is not None and BACKENDS[kind].local:
+        # One local model generates one answer at a time (hf_chat.py): more
+        # requests in flight would only wait in threads.
+        concurrency = min(concurrency, backend.max_concurrency)
 
     if batch:
         from tripost.paths import tripost_home
@@ -170,7 +183,7 @@ def make_teacher(
         ledger=ledger,
         concurrency=concurrency,
         policy=policy or RetryPolicy(max_attempts=max_attempts),
-        max_tokens=max_tokens or (320 if kind == "hf" else 768),
+        max_tokens=max_tokens or BACKENDS[kind].max_tokens,
         temperature=temperature,
         embed_request=embed_request,
         name=f"{kind}:{arg.strip()}",
@@ -179,5 +192,5 @@ def make_teacher(
 
 __all__ = [
     "FeedbackReply", "ImproveReply", "Teacher", "TeacherCall", "TeacherOptions", "check_teacher_spec", "make_teacher", "add_teacher_flags",
-    "SPECS", "default_cache_path",
+    "BACKENDS", "Backend", "SPECS", "TEACHERS", "default_cache_path",
 ]

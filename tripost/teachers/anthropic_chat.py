@@ -116,6 +116,12 @@ class AnthropicChat(SDKChat):
     MAX_BATCH_REQUESTS = 100_000
     MAX_BATCH_BYTES = 256 * MB
 
+    @classmethod
+    def from_spec(cls, arg: str, *, base_url: str | None = None, api_key: str | None = None, timeout: float = 60.0,
+                  **options: Any) -> "AnthropicChat":
+        """`anthropic:MODEL`."""
+        return cls(arg.strip(), base_url=base_url, api_key=api_key, timeout=timeout)
+
     def __init__(self, model: str, *, prompt_caching: bool = True, **common: Any):
         """`common`: base_url, api_key, timeout, max_concurrency (SDKChat)."""
         self.auth_token: str | None = None

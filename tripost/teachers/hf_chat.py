@@ -56,6 +56,11 @@ class HFChat:
     endpoint = ""  # this machine: the model path already names what answers
     max_concurrency = 1
 
+    @classmethod
+    def from_spec(cls, arg: str, *, device: str | None = None, **options: Any) -> "HFChat":
+        """`hf:PATH` (a folder, a .gguf file, or smollm2-135m)."""
+        return cls(arg, device=device)
+
     def __init__(self, path: str, *, device: str | None = None):
         self.spec = student_spec_for(path)
         self.model = path.strip()

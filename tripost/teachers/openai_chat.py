@@ -59,6 +59,12 @@ class OpenAIChat(SDKChat):
     MAX_BATCH_REQUESTS = 50_000
     MAX_BATCH_BYTES = 200 * MB
 
+    @classmethod
+    def from_spec(cls, arg: str, *, base_url: str | None = None, api_key: str | None = None, timeout: float = 60.0,
+                  token_param: str = AUTO_TOKEN_PARAM, **options: Any) -> "OpenAIChat":
+        """`openai:MODEL`."""
+        return cls(arg.strip(), base_url=base_url, api_key=api_key, timeout=timeout, token_param=token_param)
+
     def __init__(self, model: str, *, token_param: str = AUTO_TOKEN_PARAM, **common: Any):
         """`common`: base_url, api_key, timeout, max_concurrency (SDKChat)."""
         if token_param not in TOKEN_PARAMS:

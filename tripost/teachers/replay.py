@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 from tripost.errors import TripostError
 from tripost.format import Feedback, parse_feedback, parse_rationale
@@ -57,6 +58,11 @@ def log_files(path: str | Path) -> list[Path]:
 
 
 class ReplayTeacher:
+    @classmethod
+    def from_spec(cls, arg: str, **options: Any) -> "ReplayTeacher":
+        """`replay:LOG` (the options are an LLM teacher's)."""
+        return cls(arg)
+
     def __init__(self, log: str | Path):
         from tripost.log import read_log
 

@@ -30,6 +30,7 @@ LLM at all:
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from tripost.errors import TripostError
 from tripost.format import Feedback, parse_rationale, render_rationale
@@ -40,6 +41,11 @@ from tripost.teachers.base import FeedbackReply, ImproveReply, TeacherCall
 
 class ScriptedTeacher:
     name = "scripted"
+
+    @classmethod
+    def from_spec(cls, arg: str, **options: Any) -> "ScriptedTeacher":
+        """`scripted` (no argument; the options are an LLM teacher's)."""
+        return cls()
 
     def feedback(self, problem: Problem, attempt: str) -> FeedbackReply:
         t0 = time.perf_counter()
