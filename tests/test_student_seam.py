@@ -403,3 +403,5 @@ def test_both_students_are_studentlike():
                 if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
                     assert p.name in have, f"{cls.__name__}.{name} lacks {p.name}"
         assert "tokenizer" in inspect.get_annotations(cls) or "tokenizer" in cls.__dict__ or cls is Student
+    # Callers ask the student where its model runs, never its class.
+    assert RemoteStudent.in_process is False and Student.in_process.fget(None) is True

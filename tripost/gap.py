@@ -105,6 +105,7 @@ from tripost.tasks.base import Problem
 from tripost.verify import (FILTERS, final_rationale, keep_mask, keep_quantile, keep_threshold, mc_logprobs, mc_scores, score_samples,
                             self_score, verify_prompt, VerifyConfig)
 from tripost.verify import VERIFIERS as STUDENT_VERIFIERS
+from tripost.student.base import StudentLike
 
 SCHEMA = "tripost.gap/1"
 VERIFIERS = (*STUDENT_VERIFIERS, "teacher")  # the student's own (tripost.verify), and the teacher
@@ -418,7 +419,7 @@ class GapResult:
         return atomic_write_json(path, self.to_dict())
 
 
-def measure_gap(student: Any, problems: Sequence[Problem], config: GapConfig | None = None, teacher: Any = None) -> GapResult:
+def measure_gap(student: StudentLike, problems: Sequence[Problem], config: GapConfig | None = None, teacher: Any = None) -> GapResult:
     """Sample `config.samples` attempts per problem from `student` (a loaded
     `tripost.student.Student`), score each with the verifier, filter, and
     compute the gap (module docstring). Only held-out problems unless
@@ -506,7 +507,7 @@ def measure_gap(student: Any, problems: Sequence[Problem], config: GapConfig | N
     )
 
 
-def gap_for_run(student: Any, problems: Sequence[Problem], cfg: GapConfig | Mapping[str, Any] | None = None, *, teacher: Any = None, out: str | Path | None = None) -> dict[str, Any]:
+def gap_for_run(student: StudentLike, problems: Sequence[Problem], cfg: GapConfig | Mapping[str, Any] | None = None, *, teacher: Any = None, out: str | Path | None = None) -> dict[str, Any]:
     """For the iteration loop: measure the gap, write the full result to `out`
     (e.g. RUN/itT/gap/gap.json) when given, and return the summary a run
     records (metrics and config, without per-problem samples). `cfg` may be a

@@ -33,9 +33,9 @@ from tripost.config import config_hash, flatten, write_config
 from tripost.errors import TripostError, clip
 from tripost.fileio import LOCK_FILE, FolderLock, atomic_write_json
 from tripost.layout import SKIPPED, RunLayout
-from tripost.log import check_resumable, read_log
+from tripost.log import read_log
 from tripost.runconfig import RunConfig
-from tripost.sources import Job
+from tripost.sources.collect import collect_to
 from tripost.tasks import select_problems
 from tripost.tasks.base import Problem
 from tripost.teachers import make_teacher
@@ -267,17 +267,11 @@ class Run:
 
     def stage_collect(self, t: int) -> dict[str, Any]:
         folder = self.layout.it(t)
-        check_resumable(folder.log)
         source = self.cfg.data_source()
-        student = None
-        info: dict[str, Any] = {}
-        if getattr(source, "needs_student", True):
-            student = self.open_student(self.adapter(t - 1))
-            info = self.cfg.collect_settings().student_info(student, self.cfg.seed)
-        job = Job(self.train_problems(), folder.log, iteration=t, seed=self.cfg.seed, config_hash=self.hash,
-                  student_info=info, progress=self.progress)
-        summary = source.collect(job, student, self.teacher() if source.needs_teacher else None).to_dict()
-        atomic_write_json(folder.collect_json, summary, sort_keys=True, ensure_ascii=True)
+        summary = collect_to(source, self.cfg.collect_settings(), self.train_problems(), folder.log, folder.collect_json,
+                             open_student=lambda: self.open_student(self.adapter(t - 1)),
+                             teacher=self.teacher() if source.needs_teacher else None,
+                             iteration=t, seed=self.cfg.seed, config_hash=self.hash, progress=self.progress).to_dict()
         if summary["stopped_early"]:
             self.say(f"[it{t}/collect] note: {summary['stopped_early']}")
         return {k: summary[k] for k in ("usable", "by_kind", "chosen_correct", "teacher_calls", "cost_usd", "unpriced") if k in summary}

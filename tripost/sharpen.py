@@ -74,6 +74,7 @@ from tripost.student import build_prompts
 from tripost.student.generate import SamplingParams
 from tripost.tasks import check_held_out, get_task
 from tripost.tasks.base import Problem
+from tripost.student.base import StudentLike
 
 DEFAULT_NS = (1, 2, 4, 8, 16)
 FEEDBACK_STOP = "\nFeedback:"
@@ -316,7 +317,7 @@ class DrawStats:
 
 
 def draw_candidates(
-    student: Any,
+    student: StudentLike,
     problems: Sequence[Problem],
     n: int,
     config: SharpenConfig,
@@ -454,7 +455,7 @@ def count_answers(items: Any) -> dict[str, int]:
 
 
 def accuracy_vs_n(
-    student: Any,
+    student: StudentLike,
     problems: Sequence[Problem],
     ns: Sequence[int] = DEFAULT_NS,
     reward: str | Sequence[str] = "all",

@@ -51,8 +51,8 @@ from tripost.paths import read_prompt
 from tripost.student.base import SamplingParams
 from tripost.student.generate import DEFAULT_BATCH
 from tripost.student.logprob import logprob_batches, sequence_logprobs
-from tripost.student.remote import RemoteStudent
 from tripost.student.tokens import encode_prompt
+from tripost.student.base import LoadedModel, StudentLike
 
 VERIFIERS = ("mc", "self", "cot")  # the student's own; tripost.gap adds "teacher"
 FILTERS = ("quantile", "threshold")
@@ -161,7 +161,7 @@ def verify_prompt(tokenizer: Any, question: str, attempt: str, config: VerifierS
 
 
 def mc_logprobs(
-    student: Any, prompts: Sequence[str], words: tuple[str, str] = (" Correct", " Incorrect"), *, batch_size: int = 16, progress: bool = False
+    student: StudentLike, prompts: Sequence[str], words: tuple[str, str] = (" Correct", " Incorrect"), *, batch_size: int = 16, progress: bool = False
 ) -> list[tuple[float, float]]:
     """(log p(words[0] | prompt), log p(words[1] | prompt)) for every prompt:
     the full-sequence log-probability of each word's tokens (a word can be
@@ -181,7 +181,7 @@ def mc_logprobs(
     A student without the model in this process (a remote engine,
     tripost.student.remote) scores each word with its `logprobs`: two
     sequences a prompt, the same quantities."""
-    if isinstance(student, RemoteStudent):
+    if not student.in_process:
         n = len(prompts)
         scores = student.logprobs([*prompts, *prompts], [words[0]] * n + [words[1]] * n)
         return [(scores[i].sum, scores[n + i].sum) for i in range(n)]
@@ -199,7 +199,7 @@ def mc_logprobs(
     return [(lp_long, lp_short) if long_i == 0 else (lp_short, lp_long) for lp_long, lp_short in pairs]
 
 
-def _shared_pass(student: Any, prompts: Sequence[str], longer: list[int], shorter: list[int], batch_size: int, progress: bool) -> list[tuple[float, float]]:
+def _shared_pass(student: LoadedModel, prompts: Sequence[str], longer: list[int], shorter: list[int], batch_size: int, progress: bool) -> list[tuple[float, float]]:
     import torch
 
 
@@ -227,7 +227,7 @@ def verdict_score(logp_correct: float, logp_incorrect: float) -> float:
     return e / (1.0 + e)
 
 
-def mc_scores(student: Any, prompts: Sequence[str], words: tuple[str, str] = (" Correct", " Incorrect"), *, batch_size: int = 16) -> list[float]:
+def mc_scores(student: StudentLike, prompts: Sequence[str], words: tuple[str, str] = (" Correct", " Incorrect"), *, batch_size: int = 16) -> list[float]:
     """p(words[0]) / (p(words[0]) + p(words[1])) per verification prompt, from
     `mc_logprobs`."""
     return [verdict_score(a, b) for a, b in mc_logprobs(student, prompts, words, batch_size=batch_size)]
@@ -275,7 +275,7 @@ def verdict_prompt(prompt: str, verification: str, prefix: str = "Verdict:") -> 
     return f"{prompt}{verification}\n{prefix}" if verification else prompt + prefix
 
 
-def cot_verify(student: Any, questions: Sequence[str], attempts: Sequence[str], config: VerifierSettings | None = None, fmt: Any = None) -> list[CotVerdict]:
+def cot_verify(student: StudentLike, questions: Sequence[str], attempts: Sequence[str], config: VerifierSettings | None = None, fmt: Any = None) -> list[CotVerdict]:
     """The ``cot`` verifier: the student writes a verification of each
     attempt (greedy, so the score is a function of the attempt; at most
     `cot_max_new_tokens` tokens), then the verdict words are scored after it
@@ -317,7 +317,7 @@ def final_rationale(sample_text: str) -> str:
 
 
 def score_samples(
-    student: Any, questions: Sequence[str], attempts: Sequence[str], texts: Sequence[str], config: VerifierSettings
+    student: StudentLike, questions: Sequence[str], attempts: Sequence[str], texts: Sequence[str], config: VerifierSettings
 ) -> tuple[list[float], list[dict[str, Any]]]:
     """(score, detail) of each sample by `config.verifier`: ``mc`` and ``cot``
     judge `attempts` (the answer under verification) after `questions`;

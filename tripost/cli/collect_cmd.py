@@ -16,10 +16,10 @@ from typing import Any
 from tripost.cli._io import add_student_flags, check_out_dir, check_student_args, open_student
 from tripost.config import config_hash, write_config
 from tripost.errors import TripostError
-from tripost.fileio import FolderLock, atomic_write_json
-from tripost.log import check_resumable
+from tripost.fileio import FolderLock
 from tripost.settings import add_flags, flag_of, from_args
-from tripost.sources import Job, make_source
+from tripost.sources import make_source
+from tripost.sources.collect import collect_to
 from tripost.sources.settings import STRATEGIES, CollectSettings
 from tripost.tasks import FAMILIES, PRESETS, SUBSETS, select_problems
 from tripost.teachers import SPECS, TeacherOptions, add_teacher_flags, make_teacher
@@ -111,16 +111,10 @@ def cmd_collect(args: argparse.Namespace) -> int:
 def _collect(args: argparse.Namespace, run: Path, settings: CollectSettings, source: Any, teacher: Any, problems: list[Any],
              resolved: dict[str, Any]) -> int:
     """`cmd_collect` once its checks passed and the folder is locked."""
-    check_resumable(run / "log.jsonl")
-    write_config(resolved, run)
-    student, info = None, {}
-    if getattr(source, "needs_student", True):
-        student = open_student(args)
-        info = settings.student_info(student, args.seed)
-    job = Job(problems, run / "log.jsonl", iteration=args.iteration, seed=args.seed, config_hash=config_hash(resolved), student_info=info)
-    result = source.collect(job, student, teacher)
+    result = collect_to(source, settings, problems, run / "log.jsonl", run / "collect.json", open_student=lambda: open_student(args),
+                        teacher=teacher, iteration=args.iteration, seed=args.seed, config_hash=config_hash(resolved),
+                        on_start=lambda: write_config(resolved, run))
     summary = result.to_dict()
-    atomic_write_json(run / "collect.json", summary, sort_keys=True, ensure_ascii=True)
     if args.json:
         print(json.dumps(summary, sort_keys=True))
     elif "coverage_final" in summary:

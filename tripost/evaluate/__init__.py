@@ -44,6 +44,7 @@ from tripost.evaluate.selfimprove import (
 from tripost.evaluate.stop import STOP_REASONS, StopDecision, decide_stop, loops
 from tripost.tasks import check_held_out, get_task  # check_held_out re-exported: it lives with problem selection
 from tripost.tasks.base import Problem
+from tripost.student.base import StudentLike
 
 SCHEMA = "tripost.eval/1"
 
@@ -132,7 +133,7 @@ def transcripts_path(path: str | Path) -> Path:
 
 
 def evaluate(
-    student: Any,
+    student: StudentLike,
     problems: Sequence[Problem],
     config: EvalConfig | None = None,
     *,

@@ -30,6 +30,7 @@ from tripost.log import LogRecord, LogWriter, read_log
 from tripost.student import build_prompts
 from tripost.tasks import get_task
 from tripost.tasks.base import Problem
+from tripost.student.base import StudentLike
 
 
 class AttemptSampler(Protocol):
@@ -91,7 +92,7 @@ class Source(Protocol):
     name: str
     needs_teacher: bool
 
-    def collect(self, job: Job, student: Any, teacher: Any | None) -> SourceResult:
+    def collect(self, job: Job, student: StudentLike, teacher: Any | None) -> SourceResult:
         ...
 
 
@@ -215,7 +216,7 @@ def sampled_batches(
             return
 
 
-def student_sampler(student: Any, params: Any, prompt_format: Any = None) -> AttemptSampler:
+def student_sampler(student: StudentLike, params: Any, prompt_format: Any = None) -> AttemptSampler:
     """An `AttemptSampler` over a loaded `tripost.student.Student`: the problem
     prompt is the one the student is trained on (tripost.student.prompt)."""
     def sampler(problems: Sequence[Problem], n: int, seed: int) -> list[list[str]]:

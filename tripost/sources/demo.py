@@ -88,10 +88,11 @@ from tripost.errors import TripostError
 from tripost.format import parse_rationale
 from tripost.log import CORRECT_KINDS, LogRecord, usable
 from tripost.sources.base import Job, SourceResult, record_key, resume_log
-from tripost.sources.teacher import CollectConfig, TeacherTally, TeacherUnavailable, edit_trajectory, teacher_unavailable
+from tripost.sources.editing import CollectConfig, TeacherTally, TeacherUnavailable, edit_trajectory
 from tripost.tasks import get_task
 from tripost.tasks.base import Problem
 from tripost.teachers.base import ATTEMPT_TEMPERATURE, ATTEMPT_TURN_SOURCE, AttemptingTeacher, Teacher, TeacherCall, attempting
+from tripost.student.base import StudentLike
 
 # The turn source of the family-made wrong attempt: not the student's, so a
 # reader of the log never takes it for a student attempt (the name predates
@@ -199,7 +200,6 @@ def demo_collect(
             elif not p.rationale.strip():
                 skipped[p.id] = NO_RATIONALE
     units = [(p, k, s) for k in range(cfg.max_passes) for p in problems if p.id not in skipped for s in range(cfg.samples_per_problem)]
-    streak = 0  # corrections in a row whose teacher could not be reached
 
     def record(p: Problem, key: str, s: int, turns: list[dict[str, Any]], kind: str, stop: str, calls: list[TeacherCall],
                guide: dict[str, Any]) -> LogRecord:
@@ -258,20 +258,11 @@ def demo_collect(
                 todo.append(pool.submit(finish, p, key, s, step, text))
             bar.update(min(chunk, len(units) - start))
             for fut in todo:
-                rec = fut.result()
-                if teacher_unavailable(rec):
-                    # Left out of the log, so a rerun (the teacher back) does it.
-                    result.unavailable += 1
-                    streak += 1
-                    continue
-                streak = 0
-                writer.write(rec)
-                if on_record:
-                    on_record(rec)
-                tally.add(rec, result)
-            if cfg.max_unavailable and streak >= cfg.max_unavailable:
+                # An unavailable trajectory is left out of the log, so a rerun (the teacher back) does it.
+                tally.log(fut.result(), result, writer, on_record)
+            if cfg.max_unavailable and tally.streak >= cfg.max_unavailable:
                 raise TeacherUnavailable(
-                    f"the teacher {getattr(teacher, 'name', 'teacher')} did not answer for {streak} trajectories in a row, so the demo "
+                    f"the teacher {getattr(teacher, 'name', 'teacher')} did not answer for {tally.streak} trajectories in a row, so the demo "
                     f"collection stopped; {writer.n_records} trajectories are in {log_path} ({result.records_written} new). Check the "
                     "teacher's server and address, then rerun the same command to go on"
                 )
@@ -317,7 +308,7 @@ class DemoSource:
                                  target_usable=s.target_usable, batch_size=s.batch_size, max_unavailable=s.max_unavailable,
                                  teacher_concurrency=teacher_concurrency))
 
-    def collect(self, job: Job, student: Any = None, teacher: Teacher | None = None) -> DemoResult:
+    def collect(self, job: Job, student: StudentLike | None = None, teacher: Teacher | None = None) -> DemoResult:
         if teacher is None:
             raise TripostError("the demo source needs a teacher")
         cfg = replace(self.config, iteration=job.iteration, seed=job.seed, config_hash=job.config_hash)

@@ -19,6 +19,7 @@ from tripost.paths import read_prompt
 from tripost.student.prompt import render_instruction
 from tripost.tasks import get_task
 from tripost.tasks.base import Problem
+from tripost.student.base import StudentLike
 
 TEMPLATES = {"answer": "guided/answer.txt", "rationale": "guided/rationale.txt", "interactive": "guided/interactive.txt"}
 DEFAULT_FRACTIONS = (0.2, 0.4, 0.6, 0.8)
@@ -114,7 +115,7 @@ def guidable(problem: Problem, strategy: str) -> bool:
     return True
 
 
-def guided_student_sampler(student: Any, params: Any, prompt_format: Any = None, counter: dict[str, int] | None = None) -> PromptSampler:
+def guided_student_sampler(student: StudentLike, params: Any, prompt_format: Any = None, counter: dict[str, int] | None = None) -> PromptSampler:
     """A `PromptSampler` over a loaded `tripost.student.Student`. The user turn
     is rendered exactly as tripost.student.prompt.build_prompt renders the
     training prompt (so round 0's prompt *is* the training prompt), and a

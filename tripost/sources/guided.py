@@ -105,10 +105,11 @@ from tripost.sources.guidance import (
     reset_prefix,
 )
 from tripost.sources.settings import CHECKS, STRATEGIES, CollectSettings
-from tripost.sources.teacher import edit_trajectory
+from tripost.sources.editing import edit_trajectory
 from tripost.tasks import get_task
 from tripost.tasks.base import Problem
 from tripost.teachers.base import Teacher, TeacherCall
+from tripost.student.base import StudentLike
 
 @dataclass
 class GuidedConfig:
@@ -504,7 +505,7 @@ class GuidedSource(SamplingSource):
                                 teacher_edits=s.guided_teacher_edits, batch_size=s.batch_size, max_edits=s.max_edits),
                    s.sampling_params())
 
-    def collect(self, job: Job, student: Any, teacher: Teacher | None) -> SourceResult:
+    def collect(self, job: Job, student: StudentLike, teacher: Teacher | None) -> SourceResult:
         return guided_collect(job.problems, guided_student_sampler(student, self.job_params(job)), teacher, job.log_path,
                               self.job_config(job), student_info=job.student_info, progress=job.progress, on_record=job.on_record)
 

@@ -31,8 +31,9 @@ from tripost.errors import TripostError
 from tripost.log import LogRecord
 from tripost.sources.base import (AttemptSampler, Job, SamplingSource, SourceResult, judge_attempt, resume_log, sampled_batches,
                                   student_sampler)
-from tripost.sources.teacher import CollectConfig
+from tripost.sources.editing import CollectConfig
 from tripost.tasks.base import Problem
+from tripost.student.base import StudentLike
 
 
 def rejection_collect(
@@ -94,7 +95,7 @@ class RejectionSource(SamplingSource):
         return cls(CollectConfig(samples_per_problem=s.samples_per_problem, max_passes=s.max_passes, batch_size=s.batch_size),
                    s.sampling_params())
 
-    def collect(self, job: Job, student: Any, teacher: Any | None = None) -> SourceResult:
+    def collect(self, job: Job, student: StudentLike, teacher: Any | None = None) -> SourceResult:
         return rejection_collect(job.problems, student_sampler(student, self.job_params(job)), job.log_path, self.job_config(job),
                                  student_info=job.student_info, progress=job.progress)
 

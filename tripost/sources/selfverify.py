@@ -86,6 +86,7 @@ from tripost.sources.settings import CollectSettings
 from tripost.student.generate import DEFAULT_BATCH
 from tripost.tasks.base import Problem
 from tripost.verify import FILTERS, VERIFIERS, VerifyConfig, keep_mask, score_samples
+from tripost.student.base import StudentLike
 
 SOURCE = "self_verified"
 
@@ -145,7 +146,7 @@ def self_verified_key(problem: Problem, cfg: SelfVerifyConfig, pass_index: int, 
     return f"{problem.id}#{SOURCE}-{cfg.verifier}-{cfg.mode}-p{pass_index}s{sample_index}@it{cfg.iteration}"
 
 
-def student_scorer(student: Any, verifier: str, *, batch_size: int = DEFAULT_BATCH) -> Scorer:
+def student_scorer(student: StudentLike, verifier: str, *, batch_size: int = DEFAULT_BATCH) -> Scorer:
     """A `Scorer` over a loaded student: tripost.verify's `score_samples`."""
     vcfg = VerifyConfig(verifier=verifier, batch_size=batch_size)
 
@@ -325,7 +326,7 @@ class SelfVerifiedSource(SamplingSource):
                                     quantile=s.verify_quantile, threshold=s.verify_threshold, passes=s.max_passes, batch_size=s.batch_size),
                    s.sampling_params())
 
-    def collect(self, job: Job, student: Any, teacher: Any | None = None) -> SourceResult:
+    def collect(self, job: Job, student: StudentLike, teacher: Any | None = None) -> SourceResult:
         cfg = self.job_config(job)
         return self_verified_collect(job.problems, student_sampler(student, self.job_params(job)),
                                      student_scorer(student, cfg.verifier, batch_size=cfg.batch_size), job.log_path, cfg,

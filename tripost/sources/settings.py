@@ -16,6 +16,7 @@ from tripost.sources.registry import SOURCE_NAMES
 from tripost.student.generate import DEFAULT_BATCH, SamplingParams
 from tripost.verify import FILTERS as VERIFY_FILTERS
 from tripost.verify import VERIFIERS as VERIFY_VERIFIERS
+from tripost.student.base import StudentLike
 
 # The choices of the method settings, declared here beside the settings so
 # the sources import them from here (and their configs' defaults: `view`),
@@ -115,7 +116,7 @@ class CollectSettings:
         """How the student samples its attempts (n and seed are set per call)."""
         return SamplingParams(temperature=self.temperature, top_p=self.top_p, max_new_tokens=self.max_new_tokens, seed=seed)
 
-    def student_info(self, student: Any, seed: int = 0) -> dict[str, Any]:
+    def student_info(self, student: StudentLike, seed: int = 0) -> dict[str, Any]:
         """What every record says of the student that sampled it: spec,
         precision, adapter, how it sampled, and the batch size (in bf16 the
         text can depend on which prompts shared a batch: README, "Reproducibility")."""

@@ -34,6 +34,7 @@ from tripost.log import LogRecord, LogWriter
 from tripost.sharpen import DrawStats, SharpenConfig, best_of_n, count_answers, draw_candidates, worst_of_n
 from tripost.sources.base import Job, SourceResult, batch_seed
 from tripost.tasks.base import Problem
+from tripost.student.base import StudentLike
 
 
 def sharpen_key(problem: Problem, reward: str, iteration: int) -> str:
@@ -47,7 +48,7 @@ def _finite(x: float) -> float | None:
 
 def sharpen_records(
     problems: Sequence[Problem],
-    student: Any,
+    student: StudentLike,
     config: SharpenConfig,
     iteration: int = 0,
     seed: int = 0,
@@ -122,7 +123,7 @@ class SharpenDataResult(SourceResult):
 
 def write_sharpen_log(
     problems: Sequence[Problem],
-    student: Any,
+    student: StudentLike,
     log_path: str | Path,
     config: SharpenConfig,
     iteration: int = 0,
@@ -181,7 +182,7 @@ class SharpenSource:
         return cls(SharpenConfig(samples=s.samples_per_problem, reward=s.sharpen_reward, temperature=s.temperature, top_p=s.top_p,
                                  max_new_tokens=s.max_new_tokens, batch_size=s.batch_size))
 
-    def collect(self, job: Job, student: Any, teacher: Any | None = None) -> SourceResult:
+    def collect(self, job: Job, student: StudentLike, teacher: Any | None = None) -> SourceResult:
         return write_sharpen_log(job.problems, student, job.log_path, self.config, iteration=job.iteration, seed=job.seed,
                                  config_hash=job.config_hash, student_info=job.student_info, progress=job.progress)
 

@@ -124,6 +124,13 @@ class StudentLike(Protocol):
 
     tokenizer: Any
 
+    @property
+    def in_process(self) -> bool:
+        """True when the model runs in this process (the student is then also
+        a `LoadedModel`, whose weights a scorer may run directly, as the
+        verifier's one shared pass does); False for an engine reached over HTTP."""
+        ...
+
     def describe(self) -> dict[str, Any]: ...
 
     def sample(self, prompts: Sequence[str], params: SamplingParams, **kw: Any) -> list[list[Generation]]: ...

@@ -84,6 +84,10 @@ class Student:
         return next(self.model.parameters()).device
 
     @property
+    def in_process(self) -> bool:
+        return True  # StudentLike: the model is here
+
+    @property
     def has_lora(self) -> bool:
         from peft import PeftModel
 

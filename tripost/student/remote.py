@@ -94,6 +94,8 @@ class RemoteStudent:
     knows it by (the base model, or an adapter: the adapter is named per
     request); `tokenizer` renders prompts and counts tokens here."""
 
+    in_process = False  # StudentLike: the model is on the engine
+
     base_url: str
     model: str
     tokenizer: Any

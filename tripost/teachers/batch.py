@@ -64,10 +64,11 @@ from typing import Any, Protocol, runtime_checkable
 
 from tripost.errors import TripostError
 from tripost.fileio import atomic_write_json
+from tripost.layout import BATCH_LOG
 from tripost.teachers.chat import ChatRequest, ChatResponse
 from tripost.teachers.retry import ChatError, classify
 
-BATCH_LOG_FILE = "teacher-batches.json"
+BATCH_LOG_FILE = BATCH_LOG  # in a run folder (tripost.layout), and under TRIPOST_HOME for a teacher built in code
 MAX_POLL_S = 600.0  # the longest wait between two status checks (batches run for hours at most)
 POLL_GROWTH = 1.5  # each wait is 1.5x the last: 30 s, 45 s, 68 s, ... 10 min
 MAX_STATUS_FAILURES = 8  # status checks in a row that fail before the waiting requests fail (and retry)
