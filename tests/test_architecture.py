@@ -26,7 +26,7 @@ LAYERS: dict[str, int] = {
     "teachers": 3,
     "sharpen": 4, "sources": 4, "verify": 4,
     "buffer": 5,
-    "train": 6, "train_dpo": 6,
+    "train": 6,
     "evaluate": 7, "gap": 7,
     "report": 8,
     "loop": 9, "runconfig": 9, "serve": 9, "export": 9,

@@ -19,7 +19,7 @@ from tripost.sources.sharpen import sharpen_records
 from tripost.student import load_student
 from tripost.tasks import get_task, sample_problems
 from tripost.train import TrainConfig
-from tripost.train_dpo import train_dpo
+from tripost.train.objectives.dpo import train_dpo
 
 from test_sharpen import FakeStudent, scripted  # the scripted student of the sharpening tests
 
@@ -110,7 +110,7 @@ def test_the_reference_of_a_second_round_is_the_base_or_its_starting_weights(tin
     the weights it starts from (round 1's) with previous."""
     import torch
 
-    from tripost.train_dpo import build_dpo
+    from tripost.train.objectives.dpo import build_dpo
 
     spec = f"hf:{tiny_model_dir}"
     common = dict(student=spec, mode=mode, precision="fp32", objective="dpo", batch_size=2, logging_steps=1, progress=False,

@@ -96,7 +96,7 @@ def test_adapter_names_its_base_by_hub_id_and_still_loads_here(tiny_model_dir, t
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    import tripost.train as train_module
+    import tripost.train.card as train_module
     from tripost.student import load_student
 
     real = train_module.base_model_info

@@ -245,7 +245,7 @@ def test_fused_head_path_matches_the_models_own_logits(tiny, tok, monkeypatch):
     # only (in recomputed chunks); loss and gradients must not change.
     from transformers import AutoModelForCausalLM
 
-    import tripost.train as tr
+    import tripost.train.loss as tr
 
     model = AutoModelForCausalLM.from_pretrained(str(tiny), dtype=torch.float32)
     b = _batch(tok)
@@ -501,7 +501,7 @@ def test_packed_attention_sees_nothing_across_examples(tiny, tok):
 
 
 def test_setup_on_cpu_resolves_every_auto_and_says_why(tiny, monkeypatch, simulate):
-    import tripost.train as tr
+    import tripost.train.setup as tr
 
     simulate("avx2")  # an AVX2-only CPU, whatever this one is (test_hardware.py: every kind)
     cfg = TrainConfig(student=f"hf:{tiny}")

@@ -50,7 +50,7 @@ def _model(folder):
 
 
 def _grads(model, b, *, fused, rows=None, monkeypatch=None):
-    import tripost.train as tr
+    import tripost.train.loss as tr
 
     if rows is not None:
         monkeypatch.setattr(tr, "_CHUNK_ELEMENTS", rows * model.config.vocab_size)

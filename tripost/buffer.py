@@ -383,7 +383,7 @@ def build_buffer(records: Sequence[LogRecord], cfg: BufferConfig | None = None, 
 @dataclass
 class PreferencePair:
     """One (chosen, rejected) pair for preference optimisation
-    (tripost.train_dpo): the problem's question and two attempts, each as its
+    (tripost.train.objectives.dpo): the problem's question and two attempts, each as its
     training text (the attempt alone, `attempt_text`)."""
 
     prompt: str

@@ -301,7 +301,7 @@ class Run:
         return {"examples": len(examples), "by_kind": stats.by_kind_after}
 
     def stage_train(self, t: int) -> dict[str, Any]:
-        from tripost.train import load_buffer_dataset, train_sft
+        from tripost.train import OBJECTIVES, load_buffer_dataset
 
         folder = self.layout.it(t)
         if not folder.buffer_dataset.exists():
@@ -310,13 +310,7 @@ class Run:
             self.say(f"[it{t}/train] nothing to train on (empty buffer): keeping {self.adapter(t - 1) or 'the base student'}")
             return {"steps": 0, "final_loss": None, "tokens": 0, "skipped": True}
         cfg = self.train_config(self.adapter(t - 1))
-        if cfg.objective == "dpo":
-            from tripost.train_dpo import train_dpo
-
-            m = train_dpo(cfg, load_buffer_dataset(folder.buffer), folder.train)
-            return {"steps": m["steps"], "final_loss": m["final_loss"], "tokens": m["tokens"], "pairs": m["pairs"]}
-        res = train_sft(cfg, load_buffer_dataset(folder.buffer), folder.train)
-        return {"steps": res.steps, "final_loss": res.final_loss, "tokens": res.tokens}
+        return OBJECTIVES.get(cfg.objective)(cfg, load_buffer_dataset(folder.buffer), folder.train)
 
     def stage_eval(self, folder: Path, adapter: str | None) -> dict[str, Any]:
         from tripost.evaluate import evaluate

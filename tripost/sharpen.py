@@ -220,7 +220,7 @@ def best_of_n(candidates: Sequence[Candidate], reward: str) -> int:
 
 def worst_of_n(candidates: Sequence[Candidate], reward: str, chosen: int) -> int | None:
     """Index of the candidate `reward` rates lowest, the rejected side of an
-    RLHF-sharpening pair (tripost.train_dpo): among the non-empty candidates
+    RLHF-sharpening pair (tripost.train.objectives.dpo): among the non-empty candidates
     whose text differs from the chosen one's (ties: the higher index); None
     when there is none, so no pair. majority rates a sample by its answer's
     votes, then its mean log-probability."""

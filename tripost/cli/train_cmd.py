@@ -77,7 +77,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     check_out_dir(args.out)
     dataset = load_buffer_dataset(args.buffer)
     if config.objective == "dpo":  # preference pairs (tripost buffer --pairs): RLHF-sharpening
-        from tripost.train_dpo import train_dpo
+        from tripost.train.objectives.dpo import train_dpo
 
         m = train_dpo(config, dataset, args.out)
         if is_main_process():

@@ -51,7 +51,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tripost.errors import TripostError
-from tripost.train import CONFIG_FILE, DPO_LEARNING_RATES, TrainConfig, finish_folder, load_for_training, report_targets, resolve_setup
+from tripost.train.card import finish_folder
+from tripost.train.config import CONFIG_FILE, DPO_LEARNING_RATES, TrainConfig, report_targets
+from tripost.train.setup import load_for_training, resolve_setup
 
 if TYPE_CHECKING:
     import datasets
@@ -218,4 +220,11 @@ def train_dpo(config: TrainConfig, pairs: "datasets.Dataset", out_dir: str | Pat
     return metrics
 
 
-__all__ = ["PAIR_COLUMNS", "DPORun", "build_dpo", "dpo_dataset", "dpo_learning_rate", "reference_model", "train_dpo"]
+def train(config: TrainConfig, dataset: "datasets.Dataset", out_dir: str | Path) -> dict[str, Any]:
+    """The objective's entry (tripost.train.objectives): DPO on a buffer of
+    (prompt, chosen, rejected) pairs; what `tripost run` records of it."""
+    m = train_dpo(config, dataset, out_dir)
+    return {"steps": m["steps"], "final_loss": m["final_loss"], "tokens": m["tokens"], "pairs": m["pairs"]}
+
+
+__all__ = ["PAIR_COLUMNS", "DPORun", "build_dpo", "dpo_dataset", "dpo_learning_rate", "reference_model", "train", "train_dpo"]

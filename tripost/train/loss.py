@@ -1,0 +1,256 @@
+"""TriPosT's weighted causal-LM loss: per-token weights, packed attention (causal within each
+example), and the fused head loss that computes each chunk's logits gradient in the forward pass.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from tripost.errors import TripostError
+from tripost.student.base import unwrap_model
+
+if TYPE_CHECKING:
+    import torch
+
+
+PACKED_ATTENTION = "tripost_packed"
+
+
+def packed_attention(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, dropout: float = 0.0,
+                     scaling: float | None = None, is_causal: bool | None = None, **kwargs: Any) -> tuple[Any, None]:
+    """Attention for packed rows: causal within each example, nothing across.
+
+    Registered with transformers as the attention implementation
+    `tripost_packed` (transformers passes the forward's extra keyword
+    `packed_seq_lens` through to here). One SDPA call per example with
+    `is_causal`, so no compute goes to the blocks a block-diagonal mask would
+    discard. Without `packed_seq_lens` it is transformers' SDPA attention."""
+    import torch
+    import torch.nn.functional as F
+    from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+
+    lens = kwargs.pop("packed_seq_lens", None)
+    if lens is None:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, is_causal=is_causal, **kwargs)
+    if query.shape[0] != 1:
+        raise TripostError("packed attention takes one packed row per micro-batch")
+    groups = getattr(module, "num_key_value_groups", 1)
+    # GQA: repeating the few KV heads per example measured faster on CPU than
+    # SDPA's enable_gqa (0.30 vs 0.35 s for 30 layers' forward+backward).
+    key, value = repeat_kv(key, groups), repeat_kv(value, groups)
+    outs, start = [], 0
+    for n in lens:
+        sl = slice(start, start + n)
+        outs.append(F.scaled_dot_product_attention(query[:, :, sl], key[:, :, sl], value[:, :, sl], is_causal=True, scale=scaling,
+                                                   dropout_p=dropout if module.training else 0.0))
+        start += n
+    out = torch.cat(outs, dim=2) if len(outs) > 1 else outs[0]
+    return out.transpose(1, 2).contiguous(), None
+
+
+def use_packed_attention(model: Any) -> None:
+    """Register `packed_attention` and switch `model` (and its submodules' shared config) to it."""
+    import torch
+    from transformers import AttentionInterface
+
+    # Not traced by torch.compile: the per-example loop would specialise the
+    # graph on every micro-batch's lengths (a graph break here instead).
+    AttentionInterface.register(PACKED_ATTENTION, torch.compiler.disable(packed_attention))
+    unwrap_model(model).config._attn_implementation = PACKED_ATTENTION
+
+
+# -------------------------------------------------------------------- loss ---
+
+
+def weighted_ce_sum(logits: "torch.Tensor", input_ids: "torch.Tensor", weights: "torch.Tensor", offset: int = 0) -> tuple["torch.Tensor", "torch.Tensor"]:
+    """(sum_t w_t * CE_t, #{t : w_t > 0}) of the shifted causal LM loss: the
+    weighted sum and the number of target tokens it is divided by.
+
+    `logits[:, j]` is the model's output at position `offset + j` and predicts
+    token `offset + j + 1`; weights are per predicted token. Only positions with
+    a positive weight are upcast and scored, so zero-weight prompt tokens cost
+    nothing here."""
+    import torch
+    import torch.nn.functional as F
+
+    targets = input_ids[:, offset + 1 :]
+    w = weights[:, offset + 1 :].to(torch.float32)
+    logits = logits[:, : targets.shape[1]]
+    keep = w > 0
+    if not bool(keep.any()):
+        zero = logits.sum() * 0.0  # keeps the graph: backward works, gradients are 0
+        return zero.float(), keep.sum().to(torch.float32)
+    ce = F.cross_entropy(logits[keep].float(), targets[keep], reduction="none")
+    return (ce * w[keep]).sum(), keep.sum().to(torch.float32)
+
+
+def weighted_causal_lm_loss(model: Any, input_ids: "torch.Tensor", attention_mask: "torch.Tensor | None", weights: "torch.Tensor", *,
+                            fused: bool = True, **model_kwargs: Any) -> "torch.Tensor":
+    """Σ w·CE / #{w > 0} for one batch (the per-batch form of the trainer's
+    loss; module docstring). `model_kwargs`: a packed batch's `position_ids`
+    and `packed_seq_lens`."""
+    total, norm = forward_weighted(model, input_ids, attention_mask, weights, fused=fused, model_kwargs=model_kwargs)
+    return total / norm.clamp_min(1e-8)
+
+
+# Model types whose logits are exactly `lm_head(last hidden state)`: nothing
+# (soft-capping, scaling) after the head, so the loss may apply the head itself.
+_PLAIN_HEAD_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3", "smollm3", "phi3", "olmo2"})
+# Rows of logits scored at once: ~256 MiB of fp32 logits for a 64k vocabulary.
+_CHUNK_ELEMENTS = 2**23
+
+
+def accepts_logits_to_keep(model: Any) -> bool:
+    import inspect
+
+    try:
+        return "logits_to_keep" in inspect.signature(unwrap_model(model).forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _plain_head(model: Any) -> Any:
+    """The output projection when the loss may apply it itself, else None."""
+    import torch
+
+    base = unwrap_model(model)
+    if getattr(getattr(base, "config", None), "model_type", None) not in _PLAIN_HEAD_TYPES:
+        return None
+    head = base.get_output_embeddings() if hasattr(base, "get_output_embeddings") else None
+    return head if type(head) is torch.nn.Linear else None
+
+
+def _chunk_ce(hidden: "torch.Tensor", weight: "torch.Tensor", bias: "torch.Tensor | None", targets: "torch.Tensor", w: "torch.Tensor") -> "torch.Tensor":
+    import torch.nn.functional as F
+
+    logits = F.linear(hidden, weight, bias).float()
+    return (F.cross_entropy(logits, targets, reduction="none") * w).sum()
+
+
+def _linear_cross_entropy():
+    """The autograd function of the fused head's loss (built once, lazily: importing tripost.train must not import torch)."""
+    global _LINEAR_CE
+    if _LINEAR_CE is not None:
+        return _LINEAR_CE
+    import torch
+    import torch.nn.functional as F
+
+    class LinearCrossEntropy(torch.autograd.Function):
+        """Σ w·CE of `hidden @ weight.T + bias` against `targets`, `rows` rows
+        at a time, with the gradients computed in the forward pass: per chunk,
+        logits -> w·(softmax - onehot(target)) -> that chunk's rows of the
+        hidden states' gradient, and an in-place addition to the weight's.
+        Backward only scales them by the incoming gradient. So no chunk's
+        logits outlive it or are computed twice, and the weight's gradient is
+        one tensor, not one per chunk added into another."""
+
+        @staticmethod
+        def forward(ctx: Any, hidden: Any, weight: Any, bias: Any, targets: Any, w: Any, rows: int) -> Any:
+            need_h, need_w, need_b = ctx.needs_input_grad[:3]
+            grad_h = torch.empty_like(hidden) if need_h else None
+            grad_w = torch.zeros_like(weight) if need_w else None
+            grad_b = torch.zeros_like(bias) if need_b else None
+            total = hidden.new_zeros((), dtype=torch.float32)
+            for i in range(0, hidden.shape[0], rows):
+                h, t, wc = hidden[i : i + rows], targets[i : i + rows], w[i : i + rows]
+                out = F.linear(h, weight, bias)
+                low = out.dtype  # the logits' own dtype (bf16 under autocast): their gradient is cast to it, as autograd would
+                logits = out.float()
+                del out
+                lse = torch.logsumexp(logits, dim=-1)
+                total += ((lse - logits.gather(1, t[:, None]).squeeze(1)) * wc).sum()
+                d = logits.sub_(lse[:, None]).exp_()  # softmax, in place
+                d.scatter_add_(1, t[:, None], d.new_full((t.shape[0], 1), -1.0))
+                d = d.mul_(wc[:, None]).to(low)
+                if need_h:
+                    grad_h[i : i + rows] = d @ weight.to(low)
+                if need_w:
+                    if grad_w.dtype == low:
+                        grad_w.addmm_(d.t(), h.to(low))
+                    else:
+                        grad_w += d.t() @ h.to(low)
+                if need_b:
+                    grad_b += d.sum(0)
+                del logits, d
+            ctx.grads = (grad_h, grad_w, grad_b)
+            return total
+
+        @staticmethod
+        def backward(ctx: Any, grad_total: Any) -> Any:
+            grads, ctx.grads = ctx.grads, None
+            return (*(None if g is None else g.mul_(grad_total.to(g.dtype)) for g in grads), None, None, None)
+
+    _LINEAR_CE = LinearCrossEntropy
+    return _LINEAR_CE
+
+
+_LINEAR_CE = None
+
+
+def forward_weighted(
+    model: Any, input_ids: "torch.Tensor", attention_mask: "torch.Tensor | None", weights: "torch.Tensor",
+    keep_ok: bool | None = None, fused: bool = True, model_kwargs: dict[str, Any] | None = None,
+) -> tuple["torch.Tensor", "torch.Tensor"]:
+    """(Σ w·CE, #{w > 0}) of one batch.
+
+    The vocabulary projection of a 49k-word model is a large share of a small
+    model's compute and most of its training memory (batch x length x vocab
+    floats, several times over in the loss and its gradient). Two savings:
+    the model stops its logits at the first position that predicts a weighted
+    token (`logits_to_keep`: the prompt weighs 0), and, for models whose logits
+    are a plain linear head (`fused`), the head is skipped inside the model and
+    applied here only to the positions with a positive weight, in chunks
+    whose gradients are computed as each chunk's logits are (the
+    LinearCrossEntropy function above), so no chunk's logits are stored or
+    computed twice. Both give the same loss (tests/test_train.py compares
+    them)."""
+    import torch
+
+    positive = (weights[:, 1:] > 0).any(dim=0).nonzero()
+    start = int(positive[0]) if len(positive) else input_ids.shape[1] - 1
+    if keep_ok is None:
+        keep_ok = accepts_logits_to_keep(model)
+    # Right padding (the collator's) never sits before a real token, so under
+    # causal attention no real token can see it: the mask changes nothing the
+    # loss reads, and without it SDPA takes its fused causal kernel instead of
+    # materialising a mask.
+    right_padded = attention_mask is not None and bool((attention_mask[:, 1:] <= attention_mask[:, :-1]).all())
+    kwargs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": None if right_padded else attention_mask, "use_cache": False, **(model_kwargs or {})}
+    if keep_ok and start > 0:
+        kwargs["logits_to_keep"] = input_ids.shape[1] - start
+    else:
+        start = 0
+    head = _plain_head(model) if fused else None
+    if head is None:
+        logits = model(**kwargs).logits
+        return weighted_ce_sum(logits, input_ids, weights, offset=start)
+
+    captured: list[torch.Tensor] = []
+
+    def skip_head(module: Any, args: tuple) -> tuple:
+        captured.append(args[0])
+        return (args[0][:, :0],)  # the model's own logits come out empty
+
+    handle = head.register_forward_pre_hook(skip_head)
+    try:
+        model(**kwargs)
+    finally:
+        handle.remove()
+    hidden = captured[-1]
+    targets = input_ids[:, start + 1 :]
+    w = weights[:, start + 1 :].to(torch.float32)
+    keep = w > 0
+    norm = keep.sum().to(torch.float32)
+    hidden = hidden[:, : targets.shape[1]][keep]
+    targets, w = targets[keep], w[keep]
+    if hidden.shape[0] == 0:
+        # Zero, with the head's weight in the graph: its gradient is a dense
+        # zero, never only the embedding's sparse rows (sparse_tied_embedding_grad).
+        return (hidden.sum() + head.weight.sum()) * 0.0, norm
+    rows = max(1, _CHUNK_ELEMENTS // max(1, head.out_features))
+    if torch.is_grad_enabled() and (hidden.requires_grad or head.weight.requires_grad):
+        return _linear_cross_entropy().apply(hidden, head.weight, head.bias, targets, w, rows), norm
+    total = hidden.new_zeros((), dtype=torch.float32)
+    for i in range(0, hidden.shape[0], rows):
+        total = total + _chunk_ce(hidden[i : i + rows], head.weight, head.bias, targets[i : i + rows], w[i : i + rows])
+    return total, norm
