@@ -100,4 +100,15 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'tripost.train' has no attribute {name!r}")
 
 
-__all__ = sorted(['CONFIG_FILE', 'METRICS_FILE', 'CHECKPOINTS', 'STAGING_DIR', 'MODES', 'DPO_REFERENCES', 'DPO_LEARNING_RATES', 'FULL_MEMORY_SHARE', 'PRECISIONS', 'MIXED', 'ACTIVATION_MEMORY_SHARE', 'COMPILE_MIN_TOKENS', 'REPORTERS', 'LOGS', 'TrainConfig', 'report_targets', 'is_main_process', 'TrainSetup', 'activation_bytes_per_token', 'student_parameters', 'available_memory_bytes', 'resolve_setup', 'enable_checkpointing', 'sparse_tied_embedding_grad', 'load_for_training', 'TokenizedExample', 'feedback_offset', 'tokenize_example', 'prepare_dataset', 'WeightedCollator', 'PackedCollator', 'LengthBucketSampler', 'load_buffer_dataset', 'PACKED_ATTENTION', 'packed_attention', 'use_packed_attention', 'weighted_ce_sum', 'weighted_causal_lm_loss', 'accepts_logits_to_keep', 'forward_weighted', 'checkpoint_problem', 'find_checkpoint', 'promote_checkpoint', 'last_checkpoint', 'is_trained', 'finish_folder', 'EMBEDDED_HUB_ID', 'CARD_FILE', 'base_model_info', 'make_portable', 'model_card', "OBJECTIVES", *_LAZY])
+__all__ = sorted([
+    'CONFIG_FILE', 'METRICS_FILE', 'CHECKPOINTS', 'STAGING_DIR', 'MODES', 'DPO_REFERENCES', 'DPO_LEARNING_RATES',
+    'FULL_MEMORY_SHARE', 'PRECISIONS', 'MIXED', 'ACTIVATION_MEMORY_SHARE', 'COMPILE_MIN_TOKENS', 'REPORTERS', 'LOGS',
+    'TrainConfig', 'report_targets', 'is_main_process', 'TrainSetup', 'activation_bytes_per_token',
+    'student_parameters', 'available_memory_bytes', 'resolve_setup', 'enable_checkpointing',
+    'sparse_tied_embedding_grad', 'load_for_training', 'TokenizedExample', 'feedback_offset', 'tokenize_example',
+    'prepare_dataset', 'WeightedCollator', 'PackedCollator', 'LengthBucketSampler', 'load_buffer_dataset',
+    'PACKED_ATTENTION', 'packed_attention', 'use_packed_attention', 'weighted_ce_sum', 'weighted_causal_lm_loss',
+    'accepts_logits_to_keep', 'forward_weighted', 'checkpoint_problem', 'find_checkpoint', 'promote_checkpoint',
+    'last_checkpoint', 'is_trained', 'finish_folder', 'EMBEDDED_HUB_ID', 'CARD_FILE', 'base_model_info',
+    'make_portable', 'model_card', "OBJECTIVES", *_LAZY,
+])

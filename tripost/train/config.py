@@ -12,6 +12,7 @@ from typing import Any
 
 from tripost.config import switch
 from tripost.errors import TripostError
+from tripost.student.load import PRECISIONS
 from tripost.train.objectives import OBJECTIVES
 
 
@@ -33,7 +34,6 @@ DPO_LEARNING_RATES = {"full": 1e-6, "lora": 5e-6}
 # learning speed): one epoch of 256 gold rationales left a held-out loss of
 # 0.09 fully fine-tuned vs 0.64 with LoRA, in about the same time.
 FULL_MEMORY_SHARE = 0.25
-PRECISIONS = ("auto", "nf4", "bf16", "fp32")
 MIXED = ("auto", "bf16", "no")
 # Activation checkpointing switches on ("auto") when the activations of the
 # largest micro-batch would take more than this share of the free memory.
