@@ -19,11 +19,14 @@ their own, with the same key and seed rules).
 from __future__ import annotations
 
 import hashlib
+import sys
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
+
+from tqdm import tqdm
 
 from tripost.format import parse_trajectory
 from tripost.log import LogRecord, LogWriter, read_log
@@ -146,6 +149,11 @@ def resume_log(log_path: str | Path, iteration: int) -> tuple[LogWriter, Counter
     return writer, Counter(rec.kind for rec in read_log(log_path) if rec.iteration == iteration)
 
 
+def progress_bar(desc: str, total: int, progress: bool, *, unit: str = "problem", initial: int = 0) -> tqdm:
+    """The progress bar every source shows on stderr while it collects (none when `progress` is False)."""
+    return tqdm(total=total, initial=initial, desc=desc, unit=unit, disable=not progress, file=sys.stderr, dynamic_ncols=True)
+
+
 # ---------------------------------------------------------------- judging ---
 
 
@@ -238,6 +246,7 @@ __all__ = [
     "batch_seed",
     "judge",
     "judge_attempt",
+    "progress_bar",
     "record_key",
     "resume_log",
     "sample_seed",

@@ -73,7 +73,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -82,12 +81,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from tripost.errors import TripostError
 from tripost.format import parse_rationale
 from tripost.log import CORRECT_KINDS, LogRecord, usable
-from tripost.sources.base import Job, SourceResult, record_key, resume_log
+from tripost.sources.base import Job, SourceResult, progress_bar, record_key, resume_log
 from tripost.sources.editing import CollectConfig, TeacherTally, TeacherUnavailable, edit_trajectory
 from tripost.tasks import get_task
 from tripost.tasks.base import Problem
@@ -233,7 +230,7 @@ def demo_collect(
     # A chunk of trajectories goes to the teacher at once (bounded by
     # `teacher_concurrency`) and is logged in order before the next one.
     chunk = cfg.teacher_concurrency * 4
-    bar = tqdm(total=len(units), desc=f"demo it{cfg.iteration}", unit="trajectory", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    bar = progress_bar(f"demo it{cfg.iteration}", len(units), progress, unit="trajectory")
     pool = ThreadPoolExecutor(max_workers=cfg.teacher_concurrency, thread_name_prefix="teacher")
     try:
         for start in range(0, len(units), chunk):

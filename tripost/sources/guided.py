@@ -73,7 +73,6 @@ strategies over one log share their plain round.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -81,12 +80,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from tripost.errors import TripostError
 from tripost.log import CORRECT_KINDS, LogRecord, LogWriter, read_log
 from tripost.settings import view
-from tripost.sources.base import Job, SamplingSource, SourceResult, batch_seed, judge
+from tripost.sources.base import Job, SamplingSource, SourceResult, batch_seed, judge, progress_bar
 from tripost.sources.guidance import (
     DEFAULT_FRACTIONS,
     DEFAULT_LEAK_MARKERS,
@@ -391,8 +388,7 @@ def guided_collect(
             teacher_calls=teacher_calls, student=dict(student_info or {}), source=source, guide=guide,
         )
 
-    bar = tqdm(total=cfg.max_rounds + 1, desc=f"guided {cfg.strategy} it{cfg.iteration}", unit="round",
-               disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    bar = progress_bar(f"guided {cfg.strategy} it{cfg.iteration}", cfg.max_rounds + 1, progress, unit="round")
     try:
         for r in range(cfg.max_rounds + 1):
             if r == 0:

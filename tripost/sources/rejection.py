@@ -19,18 +19,15 @@ problem, pass, sample and iteration, and keys already in the log are skipped.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from tripost.errors import TripostError
 from tripost.log import LogRecord
-from tripost.sources.base import (AttemptSampler, Job, SamplingSource, SourceResult, judge_attempt, resume_log, sampled_batches,
-                                  student_sampler)
+from tripost.sources.base import (AttemptSampler, Job, SamplingSource, SourceResult, judge_attempt, progress_bar, resume_log,
+                                  sampled_batches, student_sampler)
 from tripost.sources.editing import CollectConfig
 from tripost.tasks.base import Problem
 from tripost.student.base import StudentLike
@@ -52,7 +49,7 @@ def rejection_collect(
     t0 = time.perf_counter()
     result = SourceResult(log_path=str(log_path))
     writer, kinds = resume_log(log_path, cfg.iteration)
-    bar = tqdm(total=len(problems) * cfg.max_passes, desc=f"rejection it{cfg.iteration}", unit="problem", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    bar = progress_bar(f"rejection it{cfg.iteration}", len(problems) * cfg.max_passes, progress)
     try:
         for batch in sampled_batches(problems, sampler, writer.done, samples=cfg.samples_per_problem, batch_size=cfg.batch_size,
                                      passes=cfg.max_passes, iteration=cfg.iteration, seed=cfg.seed):

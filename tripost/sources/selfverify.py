@@ -66,7 +66,6 @@ an uninterrupted run would have written.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -74,13 +73,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from tqdm import tqdm
-
 from tripost.errors import TripostError
 from tripost.format import Trajectory, parse_trajectory
 from tripost.log import LogRecord, LogWriter, read_log
 from tripost.settings import view
-from tripost.sources.base import AttemptSampler, Job, SamplingSource, SourceResult, batch_seed, judge, student_sampler
+from tripost.sources.base import AttemptSampler, Job, SamplingSource, SourceResult, batch_seed, judge, progress_bar, student_sampler
 from tripost.sources.settings import VERIFY_MODES as MODES
 from tripost.sources.settings import CollectSettings
 from tripost.student.generate import DEFAULT_BATCH
@@ -223,8 +220,7 @@ def self_verified_collect(
     if Path(log_path).is_file():
         existing = {r.key: r for r in read_log(log_path) if r.source == SOURCE and r.iteration == cfg.iteration}
     writer = LogWriter(log_path)
-    bar = tqdm(total=len(problems) * cfg.passes, desc=f"self-verified it{cfg.iteration}", unit="problem", disable=not progress,
-               file=sys.stderr, dynamic_ncols=True)
+    bar = progress_bar(f"self-verified it{cfg.iteration}", len(problems) * cfg.passes, progress)
     try:
         for pass_index in range(cfg.passes):
             result.passes = pass_index + 1

@@ -20,19 +20,16 @@ checking answers is the point.
 from __future__ import annotations
 
 import math
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from tripost.errors import TripostError
 from tripost.log import LogRecord, LogWriter
 from tripost.sharpen import DrawStats, SharpenConfig, best_of_n, count_answers, draw_candidates, worst_of_n
-from tripost.sources.base import Job, SourceResult, batch_seed
+from tripost.sources.base import Job, SourceResult, batch_seed, progress_bar
 from tripost.tasks.base import Problem
 from tripost.student.base import StudentLike
 
@@ -146,8 +143,7 @@ def write_sharpen_log(
     with LogWriter(log_path) as writer:
         todo = [p for p in problems if not writer.done(sharpen_key(p, config.reward, iteration))]
         result.records_skipped = len(problems) - len(todo)
-        bar = tqdm(total=len(problems), initial=result.records_skipped, desc=f"sharpen it{iteration}", unit="problem",
-                   disable=not progress, file=sys.stderr, dynamic_ncols=True)
+        bar = progress_bar(f"sharpen it{iteration}", len(problems), progress, initial=result.records_skipped)
         try:
             for start in range(0, len(todo), chunk_size):
                 chunk = todo[start : start + chunk_size]

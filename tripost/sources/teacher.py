@@ -34,18 +34,16 @@ every problem's retries and end with nothing).
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from tripost.errors import TripostError
 from tripost.log import CORRECT_KINDS, LogRecord, usable
-from tripost.sources.base import AttemptSampler, Job, SamplingSource, SourceResult, resume_log, sampled_batches, student_sampler
+from tripost.sources.base import (AttemptSampler, Job, SamplingSource, SourceResult, progress_bar, resume_log, sampled_batches,
+                                  student_sampler)
 from tripost.sources.editing import (MAX_ROUND_TRAJECTORIES, CollectConfig, TeacherTally, TeacherUnavailable, edit_trajectory,
                                      teacher_unavailable)
 from tripost.student.base import StudentLike
@@ -80,7 +78,7 @@ def collect(
     tally = TeacherTally(kinds, ledger=getattr(teacher, "ledger", None))
     result.usable = usable(kinds)
 
-    bar = tqdm(total=len(problems) * cfg.max_passes, desc=f"collect it{cfg.iteration}", unit="problem", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    bar = progress_bar(f"collect it{cfg.iteration}", len(problems) * cfg.max_passes, progress)
     rounds = bool(getattr(teacher, "answers_in_rounds", False))  # a batching teacher: the pass at once
     workers = max(cfg.teacher_concurrency, min(len(problems) * cfg.samples_per_problem, MAX_ROUND_TRAJECTORIES)) if rounds else cfg.teacher_concurrency
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="teacher")
