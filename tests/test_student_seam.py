@@ -165,7 +165,8 @@ def _calls(path: Path, attr: str) -> list[int]:
 
 
 def test_one_place_for_chat_rendering_adapter_loading_and_atomic_renames():
-    mine = [*sorted(STUDENT.glob("*.py")), PKG / "train.py", PKG / "gap.py", PKG / "sources" / "guided.py", PKG / "evaluate" / "__init__.py",
+    mine = [*sorted(STUDENT.glob("*.py")), *sorted((PKG / "train").rglob("*.py")), PKG / "gap.py", PKG / "sources" / "guided.py",
+            PKG / "sources" / "guidance.py", PKG / "evaluate" / "__init__.py",
             *sorted((PKG / "serve").glob("*.py"))]
     assert [str(p.relative_to(PKG)) for p in mine if _calls(p, "apply_chat_template")] == ["student/prompt.py"]
     peft = sorted(str(p.relative_to(PKG)) for p in mine if "PeftModel.from_pretrained" in p.read_text(encoding="utf-8"))

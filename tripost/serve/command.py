@@ -14,7 +14,10 @@ import sys
 
 from tripost.errors import TripostError
 from tripost.serve.bounds import Limits, add_limit_arguments
-from tripost.serve.server import CACHE_MIN_TOKENS, TOKEN_ENV, Faults, TeacherService, check_token, make_server, new_token, parse_fail_codes
+from tripost.serve.faults import Faults, parse_fail_codes
+from tripost.serve.running import TOKEN_ENV, check_token, new_token
+from tripost.serve.server import make_server
+from tripost.serve.teacher_service import CACHE_MIN_TOKENS, TeacherService
 
 TOKEN_HELP = (
     "the token clients must send as their API key (OPENAI_API_KEY / ANTHROPIC_API_KEY, i.e. "
