@@ -43,16 +43,15 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from tripost.errors import TripostError
 from tripost.format import parse_feedback, parse_rationale, parse_trajectory
 from tripost.paths import read_prompt
-from tripost.student.base import SamplingParams
+from tripost.student.base import LoadedModel, SamplingParams, StudentLike
 from tripost.student.generate import DEFAULT_BATCH
 from tripost.student.logprob import logprob_batches, sequence_logprobs
 from tripost.student.tokens import encode_prompt
-from tripost.student.base import LoadedModel, StudentLike
 
 VERIFIERS = ("mc", "self", "cot")  # the student's own; tripost.gap adds "teacher"
 FILTERS = ("quantile", "threshold")
@@ -185,7 +184,8 @@ def mc_logprobs(
         n = len(prompts)
         scores = student.logprobs([*prompts, *prompts], [words[0]] * n + [words[1]] * n)
         return [(scores[i].sum, scores[n + i].sum) for i in range(n)]
-    tok = student.tokenizer
+    local = cast(LoadedModel, student)  # in_process: the model's weights are here (StudentLike.in_process)
+    tok = local.tokenizer
     ids = [tok(w, add_special_tokens=False)["input_ids"] for w in words]
     if not ids[0] or not ids[1]:
         raise TripostError(f"verdict words {words!r} must each tokenize to at least one token")
@@ -193,15 +193,14 @@ def mc_logprobs(
     longer, shorter = ids[long_i], ids[1 - long_i]
     if shorter[:-1] != longer[: len(shorter) - 1] or ids[0] == ids[1]:
         m = len(prompts)
-        scores = sequence_logprobs(student, list(prompts) * 2, [words[0]] * m + [words[1]] * m, batch_size=batch_size, progress=progress)
+        scores = sequence_logprobs(local, list(prompts) * 2, [words[0]] * m + [words[1]] * m, batch_size=batch_size, progress=progress)
         return [(scores[i].sum, scores[m + i].sum) for i in range(m)]
-    pairs = _shared_pass(student, prompts, longer, shorter, batch_size, progress)
+    pairs = _shared_pass(local, prompts, longer, shorter, batch_size, progress)
     return [(lp_long, lp_short) if long_i == 0 else (lp_short, lp_long) for lp_long, lp_short in pairs]
 
 
 def _shared_pass(student: LoadedModel, prompts: Sequence[str], longer: list[int], shorter: list[int], batch_size: int, progress: bool) -> list[tuple[float, float]]:
     import torch
-
 
     pairs = [(encode_prompt(student.tokenizer, p), longer) for p in prompts]
     out: list[tuple[float, float] | None] = [None] * len(pairs)

@@ -133,7 +133,7 @@ def transcripts_path(path: str | Path) -> Path:
 
 
 def evaluate(
-    student: StudentLike,
+    student: StudentLike | GenerationBackend | GenerateFn,
     problems: Sequence[Problem],
     config: EvalConfig | None = None,
     *,

@@ -47,6 +47,8 @@ from tqdm import tqdm
 from tripost.errors import TripostError
 from tripost.evaluate.stop import ENDED, StopDecision, decide_stop
 from tripost.format import FEEDBACK_PREFIX, UPDATED_PREFIX, Turn, parse_trajectory
+from tripost.student.base import LoadedModel, SamplingParams
+from tripost.student.generate import GenerationBackend, LocalBackend
 from tripost.tasks.base import Problem
 
 STOP_STRINGS = (FEEDBACK_PREFIX, UPDATED_PREFIX)
@@ -145,10 +147,9 @@ def student_prompt_fn(tokenizer: Any, fmt: Any = None) -> PromptFn:
     return lambda problem: build_prompt(tokenizer, problem.question, fmt)
 
 
-def student_generate_fn(model: Any, *, max_new_tokens: int = 256, batch_size: int = 16, progress: bool = False) -> GenerateFn:
+def student_generate_fn(model: LoadedModel | GenerationBackend, *, max_new_tokens: int = 256, batch_size: int = 16, progress: bool = False) -> GenerateFn:
     """A `GenerateFn` over a loaded `Student` (local batched greedy decoding
     with stop strings) or any `GenerationBackend` (e.g. a remote server)."""
-    from tripost.student.generate import GenerationBackend, LocalBackend, SamplingParams
     from tripost.student.load import Student
 
     if isinstance(model, Student):
