@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tripost.train import STAGING_DIR, _last_checkpoint, checkpoint_problem, find_checkpoint
+from tripost.train import STAGING_DIR, checkpoint_problem, find_checkpoint, last_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -82,17 +82,17 @@ def test_the_newest_whole_checkpoint_wins_and_the_torn_ones_are_named(tmp_path, 
     assert why["checkpoint-3"].startswith("model.safetensors is cut short")
 
     # Resuming says so in one line and removes the torn ones.
-    assert _last_checkpoint(root) == str(root / "checkpoint-2")
+    assert last_checkpoint(root) == str(root / "checkpoint-2")
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
     assert err[0].startswith("tripost train: removed incomplete checkpoint-5 (optimizer.pt is cut short); checkpoint-4 (no trainer_state.json")
     assert err[0].endswith("; resuming from checkpoint-2")
     assert sorted(p.name for p in root.iterdir()) == [STAGING_DIR, "checkpoint-2", "runs"]
-    assert _last_checkpoint(root) == str(root / "checkpoint-2") and capsys.readouterr().err == ""
+    assert last_checkpoint(root) == str(root / "checkpoint-2") and capsys.readouterr().err == ""
 
     # Nothing whole: training starts over, and says so.
     (root / "checkpoint-2" / "trainer_state.json").write_text('{"global_st')
-    assert _last_checkpoint(root) is None
+    assert last_checkpoint(root) is None
     assert capsys.readouterr().err.strip() == ("tripost train: removed incomplete checkpoint-2 (trainer_state.json does not "
                                                "read (JSONDecodeError)); starting from step 0")
     assert find_checkpoint(tmp_path / "nowhere") == (None, [])

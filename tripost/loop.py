@@ -310,7 +310,8 @@ class Run:
             self.say(f"[it{t}/train] nothing to train on (empty buffer): keeping {self.adapter(t - 1) or 'the base student'}")
             return {"steps": 0, "final_loss": None, "tokens": 0, "skipped": True}
         cfg = self.train_config(self.adapter(t - 1))
-        return OBJECTIVES.get(cfg.objective)(cfg, load_buffer_dataset(folder.buffer), folder.train)
+        objective = OBJECTIVES.get(cfg.objective)
+        return objective.record(objective.train(cfg, load_buffer_dataset(folder.buffer), folder.train))
 
     def stage_eval(self, folder: Path, adapter: str | None) -> dict[str, Any]:
         from tripost.evaluate import evaluate

@@ -71,35 +71,18 @@ def train_config_from_args(args: argparse.Namespace):
 
 def cmd_train(args: argparse.Namespace) -> int:
     from tripost.cli._io import check_out_dir
-    from tripost.train import is_main_process, load_buffer_dataset, train_sft
+    from tripost.train import OBJECTIVES, is_main_process, load_buffer_dataset
 
     config = train_config_from_args(args)
     check_out_dir(args.out)
     dataset = load_buffer_dataset(args.buffer)
-    if config.objective == "dpo":  # preference pairs (tripost buffer --pairs): RLHF-sharpening
-        from tripost.train.objectives.dpo import train_dpo
-
-        m = train_dpo(config, dataset, args.out)
-        if is_main_process():
-            print(json.dumps({k: v for k, v in m.items() if k != "loss_curve"}, sort_keys=True) if args.json else
-                  f"trained {m['steps']} DPO steps (beta {m['beta']}) on {m['pairs']} pairs: final loss "
-                  f"{m['final_loss'] if m['final_loss'] is None else round(m['final_loss'], 4)}; weights: {args.out}")
-        return 0
-    result = train_sft(config, dataset, args.out)
+    # sft: weighted SFT; dpo: preference pairs (tripost buffer --pairs), RLHF-sharpening
+    objective = OBJECTIVES.get(config.objective)
+    m = objective.train(config, dataset, args.out)
     if not is_main_process():  # under accelerate launch / torchrun, one summary for the run
         return 0
     if args.json:
-        d = result.to_dict()
-        d.pop("loss_curve")
-        print(json.dumps(d, sort_keys=True))
+        print(json.dumps({k: v for k, v in m.items() if k != "loss_curve"}, sort_keys=True))
     else:
-        loss = f"{result.final_loss:.4f}" if result.final_loss is not None else "n/a"
-        print(
-            f"trained {result.steps} steps ({result.epochs:.2f} epochs) on {result.examples} examples"
-            f"{f' ({result.dropped_overlong} too long, dropped)' if result.dropped_overlong else ''}: "
-            f"final loss {loss}, {result.tokens} tokens in {result.seconds:.1f} s ({result.tokens_per_second:.0f} tokens/s)"
-        )
-        if result.resumed_from:
-            print(f"resumed from {result.resumed_from}")
-        print(f"adapter: {result.out_dir}", file=sys.stdout)
+        print(objective.summary(m, args.out), file=sys.stdout)
     return 0

@@ -14,8 +14,10 @@ Modules, one job each:
     trainer      the Trainer subclass and `train_sft` (imports torch and transformers)
     objectives/  `train.objective` by name: sft, dpo (a registry; docs/design.md says how to add one)
 
-The method (TriPosT's weighted loss, what is trained and how) is told in
-tripost/train/loss.py and tripost/train/trainer.py. Importing tripost.train
+The method is told where its code is: TriPosT's weighted loss and packing in
+tripost/train/loss.py, what is trained and how in tripost/train/setup.py, the
+trainer in tripost/train/trainer.py, the output folder in tripost/train/card.py,
+checkpoints in tripost/train/checkpoints.py. Importing tripost.train
 does not import torch: the trainer's names load on first use.
 """
 

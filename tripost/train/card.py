@@ -1,5 +1,16 @@
 """A trained folder that loads anywhere: its metadata, a base named by its Hub id
 (`make_portable`), the model card, and train_metrics.json written last.
+
+Output: a standard PEFT adapter folder (adapter_config.json +
+adapter_model.safetensors), or for mode full a transformers model folder
+(config.json + model.safetensors), holding also the tokenizer, the resolved
+config (train_config.json) and train_metrics.json (loss curve, tokens,
+seconds, the setup, the number of processes) and a model card (README.md);
+an adapter names its base by Hub id where it has one (`make_portable`: the
+embedded student's is HuggingFaceTB/SmolLM2-135M-Instruct), so it loads on
+other machines. train_metrics.json is written last, so its presence means
+"finished". With `report_to=tensorboard` the
+event files go to OUT/logs.
 """
 
 from __future__ import annotations

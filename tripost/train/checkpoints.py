@@ -1,5 +1,13 @@
 """Checkpoints whole or absent: which checkpoint a resume may take, promoting a finished save into
 place, and whether a folder holds a finished training (`is_trained`).
+
+Checkpoints (OUT/checkpoints/checkpoint-STEP, every `save_steps`) are whole
+or absent: each is written under OUT/checkpoints/.saving and renamed into
+place once complete, and a resume takes the newest checkpoint that is whole
+(trainer_state.json, which the Trainer writes last, reads; the safetensors
+and torch files add up), removing newer torn ones with one line that says
+so (a run killed mid-save by an older version, a disk that filled).
+
 """
 
 from __future__ import annotations

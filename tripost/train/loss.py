@@ -1,5 +1,37 @@
 """TriPosT's weighted causal-LM loss: per-token weights, packed attention (causal within each
 example), and the fused head loss that computes each chunk's logits gradient in the forward pass.
+
+TriPosT (Yu et al., NAACL 2024, Section 2.2 "Learning") fine-tunes the model on
+its buffer with a weighted language-modelling loss: the tokens of the first
+attempt count 1, everything from the first `Feedback:` on — the self-written
+feedback and the improved answers — counts more (their weight 1.5), because
+those are the skills the iteration is meant to teach; the prompt is not a
+target. Here, per token t of an example with weight w_t,
+
+    loss = sum_t w_t * CE_t / #{t : w_t > 0}        (shifted, causal)
+
+summed over every token of the whole optimiser step (all micro-batches of a
+gradient-accumulation cycle and all data-parallel ranks), so long and short
+examples weigh as their tokens do, exactly as with one big batch. The
+denominator counts the target tokens, not their weights, as the authors'
+trainer does: a weight scales how hard its token trains, and is not divided
+out again by the step's total weight. A feedback token (1.5) counts 1.5
+times an attempt token, and an example weight (`use_example_weight`: the
+buffer's `weight` column, e.g. the self-verified source's reweighting) makes
+a step of low-weight examples move the model less than the same step at high
+weight. A token of weight 0 is no target and is not counted. An option
+the paper does not have, off by default: `revised_attempt_weight` gives the
+first attempt of an improvement trajectory (the student's own, wrong) its own
+weight; 0 teaches flagging and fixing without imitating the wrong attempt
+(docs/benchmarks/learning-masked.md measures it).
+
+Packing (CPU default): the examples of a micro-batch are concatenated into
+one row with position ids restarting at 0 per example, and attention runs
+per example (`packed_attention`, causal within each, nothing across), so no
+compute goes to padding and the loss and gradients are those of the padded
+batch (tests/test_train.py compares them). Each example's first token is
+never a target: its weight is 0, as in the padded batch, where position 0
+predicts nothing.
 """
 
 from __future__ import annotations

@@ -1,5 +1,14 @@
 """The trainer: a `transformers.Trainer` subclass with TriPosT's weighted loss, built with
 its callbacks (`build_trainer`, `prepare_run`), and `train_sft`, the weighted-SFT objective's run.
+
+The trainer is a `transformers.Trainer` subclass that only replaces the loss,
+so `accelerate launch` (DDP, FSDP, DeepSpeed) runs it unchanged: N processes
+of batch B train what one process of batch N*B does (same loss, same
+weights up to rounding; tests/test_train_multiprocess.py). Batches are
+grouped by length (`LengthBucketSampler`) and padded only to the longest
+example in each batch: the buffer mixes short direct answers with
+long multi-edit trajectories, and random batches would pay for the long ones'
+padding on every short one (scripts/bench_train.py measures it).
 """
 
 from __future__ import annotations

@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING, Any
 from tripost.errors import TripostError
 from tripost.train.card import finish_folder
 from tripost.train.config import CONFIG_FILE, DPO_LEARNING_RATES, TrainConfig, report_targets
+from tripost.train.objectives import Objective
 from tripost.train.setup import load_for_training, resolve_setup
 
 if TYPE_CHECKING:
@@ -222,9 +223,18 @@ def train_dpo(config: TrainConfig, pairs: "datasets.Dataset", out_dir: str | Pat
 
 def train(config: TrainConfig, dataset: "datasets.Dataset", out_dir: str | Path) -> dict[str, Any]:
     """The objective's entry (tripost.train.objectives): DPO on a buffer of
-    (prompt, chosen, rejected) pairs; what `tripost run` records of it."""
-    m = train_dpo(config, dataset, out_dir)
-    return {"steps": m["steps"], "final_loss": m["final_loss"], "tokens": m["tokens"], "pairs": m["pairs"]}
+    (prompt, chosen, rejected) pairs (tripost buffer --pairs); its metrics."""
+    return train_dpo(config, dataset, out_dir)
 
 
-__all__ = ["PAIR_COLUMNS", "DPORun", "build_dpo", "dpo_dataset", "dpo_learning_rate", "reference_model", "train", "train_dpo"]
+def summary(m: dict[str, Any], out_dir: str | Path) -> str:
+    """What `tripost train` prints of a run's metrics (`train`'s dict)."""
+    return (f"trained {m['steps']} DPO steps (beta {m['beta']}) on {m['pairs']} pairs: final loss "
+            f"{m['final_loss'] if m['final_loss'] is None else round(m['final_loss'], 4)}; weights: {out_dir}")
+
+
+OBJECTIVE = Objective(train=train, summary=summary)
+
+
+__all__ = ["OBJECTIVE", "PAIR_COLUMNS", "DPORun", "build_dpo", "dpo_dataset", "dpo_learning_rate", "reference_model", "summary", "train",
+           "train_dpo"]
