@@ -296,8 +296,11 @@ _SIGNAL_SELF = textwrap.dedent("""
 
 @pytest.mark.parametrize("sig, code, word", [("SIGTERM", 143, "terminated"), ("SIGINT", 130, "interrupted")])
 def test_sigterm_ends_a_verb_with_one_line_as_ctrl_c_does(tmp_path, sig, code, word):
+    # A suite started in the background (`cmd &` in a script) inherits SIGINT
+    # ignored, and Python then installs no Ctrl-C handler: give the child the
+    # default disposition, as a terminal's foreground job has.
     r = subprocess.run([sys.executable, "-c", _SIGNAL_SELF, sig], cwd=ROOT, env=_env(tmp_path), capture_output=True, text=True,
-                       timeout=120)
+                       timeout=120, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert r.returncode == code, r.stderr[-2000:]
     assert r.stderr == f"tripost tasks: {word}\n"
     assert r.stdout == "child True\n"
