@@ -366,8 +366,7 @@ def test_a_wrong_batch_option_is_one_line(tmp_path, capsys, args, needle):
 def test_run_config_takes_teacher_batch(tmp_path):
     from tripost.runconfig import RunConfig
 
-    cfg = RunConfig.load(None, ["teacher.batch=true", "teacher.batch_wait=1.5", "teacher.batch_poll=60"]).to_dict()
-    options = RunConfig.from_dict(cfg).teacher_options()
+    options = RunConfig.load(None, ["teacher.batch=true", "teacher.batch_wait=1.5", "teacher.batch_poll=60"]).teacher_options()
     assert (options.batch, options.batch_wait, options.batch_poll) == (True, 1.5, 60.0)
     with pytest.raises(TripostError, match="teacher.batch_poll must be more than 0 seconds"):
         RunConfig.load(None, ["teacher.batch_poll=0"]).teacher_options()

@@ -63,9 +63,8 @@ def collect_run(run: Path) -> dict[str, Any]:
     return {"config": _load(layout.config), "state": _load(layout.state), "machine": _load(layout.machine), "iterations": rows}
 
 
-def iteration_row(name: str, folder: StageFolder | Path) -> dict[str, Any]:
-    """What the stages of one iteration (or `base`) wrote in `folder`; None for a stage that has not."""
-    f = folder if isinstance(folder, StageFolder) else StageFolder(Path(folder))
+def iteration_row(name: str, f: StageFolder) -> dict[str, Any]:
+    """What the stages of one iteration (or `base`) wrote in `f`; None for a stage that has not."""
     return {
         "iteration": name,
         "eval": _load(f.eval_json),
@@ -444,7 +443,7 @@ class LoopTracker:
         """Send iteration `name` ("base", "itT": step T; base at step 0 under base/)."""
         if not self.sinks:
             return
-        row = iteration_row(name, self.run / name)
+        row = iteration_row(name, StageFolder(self.run / name))
         metrics = iteration_metrics(row)
         if name == "base":
             metrics, step = {f"base/{k}": v for k, v in metrics.items()}, 0

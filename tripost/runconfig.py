@@ -246,8 +246,7 @@ class RunConfig:
             raise TripostError(f"unknown student.sample_precision {clip(self.student.sample_precision)}; choose from {', '.join(PRECISIONS)}")
         self._check_engine()
         self.teacher_options()
-        self.collect_settings()
-        self.data_source()
+        self.data_source()  # checks the [collect] settings, then the source's own config
         self._check_teaching()
         c = self.collect
         if c.source == "self_verified" and c.verify_mode == "reweight" and not self.train.use_example_weight:
@@ -351,7 +350,7 @@ def key_help() -> str:
         lines += ["", f"[{name}]"]
         for f in fields(cls):
             choices = f.metadata.get("choices")
-            extra = f" ({', '.join(choices)})" if choices and f.name not in ("eval_subsets",) else ""
+            extra = f" ({', '.join(choices)})" if choices else ""
             lines.append(f"{f.name} = {json.dumps(defaults[name][f.name])}  # {f.metadata.get('help', '')}{extra}")
     lines += ["", "[train]  # tripost train --help says what each does"]
     lines += [f"{k} = {json.dumps(v)}" for k, v in defaults["train"].items()]

@@ -170,16 +170,13 @@ class WeightedSFTTrainer(Trainer):
                            best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=True)
 
 
-def _log_last_step_callback():
-    class LogLastStep(TrainerCallback):
-        """Log the last step too, so the loss curve ends where training did."""
+class LogLastStep(TrainerCallback):
+    """Log the last step too, so the loss curve ends where training did."""
 
-        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
-            if state.max_steps and state.global_step >= state.max_steps:
-                control.should_log = True
-            return control
-
-    return LogLastStep()
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        if state.max_steps and state.global_step >= state.max_steps:
+            control.should_log = True
+        return control
 
 
 def trainer_class() -> type:
@@ -273,7 +270,7 @@ def build_trainer(config: TrainConfig, student: Any, train_set: "datasets.Datase
         train_dataset=train_set,
         data_collator=PackedCollator() if setup.packing else WeightedCollator(pad_token_id=pad, pad_to_multiple_of=config.pad_to_multiple_of),
         processing_class=student.tokenizer,
-        callbacks=[_log_last_step_callback(), *callbacks],
+        callbacks=[LogLastStep(), *callbacks],
     )
     trainer.group_by_length = config.group_by_length
     trainer.packing = setup.packing
@@ -331,18 +328,20 @@ class _LeanHeap:
             self.window = False
 
 
-def _lean_heap_callback(heap: _LeanHeap) -> Any:
-    class LeanHeap(TrainerCallback):
-        def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            heap.before_optimizer_step(kwargs.get("optimizer"))
+class LeanHeapCallback(TrainerCallback):
+    """Keeps glibc's heap lean around each step (`_LeanHeap`)."""
 
-        def on_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            heap.after_optimizer_step()
+    def __init__(self, heap: _LeanHeap) -> None:
+        self.heap = heap
 
-        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            heap.trim()  # the step's gradients and transients are freed: nearly the whole heap
+    def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.heap.before_optimizer_step(kwargs.get("optimizer"))
 
-    return LeanHeap()
+    def on_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.heap.after_optimizer_step()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.heap.trim()  # the step's gradients and transients are freed: nearly the whole heap
 
 
 def _lean_checkpointing(trainer: Any, setup: TrainSetup) -> None:
@@ -367,7 +366,7 @@ def _lean_checkpointing(trainer: Any, setup: TrainSetup) -> None:
     heap = _LeanHeap.load() if setup.device.startswith("cpu") else None
     if heap is not None:
         trainer.lean_heap = heap
-        trainer.add_callback(_lean_heap_callback(heap))
+        trainer.add_callback(LeanHeapCallback(heap))
 
 
 def _log_tensorboard_under(trainer: Any, folder: Path) -> None:
