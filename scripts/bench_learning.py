@@ -100,7 +100,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tripost.layout import RunLayout  # noqa: E402
+from tripost.layout import RunLayout, StageFolder  # noqa: E402
 from tripost.student.hardware import machine_card  # noqa: E402
 
 TASKS = ["arithmetic", "word_sorting"]
@@ -418,18 +418,18 @@ def _stage_seconds(state: dict[str, Any] | None, names: list[str]) -> float:
     return round(sum(stages.get(n, {}).get("seconds", 0.0) for n in names), 1)
 
 
-def _tokens(folder: Path, state: dict[str, Any] | None = None) -> int:
+def iteration_tokens(stage: StageFolder, state: dict[str, Any] | None = None) -> int:
     """Training tokens of one iteration folder: its train_metrics.json, else
     the `tokens` its train stage recorded in the run's state.json (`state`),
     else 0 (an iteration with nothing to train on)."""
-    m = _load(folder / "train" / "train_metrics.json")
+    m = _load(stage.train_metrics)
     if m and m.get("tokens") is not None:
         return int(m["tokens"])
-    rec = ((state or {}).get("stages") or {}).get(f"{folder.name}/train") or {}
+    rec = ((state or {}).get("stages") or {}).get(f"{stage.root.name}/train") or {}
     return int(rec.get("tokens") or 0)
 
 
-def _buffer_by_kind(run: Path, iterations: range) -> dict[str, int] | None:
+def buffer_by_kind(run: Path, iterations: range) -> dict[str, int] | None:
     """Examples of each kind the buffers of `iterations` held (their
     stats.json `by_kind_after`, summed): what the model trained on after
     iteration 0; None when no buffer stats are there."""
@@ -550,7 +550,7 @@ def methods(tri: Path, rej: Path, gp: Path, T: int, demo: Path | None = None,
     st_tri, st_rej = _load(RunLayout(tri).state), _load(RunLayout(rej).state)
     st_demo = _load(RunLayout(demo).state) if demo is not None else None
     gpi = _load(gp / "gold_plus.json") or {}
-    it0_tokens = _tokens(tri / "it0", st_tri) if it0_tokens is None else it0_tokens
+    it0_tokens = iteration_tokens(RunLayout(tri).it(0), st_tri) if it0_tokens is None else it0_tokens
     it0_s = _stage_seconds(st_tri, ["it0/train"])
 
     def upto(state: dict[str, Any] | None, k: int) -> float:
@@ -564,17 +564,17 @@ def methods(tri: Path, rej: Path, gp: Path, T: int, demo: Path | None = None,
         {"method": "sft-gold+", "iteration": None, "eval": gp / "eval" / "eval.json", "train_tokens": it0_tokens + int(gpi.get("tokens", 0)),
          "seconds": round(it0_s + gpi.get("train_seconds", 0.0) + gpi.get("eval_seconds", 0.0), 1)},
         {"method": "rejection", "iteration": k_rej, "chosen": True, "eval": RunLayout(rej).it(k_rej).eval_json,
-         "train_tokens": it0_tokens + sum(_tokens(rej / f"it{t}", st_rej) for t in range(1, k_rej + 1)),
-         "buffer_by_kind": _buffer_by_kind(rej, range(1, k_rej + 1)), "seconds": round(it0_s + upto(st_rej, k_rej), 1)},
+         "train_tokens": it0_tokens + sum(iteration_tokens(RunLayout(rej).it(t), st_rej) for t in range(1, k_rej + 1)),
+         "buffer_by_kind": buffer_by_kind(rej, range(1, k_rej + 1)), "seconds": round(it0_s + upto(st_rej, k_rej), 1)},
     ]
     if demo is not None:
         out.append({"method": "tripost-demo", "iteration": 1, "chosen": True, "eval": RunLayout(demo).it(1).eval_json,
-                    "train_tokens": it0_tokens + _tokens(demo / "it1", st_demo), "buffer_by_kind": _buffer_by_kind(demo, range(1, 2)),
+                    "train_tokens": it0_tokens + iteration_tokens(RunLayout(demo).it(1), st_demo), "buffer_by_kind": buffer_by_kind(demo, range(1, 2)),
                     "seconds": round(it0_s + upto(st_demo, 1), 1)})
     for k in range(1, T + 1):
         out.append({"method": f"tripost-t{k}", "iteration": k, "chosen": k == k_tri, "eval": RunLayout(tri).it(k).eval_json,
-                    "train_tokens": it0_tokens + sum(_tokens(tri / f"it{t}", st_tri) for t in range(1, k + 1)),
-                    "buffer_by_kind": _buffer_by_kind(tri, range(1, k + 1)), "seconds": round(it0_s + upto(st_tri, k), 1)})
+                    "train_tokens": it0_tokens + sum(iteration_tokens(RunLayout(tri).it(t), st_tri) for t in range(1, k + 1)),
+                    "buffer_by_kind": buffer_by_kind(tri, range(1, k + 1)), "seconds": round(it0_s + upto(st_tri, k), 1)})
     return out
 
 
@@ -1008,7 +1008,7 @@ def compare(seed: int, out: Path, size: dict[str, Any], args: argparse.Namespace
     if sel["rejection"]["iteration"] != T:  # the run evaluated its last iteration on test; the chosen one now
         ensure_test_eval(runs["rejection"], sel["rejection"]["iteration"])
     # 5) sft-gold+: the same iteration 0 trained on more gold, token-matched to all T TriPosT iterations.
-    target = sum(_tokens(tri_dir / f"it{t}", tri.state()) for t in range(1, T + 1))
+    target = sum(iteration_tokens(RunLayout(tri_dir).it(t), tri.state()) for t in range(1, T + 1))
     say(f"== seed {seed}: sft-gold+ -> {gp_dir} (token target {target})")
     gold_plus(tri, gp_dir, target, say, skip=args.iteration0_problems)
     return so_far(sel), reused, {"seed": seed, **sel}

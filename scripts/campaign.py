@@ -80,6 +80,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # `start` runs under any python3: tripost's stdlib-only modules come from this checkout
 
 from tripost.fileio import atomic_write_json  # noqa: E402
+from tripost.layout import RunLayout, StageFolder  # noqa: E402
 
 DEFAULT_DIR = Path(os.environ.get("TRIPOST_CAMPAIGN_DIR", "/work/campaign"))
 
@@ -247,7 +248,7 @@ def competence_stages(d: Path, task: str = TASKS[0]) -> list[dict[str, Any]]:
     stages = []
     for k in range(1, chunks + 1):
         stages.append({"name": f"competence/{task} train {k * CHUNK} gold", "kind": "train", "task": task, "k": k,
-                       "done": (chunk_dir(d, k, task) / "train" / "train_metrics.json").exists()})
+                       "done": StageFolder(chunk_dir(d, k, task)).train_metrics.exists()})
         if k * CHUNK in CURVE:
             stages.append({"name": f"competence/{task} eval at {k * CHUNK} gold", "kind": "eval", "task": task, "k": k,
                            "done": (chunk_dir(d, k, task) / "eval.json").exists()})
@@ -260,17 +261,18 @@ def run_competence_stage(d: Path, stage: dict[str, Any], docs: Path) -> None:
 
     k, task = stage["k"], stage.get("task", TASKS[0])
     folder = chunk_dir(d, k, task)
+    chunk = StageFolder(folder)  # buffer/ and train/ as in a run's iteration folder; eval.json beside them
     if stage["kind"] == "train":
-        if not (folder / "buffer" / "dataset").exists():
+        if not chunk.buffer_dataset.exists():
             # Chunk k: problems (k-1)*CHUNK .. k*CHUNK of one fixed draw (prefix-stable), never seen before.
             pool = sample_problems(get_task(task), split="train", subset="seen", preset=PRESET, n=max(CURVE), seed=SEED)
             examples = rationale_examples(pool[(k - 1) * CHUNK: k * CHUNK])
-            save_buffer(examples, BufferStats(records=len(examples)), folder / "buffer")
-        previous = [] if k == 1 else ["--adapter", str(chunk_dir(d, k - 1, task) / "train")]
-        tripost(d, "train", "--buffer", str(folder / "buffer"), "--out", str(folder / "train"), *previous,
+            save_buffer(examples, BufferStats(records=len(examples)), chunk.buffer)
+        previous = [] if k == 1 else ["--adapter", str(StageFolder(chunk_dir(d, k - 1, task)).train)]
+        tripost(d, "train", "--buffer", str(chunk.buffer), "--out", str(chunk.train), *previous,
                 "epochs=1", f"seed={SEED}", "progress=false")
     else:
-        tripost(d, "eval", "--adapter", str(folder / "train"), "--task", task, "--subset", "both", "--n", str(EVAL_N),
+        tripost(d, "eval", "--adapter", str(chunk.train), "--task", task, "--subset", "both", "--n", str(EVAL_N),
                 "--max-turns", "0", "--seed", str(SEED), "--no-progress", "--out", str(folder / "eval.json"))
         publish(d, docs)
 
@@ -330,7 +332,7 @@ def label_free_overrides(task: str, method: str, budget: int) -> list[str]:
 
 def tripost_tokens_per_iteration(tri: Path, T: int) -> int:
     """TriPosT's mean training tokens per iteration in a comparison run folder."""
-    tokens = [int((load(tri / f"it{t}" / "train" / "train_metrics.json") or {}).get("tokens") or 0) for t in range(1, T + 1)]
+    tokens = [int((load(RunLayout(tri).it(t).train_metrics) or {}).get("tokens") or 0) for t in range(1, T + 1)]
     if not all(tokens):
         raise SystemExit(f"campaign: stopped: TriPosT's iterations in {tri} have no training tokens recorded")
     return round(sum(tokens) / len(tokens))
@@ -344,8 +346,8 @@ def run_label_free_stage(d: Path, stage: dict[str, Any], docs: Path) -> None:
     tri, T = Path(comp["meta"]["runs"][str(SEED)]["tripost"]), comp["meta"]["size"]["iterations"]
     folder = label_free_dir(d, task, method)
     folder.mkdir(parents=True, exist_ok=True)
-    if not (folder / "it0").exists():
-        (folder / "it0").symlink_to(os.path.relpath(tri / "it0", folder), target_is_directory=True)  # the same iteration 0
+    if not RunLayout(folder).it(0).root.exists():
+        RunLayout(folder).it(0).root.symlink_to(os.path.relpath(RunLayout(tri).it(0).root, folder), target_is_directory=True)  # the same iteration 0
     tripost(d, "run", "--out", str(folder), "--no-progress", *label_free_overrides(task, method, tripost_tokens_per_iteration(tri, T)))
     publish_label_free(d, docs)
 
@@ -368,11 +370,11 @@ def publish_label_free(d: Path, docs: Path) -> None:
         ms = list(base)
         for method in LABEL_FREE:
             folder = label_free_dir(d, task, method)
-            if not (folder / f"it{T}" / "eval" / "eval.json").exists():
+            if not RunLayout(folder).it(T).eval_json.exists():
                 continue
-            ms.append({"method": method, "iteration": T, "chosen": True, "eval": folder / f"it{T}" / "eval" / "eval.json",
-                       "train_tokens": it0_tokens + sum(bl._tokens(folder / f"it{t}") for t in range(1, T + 1)),
-                       "buffer_by_kind": bl._buffer_by_kind(folder, range(1, T + 1)), "seconds": 0.0})
+            ms.append({"method": method, "iteration": T, "chosen": True, "eval": RunLayout(folder).it(T).eval_json,
+                       "train_tokens": it0_tokens + sum(bl.iteration_tokens(RunLayout(folder).it(t)) for t in range(1, T + 1)),
+                       "buffer_by_kind": bl.buffer_by_kind(folder, range(1, T + 1)), "seconds": 0.0})
         if len(ms) > len(base):
             rows += [r for r in bl.rows_of(ms, seed=SEED) if r["task"] != "total"]
     if not rows:
@@ -398,7 +400,7 @@ def chain_tokens(d: Path, gold_examples: int, task: str = TASKS[0]) -> int:
     `gold_examples` gold examples (each chunk continued the one before)."""
     total = 0
     for k in range(1, gold_examples // CHUNK + 1):
-        m = load(chunk_dir(d, k, task) / "train" / "train_metrics.json") or {}
+        m = load(StageFolder(chunk_dir(d, k, task)).train_metrics) or {}
         total += int(m.get("tokens") or 0)
     return total
 
