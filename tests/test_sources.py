@@ -1,6 +1,6 @@
 """Data sources behind one interface (tripost.sources): the registry, the
-settings shared by the run config and `tripost collect`, the resumable batch
-loop, and the record property that tells the buffer what was checked."""
+settings shared by the run config and `tripost collect`, the collection
+loop every sampling source runs on (tripost.sources.template), and the record property that tells the buffer what was checked."""
 
 from __future__ import annotations
 
@@ -14,12 +14,13 @@ import pytest
 from tripost.buffer import examples_from_records
 from tripost.cli import collect_cmd, main
 from tripost.errors import TripostError
-from tripost.log import LogRecord
+from tripost.log import LogRecord, LogWriter, read_log
 from tripost.runconfig import RunConfig
 from tripost.settings import from_args, section_defaults
 from tripost.sources import SOURCE_NAMES, SOURCES, Job, make_source, source_class
-from tripost.sources.base import record_key, sample_seed, sampled_batches
+from tripost.sources.base import SourceResult, record_key, sample_seed
 from tripost.sources.settings import CollectSettings
+from tripost.sources.template import CollectionLoop
 from tripost.tasks import get_task, sample_problems
 
 
@@ -103,7 +104,7 @@ def test_a_setting_of_another_source_is_refused(tmp_path, capsys):
     assert not (tmp_path / "c").exists()
 
 
-# ------------------------------------------------------- the batch loop ---
+# ------------------------------------------ the collection template ---
 
 
 @pytest.fixture()
@@ -111,36 +112,66 @@ def problems():
     return sample_problems(get_task("arithmetic"), n=5, seed=3)
 
 
-def test_sampled_batches_resamples_a_half_logged_batch_whole(problems):
+class EchoLoop(CollectionLoop):
+    """The smallest source on the template: a record per sampled text, usable when it ends in an even digit."""
+
+    name = "echo"
+
+    def __init__(self, problems, log_path, sampler, **kw):
+        super().__init__(problems, log_path, SourceResult(log_path=str(log_path)), progress=False, **kw)
+        self.sampler = sampler
+
+    def make_records(self, batch):
+        return [echo_record(key, text) for p, s, key, text in batch.attempts()]
+
+
+def echo_record(key, text):
+    usable = int(text[-1]) % 2 == 0
+    return LogRecord(key=key, problem={"question": "q", "id": key.split("#")[0]}, kind="direct" if usable else "failed",
+                     turns=[{"rationale": text, "feedback": None}], final_correct=usable, stop_reason="even" if usable else "odd")
+
+
+def test_the_loop_resamples_a_half_logged_batch_whole_and_counts_what_the_log_held(problems, tmp_path):
     calls = []
 
     def sampler(batch, n, seed):
         calls.append(([p.id for p in batch], seed))
-        return [[f"{p.id}/{s}/{seed}" for s in range(n)] for p in batch]
+        return [[f"{p.id}/{s}/{seed % 10}" for s in range(n)] for p in batch]
 
     # Problem 0 fully logged, problem 1 half: the first batch (0, 1) is sampled
-    # whole with the seed of the whole batch, and only the missing keys come back.
-    done = {record_key(problems[0], 0, s, 1) for s in range(2)} | {record_key(problems[1], 0, 0, 1)}
-    batches = list(sampled_batches(problems, sampler, done.__contains__, samples=2, batch_size=2, passes=1, iteration=1, seed=7))
-    first = batches[0]
-    assert calls[0] == ([problems[0].id, problems[1].id], sample_seed(7, 1, 0, [problems[0].id, problems[1].id]))
-    assert first.skipped == 1 and [(p.id, s) for p, s, _, _ in first.todo] == [(problems[1].id, 1)]
-    assert [len(b.problems) for b in batches] == [2, 2, 1] and [b.last_in_pass for b in batches] == [False, False, True]
-    # A fully logged batch is not sampled at all.
+    # whole with the seed of the whole batch, and only the missing keys are written.
+    log = tmp_path / "log.jsonl"
+    first_seed = sample_seed(7, 1, 0, [problems[0].id, problems[1].id])
+    held = [(problems[0], 0), (problems[0], 1), (problems[1], 0)]
+    with LogWriter(log) as w:
+        for p, s in held:
+            w.write(echo_record(record_key(p, 0, s, 1), f"{p.id}/{s}/{first_seed % 10}"))
+    res = EchoLoop(problems, log, sampler, samples=2, batch_size=2, iteration=1, seed=7).run()
+    assert calls[0] == ([problems[0].id, problems[1].id], first_seed) and [len(c[0]) for c in calls] == [2, 2, 1]
+    keys = [r.key for r in read_log(log)]
+    assert len(keys) == len(set(keys)) == 10 and keys[3] == record_key(problems[1], 0, 1, 1)
+    # The summary is the collection's: the records the log held count too.
+    assert (res.records_written, res.records_skipped, res.passes) == (7, 3, 1)
+    assert res.usable == res.by_kind.get("direct", 0) and sum(res.by_kind.values()) == 10
+    assert res.stop_reasons == {k: n for k, n in (("even", res.usable), ("odd", 10 - res.usable)) if n}
+    # A fully logged collection samples nothing and reports the same.
     calls.clear()
-    everything = {record_key(p, 0, s, 1) for p in problems for s in range(2)}
-    assert all(not b.todo for b in sampled_batches(problems, sampler, everything.__contains__, samples=2, batch_size=2, passes=1,
-                                                    iteration=1, seed=7))
-    assert calls == []
+    again = EchoLoop(problems, log, sampler, samples=2, batch_size=2, iteration=1, seed=7).run()
+    assert calls == [] and (again.records_written, again.records_skipped) == (0, 10)
+    assert (again.by_kind, again.usable, again.stop_reasons) == (res.by_kind, res.usable, res.stop_reasons)
 
 
-def test_sampled_batches_stops_when_asked(problems):
-    seen = []
-    gen = sampled_batches(problems, lambda b, n, s: [["x"] * n for _ in b], lambda k: False, samples=1, batch_size=1, passes=3,
-                          iteration=0, seed=0, stop=lambda: len(seen) >= 2)
-    for batch in gen:
-        seen.append(batch)
-    assert len(seen) == 2
+def test_the_loop_stops_at_its_target_and_says_why_it_fell_short(problems, tmp_path):
+    even = lambda batch, n, seed: [["x0"] * n for _ in batch]  # noqa: E731
+    res = EchoLoop(problems, tmp_path / "a.jsonl", even, batch_size=1, passes=3, target=2).run()
+    assert (res.records_written, res.passes, res.stopped_early) == (2, 1, None)
+    odd = lambda batch, n, seed: [["x1"] * n for _ in batch]  # noqa: E731
+    res = EchoLoop(problems, tmp_path / "b.jsonl", odd, batch_size=2, passes=2, target=3).run()
+    assert res.records_written == 10 and res.stopped_early == "only 0 usable trajectories after 2 pass(es); target was 3"
+    res = EchoLoop(problems, tmp_path / "c.jsonl", odd, batch_size=2, min_usable=1).run()
+    assert res.stopped_early == "only 0 usable trajectories (minimum 1)"
+    with pytest.raises(TripostError, match="^echo: no problems$"):
+        EchoLoop([], tmp_path / "d.jsonl", odd)
 
 
 # ------------------------------------------------ what a record carries ---

@@ -1,4 +1,4 @@
-"""What every data source shares: the interface, the summary, the batch loop.
+"""What every data source shares: the interface, the summary, keys and seeds.
 
 A data source turns training problems into interaction-log records with the
 student (and, for some, a teacher). Every source:
@@ -6,22 +6,24 @@ student (and, for some, a teacher). Every source:
 - is given a `Job` (problems, the log to append to, iteration, seed, the run's
   config hash) and returns a `SourceResult` (one summary type; a source may
   extend it with fields of its own);
-- names each unit of work by a key (`record_key`) and skips keys already in
-  the log, so a rerun of a killed collection resumes without duplicates;
-- samples a batch with a seed derived from the whole batch (`sample_seed`), so
-  a resumed record equals the one an uninterrupted run would have written.
+- names each record by a key (`record_key`, or a source's own) and skips keys
+  already in the log, so a rerun of a killed collection resumes without
+  duplicates;
+- samples a batch with a seed derived from the whole batch (`batch_seed`;
+  `sample_seed` for the teacher and rejection sources), so a resumed record
+  equals the one an uninterrupted run would have written.
 
-`sampled_batches` is that resumable loop, written once; the teacher and
-rejection sources run on it (guided and sharpen have rounds and chunks of
-their own, with the same key and seed rules).
+The loop that does all this is written once, in tripost/sources/template.py
+(`CollectionLoop`); this module holds what it and the guided source (a loop
+of its own) are built from: the types above, `progress_bar`, judging an
+attempt, and `student_sampler`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import sys
-from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,7 +31,7 @@ from typing import Any, Protocol
 from tqdm import tqdm
 
 from tripost.format import parse_trajectory
-from tripost.log import LogRecord, LogWriter, read_log
+from tripost.log import LogRecord
 from tripost.student import build_prompts
 from tripost.tasks import get_task
 from tripost.tasks.base import Problem
@@ -62,7 +64,11 @@ class Job:
 class SourceResult:
     """What a collection did: the summary every source returns (and that the
     run writes to itT/collect/collect.json). `usable` counts the records the
-    buffer can train on; teacher fields stay 0 for teacher-free sources."""
+    buffer can train on; teacher fields stay 0 for teacher-free sources.
+    `usable`, `by_kind` and `stop_reasons` describe the whole collection, the
+    records a resumed run found in the log (`records_skipped`) included;
+    `records_written` and the teacher's calls, cost and rejections are this
+    run's (tripost.sources.template `Tally`)."""
 
     log_path: str
     records_written: int = 0
@@ -141,14 +147,6 @@ def sample_seed(seed: int, iteration: int, pass_index: int, problem_ids: Sequenc
     return batch_seed(problem_ids, seed, iteration, pass_index)
 
 
-def resume_log(log_path: str | Path, iteration: int) -> tuple[LogWriter, Counter]:
-    """A writer appending to the log (a torn last line repaired, the keys
-    already there loaded for `done`), and the kinds of the records it already
-    holds for `iteration` (a resumed run counts them toward its totals)."""
-    writer = LogWriter(log_path)
-    return writer, Counter(rec.kind for rec in read_log(log_path) if rec.iteration == iteration)
-
-
 def progress_bar(desc: str, total: int, progress: bool, *, unit: str = "problem", initial: int = 0) -> tqdm:
     """The progress bar every source shows on stderr while it collects (none when `progress` is False)."""
     return tqdm(total=total, initial=initial, desc=desc, unit=unit, disable=not progress, file=sys.stderr, dynamic_ncols=True)
@@ -174,56 +172,6 @@ def judge_attempt(problem: Problem, text: str) -> tuple[str, bool]:
     return attempt, right
 
 
-# ------------------------------------------------------ the batch loop ---
-
-
-@dataclass
-class SampledBatch:
-    """One sampler call's worth of work: the whole batch, how many of its
-    problems the log already holds in full, and the samples still to log as
-    (problem, sample index, key, text)."""
-
-    pass_index: int
-    problems: list[Problem]
-    skipped: int
-    todo: list[tuple[Problem, int, str, str]]
-    last_in_pass: bool
-
-
-def sampled_batches(
-    problems: Sequence[Problem],
-    sampler: AttemptSampler,
-    done: Callable[[str], bool],
-    *,
-    samples: int,
-    batch_size: int,
-    passes: int,
-    iteration: int,
-    seed: int,
-    stop: Callable[[], bool] = lambda: False,
-) -> Iterator[SampledBatch]:
-    """Passes over `problems` in batches, sampling each batch that is not
-    already logged in full. The whole batch is sampled even when a killed run
-    logged part of it: the same call gives the same samples (`sample_seed`).
-    `stop()` is asked before each batch and after each pass."""
-    starts = list(range(0, len(problems), batch_size))
-    for pass_index in range(passes):
-        for j, start in enumerate(starts):
-            if stop():
-                return
-            batch = list(problems[start : start + batch_size])
-            keys = {p.id: [record_key(p, pass_index, s, iteration) for s in range(samples)] for p in batch}
-            full = [p for p in batch if all(done(k) for k in keys[p.id])]
-            todo: list[tuple[Problem, int, str, str]] = []
-            if len(full) < len(batch):
-                texts = sampler(batch, samples, sample_seed(seed, iteration, pass_index, [p.id for p in batch]))
-                for p, row in zip(batch, texts):
-                    todo += [(p, s, keys[p.id][s], text) for s, text in enumerate(row) if not done(keys[p.id][s])]
-            yield SampledBatch(pass_index, batch, len(full), todo, last_in_pass=j == len(starts) - 1)
-        if stop():
-            return
-
-
 def student_sampler(student: StudentLike, params: Any, prompt_format: Any = None) -> AttemptSampler:
     """An `AttemptSampler` over a loaded `tripost.student.Student`: the problem
     prompt is the one the student is trained on (tripost.student.prompt)."""
@@ -239,7 +187,6 @@ def student_sampler(student: StudentLike, params: Any, prompt_format: Any = None
 __all__ = [
     "AttemptSampler",
     "Job",
-    "SampledBatch",
     "SamplingSource",
     "Source",
     "SourceResult",
@@ -248,8 +195,6 @@ __all__ = [
     "judge_attempt",
     "progress_bar",
     "record_key",
-    "resume_log",
     "sample_seed",
-    "sampled_batches",
     "student_sampler",
 ]

@@ -52,8 +52,8 @@ Every record is logged with `source="demo"`.
 Size: one trajectory per (problem, pass, sample), `samples_per_problem` x
 problems x `max_passes` in all (defaults: 2 per problem, 1 pass): the number
 of attempts one TriPosT iteration (the `teacher` source) samples from the
-student on the same problems under the same settings (tripost.sources.base
-`sampled_batches`), so the two are matched in trajectories, not in what the
+student on the same problems under the same settings (tripost.sources.template
+`CollectionLoop`), so the two are matched in trajectories, not in what the
 buffer keeps of them. The summary (`collect.json`) says so: `size` holds the
 problems, samples, passes, the trajectories planned and in the log, and
 `matched_to`, that iteration's attempt count. (The authors' script collects
@@ -65,27 +65,31 @@ the teacher's, as the share of right attempts is the student's in TriPosT.
 The buffer's rules (tripost.buffer) then decide what is trained on, as for
 TriPosT's own records.
 
-Resumable like every source (tripost.sources.base): one key per (problem,
-pass, sample, iteration), and keys already in the log are skipped.
+Resumable like every source: one key per (problem, pass, sample, iteration),
+and keys already in the log are skipped. `DemoLoop` runs on the collection
+template (tripost/sources/template.py) with a loop of its own, since no
+student is sampled: its units are trajectories, a chunk of them (four per
+teacher thread) in the pool at a time, logged in order; the log, the tally,
+the pool, the usable target, the unavailable stop (`TeacherUnavailable`)
+and the summary are the template's.
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
-import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from tripost.errors import TripostError
 from tripost.format import parse_rationale
-from tripost.log import CORRECT_KINDS, LogRecord, usable
-from tripost.sources.base import Job, SourceResult, progress_bar, record_key, resume_log
-from tripost.sources.editing import CollectConfig, TeacherTally, TeacherUnavailable, edit_trajectory
+from tripost.log import CORRECT_KINDS, LogRecord
+from tripost.sources.base import Job, SourceResult
+from tripost.sources.editing import CollectConfig, TeacherUnavailable, edit_trajectory
+from tripost.sources.template import CollectionLoop, shortfall
 from tripost.tasks import get_task
 from tripost.tasks.base import Problem
 from tripost.teachers.base import ATTEMPT_TEMPERATURE, ATTEMPT_TURN_SOURCE, AttemptingTeacher, Teacher, TeacherCall, attempting
@@ -164,6 +168,121 @@ def attempt_sample(seed: int, iteration: int, pass_index: int, sample: int) -> i
     return int.from_bytes(digest[:6], "big")
 
 
+class DemoLoop(CollectionLoop):
+    """The demo source on the collection template (tripost.sources.template)
+    with a loop of its own (`loop`): its units are trajectories, not batches
+    of sampled problems, a chunk of them at a time in the pool (bounded by
+    `teacher_concurrency`), logged in order before the next chunk. The log,
+    the tally, the bar, the pool and the summary are the template's."""
+
+    result: DemoResult  # the summary this source fills
+    name = "demo"
+    unit = "trajectory"
+
+    def __init__(self, problems: Sequence[Problem], teacher: Teacher, log_path: str | Path, cfg: CollectConfig,
+                 student_info: dict[str, Any] | None, progress: bool, on_record: Callable[[LogRecord], None] | None) -> None:
+        self.attempter = attempting(teacher)
+        by_teacher = self.attempter is not None
+        result = DemoResult(log_path=str(log_path), attempts_by=BY_TEACHER if by_teacher else BY_FAMILY,
+                            attempt_temperature=ATTEMPT_TEMPERATURE if by_teacher else None)
+        super().__init__(problems, log_path, result, iteration=cfg.iteration, seed=cfg.seed, samples=cfg.samples_per_problem,
+                         passes=cfg.max_passes, min_usable=cfg.min_usable, target=cfg.target_usable, ledger=getattr(teacher, "ledger", None),
+                         progress=progress, on_record=on_record)
+        self.teacher, self.cfg, self.student_info = teacher, cfg, dict(student_info or {})
+        self.workers = cfg.teacher_concurrency
+        self.skipped: dict[str, str] = {}  # problem id -> why
+        if self.attempter is None:
+            # Family-made attempts need a family that can make a wrong one and the gold rationale to make it from.
+            for p in problems:
+                if not get_task(p.family).scripted:
+                    self.skipped[p.id] = NO_CORRUPTOR
+                elif not p.rationale.strip():
+                    self.skipped[p.id] = NO_RATIONALE
+        self.units = [(p, k, s) for k in range(cfg.max_passes) for p in problems if p.id not in self.skipped
+                      for s in range(cfg.samples_per_problem)]
+
+    def progress_total(self) -> int:
+        return len(self.units)
+
+    def record(self, p: Problem, key: str, s: int, turns: list[dict[str, Any]], kind: str, stop: str, calls: list[TeacherCall],
+               guide: dict[str, Any]) -> LogRecord:
+        cfg = self.cfg
+        return LogRecord(
+            key=key, problem=p.to_dict(), kind=kind, turns=turns, final_correct=kind in CORRECT_KINDS, stop_reason=stop,
+            sample_index=s, iteration=cfg.iteration, seed=cfg.seed, config_hash=cfg.config_hash,
+            teacher_calls=[c.to_dict() for c in calls], student=dict(self.student_info), source="demo", guide=guide,
+        )
+
+    def fix_corrupted(self, p: Problem, key: str, s: int, step: int, text: str) -> LogRecord:
+        turns, kind, stop, calls = edit_trajectory(p, text, self.teacher, self.cfg.max_edits)
+        if turns:
+            turns[0] = {**turns[0], "source": CORRUPTED}
+        return self.record(p, key, s, turns, kind, stop, calls, {"corrupted_step": step})
+
+    def fix_attempted(self, p: Problem, key: str, k: int, s: int, who: AttemptingTeacher) -> LogRecord:
+        draw = attempt_sample(self.cfg.seed, self.cfg.iteration, k, s)
+        guide = {"attempt_sample": draw, "temperature": ATTEMPT_TEMPERATURE}
+        try:
+            reply = who.attempt(p, sample=draw, temperature=ATTEMPT_TEMPERATURE)
+        except TripostError as e:  # a configuration that cannot work (a refused request, a replay log without it): one line
+            raise TripostError(f"demo: the teacher {getattr(self.teacher, 'name', 'teacher')} could not write an attempt at "
+                               f"temperature {ATTEMPT_TEMPERATURE:g} for problem {p.id}: {e}") from None
+        if reply.rationale is None:
+            return self.record(p, key, s, [], "failed", f"teacher attempt rejected: {reply.rejected}", list(reply.calls), guide)
+        turns, kind, stop, calls = edit_trajectory(p, reply.rationale, self.teacher, self.cfg.max_edits)
+        if turns:
+            turns[0] = {**turns[0], "source": ATTEMPT_TURN_SOURCE}
+        return self.record(p, key, s, turns, kind, stop, [*reply.calls, *calls], guide)
+
+    def loop(self) -> None:
+        # A chunk of trajectories goes to the teacher at once (bounded by
+        # `teacher_concurrency`) and is logged in order before the next one.
+        cfg, pool = self.cfg, self.pool
+        assert pool is not None
+        chunk = cfg.teacher_concurrency * 4
+        for start in range(0, len(self.units), chunk):
+            if self.stop():
+                break
+            todo = []
+            for p, k, s in self.units[start : start + chunk]:
+                key = self.key(p, k, s)
+                if p.id in self.skipped or self.writer.done(key):
+                    continue  # found uncorruptible earlier in this chunk, or logged (counted when the log was opened)
+                if self.attempter is not None:
+                    todo.append(pool.submit(self.fix_attempted, p, key, k, s, self.attempter))
+                    continue
+                try:
+                    step, text = corrupted_gold(p, seed=cfg.seed, iteration=cfg.iteration, pass_index=k, sample=s)
+                except TripostError:  # e.g. a logical-deduction record without a parsed puzzle
+                    self.skipped[p.id] = NO_CORRUPTOR
+                    continue
+                todo.append(pool.submit(self.fix_corrupted, p, key, s, step, text))
+            self.bar.update(min(chunk, len(self.units) - start))
+            for fut in todo:
+                # An unavailable trajectory is left out of the log, so a rerun (the teacher back) does it.
+                self.log(fut.result())
+            if cfg.max_unavailable and self.tally.streak >= cfg.max_unavailable:
+                raise TeacherUnavailable.stopped(self.teacher, self.tally.streak, self.writer, self.result)
+            self.bar.set_postfix(usable=self.result.usable, calls=self.result.teacher_calls)
+
+    def finish(self) -> None:
+        cfg, result = self.cfg, self.result
+        result.passes = cfg.max_passes
+        result.skipped = dict(Counter(self.skipped.values()))
+        used = len(self.problems) - len(self.skipped)
+        result.size = DemoSize(
+            problems=len(self.problems), problems_skipped=len(self.skipped), samples_per_problem=cfg.samples_per_problem,
+            passes=cfg.max_passes, planned=used * cfg.samples_per_problem * cfg.max_passes, in_log=sum(self.tally.kinds.values()),
+            matched_to=len(self.problems) * cfg.samples_per_problem * cfg.max_passes,
+        ).to_dict()
+        super().finish()
+
+    def note(self) -> str | None:
+        skipped = self.result.skipped
+        why = f" ({', '.join(f'{n} {k}' for k, n in sorted(skipped.items()))} skipped)" if skipped else ""
+        return shortfall(self.result.usable, minimum=self.min_usable, target=self.target, passes=self.result.passes, why=why)
+
+
 def demo_collect(
     problems: Sequence[Problem],
     teacher: Teacher,
@@ -176,115 +295,8 @@ def demo_collect(
     """`cfg.samples_per_problem` attempts at each problem (for `cfg.max_passes`
     passes), the teacher's own when it can attempt (sampled at
     `ATTEMPT_TEMPERATURE`), else the family's wrong ones from the gold
-    rationale, and the teacher's correction of each, logged."""
-    cfg = cfg or CollectConfig()
-    if not problems:
-        raise TripostError("demo: no problems")
-    t0 = time.perf_counter()
-    attempter = attempting(teacher)
-    by_teacher = attempter is not None
-    result = DemoResult(log_path=str(log_path), attempts_by=BY_TEACHER if by_teacher else BY_FAMILY,
-                        attempt_temperature=ATTEMPT_TEMPERATURE if by_teacher else None)
-    writer, kinds = resume_log(log_path, cfg.iteration)
-    result.usable = usable(kinds)
-    tally = TeacherTally(kinds, ledger=getattr(teacher, "ledger", None))
-    skipped: dict[str, str] = {}  # problem id -> why
-    if attempter is None:
-        # Family-made attempts need a family that can make a wrong one and the gold rationale to make it from.
-        for p in problems:
-            if not get_task(p.family).scripted:
-                skipped[p.id] = NO_CORRUPTOR
-            elif not p.rationale.strip():
-                skipped[p.id] = NO_RATIONALE
-    units = [(p, k, s) for k in range(cfg.max_passes) for p in problems if p.id not in skipped for s in range(cfg.samples_per_problem)]
-
-    def record(p: Problem, key: str, s: int, turns: list[dict[str, Any]], kind: str, stop: str, calls: list[TeacherCall],
-               guide: dict[str, Any]) -> LogRecord:
-        return LogRecord(
-            key=key, problem=p.to_dict(), kind=kind, turns=turns, final_correct=kind in CORRECT_KINDS, stop_reason=stop,
-            sample_index=s, iteration=cfg.iteration, seed=cfg.seed, config_hash=cfg.config_hash,
-            teacher_calls=[c.to_dict() for c in calls], student=dict(student_info or {}), source="demo", guide=guide,
-        )
-
-    def finish(p: Problem, key: str, s: int, step: int, text: str) -> LogRecord:
-        turns, kind, stop, calls = edit_trajectory(p, text, teacher, cfg.max_edits)
-        if turns:
-            turns[0] = {**turns[0], "source": CORRUPTED}
-        return record(p, key, s, turns, kind, stop, calls, {"corrupted_step": step})
-
-    def finish_attempted(p: Problem, key: str, k: int, s: int, who: AttemptingTeacher) -> LogRecord:
-        draw = attempt_sample(cfg.seed, cfg.iteration, k, s)
-        guide = {"attempt_sample": draw, "temperature": ATTEMPT_TEMPERATURE}
-        try:
-            reply = who.attempt(p, sample=draw, temperature=ATTEMPT_TEMPERATURE)
-        except TripostError as e:  # a configuration that cannot work (a refused request, a replay log without it): one line
-            raise TripostError(f"demo: the teacher {getattr(teacher, 'name', 'teacher')} could not write an attempt at "
-                               f"temperature {ATTEMPT_TEMPERATURE:g} for problem {p.id}: {e}") from None
-        if reply.rationale is None:
-            return record(p, key, s, [], "failed", f"teacher attempt rejected: {reply.rejected}", list(reply.calls), guide)
-        turns, kind, stop, calls = edit_trajectory(p, reply.rationale, teacher, cfg.max_edits)
-        if turns:
-            turns[0] = {**turns[0], "source": ATTEMPT_TURN_SOURCE}
-        return record(p, key, s, turns, kind, stop, [*reply.calls, *calls], guide)
-
-    # A chunk of trajectories goes to the teacher at once (bounded by
-    # `teacher_concurrency`) and is logged in order before the next one.
-    chunk = cfg.teacher_concurrency * 4
-    bar = progress_bar(f"demo it{cfg.iteration}", len(units), progress, unit="trajectory")
-    pool = ThreadPoolExecutor(max_workers=cfg.teacher_concurrency, thread_name_prefix="teacher")
-    try:
-        for start in range(0, len(units), chunk):
-            if cfg.target_usable is not None and result.usable >= cfg.target_usable:
-                break
-            todo = []
-            for p, k, s in units[start : start + chunk]:
-                key = record_key(p, k, s, cfg.iteration)
-                if p.id in skipped:
-                    continue  # found uncorruptible earlier in this chunk
-                if writer.done(key):
-                    result.records_skipped += 1
-                    continue
-                if attempter is not None:
-                    todo.append(pool.submit(finish_attempted, p, key, k, s, attempter))
-                    continue
-                try:
-                    step, text = corrupted_gold(p, seed=cfg.seed, iteration=cfg.iteration, pass_index=k, sample=s)
-                except TripostError:  # e.g. a logical-deduction record without a parsed puzzle
-                    skipped[p.id] = NO_CORRUPTOR
-                    continue
-                todo.append(pool.submit(finish, p, key, s, step, text))
-            bar.update(min(chunk, len(units) - start))
-            for fut in todo:
-                # An unavailable trajectory is left out of the log, so a rerun (the teacher back) does it.
-                tally.log(fut.result(), result, writer, on_record)
-            if cfg.max_unavailable and tally.streak >= cfg.max_unavailable:
-                raise TeacherUnavailable(
-                    f"the teacher {getattr(teacher, 'name', 'teacher')} did not answer for {tally.streak} trajectories in a row, so the demo "
-                    f"collection stopped; {writer.n_records} trajectories are in {log_path} ({result.records_written} new). Check the "
-                    "teacher's server and address, then rerun the same command to go on"
-                )
-            bar.set_postfix(usable=result.usable, calls=result.teacher_calls)
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        writer.close()
-        bar.close()
-
-    result.passes = cfg.max_passes
-    tally.close(result)
-    result.skipped = dict(Counter(skipped.values()))
-    used = len(problems) - len(skipped)
-    result.size = DemoSize(
-        problems=len(problems), problems_skipped=len(skipped), samples_per_problem=cfg.samples_per_problem, passes=cfg.max_passes,
-        planned=used * cfg.samples_per_problem * cfg.max_passes, in_log=sum(kinds.values()),
-        matched_to=len(problems) * cfg.samples_per_problem * cfg.max_passes,
-    ).to_dict()
-    result.seconds = time.perf_counter() - t0
-    if cfg.target_usable is not None and result.usable < cfg.target_usable:
-        result.stopped_early = f"only {result.usable} usable trajectories; target was {cfg.target_usable}"
-    elif result.usable < cfg.min_usable:
-        why = f" ({', '.join(f'{n} {k}' for k, n in sorted(result.skipped.items()))} skipped)" if result.skipped else ""
-        result.stopped_early = f"only {result.usable} usable trajectories (minimum {cfg.min_usable}){why}"
-    return result
+    rationale, and the teacher's correction of each, logged (`DemoLoop`)."""
+    return DemoLoop(problems, teacher, log_path, cfg or CollectConfig(), student_info, progress, on_record).run()
 
 
 @dataclass
@@ -313,4 +325,4 @@ class DemoSource:
                             on_record=job.on_record)
 
 
-__all__ = ["BY_FAMILY", "BY_TEACHER", "CORRUPTED", "DemoResult", "DemoSize", "DemoSource", "attempt_sample", "corrupted_gold", "demo_collect"]
+__all__ = ["BY_FAMILY", "BY_TEACHER", "CORRUPTED", "DemoLoop", "DemoResult", "DemoSize", "DemoSource", "attempt_sample", "corrupted_gold", "demo_collect"]

@@ -2,27 +2,28 @@
 trajectories (teacher, demo, guided with `--teacher-edits`): `edit_trajectory`
 (attempt -> feedback -> improve ..., with TriPosT's progress rules), the
 config of the teacher-backed collections (`CollectConfig`, also the
-rejection source's), the tally of what a teacher did (`TeacherTally`) and the
-unavailable-streak rule (`teacher_unavailable`, `TeacherTally.log`,
-`TeacherUnavailable`). tripost/sources/teacher.py describes the loop.
+rejection source's) and the unavailable-streak rule (`teacher_unavailable`:
+a trajectory whose teacher could not be reached, which the collection's
+`Tally.log`, tripost/sources/template.py, leaves out of the log;
+`TeacherUnavailable`, the error a streak of them stops with).
+tripost/sources/teacher.py describes the loop.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from tripost.errors import TripostError
 from tripost.format import Feedback, parse_feedback, parse_rationale, parse_trajectory
-from tripost.log import LogRecord, LogWriter, usable
+from tripost.log import LogRecord, LogWriter
 from tripost.settings import view
 from tripost.sources.base import SourceResult
 from tripost.sources.settings import CollectSettings
 from tripost.tasks.base import Problem
 from tripost.teachers.base import Teacher, TeacherCall
 from tripost.teachers.options import TeacherOptions
+from tripost.teachers.prompted import UNAVAILABLE
 
 
 @dataclass
@@ -69,57 +70,15 @@ class TeacherUnavailable(TripostError):
     """The teacher could not be reached for `CollectConfig.max_unavailable`
     trajectories in a row; what was collected before stays in the log."""
 
-
-@dataclass
-class TeacherTally:
-    """What a teacher-backed source counts of each record it logs: kinds, stop
-    reasons, teacher calls and their cost, rejections, and the models that
-    answered without a price (their cost is unknown: "unpriced", not $0)."""
-
-    kinds: Counter
-    ledger: Any = None  # an LLM teacher's usage ledger: it knows which models have a price
-    reasons: Counter = field(default_factory=Counter)
-    rejections: Counter = field(default_factory=Counter)
-    unpriced: set[str] = field(default_factory=set)
-    streak: int = 0  # trajectories in a row whose teacher could not be reached (`log`)
-
-    def add(self, rec: LogRecord, result: SourceResult) -> None:
-        result.records_written += 1
-        self.kinds[rec.kind] += 1
-        self.reasons[rec.stop_reason] += 1
-        result.teacher_calls += len(rec.teacher_calls)
-        result.batched_calls += sum(1 for c in rec.teacher_calls if c.get("batch"))
-        result.cost_usd += sum(c.get("cost_usd", 0.0) for c in rec.teacher_calls)
-        for c in rec.teacher_calls:
-            if c.get("rejected"):
-                self.rejections[c["rejected"]] += 1
-            # `usage` is empty for a cache hit and a failed request: nothing was billed.
-            if self.ledger is not None and c.get("usage") and self.ledger.unpriced(c["backend"], c["model"]):
-                self.unpriced.add(f"{c['backend']}:{c['model']}")
-        result.usable = usable(self.kinds)
-        result.unpriced = sorted(self.unpriced)
-
-    def log(self, rec: LogRecord, result: SourceResult, writer: LogWriter, on_record: Callable[[LogRecord], None] | None = None) -> bool:
-        """Write `rec` and count it (True), unless its teacher could not be
-        reached (False): such a trajectory is left out of the log, so a rerun
-        (the teacher back) does it, and counts toward `streak`, the
-        unavailable trajectories in a row that `max_unavailable` bounds."""
-        if teacher_unavailable(rec):
-            result.unavailable += 1
-            self.streak += 1
-            return False
-        self.streak = 0
-        writer.write(rec)
-        if on_record:
-            on_record(rec)
-        self.add(rec, result)  # keeps result.usable current
-        return True
-
-    def close(self, result: SourceResult) -> None:
-        result.by_kind = dict(self.kinds)
-        result.stop_reasons = dict(self.reasons)
-        result.teacher_rejections = dict(self.rejections)
-        result.unpriced = sorted(self.unpriced)
+    @classmethod
+    def stopped(cls, teacher: Teacher, in_a_row: int, writer: LogWriter, result: SourceResult) -> "TeacherUnavailable":
+        """The error a collection stops with (the teacher and demo sources): what is in the log and what to do."""
+        return cls(
+            f"the teacher {getattr(teacher, 'name', 'teacher')} did not answer for {in_a_row} trajectories in a row "
+            f"(every request failed after its retries), so collection stopped; {writer.n_records} trajectories are in {writer.path} "
+            f"({result.records_written} new). Check the teacher's server and address (OPENAI_BASE_URL, ANTHROPIC_BASE_URL), "
+            f"then rerun the same command to go on"
+        )
 
 
 def teacher_unavailable(rec: LogRecord) -> bool:
@@ -129,7 +88,6 @@ def teacher_unavailable(rec: LogRecord) -> bool:
         return False
     # Imported here: only LLM teachers reject as "unavailable", and the verbs
     # that never reach a teacher (buffer, replay) must not load their stack.
-    from tripost.teachers.prompted import UNAVAILABLE
 
     return rec.teacher_calls[-1]["rejected"] == UNAVAILABLE
 
@@ -235,4 +193,4 @@ def edit_trajectory(problem: Problem, student_text: str, teacher: Teacher, max_e
     return turns, "failed", "max edits", calls
 
 
-__all__ = ["MAX_ROUND_TRAJECTORIES", "CollectConfig", "TeacherTally", "TeacherUnavailable", "edit_trajectory", "teacher_unavailable"]
+__all__ = ["MAX_ROUND_TRAJECTORIES", "CollectConfig", "TeacherUnavailable", "edit_trajectory", "teacher_unavailable"]

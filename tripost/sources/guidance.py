@@ -16,10 +16,10 @@ from typing import Any, Protocol
 from tripost.errors import TripostError
 from tripost.format import parse_rationale
 from tripost.paths import read_prompt
-from tripost.student.prompt import render_instruction
+from tripost.student.base import StudentLike
+from tripost.student.prompt import PromptFormat, render_chat, render_instruction
 from tripost.tasks import get_task
 from tripost.tasks.base import Problem
-from tripost.student.base import StudentLike
 
 TEMPLATES = {"answer": "guided/answer.txt", "rationale": "guided/rationale.txt", "interactive": "guided/interactive.txt"}
 DEFAULT_FRACTIONS = (0.2, 0.4, 0.6, 0.8)
@@ -122,7 +122,6 @@ def guided_student_sampler(student: StudentLike, params: Any, prompt_format: Any
     state reset's prefix is appended after the assistant turn's start.
     `counter`, if given, accumulates "sequences" and "tokens" generated."""
     # Looked up when called: tests/test_student_seam.py spies on the one renderer.
-    from tripost.student.prompt import PromptFormat, render_chat
 
     fmt = prompt_format or PromptFormat()
     if params.greedy:

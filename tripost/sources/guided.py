@@ -64,11 +64,18 @@ TriPosT's editing (`tripost.sources.teacher.edit_trajectory`, `source` "teacher"
 one log holds TriPosT's improvements and the guided tail data; the editing is
 sequential here (tripost.sources.teacher.collect is the concurrent path).
 
-Resumable like `collect()`: a record's key names problem, round, strategy,
+Resumable like every source: a record's key names problem, round, strategy,
 sample and iteration; keys already in the log are skipped, and which problems
 a round guides is recomputed from the log, so a resumed run makes the same
 decisions. Round 0's keys do not name the strategy: runs of different
 strategies over one log share their plain round.
+
+The loop is its own, not the collection template's (tripost/sources/template.py):
+which problems round r samples depends on every record of the rounds before
+it, so the log's records are read round by round as the loop reaches them
+(`account`), not counted up front. It shares the template's `Tally` (kinds,
+stop reasons, this run's teacher calls and their cost), the batch seed rule
+(`batch_seed`) and the progress bar.
 """
 
 from __future__ import annotations
@@ -103,6 +110,7 @@ from tripost.sources.guidance import (
 )
 from tripost.sources.settings import CHECKS, STRATEGIES, CollectSettings
 from tripost.sources.editing import edit_trajectory
+from tripost.sources.template import Tally
 from tripost.tasks import get_task
 from tripost.tasks.base import Problem
 from tripost.teachers.base import Teacher, TeacherCall
@@ -284,9 +292,9 @@ def guided_collect(
     writer = LogWriter(log_path)  # first: it repairs a torn last line
     existing = {r.key: r for r in read_log(log_path)}
     state = {p.id: _State(index=i) for i, p in enumerate(problems)}
-    kinds: Counter = Counter()
+    # Kinds, stop reasons, and this run's teacher calls and their cost: the tally every source keeps (tripost.sources.template).
+    tally = Tally(ledger=getattr(teacher, "ledger", None))
     sources: Counter = Counter()
-    reasons: Counter = Counter()
     collected0: Counter = Counter()
     collected: Counter = Counter()
     spent = 0
@@ -299,11 +307,7 @@ def guided_collect(
             result.generation_calls_by_round.append(0)
         result.generation_calls_by_round[r] += 1
         result.generated_chars += generated
-        kinds[rec.kind] += 1
         sources[rec.source] += 1
-        reasons[rec.stop_reason] += 1
-        result.teacher_calls += len(rec.teacher_calls)
-        result.cost_usd += sum(c.get("cost_usd", 0.0) for c in rec.teacher_calls)
         if r == 0:
             st.sampled0 = True
         g = rec.guide or {}
@@ -431,7 +435,7 @@ def guided_collect(
                     for s, key in enumerate(keys[p.id]):
                         rec = existing.get(key)
                         if rec is not None:
-                            result.records_skipped += 1
+                            tally.existing(rec, result)
                             prefix = (rec.guide or {}).get("prefix_chars") or 0
                         else:
                             prompt, guide, _ = built[p.id]
@@ -439,7 +443,7 @@ def guided_collect(
                             calls_left = []  # a problem-round's teacher calls are booked once
                             writer.write(rec)
                             existing[key] = rec
-                            result.records_written += 1
+                            tally.add(rec, result)
                             if on_record:
                                 on_record(rec)
                             prefix = len(prompt.prefix)
@@ -454,9 +458,8 @@ def guided_collect(
         bar.close()
 
     result.generation_calls = spent
-    result.by_kind = dict(kinds)
+    tally.close(result)
     result.by_source = dict(sources)
-    result.stop_reasons = dict(reasons)
     result.correct_final = sum(collected.values())
     result.correct_round0 = sum(collected0.values())
     result.usable = result.correct_final + result.teacher_improvements

@@ -13,24 +13,52 @@ closing "also correct" feedback, exactly like TriPosT's `direct` data) or
 what the student wrote after it (its own feedback and updates) is not
 trained on, since nothing checked it.
 
-Resumable like every source (tripost.sources.base): a record's key names
-problem, pass, sample and iteration, and keys already in the log are skipped.
+It runs on the collection template (tripost.sources.template,
+`RejectionLoop`), which does everything but judging: the batches, the seeds,
+resuming (a record's key names problem, pass, sample and iteration; keys
+already in the log are skipped), the summary. A run that ends with fewer
+correct samples than `min_usable` says so in `stopped_early`.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from tripost.errors import TripostError
 from tripost.log import LogRecord
-from tripost.sources.base import (AttemptSampler, Job, SamplingSource, SourceResult, judge_attempt, progress_bar, resume_log,
-                                  sampled_batches, student_sampler)
+from tripost.sources.base import AttemptSampler, Job, SamplingSource, SourceResult, judge_attempt, student_sampler
 from tripost.sources.editing import CollectConfig
+from tripost.sources.template import Batch, CollectionLoop
 from tripost.tasks.base import Problem
 from tripost.student.base import StudentLike
+
+
+class RejectionLoop(CollectionLoop):
+    """Rejection sampling on the collection template (tripost.sources.template):
+    a sample's record is its first attempt, judged against the gold answer."""
+
+    name = "rejection"
+    what = "correct samples"
+
+    def __init__(self, problems: Sequence[Problem], sampler: AttemptSampler, log_path: str | Path, cfg: CollectConfig,
+                 student_info: dict[str, Any] | None, progress: bool, on_record: Callable[[LogRecord], None] | None) -> None:
+        super().__init__(problems, log_path, SourceResult(log_path=str(log_path)), iteration=cfg.iteration, seed=cfg.seed,
+                         samples=cfg.samples_per_problem, passes=cfg.max_passes, batch_size=cfg.batch_size, min_usable=cfg.min_usable,
+                         progress=progress, on_record=on_record)
+        self.sampler, self.cfg, self.student_info = sampler, cfg, dict(student_info or {})
+
+    def make_records(self, batch: Batch) -> list[LogRecord]:
+        out = []
+        for p, s, key, text in batch.attempts():
+            attempt, right = judge_attempt(p, text)
+            out.append(LogRecord(
+                key=key, problem=p.to_dict(), kind="direct" if right else "failed",
+                turns=[{"rationale": attempt, "feedback": None, "source": "student"}], final_correct=right,
+                stop_reason="correct" if right else "wrong answer", sample_index=s, iteration=self.cfg.iteration, seed=self.cfg.seed,
+                config_hash=self.cfg.config_hash, student=dict(self.student_info), source="rejection",
+            ))
+        return out
 
 
 def rejection_collect(
@@ -40,44 +68,11 @@ def rejection_collect(
     cfg: CollectConfig | None = None,
     student_info: dict[str, Any] | None = None,
     progress: bool = True,
+    on_record: Callable[[LogRecord], None] | None = None,
 ) -> SourceResult:
     """Sample `cfg.samples_per_problem` attempts per problem (for
-    `cfg.max_passes` passes) and log each as `direct` or `failed`."""
-    cfg = cfg or CollectConfig()
-    if not problems:
-        raise TripostError("rejection: no problems")
-    t0 = time.perf_counter()
-    result = SourceResult(log_path=str(log_path))
-    writer, kinds = resume_log(log_path, cfg.iteration)
-    bar = progress_bar(f"rejection it{cfg.iteration}", len(problems) * cfg.max_passes, progress)
-    try:
-        for batch in sampled_batches(problems, sampler, writer.done, samples=cfg.samples_per_problem, batch_size=cfg.batch_size,
-                                     passes=cfg.max_passes, iteration=cfg.iteration, seed=cfg.seed):
-            result.passes = batch.pass_index + 1
-            result.records_skipped += batch.skipped * cfg.samples_per_problem
-            for p, s, key, text in batch.todo:
-                attempt, right = judge_attempt(p, text)
-                kind = "direct" if right else "failed"
-                writer.write(LogRecord(
-                    key=key, problem=p.to_dict(), kind=kind, turns=[{"rationale": attempt, "feedback": None, "source": "student"}],
-                    final_correct=right, stop_reason="correct" if right else "wrong answer", sample_index=s,
-                    iteration=cfg.iteration, seed=cfg.seed, config_hash=cfg.config_hash, student=dict(student_info or {}),
-                    source="rejection",
-                ))
-                result.records_written += 1
-                kinds[kind] += 1
-            bar.update(len(batch.problems))
-            bar.set_postfix(correct=kinds["direct"])
-    finally:
-        writer.close()
-        bar.close()
-    result.usable = kinds["direct"]
-    result.by_kind = dict(kinds)
-    result.stop_reasons = {"correct": kinds["direct"], "wrong answer": kinds["failed"]}
-    result.seconds = time.perf_counter() - t0
-    if result.usable < cfg.min_usable:
-        result.stopped_early = f"only {result.usable} correct samples (minimum {cfg.min_usable})"
-    return result
+    `cfg.max_passes` passes) and log each as `direct` or `failed` (`RejectionLoop`)."""
+    return RejectionLoop(problems, sampler, log_path, cfg or CollectConfig(), student_info, progress, on_record).run()
 
 
 class RejectionSource(SamplingSource):
@@ -94,7 +89,7 @@ class RejectionSource(SamplingSource):
 
     def collect(self, job: Job, student: StudentLike, teacher: Any | None = None) -> SourceResult:
         return rejection_collect(job.problems, student_sampler(student, self.job_params(job)), job.log_path, self.job_config(job),
-                                 student_info=job.student_info, progress=job.progress)
+                                 student_info=job.student_info, progress=job.progress, on_record=job.on_record)
 
 
-__all__ = ["RejectionSource", "rejection_collect"]
+__all__ = ["RejectionLoop", "RejectionSource", "rejection_collect"]

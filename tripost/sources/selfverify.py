@@ -57,17 +57,17 @@ often the verifier kept a right attempt); nothing reads it to decide.
 Records: `source="self_verified"`, the verifier's score in
 `turns[0]["verifier_score"]` and what it came from in
 `turns[0]["verifier_detail"]` (log-probabilities, the cot verification).
-Resumable like every source (tripost.sources.base): a record's key names
-problem, verifier, mode, pass, sample and iteration; a batch that the log
-does not hold in full is sampled and scored whole again with the same seed,
-so the filter sees the same N scores and the resumed records equal the ones
-an uninterrupted run would have written.
+It runs on the collection template (tripost.sources.template,
+`SelfVerifiedLoop`: its keys, its seeds and `make_records` are its own).
+Resumable like every source: a record's key names problem, verifier, mode,
+pass, sample and iteration; a batch that the log does not hold in full is
+sampled and scored whole again with the same seed, so the filter sees the
+same N scores and the resumed records equal the ones an uninterrupted run
+would have written. The summary counts the records already in the log too.
 """
 
 from __future__ import annotations
 
-import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,11 +75,12 @@ from typing import Any, Protocol
 
 from tripost.errors import TripostError
 from tripost.format import Trajectory, parse_trajectory
-from tripost.log import LogRecord, LogWriter, read_log
+from tripost.log import LogRecord
 from tripost.settings import view
-from tripost.sources.base import AttemptSampler, Job, SamplingSource, SourceResult, batch_seed, judge, progress_bar, student_sampler
+from tripost.sources.base import AttemptSampler, Job, SamplingSource, SourceResult, batch_seed, judge, student_sampler
 from tripost.sources.settings import VERIFY_MODES as MODES
 from tripost.sources.settings import CollectSettings
+from tripost.sources.template import Batch, CollectionLoop
 from tripost.student.generate import DEFAULT_BATCH
 from tripost.tasks.base import Problem
 from tripost.verify import FILTERS, VERIFIERS, VerifyConfig, keep_mask, score_samples
@@ -181,6 +182,80 @@ class SelfVerifiedResult(SourceResult):
         return {**super().to_dict(), "kept_precision": self.kept_precision}
 
 
+class SelfVerifiedLoop(CollectionLoop):
+    """Self-verified data on the collection template (tripost.sources.template):
+    a batch's records come from all of its samples at once, since the filter
+    ranks a problem's N scores together (`make_records`)."""
+
+    result: SelfVerifiedResult  # the summary this source fills
+    name = SOURCE
+    label = "self-verified"
+
+    def __init__(self, problems: Sequence[Problem], sampler: AttemptSampler, scorer: Scorer, log_path: str | Path, cfg: SelfVerifyConfig,
+                 student_info: dict[str, Any] | None, progress: bool, on_record: Callable[[LogRecord], None] | None) -> None:
+        super().__init__(problems, log_path, SelfVerifiedResult(log_path=str(log_path)), iteration=cfg.iteration, seed=cfg.seed,
+                         samples=cfg.samples, passes=cfg.passes, batch_size=cfg.batch_size, progress=progress, on_record=on_record)
+        self.sampler, self.scorer, self.cfg = sampler, scorer, cfg
+        self.info = {**(student_info or {}), SOURCE: cfg.describe()}
+
+    def key(self, problem: Problem, pass_index: int, index: int) -> str:
+        return self_verified_key(problem, self.cfg, pass_index, index)
+
+    def seed(self, problem_ids: Sequence[str], pass_index: int) -> int:
+        return batch_seed(problem_ids, SOURCE, self.cfg.seed, self.cfg.iteration, pass_index)
+
+    def count(self, rec: LogRecord, written: bool) -> None:
+        result = self.result
+        result.samples += 1
+        result.correct += rec.final_correct
+        result.score_sum += rec.turns[0]["verifier_score"]
+        if rec.kind == "direct":
+            result.kept += 1
+            result.kept_correct += rec.final_correct
+            result.weight_sum += rec.weight
+        else:
+            result.dropped += 1
+
+    def make_records(self, batch: Batch) -> list[LogRecord]:
+        """Every sample of the batch as a record: judged (for reporting), verified, kept by mode."""
+        cfg, problems, texts = self.cfg, batch.problems, batch.drawn
+        if len(texts) != len(problems) or any(len(row) != cfg.samples for row in texts):
+            raise TripostError(f"self_verified: the sampler gave {[len(r) for r in texts]} samples for {len(problems)} problems, "
+                               f"{cfg.samples} each expected (greedy sampling gives one: use a temperature above 0)")
+        judged = [[judge(p, t) for t in row] for p, row in zip(problems, texts)]
+        # Empty attempts are never trained and not worth a verifier call: score 0.
+        flat = [(i, j) for i, row in enumerate(judged) for j, (attempt, _, _) in enumerate(row) if attempt.strip()]
+        got, details = self.scorer([problems[i].question for i, _ in flat], [judged[i][j][0] for i, j in flat],
+                                   [first_turn(texts[i][j]) for i, j in flat])
+        scores = [[0.0] * cfg.samples for _ in problems]
+        detail: list[list[dict[str, Any]]] = [[{} for _ in range(cfg.samples)] for _ in problems]
+        for (i, j), s, d in zip(flat, got, details):
+            scores[i][j], detail[i][j] = float(s), d
+        out = []
+        for i, p in enumerate(problems):
+            kept = keep_mask(scores[i], cfg.filter, cfg.quantile, cfg.threshold) if cfg.mode == "filter" else [True] * cfg.samples
+            weights = problem_weights(scores[i], [bool(a.strip()) for a, _, _ in judged[i]]) if cfg.mode == "reweight" else [1.0] * cfg.samples
+            for j, (attempt, answer, right) in enumerate(judged[i]):
+                empty = not attempt.strip()
+                keep = kept[j] and not empty
+                if empty:
+                    reason = "empty attempt"
+                elif cfg.mode == "reweight":
+                    reason = f"weighed by {cfg.verifier}"
+                else:
+                    reason = f"{'kept' if keep else 'dropped'} by {cfg.verifier} ({cfg.filter})"
+                turn = {"rationale": attempt, "feedback": None, "source": "student", "answer": answer,
+                        "verifier_score": scores[i][j], "verifier_detail": detail[i][j]}
+                out.append(LogRecord(
+                    key=batch.keys[i][j], problem=p.to_dict(), kind="direct" if keep else "failed", turns=[turn],
+                    final_correct=right,  # the gold check, for reporting only: nothing below reads it
+                    stop_reason=reason, sample_index=j, iteration=cfg.iteration, seed=cfg.seed, config_hash=cfg.config_hash,
+                    student={**self.info, SOURCE: {**self.info[SOURCE], "pass": batch.pass_index}}, source=SOURCE, checked=False,
+                    weight=weights[j],
+                ))
+        return out
+
+
 def self_verified_collect(
     problems: Sequence[Problem],
     sampler: AttemptSampler,
@@ -193,110 +268,8 @@ def self_verified_collect(
 ) -> SelfVerifiedResult:
     """`cfg.samples` attempts per problem (for `cfg.passes` passes), each
     scored by `scorer`, logged as `direct` or `failed` by `cfg.mode` (module
-    docstring)."""
-    cfg = cfg or SelfVerifyConfig()
-    if not problems:
-        raise TripostError("self_verified: no problems")
-    t0 = time.perf_counter()
-    result = SelfVerifiedResult(log_path=str(log_path))
-    kinds: Counter = Counter()
-    reasons: Counter = Counter()
-    info = {**(student_info or {}), SOURCE: cfg.describe()}
-
-    def tally(rec: LogRecord) -> None:
-        kinds[rec.kind] += 1
-        reasons[rec.stop_reason] += 1
-        result.samples += 1
-        result.correct += rec.final_correct
-        result.score_sum += rec.turns[0]["verifier_score"]
-        if rec.kind == "direct":
-            result.kept += 1
-            result.kept_correct += rec.final_correct
-            result.weight_sum += rec.weight
-        else:
-            result.dropped += 1
-
-    existing = {}
-    if Path(log_path).is_file():
-        existing = {r.key: r for r in read_log(log_path) if r.source == SOURCE and r.iteration == cfg.iteration}
-    writer = LogWriter(log_path)
-    bar = progress_bar(f"self-verified it{cfg.iteration}", len(problems) * cfg.passes, progress)
-    try:
-        for pass_index in range(cfg.passes):
-            result.passes = pass_index + 1
-            for start in range(0, len(problems), cfg.batch_size):
-                batch = list(problems[start : start + cfg.batch_size])
-                keys = [[self_verified_key(p, cfg, pass_index, j) for j in range(cfg.samples)] for p in batch]
-                for k in (k for row in keys for k in row if writer.done(k)):
-                    result.records_skipped += 1
-                    if k in existing:
-                        tally(existing[k])
-                if all(writer.done(k) for row in keys for k in row):
-                    bar.update(len(batch))
-                    continue
-                # The whole batch again, even when a killed run logged part of it: the same
-                # seed gives the same samples, and the filter must see all N scores.
-                seed = batch_seed([p.id for p in batch], SOURCE, cfg.seed, cfg.iteration, pass_index)
-                texts = sampler(batch, cfg.samples, seed)
-                for rec in _records(batch, texts, keys, scorer, cfg, pass_index, info):
-                    if writer.done(rec.key):
-                        continue
-                    writer.write(rec)
-                    result.records_written += 1
-                    tally(rec)
-                    if on_record:
-                        on_record(rec)
-                bar.update(len(batch))
-                bar.set_postfix(kept=result.kept)
-    finally:
-        writer.close()
-        bar.close()
-    result.usable = kinds["direct"]
-    result.by_kind = dict(kinds)
-    result.stop_reasons = dict(reasons)
-    result.seconds = time.perf_counter() - t0
-    return result
-
-
-def _records(
-    batch: list[Problem], texts: list[list[str]], keys: list[list[str]], scorer: Scorer, cfg: SelfVerifyConfig, pass_index: int,
-    info: dict[str, Any],
-) -> list[LogRecord]:
-    """Every sample of a batch as a record: judged (for reporting), verified, kept by mode."""
-    if len(texts) != len(batch) or any(len(row) != cfg.samples for row in texts):
-        raise TripostError(f"self_verified: the sampler gave {[len(r) for r in texts]} samples for {len(batch)} problems, "
-                           f"{cfg.samples} each expected (greedy sampling gives one: use a temperature above 0)")
-    judged = [[judge(p, t) for t in row] for p, row in zip(batch, texts)]
-    # Empty attempts are never trained and not worth a verifier call: score 0.
-    flat = [(i, j) for i, row in enumerate(judged) for j, (attempt, _, _) in enumerate(row) if attempt.strip()]
-    got, details = scorer([batch[i].question for i, _ in flat], [judged[i][j][0] for i, j in flat], [first_turn(texts[i][j]) for i, j in flat])
-    scores = [[0.0] * cfg.samples for _ in batch]
-    detail: list[list[dict[str, Any]]] = [[{} for _ in range(cfg.samples)] for _ in batch]
-    for (i, j), s, d in zip(flat, got, details):
-        scores[i][j], detail[i][j] = float(s), d
-    out = []
-    for i, p in enumerate(batch):
-        kept = keep_mask(scores[i], cfg.filter, cfg.quantile, cfg.threshold) if cfg.mode == "filter" else [True] * cfg.samples
-        weights = problem_weights(scores[i], [bool(a.strip()) for a, _, _ in judged[i]]) if cfg.mode == "reweight" else [1.0] * cfg.samples
-        for j, (attempt, answer, right) in enumerate(judged[i]):
-            empty = not attempt.strip()
-            keep = kept[j] and not empty
-            if empty:
-                reason = "empty attempt"
-            elif cfg.mode == "reweight":
-                reason = f"weighed by {cfg.verifier}"
-            else:
-                reason = f"{'kept' if keep else 'dropped'} by {cfg.verifier} ({cfg.filter})"
-            turn = {"rationale": attempt, "feedback": None, "source": "student", "answer": answer,
-                    "verifier_score": scores[i][j], "verifier_detail": detail[i][j]}
-            out.append(LogRecord(
-                key=keys[i][j], problem=p.to_dict(), kind="direct" if keep else "failed", turns=[turn],
-                final_correct=right,  # the gold check, for reporting only: nothing below reads it
-                stop_reason=reason, sample_index=j, iteration=cfg.iteration, seed=cfg.seed, config_hash=cfg.config_hash,
-                student={**info, SOURCE: {**info[SOURCE], "pass": pass_index}}, source=SOURCE, checked=False,
-                weight=weights[j],
-            ))
-    return out
+    docstring; `SelfVerifiedLoop`)."""
+    return SelfVerifiedLoop(problems, sampler, scorer, log_path, cfg or SelfVerifyConfig(), student_info, progress, on_record).run()
 
 
 def problem_weights(scores: Sequence[float], non_empty: Sequence[bool]) -> list[float]:
@@ -332,6 +305,7 @@ class SelfVerifiedSource(SamplingSource):
 __all__ = [
     "MODES",
     "Scorer",
+    "SelfVerifiedLoop",
     "SelfVerifiedResult",
     "SelfVerifiedSource",
     "SelfVerifyConfig",

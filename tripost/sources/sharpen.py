@@ -15,21 +15,32 @@ sharpen data alone learns to end after its attempt and writes no feedback at
 test time. `final_correct` says whether the pick is in fact right (for
 reporting); the buffer keeps unchecked records either way, because not
 checking answers is the point.
+
+It runs on the collection template (tripost/sources/template.py,
+`SharpenLoop`): one record per problem (`sharpen_key`), drawn and scored
+`chunk_size` problems at a time (`draw_candidates`, seeded by the chunk's
+problem ids, `sharpen_seed`) and picked (`picks`). Unlike the other
+sources' batches, a chunk is made of the problems the log does not hold yet,
+so a resumed run draws its missing problems in other chunks, with other
+seeds, than the uninterrupted run did: its records are as valid, not the
+same (a known difference, kept when the source moved onto the template so
+that no logged record changed; `SharpenLoop.batches` is the one place to
+change it).
 """
 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tripost.errors import TripostError
-from tripost.log import LogRecord, LogWriter
-from tripost.sharpen import DrawStats, SharpenConfig, best_of_n, count_answers, draw_candidates, worst_of_n
-from tripost.sources.base import Job, SourceResult, batch_seed, progress_bar
+from tripost.log import LogRecord
+from tripost.sharpen import Candidate, DrawStats, SharpenConfig, best_of_n, count_answers, draw_candidates, worst_of_n
+from tripost.sources.base import Job, SourceResult, batch_seed
+from tripost.sources.template import Batch, CollectionLoop
 from tripost.tasks.base import Problem
 from tripost.student.base import StudentLike
 
@@ -57,17 +68,29 @@ def sharpen_records(
     stats: DrawStats | None = None,
 ) -> list[LogRecord]:
     """One `source="sharpen"` record per problem: `config.samples` attempts
-    (seeded by seed, iteration and the problem ids), the one `config.reward`
-    picks kept as a `direct` record with no feedback (nothing checked it; the
+    (seeded by seed, iteration and the problem ids, `sharpen_seed`), the one
+    `config.reward` picks kept as a `direct` record with no feedback (`picks`)."""
+    if not problems:
+        return []
+    draw_seed = sharpen_seed([p.id for p in problems], seed, iteration)
+    candidates = draw_candidates(student, problems, config.samples, config, draw_seed, prompt_format=prompt_format, progress=progress, stats=stats)
+    info = dict(student_info if student_info is not None else (student.describe() if hasattr(student, "describe") else {}))
+    return picks(problems, candidates, config, draw_seed, info, iteration=iteration, seed=seed, config_hash=config_hash)
+
+
+def sharpen_seed(problem_ids: Sequence[str], seed: int, iteration: int) -> int:
+    """The seed of one draw over these problems (tripost.sources.base `batch_seed`)."""
+    return batch_seed(problem_ids, "sharpen", seed, iteration)
+
+
+def picks(problems: Sequence[Problem], candidates: Sequence[Sequence[Candidate]], config: SharpenConfig, draw_seed: int,
+          student_info: dict[str, Any], *, iteration: int, seed: int, config_hash: str) -> list[LogRecord]:
+    """The records of drawn candidates: per problem, the one `config.reward`
+    picks, a `direct` record with no feedback (nothing checked it; the
     module docstring says why). `final_correct` reports whether the pick is
     in fact right; it does not decide anything. A problem whose attempts are
     all empty gives a `failed` record (stop reason "empty attempt")."""
-    if not problems:
-        return []
-    draw_seed = batch_seed([p.id for p in problems], "sharpen", seed, iteration)
-    candidates = draw_candidates(student, problems, config.samples, config, draw_seed, prompt_format=prompt_format, progress=progress, stats=stats)
-    info = dict(student_info if student_info is not None else (student.describe() if hasattr(student, "describe") else {}))
-    info["sampling"] = config.sampling_params(config.samples, draw_seed).to_dict()
+    info = {**student_info, "sampling": config.sampling_params(config.samples, draw_seed).to_dict()}
     out = []
     for problem, cands in zip(problems, candidates):
         pick = best_of_n(cands, config.reward)
@@ -109,13 +132,58 @@ class SharpenDataResult(SourceResult):
 
     chosen_correct: int = 0  # of the written picks (reporting only)
     any_correct: int = 0  # written problems with at least one correct sample
-    failed: int = 0
+    failed: int = 0  # written picks that are empty
     draw: DrawStats = field(default_factory=DrawStats)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["draw"] = self.draw.to_dict()
         return d
+
+
+class SharpenLoop(CollectionLoop):
+    """SFT-sharpening on the collection template (tripost.sources.template):
+    one record per problem, drawn `chunk_size` problems at a time. Its batches
+    are chunks of the problems the log does not hold yet (not of all the
+    problems): a chunk's seed names its problems, so a resumed run draws
+    its missing problems anew rather than as the uninterrupted run did."""
+
+    result: SharpenDataResult  # the summary this source fills
+    name = "sharpen"
+
+    def __init__(self, problems: Sequence[Problem], student: StudentLike, log_path: str | Path, config: SharpenConfig, iteration: int,
+                 seed: int, chunk_size: int, config_hash: str, student_info: dict[str, Any] | None, prompt_format: Any, progress: bool) -> None:
+        super().__init__(problems, log_path, SharpenDataResult(log_path=str(log_path)), iteration=iteration, seed=seed,
+                         batch_size=chunk_size, progress=progress)
+        self.student, self.config, self.config_hash, self.prompt_format = student, config, config_hash, prompt_format
+        self.info = dict(student_info if student_info is not None else (student.describe() if hasattr(student, "describe") else {}))
+
+    def key(self, problem: Problem, pass_index: int, index: int) -> str:
+        return sharpen_key(problem, self.config.reward, self.iteration)
+
+    def seed(self, problem_ids: Sequence[str], pass_index: int) -> int:
+        return sharpen_seed(problem_ids, self.run_seed, self.iteration)
+
+    def batches(self, pass_index: int) -> list[list[Problem]]:
+        todo = [p for p in self.problems if not self.writer.done(self.key(p, 0, 0))]
+        return [todo[i : i + self.batch_size] for i in range(0, len(todo), self.batch_size)]
+
+    def sample(self, batch: Batch) -> list[list[Candidate]]:
+        return draw_candidates(self.student, batch.problems, self.config.samples, self.config, batch.seed, prompt_format=self.prompt_format,
+                               stats=self.result.draw)
+
+    def make_records(self, batch: Batch) -> list[LogRecord]:
+        return picks(batch.problems, batch.drawn, self.config, batch.seed, self.info, iteration=self.iteration, seed=self.run_seed,
+                     config_hash=self.config_hash)
+
+    def count(self, rec: LogRecord, written: bool) -> None:
+        if written:  # the picks' numbers are of this run's picks (`tripost sharpen` prints them as such)
+            self.result.chosen_correct += rec.final_correct
+            self.result.any_correct += rec.student["sharpen"]["correct_samples"] > 0
+            self.result.failed += rec.kind == "failed"
+
+    def postfix(self) -> dict[str, Any]:
+        return {"picked_correct": self.result.chosen_correct}
 
 
 def write_sharpen_log(
@@ -135,34 +203,10 @@ def write_sharpen_log(
     """`sharpen_records` for `problems` appended to the interaction log at
     `log_path`, `chunk_size` problems at a time (each chunk flushed before the
     next is sampled). Resumable: problems whose key is already in the log are
-    skipped, like every source (tripost.sources.base)."""
+    skipped, like every source (`SharpenLoop`)."""
     if chunk_size < 1:
         raise TripostError(f"chunk size must be at least 1, got {chunk_size}")
-    t0 = time.perf_counter()
-    result = SharpenDataResult(log_path=str(log_path))
-    with LogWriter(log_path) as writer:
-        todo = [p for p in problems if not writer.done(sharpen_key(p, config.reward, iteration))]
-        result.records_skipped = len(problems) - len(todo)
-        bar = progress_bar(f"sharpen it{iteration}", len(problems), progress, initial=result.records_skipped)
-        try:
-            for start in range(0, len(todo), chunk_size):
-                chunk = todo[start : start + chunk_size]
-                for rec in sharpen_records(chunk, student, config, iteration, seed, config_hash=config_hash,
-                                           student_info=student_info, prompt_format=prompt_format, stats=result.draw):
-                    writer.write(rec)
-                    result.records_written += 1
-                    result.chosen_correct += rec.final_correct
-                    result.any_correct += rec.student["sharpen"]["correct_samples"] > 0
-                    result.failed += rec.kind == "failed"
-                bar.update(len(chunk))
-                bar.set_postfix(picked_correct=result.chosen_correct)
-        finally:
-            bar.close()
-    # Every logged pick is trainable, right or not (records carry checked=False).
-    kinds = {"direct": result.records_written + result.records_skipped - result.failed, "failed": result.failed}
-    result.by_kind, result.usable = kinds, kinds["direct"]
-    result.seconds = time.perf_counter() - t0
-    return result
+    return SharpenLoop(problems, student, log_path, config, iteration, seed, chunk_size, config_hash, student_info, prompt_format, progress).run()
 
 
 @dataclass
@@ -183,4 +227,4 @@ class SharpenSource:
                                  config_hash=job.config_hash, student_info=job.student_info, progress=job.progress)
 
 
-__all__ = ["SharpenDataResult", "SharpenSource", "sharpen_key", "sharpen_records", "write_sharpen_log"]
+__all__ = ["SharpenDataResult", "SharpenLoop", "SharpenSource", "picks", "sharpen_key", "sharpen_records", "sharpen_seed", "write_sharpen_log"]

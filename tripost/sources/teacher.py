@@ -16,9 +16,15 @@ with the teacher's, and editing starts at the first turn where it does not
 (TriPosT's behaviour: the model's self-improvement is only corrected where it
 goes wrong).
 
-Student sampling and teacher work overlap: while a thread pool runs the
-teacher on one batch's trajectories (all of them at once, bounded by
-`teacher_concurrency`), the student samples the next batch. A teacher that
+The collection runs on the template every sampling source shares
+(tripost/sources/template.py, `TeacherLoop`): batches, seeds, resuming and
+the summary are the template's; the edit is this source's, and it uses the
+template's async hook so that student sampling and teacher work overlap:
+`take` hands a batch's trajectories to the thread pool (all of them at once,
+bounded by `teacher_concurrency`) and logs the batch before it, so the
+student samples the next batch while the teacher works. A batch still in the
+pool when the usable target is reached is dropped, not logged (the template
+stops before the next batch). A teacher that
 answers in rounds (provider batches, `teacher.batch`: `answers_in_rounds`)
 takes minutes to hours a round, so there the student samples the whole pass
 first and every trajectory of the pass is edited at once (up to
@@ -34,18 +40,17 @@ every problem's retries and end with nothing).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 from tripost.errors import TripostError
-from tripost.log import CORRECT_KINDS, LogRecord, usable
-from tripost.sources.base import (AttemptSampler, Job, SamplingSource, SourceResult, progress_bar, resume_log, sampled_batches,
-                                  student_sampler)
-from tripost.sources.editing import (MAX_ROUND_TRAJECTORIES, CollectConfig, TeacherTally, TeacherUnavailable, edit_trajectory,
+from tripost.log import CORRECT_KINDS, LogRecord
+from tripost.sources.base import AttemptSampler, Job, SamplingSource, SourceResult, student_sampler
+from tripost.sources.editing import (MAX_ROUND_TRAJECTORIES, CollectConfig, TeacherUnavailable, edit_trajectory,
                                      teacher_unavailable)
+from tripost.sources.template import Batch, CollectionLoop
 from tripost.student.base import StudentLike
 from tripost.tasks.base import Problem
 from tripost.teachers.base import Teacher
@@ -54,6 +59,73 @@ from tripost.teachers.usage import format_cost
 
 # The summary of a teacher collection: the common one (tripost.sources.base).
 CollectResult = SourceResult
+
+
+class TeacherLoop(CollectionLoop):
+    """TriPosT's editing on the collection template (tripost.sources.template):
+    the record of a sampled attempt is its edited trajectory, edited in the
+    pool (the template's async hook) while the student samples the next
+    batch; a teacher that answers in rounds gets the whole pass at once."""
+
+    def __init__(self, problems: Sequence[Problem], sampler: AttemptSampler, teacher: Teacher, log_path: str | Path, cfg: CollectConfig,
+                 student_info: dict[str, Any] | None, progress: bool, on_record: Callable[[LogRecord], None] | None) -> None:
+        super().__init__(problems, log_path, CollectResult(log_path=str(log_path)), iteration=cfg.iteration, seed=cfg.seed,
+                         samples=cfg.samples_per_problem, passes=cfg.max_passes, batch_size=cfg.batch_size, min_usable=cfg.min_usable,
+                         target=cfg.target_usable, ledger=getattr(teacher, "ledger", None), progress=progress, on_record=on_record)
+        self.sampler, self.teacher, self.cfg, self.student_info = sampler, teacher, cfg, dict(student_info or {})
+        self.rounds = bool(getattr(teacher, "answers_in_rounds", False))  # a batching teacher: the pass at once
+        self.workers = (max(cfg.teacher_concurrency, min(len(problems) * cfg.samples_per_problem, MAX_ROUND_TRAJECTORIES)) if self.rounds
+                        else cfg.teacher_concurrency)
+        self.pending: list[tuple[Problem, Future]] = []  # the last batch's edits, logged once the next batch is sampled
+        self.waiting: list[tuple[Problem, int, str, str]] = []  # rounds: the pass's sampled attempts, edited together
+
+    def take(self, batch: Batch) -> None:
+        self.bar.update(len(batch.problems) - len({i for i, _ in batch.todo}))  # the problems the log holds in full
+        if not batch.todo:
+            return
+        if self.rounds:
+            self.waiting += batch.attempts()
+        else:
+            # The student sampled this batch while the pool edited the last
+            # one; now the last one is logged and this one submitted.
+            self.drain(self.pending)
+            self.pending = self.submit(batch.attempts())
+
+    def end_pass(self) -> None:
+        self.drain(self.pending + self.submit(self.waiting))
+        self.pending, self.waiting = [], []
+
+    def submit(self, todo: Sequence[tuple[Problem, int, str, str]]) -> list[tuple[Problem, Future]]:
+        assert self.pool is not None
+        return [(p, self.pool.submit(self.edit, p, key, s, text)) for p, s, key, text in todo]
+
+    def edit(self, problem: Problem, key: str, sample_index: int, text: str) -> LogRecord:
+        turns, kind, stop, calls = edit_trajectory(problem, text, self.teacher, self.cfg.max_edits)
+        return LogRecord(
+            key=key, problem=problem.to_dict(), kind=kind, turns=turns, final_correct=kind in CORRECT_KINDS,
+            stop_reason=stop, sample_index=sample_index, iteration=self.cfg.iteration, seed=self.cfg.seed,
+            config_hash=self.cfg.config_hash, teacher_calls=[c.to_dict() for c in calls], student=dict(self.student_info),
+        )
+
+    def drain(self, futures: list[tuple[Problem, Future]]) -> None:
+        """Log the finished edits in order; `max_unavailable` unreachable ones in a row stop the collection."""
+        done_problems: set[str] = set()
+        stop = False
+        for i, (problem, fut) in enumerate(futures):
+            if fut.cancelled():
+                continue
+            rec = fut.result()
+            done_problems.add(problem.id)
+            # An unavailable trajectory is left out of the log, so a rerun (the teacher back) does it.
+            if not self.log(rec) and self.cfg.max_unavailable and self.tally.streak >= self.cfg.max_unavailable and not stop:
+                stop = True
+                for _, later in futures[i + 1 :]:
+                    later.cancel()  # not started: nothing is lost; the running ones finish below
+        self.bar.update(len(done_problems))
+        r = self.result
+        self.bar.set_postfix(usable=r.usable, calls=r.teacher_calls, cost=format_cost(r.cost_usd, r.unpriced))
+        if stop:
+            raise TeacherUnavailable.stopped(self.teacher, self.cfg.max_unavailable, self.writer, r)
 
 
 def collect(
@@ -67,90 +139,8 @@ def collect(
     on_record: Callable[[LogRecord], None] | None = None,
 ) -> CollectResult:
     """Collect trajectories for `problems` into the log at `log_path`, resuming
-    whatever is already there."""
-    cfg = cfg or CollectConfig()
-    if not problems:
-        raise TripostError("collect: no problems")
-    t0 = time.perf_counter()
-    result = CollectResult(log_path=str(log_path))
-    # Usable trajectories already in the log count toward the target.
-    writer, kinds = resume_log(log_path, cfg.iteration)
-    tally = TeacherTally(kinds, ledger=getattr(teacher, "ledger", None))
-    result.usable = usable(kinds)
-
-    bar = progress_bar(f"collect it{cfg.iteration}", len(problems) * cfg.max_passes, progress)
-    rounds = bool(getattr(teacher, "answers_in_rounds", False))  # a batching teacher: the pass at once
-    workers = max(cfg.teacher_concurrency, min(len(problems) * cfg.samples_per_problem, MAX_ROUND_TRAJECTORIES)) if rounds else cfg.teacher_concurrency
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="teacher")
-
-    def finish(problem: Problem, key: str, sample_index: int, text: str) -> LogRecord:
-        turns, kind, stop, calls = edit_trajectory(problem, text, teacher, cfg.max_edits)
-        return LogRecord(
-            key=key, problem=problem.to_dict(), kind=kind, turns=turns, final_correct=kind in CORRECT_KINDS,
-            stop_reason=stop, sample_index=sample_index, iteration=cfg.iteration, seed=cfg.seed,
-            config_hash=cfg.config_hash, teacher_calls=[c.to_dict() for c in calls], student=dict(student_info or {}),
-        )
-
-    def drain(futures: list[tuple[Problem, Future]]) -> None:
-        done_problems: set[str] = set()
-        stop = False
-        for i, (problem, fut) in enumerate(futures):
-            if fut.cancelled():
-                continue
-            rec = fut.result()
-            done_problems.add(problem.id)
-            # An unavailable trajectory is left out of the log, so a rerun (the teacher back) does it.
-            if not tally.log(rec, result, writer, on_record) and cfg.max_unavailable and tally.streak >= cfg.max_unavailable and not stop:
-                stop = True
-                for _, later in futures[i + 1 :]:
-                    later.cancel()  # not started: nothing is lost; the running ones finish below
-        bar.update(len(done_problems))
-        bar.set_postfix(usable=result.usable, calls=result.teacher_calls, cost=format_cost(result.cost_usd, result.unpriced))
-        if stop:
-            raise TeacherUnavailable(
-                f"the teacher {getattr(teacher, 'name', 'teacher')} did not answer for {cfg.max_unavailable} trajectories in a row "
-                f"(every request failed after its retries), so collection stopped; {writer.n_records} trajectories are in {log_path} "
-                f"({result.records_written} new). Check the teacher's server and address (OPENAI_BASE_URL, ANTHROPIC_BASE_URL), "
-                f"then rerun the same command to go on"
-            )
-
-    def reached() -> bool:
-        return cfg.target_usable is not None and result.usable >= cfg.target_usable
-
-    def submit(todo: Sequence[tuple[Problem, int, str, str]]) -> list[tuple[Problem, Future]]:
-        return [(p, pool.submit(finish, p, key, s, text)) for p, s, key, text in todo]
-
-    try:
-        pending: list[tuple[Problem, Future]] = []
-        waiting: list[tuple[Problem, int, str, str]] = []  # rounds: the pass's sampled attempts, edited together
-        for batch in sampled_batches(problems, sampler, writer.done, samples=cfg.samples_per_problem, batch_size=cfg.batch_size,
-                                     passes=cfg.max_passes, iteration=cfg.iteration, seed=cfg.seed, stop=reached):
-            result.passes = batch.pass_index + 1
-            result.records_skipped += batch.skipped * cfg.samples_per_problem
-            bar.update(batch.skipped)
-            if len(batch.problems) > batch.skipped:
-                if rounds:
-                    waiting += batch.todo
-                else:
-                    # The student sampled this batch while the pool edited the
-                    # last one; now the last one is logged and this one submitted.
-                    drain(pending)
-                    pending = submit(batch.todo)
-            if batch.last_in_pass:
-                drain(pending + submit(waiting))
-                pending, waiting = [], []
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        writer.close()
-        bar.close()
-
-    tally.close(result)
-    result.seconds = time.perf_counter() - t0
-    if cfg.target_usable is not None and result.usable < cfg.target_usable:
-        result.stopped_early = f"only {result.usable} usable trajectories after {result.passes} pass(es); target was {cfg.target_usable}"
-    elif result.usable < cfg.min_usable:
-        result.stopped_early = f"only {result.usable} usable trajectories (minimum {cfg.min_usable})"
-    return result
+    whatever is already there (`TeacherLoop`)."""
+    return TeacherLoop(problems, sampler, teacher, log_path, cfg or CollectConfig(), student_info, progress, on_record).run()
 
 
 class TeacherSource(SamplingSource):
@@ -173,4 +163,4 @@ class TeacherSource(SamplingSource):
                        student_info=job.student_info, progress=job.progress, on_record=job.on_record)
 
 
-__all__ = ["CollectConfig", "CollectResult", "TeacherSource", "TeacherTally", "TeacherUnavailable", "collect", "edit_trajectory", "teacher_unavailable"]
+__all__ = ["CollectConfig", "CollectResult", "TeacherLoop", "TeacherSource", "TeacherUnavailable", "collect", "edit_trajectory", "teacher_unavailable"]
