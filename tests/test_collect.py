@@ -133,7 +133,7 @@ def test_target_usable_stops_early_and_says_so(tmp_path, problems):
 
 def collect_cmd(model_dir, out, n=40):
     return [sys.executable, "-m", "tripost", "collect", "--student", f"hf:{model_dir}", "--task", "arithmetic",
-            "--n", str(n), "--samples", "1", "--batch-size", "2", "--max-new-tokens", "32", "--teacher-concurrency", "2", "--out", str(out)]
+            "--n", str(n), "--samples", "1", "--problems-per-call", "2", "--max-new-tokens", "32", "--teacher-concurrency", "2", "--out", str(out)]
 
 
 def test_sigkill_mid_collection_then_resume(tmp_path, tiny_model_dir):

@@ -409,7 +409,8 @@ def test_generated_families_score_gold_and_fixed_rationales():
 def test_cli_problem_selection_for_generated_families():
     import argparse
 
-    from tripost.cli.eval_cmd import load_eval_problems, register
+    from tripost.cli._io import problems_from_args as load_eval_problems
+    from tripost.cli.eval_cmd import register
 
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())

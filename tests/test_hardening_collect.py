@@ -59,7 +59,7 @@ def cut_log(src: Path, dst: Path, n_lines: int) -> None:
 def test_collect_resumed_mid_batch_writes_the_records_of_a_clean_run(tmp_path, tiny_model_dir, env):
     # 6 problems x 2 samples in batches of 4 problems: a batch is 8 records.
     args = ["collect", "--student", f"hf:{tiny_model_dir}", "--precision", "fp32", "--task", "arithmetic", "--n", "6", "--samples", "2",
-            "--batch-size", "4", "--max-new-tokens", "24", "--teacher-concurrency", "2"]
+            "--problems-per-call", "4", "--max-new-tokens", "24", "--teacher-concurrency", "2"]
     clean = run_cli([*args, "--out", str(tmp_path / "clean")], env)
     assert clean.returncode == 0, clean.stderr[-2000:]
     ref = by_key(tmp_path / "clean" / "log.jsonl")
@@ -134,7 +134,7 @@ def test_unreachable_teacher_stops_collection_keeping_what_was_collected(tmp_pat
 
     def collect(n: int, base_url: str, key: str) -> subprocess.CompletedProcess:
         return run_cli(["collect", "--student", f"hf:{tiny_model_dir}", "--precision", "fp32", "--task", "arithmetic", "--n", str(n),
-                        "--samples", "1", "--batch-size", str(max_unavailable), "--teacher-concurrency", str(max_unavailable), "--max-new-tokens", "16",
+                        "--samples", "1", "--problems-per-call", str(max_unavailable), "--teacher-concurrency", str(max_unavailable), "--max-new-tokens", "16",
                         "--teacher", "openai:scripted", "--out", str(run)],
                        {**env, "OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": key})
 

@@ -1,6 +1,6 @@
 """Sharpening (tripost/sharpen.py): reward selection, the best-of-N
 estimators against brute-force enumeration, sharpened records through the
-replay buffer, and `tripost sharpen eval|data` on a scripted fake student and
+replay buffer, and `tripost sharpen eval` and `tripost collect --source sharpen` on a scripted fake student and
 on the tiny model."""
 
 from __future__ import annotations
@@ -391,9 +391,10 @@ def no_model(monkeypatch):
     (("eval", "--task", "arithmetic", "--student", "hf:/nonexistent"), "no such folder"),
     (("eval", "--task", "arithmetic", "--adapter", "/nonexistent/a"), "does not exist"),
     (("eval", "--task", "arithmetic", "--out", "{tmp}"), "is a folder"),
-    (("data", "--task", "arithmetic", "--out", "{tmp}/l.jsonl", "--samples", "0"), "--samples must be at least 1"),
-    (("data", "--task", "arithmetic", "--out", "{tmp}"), "is a folder"),
-    (("data", "--task", "arithmetic", "--out", "{tmp}/bad.jsonl"), "corrupt log line"),
+    # `sharpen data` is gone (issue 30): whatever its old flags, one line naming the command that replaces it.
+    (("data",), "tripost collect --source sharpen"),
+    (("data", "--task", "arithmetic", "--out", "{tmp}/l.jsonl", "--samples", "0"), "tripost collect --source sharpen"),
+    (("data", "--nosuch-flag", "x"), "--samples 8 --reward logprob --temperature 0.7 --top-p 0.95 --max-new-tokens 256"),
 ])
 def test_cli_bad_input_is_one_line_before_the_model_loads(argv, needle, run_cli, no_model, capsys, tmp_path):
     (tmp_path / "bad.jsonl").write_text("{broken\n")
@@ -404,8 +405,21 @@ def test_cli_bad_input_is_one_line_before_the_model_loads(argv, needle, run_cli,
 
 def test_cli_unknown_reward_is_a_usage_error(run_cli, capsys):
     with pytest.raises(SystemExit) as e:
-        run_cli("data", "--task", "arithmetic", "--out", "x.jsonl", "--reward", "all")
+        run_cli("eval", "--task", "arithmetic", "--reward", "best")
     assert e.value.code == 2 and "invalid choice" in capsys.readouterr().err
+
+
+def test_the_old_sharpen_data_defaults_are_best_of_n_s():
+    """The command `sharpen data` names instead gives `collect --source sharpen`
+    the settings it had: SharpenConfig's, as `sharpen eval` samples."""
+    from tripost.cli import build_parser, collect_cmd
+    from tripost.cli.sharpen_cmd import SHARPEN_DATA_INSTEAD
+
+    argv = SHARPEN_DATA_INSTEAD.replace("FAMILY", "arithmetic").split()[1:]
+    s = collect_cmd.collect_settings(build_parser().parse_args(argv))
+    d = SharpenConfig()
+    assert (s.source, s.samples_per_problem, s.sharpen_reward, s.temperature, s.top_p, s.max_new_tokens) == (
+        "sharpen", d.samples, d.reward, d.temperature, d.top_p, d.max_new_tokens)
 
 
 def test_cli_end_to_end_on_the_tiny_model(tiny_model_dir, run_cli, capsys, tmp_path):
@@ -425,11 +439,12 @@ def test_cli_end_to_end_on_the_tiny_model(tiny_model_dir, run_cli, capsys, tmp_p
     table = capsys.readouterr().out
     assert rc == 0 and "mean_logprob" in table and "N=2" in table and "majority" not in table
 
-    log = tmp_path / "sharpen.jsonl"
-    rc = run_cli("data", "--student", f"hf:{tiny_model_dir}", "--task", "arithmetic", "--n", "3", "--samples", "2",
-                 "--reward", "mean_logprob", "--max-new-tokens", "6", "--out", str(log), "--json")
+    # SFT-sharpening data: the sharpen source of `tripost collect` (what `sharpen data` wrote).
+    rc = cli.main(["collect", "--source", "sharpen", "--student", f"hf:{tiny_model_dir}", "--task", "arithmetic", "--n", "3", "--samples", "2",
+                   "--reward", "mean_logprob", "--max-new-tokens", "6", "--out", str(tmp_path / "run"), "--json"])
     assert rc == 0
     summary = json.loads(capsys.readouterr().out)
+    log = tmp_path / "run" / "log.jsonl"
     recs = list(read_log(log))
     assert summary["records_written"] == 3 and len(recs) == 3
     assert all(r.source == "sharpen" and r.student["sharpen"]["samples"] == 2 for r in recs)

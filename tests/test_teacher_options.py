@@ -399,7 +399,9 @@ def test_gap_and_serve_teacher_take_the_teacher_options(monkeypatch, tmp_path, c
         seen.update(kw, spec=spec)
         raise SystemExit(0)  # stop before a model loads or a server starts
 
-    monkeypatch.setattr("tripost.teachers.make_teacher", fake_make_teacher)
+    # gap and serve-teacher import make_teacher by name: patch it where they look it up
+    monkeypatch.setattr("tripost.cli.gap_cmd.make_teacher", fake_make_teacher)
+    monkeypatch.setattr("tripost.serve.command.make_teacher", fake_make_teacher)
     with pytest.raises(SystemExit):
         main([*argv, "--teacher-max-tokens", "77", "--teacher-temperature", "0.5"])
     assert (seen["spec"], seen["max_tokens"], seen["temperature"]) == ("openai:scripted", 77, 0.5)

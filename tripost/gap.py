@@ -94,18 +94,20 @@ from typing import Any
 
 import numpy as np
 
-from tripost.errors import TripostError
-from tripost.student.generate import DEFAULT_BATCH, SamplingParams
-from tripost.stats import bootstrap_interval, proportion_interval
-from tripost.fileio import atomic_write_json
-from tripost.tasks.base import Problem
 # The verifiers and filters live in tripost.verify (layer 4), where the
 # self-verified data source can use them too; their names stay importable
 # from here.
-from tripost.verify import (FILTERS, final_rationale, keep_mask, keep_quantile, keep_threshold, mc_logprobs, mc_scores, score_samples,
-                            self_score, verify_prompt, VerifyConfig)
-from tripost.verify import VERIFIERS as STUDENT_VERIFIERS
+from tripost.errors import TripostError
+from tripost.fileio import atomic_write_json
+from tripost.stats import bootstrap_interval, proportion_interval
 from tripost.student.base import StudentLike
+from tripost.student.generate import DEFAULT_BATCH, SamplingParams
+from tripost.student.prompt import build_prompts
+from tripost.tasks import check_held_out, get_task
+from tripost.tasks.base import Problem
+from tripost.teachers import make_teacher
+from tripost.verify import (FILTERS, VERIFIERS as STUDENT_VERIFIERS, VerifyConfig, final_rationale, keep_mask, keep_quantile,
+                            keep_threshold, mc_logprobs, mc_scores, score_samples, self_score, verify_prompt)
 
 SCHEMA = "tripost.gap/1"
 VERIFIERS = (*STUDENT_VERIFIERS, "teacher")  # the student's own (tripost.verify), and the teacher
@@ -425,9 +427,6 @@ def measure_gap(student: StudentLike, problems: Sequence[Problem], config: GapCo
     compute the gap (module docstring). Only held-out problems unless
     `config.allow_train`. `teacher` (a `tripost.teachers.Teacher`) serves the
     ``teacher`` verifier; without one `config.teacher` is built."""
-    from tripost.tasks import check_held_out
-    from tripost.student.prompt import build_prompts
-    from tripost.tasks import get_task
 
     cfg = config or GapConfig()
     problems = list(problems)
@@ -438,8 +437,6 @@ def measure_gap(student: StudentLike, problems: Sequence[Problem], config: GapCo
         raise TripostError("measure_gap: problem ids repeat; each problem must appear once")
     tasks = {f: get_task(f) for f in dict.fromkeys(p.family for p in problems)}
     if cfg.verifier == "teacher" and teacher is None:
-        from tripost.teachers import make_teacher
-
         teacher = make_teacher(cfg.teacher)
     params = SamplingParams(n=cfg.samples, temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
 
@@ -507,15 +504,19 @@ def measure_gap(student: StudentLike, problems: Sequence[Problem], config: GapCo
     )
 
 
-def gap_for_run(student: StudentLike, problems: Sequence[Problem], cfg: GapConfig | Mapping[str, Any] | None = None, *, teacher: Any = None, out: str | Path | None = None) -> dict[str, Any]:
-    """For the iteration loop: measure the gap, write the full result to `out`
-    (e.g. RUN/itT/gap/gap.json) when given, and return the summary a run
-    records (metrics and config, without per-problem samples). `cfg` may be a
-    `GapConfig` or its dict form (the run config's table)."""
+def gap_for_run(student: StudentLike, problems: Sequence[Problem], cfg: GapConfig | Mapping[str, Any] | None = None, *, teacher: Any = None,
+                out: str | Path | None = None, per_problem: bool = False) -> dict[str, Any]:
+    """What the loop's gap stage and `tripost gap` both call: measure the
+    gap, write the full result to `out` (e.g. RUN/itT/gap/gap.json) when
+    given, and return its summary: metrics and config, with the file written
+    (`file`), without the samples; with `per_problem`, each problem's terms
+    too (what `tripost gap` prints). `cfg` may be a `GapConfig` or its dict
+    form (the run config's table)."""
     config = cfg if isinstance(cfg, GapConfig) else GapConfig.from_dict(cfg or {})
     result = measure_gap(student, problems, config, teacher=teacher)
     summary = result.to_dict(samples=False)
-    summary.pop("problems")
+    if not per_problem:
+        summary.pop("problems")
     if out is not None:
         summary["file"] = str(result.save(out))
     return summary

@@ -80,19 +80,24 @@ def shown(default: Any) -> str:
 
 
 def add_flags(parser: Any, cls: type, *, dest: KeyName = lambda n: n, flag: KeyName | None = None,
-              only: Sequence[str] | None = None, unset: bool = False) -> None:
+              only: Sequence[str] | None = None, unset: bool = False, defaults: Mapping[str, Any] | None = None) -> None:
     """One flag per field of `cls` (or the fields named in `only`), with the
     field's default, choices and help. `dest` names the argparse attribute,
     `flag` the flag (default: the field's own, see `flag_of`). With `unset`,
     a flag not given is None (so a verb can tell which the user set) and
-    `from_args` puts the field's default in its place."""
+    `from_args` puts the field's default in its place. `defaults`: a verb's
+    own default for a field, shown and used instead of the section's (a
+    measurement that samples otherwise than a collection: `tripost gap`
+    takes the section's --temperature at GapConfig's default); the flag,
+    its meaning and its help stay the section's."""
     for f in fields(cls):
         if only is not None and f.name not in only:
             continue
         meta = f.metadata
         name = flag(f.name) if flag else flag_of(cls, f.name)
-        help_text = f"{meta['help']} (default {shown(f.default)})"
-        default = None if unset else f.default
+        value = defaults[f.name] if defaults is not None and f.name in defaults else f.default
+        help_text = f"{meta['help']} (default {shown(value)})"
+        default = None if unset else value
         if isinstance(f.default, bool):
             parser.add_argument(name, dest=dest(f.name), action=argparse.BooleanOptionalAction, default=default, help=help_text)
         else:

@@ -61,11 +61,13 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from tripost.errors import TripostError
+from tripost.fileio import atomic_write_json, atomic_write_text
 from tripost.format import parse_trajectory
 from tripost.settings import view
 from tripost.sources.settings import REWARDS, SHARPEN_DEFAULTS, CollectSettings
@@ -77,6 +79,8 @@ from tripost.tasks.base import Problem
 from tripost.student.base import StudentLike
 
 DEFAULT_NS = (1, 2, 4, 8, 16)
+DEFAULT_MAX_SUBSETS = 2000  # majority: enumerate up to this many size-N subsets, else average as many random ones
+DEFAULT_BOOTSTRAP = 1000  # bootstrap resamples of the intervals
 FEEDBACK_STOP = "\nFeedback:"
 
 
@@ -383,8 +387,8 @@ class SharpenEval:
     exact: dict[str, list[bool]]
     config: SharpenConfig
     seed: int = 0
-    n_boot: int = 1000
-    max_subsets: int = 2000
+    n_boot: int = DEFAULT_BOOTSTRAP
+    max_subsets: int = DEFAULT_MAX_SUBSETS
     student: dict[str, Any] = field(default_factory=dict)
     draw: DrawStats = field(default_factory=DrawStats)
     seconds: float = 0.0
@@ -444,6 +448,24 @@ class SharpenEval:
                 lines.append(json.dumps({"problem_id": p.id, "sample": i, **c.to_dict()}, ensure_ascii=False))
         return "".join(line + "\n" for line in lines)
 
+    def save(self, path: str | Path) -> tuple[Path, Path]:
+        """Write the summary JSON to `path` and every sample, one JSON line
+        each, beside it (`NAME.samples.jsonl`, named in the summary as
+        `samples_file`); each to a temporary sibling first, then renamed, so
+        a crash never leaves a half-written result that looks whole."""
+        path = Path(path)
+        samples = samples_path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(samples, self.samples_jsonl())
+        atomic_write_json(path, {**self.summary(), "samples_file": samples.name})
+        return path, samples
+
+
+def samples_path(path: str | Path) -> Path:
+    """Where `SharpenEval.save(path)` writes the samples: NAME.samples.jsonl beside NAME.json."""
+    path = Path(path)
+    return path.with_name((path.name[: -len(".json")] if path.name.endswith(".json") else path.name) + ".samples.jsonl")
+
 
 def count_answers(items: Any) -> dict[str, int]:
     """How often each parsed answer occurs ("<none>": no answer)."""
@@ -462,8 +484,8 @@ def accuracy_vs_n(
     config: SharpenConfig | None = None,
     *,
     seed: int = 0,
-    max_subsets: int = 2000,
-    n_boot: int = 1000,
+    max_subsets: int = DEFAULT_MAX_SUBSETS,
+    n_boot: int = DEFAULT_BOOTSTRAP,
     allow_train: bool = False,
     prompt_format: Any = None,
     progress: bool = False,
@@ -493,7 +515,7 @@ def accuracy_vs_n(
 
 
 def evaluate_candidates(
-    candidates: Sequence[Sequence[Candidate]], ns: Sequence[int], rewards: Sequence[str], *, seed: int = 0, max_subsets: int = 2000
+    candidates: Sequence[Sequence[Candidate]], ns: Sequence[int], rewards: Sequence[str], *, seed: int = 0, max_subsets: int = DEFAULT_MAX_SUBSETS
 ) -> tuple[dict[str, list[np.ndarray]], dict[str, list[bool]]]:
     """Per-problem expected best-of-N accuracies from already scored candidates:
     (row -> one array over problems per N, row -> whether each N was exact)."""
@@ -519,6 +541,8 @@ def evaluate_candidates(
 
 
 __all__ = [
+    "DEFAULT_BOOTSTRAP",
+    "DEFAULT_MAX_SUBSETS",
     "DEFAULT_NS",
     "REWARDS",
     "Candidate",
@@ -539,5 +563,6 @@ __all__ = [
     "parse_ns",
     "parse_rewards",
     "reward_values",
+    "samples_path",
     "subsets",
 ]

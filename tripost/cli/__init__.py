@@ -21,6 +21,8 @@ import warnings
 
 from tripost import __version__
 from tripost.errors import TripostError, clip
+from tripost.fileio import DISK_FULL, no_space
+from tripost.student.spec import hub_offline_by_default
 
 # Verb modules, in the order `tripost --help` lists them.
 VERB_MODULES = [
@@ -119,7 +121,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     # Nothing is fetched from a model hub that the user did not name (docs/design.md).
-    from tripost.student.spec import hub_offline_by_default
 
     hub_offline_by_default()
     _quiet_libraries()
@@ -149,7 +150,6 @@ def _main(argv: list[str] | None) -> int:
         # checks passed: still the user's path, still one line. The writers
         # of tripost's own files name a full disk themselves (fileio.no_space);
         # this is for a library's write. Other OS errors are bugs.
-        from tripost.fileio import DISK_FULL, no_space
 
         if e.errno in DISK_FULL:
             message = str(no_space(e.filename)) if e.filename else "no space left on the device; free some space and run the same command again"

@@ -7,15 +7,16 @@ import json
 import sys
 from pathlib import Path
 
-from tripost.buffer import (KIND_ORDER, TRL_FILE, BufferConfig, BufferStats, build_buffer, preference_pairs, save_buffer, save_preference_buffer,
-                            save_trl_buffer, student_tokenizer, to_dataset)
+from tripost.buffer import (BufferConfig, BufferStats, KIND_ORDER, TRL_FILE, build_buffer, preference_pairs, save_buffer,
+                            save_preference_buffer, save_trl_buffer, student_tokenizer, to_dataset)
+from tripost.cli._io import TRAIN_PRECISION_HELP, check_out_dir
 from tripost.errors import TripostError
 from tripost.fileio import atomic_write_json
-from tripost.cli._io import check_out_dir
 from tripost.log import SKIP_HINT, read_log
 from tripost.student.load import PRECISIONS
 from tripost.student.prompt import CHAT_MODES, PromptFormat
-from tripost.student.spec import EMBEDDED_NAME, parse_spec
+from tripost.student.spec import EMBEDDED_NAME, SPEC_HELP, parse_spec
+from tripost.train import TrainConfig, base_model_info
 
 FORMATS = ("tripost", "trl")
 
@@ -31,19 +32,22 @@ def _ratio(text: str) -> tuple[float, float, float]:
 
 
 def add_buffer_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("buffer")
-    g.add_argument("--ratio", type=_ratio, default=(1.5, 1.0, 1.0), metavar="I:D:G", help="improvement:direct:gold ratio (default 1.5:1:1, TriPosT's)")
-    g.add_argument("--difficulty-mode", choices=("plain", "inverse", "cap"), default="plain", help="difficulty-aware sampling within a kind (default plain)")
-    g.add_argument("--bucket-cap", type=float, default=0.5, help="cap mode: largest share of one difficulty bucket (default 0.5)")
+    d = BufferConfig  # the defaults, written once there
+    g = p.add_argument_group("buffer (in `tripost run`: [buffer])")
+    ratio = ":".join(f"{r:g}" for r in d.ratio)
+    g.add_argument("--ratio", type=_ratio, default=d.ratio, metavar="I:D:G", help=f"improvement:direct:gold ratio (default {ratio}, TriPosT's)")
+    g.add_argument("--difficulty-mode", choices=("plain", "inverse", "cap"), default=d.difficulty_mode,
+                   help=f"difficulty-aware sampling within a kind (default {d.difficulty_mode})")
+    g.add_argument("--bucket-cap", type=float, default=d.bucket_cap, help=f"cap mode: largest share of one difficulty bucket (default {d.bucket_cap})")
     g.add_argument("--keep-last", type=int, default=None, metavar="K", help="keep only the last K iterations' records (default: every record of the logs given; a run keeps the last 1)")
     g.add_argument("--decay", type=float, default=None, help="keep a record from i iterations ago with probability DECAY**i")
-    g.add_argument("--max-chars", type=int, default=4000, help="drop examples longer than this (default 4000)")
+    g.add_argument("--max-chars", type=int, default=d.max_chars, help=f"drop examples longer than this (default {d.max_chars})")
     g.add_argument("--no-dedupe", action="store_true", help="keep duplicate texts")
     g.add_argument("--no-gold", action="store_true", help="no gold-rationale examples")
     g.add_argument("--turns", choices=("single", "whole"), default=BufferConfig.turns,
                    help=f"an improvement trajectory as one example per edit (single, TriPosT's authors) or one example (whole) "
                         f"(default {BufferConfig.turns})")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=int, default=d.seed, help=f"seed of the buffer's sampling (default {d.seed})")
     g.add_argument("--skip-bad-lines", action="store_true", help="skip corrupt log lines instead of stopping")
 
 
@@ -82,12 +86,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("logs", nargs="+", metavar="LOG")
     r.add_argument("--out", required=True, metavar="RUN", help="run folder")
     r.add_argument("--json", action="store_true")
-    t = r.add_argument_group("training from the rebuilt buffer (still no teacher and no sampling)")
+
+    c = TrainConfig  # `tripost train`'s defaults, written once there
+    t = r.add_argument_group("training from the rebuilt buffer (still no teacher and no sampling; as `tripost train`)")
     t.add_argument("--train", action="store_true", help="also train an adapter on the buffer into RUN/train")
-    t.add_argument("--student", default="smollm2-135m", metavar="SPEC", help="student to train (default smollm2-135m)")
+    t.add_argument("--student", default=c.student, metavar="SPEC", help=f"student to train: {SPEC_HELP} (default {c.student})")
     t.add_argument("--adapter", metavar="DIR", help="continue from this adapter")
-    t.add_argument("--precision", default="auto", choices=PRECISIONS, help="base precision (default auto: QLoRA nf4 on a GPU, fp32 on CPU)")
-    t.add_argument("--epochs", type=float, default=3.0)
+    t.add_argument("--precision", default=c.precision, choices=PRECISIONS, help=f"{TRAIN_PRECISION_HELP} (default {c.precision})")
+    t.add_argument("--epochs", type=float, default=c.epochs, help=f"passes over the buffer (default {c.epochs:g})")
     add_buffer_options(r)
     r.set_defaults(handler=cmd_replay)
 
@@ -135,7 +141,7 @@ def cmd_buffer(args: argparse.Namespace) -> int:
     if args.pairs:
         pairs, stats = preference_pairs(records, cfg)
         if not pairs:
-            raise TripostError("no record carries a preference pair (`rejected`): pairs come from `tripost sharpen data` logs with --samples 2 or more")
+            raise TripostError("no record carries a preference pair (`rejected`): pairs come from `tripost collect --source sharpen` logs with --samples 2 or more")
         out = save_preference_buffer(pairs, stats, args.out)
         print(json.dumps(stats.to_dict(), sort_keys=True) if args.json else f"wrote {len(pairs)} pairs to {out}/dataset and {out}/stats.json "
               f"(dropped: {stats.dropped or 'none'}); next: tripost train --buffer {out} --out ADAPTER objective=dpo")
@@ -157,7 +163,6 @@ def cmd_buffer(args: argparse.Namespace) -> int:
 
 def _model_name(spec: str) -> str | None:
     """What TRL loads as the student `spec` (for the dataset card): its Hub id, or its local folder."""
-    from tripost.train import base_model_info
 
     parsed = parse_spec(spec)
     return base_model_info(parsed, parsed.path or Path(".")).get("hub_id") or (str(parsed.path) if parsed.kind == "hf" else None)
@@ -169,8 +174,6 @@ def cmd_replay(args: argparse.Namespace) -> int:
     cfg = buffer_config(args)
     train_cfg = None
     if args.train:
-        from tripost.train import TrainConfig
-
         train_cfg = TrainConfig(student=args.student, adapter=args.adapter, precision=args.precision, epochs=args.epochs, seed=args.seed)
     records, bad = _read(args)
     examples, stats = build_buffer(records, cfg)
@@ -179,7 +182,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     summary = {"logs": args.logs, "records": len(records), "skipped_lines": bad, "examples": len(examples),
                "teacher_calls": 0, "generation_calls": 0, "buffer": stats.to_dict(), "train": None}
     if train_cfg is not None:
-        from tripost.train import load_buffer_dataset, train_sft
+        from tripost.train import load_buffer_dataset, train_sft  # the trainer loads torch and transformers (~7 s): only when asked to train
 
         summary["train"] = train_sft(train_cfg, load_buffer_dataset(out), run / "train").to_dict()
     atomic_write_json(run / "replay.json", summary, sort_keys=True, ensure_ascii=True)

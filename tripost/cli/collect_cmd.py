@@ -13,17 +13,23 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tripost.cli._io import add_student_flags, check_out_dir, check_student_args, open_student
+from tripost.cli._io import (add_problem_flags, add_student_flags, add_teacher_flag, check_out_dir, check_student_args,
+                             open_student, problems_from_args, removed_flag)
 from tripost.config import config_hash, write_config
 from tripost.errors import TripostError
 from tripost.fileio import FolderLock
 from tripost.settings import add_flags, flag_of, from_args
 from tripost.sources import make_source
 from tripost.sources.collect import collect_to
-from tripost.sources.settings import STRATEGIES, CollectSettings
-from tripost.tasks import FAMILIES, PRESETS, SUBSETS, select_problems
-from tripost.teachers import SPECS, TeacherOptions, add_teacher_flags, make_teacher
+from tripost.sources.settings import CollectSettings, STRATEGIES
+from tripost.teachers import TeacherOptions, add_teacher_flags, make_teacher
+from tripost.teachers.batch import BATCH_LOG_FILE
 from tripost.teachers.usage import format_cost
+
+# What config.json leaves out of the parsed flags: the handler, the output
+# form, the problem group's own bookkeeping (collect's split is always train)
+# and the flags collect no longer has.
+NOT_CONFIG = ("handler", "json", "split", "allow_train", "problems_held_out", "removed_batch_size")
 
 # Settings that only one source reads: given with another source they would
 # silently do nothing, so that is an error naming them.
@@ -41,24 +47,27 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=(
             "The student samples attempts for training problems and a data source turns them into log records: "
             "teacher (the default: the teacher gives feedback and improves wrong attempts up to --max-edits times), "
-            "rejection (the student's own correct samples), sharpen (its best sample by its own likelihood) or guided "
-            "(guided rounds for the problems it rarely solves). Records are appended to RUN/log.jsonl; re-running the "
-            "same command resumes where it stopped."
+            "rejection (the student's own correct samples), sharpen (its best of --samples by its own likelihood, "
+            "SFT-sharpening; best-of-N as `tripost sharpen eval` measures it: --samples 8 --reward logprob "
+            "--temperature 0.7 --top-p 0.95 --max-new-tokens 256), guided (guided rounds for the problems it rarely "
+            "solves), self_verified (its samples kept by its own verifier) or demo (the teacher's own corrected "
+            "attempts). Records are appended to RUN/log.jsonl; re-running the same command resumes where it stopped. "
+            "The collection settings are the run config's [collect] keys; --samples, --temperature, --top-p and "
+            "--max-new-tokens are the same flags in sample, gap and sharpen eval. --problems-per-call "
+            "(collect.batch_size) is how many problems the sampler gets at a time; --batch-size, the sequences "
+            "decoded together in the verbs that have it, is not a collect flag."
         ),
     )
     add_student_flags(p)
-    p.add_argument("--teacher", default="scripted", metavar="SPEC", help=f"teacher spec (default scripted): {', '.join(SPECS)}")
-    p.add_argument("--task", required=True, metavar="FAMILY", help=f"one of: {', '.join(FAMILIES)}")
-    p.add_argument("--data", metavar="FILE.jsonl", help="external problems instead of generated ones")
-    p.add_argument("--preset", default="small", choices=PRESETS)
-    p.add_argument("--subset", default="seen", choices=SUBSETS)
-    p.add_argument("--n", type=int, default=32, help="training problems (default 32)")
-    p.add_argument("--iteration", type=int, default=0, help="iteration number recorded in the log")
-    p.add_argument("--seed", type=int, default=0)
+    add_problem_flags(p, n=32, subset="seen")  # training problems: the train split only
+    add_teacher_flag(p, use="for the sources that ask one (teacher, demo; guided's interactive strategy or --teacher-edits)")
+    p.add_argument("--iteration", type=int, default=0, help="iteration number recorded in the log (default 0)")
     p.add_argument("--out", required=True, metavar="RUN", help="run folder (log.jsonl, collect.json, config.json)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     g = p.add_argument_group("collection settings (in `tripost run`: collect.KEY=VALUE)")
     add_flags(g, CollectSettings, unset=True)
+    removed_flag(g, "--batch-size", "is not a collect flag: problems per sampler call is --problems-per-call "
+                 "(collect.batch_size); --batch-size is the sequences decoded together in sample, eval, gap and sharpen eval")
     g.add_argument("--guided", metavar="STRATEGY", choices=STRATEGIES,
                    help=f"short for --source guided --guided-strategy STRATEGY: {', '.join(STRATEGIES)} (docs/guided.md)")
     add_teacher_flags(p)  # --teacher-timeout, --teacher-concurrency, ...: as teach, and teacher.* in run
@@ -85,20 +94,17 @@ def collect_settings(args: argparse.Namespace) -> CollectSettings:
 def cmd_collect(args: argparse.Namespace) -> int:
     # Everything a user can get wrong is checked before the model loads and
     # before config.json is written.
-    if args.n < 1:
-        raise TripostError("--n must be at least 1")
     check_out_dir(args.out)
     check_student_args(args)
     settings = collect_settings(args)
-    # --data rows of another split (or subset) are never trained on.
-    problems = select_problems([args.task], split="train", subsets=(args.subset,), n=args.n, preset=args.preset, seed=args.seed, data=args.data)
+    # The train split only: --data rows of another split (or subset) are never trained on.
+    problems = problems_from_args(args)
     options = TeacherOptions.from_args(args)
     source = make_source(settings, teacher_concurrency=options.concurrency)
-    from tripost.teachers.batch import BATCH_LOG_FILE
 
     # With --teacher-batch, the batches sent are recorded in the run folder, so a rerun resumes them.
     teacher = make_teacher(args.teacher, **options.teacher_kwargs(), batch_log=Path(args.out) / BATCH_LOG_FILE) if source.needs_teacher else None
-    resolved = {k: v for k, v in vars(args).items() if k not in ("handler", "json")}
+    resolved = {k: v for k, v in vars(args).items() if k not in NOT_CONFIG}
     resolved.update(settings.to_dict())  # the settings as used, defaults filled in
     run = Path(args.out)
     # One writer per --out: a second collect there is refused before it reads
@@ -127,8 +133,8 @@ def _collect(args: argparse.Namespace, run: Path, settings: CollectSettings, sou
               f"usable {result.usable}: {result.by_kind}; teacher calls {result.teacher_calls}"
               + (f" ({result.batched_calls} answered in provider batches, at half price)" if result.batched_calls else "")
               + f", cost {format_cost(result.cost_usd, result.unpriced)}")
-    extra = {k: summary[k] for k in ("kept", "dropped", "kept_precision", "skipped") if summary.get(k) not in (None, {}, [])}
-    if extra and not args.json:  # what a source adds to the common summary (self_verified, demo)
+    extra = {k: summary[k] for k in ("kept", "dropped", "kept_precision", "skipped", "chosen_correct") if summary.get(k) not in (None, {}, [])}
+    if extra and not args.json:  # what a source adds to the common summary (self_verified, demo, sharpen: picks in fact right)
         print("; ".join(f"{k.replace('_', ' ')} {v:.1%}" if k == "kept_precision" else f"{k.replace('_', ' ')} {v}" for k, v in extra.items()))
     note = sys.stderr if args.json else sys.stdout  # stdout stays pure JSON under --json
     if result.unavailable:

@@ -7,14 +7,13 @@ import json
 import sys
 from typing import Any
 
-from tripost.cli._io import add_held_out_flags, add_student_flags, check_out_file, check_student_args, open_student
+from tripost.cli._io import (add_bootstrap_flag, add_problem_flags, add_sampling_flags, add_student_flags, check_out_file,
+                             check_student_args, open_student, problems_from_args)
 from tripost.errors import TripostError
-from tripost.tasks import FAMILIES, Problem, get_task, select_problems
+from tripost.evaluate import EvalConfig, evaluate, transcripts_path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from tripost.evaluate import EvalConfig
-
     p = sub.add_parser(
         "eval",
         help="evaluate a student with test-time self-improvement",
@@ -26,19 +25,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     add_student_flags(p)
-    add_held_out_flags(p, subset="both", n=20)
-    p.add_argument("--seed", type=int, default=0, help="seed of problem sampling and of the bootstrap (default 0)")
+    add_problem_flags(p, n=20, subset="both", held_out=True)
+    # Greedy decoding: the token budget and the batch are its only sampling settings.
+    add_sampling_flags(p, max_new_tokens=EvalConfig.max_new_tokens, batch_size=EvalConfig.batch_size)
     p.add_argument("--max-turns", type=int, default=EvalConfig.max_turns, metavar="K",
                    help=f"most updates after the first attempt (default {EvalConfig.max_turns}; 0 = first attempt only)")
-    p.add_argument("--max-new-tokens", type=int, default=EvalConfig.max_new_tokens,
-                   help=f"token budget of each attempt, feedback or update (default {EvalConfig.max_new_tokens})")
-    p.add_argument("--batch-size", type=int, default=EvalConfig.batch_size, help=f"sequences decoded together (default {EvalConfig.batch_size})")
     p.add_argument("--turns", default=EvalConfig.turns, choices=("single", "whole"),
                    help=f"what each feedback and update is written after: single = the question and the last answer only (TriPosT's "
                         f"test-time re-prompting), whole = the whole transcript (default {EvalConfig.turns})")
     p.add_argument("--no-force-feedback", action="store_true", help="stop when the student ends its text without writing feedback itself")
-    p.add_argument("--bootstrap", type=int, default=EvalConfig.n_bootstrap, metavar="B",
-                   help=f"bootstrap resamples for the paired interval of the improvement, final - first (default {EvalConfig.n_bootstrap})")
+    add_bootstrap_flag(p, EvalConfig.n_bootstrap)
     p.add_argument("--out", metavar="FILE.json", help="write the metrics JSON here and the transcripts to FILE.transcripts.jsonl beside it")
     p.add_argument("--force", action="store_true", help="overwrite an existing --out file (and its transcripts)")
     p.add_argument("--json", action="store_true", help="print the metrics JSON instead of a table")
@@ -46,41 +42,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_eval)
 
 
-def families_of(text: str) -> list[str]:
-    """`arithmetic`, `arithmetic,word_sorting` or `all` -> checked family names."""
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    if not names:
-        raise TripostError("--task is empty; name a task family")
-    if names == ["all"]:
-        return [f for f in FAMILIES if get_task(f).scripted]
-    for n in names:
-        get_task(n)  # an unknown family is a clear error here, before any model loads
-    return list(dict.fromkeys(names))
-
-
-def load_eval_problems(args: argparse.Namespace) -> list[Problem]:
-    """The held-out problems `eval` (and `gap`) measure: --n per family and
-    subset, or at most --n from a --data file (tripost.tasks.select)."""
-    if args.n < 1:
-        raise TripostError("--n must be at least 1")
-    families = families_of(args.task)
-    if args.data and len(families) != 1:
-        raise TripostError("--data holds problems of one family; name exactly one with --task")
-    subsets = ("seen", "unseen") if args.subset == "both" else (args.subset,)
-    return select_problems(families, split=args.split, subsets=subsets, n=args.n, preset=args.preset, seed=args.seed, data=args.data,
-                           held_out=True, allow_train=args.allow_train)
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
-    from tripost.evaluate import EvalConfig, evaluate, transcripts_path
-
     # Everything a user can get wrong is checked before the model loads.
     cfg = EvalConfig(
         max_turns=args.max_turns, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, turns=args.turns,
         force_feedback=not args.no_force_feedback, n_bootstrap=args.bootstrap, seed=args.seed,
         allow_train=args.allow_train, progress=not args.no_progress,
     )
-    problems = load_eval_problems(args)
+    problems = problems_from_args(args)
     check_student_args(args)
     # An earlier result is not replaced by accident (an evaluation can take hours).
     check_out_file(args.out, "eval.json", overwrite=args.force)

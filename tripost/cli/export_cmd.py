@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from tripost.cli._io import check_out_dir
 from tripost.export import GGUF_TYPE, GGUF_TYPES, MERGE_DTYPE, MERGE_DTYPES, check_push, export_student, find_source, push_folder
 
 
@@ -32,8 +33,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from tripost.cli._io import check_out_dir
-
     # Everything that can be refused is refused before a model loads.
     if args.push:
         check_push(args.push)

@@ -8,13 +8,15 @@ import json
 import sys
 from typing import Any
 
-from tripost.cli._io import add_held_out_flags, add_student_flags, check_out_file, check_student_args, open_student
+from tripost.cli._io import (add_bootstrap_flag, add_problem_flags, add_sampling_flags, add_student_flags, add_teacher_flag,
+                             check_out_file, check_student_args, open_student, problems_from_args)
 from tripost.errors import TripostError
+from tripost.gap import FILTERS, GapConfig, VERIFIERS, gap_for_run
+from tripost.teachers import TeacherOptions, make_teacher
+from tripost.teachers.options import add_teacher_flags
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from tripost.gap import FILTERS, VERIFIERS, GapConfig
-
     d = GapConfig()
     p = sub.add_parser(
         "gap",
@@ -29,31 +31,25 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     add_student_flags(p)
-    add_held_out_flags(p, subset="seen", n=16)
-    p.add_argument("--samples", type=int, default=d.samples, metavar="N", help=f"samples per problem (default {d.samples})")
+    add_problem_flags(p, n=16, subset="seen", held_out=True)
+    # GapConfig's sampling: distinct samples for the verifier to sort (temperature > 0).
+    add_sampling_flags(p, samples_per_problem=d.samples, temperature=d.temperature, top_p=d.top_p, max_new_tokens=d.max_new_tokens,
+                       batch_size=d.batch_size)
     p.add_argument("--verifier", default=d.verifier, choices=VERIFIERS, help=f"(default {d.verifier})")
-    p.add_argument("--teacher", metavar="SPEC", help="teacher spec for --verifier teacher (default scripted)")
+    add_teacher_flag(p, unset=True, use="for --verifier teacher")
     p.add_argument("--filter", default=d.filter, choices=FILTERS, help=f"(default {d.filter})")
     p.add_argument("--quantile", type=float, metavar="Q", help=f"quantile filter: share of samples kept per problem, in (0, 1] (default {d.quantile})")
     p.add_argument("--threshold", type=float, metavar="T", help=f"threshold filter: keep scores >= T, in [0, 1] (default {d.threshold})")
-    p.add_argument("--temperature", type=float, default=d.temperature, help=f"sampling temperature, > 0 (default {d.temperature})")
-    p.add_argument("--top-p", type=float, default=d.top_p, help=f"nucleus sampling mass (default {d.top_p})")
-    p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens, help=f"tokens per sample (default {d.max_new_tokens})")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"sequences decoded together (default {d.batch_size})")
-    p.add_argument("--bootstrap", type=int, default=d.n_bootstrap, metavar="B", help=f"bootstrap resamples (default {d.n_bootstrap})")
-    p.add_argument("--seed", type=int, default=0, help="seed of problems, sampling and bootstrap (default 0)")
+    add_bootstrap_flag(p, d.n_bootstrap)
     p.add_argument("--out", metavar="FILE.json", help="write the full result (every sample, its score and whether it was kept) here")
     p.add_argument("--json", action="store_true", help="print the result JSON (without sample texts) instead of a table")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    from tripost.teachers.options import add_teacher_flags
 
     add_teacher_flags(p)  # for --verifier teacher with an LLM teacher, as collect and teach
     p.set_defaults(handler=cmd_gap)
 
 
 def config_from_args(args: argparse.Namespace) -> Any:
-    from tripost.gap import GapConfig
-
     if args.quantile is not None and args.filter != "quantile":
         raise TripostError("--quantile applies to --filter quantile only")
     if args.threshold is not None and args.filter != "threshold":
@@ -62,7 +58,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         raise TripostError("--teacher applies to --verifier teacher only")
     d = GapConfig()
     return GapConfig(
-        samples=args.samples, verifier=args.verifier, filter=args.filter,
+        samples=args.samples_per_problem, verifier=args.verifier, filter=args.filter,
         quantile=d.quantile if args.quantile is None else args.quantile,
         threshold=d.threshold if args.threshold is None else args.threshold,
         temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens, seed=args.seed,
@@ -72,36 +68,28 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
 
 def cmd_gap(args: argparse.Namespace) -> int:
-    from tripost.cli.eval_cmd import load_eval_problems
-    from tripost.gap import measure_gap
-
     # Everything a user can get wrong is checked before the model loads.
     cfg = config_from_args(args)
-    problems = load_eval_problems(args)
+    problems = problems_from_args(args)
     check_student_args(args)
     check_out_file(args.out, "gap.json")
     teacher = None
     if cfg.verifier == "teacher":
-        from tripost.teachers import TeacherOptions, make_teacher
-
         teacher = make_teacher(cfg.teacher, **TeacherOptions.from_args(args).teacher_kwargs())
     student = open_student(args)
     try:
-        result = measure_gap(student, problems, cfg, teacher=teacher)
+        # The function the run's gap stage calls (tripost.loop), with each problem's terms for the table.
+        summary = gap_for_run(student, problems, cfg, teacher=teacher, out=args.out or None, per_problem=True)
     finally:
         close = getattr(teacher, "close", None)
         if callable(close):
             close()
-    saved = result.save(args.out) if args.out else None
     if args.json:
-        out = result.to_dict(samples=False)
-        if saved:
-            out["file"] = str(saved)
-        sys.stdout.write(json.dumps(out, ensure_ascii=False) + "\n")
+        sys.stdout.write(json.dumps(summary, ensure_ascii=False) + "\n")
     else:
-        print_table(result.to_dict(samples=False))
-        if saved:
-            print(f"wrote {saved}")
+        print_table(summary)
+        if "file" in summary:
+            print(f"wrote {summary['file']}")
     return 0
 
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import argparse
 import json
+from tripost.errors import TripostError
+from tripost.student.hardware import CARD_MATMUL_N, SIMULATE_ENV, describe_card, machine_card
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from tripost.student.hardware import CARD_MATMUL_N, SIMULATE_ENV
-
     p = sub.add_parser(
         "machine",
         help="describe this machine: CPU, flags, torch, the number format auto picks, matmul GFLOP/s",
@@ -28,9 +28,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_machine(args: argparse.Namespace) -> int:
-    from tripost.errors import TripostError
-    from tripost.student.hardware import describe_card, machine_card
-
     if args.matmul_n < 1:
         raise TripostError("--matmul-n must be at least 1")
     card = machine_card(measure=not args.no_measure, matmul_n=args.matmul_n)

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from tripost.cli._io import check_out_dir
 from tripost.errors import TripostError
+from tripost.loop import Run
+from tripost.report import write_report
+from tripost.runconfig import RunConfig, key_help
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,10 +37,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     import json
 
-    from tripost.cli._io import check_out_dir
-    from tripost.loop import Run
-    from tripost.runconfig import RunConfig, key_help
-
     if args.keys:
         print(key_help())
         return 0
@@ -54,8 +54,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
-
-    from tripost.report import write_report
 
     if not Path(args.run).is_dir():
         raise TripostError(f"{args.run}: no such run folder")

@@ -12,14 +12,15 @@ import sys
 import time
 from typing import Any
 
-from tripost.cli._io import add_student_flags, check_student_args, emit, open_student
-from tripost.errors import TripostError
-from tripost.tasks import FAMILIES, PRESETS, SPLITS, SUBSETS, get_task, select_problems
+from tripost.cli._io import (add_problem_flags, add_sampling_flags, add_student_flags, check_student_args, emit, open_student,
+                             problems_from_args)
+from tripost.student import PromptFormat, SamplingParams, build_prompts
+from tripost.student.generate import DEFAULT_BATCH, GenerationStats, LocalBackend
+from tripost.student.prompt import CHAT_MODES
+from tripost.tasks import get_task
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from tripost.student.generate import DEFAULT_BATCH, SamplingParams
-
     d = SamplingParams()  # the student's sampling defaults, written once there
 
     p = sub.add_parser(
@@ -28,34 +29,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Sample attempts of the student at task problems, check each answer, and report accuracy and tokens/s.",
     )
     add_student_flags(p)
-    p.add_argument("--task", required=True, metavar="FAMILY", help=f"one of: {', '.join(FAMILIES)}")
-    p.add_argument("--split", default="train", choices=SPLITS)
-    p.add_argument("--subset", default="seen", choices=SUBSETS)
-    p.add_argument("--preset", default="small", choices=PRESETS, help="difficulty preset (default: small)")
-    p.add_argument("--data", metavar="FILE.jsonl", help="read problems from a file instead of generating them (its rows of --split and --subset)")
-    p.add_argument("--n", type=int, default=10, help="number of problems (default: 10)")
-    p.add_argument("--samples", type=int, default=1, metavar="K", help="attempts per problem (default: 1)")
-    p.add_argument("--temperature", type=float, default=d.temperature, help=f"sampling temperature; 0 = greedy (default: {d.temperature})")
-    p.add_argument("--top-p", type=float, default=d.top_p, help=f"nucleus sampling mass (default: {d.top_p})")
-    p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens, help=f"tokens per attempt (default: {d.max_new_tokens})")
+    add_problem_flags(p, n=10, subset="seen", split="train")
+    add_sampling_flags(p, samples_per_problem=d.n, temperature=d.temperature, top_p=d.top_p, max_new_tokens=d.max_new_tokens,
+                       batch_size=DEFAULT_BATCH)
     p.add_argument("--stop", action="append", default=[], metavar="TEXT", help="stop string (repeatable)")
-    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, help=f"sequences decoded together (default: {DEFAULT_BATCH})")
-    p.add_argument("--chat", default="auto", choices=("auto", "on", "off"), help="use the tokenizer's chat template (default: auto)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--chat", default=PromptFormat.chat, choices=CHAT_MODES, help=f"use the tokenizer's chat template (default: {PromptFormat.chat})")
     p.add_argument("--json", action="store_true", help="JSON lines (the default when stdout is not a terminal)")
     p.set_defaults(handler=cmd_sample)
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from tripost.student import PromptFormat, SamplingParams, build_prompts
-    from tripost.student.generate import GenerationStats, LocalBackend
-
-    if args.n < 1:
-        raise TripostError("--n must be at least 1")
     task = get_task(args.task)
     # Everything cheap is checked before the model loads.
     params = SamplingParams(
-        n=args.samples,
+        n=args.samples_per_problem,
         temperature=args.temperature,
         top_p=args.top_p,
         max_new_tokens=args.max_new_tokens,
@@ -64,7 +51,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     )
     fmt = PromptFormat(chat=args.chat)
     # --data rows of another split or subset are left out (tripost.tasks.select).
-    problems = select_problems([args.task], split=args.split, subsets=(args.subset,), n=args.n, preset=args.preset, seed=args.seed, data=args.data)
+    problems = problems_from_args(args)
     check_student_args(args)
     student = open_student(args)
     prompts = build_prompts(student.tokenizer, [p.question for p in problems], fmt)

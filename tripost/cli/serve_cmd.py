@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 
+from tripost.serve import student_server
 from tripost.serve.command import add_arguments, run
 
 
@@ -29,8 +30,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_arguments(p)
     p.set_defaults(handler=run)
-
-    from tripost.serve import student_server
 
     s = sub.add_parser(
         "serve-student",

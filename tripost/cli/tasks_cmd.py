@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tripost.cli._io import emit, read_jsonl
-from tripost.errors import InputError, TripostError
-from tripost.tasks import FAMILIES, PRESETS, SPLITS, SUBSETS, get_task, problem_from_record, select_problems
+from tripost.cli._io import add_problem_flags, add_task_flag, emit, problems_from_args, read_jsonl
+from tripost.errors import InputError
+from tripost.tasks import FAMILIES, PRESETS, SUBSETS, get_task, problem_from_record
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,13 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="sample problems with gold rationales",
         description="Sample problems of a family; one JSON object a line with id, question, answer, rationale, difficulty, subset (and split, options, meta).",
     )
-    sp.add_argument("family", help=f"one of: {', '.join(FAMILIES)}")
-    sp.add_argument("--split", default="train", choices=SPLITS)
-    sp.add_argument("--subset", default="seen", choices=SUBSETS)
-    sp.add_argument("--preset", default="small", choices=PRESETS, help="difficulty preset (default: small)")
-    sp.add_argument("--n", type=int, default=5, help="number of problems (default: 5)")
-    sp.add_argument("--seed", type=int, default=0)
-    sp.add_argument("--data", metavar="FILE.jsonl", help="read external problems from a file instead of generating (its rows of --split and --subset)")
+    add_problem_flags(sp, n=5, subset="seen", split="train", positional=True)
     sp.add_argument("--json", action="store_true", help="JSON lines (the default when stdout is not a terminal)")
     sp.set_defaults(handler=cmd_sample)
 
@@ -43,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "segment and reason."
         ),
     )
-    ck.add_argument("family", help=f"one of: {', '.join(FAMILIES)}")
+    add_task_flag(ck, positional=True)
     ck.add_argument("file", nargs="?", default="-", help="JSON-lines file, or - for stdin (default)")
     ck.set_defaults(handler=cmd_check)
 
@@ -69,9 +63,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    if args.n < 1:
-        raise TripostError("--n must be at least 1")
-    problems = select_problems([args.family], split=args.split, subsets=(args.subset,), n=args.n, preset=args.preset, seed=args.seed, data=args.data)
+    problems = problems_from_args(args)
     as_json = args.json or not sys.stdout.isatty()
     for p in problems:
         if as_json:
@@ -82,13 +74,13 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    task = get_task(args.family)
+    task = get_task(args.task)
     source = "<stdin>" if args.file in (None, "-") else args.file
     n = n_correct = n_clean = 0
     for lineno, record in read_jsonl(args.file, required=("question", "rationale")):
         if not isinstance(record["rationale"], str):
             raise InputError(source, "field 'rationale' must be a string", lineno)
-        problem = problem_from_record(args.family, record, source, lineno)
+        problem = problem_from_record(args.task, record, source, lineno)
         check = task.check_steps(problem, record["rationale"])
         out = {"id": record.get("id", problem.id), **check.to_dict()}
         emit(out)

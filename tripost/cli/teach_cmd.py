@@ -9,10 +9,10 @@ from typing import Any
 
 from tqdm import tqdm
 
-from tripost.cli._io import emit, read_jsonl
+from tripost.cli._io import add_task_flag, add_teacher_flag, emit, read_jsonl
 from tripost.errors import InputError
-from tripost.tasks import FAMILIES, problem_from_record
-from tripost.teachers import SPECS, TeacherOptions, add_teacher_flags, make_teacher
+from tripost.tasks import problem_from_record
+from tripost.teachers import TeacherOptions, add_teacher_flags, make_teacher
 from tripost.teachers.usage import format_cost
 
 
@@ -26,8 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             "attempt, the improved rationale."
         ),
     )
-    p.add_argument("--teacher", required=True, metavar="SPEC", help=f"teacher spec: {', '.join(SPECS)}")
-    p.add_argument("--task", required=True, metavar="FAMILY", help=f"one of: {', '.join(FAMILIES)}")
+    add_teacher_flag(p, required=True)
+    add_task_flag(p)
     p.add_argument("file", nargs="?", default="-", help="JSON-lines file, or - for stdin (default)")
     add_teacher_flags(p)  # as collect's, and teacher.* in `tripost run`
     p.set_defaults(handler=cmd_teach)

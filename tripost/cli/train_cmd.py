@@ -7,9 +7,13 @@ import dataclasses
 import json
 import sys
 
+from tripost.cli._io import TRAIN_PRECISION_HELP, check_out_dir
 from tripost.config import apply_override, check_types, merge, read_toml
 from tripost.errors import TripostError
 from tripost.student.load import PRECISIONS
+from tripost.student.spec import SPEC_HELP
+from tripost.train import OBJECTIVES, is_main_process, load_buffer_dataset
+from tripost.train.config import TrainConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,12 +31,13 @@ def register(sub: argparse._SubParsersAction) -> None:
             "accelerate launch --multi_gpu --num_processes N -m tripost train ... (README, 'Several GPUs')"
         ),
     )
-    p.add_argument("--student", default=None, metavar="SPEC", help="smollm2-135m (default), hf:PATH, hf:ORG/NAME (a Hub model) or gguf:PATH")
+    c = TrainConfig  # the defaults, written once there; a flag not given leaves --config's value or the default
+    p.add_argument("--student", default=None, metavar="SPEC", help=f"{SPEC_HELP} (default {c.student})")
     p.add_argument("--adapter", default=None, metavar="DIR", help="continue from this adapter (the previous iteration's)")
     p.add_argument("--buffer", required=True, metavar="DIR", help="a `tripost buffer` folder (DIR or DIR/dataset)")
     p.add_argument("--out", required=True, metavar="DIR", help="output adapter folder")
-    p.add_argument("--precision", choices=PRECISIONS, default=None, help="base precision (default auto: QLoRA nf4 on a GPU, fp32 on CPU with bf16 autocast where it is fast)")
-    p.add_argument("--epochs", type=float, default=None)
+    p.add_argument("--precision", choices=PRECISIONS, default=None, help=f"{TRAIN_PRECISION_HELP} (default {c.precision})")
+    p.add_argument("--epochs", type=float, default=None, help=f"passes over the buffer (default {c.epochs:g})")
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many optimizer steps (overrides --epochs)")
     p.add_argument("--config", default=None, metavar="FILE", help="TOML file with train settings (top level or a [train] table)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON line")
@@ -44,8 +49,6 @@ def train_config_from_args(args: argparse.Namespace):
     """TrainConfig defaults < --config FILE (top level or a [train] table) <
     KEY=VALUE overrides < the flags; every key and type checked by the run
     config's loader (tripost.config), errors naming `train.KEY`."""
-    from tripost.train import TrainConfig
-
     known = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory() for f in dataclasses.fields(TrainConfig)}  # type: ignore[misc]
     values: dict = dict(known)
     if args.config:
@@ -70,9 +73,6 @@ def train_config_from_args(args: argparse.Namespace):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from tripost.cli._io import check_out_dir
-    from tripost.train import OBJECTIVES, is_main_process, load_buffer_dataset
-
     config = train_config_from_args(args)
     check_out_dir(args.out)
     dataset = load_buffer_dataset(args.buffer)

@@ -49,10 +49,14 @@ class CollectSettings:
     # The authors sample the student's attempts at temperature 1.0 with no
     # nucleus cut (jasonyux/TriPosT, runners/trainer/
     # train_self_improve_rl_noeval.py:343-347, get_wrapped_model_for_data).
-    temperature: float = option(1.0, "student sampling temperature", metavar="T")
+    temperature: float = option(1.0, "student sampling temperature (0: greedy)", metavar="T")
     top_p: float = option(1.0, "student nucleus sampling share", metavar="P")
-    max_new_tokens: int = option(192, "tokens the student may write per attempt", metavar="N")
-    batch_size: int = option(DEFAULT_BATCH, "problems per student batch (tripost.student.generate)", metavar="N")
+    max_new_tokens: int = option(192, "tokens the student may write per attempt (eval: also per feedback and per update)", metavar="N")
+    # Its own flag: --batch-size is the sequences decoded together in every
+    # verb that has one (sample, eval, gap, sharpen eval); this key is how
+    # many problems a source hands the sampler at a time.
+    batch_size: int = option(DEFAULT_BATCH, "problems per call to the student's sampler (sharpen: sequences decoded together; "
+                             "self_verified: also verifications decoded together)", metavar="N", flag="--problems-per-call")
     # Trajectories in a row whose teacher could not be reached before the
     # collection stops: each has outlived its requests' retries, so a few in a
     # row mean the teacher is down or its address is wrong.
