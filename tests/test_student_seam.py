@@ -257,7 +257,9 @@ def test_render_chat_is_the_one_renderer(tiny_model_dir, monkeypatch):
         calls.append(list(turns))
         return real(tokenizer, turns, fmt)
 
-    monkeypatch.setattr(prompt, "render_chat", spy)
+    # Every module that renders a chat imports this one function: spy on it where each looks it up.
+    for module in ("tripost.student.prompt", "tripost.verify", "tripost.sources.guidance"):
+        monkeypatch.setattr(f"{module}.render_chat", spy)
     for fmt in (PromptFormat(), off, sys_fmt):
         calls.clear()
         assert build_prompt(tok, q, fmt) == real(tok, [instr], fmt) and calls == [[instr]]

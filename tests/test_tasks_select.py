@@ -64,8 +64,7 @@ def test_data_rows_are_filtered_by_subset_and_capped_per_family(tmp_path):
 
 def test_collect_with_data_takes_no_test_rows(tmp_path, monkeypatch):
     import tripost.cli as cli
-    import tripost.cli.collect_cmd as collect_cmd
-    import tripost.student
+    import tripost.cli._io as cli_io
 
     data = write_jsonl(tmp_path / "p.jsonl", arithmetic_rows())
     taken: list = []
@@ -80,8 +79,9 @@ def test_collect_with_data_takes_no_test_rows(tmp_path, monkeypatch):
     def no_model(*args, **kwargs):
         raise NoModel
 
-    monkeypatch.setattr(collect_cmd, "select_problems", spy)
-    monkeypatch.setattr(tripost.student, "load_student", no_model)
+    # The verbs choose problems and open the student through tripost/cli/_io.py.
+    monkeypatch.setattr(cli_io, "select_problems", spy)
+    monkeypatch.setattr(cli_io, "load_student", no_model)
     with pytest.raises(NoModel):  # the problems are chosen before the model loads
         cli.main(["collect", "--task", "arithmetic", "--data", str(data), "--n", "50", "--out", str(tmp_path / "run")])
     assert taken and all(p.split == "train" for p in taken)

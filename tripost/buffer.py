@@ -68,6 +68,11 @@ from tripost.errors import TripostError
 from tripost.fileio import atomic_directory, atomic_write_json, atomic_write_text
 from tripost.format import ALL_CORRECT_TAIL, Feedback, Trajectory, Turn, parse_rationale
 from tripost.log import LogRecord
+from tripost.student.embedded import embedded_tokenizer_dir
+from tripost.student.load import resolve_model_dir
+from tripost.student.prompt import PromptFormat, build_prompt
+from tripost.student.spec import parse_spec
+from tripost.student.tokens import adds_special_tokens
 
 KIND_ORDER = ("improvement", "direct", "gold")
 TURNS = ("single", "whole")
@@ -498,8 +503,6 @@ def trl_rows(dataset: Any, tokenizer: Any, fmt: Any = None) -> list[dict[str, An
     out too, the prompt's own is dropped: TRL encodes with special tokens,
     tripost without them in that case (tripost.student.tokens.encode_prompt),
     and both then start with one BOS."""
-    from tripost.student.prompt import PromptFormat, build_prompt
-    from tripost.student.tokens import adds_special_tokens
 
     fmt = fmt or PromptFormat()
     eos = tokenizer.eos_token
@@ -525,8 +528,6 @@ def save_trl_buffer(dataset: Any, tokenizer: Any, out: str | Path, *, student: s
     import json
 
     from huggingface_hub import DatasetCardData
-
-    from tripost.student.prompt import PromptFormat
 
     fmt = fmt or PromptFormat()
     rows = trl_rows(dataset, tokenizer, fmt)
@@ -572,10 +573,6 @@ def save_trl_buffer(dataset: Any, tokenizer: Any, out: str | Path, *, student: s
 def student_tokenizer(spec: str) -> Any:
     """The tokenizer (with its chat template) student `spec` trains with, loaded without the model's weights."""
     from transformers import AutoTokenizer
-
-    from tripost.student.embedded import embedded_tokenizer_dir
-    from tripost.student.load import resolve_model_dir
-    from tripost.student.spec import parse_spec
 
     parsed = parse_spec(spec)
     folder = embedded_tokenizer_dir() if parsed.kind == "embedded" else resolve_model_dir(parsed)

@@ -33,7 +33,15 @@ from pathlib import Path
 from typing import Any
 
 from tripost.errors import TripostError, clip
+from tripost.fileio import atomic_directory
 from tripost.layout import RunLayout
+from tripost.paths import read_prompt
+from tripost.report import ACCURACY_NOTE, accuracy_table, collect_run, collection_table
+from tripost.student import load_student
+from tripost.student.embedded import find_embedded_gguf
+from tripost.student.load import ADAPTER_META, check_adapter_dir, is_full_weights, is_trained_weights
+from tripost.student.spec import hub_offline_setting, parse_spec
+from tripost.train import CARD_FILE, CONFIG_FILE, METRICS_FILE, base_model_info, is_trained, make_portable, model_card
 
 GGUF_TYPES = ("f32", "f16", "bf16", "q8_0")
 GGUF_TYPE = "f16"  # llama.cpp's converter's default too; quantise further with llama-quantize
@@ -60,8 +68,6 @@ class ExportSource:
 
 
 def _meta(folder: Path) -> dict[str, Any]:
-    from tripost.student.load import ADAPTER_META
-
     try:
         meta = json.loads((folder / ADAPTER_META).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -73,10 +79,6 @@ def _meta(folder: Path) -> dict[str, Any]:
 
 
 def _source(folder: Path, run: Path | None = None, iteration: int | None = None, note: str | None = None) -> ExportSource:
-    from tripost.student.load import check_adapter_dir, is_full_weights
-    from tripost.student.spec import parse_spec
-    from tripost.train import base_model_info
-
     folder = check_adapter_dir(folder)
     meta = _meta(folder)
     spec = parse_spec(meta["student"])
@@ -90,8 +92,6 @@ def find_source(path: str | Path, iteration: int | None = None) -> ExportSource:
     """The trained weights `path` names: a train output folder as it is, or a
     run folder's last trained iteration (`iteration`: that one's student,
     which is an earlier iteration's where it trained nothing)."""
-    from tripost.student.load import is_trained_weights
-    from tripost.train import is_trained
 
     path = Path(path).expanduser()
     if not path.is_dir():
@@ -128,7 +128,6 @@ def find_source(path: str | Path, iteration: int | None = None) -> ExportSource:
 def check_push(repo: str) -> None:
     """`--push ORG/NAME` can be done: a Hub model id, and the Hub not switched
     off by the user (HF_HUB_OFFLINE=1: refused in one line, before any work)."""
-    from tripost.student.spec import hub_offline_setting
 
     if not _REPO_ID.fullmatch(repo or ""):
         raise TripostError(f"--push {clip(repo)}: give a Hub model id ORG/NAME (e.g. my-org/smollm2-135m-tripost)")
@@ -181,9 +180,6 @@ def gguf_pre(student: str, tokenizer: Any) -> str:
     the source GGUF's own where the student came from one (the embedded
     default, gguf:PATH), else read from the tokenizer's pre-tokenizer."""
     import gguf
-
-    from tripost.student.embedded import find_embedded_gguf
-    from tripost.student.spec import parse_spec
 
     spec = parse_spec(student)
     if spec.kind in ("embedded", "gguf"):
@@ -335,9 +331,6 @@ def _data_and_results(src: ExportSource) -> list[str]:
     """The card's sections beyond training: from a run, the loop, each
     iteration's data and the evaluation table (tripost.report); from a
     train folder, its data size."""
-    from tripost.paths import read_prompt
-    from tripost.report import ACCURACY_NOTE, accuracy_table, collect_run, collection_table
-    from tripost.train import CONFIG_FILE, METRICS_FILE
 
     train_cfg = _load_json(src.folder / CONFIG_FILE)
     sections = []
@@ -407,9 +400,6 @@ def export_student(src: ExportSource, to: str | Path, *, merge: bool = False, gg
     """Write the export of `src` into the folder `to` (new, or empty),
     atomically: a failure leaves no half-written folder. Returns a summary
     (the folder, its kind, the files written)."""
-    from tripost.fileio import atomic_directory
-    from tripost.student.load import ADAPTER_META
-    from tripost.train import CARD_FILE, CONFIG_FILE, METRICS_FILE, make_portable, model_card
 
     to = Path(to).expanduser()
     if gguf_type not in GGUF_TYPES:
@@ -466,8 +456,6 @@ def _merged(src: ExportSource, dtype: str) -> tuple[Any, Any]:
     the tokenizer as trained (padding and all as saved, not as tripost
     samples with it)."""
     from transformers import AutoTokenizer
-
-    from tripost.student import load_student
 
     student = load_student(src.student, precision=dtype, adapter=src.folder, device="cpu")
     model = student.model.merge_and_unload() if src.kind == "lora" else student.model

@@ -28,17 +28,25 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from tripost.buffer import build_buffer, preference_pairs, save_buffer, save_preference_buffer
+from tripost.buffer import build_buffer, preference_pairs, rationale_examples, save_buffer, save_preference_buffer, to_dataset
 from tripost.config import config_hash, flatten, write_config
 from tripost.errors import TripostError, clip
-from tripost.fileio import LOCK_FILE, FolderLock, atomic_write_json
-from tripost.layout import SKIPPED, RunLayout
+from tripost.evaluate import evaluate
+from tripost.fileio import FolderLock, LOCK_FILE, atomic_write_json
+from tripost.gap import gap_for_run
+from tripost.layout import RunLayout, SKIPPED
 from tripost.log import read_log
+from tripost.report import LoopTracker, write_report
 from tripost.runconfig import RunConfig
 from tripost.sources.collect import collect_to
+from tripost.student import load_student
+from tripost.student.hardware import ComputeProfile, compute_profile, machine_card, pinned
+from tripost.student.load import is_trained_weights
+from tripost.student.remote import load_remote_student
 from tripost.tasks import select_problems
 from tripost.tasks.base import Problem
 from tripost.teachers import make_teacher
+from tripost.train import OBJECTIVES, is_trained, load_buffer_dataset
 
 
 def check_device(device: str | None) -> None:
@@ -174,7 +182,6 @@ class Run:
         """The run's number-format decision: made and written to machine.json
         (with the machine card) when the run starts, read back on every
         resume, so every stage of one run uses one format."""
-        from tripost.student.hardware import ComputeProfile, compute_profile, machine_card
 
         path = self.layout.machine
         if path.exists():
@@ -214,7 +221,6 @@ class Run:
     def adapter(self, t: int) -> str | None:
         """The student's adapter after iteration t: its own, or, when that
         iteration had nothing to train on, the latest one before it."""
-        from tripost.student.load import is_trained_weights
 
         for i in range(t, -1, -1):
             path = self.layout.it(i).train
@@ -223,8 +229,6 @@ class Run:
         return None
 
     def trained(self, t: int) -> bool:
-        from tripost.train import is_trained
-
         return is_trained(self.layout.it(t).train) or self.layout.it(t).train_skipped.exists()
 
     def teacher(self):
@@ -237,7 +241,7 @@ class Run:
         return self.cfg.train_config(adapter, self.progress)
 
     def stage_gold_sft(self) -> dict[str, Any]:
-        from tripost.buffer import rationale_examples, to_dataset
+        # The trainer loads torch and transformers (~7 s), so it is imported here, not with the module.
         from tripost.train import train_sft
 
         # Rationales only, no verdict (tripost.buffer.rationale_examples).
@@ -257,10 +261,7 @@ class Run:
         the run folder: the same machine or a shared file system)."""
         s = self.cfg.student
         if not s.engine:
-            from tripost.student import load_student
-
             return load_student(s.spec, precision=s.sample_precision, adapter=adapter)
-        from tripost.student.remote import load_remote_student
 
         student = load_remote_student(s.spec, s.engine, s.engine_model or s.spec)
         return student.use_adapter(adapter) if adapter else student
@@ -301,8 +302,6 @@ class Run:
         return {"examples": len(examples), "by_kind": stats.by_kind_after}
 
     def stage_train(self, t: int) -> dict[str, Any]:
-        from tripost.train import OBJECTIVES, load_buffer_dataset
-
         folder = self.layout.it(t)
         if not folder.buffer_dataset.exists():
             folder.train.mkdir(parents=True, exist_ok=True)
@@ -314,8 +313,6 @@ class Run:
         return objective.record(objective.train(cfg, load_buffer_dataset(folder.buffer), folder.train))
 
     def stage_eval(self, folder: Path, adapter: str | None) -> dict[str, Any]:
-        from tripost.evaluate import evaluate
-
         student = self.open_student(adapter)
         res = evaluate(student, self.eval_problems(), self.cfg.eval_config(self.progress))
         res.save(folder / "eval.json")
@@ -323,8 +320,6 @@ class Run:
         return {"first_accuracy": m["first_accuracy"], "final_accuracy": m["final_accuracy"]}
 
     def stage_gap(self, folder: Path, adapter: str | None) -> dict[str, Any]:
-        from tripost.gap import gap_for_run
-
         g = self.cfg.gap
         student = self.open_student(adapter)
         problems = self.eval_problems()[: g.n_problems]
@@ -338,8 +333,6 @@ class Run:
 
     # ------------------------------------------------------------------ run ---
     def run(self) -> dict[str, Any]:
-        from tripost.student.hardware import pinned
-
         # A run that cannot start says so before the folder exists.
         self.check()
         # One writer per run folder: a second `tripost run` on it is refused
@@ -347,8 +340,6 @@ class Run:
         with FolderLock(self.out, "tripost run"):
             self.prepare()
             with pinned(self.machine_profile()):
-                from tripost.report import LoopTracker
-
                 # The loop's numbers to train.report_to: one tracker run per invocation, iteration t as step t.
                 tracker = LoopTracker(self.out, self.cfg.to_dict(), say=self.say)
                 try:
@@ -357,8 +348,6 @@ class Run:
                     tracker.close()
 
     def _run_stages(self, tracker: Any) -> dict[str, Any]:
-        from tripost.train import is_trained
-
         T = self.cfg.loop.iterations
         if self.cfg.student.eval_base:
             base = self.layout.base
@@ -379,7 +368,6 @@ class Run:
                 self._stage(f"it{t}/eval", it.eval_json.exists(), lambda t=t, it=it: self.stage_eval(it.eval, self.adapter(t)))
                 self._gap(f"it{t}", it.gap, self.adapter(t))
             tracker.log(f"it{t}")
-        from tripost.report import write_report
 
         report = write_report(self.out)
         self.say(f"report: {report}")

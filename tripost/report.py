@@ -15,9 +15,11 @@ from typing import Any
 
 from tripost.config import flatten
 from tripost.errors import TripostError
-from tripost.layout import TRACKER_LOGS, RunLayout, StageFolder
+from tripost.layout import RunLayout, StageFolder, TRACKER_LOGS
 from tripost.stats import proportion_interval
+from tripost.student.hardware import describe_card
 from tripost.teachers.usage import format_cost
+from tripost.train import report_targets
 
 
 def _load(path: Path) -> dict[str, Any] | None:
@@ -190,8 +192,6 @@ def render_markdown(data: dict[str, Any], plots: list[str]) -> str:
               f"{', '.join(cfg.get('tasks', {}).get('families', []))} (preset `{cfg.get('tasks', {}).get('preset')}`), seed {cfg.get('seed')}. "
               "Evaluation is on held-out test problems; the gold answer is only used for scoring.", ""]
     if data.get("machine"):
-        from tripost.student.hardware import describe_card
-
         # The machine the run started on, and the number format every stage used (machine.json).
         lines += [f"{line}  " for line in describe_card(data["machine"]).splitlines()] + [""]
     lines += ["## Accuracy", "", *accuracy_table(data), "", ACCURACY_NOTE, ""]
@@ -423,8 +423,6 @@ class LoopTracker:
     long run does not die of its dashboard."""
 
     def __init__(self, run: str | Path, config: dict[str, Any], say: Any = print) -> None:
-        from tripost.train import report_targets
-
         self.run = Path(run)
         self.say = say
         names = report_targets(config["train"]["report_to"])

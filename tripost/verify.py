@@ -51,6 +51,7 @@ from tripost.paths import read_prompt
 from tripost.student.base import LoadedModel, SamplingParams, StudentLike
 from tripost.student.generate import DEFAULT_BATCH
 from tripost.student.logprob import logprob_batches, sequence_logprobs
+from tripost.student.prompt import PromptFormat, render_chat, render_instruction
 from tripost.student.tokens import encode_prompt
 
 VERIFIERS = ("mc", "self", "cot")  # the student's own; tripost.gap adds "teacher"
@@ -140,8 +141,6 @@ def _render(tokenizer: Any, question: str, attempt: str, template: str, fmt: Any
     question of `template` as the next user turn, ending where its reply
     begins. Without a chat template the parts follow each other as plain text."""
     # Looked up when called: tests/test_student_seam.py spies on the one renderer.
-    from tripost.student.prompt import PromptFormat, render_chat, render_instruction
-
 
     fmt = fmt or PromptFormat()
     ask = read_prompt(template).strip()

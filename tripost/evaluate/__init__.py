@@ -25,26 +25,17 @@ from pathlib import Path
 from typing import Any
 
 from tripost.errors import TripostError
-from tripost.fileio import atomic_write_json, atomic_write_text
-from tripost.student.generate import DEFAULT_BATCH, GenerationBackend
 from tripost.evaluate.metrics import EvalRecord, compute_metrics, group_metrics, score
-from tripost.stats import bootstrap_interval
-from tripost.evaluate.selfimprove import (
-    GenerateFn,
-    Piece,
-    PromptFn,
-    TURN_MODES,
-    Transcript,
-    plain_prompt,
-    run_self_improvement,
-    run_self_improvement_batch,
-    student_generate_fn,
-    student_prompt_fn,
-)
+from tripost.evaluate.selfimprove import (GenerateFn, Piece, PromptFn, TURN_MODES, Transcript, plain_prompt, run_self_improvement,
+                                          run_self_improvement_batch, student_generate_fn, student_prompt_fn)
 from tripost.evaluate.stop import STOP_REASONS, StopDecision, decide_stop, loops
+from tripost.fileio import atomic_write_json, atomic_write_text
+from tripost.stats import bootstrap_interval
+from tripost.student.base import StudentLike
+from tripost.student.generate import DEFAULT_BATCH, GenerationBackend
+from tripost.student.load import Student
 from tripost.tasks import check_held_out, get_task  # check_held_out re-exported: it lives with problem selection
 from tripost.tasks.base import Problem
-from tripost.student.base import StudentLike
 
 SCHEMA = "tripost.eval/1"
 
@@ -150,7 +141,6 @@ def evaluate(
     tasks = {f: get_task(f) for f in dict.fromkeys(p.family for p in problems)}
     info: dict[str, Any] = {}
     generate_fn: GenerateFn
-    from tripost.student.load import Student
 
     if not isinstance(student, (Student, GenerationBackend)):
         if not callable(student):

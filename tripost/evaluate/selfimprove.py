@@ -46,9 +46,11 @@ from tqdm import tqdm
 
 from tripost.errors import TripostError
 from tripost.evaluate.stop import ENDED, StopDecision, decide_stop
-from tripost.format import FEEDBACK_PREFIX, UPDATED_PREFIX, Turn, parse_trajectory
+from tripost.format import FEEDBACK_PREFIX, Turn, UPDATED_PREFIX, parse_trajectory
 from tripost.student.base import LoadedModel, SamplingParams
 from tripost.student.generate import GenerationBackend, LocalBackend
+from tripost.student.load import Student
+from tripost.student.prompt import build_prompt
 from tripost.tasks.base import Problem
 
 STOP_STRINGS = (FEEDBACK_PREFIX, UPDATED_PREFIX)
@@ -134,7 +136,6 @@ CALL_BATCHES = 4
 
 def plain_prompt(problem: Problem) -> str:
     """The student's instruction without a chat template (prompt.py's plain form)."""
-    from tripost.student.prompt import build_prompt
 
     return build_prompt(None, problem.question)
 
@@ -142,7 +143,6 @@ def plain_prompt(problem: Problem) -> str:
 def student_prompt_fn(tokenizer: Any, fmt: Any = None) -> PromptFn:
     """Prompts exactly as sampling and training build them (student/prompt.py),
     so the student is evaluated on the text it was trained on."""
-    from tripost.student.prompt import build_prompt
 
     return lambda problem: build_prompt(tokenizer, problem.question, fmt)
 
@@ -150,7 +150,6 @@ def student_prompt_fn(tokenizer: Any, fmt: Any = None) -> PromptFn:
 def student_generate_fn(model: LoadedModel | GenerationBackend, *, max_new_tokens: int = 256, batch_size: int = 16, progress: bool = False) -> GenerateFn:
     """A `GenerateFn` over a loaded `Student` (local batched greedy decoding
     with stop strings) or any `GenerationBackend` (e.g. a remote server)."""
-    from tripost.student.load import Student
 
     if isinstance(model, Student):
         backend: Any = LocalBackend(model, batch_size=batch_size, progress=progress)

@@ -18,6 +18,9 @@ from tripost.serve.faults import Faults, parse_fail_codes
 from tripost.serve.running import TOKEN_ENV, check_token, new_token
 from tripost.serve.server import make_server
 from tripost.serve.teacher_service import CACHE_MIN_TOKENS, TeacherService
+from tripost.student.spec import hub_offline_by_default
+from tripost.teachers import TeacherOptions, make_teacher
+from tripost.teachers.options import add_teacher_flags
 
 TOKEN_HELP = (
     "the token clients must send as their API key (OPENAI_API_KEY / ANTHROPIC_API_KEY, i.e. "
@@ -55,7 +58,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"shortest prompt prefix (estimated tokens) the mimicked provider prompt cache keeps (default {CACHE_MIN_TOKENS}, "
                         "as OpenAI and most Claude models; 0: every prefix)")
     add_limit_arguments(p)  # what one request may cost: body size, read timeout, connections (bounds.py)
-    from tripost.teachers.options import add_teacher_flags
 
     add_teacher_flags(p)  # for a proxied LLM backend (openai:, anthropic:, hf:), as collect and teach
 
@@ -89,7 +91,6 @@ def faults_from(args: argparse.Namespace) -> Faults:
 
 def run(args: argparse.Namespace) -> int:
     """Serve until interrupted, as the parsed options (`add_arguments`) say; returns the exit code."""
-    from tripost.teachers import TeacherOptions, make_teacher
 
     faults = faults_from(args)
     limits = Limits.from_args(args)
@@ -136,7 +137,6 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m tripost.serve`: parse `argv`, serve, and return the exit code."""
-    from tripost.student.spec import hub_offline_by_default
 
     hub_offline_by_default()
     p = argparse.ArgumentParser(prog="python -m tripost.serve", description="Serve a teacher over HTTP.")

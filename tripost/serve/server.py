@@ -107,16 +107,17 @@ from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
 from typing import Any
 
-from tripost.errors import TripostError
-from tripost.teachers.retry import redact
-from tripost.serve.batches import match_route
-from tripost.serve.bounds import CLIENT_GONE, BoundedHandler, BoundedServer, Limits, token_matches
-from tripost.serve.failures import WRONG_SHAPE_ANSWERS, HTTPFailure, error_payload, injected_failure
 # Re-exported: what was defined here before the split, imported from here still.
+from tripost.errors import TripostError
+from tripost.serve.batches import match_route
+from tripost.serve.bounds import BoundedHandler, BoundedServer, CLIENT_GONE, Limits, token_matches
+from tripost.serve.failures import HTTPFailure, WRONG_SHAPE_ANSWERS, error_payload, injected_failure
 from tripost.serve.faults import DEFAULT_FAIL_CODES, Faults, parse_fail_codes
-from tripost.serve.running import TOKEN_ENV, RunningServer, check_token, is_loopback, new_token
+from tripost.serve.running import RunningServer, TOKEN_ENV, check_token, is_loopback, new_token
 from tripost.serve.stats import BATCH_COUNTERS, DISCONNECTED, Stats
 from tripost.serve.teacher_service import CACHE_MIN_TOKENS, TeacherService, estimate_tokens, proxy_answer_check
+from tripost.teachers.prompted import PromptedTeacher
+from tripost.teachers.retry import redact
 
 log = logging.getLogger("tripost.serve")
 
@@ -363,8 +364,6 @@ def make_server(service: TeacherService, host: str = "127.0.0.1", port: int = 0,
 
 
 def _is_proxy(service: TeacherService) -> bool:
-    from tripost.teachers.prompted import PromptedTeacher
-
     return isinstance(service.teacher, PromptedTeacher)
 
 

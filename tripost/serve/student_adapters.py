@@ -14,6 +14,7 @@ from typing import Any
 
 from tripost.errors import TripostError
 from tripost.serve.student_requests import RequestError, flag
+from tripost.student.load import load_adapter
 
 log = logging.getLogger("tripost.serve.student")
 
@@ -105,7 +106,6 @@ class AdapterRoutes:
         if self.full_weights:
             raise RequestError(400, "this server's student was loaded with full trained weights; start one on the base "
                                     "model to serve LoRA adapters of it")
-        from tripost.student.load import load_adapter
 
         with self._turn(gone):
             if name in self.adapters and not inplace:

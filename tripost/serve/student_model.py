@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tripost.student.base import Generation, SamplingParams
+from tripost.student.tokens import forward_logits, left_pad, pad_token_id, position_ids
 
 SCORE_BATCH_TOKENS = 2048  # positions (padded) in one scoring forward pass: as many rows of vocabulary-wide logits
 
@@ -80,8 +81,6 @@ def score(student: Any, prompts: list[list[int]], top: int) -> list["Scored"]:
     prompts of similar length, at most SCORE_BATCH_TOKENS positions each
     (as many logits rows, each a vocabulary wide)."""
     import torch
-
-    from tripost.student.tokens import forward_logits, left_pad, pad_token_id, position_ids
 
     order = sorted(range(len(prompts)), key=lambda k: len(prompts[k]))
     batches: list[list[int]] = []

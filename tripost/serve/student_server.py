@@ -81,27 +81,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tripost.errors import TripostError
-from tripost.serve.bounds import CLIENT_GONE, BoundedHandler, BoundedServer, Limits, add_limit_arguments, token_matches
-from tripost.serve.failures import HTTPFailure
-from tripost.serve.running import TOKEN_ENV, RunningServer, check_token, new_token
 # Re-exported: what was defined here before the split, imported from here still.
+from tripost.errors import TripostError
+from tripost.serve.bounds import BoundedHandler, BoundedServer, CLIENT_GONE, Limits, add_limit_arguments, token_matches
+from tripost.serve.failures import HTTPFailure
+from tripost.serve.running import RunningServer, TOKEN_ENV, check_token, new_token
 from tripost.serve.student_model import SCORE_BATCH_TOKENS
-from tripost.serve.student_requests import (
-    DEFAULT_COMPLETION_TOKENS,
-    DEFAULT_MAX_N,
-    DEFAULT_MAX_PROMPTS,
-    DEFAULT_MAX_REQUEST_TOKENS,
-    DEFAULT_MAX_TOKENS,
-    MAX_LOGPROBS,
-    MAX_STOP,
-    MAX_STOP_CHARS,
-    VLLM_ERROR_TYPES,
-    ClientGone,
-    RequestError,
-    WorkLimits,
-)
+from tripost.serve.student_requests import (ClientGone, DEFAULT_COMPLETION_TOKENS, DEFAULT_MAX_N, DEFAULT_MAX_PROMPTS,
+                                            DEFAULT_MAX_REQUEST_TOKENS, DEFAULT_MAX_TOKENS, MAX_LOGPROBS, MAX_STOP, MAX_STOP_CHARS,
+                                            RequestError, VLLM_ERROR_TYPES, WorkLimits)
 from tripost.serve.student_service import CANCEL_CHECK_S, LOCK_POLL_S, StudentService
+from tripost.student.load import PRECISIONS, check_adapter_dir, load_student
+from tripost.student.spec import EMBEDDED_NAME, SPEC_HELP
 
 log = logging.getLogger("tripost.serve.student")
 MAX_BODY = Limits().max_body  # bytes of a request body read at most, by default (--max-body-mb)
@@ -214,9 +205,6 @@ def start_student_server(student: Any, *, name: str, adapter_name: str | None = 
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from tripost.student.load import PRECISIONS
-    from tripost.student.spec import EMBEDDED_NAME, SPEC_HELP
-
     p.add_argument("--student", default=EMBEDDED_NAME, metavar="SPEC", help=f"{SPEC_HELP} (default: {EMBEDDED_NAME})")
     p.add_argument("--precision", default="auto", choices=PRECISIONS, help="student weights precision (default auto)")
     p.add_argument("--name", default=None, metavar="NAME", help="the base model's name in requests (default: the student spec)")
@@ -240,7 +228,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Serve until interrupted; returns the exit code."""
-    from tripost.student.load import check_adapter_dir, load_student
 
     if not 0 <= args.port <= 65535:
         raise TripostError(f"--port must be 0-65535, got {args.port}")

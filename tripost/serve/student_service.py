@@ -15,16 +15,9 @@ from typing import Any
 
 from tripost.serve import student_model
 from tripost.serve.student_adapters import AdapterRoutes
-from tripost.serve.student_requests import (
-    ClientGone,
-    RequestError,
-    WorkLimits,
-    flag,
-    logprob_count,
-    prompt_list,
-    sampling_params,
-)
+from tripost.serve.student_requests import ClientGone, RequestError, WorkLimits, flag, logprob_count, prompt_list, sampling_params
 from tripost.student.base import unwrap_model
+from tripost.student.generate import context_length
 
 CANCEL_CHECK_S = 0.2  # how often a running request looks whether its client is still there
 LOCK_POLL_S = 0.5  # ... and a waiting one
@@ -119,7 +112,6 @@ class StudentService(AdapterRoutes):
         """`POST /v1/completions`, checked against `self.work` before the
         model is touched; `gone()` says whether the client has gone away
         (then ClientGone, and the work stops)."""
-        from tripost.student.generate import context_length
 
         self.counts["completions"] += 1
         model = str(body.get("model") or "")

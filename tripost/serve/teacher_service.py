@@ -16,20 +16,16 @@ from typing import Any
 
 from tripost.errors import TripostError
 from tripost.format import UPDATED_PREFIX, parse_feedback, parse_rationale
-from tripost.teachers.chat import ChatMessage, ChatRequest, ChatResponse
-from tripost.teachers.retry import ChatError, redact
-from tripost.teachers.sampling import (
-    API_DEFAULT_TEMPERATURE,
-    SAMPLING_PARAMS,
-    anthropic_takes_sampling,
-    openai_reasoning_model,
-    rule_of,
-)
-from tripost.teachers.templates import parse_block
+from tripost.serve.attempts import answer_attempt
 from tripost.serve.batches import BatchStore
 from tripost.serve.failures import HTTPFailure, upstream_failure
-from tripost.serve.faults import GARBAGE, Faults
+from tripost.serve.faults import Faults, GARBAGE
 from tripost.serve.stats import Stats
+from tripost.teachers.chat import ChatMessage, ChatRequest, ChatResponse
+from tripost.teachers.prompted import PromptedTeacher, answer_check
+from tripost.teachers.retry import ChatError, redact
+from tripost.teachers.sampling import API_DEFAULT_TEMPERATURE, SAMPLING_PARAMS, anthropic_takes_sampling, openai_reasoning_model, rule_of
+from tripost.teachers.templates import parse_block
 
 log = logging.getLogger("tripost.serve")
 
@@ -46,7 +42,6 @@ def proxy_answer_check(messages: list[ChatMessage]) -> Callable[[ChatResponse], 
     validation (a garbage answer cached here would reach every client for
     good); without one, nothing tells a good answer from a bad one, so at
     least an empty answer is never cached."""
-    from tripost.teachers.prompted import answer_check
 
     users = [m for m in messages if m.role == "user"]
     try:
@@ -109,7 +104,6 @@ class TeacherService:
     ) -> str:
         """The text answering one request; `temperature` None: the request
         carried none (the provider's default)."""
-        from tripost.teachers.prompted import PromptedTeacher
 
         if isinstance(self.teacher, PromptedTeacher):
             try:  # what the upstream model takes (sampling.py): its default travels as none
@@ -152,8 +146,6 @@ class TeacherService:
             )
         try:
             if block.kind == "attempt":
-                from tripost.serve.attempts import answer_attempt
-
                 # No temperature: the providers' default, 1.0, at which samples differ.
                 sampled_at = temperature if temperature is not None else API_DEFAULT_TEMPERATURE
                 return answer_attempt(self.teacher, block, sampled_at, seed=self.faults.seed)

@@ -61,6 +61,7 @@ from typing import Any
 
 from tripost.errors import TripostError
 from tripost.student.base import Generation, SamplingParams, SequenceScore
+from tripost.student.load import resolve_model_dir
 from tripost.student.spec import StudentSpec, parse_spec
 from tripost.student.tokens import adds_special_tokens, encode_continuation, encode_prompt
 from tripost.urls import endpoint_id
@@ -352,8 +353,6 @@ def load_remote_student(spec: str | StudentSpec, engine: str, model: str, *, api
     """A `RemoteStudent` for `spec` served at `engine` under the name `model`;
     the spec gives the tokenizer (its folder, no weights loaded)."""
     from transformers import AutoTokenizer
-
-    from tripost.student.load import resolve_model_dir
 
     spec = parse_spec(spec)
     tokenizer = AutoTokenizer.from_pretrained(str(resolve_model_dir(spec)))

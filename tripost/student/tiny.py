@@ -8,6 +8,7 @@ same chat template), so every code path but the weights is the real one.
 from __future__ import annotations
 
 from pathlib import Path
+from tripost.student.embedded import embedded_tokenizer_dir
 
 
 def build_tiny_model(
@@ -30,8 +31,6 @@ def build_tiny_model(
     the prompt, which decoding tests need."""
     import torch
     from transformers import AutoTokenizer, GenerationConfig, LlamaConfig, LlamaForCausalLM
-
-    from tripost.student.embedded import embedded_tokenizer_dir
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)

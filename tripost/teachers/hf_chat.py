@@ -28,13 +28,14 @@ from pathlib import Path
 from typing import Any
 
 from tripost.errors import TripostError
+from tripost.student.load import load_student
+from tripost.student.spec import parse_spec
 from tripost.teachers.chat import ChatMessage, ChatRequest, ChatResponse, Usage
 from tripost.teachers.sampling import rule_for
 
 
 def student_spec_for(path: str) -> str:
     """The student spec that loads `hf:PATH` (a folder, a GGUF file or the embedded name)."""
-    from tripost.student.spec import parse_spec
 
     raw = path.strip()
     if not raw:
@@ -72,8 +73,6 @@ class HFChat:
     def _student(self) -> Any:
         with self._lock:
             if self._loaded is None:
-                from tripost.student.load import load_student
-
                 self._loaded = load_student(self.spec, precision="fp32", device=self.device)
             return self._loaded
 

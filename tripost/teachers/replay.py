@@ -28,6 +28,7 @@ from typing import Any
 
 from tripost.errors import TripostError
 from tripost.format import Feedback, parse_feedback, parse_rationale
+from tripost.log import read_log
 from tripost.tasks.base import Problem
 from tripost.teachers.base import ATTEMPT_TEMPERATURE, ATTEMPT_TURN_SOURCE, AttemptReply, FeedbackReply, ImproveReply, TeacherCall
 
@@ -64,8 +65,6 @@ class ReplayTeacher:
         return cls(arg)
 
     def __init__(self, log: str | Path):
-        from tripost.log import read_log
-
         self.name = f"replay:{log}"
         self.files = log_files(log)
         self.model = self.files[0].name if len(self.files) == 1 else str(Path(log))

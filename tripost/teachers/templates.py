@@ -47,6 +47,7 @@ from typing import Any
 
 from tripost.errors import TripostError
 from tripost.paths import prompts_dir
+from tripost.tasks import FAMILIES, get_task, sample_problems
 from tripost.tasks.base import Problem
 from tripost.teachers.chat import ChatMessage
 
@@ -173,7 +174,6 @@ def attempt_template(family: str) -> Template:
     examples. A family with no generated problems (qa, external data) gets
     one example from each generated family, as the generic feedback prompt
     does."""
-    from tripost.tasks import FAMILIES, get_task, sample_problems
 
     def examples(fam: str, n: int) -> list[tuple[str, str]]:
         problems = sample_problems(get_task(fam), split="train", subset="seen", preset="small", n=n, seed=ATTEMPT_SEED)

@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from tripost.fileio import atomic_write_text
+from tripost.student.embedded import DISTRIBUTION, GGUF_NAME
+from tripost.student.load import ADAPTER_CONFIG, ADAPTER_META
 from tripost.train.config import CHECKPOINTS, METRICS_FILE, TrainConfig
 
 
@@ -32,7 +34,6 @@ def finish_folder(out: Path, student: Any, mode: str, config: TrainConfig, metri
     adapter or full weights), a base model name that means something on
     another machine (`make_portable`) and a model card, no stray trainer
     pickle, checkpoints dropped unless kept, and train_metrics.json last."""
-    from tripost.student.load import ADAPTER_META
 
     base = base_model_info(student.spec, student.source_dir)
     meta = {"student": str(student.spec), "precision": student.precision, "kind": mode, "continued_from": str(student.adapter) if student.adapter else None,
@@ -73,8 +74,6 @@ def base_model_info(spec: Any, source_dir: str | Path) -> dict[str, Any]:
     is a 4-bit quantisation of its Hub model, not the Hub's weights)."""
     import importlib.metadata
 
-    from tripost.student.embedded import DISTRIBUTION, GGUF_NAME
-
     source = Path(source_dir)
     if spec.kind == "embedded":
         try:
@@ -96,7 +95,6 @@ def make_portable(folder: Path, base: dict[str, Any]) -> None:
     """Name the base of the PEFT adapter in `folder` by its Hub id and
     revision (`base_model_info`), where it has one; a base with no Hub id
     keeps its local path, the only name it has. No adapter: nothing to do."""
-    from tripost.student.load import ADAPTER_CONFIG
 
     path = folder / ADAPTER_CONFIG
     if not base.get("hub_id") or not path.is_file():

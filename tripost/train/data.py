@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from tripost.errors import TripostError
 from tripost.format import FEEDBACK_PREFIX, UPDATED_PREFIX
+from tripost.student.prompt import PromptFormat, build_prompt
+from tripost.student.tokens import encode_prompt
 from tripost.train.config import TrainConfig
 
 if TYPE_CHECKING:
@@ -74,7 +76,6 @@ def tokenize_example(
     eos = tokenizer.eos_token_id
     if eos is None:
         raise TripostError("the student's tokenizer has no EOS token; cannot teach it to stop")
-    from tripost.student.tokens import encode_prompt
 
     prompt_ids = encode_prompt(tokenizer, prompt_text)
     if not prompt_ids:
@@ -113,8 +114,6 @@ def prepare_dataset(dataset: "datasets.Dataset", tokenizer: Any, config: TrainCo
     """Buffer rows -> a `datasets.Dataset` of input_ids, loss_weights, length.
     Rows longer than `max_length` tokens are dropped and counted."""
     import datasets
-
-    from tripost.student.prompt import PromptFormat, build_prompt
 
     for col in ("prompt", "completion"):
         if col not in dataset.column_names:

@@ -21,6 +21,10 @@ from typing import Any
 
 from tripost.errors import TripostError
 from tripost.student.base import unwrap_model
+from tripost.student.hardware import compute_profile
+from tripost.student.load import (LoraSettings, attach_lora, check_adapter_dir, is_full_weights, load_adapter, load_student,
+                                  resolve_model_dir)
+from tripost.student.spec import parse_spec
 from tripost.train.config import ACTIVATION_MEMORY_SHARE, COMPILE_MIN_TOKENS, FULL_MEMORY_SHARE, TrainConfig
 from tripost.train.loss import use_packed_attention
 
@@ -76,8 +80,6 @@ def activation_bytes_per_token(model_config: Any, mode: str, lora_dropout: float
 
 def student_parameters(spec: str) -> int | None:
     """The student's parameter count from its config (no weights loaded); None when unknown."""
-    from tripost.student.load import resolve_model_dir
-    from tripost.student.spec import parse_spec
 
     try:
         cfg = json.loads((resolve_model_dir(parse_spec(spec)) / "config.json").read_text(encoding="utf-8"))
@@ -115,8 +117,6 @@ def resolve_setup(config: TrainConfig, *, device: Any = None, model_config: Any 
     (the whole run) inform checkpointing and compilation."""
     import torch
 
-    from tripost.student.hardware import compute_profile
-
     dev = torch.device(device if device is not None else (config.device or ("cuda" if torch.cuda.is_available() else "cpu")))
     profile = compute_profile(dev)
     reasons = [profile.reason]
@@ -127,8 +127,6 @@ def resolve_setup(config: TrainConfig, *, device: Any = None, model_config: Any 
 
     mode = config.mode
     if mode == "auto" and config.adapter:
-        from tripost.student.load import is_full_weights
-
         mode = "full" if is_full_weights(config.adapter) else "lora"
         reasons.append(f"mode auto: {mode}, as the weights it continues from ({config.adapter})")
     elif mode == "auto":
@@ -226,8 +224,6 @@ def load_for_training(config: TrainConfig, setup: TrainSetup | None = None) -> A
     `config.adapter`'s full weights."""
     from peft import prepare_model_for_kbit_training
     from transformers import set_seed
-
-    from tripost.student.load import LoraSettings, attach_lora, check_adapter_dir, is_full_weights, load_adapter, load_student
 
     setup = setup or resolve_setup(config)
     set_seed(config.seed)  # the new adapter's initialisation

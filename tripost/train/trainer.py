@@ -28,6 +28,7 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from tripost.paths import tripost_home
 from tripost.student.base import unwrap_model
 from tripost.train.card import finish_folder
 from tripost.train.checkpoints import last_checkpoint, promote_checkpoint
@@ -215,8 +216,6 @@ class TrainResult:
 
 def build_trainer(config: TrainConfig, student: Any, train_set: "datasets.Dataset", out_dir: Path, callbacks: Sequence[Any] = (),
                   setup: TrainSetup | None = None) -> Any:
-
-    from tripost.paths import tripost_home
 
     device = student.device
     setup = setup or resolve_setup(config, device=device)

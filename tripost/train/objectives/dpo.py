@@ -51,6 +51,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tripost.errors import TripostError
+from tripost.student.load import load_student
+from tripost.student.prompt import PromptFormat, build_prompt
 from tripost.train.card import finish_folder
 from tripost.train.config import CONFIG_FILE, DPO_LEARNING_RATES, TrainConfig, report_targets
 from tripost.train.objectives import Objective
@@ -67,8 +69,6 @@ def dpo_dataset(pairs: "datasets.Dataset", tokenizer: Any, config: TrainConfig) 
     format: the prompt rendered as the student samples it, each response
     closed by the end-of-sequence token."""
     import datasets
-
-    from tripost.student.prompt import PromptFormat, build_prompt
 
     missing = [c for c in PAIR_COLUMNS if c not in pairs.column_names]
     if missing:
@@ -111,8 +111,6 @@ def reference_model(config: TrainConfig, student: Any, setup: Any) -> Any:
     (`dpo_reference=base`), or a copy of the weights the round starts from
     (`previous`, and `base` when the round starts from the base)."""
     import copy
-
-    from tripost.student.load import load_student
 
     if config.dpo_reference == "base" and config.adapter is not None:
         return _frozen(load_student(config.student, setup.precision, device=student.device).model)
