@@ -15,7 +15,7 @@ from typing import Any
 
 from tripost.config import flatten
 from tripost.errors import TripostError
-from tripost.layout import RunLayout, StageFolder, TRACKER_LOGS
+from tripost.layout import RunLayout, StageFolder
 from tripost.stats import proportion_interval
 from tripost.student.hardware import describe_card
 from tripost.teachers.usage import format_cost
@@ -312,7 +312,7 @@ class _TensorBoard:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             from tensorboardX import SummaryWriter
-        self.writer = SummaryWriter(log_dir=str(run / TRACKER_LOGS))
+        self.writer = SummaryWriter(log_dir=str(RunLayout(run).tracker_logs))
         self.writer.add_text("config", "```json\n" + json.dumps(config, indent=2, sort_keys=True) + "\n```", 0)
 
     def log(self, metrics: dict[str, float], step: int) -> None:
