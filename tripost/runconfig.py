@@ -65,8 +65,8 @@ class StudentSection:
 class TasksSection:
     families: tuple[str, ...] = option(("arithmetic",), "task families the problems come from")
     preset: str = option("small", "problem sizes", choices=PRESETS)
-    n_train: int = option(48, "training problems (all families together)")
-    n_eval: int = option(24, "held-out test problems per evaluation subset")
+    n_train: int = option(48, "training problems per family (seen subset; the families mixed by a shuffle)")
+    n_eval: int = option(24, "held-out test problems per family and evaluation subset")
     eval_subsets: tuple[str, ...] = option(("seen", "unseen"), "evaluation subsets", choices=SUBSETS)
     data: str = option("", "a JSONL file of problems instead of generated ones (\"\": generated)")
 
