@@ -140,8 +140,6 @@ def _render(tokenizer: Any, question: str, attempt: str, template: str, fmt: Any
     """The student's own problem prompt, its answer as its own turn, then the
     question of `template` as the next user turn, ending where its reply
     begins. Without a chat template the parts follow each other as plain text."""
-    # Looked up when called: tests/test_student_seam.py spies on the one renderer.
-
     fmt = fmt or PromptFormat()
     ask = read_prompt(template).strip()
     turns = [render_instruction(question, fmt.template).rstrip("\n"), attempt.strip(), ask]

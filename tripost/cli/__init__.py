@@ -121,7 +121,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     # Nothing is fetched from a model hub that the user did not name (docs/design.md).
-
     hub_offline_by_default()
     _quiet_libraries()
     parser = build_parser()

@@ -116,7 +116,6 @@ from tripost.serve.faults import DEFAULT_FAIL_CODES, Faults, parse_fail_codes
 from tripost.serve.running import RunningServer, TOKEN_ENV, check_token, is_loopback, new_token
 from tripost.serve.stats import BATCH_COUNTERS, DISCONNECTED, Stats
 from tripost.serve.teacher_service import CACHE_MIN_TOKENS, TeacherService, estimate_tokens, proxy_answer_check
-from tripost.teachers.prompted import PromptedTeacher
 from tripost.teachers.retry import redact
 
 log = logging.getLogger("tripost.serve")
@@ -364,6 +363,10 @@ def make_server(service: TeacherService, host: str = "127.0.0.1", port: int = 0,
 
 
 def _is_proxy(service: TeacherService) -> bool:
+    # Imported here, not at the top: `tripost --help` loads this module (serve_cmd), and the
+    # verbs that never reach a teacher (buffer, replay) must not load its stack (tests/test_replay.py).
+    from tripost.teachers.prompted import PromptedTeacher
+
     return isinstance(service.teacher, PromptedTeacher)
 
 

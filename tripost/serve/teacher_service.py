@@ -22,7 +22,6 @@ from tripost.serve.failures import HTTPFailure, upstream_failure
 from tripost.serve.faults import Faults, GARBAGE
 from tripost.serve.stats import Stats
 from tripost.teachers.chat import ChatMessage, ChatRequest, ChatResponse
-from tripost.teachers.prompted import PromptedTeacher, answer_check
 from tripost.teachers.retry import ChatError, redact
 from tripost.teachers.sampling import API_DEFAULT_TEMPERATURE, SAMPLING_PARAMS, anthropic_takes_sampling, openai_reasoning_model, rule_of
 from tripost.teachers.templates import parse_block
@@ -42,6 +41,9 @@ def proxy_answer_check(messages: list[ChatMessage]) -> Callable[[ChatResponse], 
     validation (a garbage answer cached here would reach every client for
     good); without one, nothing tells a good answer from a bad one, so at
     least an empty answer is never cached."""
+    # Imported here, not at the top: `tripost --help` loads this module (serve_cmd), and the
+    # verbs that never reach a teacher (buffer, replay) must not load its stack (tests/test_replay.py).
+    from tripost.teachers.prompted import answer_check
 
     users = [m for m in messages if m.role == "user"]
     try:
@@ -104,6 +106,7 @@ class TeacherService:
     ) -> str:
         """The text answering one request; `temperature` None: the request
         carried none (the provider's default)."""
+        from tripost.teachers.prompted import PromptedTeacher  # here, as in proxy_answer_check
 
         if isinstance(self.teacher, PromptedTeacher):
             try:  # what the upstream model takes (sampling.py): its default travels as none

@@ -23,7 +23,6 @@ from tripost.sources.settings import CollectSettings
 from tripost.tasks.base import Problem
 from tripost.teachers.base import Teacher, TeacherCall
 from tripost.teachers.options import TeacherOptions
-from tripost.teachers.prompted import UNAVAILABLE
 
 
 @dataclass
@@ -88,6 +87,7 @@ def teacher_unavailable(rec: LogRecord) -> bool:
         return False
     # Imported here: only LLM teachers reject as "unavailable", and the verbs
     # that never reach a teacher (buffer, replay) must not load their stack.
+    from tripost.teachers.prompted import UNAVAILABLE
 
     return rec.teacher_calls[-1]["rejected"] == UNAVAILABLE
 

@@ -121,8 +121,6 @@ def guided_student_sampler(student: StudentLike, params: Any, prompt_format: Any
     training prompt (so round 0's prompt *is* the training prompt), and a
     state reset's prefix is appended after the assistant turn's start.
     `counter`, if given, accumulates "sequences" and "tokens" generated."""
-    # Looked up when called: tests/test_student_seam.py spies on the one renderer.
-
     fmt = prompt_format or PromptFormat()
     if params.greedy:
         raise TripostError("guided sampling draws several samples per problem: use a temperature above 0")

@@ -25,12 +25,7 @@ from tripost.errors import TripostError, clip
 from tripost.paths import tripost_home
 from tripost.registry import Registry
 from tripost.teachers.base import FeedbackReply, ImproveReply, Teacher, TeacherCall
-from tripost.teachers.batch import BATCH_LOG_FILE, BatchLog, BatchingBackend
-from tripost.teachers.cache import ResponseCache
 from tripost.teachers.options import TeacherOptions, add_teacher_flags
-from tripost.teachers.prompted import PromptedTeacher
-from tripost.teachers.retry import RetryPolicy
-from tripost.teachers.usage import Ledger, load_prices
 
 _DEFAULT = TeacherOptions()  # the option defaults, declared once (options.py)
 
@@ -147,6 +142,14 @@ def make_teacher(
     if not BACKENDS[kind].chat:
         return built
 
+    # The LLM teacher's machinery loads here, on first use, like the backends
+    # (the registry): a verb that builds no teacher (buffer, replay) imports
+    # none of it (tests/test_replay.py guards that).
+    from tripost.teachers.cache import ResponseCache
+    from tripost.teachers.prompted import PromptedTeacher
+    from tripost.teachers.retry import RetryPolicy
+    from tripost.teachers.usage import Ledger, load_prices
+
     backend: Any = built
     if concurrency is not None and BACKENDS[kind].local:
         # One local model generates one answer at a time (hf_chat.py): more
@@ -154,6 +157,8 @@ def make_teacher(
         concurrency = min(concurrency, backend.max_concurrency)
 
     if batch:
+        from tripost.teachers.batch import BATCH_LOG_FILE, BatchingBackend, BatchLog
+
         backend = BatchingBackend(backend, BatchLog(batch_log or tripost_home() / BATCH_LOG_FILE), wait=batch_wait, poll=batch_poll)
         # A round is every request in flight at once, so the requester may hold
         # a whole batch; the teacher source edits a whole collection pass at

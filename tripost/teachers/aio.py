@@ -2,9 +2,9 @@
 
 The `Teacher` protocol is synchronous, but API backends are async clients
 whose connection pools and semaphores belong to one event loop. Running every
-request of a teacher on one long-lived loop lets the sync methods and the
-batch helper share those resources safely, and lets a sync caller run many
-requests at once.
+request of a teacher on one long-lived loop lets the sync methods, the async
+methods (called from any other loop) and the batch helpers share those
+resources safely, and lets a sync caller run many requests at once.
 """
 
 from __future__ import annotations
@@ -49,6 +49,13 @@ class LoopThread:
             coro.close()
             raise RuntimeError("a teacher's sync method was called from inside its own event loop")
         return asyncio.run_coroutine_threadsafe(coro, loop).result()
+
+    async def run_async(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Await `coro` on the private loop from whatever loop the caller is on."""
+        loop = self.loop
+        if _running_loop() is loop:
+            return await coro
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
 
     def close(self) -> None:
         with self._lock:

@@ -28,8 +28,8 @@ Only answers that pass validation are cached (`answer_check` is handed to
 the requester): a re-run after a bad server asks again.
 
 Sync methods implement the `Teacher` protocol (and `AttemptingTeacher`);
-`feedback_many` runs many feedback requests concurrently (the gap's teacher
-verifier), bounded per backend.
+`afeedback`/`aimprove` and the `*_many` batch helpers run many requests
+concurrently, bounded per backend.
 
 An attempt is sampled at its own temperature (1.0 by default, the authors'),
 whatever the teacher's `temperature` (which feedback and fixes use), and its
@@ -163,9 +163,21 @@ class PromptedTeacher:
     def improve(self, problem: Problem, attempt: str, feedback: Feedback) -> ImproveReply:
         return self._loop.run(self._improve(problem, attempt, feedback))
 
+    async def afeedback(self, problem: Problem, attempt: str) -> FeedbackReply:
+        return await self._loop.run_async(self._feedback(problem, attempt))
+
+    async def aimprove(self, problem: Problem, attempt: str, feedback: Feedback) -> ImproveReply:
+        return await self._loop.run_async(self._improve(problem, attempt, feedback))
+
     def feedback_many(self, items: Sequence[tuple[Problem, str]]) -> list[FeedbackReply]:
         """Feedback on many (problem, attempt) pairs at once, in order."""
         return self._loop.run(self._gather([self._feedback(p, a) for p, a in items]))
+
+    def improve_many(self, items: Sequence[tuple[Problem, str, Feedback]]) -> list[ImproveReply]:
+        return self._loop.run(self._gather([self._improve(p, a, f) for p, a, f in items]))
+
+    async def afeedback_many(self, items: Sequence[tuple[Problem, str]]) -> list[FeedbackReply]:
+        return await self._loop.run_async(self._gather([self._feedback(p, a) for p, a in items]))
 
     def complete(self, request: ChatRequest, accept: Callable[[ChatResponse], bool] | None = None) -> Outcome:
         """Send a ready-made chat request through this teacher's cache, retries
