@@ -404,7 +404,8 @@ class ContinuousBatcher:
             logits[:, list(eos)] = float("-inf")
         if params.greedy:
             return logits.argmax(-1).tolist()
-        logits = logits / params.temperature
+        if params.temperature != 1.0:  # x / 1.0 is x: the authors' collection temperature skips a pass over 49,152 logits a row
+            logits = logits / params.temperature
         u = torch.tensor([s.rng.random() for s in seqs], dtype=torch.float32, device=logits.device)
         lse = torch.logsumexp(logits, dim=-1, keepdim=True)
         if params.top_p >= 1.0:
