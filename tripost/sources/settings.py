@@ -136,7 +136,7 @@ class CollectSettings:
 # tests/test_defaults.py allows exactly these second values.
 #
 # Best-of-N (tripost.sharpen: `SharpenConfig()` built in code, `tripost
-# sharpen eval|data`) picks among N = 8 candidates by their summed
+# sharpen eval`) picks among N = 8 candidates by their summed
 # log-likelihood, the paper's maximum-likelihood sharpening objective (Huang
 # et al. 2024), sampled at temperature 0.7 and top-p 0.95 with 256 tokens an
 # attempt: a measurement of best-of-N wants distinct, complete candidates.

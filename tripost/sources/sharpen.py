@@ -177,7 +177,7 @@ class SharpenLoop(CollectionLoop):
                      config_hash=self.config_hash)
 
     def count(self, rec: LogRecord, written: bool) -> None:
-        if written:  # the picks' numbers are of this run's picks (`tripost sharpen` prints them as such)
+        if written:  # the picks' numbers are of this run's picks (`tripost collect` prints them as such)
             self.result.chosen_correct += rec.final_correct
             self.result.any_correct += rec.student["sharpen"]["correct_samples"] > 0
             self.result.failed += rec.kind == "failed"
