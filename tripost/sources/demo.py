@@ -86,9 +86,9 @@ from typing import Any
 
 from tripost.errors import TripostError
 from tripost.format import parse_rationale
-from tripost.log import CORRECT_KINDS, LogRecord
+from tripost.log import LogRecord
 from tripost.sources.base import Job, SourceResult
-from tripost.sources.editing import CollectConfig, TeacherUnavailable, edit_trajectory
+from tripost.sources.editing import CollectConfig, TeacherUnavailable, edit_trajectory, trajectory_record
 from tripost.sources.template import CollectionLoop, shortfall
 from tripost.tasks import get_task
 from tripost.tasks.base import Problem
@@ -206,12 +206,8 @@ class DemoLoop(CollectionLoop):
 
     def record(self, p: Problem, key: str, s: int, turns: list[dict[str, Any]], kind: str, stop: str, calls: list[TeacherCall],
                guide: dict[str, Any]) -> LogRecord:
-        cfg = self.cfg
-        return LogRecord(
-            key=key, problem=p.to_dict(), kind=kind, turns=turns, final_correct=kind in CORRECT_KINDS, stop_reason=stop,
-            sample_index=s, iteration=cfg.iteration, seed=cfg.seed, config_hash=cfg.config_hash,
-            teacher_calls=[c.to_dict() for c in calls], student=dict(self.student_info), source="demo", guide=guide,
-        )
+        return trajectory_record(p, key, s, turns, kind, stop, [c.to_dict() for c in calls], self.cfg, self.student_info, source="demo",
+                                 guide=guide)
 
     def fix_corrupted(self, p: Problem, key: str, s: int, step: int, text: str) -> LogRecord:
         turns, kind, stop, calls = edit_trajectory(p, text, self.teacher, self.cfg.max_edits)

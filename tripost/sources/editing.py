@@ -16,7 +16,7 @@ from typing import Any
 
 from tripost.errors import TripostError
 from tripost.format import Feedback, parse_feedback, parse_rationale, parse_trajectory
-from tripost.log import LogRecord, LogWriter
+from tripost.log import CORRECT_KINDS, LogRecord, LogWriter
 from tripost.settings import view
 from tripost.sources.base import SourceResult
 from tripost.sources.settings import CollectSettings
@@ -90,6 +90,19 @@ def teacher_unavailable(rec: LogRecord) -> bool:
     from tripost.teachers.prompted import UNAVAILABLE
 
     return rec.teacher_calls[-1]["rejected"] == UNAVAILABLE
+
+
+def trajectory_record(problem: Problem, key: str, sample_index: int, turns: list[dict[str, Any]], kind: str, stop: str,
+                      teacher_calls: list[dict[str, Any]], cfg: Any, student_info: dict[str, Any] | None, **fields: Any) -> LogRecord:
+    """The log record of one edited trajectory (the teacher, demo and guided
+    sources): right when its kind is, the run's iteration, seed and config
+    hash from `cfg` (a `CollectConfig` or `GuidedConfig`); `fields` are a
+    source's own (`source`, `guide`)."""
+    return LogRecord(
+        key=key, problem=problem.to_dict(), kind=kind, turns=turns, final_correct=kind in CORRECT_KINDS, stop_reason=stop,
+        sample_index=sample_index, iteration=cfg.iteration, seed=cfg.seed, config_hash=cfg.config_hash,
+        teacher_calls=teacher_calls, student=dict(student_info or {}), **fields,
+    )
 
 
 def _agrees(student_fb: Feedback | None, teacher_fb: Feedback) -> bool:

@@ -88,7 +88,7 @@ from pathlib import Path
 from typing import Any
 
 from tripost.errors import TripostError
-from tripost.log import CORRECT_KINDS, LogRecord, LogWriter, read_log
+from tripost.log import LogRecord, LogWriter, read_log
 from tripost.settings import view
 from tripost.sources.base import Job, SamplingSource, SourceResult, batch_seed, judge, progress_bar
 from tripost.sources.guidance import (
@@ -109,7 +109,7 @@ from tripost.sources.guidance import (
     reset_prefix,
 )
 from tripost.sources.settings import CHECKS, STRATEGIES, CollectSettings
-from tripost.sources.editing import edit_trajectory
+from tripost.sources.editing import edit_trajectory, trajectory_record
 from tripost.sources.template import Tally
 from tripost.tasks import get_task
 from tripost.tasks.base import Problem
@@ -386,11 +386,7 @@ def guided_collect(
             turns, kind, stop, edit_calls = edit_trajectory(p, text, teacher, cfg.max_edits)
             source = "teacher"
             teacher_calls += [c.to_dict() for c in edit_calls]
-        return LogRecord(
-            key=key, problem=p.to_dict(), kind=kind, turns=turns, final_correct=kind in CORRECT_KINDS, stop_reason=stop,
-            sample_index=s, iteration=cfg.iteration, seed=cfg.seed, config_hash=cfg.config_hash,
-            teacher_calls=teacher_calls, student=dict(student_info or {}), source=source, guide=guide,
-        )
+        return trajectory_record(p, key, s, turns, kind, stop, teacher_calls, cfg, student_info, source=source, guide=guide)
 
     bar = progress_bar(f"guided {cfg.strategy} it{cfg.iteration}", cfg.max_rounds + 1, progress, unit="round")
     try:

@@ -46,10 +46,10 @@ from pathlib import Path
 from typing import Any
 
 from tripost.errors import TripostError
-from tripost.log import CORRECT_KINDS, LogRecord
+from tripost.log import LogRecord
 from tripost.sources.base import AttemptSampler, Job, SamplingSource, SourceResult, student_sampler
-from tripost.sources.editing import (MAX_ROUND_TRAJECTORIES, CollectConfig, TeacherUnavailable, edit_trajectory,
-                                     teacher_unavailable)
+from tripost.sources.editing import (MAX_ROUND_TRAJECTORIES, CollectConfig, TeacherUnavailable, edit_trajectory, teacher_unavailable,
+                                     trajectory_record)
 from tripost.sources.template import Batch, CollectionLoop
 from tripost.student.base import StudentLike
 from tripost.tasks.base import Problem
@@ -101,11 +101,7 @@ class TeacherLoop(CollectionLoop):
 
     def edit(self, problem: Problem, key: str, sample_index: int, text: str) -> LogRecord:
         turns, kind, stop, calls = edit_trajectory(problem, text, self.teacher, self.cfg.max_edits)
-        return LogRecord(
-            key=key, problem=problem.to_dict(), kind=kind, turns=turns, final_correct=kind in CORRECT_KINDS,
-            stop_reason=stop, sample_index=sample_index, iteration=self.cfg.iteration, seed=self.cfg.seed,
-            config_hash=self.cfg.config_hash, teacher_calls=[c.to_dict() for c in calls], student=dict(self.student_info),
-        )
+        return trajectory_record(problem, key, sample_index, turns, kind, stop, [c.to_dict() for c in calls], self.cfg, self.student_info)
 
     def drain(self, futures: list[tuple[Problem, Future]]) -> None:
         """Log the finished edits in order; `max_unavailable` unreachable ones in a row stop the collection."""
