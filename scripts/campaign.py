@@ -59,8 +59,19 @@ the total of both tasks (`pooled`: each method's per-problem records pooled).
    iteration at TriPosT's mean training tokens (`train.token_budget`):
    `--docs`/self-improve.{json,md}, beside sft-gold and sft-gold+.
 
-Step 5 (BIG-bench) is not in this runner yet, and the demo (step 7) is
-scripts/demo.sh: `status` and the plan say so.
+5. BIG-bench transfer (issue 28's "real-world transfer"): right after each
+   task's comparison, iteration 0, sft-gold+ and the final students (TriPosT's
+   chosen iteration, tripost-demo, rejection) and the base model, scored on
+   the BIG-Bench-Hard file of the same family (word_sorting;
+   multistep_arithmetic_two for arithmetic) through `tripost tasks import`
+   and `tripost eval --data`, with the comparison's evaluation (attempt + 2
+   turns) and room for the file's longest gold rationale:
+   `--docs`/bigbench.{json,md}. The files are not shipped: put BBH's
+   `bbh/TASK.json` (github.com/suzgunmirac/BIG-Bench-Hard) in DIR/bigbench/;
+   until then the stage waits (`status` says which file) and the rest runs.
+   The task generators are not changed to fit BIG-bench.
+
+The demo (step 7) is scripts/demo.sh.
 """
 
 from __future__ import annotations
@@ -289,10 +300,119 @@ def comparison_stage(d: Path, task: str) -> dict[str, Any]:
 
 
 def stages(d: Path) -> list[dict[str, Any]]:
-    """Every stage in order: each task's competence curve, then its
-    comparison; then each task's label-free methods (step 4)."""
-    return ([s for task in TASKS for s in competence_stages(d, task) + [comparison_stage(d, task)]]
+    """Every stage in order: each task's competence curve, its comparison and
+    its BIG-bench transfer; then each task's label-free methods (step 4)."""
+    return ([s for task in TASKS for s in competence_stages(d, task) + [comparison_stage(d, task), transfer_stage(d, task)]]
             + [label_free_stage(d, task, m) for task in TASKS for m in LABEL_FREE])
+
+
+# --------------------------------------------------------------- transfer ---
+
+# Step 5: each task's students on the BIG-Bench-Hard file of its family, and
+# the new tokens that leaves room for: the file's longest gold rationale in
+# the student's tokens is 189 (multistep_arithmetic_two; median 174) and
+# 1,374 (word_sorting: 2 to 20 words; median 551), where the small preset's
+# problems the students learnt from take at most 146 and 273.
+TRANSFER = {"arithmetic": ("multistep_arithmetic_two", 256), "word_sorting": ("word_sorting", 1536)}
+TRANSFER_N = 250  # every example of a BBH file
+
+
+def transfer_dir(d: Path, task: str) -> Path:
+    return d / "transfer" / task
+
+
+def bigbench_file(d: Path, task: str) -> Path:
+    """Where the campaign looks for the BBH file of `task`'s family."""
+    return d / "bigbench" / f"{TRANSFER[task][0]}.json"
+
+
+def transfer_stage(d: Path, task: str) -> dict[str, Any]:
+    src = bigbench_file(d, task)
+    return {"name": f"transfer/{task} BIG-bench", "kind": "transfer", "task": task, "done": (transfer_dir(d, task) / "done.json").exists(),
+            "blocked": None if src.exists() else f"needs {src} (BIG-Bench-Hard's bbh/{src.name})"}
+
+
+def transfer_students(docs: Path, task: str) -> list[dict[str, Any]]:
+    """The students of a finished comparison (bench_learning's methods at the
+    chosen iterations), each with the folder of its model (None: the base)."""
+    bl = bench_learning()
+    comp = load(docs / f"learning-{task}.json")
+    if not comp or comp["meta"].get("partial"):
+        raise SystemExit(f"campaign: stopped: the BIG-bench transfer of {task} needs its finished comparison (learning-{task}.json)")
+    runs, T, sel = comp["meta"]["runs"][str(SEED)], comp["meta"]["size"]["iterations"], comp["selection"][0]
+    tri, rej, demo, gp = (Path(runs[k]) for k in ("tripost", "rejection", "tripost-demo", "sft-gold+"))
+    ms = bl.methods(tri, rej, gp, T, demo=demo, chosen=sel, it0_tokens=(comp["meta"].get("iteration0") or {}).get("tokens"))
+    model = {"base": None, "sft-gold": RunLayout(tri).it(0).train, "sft-gold+": StageFolder(gp).train,
+             "rejection": RunLayout(rej).it(sel["rejection"]["iteration"]).train, "tripost-demo": RunLayout(demo).it(1).train,
+             f"tripost-t{sel['tripost']['iteration']}": RunLayout(tri).it(sel["tripost"]["iteration"]).train}
+    return [{**m, "model": model[m["method"]]} for m in ms if m["method"] in model]
+
+
+def run_transfer_stage(d: Path, stage: dict[str, Any], docs: Path) -> None:
+    task = stage["task"]
+    name, max_new = TRANSFER[task]
+    folder = transfer_dir(d, task)
+    data = folder / f"{name}.jsonl"
+    if not data.exists():
+        tripost(d, "tasks", "import", str(bigbench_file(d, task)), "--task", task, "--out", str(data))
+    for m in transfer_students(docs, task):
+        out = folder / m["method"] / "eval.json"
+        if out.exists():
+            continue
+        student = ["--student", "smollm2-135m"] if m["model"] is None else ["--adapter", str(m["model"])]
+        tripost(d, "eval", *student, "--task", task, "--data", str(data), "--split", "test", "--subset", "seen", "--n", str(TRANSFER_N),
+                "--max-turns", str(bench_learning().SIZES[COMPARISON]["max_turns"]), "--max-new-tokens", str(max_new),
+                "--seed", str(SEED), "--no-progress", "--out", str(out))
+        publish_transfer(d, docs)
+    write_json(folder / "done.json", {"finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                                      "commit": (load(d / "campaign.json") or {}).get("commit")})
+    publish_transfer(d, docs)
+
+
+def publish_transfer(d: Path, docs: Path) -> None:
+    """docs/benchmarks/bigbench.{json,md}: every transfer evaluation finished
+    so far, with bench_learning's columns (paired intervals against
+    sft-gold+ over the same BBH examples) and accuracy by difficulty."""
+    bl = bench_learning()
+    rows: list[dict[str, Any]] = []
+    by_difficulty: list[dict[str, Any]] = []
+    for task in TASKS:
+        if not (transfer_dir(d, task) / f"{TRANSFER[task][0]}.jsonl").exists():
+            continue
+        ms = [{**m, "eval": transfer_dir(d, task) / m["method"] / "eval.json"} for m in transfer_students(docs, task)]
+        ms = [m for m in ms if m["eval"].exists()]
+        rows += [{**r, "bigbench_task": TRANSFER[task][0]} for r in bl.rows_of(ms, seed=SEED) if r["task"] != "total"]
+        for m in ms:
+            for g in (load(m["eval"]) or {}).get("metrics", {}).get("total", {}).get("by_difficulty") or []:
+                by_difficulty.append({"task": task, "method": m["method"], **g})
+    if not rows:
+        return
+    write_json(docs / "bigbench.json", {
+        "meta": {"campaign": "issue 28, step 5 (real-world transfer)", "files": {t: f"BIG-Bench-Hard bbh/{f}.json" for t, (f, _) in TRANSFER.items()},
+                 "max_new_tokens": {t: n for t, (_, n) in TRANSFER.items()}, "max_turns": bench_learning().SIZES[COMPARISON]["max_turns"],
+                 "seeds": [SEED], "machine": (load(d / "measure.json") or {}).get("machine"),
+                 "command": f"python3 scripts/campaign.py start --dir {d}   # the transfer stages",
+                 "updated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())},
+        "rows": rows, "by_difficulty": by_difficulty})
+    lines = ["# BIG-bench transfer of the campaign's students (issue 28, step 5)", "",
+             "Each task's students (the comparison's iteration 0 = sft-gold, sft-gold+, TriPosT's chosen iteration, tripost-demo, "
+             "rejection, and the base model) on every example of the BIG-Bench-Hard file of the same family "
+             "(github.com/suzgunmirac/BIG-Bench-Hard, `bbh/TASK.json`, converted by `tripost tasks import`), evaluated as the comparison "
+             "evaluates (greedy attempt + 2 self-improvement turns), with room for the file's longest gold rationale "
+             f"({', '.join(f'{t}: {n} new tokens' for t, (_, n) in TRANSFER.items())}). The students learnt from the small preset "
+             "only; the task generators were not changed to fit BIG-bench. Accuracy in % (95% Wilson); *vs sft-gold+*: the paired 95% "
+             "bootstrap interval of the final-accuracy difference over the same examples.", "",
+             "| task (BBH file) | method | n | first | final | vs sft-gold+ | fix | break | revised |", "|---|---|---:|---:|---:|---|---:|---:|---:|"]
+    for r in rows:
+        ci = r.get("paired_ci_vs_sft_gold_plus")
+        lines.append(f"| {r['task']} ({r['bigbench_task']}) | {r['method']} | {r['n']} | {_pct(r['first_acc'])} | {_pct(r['final_acc'])} | "
+                     + ("—" if not ci else f"[{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]")
+                     + f" | {_pct(r.get('fix_rate'))} | {_pct(r.get('break_rate'))} | {_pct(r.get('revised_rate'))} |")
+    lines += ["", "By difficulty (the family's own reading of each example: arithmetic `lenL-D`, word_sorting the letters "
+              "compared), first / final accuracy:", "", "| task | method | difficulty | n | first | final |", "|---|---|---|---:|---:|---:|"]
+    lines += [f"| {g['task']} | {g['method']} | {g['difficulty']} | {g['n']} | {_pct(g['first_accuracy'])} | {_pct(g['final_accuracy'])} |"
+              for g in by_difficulty]
+    (docs / "bigbench.md").write_text("\n".join(lines) + "\n")
 
 
 # ------------------------------------------------------------- label-free ---
@@ -563,7 +683,8 @@ def publish(d: Path, docs: Path) -> None:
                  "steps_running": [f"competence on {t} ({len(by_task[t])}/{len(CURVE)} points)" for t in TASKS if 0 < len(by_task[t]) < len(CURVE)]
                  + [f"comparison on {t} (partial)" for t in comp if t not in finished],
                  "steps_not_run": [f"{'2' if t == TASKS[0] else '3'} comparison on {t}" for t in TASKS if t not in comp]
-                 + ([] if (docs / "self-improve.json").exists() else ["4 label-free methods"]) + ["5 BIG-bench"]
+                 + ([] if (docs / "self-improve.json").exists() else ["4 label-free methods"])
+                 + [f"5 BIG-bench transfer on {t}" for t in TASKS if not (transfer_dir(d, t) / "done.json").exists()]
                  + ([] if pool else ["the total of both tasks (pooled verdict)"])},
         "sft_gold_curve": rows,
         "iteration0": it0,
@@ -653,7 +774,8 @@ def plan(d: Path, m: dict[str, Any]) -> list[dict[str, Any]]:
     train_s = CHUNK * m["train_tokens_per_example"] / m["train_tokens_per_s"]
     eval_s = 2 * EVAL_N * 120 / m["sample_tokens_per_s"]  # ~120 tokens a greedy first attempt
     for s in out:
-        s["projected_s"] = round({"train": train_s, "eval": eval_s, "label-free": label_free_seconds(m)}.get(s["kind"]) or comparison_seconds(m))
+        s["projected_s"] = round({"train": train_s, "eval": eval_s, "label-free": label_free_seconds(m),
+                                  "transfer": transfer_seconds(m, s.get("task"))}.get(s["kind"]) or comparison_seconds(m))
     return out
 
 
@@ -665,6 +787,12 @@ def label_free_seconds(m: dict[str, Any]) -> float:
     sample = 2 * 400 * LABEL_FREE_SAMPLES * 150 + 400 * 250
     train = 2 * 2 * 400 * 2 * m["train_tokens_per_example"]
     return sample / m["sample_tokens_per_s"] + train / m["train_tokens_per_s"]
+
+
+def transfer_seconds(m: dict[str, Any], task: str | None) -> float:
+    """A rough projection of one task's transfer: 6 students on TRANSFER_N
+    examples, an attempt and a turn of about half the new-token room each."""
+    return 6 * TRANSFER_N * 2 * 0.5 * TRANSFER.get(task or "", ("", 256))[1] / m["sample_tokens_per_s"]
 
 
 def comparison_seconds(m: dict[str, Any]) -> float:
@@ -696,20 +824,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     say(f"plan: {len(stages)} stages, {len(stages) - len(left)} done, {len(left)} to go, projected {sum(s['projected_s'] for s in left) / 3600:.1f} h:")
     for s in stages:
         say(f"  {'done ' if s['done'] else 'to do'}  {s['name']:<34} ~{s['projected_s'] / 60:.0f} min")
-    say("  not in this runner yet: step 5 of issue 28 (BIG-bench); the demo (step 7) is scripts/demo.sh")
+    say("  the demo (issue 28, step 7) is scripts/demo.sh")
     for i, s in enumerate(stages, 1):
         if s["done"]:
             continue
+        if s.get("blocked"):
+            say(f"[{i}/{len(stages)}] {s['name']} waits: it {s['blocked']}; the stages after it go on")
+            continue
         t0 = time.perf_counter()
         say(f"[{i}/{len(stages)}] {s['name']} ...")
-        {"comparison": run_comparison_stage, "label-free": run_label_free_stage}.get(s["kind"], run_competence_stage)(d, s, docs)
+        {"comparison": run_comparison_stage, "label-free": run_label_free_stage,
+         "transfer": run_transfer_stage}.get(s["kind"], run_competence_stage)(d, s, docs)
         say(f"[{i}/{len(stages)}] {s['name']} finished in {(time.perf_counter() - t0) / 60:.1f} min")
     publish(d, docs)
     for task in TASKS:
         it0 = iteration0(curve(d, task))
         if it0:
             say(f"{task}: iteration 0 = {it0['gold_examples']} gold examples, {100 * it0['first_acc']:.1f}% first attempt")
-    say(f"finished every stage this runner has; results in {docs / 'learning.md'}")
+    waiting = [s["name"] for s in stages if s.get("blocked") and not s["done"]]
+    say(f"finished every stage this runner could run; results in {docs / 'learning.md'}"
+        + (f"; waiting for their files: {', '.join(waiting)}" if waiting else ""))
     return 0
 
 
@@ -737,7 +871,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     alive = worker_alive(d)
     print(f"campaign at {state['commit'][:12]} since {state['started']}; worker {'running (pid ' + pid + ')' if alive else 'not running'}")
     for s in stages(d):
-        print(f"  {'done ' if s['done'] else 'to do'}  {s['name']}")
+        print(f"  {'done ' if s['done'] else 'waits' if s.get('blocked') else 'to do'}  {s['name']}" + (f" ({s['blocked']})" if s.get("blocked") and not s["done"] else ""))
     for r in curve(d):
         print(f"  {r['task']} {r['gold_examples']:>5} gold: first attempt {100 * r['first_acc']:.1f}% (n={r['n']})")
     return 0

@@ -38,11 +38,12 @@ def test_the_curve_the_iteration0_rule_and_the_published_files(tmp_path):
     md = (docs / "learning.md").read_text()
     assert "| arithmetic | 800 | 31.0% | [26.0, 36.0] |" in md and "the smallest at >= 30%" in md
     stages = campaign.plan(d, json.loads((d / "measure.json").read_text()))
-    # Per task: 8 chunks, 4 evaluations, the comparison; arithmetic's first.
+    # Per task: 8 chunks, 4 evaluations, the comparison, the BIG-bench transfer; arithmetic's first.
     # ... then the label-free methods of each task.
-    assert len(stages) == 2 * (8 + 4 + 1) + 2 * len(campaign.LABEL_FREE) and all(s["projected_s"] > 0 for s in stages)
+    assert len(stages) == 2 * (8 + 4 + 1 + 1) + 2 * len(campaign.LABEL_FREE) and all(s["projected_s"] > 0 for s in stages)
     assert [s["name"] for s in stages if s["kind"] == "comparison"] == ["comparison/arithmetic", "comparison/word_sorting"]
-    assert stages[12]["name"] == "comparison/arithmetic" and stages[13]["name"] == "competence/word_sorting train 400 gold"
+    assert stages[12]["name"] == "comparison/arithmetic" and stages[13]["name"] == "transfer/arithmetic BIG-bench"
+    assert stages[14]["name"] == "competence/word_sorting train 400 gold"
     assert sum(s["kind"] == "eval" for s in stages) == 2 * len(campaign.CURVE)
 
 
@@ -202,3 +203,42 @@ def test_the_label_free_methods_follow_both_comparisons_at_tripost_s_tokens(tmp_
     assert {m for m, _ in get} == {"sft-gold", "sft-gold+", "sharpen"}
     assert get[("sharpen", "total")]["final_acc"] == 0.75 and get[("sharpen", "total")]["paired_ci_vs_sft_gold_plus"][0] > 0
     assert "| arithmetic | sharpen | total | 20 |" in (docs / "self-improve.md").read_text()
+
+
+def test_the_bigbench_transfer_waits_for_its_file_then_scores_each_student(tmp_path):
+    """Step 5: a task's transfer stage waits (the rest of the campaign goes
+    on) until BBH's file is in DIR/bigbench; its students are the finished
+    comparison's models at the chosen iterations; what has been evaluated is
+    published with paired intervals against sft-gold+ and by difficulty."""
+    d, docs = tmp_path / "c", tmp_path / "docs"
+    campaign.write_json(d / "campaign.json", {"commit": "4" * 40, "started": "now", "docs": str(docs)})
+    stage = next(s for s in campaign.stages(d) if s["name"] == "transfer/arithmetic BIG-bench")
+    assert stage["blocked"] == f"needs {d / 'bigbench' / 'multistep_arithmetic_two.json'} (BIG-Bench-Hard's bbh/multistep_arithmetic_two.json)"
+    campaign.bigbench_file(d, "arithmetic").parent.mkdir(parents=True)
+    campaign.bigbench_file(d, "arithmetic").write_text("{}")
+    assert next(s for s in campaign.stages(d) if s["name"] == "transfer/arithmetic BIG-bench")["blocked"] is None
+    root = tmp_path / "runs" / "arithmetic"
+    runs = {"tripost": str(root / "tripost"), "rejection": str(root / "rejection"), "tripost-demo": str(root / "demo"),
+            "sft-gold+": str(root / "sft-gold-plus")}
+    sel = {"tripost": {"iteration": 2}, "rejection": {"iteration": 1}, "tripost-demo": {"iteration": 1}}
+    campaign.write_json(docs / "learning-arithmetic.json", {"meta": {"command": "bench", "runs": {"0": runs}, "size": {"iterations": 2},
+                                                                    "iteration0": {"tokens": 100}}, "selection": [sel], "rows": []})
+    students = {m["method"]: m["model"] for m in campaign.transfer_students(docs, "arithmetic")}
+    assert students == {"base": None, "sft-gold": root / "tripost" / "it0" / "train", "sft-gold+": root / "sft-gold-plus" / "train",
+                        "rejection": root / "rejection" / "it1" / "train", "tripost-demo": root / "demo" / "it1" / "train",
+                        "tripost-t2": root / "tripost" / "it2" / "train"}
+    folder = campaign.transfer_dir(d, "arithmetic")
+    (folder / "multistep_arithmetic_two.jsonl").parent.mkdir(parents=True)
+    (folder / "multistep_arithmetic_two.jsonl").write_text("")
+    _save_eval(folder / "sft-gold+" / "eval.json", "arithmetic", lambda i: (False, False))
+    _save_eval(folder / "tripost-t2" / "eval.json", "arithmetic", lambda i: (i % 2 == 0, i % 2 == 0 or i % 4 == 1))
+    campaign.publish_transfer(d, docs)
+    data = json.loads((docs / "bigbench.json").read_text())
+    get = {(r["method"], r["subset"]): r for r in data["rows"]}
+    assert set(get) == {("sft-gold+", "seen"), ("sft-gold+", "unseen"), ("sft-gold+", "total"),
+                        ("tripost-t2", "seen"), ("tripost-t2", "unseen"), ("tripost-t2", "total")}
+    assert get[("tripost-t2", "total")]["final_acc"] == 0.75 and get[("tripost-t2", "total")]["paired_ci_vs_sft_gold_plus"][0] > 0
+    assert get[("tripost-t2", "total")]["bigbench_task"] == "multistep_arithmetic_two"
+    assert {g["method"] for g in data["by_difficulty"]} == {"sft-gold+", "tripost-t2"}
+    md = (docs / "bigbench.md").read_text()
+    assert "| arithmetic (multistep_arithmetic_two) | tripost-t2 | 20 | 50.0% | 75.0% |" in md

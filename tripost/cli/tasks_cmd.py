@@ -1,13 +1,17 @@
-"""`tripost tasks list|sample|check`: the problem families and their step checkers."""
+"""`tripost tasks list|sample|check|import`: the problem families, their step checkers, and BIG-bench files as --data files."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 
 from tripost.cli._io import add_problem_flags, add_task_flag, emit, problems_from_args, read_jsonl
-from tripost.errors import InputError
+from tripost.errors import InputError, TripostError
+from tripost.fileio import atomic_write_text
 from tripost.tasks import FAMILIES, PRESETS, SUBSETS, get_task, problem_from_record
+from tripost.tasks.bigbench import FAMILY_OF_TASK, family_of, read_bigbench
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,6 +44,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_task_flag(ck, positional=True)
     ck.add_argument("file", nargs="?", default="-", help="JSON-lines file, or - for stdin (default)")
     ck.set_defaults(handler=cmd_check)
+
+    im = tsub.add_parser(
+        "import",
+        help="a BIG-bench or BIG-Bench-Hard task file as a --data file",
+        description=(
+            "Convert a BIG-bench `task.json` or a BIG-Bench-Hard `bbh/TASK.json` (examples of input and target) into a JSON-lines "
+            "--data file of held-out test problems, every row checked by the family that reads it; then e.g. "
+            "`tripost eval --task word_sorting --data word_sorting.jsonl --n 250`. Tasks read: "
+            + ", ".join(f"{k}* -> {v}" for k, v in FAMILY_OF_TASK.items()) + ". The files are not shipped with tripost."
+        ),
+    )
+    im.add_argument("file", help="the task file (BIG-bench's TASK/task.json or BIG-Bench-Hard's bbh/TASK.json)")
+    im.add_argument("--task", default=None, metavar="FAMILY", help=f"a task family: {', '.join(FAMILIES)} (default: the one that reads the file's task, from its name)")
+    im.add_argument("--out", required=True, metavar="FILE.jsonl", help="where the --data file goes")
+    im.add_argument("--force", action="store_true", help="overwrite an existing --out file")
+    im.set_defaults(handler=cmd_import)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -88,6 +108,16 @@ def cmd_check(args: argparse.Namespace) -> int:
         n_correct += check.correct
         n_clean += check.first_error_step is None
     print(f"checked {n}: {n_correct} with a correct answer, {n_clean} with every step correct", file=sys.stderr)
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    family = get_task(args.task).name if args.task else family_of(args.file)
+    rows = read_bigbench(args.file, family)
+    if os.path.exists(args.out) and not args.force:
+        raise TripostError(f"{args.out} exists; pass --force to overwrite it")
+    atomic_write_text(args.out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    print(f"wrote {len(rows)} {family} problems (split test, subset seen) to {args.out}", file=sys.stderr)
     return 0
 
 
