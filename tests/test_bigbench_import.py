@@ -34,7 +34,7 @@ BBH_ARITH = [{"input": "((-1 + 2 * 3) - (4 - -5 * 2)) =", "target": "-9"}]
 
 def test_bbh_file_round_trips_into_held_out_test_problems(tmp_path):
     src = task_file(tmp_path / "bbh" / "word_sorting.json", BBH_WORDS)
-    out = tmp_path / "ws.jsonl"
+    out = tmp_path / "new" / "ws.jsonl"  # its folder is made
     r = tripost("tasks", "import", str(src), "--out", str(out))
     assert r.returncode == 0, r.stderr
     assert "wrote 2 word_sorting problems" in r.stderr

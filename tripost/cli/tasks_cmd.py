@@ -116,6 +116,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     rows = read_bigbench(args.file, family)
     if os.path.exists(args.out) and not args.force:
         raise TripostError(f"{args.out} exists; pass --force to overwrite it")
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     atomic_write_text(args.out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     print(f"wrote {len(rows)} {family} problems (split test, subset seen) to {args.out}", file=sys.stderr)
     return 0
