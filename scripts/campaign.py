@@ -4,7 +4,7 @@
     python3 scripts/campaign.py start  --dir DIR --advance          # move a stopped campaign to a later commit (new stages)
     python3 scripts/campaign.py run    --dir DIR                    # the worker (what `start` launches)
     python3 scripts/campaign.py status [--dir DIR]                  # where it stands
-    .venv/bin/python scripts/campaign.py publish [--dir DIR]        # learning.json/.md again, with this checkout's reporting
+    .venv/bin/python scripts/campaign.py publish [--dir DIR]        # learning, self-improve, bigbench .json/.md again, with this checkout's reporting
     tail -f DIR/campaign.log                                        # one line per stage
 
 `start` clones this repository at REV (default HEAD) into DIR/src, installs
@@ -404,12 +404,15 @@ def publish_transfer(d: Path, docs: Path) -> None:
              "bootstrap interval of the final-accuracy difference over the same examples.", "",
              "| task (BBH file) | method | n | first | final | vs sft-gold+ | fix | break | revised |", "|---|---|---:|---:|---:|---|---:|---:|---:|"]
     for r in rows:
+        if r["subset"] != "total":  # every BBH example is a `seen` row: the total says it once
+            continue
         ci = r.get("paired_ci_vs_sft_gold_plus")
         lines.append(f"| {r['task']} ({r['bigbench_task']}) | {r['method']} | {r['n']} | {_pct(r['first_acc'])} | {_pct(r['final_acc'])} | "
                      + ("—" if not ci else f"[{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]")
                      + f" | {_pct(r.get('fix_rate'))} | {_pct(r.get('break_rate'))} | {_pct(r.get('revised_rate'))} |")
-    lines += ["", "By difficulty (the family's own reading of each example: arithmetic `lenL-D`, word_sorting the letters "
-              "compared), first / final accuracy:", "", "| task | method | difficulty | n | first | final |", "|---|---|---|---:|---:|---:|"]
+    lines += ["", "By difficulty (the family's label of each example: arithmetic `lenL-D`, D groups of L numbers, where the small preset "
+              "the students learnt from has len3-1 and len2-2 (seen) and len3-2 (unseen); word_sorting the number of words, where it "
+              "has 2-3 (seen) and 4-5 (unseen)), first / final accuracy:", "", "| task | method | difficulty | n | first | final |", "|---|---|---|---:|---:|---:|"]
     lines += [f"| {g['task']} | {g['method']} | {g['difficulty']} | {g['n']} | {_pct(g['first_accuracy'])} | {_pct(g['final_accuracy'])} |"
               for g in by_difficulty]
     (docs / "bigbench.md").write_text("\n".join(lines) + "\n")
@@ -848,7 +851,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    """Rewrite learning.json/.md from what has finished, with this checkout's
+    """Rewrite learning, self-improve and bigbench .json/.md from what has finished, with this checkout's
     reporting code (reporting only: the results stay the pinned clone's)."""
     d = Path(args.dir)
     state = load(d / "campaign.json")
@@ -857,7 +860,9 @@ def cmd_publish(args: argparse.Namespace) -> int:
         return 1
     docs = Path(args.docs or state["docs"])
     publish(d, docs)
-    print(f"wrote {docs / 'learning.json'} and {docs / 'learning.md'}")
+    publish_label_free(d, docs)
+    publish_transfer(d, docs)
+    print(f"wrote {docs / 'learning.json'} and {docs / 'learning.md'} (and self-improve.*, bigbench.* where those steps have results)")
     return 0
 
 
@@ -890,7 +895,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--dir", default=str(DEFAULT_DIR))
     t = sub.add_parser("status", help="where the campaign stands")
     t.add_argument("--dir", default=str(DEFAULT_DIR))
-    u = sub.add_parser("publish", help="rewrite learning.json/.md from what has finished (this checkout's reporting code)")
+    u = sub.add_parser("publish", help="rewrite learning.*, self-improve.* and bigbench.* from what has finished (this checkout's reporting code)")
     u.add_argument("--dir", default=str(DEFAULT_DIR))
     u.add_argument("--docs", default=None, help="default: where the campaign publishes")
     args = p.parse_args(argv)
