@@ -413,6 +413,19 @@ def gold_plus(run, out: Path, target_tokens: int, say, skip: int = 0) -> dict[st
 # --------------------------------------------------------------- tables ---
 
 
+def stage_seconds(folders: list[Path]) -> float:
+    """The time every stage of a comparison took, whichever invocation ran
+    it: each run's recorded stage times (state.json) and sft-gold+'s
+    training and evaluation, in every comparison folder."""
+    total = 0.0
+    for out in folders:
+        for run in ("tripost", "rejection", "demo"):
+            total += sum(st.get("seconds", 0.0) for st in ((_load(RunLayout(out / run).state) or {}).get("stages") or {}).values())
+        gp = _load(out / "sft-gold-plus" / "gold_plus.json") or {}
+        total += gp.get("train_seconds", 0.0) + gp.get("eval_seconds", 0.0)
+    return round(total, 1)
+
+
 def _stage_seconds(state: dict[str, Any] | None, names: list[str]) -> float:
     stages = (state or {}).get("stages", {})
     return round(sum(stages.get(n, {}).get("seconds", 0.0) for n in names), 1)
@@ -837,7 +850,10 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any], verdicts: dict[st
            *([f"Iteration 0 of every method: `{it0['folder']}` (trained outside this run on the gold rationales of the first "
               f"{it0['problems'] or 'n_train'} train problems per task; {_n(it0['tokens'])} training tokens counted in every row), not the run's own sft-gold.", ""]
              if it0 else []),
-           f"Device: {meta['device']}; {meta['when']}; total wall time {meta['total_seconds'] / 60:.1f} min.", "",
+           f"Device: {meta['device']}; {meta['when']}; "
+           + (f"stages' own time {meta['stage_seconds'] / 60:.1f} min (every run's stages and sft-gold+, summed over resumes); "
+              if meta.get("stage_seconds") is not None else "")
+           + f"this invocation {meta['total_seconds'] / 60:.1f} min.", "",
            f"Sizes: {json.dumps(meta['size'])}; student {meta['student']}, training precision {meta['precision']}, "
            f"seed{'s' if many else ''} {', '.join(map(str, seeds))}{' (one whole comparison per seed; nothing pooled)' if many else ''}.", "",
            *([f"TriPosT run only: `{' '.join(meta['tripost_overrides'])}` (base, sft-gold, sft-gold+ and rejection as without it; "
@@ -1103,6 +1119,7 @@ def main(argv: list[str] | None = None) -> int:
                                                                 "problems": args.iteration0_problems},
             "device": device, "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "total_seconds": round(time.perf_counter() - t_start, 1),  # this invocation (a resumed or reusing one is shorter)
+            "stage_seconds": stage_seconds([(out if args.seeds is None else out / f"seed{seed}") for seed in seeds]),  # across resumes
             "overrides": base_overrides(size, args.precision, seeds[0], args.student, args.task_list) + list(args.set),
             "tripost_overrides": list(args.tripost_set), "reused": {"from": args.reuse, "what": reused} if args.reuse else None,
             "runs": {str(seed): {m: str((out if args.seeds is None else out / f"seed{seed}") / d) for m, d in

@@ -533,3 +533,15 @@ def test_the_campaign_shape_end_to_end_on_the_tiny_model(bl, tmp_path, tiny_mode
     seen_by_it0 = {p.id for p in sample_problems(get_task("arithmetic"), split="train", subset="seen", preset="small", n=40, seed=0)}
     assert gp["skipped_problems"] == 40 and gp["problem_ids"] and not set(gp["problem_ids"]) & seen_by_it0
     assert "## word_sorting" not in (docs / "t.md").read_text()
+
+
+def test_stage_seconds_add_up_every_invocation_of_a_comparison(bl, tmp_path):
+    """A resumed comparison's own wall time is short; the stages' recorded
+    times (every run's state.json and sft-gold+'s) say what the whole took."""
+    for run, secs in (("tripost", (100.0, 50.5)), ("rejection", (20.0,)), ("demo", ())):
+        (tmp_path / run).mkdir()
+        (tmp_path / run / "state.json").write_text(json.dumps({"stages": {f"it{i}/train": {"seconds": s} for i, s in enumerate(secs)}}))
+    (tmp_path / "sft-gold-plus").mkdir()
+    (tmp_path / "sft-gold-plus" / "gold_plus.json").write_text(json.dumps({"train_seconds": 9.0, "eval_seconds": 0.5}))
+    assert bl.stage_seconds([tmp_path]) == 180.0
+    assert bl.stage_seconds([tmp_path / "nothing-here"]) == 0.0
