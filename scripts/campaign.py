@@ -747,6 +747,12 @@ def publish(d: Path, docs: Path) -> None:
                   *TOTAL_HEADER]
         lines += [total_row(r) for r in pool["rows"] if r["subset"] == "total"]
         lines += ["", *bl.reading(pool["target"])]
+    more = [(f, what) for f, what in (("learning-evidence.md", "why the comparisons came out as they did, read off their transcripts and "
+                                                                "buffers (scripts/learning_evidence.py)"),
+                                        ("self-improve.md", "step 4, the label-free methods"), ("bigbench.md", "step 5, BIG-bench transfer"))
+            if (docs / f).exists()]
+    if more:
+        lines += ["", "See also: " + "; ".join(f"[{f}]({f}): {what}" for f, what in more) + "."]
     lines += ["", "Not run yet: " + "; ".join(data["meta"]["steps_not_run"]) + ".", ""]
     (docs / "learning.md").write_text("\n".join(lines))
 
