@@ -19,6 +19,10 @@ issue asks to look at when a target is not met:
 - **what TriPosT trained on**: each iteration's buffer by kind (improvement
   edits, direct attempts, gold), after rebalancing.
 
+scripts/probe_verdict.py asks the same of a few students by running them
+(the verdict's probability, a forced revision); this reads every method of a
+finished comparison as evaluated, at no compute.
+
 A method whose verdict barely depends on whether its attempt is right
 (balanced accuracy near 50%) cannot choose what to revise: its fixes are
 then bounded by luck, whatever the buffer holds.
