@@ -1136,7 +1136,7 @@ def main(argv: list[str] | None = None) -> int:
             # What has finished so far, each method at its last iteration
             # (the choice and sft-gold+ come at the end): a long comparison's
             # results land as they finish.
-            part = rows_of(ms, seed=seed)
+            part = [{**r, "chosen": None} for r in rows_of(ms, seed=seed)]  # nothing is chosen before the validation evaluations
             note = (f"seed {seed} still running: rows are the methods evaluated so far, each at its last iteration; the iteration "
                     "choice, sft-gold+ and the paired intervals against it come when the comparison finishes")
             write_outputs(docs, name, rows + part, meta_now(note), verdicts, curve, selections, seeds[0])
