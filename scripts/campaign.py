@@ -544,13 +544,39 @@ def run_comparison_stage(d: Path, stage: dict[str, Any], docs: Path) -> None:
         choice = {**it0, "tokens": chain_tokens(d, it0["gold_examples"], task), "problems": it0["gold_examples"]}
         write_json(folder / "iteration0.json", choice)
     src = d / "src"
-    command([str(src / ".venv" / "bin" / "python"), str(src / "scripts" / "bench_learning.py"), "--size", COMPARISON, "--tasks", task,
-             "--seed", str(SEED), "--iteration0", choice["adapter"], "--iteration0-tokens", str(choice["tokens"]),
-             "--iteration0-problems", str(choice["problems"]), "--out", str(folder / "runs"), "--docs", str(docs),
-             "--name", f"learning-{task}", "--no-progress"])
+    args = ["--size", COMPARISON, "--tasks", task, "--seed", str(SEED), "--iteration0", choice["adapter"], "--iteration0-tokens", str(choice["tokens"]),
+            "--iteration0-problems", str(choice["problems"]), "--out", str(folder / "runs"), "--docs", str(docs), "--name", f"learning-{task}",
+            "--no-progress"]
+    pins = comparison_pins(folder, args)
+    command([str(src / ".venv" / "bin" / "python"), str(src / "scripts" / "bench_learning.py"), *args, *[x for o in pins for x in ("--set", o)]])
     write_json(folder / "done.json", {"finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                                       "commit": (load(d / "campaign.json") or {}).get("commit")})
     publish(d, docs)
+
+
+def comparison_pins(folder: Path, args: list[str]) -> list[str]:
+    """The config a comparison began with, kept to its end: where a default
+    changed after its TriPosT run started (a `start --advance` to a later
+    commit), the recorded value as a `--set` override for every method, so
+    the runs begun before resume and the ones begun after match them (an
+    evaluation's batch size changes bf16 text). Worked out once, then read
+    from pins.json."""
+    from tripost.loop import resume_overrides
+
+    saved = load(folder / "pins.json")
+    if saved is not None:
+        return saved["pins"]
+    recorded = load(RunLayout(folder / "runs" / "tripost").config)
+    if recorded is None:
+        return []  # nothing began yet: today's defaults throughout
+    bl = bench_learning()
+    a = bl.parse_args(args)
+    a.task_list = [t.strip() for t in a.tasks.split(",") if t.strip()]
+    now = bl.run_configs(bl.base_overrides(bl.SIZES[a.size], a.precision, a.seed, a.student, a.task_list) + list(a.set), a.tripost_set)["tripost"]
+    pins = resume_overrides(recorded, now)
+    write_json(folder / "pins.json", {"pins": pins, "why": "values the comparison's TriPosT run recorded where today's defaults differ",
+                                      "commit": (load(folder.parent.parent / "campaign.json") or {}).get("commit")})
+    return pins
 
 
 def comparisons(docs: Path) -> dict[str, dict[str, Any]]:

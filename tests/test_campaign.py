@@ -242,3 +242,25 @@ def test_the_bigbench_transfer_waits_for_its_file_then_scores_each_student(tmp_p
     assert {g["method"] for g in data["by_difficulty"]} == {"sft-gold+", "tripost-t2"}
     md = (docs / "bigbench.md").read_text()
     assert "| arithmetic (multistep_arithmetic_two) | tripost-t2 | 20 | 50.0% | 75.0% |" in md
+
+
+def test_a_comparison_keeps_the_config_it_began_with_across_an_advance(tmp_path):
+    """Defaults that changed after a comparison's TriPosT run began (here the
+    evaluation's batch size) become --set overrides for every method, worked
+    out once and kept in pins.json."""
+    from tripost.runconfig import RunConfig
+
+    d = tmp_path / "c"
+    folder = campaign.comparison_dir(d, "word_sorting")
+    args = ["--size", campaign.COMPARISON, "--tasks", "word_sorting", "--seed", "0", "--out", str(folder / "runs"), "--docs", str(tmp_path)]
+    assert campaign.comparison_pins(folder, args) == [] and not (folder / "pins.json").exists()  # nothing began: today's defaults
+    bl = campaign.bench_learning()
+    now = bl.run_configs(bl.base_overrides(bl.SIZES[campaign.COMPARISON], "auto", 0, "smollm2-135m", ["word_sorting"]), [])["tripost"]
+    recorded = json.loads(json.dumps(now))
+    recorded["eval"]["batch_size"] = now["eval"]["batch_size"] // 2
+    campaign.write_json(folder / "runs" / "tripost" / "config.json", recorded)
+    pins = campaign.comparison_pins(folder, args)
+    assert pins == [f"eval.batch_size={recorded['eval']['batch_size']}"]
+    assert RunConfig.load(None, bl.base_overrides(bl.SIZES[campaign.COMPARISON], "auto", 0, "smollm2-135m", ["word_sorting"]) + pins).to_dict() == recorded
+    campaign.write_json(folder / "runs" / "tripost" / "config.json", now)  # read once: pins.json decides from then on
+    assert campaign.comparison_pins(folder, args) == pins

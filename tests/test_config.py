@@ -69,5 +69,9 @@ def test_a_run_made_before_new_config_keys_resumes(tmp_path):
     old["tasks"]["n_train"] = 5
     (out / "config.json").write_text(json.dumps(old))
     (out / "state.json").write_text(json.dumps({"stages": {"it0/train": {"seconds": 1.0}}}))
-    with pytest.raises(TripostError, match="different config"):
+    with pytest.raises(TripostError, match="different config") as e:
         Run(out, cfg, progress=False, log=notes.append).prepare()
+    # The refusal names what differs and the overrides that resume the run as it was recorded.
+    assert "tasks.n_train: 5 there, 4 here" in str(e.value) and str(e.value).endswith("resume it with its own values: tasks.n_train=5")
+    again = RunConfig.load(None, ["tasks.n_train=4", "tasks.n_train=5"]).to_dict()
+    Run(out, {**again, "gap": cfg["gap"]}, progress=False, log=notes.append).prepare()  # with them, the same run

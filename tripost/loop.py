@@ -86,6 +86,19 @@ def added_defaults(old: dict[str, Any], new: dict[str, Any], defaults: dict[str,
     return added
 
 
+def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(dotted key, the recorded value, this command's value) of every key the
+    two configs both have and set differently, sorted by key."""
+    o, n = flatten(old), flatten(new)
+    return [(k, o[k], n[k]) for k in sorted(set(o) & set(n)) if json.dumps(o[k], sort_keys=True) != json.dumps(n[k], sort_keys=True)]
+
+
+def resume_overrides(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The `KEY=VALUE` overrides that give this command the recorded config
+    back (for a run begun before a default changed): one per differing key."""
+    return [f"{k}={json.dumps(v)}" for k, v, _ in config_differences(old, new)]
+
+
 class Run:
     """One run folder and its stages. `config`: a `RunConfig`, or a dict with
     every key (a run folder's config.json read back), checked here."""
@@ -140,7 +153,10 @@ class Run:
                 elif self._untouched():
                     self.say(f"note: {self.out} holds only the config of a run that wrote nothing else; starting it over with this config")
                 else:
-                    raise TripostError(f"{self.out} holds a run with a different config; use a new --out (or the same config to resume)")
+                    diffs = config_differences(old, config)
+                    shown = "; ".join(f"{k}: {clip(a, 40)} there, {clip(b, 40)} here" for k, a, b in diffs[:6]) + ("; ..." if len(diffs) > 6 else "")
+                    raise TripostError(f"{self.out} holds a run with a different config ({shown}); use a new --out, or resume it with "
+                                       f"its own values: {' '.join(resume_overrides(old, config))}")
         write_config(config, self.out)
 
     def _untouched(self) -> bool:
@@ -379,4 +395,4 @@ def run_loop(out: str | Path, config_path: str | None = None, overrides: list[st
     return Run(out, RunConfig.load(config_path, overrides), progress=progress).run()
 
 
-__all__ = ["SKIPPED", "Run", "added_defaults", "check_device", "run_loop"]
+__all__ = ["SKIPPED", "Run", "added_defaults", "check_device", "config_differences", "resume_overrides", "run_loop"]
