@@ -471,7 +471,10 @@ def run_label_free_stage(d: Path, stage: dict[str, Any], docs: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     if not RunLayout(folder).it(0).root.exists():
         RunLayout(folder).it(0).root.symlink_to(os.path.relpath(RunLayout(tri).it(0).root, folder), target_is_directory=True)  # the same iteration 0
-    tripost(d, "run", "--out", str(folder), "--no-progress", *label_free_overrides(task, method, tripost_tokens_per_iteration(tri, T)))
+    # The comparison's own settings where a default changed since it ran (comparison_pins): the
+    # methods are read against its sft-gold+ on the same problems, evaluated the same way.
+    pins = comparison_pins(comparison_dir(d, task), comparison_args(d, task, docs))
+    tripost(d, "run", "--out", str(folder), "--no-progress", *label_free_overrides(task, method, tripost_tokens_per_iteration(tri, T)), *pins)
     publish_label_free(d, docs)
 
 
@@ -544,14 +547,20 @@ def run_comparison_stage(d: Path, stage: dict[str, Any], docs: Path) -> None:
         choice = {**it0, "tokens": chain_tokens(d, it0["gold_examples"], task), "problems": it0["gold_examples"]}
         write_json(folder / "iteration0.json", choice)
     src = d / "src"
-    args = ["--size", COMPARISON, "--tasks", task, "--seed", str(SEED), "--iteration0", choice["adapter"], "--iteration0-tokens", str(choice["tokens"]),
-            "--iteration0-problems", str(choice["problems"]), "--out", str(folder / "runs"), "--docs", str(docs), "--name", f"learning-{task}",
-            "--no-progress"]
+    args = comparison_args(d, task, docs)
     pins = comparison_pins(folder, args)
     command([str(src / ".venv" / "bin" / "python"), str(src / "scripts" / "bench_learning.py"), *args, *[x for o in pins for x in ("--set", o)]])
     write_json(folder / "done.json", {"finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                                       "commit": (load(d / "campaign.json") or {}).get("commit")})
     publish(d, docs)
+
+
+def comparison_args(d: Path, task: str, docs: Path) -> list[str]:
+    """scripts/bench_learning.py's arguments for `task`'s comparison, from its recorded iteration 0."""
+    folder, choice = comparison_dir(d, task), load(comparison_dir(d, task) / "iteration0.json")
+    return ["--size", COMPARISON, "--tasks", task, "--seed", str(SEED), "--iteration0", choice["adapter"], "--iteration0-tokens", str(choice["tokens"]),
+            "--iteration0-problems", str(choice["problems"]), "--out", str(folder / "runs"), "--docs", str(docs), "--name", f"learning-{task}",
+            "--no-progress"]
 
 
 def comparison_pins(folder: Path, args: list[str]) -> list[str]:
