@@ -415,7 +415,9 @@ def publish_transfer(d: Path, docs: Path) -> None:
               "has 2-3 (seen) and 4-5 (unseen)), first / final accuracy:", "", "| task | method | difficulty | n | first | final |", "|---|---|---|---:|---:|---:|"]
     lines += [f"| {g['task']} | {g['method']} | {g['difficulty']} | {g['n']} | {_pct(g['first_accuracy'])} | {_pct(g['final_accuracy'])} |"
               for g in by_difficulty]
-    (docs / "bigbench.md").write_text("\n".join(lines) + "\n")
+    # A hand-written "## Reading" below the tables is kept when they are written again.
+    old = (docs / "bigbench.md").read_text() if (docs / "bigbench.md").exists() else ""
+    (docs / "bigbench.md").write_text("\n".join(lines) + "\n" + (old[old.index("\n## Reading"):] if "\n## Reading" in old else ""))
 
 
 # ------------------------------------------------------------- label-free ---

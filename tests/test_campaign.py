@@ -242,6 +242,9 @@ def test_the_bigbench_transfer_waits_for_its_file_then_scores_each_student(tmp_p
     assert {g["method"] for g in data["by_difficulty"]} == {"sft-gold+", "tripost-t2"}
     md = (docs / "bigbench.md").read_text()
     assert "| arithmetic (multistep_arithmetic_two) | tripost-t2 | 20 | 50.0% | 75.0% |" in md
+    (docs / "bigbench.md").write_text(md + "\n## Reading\n\nWhat it means.\n")
+    campaign.publish_transfer(d, docs)  # written again: the tables anew, the reading kept
+    assert (docs / "bigbench.md").read_text().endswith("\n## Reading\n\nWhat it means.\n")
 
 
 def test_a_comparison_keeps_the_config_it_began_with_across_an_advance(tmp_path):
