@@ -59,6 +59,12 @@ def test_target_scores_become_bbh_options(tmp_path):
     assert row["answer"] == "(B)"
 
 
+def test_any_other_task_reads_as_qa(tmp_path):
+    src = task_file(tmp_path / "boolean_expressions.json", [{"input": "not ( True ) and ( True ) is", "target": "False"}])
+    (row,) = read_bigbench(src, "qa")
+    assert row["answer"] == "False" and row["id"] == "bigbench-boolean_expressions-1"
+
+
 def test_family_from_name_or_flag(tmp_path):
     src = task_file(tmp_path / "multistep_arithmetic_two.json", BBH_ARITH)
     assert family_of(src) == "arithmetic"

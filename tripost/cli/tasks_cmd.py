@@ -52,7 +52,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             "Convert a BIG-bench `task.json` or a BIG-Bench-Hard `bbh/TASK.json` (examples of input and target) into a JSON-lines "
             "--data file of held-out test problems, every row checked by the family that reads it; then e.g. "
             "`tripost eval --task word_sorting --data word_sorting.jsonl --n 250`. Tasks read: "
-            + ", ".join(f"{k}* -> {v}" for k, v in FAMILY_OF_TASK.items()) + ". The files are not shipped with tripost."
+            + ", ".join(f"{k}* -> {v}" for k, v in FAMILY_OF_TASK.items()) + "; any other task with --task qa (its final answer "
+            "checked, no steps). The files are not shipped with tripost."
         ),
     )
     im.add_argument("file", help="the task file (BIG-bench's TASK/task.json or BIG-Bench-Hard's bbh/TASK.json)")

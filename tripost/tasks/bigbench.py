@@ -18,6 +18,7 @@ writes a line):
     multistep_arithmetic(_two)        -> arithmetic
     date_understanding                -> date_understanding
     logical_deduction_*_objects       -> logical_deduction
+    any other task, with --task qa    -> qa (the final answer checked, no steps)
 
 Every row is a `test` row of the `seen` subset (the files are benchmarks,
 never training data: they carry a canary asking that they stay out of
