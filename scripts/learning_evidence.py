@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections import Counter
 from pathlib import Path
@@ -112,6 +113,20 @@ def verifier_row(task: str, method: str, recs: list[dict[str, Any]], subset: str
             "turn2_after_called_wrong": dict(turn2)}
 
 
+def error_kinds(task: str, recs: list[dict[str, Any]], top: int = 6) -> list[dict[str, Any]]:
+    """What the first wrong step of the wrong seen first attempts says, as the
+    task's step checker words it, with quoted words as "X" and numbers as N
+    (so the same mistake on different problems counts once): the kinds of
+    error a verifier would have to catch."""
+    family, kinds = get_task(task), Counter()
+    wrong = [r for r in recs if not r["first_correct"] and r["subset"] == "seen"]
+    for r in wrong:
+        check = family.check_steps(family.from_record({"question": r["question"], "answer": r["gold"]}),
+                                   parse_trajectory(r["text"]).turns[0].rationale)
+        kinds[re.sub(r"\d+", "N", re.sub(r'"[^"]*"', '"X"', check.reason or "no wrong step, a wrong final answer"))] += 1
+    return [{"task": task, "kind": k, "count": v, "of": len(wrong)} for k, v in kinds.most_common(top)]
+
+
 def buffer_rows(task: str, tri: Path, T: int) -> list[dict[str, Any]]:
     rows = []
     for t in range(1, T + 1):
@@ -147,6 +162,9 @@ def markdown(data: dict[str, Any]) -> str:
                      f"{_pct(r['right_called_correct'])} | "
                      f"{_pct(r['wrong_called_wrong'])} | {_pct(r['balanced_accuracy'])} | {_pct(r['located_first_error'])} ({r['located_n']}) | "
                      f"{_pct(r['blames_last_step'])} | {_pct(r['first_error_at_last_step'])} | {t2} |")
+    lines += ["", "What iteration 0 (sft-gold) gets wrong: the first wrong step of its wrong seen first attempts, in the task's step "
+              "checker's words (for arithmetic, the computation done right; quoted words as \"X\", numbers as N); the most common kinds:", "", "| task | kind | count | of |", "|---|---|---:|---:|"]
+    lines += [f"| {k['task']} | {k['kind'].replace('|', '/')} | {k['count']} | {k['of']} |" for k in data.get("error_kinds", [])]
     lines += ["", "TriPosT's buffers by kind (before → after rebalancing):", "", "| task | iteration | before | after |", "|---|---:|---|---|"]
     for b in data["buffers"]:
         fmt = lambda d: ", ".join(f"{k} {v}" for k, v in sorted((d or {}).items()))  # noqa: E731
@@ -161,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", default=None, help="write the figures here")
     p.add_argument("--md", default=None, help="write the tables here")
     args = p.parse_args(argv)
-    verifier, buffers = [], []
+    verifier, buffers, kinds = [], [], []
     try:
         for task in [t for t in args.tasks.split(",") if t]:
             path = Path(args.docs) / f"learning-{task}.json"
@@ -172,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
             runs, T = meta["runs"]["0"], meta["size"]["iterations"]
             for method, ev in method_evals(runs, T).items():
                 recs = transcripts(ev)
+                if method == "sft-gold":
+                    kinds += error_kinds(task, recs)
                 # Per subset: pooled, a verdict that follows the subset (say, "correct" on the
                 # unseen problems, nearly all wrong) would pass for one that follows the truth.
                 verifier += [verifier_row(task, method, [r for r in recs if r["subset"] == sub], sub) for sub in ("seen", "unseen")]
@@ -180,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"learning_evidence: error: {e}", file=sys.stderr)
         return 2
     command = "HF_HUB_OFFLINE=1 .venv/bin/python scripts/learning_evidence.py" + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
-    data = {"command": command, "verifier": verifier, "buffers": buffers}
+    data = {"command": command, "verifier": verifier, "buffers": buffers, "error_kinds": kinds}
     md = markdown(data)
     print(md)
     if args.json:

@@ -47,6 +47,12 @@ def test_a_verdict_that_ignores_the_truth_scores_fifty_percent_and_its_located_s
     assert silent["verdict_given"] == 0.0 and silent["right_called_correct"] is None and silent["balanced_accuracy"] is None
 
 
+def test_error_kinds_count_the_checkers_reason_once_per_kind():
+    recs = [rec(WRONG_LAST, BLAME_4, False, False, 4), rec(WRONG_LAST, BLAME_4, False, False, 4), rec(RIGHT, OK, True, True, None)]
+    (kind,) = le.error_kinds("arithmetic", recs)
+    assert kind["count"] == 2 and kind["of"] == 2 and "N" in kind["kind"] and not any(ch.isdigit() for ch in kind["kind"])
+
+
 def test_the_markdown_keeps_its_reading(tmp_path):
     md = tmp_path / "e.md"
     md.write_text("# old tables\n\n## Reading\n\nWhat the figures mean.\n")
