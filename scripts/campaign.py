@@ -741,7 +741,8 @@ def publish(d: Path, docs: Path) -> None:
     lines = ["# Learning campaign (issue 28)", "",
              f"Command: `{data['meta']['command']}`; progress: `tail -f {d / 'campaign.log'}`. Updated {data['meta']['updated']}.", "",
              f"Machine: {card.get('cpu')} ({card.get('cpus')} cpus), flags {', '.join(card.get('flags') or []) or 'none'}; "
-             f"{(card.get('compute_profile') or {}).get('reason', '')}; measured training {m.get('train_tokens_per_s')} real tok/s, "
+             f"{(card.get('compute_profile') or {}).get('reason', '')}; measured once when the campaign began, for its projections "
+             f"(whatever else ran then shared the CPU): training {m.get('train_tokens_per_s')} real tok/s, "
              f"greedy sampling {m.get('sample_tokens_per_s')} tok/s.", ""]
     if state.get("history"):
         lines += ["Commits: " + "; ".join(f"`{h['commit'][:12]}` from {h['since']}" for h in state["history"])
