@@ -455,6 +455,19 @@ def label_free_overrides(task: str, method: str, budget: int) -> list[str]:
                f"train.token_budget={budget}"] + LABEL_FREE[method])
 
 
+def label_free_run_overrides(folder: Path, task: str, method: str, budget: int, pins: list[str]) -> list[str]:
+    """The overrides of one label-free run: its method's, its comparison's
+    pins, and, for a run already begun, its own recorded values wherever
+    they differ from those (a default or a method's overrides changed by a
+    later `start --advance`): a run goes on with the config it began with."""
+    from tripost.loop import resume_overrides
+    from tripost.runconfig import RunConfig
+
+    overrides = label_free_overrides(task, method, budget) + pins
+    recorded = load(RunLayout(folder).config)
+    return overrides + (resume_overrides(recorded, RunConfig.load(None, overrides).to_dict()) if recorded else [])
+
+
 def tripost_tokens_per_iteration(tri: Path, T: int) -> int:
     """TriPosT's mean training tokens per iteration in a comparison run folder."""
     tokens = [int((load(RunLayout(tri).it(t).train_metrics) or {}).get("tokens") or 0) for t in range(1, T + 1)]
@@ -476,7 +489,7 @@ def run_label_free_stage(d: Path, stage: dict[str, Any], docs: Path) -> None:
     # The comparison's own settings where a default changed since it ran (comparison_pins): the
     # methods are read against its sft-gold+ on the same problems, evaluated the same way.
     pins = comparison_pins(comparison_dir(d, task), comparison_args(d, task, docs))
-    tripost(d, "run", "--out", str(folder), "--no-progress", *label_free_overrides(task, method, tripost_tokens_per_iteration(tri, T)), *pins)
+    tripost(d, "run", "--out", str(folder), "--no-progress", *label_free_run_overrides(folder, task, method, tripost_tokens_per_iteration(tri, T), pins))
     publish_label_free(d, docs)
 
 

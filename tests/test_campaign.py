@@ -267,3 +267,17 @@ def test_a_comparison_keeps_the_config_it_began_with_across_an_advance(tmp_path)
     assert RunConfig.load(None, bl.base_overrides(bl.SIZES[campaign.COMPARISON], "auto", 0, "smollm2-135m", ["word_sorting"]) + pins).to_dict() == recorded
     campaign.write_json(folder / "runs" / "tripost" / "config.json", now)  # read once: pins.json decides from then on
     assert campaign.comparison_pins(folder, args) == pins
+
+
+def test_a_label_free_run_goes_on_with_the_config_it_began_with(tmp_path):
+    from tripost.runconfig import RunConfig
+
+    folder = tmp_path / "lf"
+    pins = ["eval.batch_size=64"]
+    first = campaign.label_free_run_overrides(folder, "arithmetic", "sharpen", 1000, pins)
+    assert first == campaign.label_free_overrides("arithmetic", "sharpen", 1000) + pins  # not begun: nothing recorded
+    recorded = RunConfig.load(None, first).to_dict()
+    recorded["collect"]["temperature"] = 0.5  # as if a later commit changed what the method sets
+    campaign.write_json(folder / "config.json", recorded)
+    again = campaign.label_free_run_overrides(folder, "arithmetic", "sharpen", 1000, pins)
+    assert again[-1] == "collect.temperature=0.5" and RunConfig.load(None, again).to_dict() == recorded
