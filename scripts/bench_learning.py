@@ -980,8 +980,7 @@ def compare(seed: int, out: Path, size: dict[str, Any], args: argparse.Namespace
     from tripost.loop import Run
 
     T = size["iterations"]
-    common = base_overrides(size, args.precision, seed, args.student, args.task_list) + list(args.set)
-    cfgs = run_configs(common, args.tripost_set)
+    cfgs = method_configs(args, size, seed)
     tri_dir, rej_dir, demo_dir, gp_dir = out / "tripost", out / "rejection", out / "demo", out / "sft-gold-plus"
 
     def so_far(sel: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
@@ -1075,6 +1074,24 @@ def check_args(args: argparse.Namespace) -> tuple[list[int], list[int]]:
     return seeds, points
 
 
+def run_size(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    """The size the arguments name, with --n-eval and --n-val applied."""
+    size_name = args.size or ("quick" if args.quick else "full" if args.full else "default")
+    size = dict(SIZES[size_name])
+    if args.n_eval is not None:
+        size["n_eval"] = args.n_eval
+    if args.select != "val":
+        size.pop("n_val")
+    elif args.n_val is not None:
+        size["n_val"] = args.n_val
+    return size_name, size
+
+
+def method_configs(args: argparse.Namespace, size: dict[str, Any], seed: int) -> dict[str, dict[str, Any]]:
+    """Every method's run config for one seed (`check_args` has run)."""
+    return run_configs(base_overrides(size, args.precision, seed, args.student, args.task_list) + list(args.set), args.tripost_set)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from tripost.errors import TripostError
@@ -1086,14 +1103,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import torch
 
-    size_name = args.size or ("quick" if args.quick else "full" if args.full else "default")
-    size = dict(SIZES[size_name])
-    if args.n_eval is not None:
-        size["n_eval"] = args.n_eval
-    if args.select != "val":
-        size.pop("n_val")
-    elif args.n_val is not None:
-        size["n_val"] = args.n_val
+    size_name, size = run_size(args)
     suffix = "" if size_name == "default" else f"-{size_name}"
     out = Path(args.out or ROOT / "runs" / f"bench-learning{suffix}")
     # learning.json / learning.md are the campaign's (scripts/campaign.py): this

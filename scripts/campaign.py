@@ -595,9 +595,8 @@ def comparison_pins(folder: Path, args: list[str]) -> list[str]:
         return []  # nothing began yet: today's defaults throughout
     bl = bench_learning()
     a = bl.parse_args(args)
-    a.task_list = [t.strip() for t in a.tasks.split(",") if t.strip()]
-    now = bl.run_configs(bl.base_overrides(bl.SIZES[a.size], a.precision, a.seed, a.student, a.task_list) + list(a.set), a.tripost_set)["tripost"]
-    pins = resume_overrides(recorded, now)
+    bl.check_args(a)
+    pins = resume_overrides(recorded, bl.method_configs(a, bl.run_size(a)[1], a.seed)["tripost"])
     write_json(folder / "pins.json", {"pins": pins, "why": "values the comparison's TriPosT run recorded where today's defaults differ",
                                       "commit": (load(folder.parent.parent / "campaign.json") or {}).get("commit")})
     return pins
