@@ -31,6 +31,8 @@ then bounded by luck, whatever the buffer holds.
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib.util
 import json
 import re
 import sys
@@ -62,9 +64,21 @@ def method_evals(runs: dict[str, str], T: int) -> dict[str, Path]:
 
 
 def transcripts(eval_json: Path) -> list[dict[str, Any]]:
-    summary = json.loads(eval_json.read_text())
-    path = eval_json.with_name(summary.get("transcripts") or eval_json.name.removesuffix(".json") + ".transcripts.jsonl")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    """An evaluation's per-problem records (bench_learning.eval_records); missing ones are an error here."""
+    records = bench_learning().eval_records(eval_json)
+    if records is None:
+        raise TripostError(f"{eval_json}: no evaluation, or no transcripts beside it")
+    return records
+
+
+@functools.cache
+def bench_learning():
+    """scripts/bench_learning.py, as a module (its readers of a comparison's files); loaded once."""
+    spec = importlib.util.spec_from_file_location("bench_learning", ROOT / "scripts" / "bench_learning.py")
+    mod = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def _share(num: int, den: int) -> float | None:
