@@ -405,28 +405,31 @@ class ContinuousBatcher:
         if params.greedy:
             return logits.argmax(-1).tolist()
         if params.temperature != 1.0:  # x / 1.0 is x: the authors' collection temperature skips a pass over 49,152 logits a row
-            logits = logits / params.temperature
+            logits = logits.div_(params.temperature)  # in place: `logits` is this call's own fp32 copy (or the step's output, read once)
+        # One fused softmax gives the normaliser and every probability; the
+        # nucleus is then read from the probabilities themselves (descending
+        # probabilities are descending logits). Before issue 31 this was a
+        # log-sum-exp pass plus an exp of the top-k: ~3x the softmax's time.
+        probs = torch.softmax(logits, dim=-1)
         u = torch.tensor([s.rng.random() for s in seqs], dtype=torch.float32, device=logits.device)
-        lse = torch.logsumexp(logits, dim=-1, keepdim=True)
         if params.top_p >= 1.0:
-            cdf = (logits - lse).exp().cumsum(-1)
+            cdf = probs.cumsum(-1)
             idx = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(-1)).clamp_(max=logits.shape[-1] - 1)
             return idx.squeeze(-1).tolist()
         k = min(TOP_K_FIRST, logits.shape[-1])
-        top, idx = logits.topk(k, dim=-1)
-        probs = (top - lse).exp()
-        cover = probs.sum(-1) >= params.top_p
+        top, idx = probs.topk(k, dim=-1)
+        cover = top.sum(-1) >= params.top_p
         if not bool(cover.all()):
             rows = (~cover).nonzero().squeeze(-1)
-            full, full_idx = logits[rows].sort(dim=-1, descending=True)
-            pick = _nucleus_pick((full - lse[rows]).exp(), params.top_p, u[rows])
+            full, full_idx = probs[rows].sort(dim=-1, descending=True)
+            pick = _nucleus_pick(full, params.top_p, u[rows])
             choice = torch.empty(len(seqs), dtype=torch.long, device=logits.device)
             choice[rows] = full_idx.gather(-1, pick.unsqueeze(-1)).squeeze(-1)
             keep = cover.nonzero().squeeze(-1)
             if len(keep):
-                choice[keep] = idx[keep].gather(-1, _nucleus_pick(probs[keep], params.top_p, u[keep]).unsqueeze(-1)).squeeze(-1)
+                choice[keep] = idx[keep].gather(-1, _nucleus_pick(top[keep], params.top_p, u[keep]).unsqueeze(-1)).squeeze(-1)
             return choice.tolist()
-        return idx.gather(-1, _nucleus_pick(probs, params.top_p, u).unsqueeze(-1)).squeeze(-1).tolist()
+        return idx.gather(-1, _nucleus_pick(top, params.top_p, u).unsqueeze(-1)).squeeze(-1).tolist()
 
     def _emit(self, seq: _Seq, token: int, params: SamplingParams, eos: set[int], stop_check: Any) -> None:
         seq.out.append(int(token))
