@@ -14,7 +14,7 @@ torch = pytest.importorskip("torch")
 
 from tripost.student import build_prompt, load_student  # noqa: E402
 from tripost.student.engine import ContinuousBatcher  # noqa: E402
-from tripost.student.fastdecode import FastDecoder, supports_fast_decode  # noqa: E402
+from tripost.student.fastdecode import BLOCK, BlockCache, FastDecoder, supports_fast_decode  # noqa: E402
 from tripost.student.generate import SamplingParams  # noqa: E402
 from tripost.student.tokens import encode_prompt  # noqa: E402
 
@@ -47,20 +47,38 @@ def test_one_step_gives_the_models_own_logits(student, prompt_ids):
     kv, d = cfg.num_key_value_heads, cfg.head_dim
     for ids in prompt_ids[:3]:
         n = len(ids)
-        cap = n + 5  # columns past the sequence hold zeros and are masked
+        # columns past the sequence hold zeros and are masked; a capacity over
+        # two blocks, so the step attends across a block boundary
+        cap = max(n + 5, BLOCK + 8)
         with torch.no_grad():
             want = model(input_ids=torch.tensor([ids])).logits[0, -1]
-            cache = model(input_ids=torch.tensor([ids[:-1]]), use_cache=True).past_key_values
-            keys_t = [torch.zeros((1, kv, d, cap)) for _ in range(cfg.num_hidden_layers)]
-            values = [torch.zeros((1, kv, cap, d)) for _ in range(cfg.num_hidden_layers)]
+            past = model(input_ids=torch.tensor([ids[:-1]]), use_cache=True).past_key_values
+            cache = BlockCache(cfg.num_hidden_layers, 1, kv, d, cap, torch.float32, "cpu")
             for layer in range(cfg.num_hidden_layers):
-                keys_t[layer][0, :, :, : n - 1] = cache.layers[layer].keys[0].transpose(-1, -2)
-                values[layer][0, :, : n - 1] = cache.layers[layer].values[0]
+                cache.put(layer, slice(0, 1), 0, past.layers[layer].keys, past.layers[layer].values)
             allowed = torch.ones((1, n), dtype=torch.bool)
-            got = fast.step(torch.tensor([ids[-1]]), torch.tensor([n - 1]), allowed, keys_t, values, n - 1)[0]
+            got = fast.step(torch.tensor([ids[-1]]), torch.tensor([n - 1]), allowed, cache, n - 1)[0]
+            k, v = cache.get(0, slice(0, 1), 0, n)
         torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
-        # the step wrote the new token's key and value at column n - 1
-        assert bool(keys_t[0][0, :, :, n - 1].abs().sum() > 0) and bool(values[0][0, :, n - 1].abs().sum() > 0)
+        # the step wrote the new token's key and value at column n - 1, and
+        # the columns before it read back as they were put
+        assert bool(k[0, :, n - 1].abs().sum() > 0) and bool(v[0, :, n - 1].abs().sum() > 0)
+        torch.testing.assert_close(k[:, :, : n - 1], past.layers[0].keys, atol=0, rtol=0)
+
+
+def test_block_cache_columns_round_trip_across_blocks():
+    g = torch.Generator().manual_seed(0)
+    cache = BlockCache(2, 3, 2, 4, 3 * BLOCK, torch.float32, "cpu")
+    k, v = torch.randn((3, 2, 2 * BLOCK + 5, 4), generator=g), torch.randn((3, 2, 2 * BLOCK + 5, 4), generator=g)
+    cache.put(1, slice(None), 7, k, v)
+    got_k, got_v = cache.get(1, slice(None), 7, 7 + k.shape[2])
+    assert torch.equal(got_k, k) and torch.equal(got_v, v)
+    cache.move_row(0, 2, 7 + k.shape[2])
+    assert torch.equal(cache.get(1, slice(0, 1), 7, 7 + k.shape[2])[0], k[2:3])
+    # compaction's move: columns [BLOCK + 3, end) to [2, ...), overlapping
+    end = 7 + k.shape[2]
+    cache.put(1, slice(None), 2, *cache.get(1, slice(None), BLOCK + 3, end))
+    assert torch.equal(cache.get(1, slice(1, 2), 2, 2 + end - BLOCK - 3)[1], v[1:2, :, BLOCK - 4 :])
 
 
 def test_engine_gives_the_same_tokens_with_and_without_it(student, prompt_ids):

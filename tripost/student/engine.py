@@ -11,8 +11,9 @@ batching, Yu et al. 2022 "Orca"). Three more savings, all exact:
   values are computed once and copied into each slot; only the suffix after it
   is prefilled per prompt.
 * **Preallocated cache.** Keys and values live in one `[slots, kv_heads,
-  capacity, head_dim]` tensor per layer, written in place at a shared column
-  `cur`; a step reads views, never copies. A slot's columns before its own
+  capacity, head_dim]` tensor per layer (for the engine's own decode step,
+  tripost.student.fastdecode, in blocks of 64 columns), written in place at
+  a shared column `cur`; a step reads views, never copies. A slot's columns before its own
   sequence (left by earlier occupants) are masked out. When `cur` reaches the
   capacity, the columns no live sequence uses are dropped (one copy), so the
   attention width stays about one sequence long.
@@ -45,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 from tripost.errors import TripostError
 from tripost.student.base import SamplingParams, unwrap_model
-from tripost.student.fastdecode import FastDecoder, supports_fast_decode
+from tripost.student.fastdecode import BlockCache, FastDecoder, supports_fast_decode
 
 if TYPE_CHECKING:
     import torch
@@ -106,6 +107,34 @@ class _PrefillCache:
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
         return 0
+
+
+class _ColumnCache:
+    """The KV cache of the transformers-forward step: one `[slots, kv_heads,
+    capacity, head_dim]` tensor per layer for keys and one for values, the
+    layout the model's attention reads. Same column operations as the fast
+    step's `BlockCache`."""
+
+    def __init__(self, layers: int, slots: int, kv_heads: int, head_dim: int, capacity: int, dtype: Any, device: Any):
+        import torch
+
+        # Zeros, not empty: a masked column still meets the attention's
+        # arithmetic (0 x NaN would be NaN), so it must hold a finite value.
+        self.dtype = dtype
+        self.keys = [torch.zeros((slots, kv_heads, capacity, head_dim), dtype=dtype, device=device) for _ in range(layers)]
+        self.values = [torch.zeros((slots, kv_heads, capacity, head_dim), dtype=dtype, device=device) for _ in range(layers)]
+
+    def put(self, layer: int, rows: slice, start: int, keys: "torch.Tensor", values: "torch.Tensor") -> None:
+        self.keys[layer][rows, :, start : start + keys.shape[2]] = keys
+        self.values[layer][rows, :, start : start + values.shape[2]] = values
+
+    def get(self, layer: int, rows: slice, start: int, end: int) -> tuple["torch.Tensor", "torch.Tensor"]:
+        return self.keys[layer][rows, :, start:end].clone(), self.values[layer][rows, :, start:end].clone()
+
+    def move_row(self, dst: int, src: int, end: int) -> None:
+        for layer in range(len(self.keys)):
+            self.keys[layer][dst, :, :end] = self.keys[layer][src, :, :end]
+            self.values[layer][dst, :, :end] = self.values[layer][src, :, :end]
 
 
 class _SlotCache:
@@ -230,24 +259,12 @@ class ContinuousBatcher:
         try:
             with torch.inference_mode():
                 prefix = self._prefill_prefix(prompts[0][:p0], dev) if p0 else None
-                shape = (slots, self._kv_heads, cap, self._head_dim)
-                # Zeros, not empty: a masked column still meets the attention's
-                # arithmetic (0 x NaN would be NaN), so it must hold a finite value.
                 fast = FastDecoder(model) if self.fast_decode else None
-                if fast:
-                    # Keys stored transposed (slots, heads, head_dim, columns) for
-                    # the fast step's q @ k; `keys` are views in the usual layout,
-                    # so prefill, retiring and compaction index columns alike.
-                    keys_t = [torch.zeros((slots, self._kv_heads, self._head_dim, cap), dtype=dtype, device=dev) for _ in range(self._layers)]
-                    keys = [k.transpose(2, 3) for k in keys_t]
-                else:
-                    keys = [torch.zeros(shape, dtype=dtype, device=dev) for _ in range(self._layers)]
-                values = [torch.zeros(shape, dtype=dtype, device=dev) for _ in range(self._layers)]
+                kv = (BlockCache if fast else _ColumnCache)(self._layers, slots, self._kv_heads, self._head_dim, cap, dtype, dev)
                 valid = torch.zeros((slots, cap), dtype=torch.bool, device=dev)
                 if prefix:
                     for layer, (pk, pv) in enumerate(prefix):
-                        keys[layer][:, :, :p0] = pk
-                        values[layer][:, :, :p0] = pv
+                        kv.put(layer, slice(None), 0, pk.expand(slots, -1, -1, -1), pv.expand(slots, -1, -1, -1))
                     valid[:, :p0] = True
                 live: list[_Seq] = []  # live[r] occupies slot r
                 cur = p0
@@ -264,7 +281,7 @@ class ContinuousBatcher:
                         while queue and len(batch) < free and len(queue[-1].suffix) <= cur - p0:
                             batch.append(queue.pop())
                         if batch:
-                            first = self._prefill(batch, prefix, p0, cur, len(live), keys, values, valid, dev, params, eos)
+                            first = self._prefill(batch, prefix, p0, cur, len(live), kv, valid, dev, params, eos)
                             for r, seq in enumerate(batch):
                                 live.append(seq)
                                 self._emit(seq, first[r], params, eos, stop_check)
@@ -277,9 +294,7 @@ class ContinuousBatcher:
                         self.finishes[seq.prompt_index][seq.sample_index] = seq.finish
                         tail = len(live) - 1
                         if r != tail:
-                            for layer in range(self._layers):
-                                keys[layer][r, :, :cur] = keys[layer][tail, :, :cur]
-                                values[layer][r, :, :cur] = values[layer][tail, :, :cur]
+                            kv.move_row(r, tail, cur)
                             valid[r, :cur] = valid[tail, :cur]
                             live[r] = live[tail]
                             last[r] = last[tail]
@@ -288,16 +303,16 @@ class ContinuousBatcher:
                     if not live:
                         continue
                     if cur >= cap:
-                        cur = self._compact(live, p0, cur, keys, values, valid)
+                        cur = self._compact(live, p0, cur, kv, valid)
                     # One decode step for every live sequence.
                     a = len(live)
                     positions = torch.tensor([[p0 + len(s.suffix) + len(s.out) - 1] for s in live], dtype=torch.long, device=dev)
                     valid[:a, cur] = True
                     if fast:
-                        logits = fast.step(last[:a].to(dev), positions.view(a), valid[:a, : cur + 1], keys_t, values, cur)
+                        logits = fast.step(last[:a].to(dev), positions.view(a), valid[:a, : cur + 1], kv, cur)
                     else:
                         mask = self._mask(valid[:a, : cur + 1].view(a, 1, 1, cur + 1), dtype)
-                        cache = _SlotCache(keys, values, a, cur)
+                        cache = _SlotCache(kv.keys, kv.values, a, cur)
                         logits = model(input_ids=last[:a].view(a, 1).to(dev), position_ids=positions, attention_mask=mask,
                                        use_cache=True, logits_to_keep=1, **{self._cache_kw: cache}).logits[:, -1]
                     cur += 1
@@ -338,7 +353,7 @@ class ContinuousBatcher:
         self.stats.prefill_tokens += n
         return [cache.new[layer] for layer in range(self._layers)]
 
-    def _prefill(self, batch: list[_Seq], prefix: Any, p0: int, cur: int, row0: int, keys: list, values: list,
+    def _prefill(self, batch: list[_Seq], prefix: Any, p0: int, cur: int, row0: int, kv: Any,
                  valid: "torch.Tensor", dev: Any, params: SamplingParams, eos: set[int]) -> list[int]:
         """Run the suffixes of `batch` (left-padded to one width w) after the
         shared prefix, store their keys/values in slots row0.. at columns
@@ -363,11 +378,10 @@ class ContinuousBatcher:
         if not p0:  # a padded query with no prefix would see nothing: let it see itself
             mask |= torch.eye(w, dtype=torch.bool).view(1, w, w)
         cache = _PrefillCache(prefix, n)
-        out = self._forward(ids.to(dev), pos.to(dev), self._mask(mask.view(n, 1, w, p0 + w).to(dev), keys[0].dtype), cache)
+        out = self._forward(ids.to(dev), pos.to(dev), self._mask(mask.view(n, 1, w, p0 + w).to(dev), kv.dtype), cache)
         for layer in range(self._layers):
             k, v = cache.new[layer]
-            keys[layer][row0 : row0 + n, :, cur - w : cur] = k
-            values[layer][row0 : row0 + n, :, cur - w : cur] = v
+            kv.put(layer, slice(row0, row0 + n), cur - w, k, v)
         valid[row0 : row0 + n, p0:] = False
         valid[row0 : row0 + n, cur - w : cur] = real.to(dev)
         for s in batch:
@@ -376,7 +390,7 @@ class ContinuousBatcher:
         self.stats.prefill_tokens += sum(len(s.suffix) for s in batch)
         return self._choose(out.logits[:, -1], batch, params, eos)
 
-    def _compact(self, live: list[_Seq], p0: int, cur: int, keys: list, values: list, valid: "torch.Tensor") -> int:
+    def _compact(self, live: list[_Seq], p0: int, cur: int, kv: Any, valid: "torch.Tensor") -> int:
         """Drop the columns before the oldest live sequence: shift [m, cur) to
         [p0, ...). Capacity >= p0 + one whole sequence guarantees m > p0."""
         m = min(s.start for s in live)
@@ -385,8 +399,7 @@ class ContinuousBatcher:
             raise TripostError("internal error: the decode cache has no room left (capacity below one sequence)")
         a = len(live)
         for layer in range(self._layers):
-            keys[layer][:a, :, p0 : cur - shift] = keys[layer][:a, :, m:cur].clone()
-            values[layer][:a, :, p0 : cur - shift] = values[layer][:a, :, m:cur].clone()
+            kv.put(layer, slice(0, a), p0, *kv.get(layer, slice(0, a), m, cur))
         valid[:a, p0 : cur - shift] = valid[:a, m:cur].clone()
         valid[:a, cur - shift :] = False
         for s in live:
