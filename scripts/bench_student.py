@@ -340,7 +340,9 @@ def main() -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     if args.md:
-        Path(args.md).write_text(render_md(result, table))
+        from tripost.fileio import atomic_write_page
+
+        atomic_write_page(args.md, render_md(result, table))  # a hand-written "## Reading" below the tables is kept
     return 0
 
 

@@ -509,8 +509,9 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     if args.md:
-        Path(args.md).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.md).write_text(render_md(result, table))
+        from tripost.fileio import atomic_write_page
+
+        atomic_write_page(args.md, render_md(result, table))  # a hand-written "## Reading" below the tables is kept
     return 0
 
 

@@ -90,7 +90,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # `start` runs under any python3: tripost's stdlib-only modules come from this checkout
 
-from tripost.fileio import atomic_write_json  # noqa: E402
+from tripost.fileio import atomic_write_json, atomic_write_page  # noqa: E402
 from tripost.layout import RunLayout, StageFolder  # noqa: E402
 
 DEFAULT_DIR = Path(os.environ.get("TRIPOST_CAMPAIGN_DIR", "/work/campaign"))
@@ -415,9 +415,7 @@ def publish_transfer(d: Path, docs: Path) -> None:
               "has 2-3 (seen) and 4-5 (unseen)), first / final accuracy:", "", "| task | method | difficulty | n | first | final |", "|---|---|---|---:|---:|---:|"]
     lines += [f"| {g['task']} | {g['method']} | {g['difficulty']} | {g['n']} | {_pct(g['first_accuracy'])} | {_pct(g['final_accuracy'])} |"
               for g in by_difficulty]
-    # A hand-written "## Reading" below the tables is kept when they are written again.
-    old = (docs / "bigbench.md").read_text() if (docs / "bigbench.md").exists() else ""
-    (docs / "bigbench.md").write_text("\n".join(lines) + "\n" + (old[old.index("\n## Reading"):] if "\n## Reading" in old else ""))
+    atomic_write_page(docs / "bigbench.md", "\n".join(lines) + "\n")  # a hand-written "## Reading" below the tables is kept
 
 
 # ------------------------------------------------------------- label-free ---

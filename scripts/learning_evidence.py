@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tripost.errors import TripostError  # noqa: E402
-from tripost.fileio import atomic_write_json, atomic_write_text  # noqa: E402
+from tripost.fileio import atomic_write_json, atomic_write_page  # noqa: E402
 from tripost.format import parse_rationale, parse_trajectory  # noqa: E402
 from tripost.layout import RunLayout, StageFolder  # noqa: E402
 from tripost.tasks import get_task  # noqa: E402
@@ -220,10 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         atomic_write_json(args.json, data)
     if args.md:
-        # A hand-written "## Reading" below the tables is kept when they are written again.
-        old = Path(args.md).read_text() if Path(args.md).exists() else ""
-        reading = old[old.index("\n## Reading"):] if "\n## Reading" in old else ""
-        atomic_write_text(args.md, md + reading)
+        atomic_write_page(args.md, md)  # a hand-written "## Reading" below the tables is kept
     return 0
 
 

@@ -259,7 +259,10 @@ def main() -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(r, indent=1) + "\n")
     if args.md:
-        Path(args.md).write_text(f"# Profile of one decode step and one training step\n\nMade by:\n\n```\n{r['command']}\n```\n\n```\n{table}\n```\n")
+        from tripost.fileio import atomic_write_page
+
+        # a hand-written "## Reading" below the tables is kept
+        atomic_write_page(args.md, f"# Profile of one decode step and one training step\n\nMade by:\n\n```\n{r['command']}\n```\n\n```\n{table}\n```\n")
     return 0
 
 

@@ -88,6 +88,23 @@ def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8") -> P
     return _write_via_sibling(path, lambda tmp: tmp.write_text(text, encoding=encoding))
 
 
+# The heading of a benchmark page's hand-written section (what the figures
+# mean, on which machine), below the tables a script writes.
+READING_HEADING = "\n## Reading"
+
+
+def atomic_write_page(path: str | Path, text: str, keep_from: str = READING_HEADING) -> Path:
+    """Write the Markdown page `text` to `path` atomically, keeping what the
+    page already holds from its first `keep_from` on: a benchmark script that
+    writes its tables again leaves the hand-written Reading under them (to be
+    brought up to date by hand). The parent folder is made if missing."""
+    target = Path(path)
+    old = target.read_text(encoding="utf-8") if target.exists() else ""
+    kept = old[old.index(keep_from):] if keep_from in old else ""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write_text(target, (text if text.endswith("\n") or not kept else text + "\n") + kept)
+
+
 def atomic_write_json(path: str | Path, obj: Any, *, indent: int | None = 2, ensure_ascii: bool = False, sort_keys: bool = False,
                       default: Callable[[Any], Any] | None = None) -> Path:
     """`obj` as JSON plus a final newline, written atomically (UTF-8)."""
