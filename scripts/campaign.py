@@ -92,6 +92,7 @@ sys.path.insert(0, str(ROOT))  # `start` runs under any python3: tripost's stdli
 
 from tripost.fileio import atomic_write_json, atomic_write_page  # noqa: E402
 from tripost.layout import RunLayout, StageFolder  # noqa: E402
+from tripost.tasks.base import difficulty_sort_key  # noqa: E402
 
 DEFAULT_DIR = Path(os.environ.get("TRIPOST_CAMPAIGN_DIR", "/work/campaign"))
 
@@ -383,8 +384,8 @@ def publish_transfer(d: Path, docs: Path) -> None:
         ms = [m for m in ms if m["eval"].exists()]
         rows += [{**r, "bigbench_task": TRANSFER[task][0]} for r in bl.rows_of(ms, seed=SEED) if r["task"] != "total"]
         for m in ms:
-            for g in (load(m["eval"]) or {}).get("metrics", {}).get("total", {}).get("by_difficulty") or []:
-                by_difficulty.append({"task": task, "method": m["method"], **g})
+            groups = (load(m["eval"]) or {}).get("metrics", {}).get("total", {}).get("by_difficulty") or []
+            by_difficulty += [{"task": task, "method": m["method"], **g} for g in sorted(groups, key=lambda g: difficulty_sort_key(str(g["difficulty"])))]
     if not rows:
         return
     write_json(docs / "bigbench.json", {

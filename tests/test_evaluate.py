@@ -274,6 +274,7 @@ def test_metrics_are_exact_on_hand_made_records():
     assert m["seen"]["ci"]["break_rate"] is None
     rows = {(r["family"], r["difficulty"]): (r["n"], r["first_accuracy"], r["final_accuracy"]) for r in t["by_difficulty"]}
     assert rows == {("qa", "d1"): (2, 0.0, 1.0), ("qa", "d2"): (2, 0.0, 0.0), ("qa", "d3"): (2, 1.0, 0.5), ("qa", "d4"): (1, 1.0, 1.0), ("other", "d4"): (1, 1.0, 1.0)}
+    assert list(rows) == [("other", "d4"), ("qa", "d1"), ("qa", "d2"), ("qa", "d3"), ("qa", "d4")]  # by family, then difficulty
     assert set(m["by_task"]) == {"qa", "other"}
     assert m["by_task"]["other"]["total"]["n"] == 1 and m["by_task"]["other"]["seen"] is None
     assert m["by_task"]["qa"]["total"]["fix_rate"] == 0.5
@@ -498,3 +499,11 @@ def test_cli_refuses_train_records_of_a_data_file(run_cli, capsys, tmp_path):
     rc = run_cli("--task", "qa", "--data", str(data))
     err = capsys.readouterr().err
     assert rc == 2 and "no test problems" in err
+
+
+def test_difficulty_labels_sort_by_their_numbers():
+    from tripost.tasks.base import difficulty_sort_key
+
+    assert sorted(["20", "2", "10", "3"], key=difficulty_sort_key) == ["2", "3", "10", "20"]
+    assert sorted(["len3-2", "len10-1", "len3-1", "len2-2"], key=difficulty_sort_key) == ["len2-2", "len3-1", "len3-2", "len10-1"]
+    assert sorted(["easy", "len3", "2"], key=difficulty_sort_key) == ["2", "easy", "len3"]  # mixed forms still compare

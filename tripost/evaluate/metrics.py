@@ -39,7 +39,7 @@ import numpy as np
 from tripost.stats import percentile_interval, proportion_interval, resample_index
 from tripost.evaluate.selfimprove import Transcript
 from tripost.format import parse_feedback, parse_rationale
-from tripost.tasks.base import Problem, Task
+from tripost.tasks.base import Problem, Task, difficulty_sort_key
 
 CI_METRICS = ("first_accuracy", "final_accuracy", "improvement", "revised_rate", "fix_rate", "break_rate", "si_contribution")
 
@@ -187,7 +187,7 @@ def group_metrics(records: Sequence[EvalRecord], *, n_boot: int = 1000, seed: in
             ci = percentile_interval(_STATISTICS[name](first[idx], final[idx], revised[idx]), confidence)
         out["ci"][name] = list(ci) if ci is not None else None
     rows: dict[tuple[str, str], list[EvalRecord]] = {}
-    for r in records:
+    for r in sorted(records, key=lambda r: (r.family, difficulty_sort_key(r.difficulty))):
         rows.setdefault((r.family, r.difficulty), []).append(r)
     out["by_difficulty"] = [
         {

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -27,6 +28,12 @@ PRESETS = ("small", "paper")
 # Share of the problem space that goes to each split, by hash bucket (of 1000).
 SPLIT_BUCKETS = {"train": (0, 800), "val": (800, 900), "test": (900, 1000)}
 
+
+def difficulty_sort_key(difficulty: str) -> tuple:
+    """Orders `Problem.difficulty` labels by their numbers: "2" < "10",
+    "len3-1" < "len3-2" < "len10-1" (problems come in sampled order; a table
+    by difficulty reads best in the generator's own order)."""
+    return tuple((0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", difficulty) if t)
 
 @dataclass(frozen=True)
 class Problem:
