@@ -77,7 +77,6 @@ The demo (step 7) is scripts/demo.sh.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import shlex
@@ -89,6 +88,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # `start` runs under any python3: tripost's stdlib-only modules come from this checkout
+sys.path.insert(0, str(ROOT / "scripts"))  # its sibling bench_learning.py
 
 from tripost.fileio import atomic_write_json, atomic_write_page  # noqa: E402
 from tripost.layout import RunLayout, StageFolder  # noqa: E402
@@ -611,16 +611,12 @@ def comparisons(docs: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
-@functools.cache
 def bench_learning():
-    """scripts/bench_learning.py of this checkout, as a module (its tables and verdict); loaded once."""
-    import importlib.util
+    """scripts/bench_learning.py of this checkout, as a module (its tables and verdict); imported on first
+    use, since it needs the venv's packages and `start` runs under any python3."""
+    import bench_learning as module  # scripts/ is on sys.path (above)
 
-    spec = importlib.util.spec_from_file_location("bench_learning", ROOT / "scripts" / "bench_learning.py")
-    mod = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(mod)
-    return mod
+    return module
 
 
 def pooled(d: Path, comp: dict[str, dict[str, Any]]) -> dict[str, Any] | None:

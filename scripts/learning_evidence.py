@@ -31,8 +31,6 @@ then bounded by luck, whatever the buffer holds.
 from __future__ import annotations
 
 import argparse
-import functools
-import importlib.util
 import json
 import re
 import sys
@@ -42,6 +40,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))  # its sibling bench_learning.py
 
 from tripost.errors import TripostError  # noqa: E402
 from tripost.fileio import atomic_write_json, atomic_write_page  # noqa: E402
@@ -71,14 +70,11 @@ def transcripts(eval_json: Path) -> list[dict[str, Any]]:
     return records
 
 
-@functools.cache
 def bench_learning():
-    """scripts/bench_learning.py, as a module (its readers of a comparison's files); loaded once."""
-    spec = importlib.util.spec_from_file_location("bench_learning", ROOT / "scripts" / "bench_learning.py")
-    mod = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(mod)
-    return mod
+    """scripts/bench_learning.py, as a module (its readers of a comparison's files)."""
+    import bench_learning as module  # scripts/ is on sys.path (above)
+
+    return module
 
 
 def _share(num: int, den: int) -> float | None:
