@@ -185,7 +185,8 @@ class FastDecoder:
 
         a, nh, kv, d = ids.shape[0], self.heads, self.kv_heads, self.head_dim
         groups, c = nh // kv, cur + 1
-        blocks, width = -(-c // BLOCK), -(-c // BLOCK) * BLOCK
+        blocks = -(-c // BLOCK)  # blocks holding columns 0..cur
+        width = blocks * BLOCK
         at, col = divmod(cur, BLOCK)
         x = self.embed(ids)  # (a, hidden)
         cos, sin = self.rotary(x.unsqueeze(1), positions.view(a, 1))
