@@ -497,6 +497,60 @@ def test_packed_attention_sees_nothing_across_examples(tiny, tok):
     torch.testing.assert_close(outs[0], outs[1])
 
 
+@pytest.mark.parametrize("n", [1, 5, 64, 130])
+def test_matmul_attention_matches_fp32_attention_as_closely_as_sdpa_in_bf16(n):
+    # The bf16 matmul attention (loss.py: bf16 packed rows on a CPU) against
+    # SDPA in fp32 on the same bf16 inputs, output and all three gradients,
+    # GQA included: no further from it than SDPA's own bf16 kernel.
+    import torch.nn.functional as F
+
+    from tripost.train import matmul_causal_attention
+
+    gen = torch.Generator().manual_seed(n)
+    heads, kv, dim = 6, 2, 16
+    q, k, v = (torch.randn(1, h, n, dim, generator=gen).to(torch.bfloat16).requires_grad_() for h in (heads, kv, kv))
+    grad = torch.randn(1, heads, n, dim, generator=gen).to(torch.bfloat16)
+    scale = dim**-0.5
+
+    def sdpa(q, k, v):
+        rep = heads // kv
+        return F.scaled_dot_product_attention(q, k.repeat_interleave(rep, 1), v.repeat_interleave(rep, 1), is_causal=True, scale=scale)
+
+    def run(fn, dtype):
+        leaves = [t.detach().to(dtype).requires_grad_() for t in (q, k, v)]
+        out = fn(*leaves)
+        out.backward(grad.to(dtype))
+        return [out.detach().float()] + [t.grad.float() for t in leaves]
+
+    ref = run(sdpa, torch.float32)
+    flash = run(sdpa, torch.bfloat16)
+    mine = run(lambda a, b, c: matmul_causal_attention(a, b, c, scale, torch.bfloat16), torch.bfloat16)
+    for name, r, f, m in zip(("out", "dq", "dk", "dv"), ref, flash, mine):
+        assert m.shape == r.shape and m.dtype == r.dtype, name
+        err, flash_err = (m - r).abs().max().item(), (f - r).abs().max().item()
+        assert err <= 2 * flash_err + 1e-2 * r.abs().max().item(), (name, err, flash_err)
+
+
+def test_packed_attention_in_bf16_takes_the_matmuls_and_keeps_examples_apart(tiny, tok):
+    # Under CPU bf16 autocast, short examples take the matmul attention: the
+    # packed row's logits match each example run alone (nothing crosses a
+    # boundary), and the gradients reach every parameter.
+    from transformers import AutoModelForCausalLM
+
+    from tripost.train import PackedCollator, use_packed_attention
+
+    model = AutoModelForCausalLM.from_pretrained(str(tiny), dtype=torch.float32)
+    use_packed_attention(model)
+    feats = _examples(tok)
+    b = PackedCollator()(feats)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        packed = model(input_ids=b["input_ids"], position_ids=b["position_ids"], packed_seq_lens=b["packed_seq_lens"]).logits
+        alone = [model(input_ids=torch.tensor([f["input_ids"]])).logits[0] for f in feats]
+    torch.testing.assert_close(packed[0].float(), torch.cat(alone).float(), rtol=0.05, atol=0.1)
+    packed.float().logsumexp(-1).sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for n, p in model.named_parameters() if "layers.0." in n)
+
+
 # ------------------------------------------------------------------- setup ---
 
 
@@ -522,6 +576,26 @@ def test_setup_on_cpu_resolves_every_auto_and_says_why(tiny, monkeypatch, simula
     # Explicit settings win; true/false mean on/off.
     s = tr.resolve_setup(TrainConfig(student=f"hf:{tiny}", gradient_checkpointing=True, packing=False, precision="bf16"), device="cpu")
     assert (s.gradient_checkpointing, s.packing, s.precision, s.autocast) == (True, False, "bf16", "no")
+
+
+def test_checkpointing_counts_the_probabilities_bf16_matmul_attention_keeps(tiny, monkeypatch, simulate):
+    # Packed rows in bf16 on a CPU keep each short example's attention
+    # probabilities for backward (loss.py): the activation estimate counts
+    # them, so free memory between the two estimates turns checkpointing on.
+    import tripost.train.setup as tr
+    from transformers import AutoConfig
+
+    simulate("avx512_bf16")
+    mc = AutoConfig.from_pretrained(str(tiny))
+    plain = tr.activation_bytes_per_token(mc, "full", 0.0, True)
+    with_probs = tr.activation_bytes_per_token(mc, "full", 0.0, True, matmul_attention=True)
+    assert with_probs - plain == mc.num_hidden_layers * mc.num_attention_heads * tr.MATMUL_ATTENTION_MAX_TOKENS * 2
+    tokens = 1 << 20
+    monkeypatch.setattr(tr, "available_memory_bytes", lambda dev: int(tokens * (plain + with_probs) / 2 / tr.ACTIVATION_MEMORY_SHARE))
+    s = tr.resolve_setup(TrainConfig(student=f"hf:{tiny}"), device="cpu", model_config=mc, max_batch_tokens=tokens)
+    assert (s.mode, s.autocast, s.packing, s.gradient_checkpointing) == ("full", "bf16", True, True)
+    s = tr.resolve_setup(TrainConfig(student=f"hf:{tiny}", packing="off"), device="cpu", model_config=mc, max_batch_tokens=tokens)
+    assert not s.gradient_checkpointing  # padded batches attend through SDPA and keep no probabilities
 
 
 def test_bad_mode_and_switch_values_are_one_line_errors(tiny):

@@ -66,6 +66,8 @@ from tripost.train.data import (  # noqa: F401
 )
 from tripost.train.loss import (  # noqa: F401
     PACKED_ATTENTION,
+    MATMUL_ATTENTION_MAX_TOKENS,
+    matmul_causal_attention,
     packed_attention,
     use_packed_attention,
     weighted_ce_sum,
@@ -109,7 +111,7 @@ __all__ = sorted([
     'student_parameters', 'available_memory_bytes', 'resolve_setup', 'enable_checkpointing',
     'sparse_tied_embedding_grad', 'load_for_training', 'TokenizedExample', 'feedback_offset', 'tokenize_example',
     'prepare_dataset', 'WeightedCollator', 'PackedCollator', 'LengthBucketSampler', 'load_buffer_dataset',
-    'PACKED_ATTENTION', 'packed_attention', 'use_packed_attention', 'weighted_ce_sum', 'weighted_causal_lm_loss',
+    'PACKED_ATTENTION', 'MATMUL_ATTENTION_MAX_TOKENS', 'matmul_causal_attention', 'packed_attention', 'use_packed_attention', 'weighted_ce_sum', 'weighted_causal_lm_loss',
     'accepts_logits_to_keep', 'forward_weighted', 'checkpoint_problem', 'find_checkpoint', 'promote_checkpoint',
     'last_checkpoint', 'is_trained', 'finish_folder', 'EMBEDDED_HUB_ID', 'CARD_FILE', 'base_model_info',
     'make_portable', 'model_card', "OBJECTIVES", *_LAZY,

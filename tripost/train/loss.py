@@ -31,7 +31,10 @@ per example (`packed_attention`, causal within each, nothing across), so no
 compute goes to padding and the loss and gradients are those of the padded
 batch (tests/test_train.py compares them). Each example's first token is
 never a target: its weight is 0, as in the padded batch, where position 0
-predicts nothing.
+predicts nothing. In bf16 on a CPU, an example of up to
+`MATMUL_ATTENTION_MAX_TOKENS` tokens attends through three bf16 matmuls
+(`matmul_causal_attention`) instead of SDPA's CPU flash kernel, which is slow
+in bf16 at these lengths.
 """
 
 from __future__ import annotations
@@ -46,6 +49,87 @@ if TYPE_CHECKING:
 
 
 PACKED_ATTENTION = "tripost_packed"
+# Longest example that attends through `matmul_causal_attention` in bf16 on a
+# CPU. SDPA's CPU flash kernel runs its bf16 forward+backward at ~20 GFLOP/s
+# at these lengths (AMD Zen 4, avx512_bf16, 9 heads of 64, GQA 3): 6-7 ms a
+# 256-token example and layer, against ~4 ms for the matmuls; from ~600
+# tokens on the flash kernel is faster (27 vs 42 ms at 800), and it is in
+# fp32 at every length (4.7 vs 7.2 ms at 256), so fp32 keeps it.
+# docs/benchmarks/train.md gives the whole-step figures.
+MATMUL_ATTENTION_MAX_TOKENS = 512
+_MATMUL_ATTENTION: Any = None
+
+
+def _matmul_attention():
+    """The autograd function of `matmul_causal_attention` (built once, lazily: importing tripost.train must not import torch)."""
+    global _MATMUL_ATTENTION
+    if _MATMUL_ATTENTION is not None:
+        return _MATMUL_ATTENTION
+    import torch
+
+    class MatmulCausalAttention(torch.autograd.Function):
+        """Causal attention of one example as bf16 matmuls: scores and the
+        softmax in fp32, the probabilities kept in bf16 for backward (what
+        the second matmul reads anyway). The query heads that share a KV head
+        form one matrix, so the few KV heads are never repeated and their
+        gradients need no reduction. q [H, n, D], k and v [KV, n, D]."""
+
+        @staticmethod
+        def forward(ctx: Any, q: Any, k: Any, v: Any, scale: float, low: Any) -> Any:
+            heads, n, dim = q.shape
+            kv = k.shape[0]
+            ctx.dtypes = (q.dtype, k.dtype, v.dtype)
+            # Under CPU autocast RoPE hands q and k over in fp32 (its cos/sin follow the fp32 residual stream).
+            q, k, v = q.to(low), k.to(low), v.to(low)
+            qg = q.reshape(kv, -1, dim)
+            s = torch.matmul(qg, k.transpose(-1, -2)).float().view(kv, heads // kv, n, n)
+            s.mul_(scale).masked_fill_(torch.ones(n, n, dtype=torch.bool, device=q.device).triu_(1), float("-inf"))
+            p = torch.softmax(s, dim=-1).to(low).view(kv, -1, n)
+            del s
+            out = torch.matmul(p, v)
+            ctx.save_for_backward(qg, k, v, p)
+            ctx.scale = scale
+            return out.view(heads, n, dim)
+
+        @staticmethod
+        def backward(ctx: Any, grad_out: Any) -> Any:
+            qg, k, v, p = ctx.saved_tensors
+            heads, n, dim = grad_out.shape
+            g = grad_out.to(qg.dtype).reshape(k.shape[0], -1, dim)
+            grad_v = torch.matmul(p.transpose(-1, -2), g)
+            # The softmax's backward, dS = P * (dP - rowsum(P * dP)), in fp32 on
+            # the bf16 dP: the row sums taken from dP itself (not from dO * O,
+            # equal in exact arithmetic) keep a one-token row's gradient at 0.
+            dp = torch.matmul(g, v.transpose(-1, -2)).float()
+            pf = p.float()
+            ds = dp.sub_((pf * dp).sum(-1, keepdim=True)).mul_(pf).mul_(ctx.scale).to(qg.dtype)
+            del dp, pf
+            grad_q = torch.matmul(ds, k).view(heads, n, dim)
+            grad_k = torch.matmul(ds.transpose(-1, -2), qg)
+            tq, tk, tv = ctx.dtypes
+            return grad_q.to(tq), grad_k.to(tk), grad_v.to(tv), None, None
+
+    _MATMUL_ATTENTION = MatmulCausalAttention
+    return _MATMUL_ATTENTION
+
+
+def matmul_causal_attention(query: Any, key: Any, value: Any, scale: float, low: Any) -> Any:
+    """Causal attention of one example, q [1, H, n, D] and k, v [1, KV, n, D]
+    (H a multiple of KV), computed by bf16 (`low`) matmuls; [1, H, n, D]."""
+    return _matmul_attention().apply(query[0], key[0], value[0], scale, low)[None]
+
+
+def _matmul_dtype(query: Any) -> Any:
+    """bf16 when `packed_attention` should take the matmuls (a CPU computing in bf16), else None."""
+    import torch
+
+    if query.device.type != "cpu":
+        return None
+    if torch.is_autocast_enabled("cpu"):
+        low = torch.get_autocast_dtype("cpu")
+    else:
+        low = query.dtype
+    return low if low == torch.bfloat16 else None
 
 
 def packed_attention(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, dropout: float = 0.0,
@@ -56,7 +140,9 @@ def packed_attention(module: Any, query: Any, key: Any, value: Any, attention_ma
     `tripost_packed` (transformers passes the forward's extra keyword
     `packed_seq_lens` through to here). One SDPA call per example with
     `is_causal`, so no compute goes to the blocks a block-diagonal mask would
-    discard. Without `packed_seq_lens` it is transformers' SDPA attention."""
+    discard; in bf16 on a CPU, examples of up to MATMUL_ATTENTION_MAX_TOKENS
+    take `matmul_causal_attention`. Without `packed_seq_lens` it is
+    transformers' SDPA attention."""
     import torch
     import torch.nn.functional as F
     from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
@@ -67,14 +153,20 @@ def packed_attention(module: Any, query: Any, key: Any, value: Any, attention_ma
     if query.shape[0] != 1:
         raise TripostError("packed attention takes one packed row per micro-batch")
     groups = getattr(module, "num_key_value_groups", 1)
-    # GQA: repeating the few KV heads per example measured faster on CPU than
-    # SDPA's enable_gqa (0.30 vs 0.35 s for 30 layers' forward+backward).
-    key, value = repeat_kv(key, groups), repeat_kv(value, groups)
+    dropout = dropout if module.training else 0.0
+    low = _matmul_dtype(query) if dropout == 0.0 else None
+    if scaling is None:
+        scaling = query.shape[-1] ** -0.5
     outs, start = [], 0
     for n in lens:
         sl = slice(start, start + n)
-        outs.append(F.scaled_dot_product_attention(query[:, :, sl], key[:, :, sl], value[:, :, sl], is_causal=True, scale=scaling,
-                                                   dropout_p=dropout if module.training else 0.0))
+        if low is not None and n <= MATMUL_ATTENTION_MAX_TOKENS:
+            outs.append(matmul_causal_attention(query[:, :, sl], key[:, :, sl], value[:, :, sl], scaling, low))
+        else:
+            # GQA: repeating the few KV heads per example measured faster on CPU than
+            # SDPA's enable_gqa (0.30 vs 0.35 s for 30 layers' forward+backward).
+            outs.append(F.scaled_dot_product_attention(query[:, :, sl], repeat_kv(key[:, :, sl], groups), repeat_kv(value[:, :, sl], groups),
+                                                       is_causal=True, scale=scaling, dropout_p=dropout))
         start += n
     out = torch.cat(outs, dim=2) if len(outs) > 1 else outs[0]
     return out.transpose(1, 2).contiguous(), None

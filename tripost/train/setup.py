@@ -26,7 +26,7 @@ from tripost.student.load import (LoraSettings, attach_lora, check_adapter_dir, 
                                   resolve_model_dir)
 from tripost.student.spec import parse_spec
 from tripost.train.config import ACTIVATION_MEMORY_SHARE, COMPILE_MIN_TOKENS, FULL_MEMORY_SHARE, TrainConfig
-from tripost.train.loss import use_packed_attention
+from tripost.train.loss import MATMUL_ATTENTION_MAX_TOKENS, use_packed_attention
 
 
 # ------------------------------------------------------------------ setup ---
@@ -62,20 +62,24 @@ class TrainSetup:
         return d
 
 
-def activation_bytes_per_token(model_config: Any, mode: str, lora_dropout: float, autocast: bool) -> int:
+def activation_bytes_per_token(model_config: Any, mode: str, lora_dropout: float, autocast: bool, matmul_attention: bool = False) -> int:
     """What one token's activations cost a step without checkpointing (kept
     for backward): per layer ~8 hidden-wide tensors (norm inputs/outputs,
     q/k/v/attention outputs, residuals) and 4 intermediate-wide ones (gate, up,
     their activation, the down projection's input); LoRA dropout keeps a
     dropped copy of each adapted input. The embedded student in fp32: 30 x
-    (8 x 576 + 4 x 1536) x 4 B = 1.3 MB per token."""
+    (8 x 576 + 4 x 1536) x 4 B = 1.3 MB per token. `matmul_attention` (packed
+    rows in bf16 on a CPU, loss.py) also keeps each example's bf16 attention
+    probabilities, a row of at most MATMUL_ATTENTION_MAX_TOKENS per head: at
+    most 30 x 9 x 512 x 2 B = 0.28 MB more per token."""
     hidden = int(getattr(model_config, "hidden_size", 576))
     inter = int(getattr(model_config, "intermediate_size", 4 * hidden))
     layers = int(getattr(model_config, "num_hidden_layers", 30))
     floats = 8 * hidden + 4 * inter
     if mode == "lora" and lora_dropout > 0:
         floats += 6 * hidden + inter
-    return layers * floats * (2 if autocast else 4)
+    probs = int(getattr(model_config, "num_attention_heads", 9)) * MATMUL_ATTENTION_MAX_TOKENS * 2 if matmul_attention else 0
+    return layers * (floats * (2 if autocast else 4) + probs)
 
 
 def student_parameters(spec: str) -> int | None:
@@ -161,7 +165,8 @@ def resolve_setup(config: TrainConfig, *, device: Any = None, model_config: Any 
     else:
         ckpt = False
         if model_config is not None and max_batch_tokens:
-            need = max_batch_tokens * activation_bytes_per_token(model_config, mode, config.lora_dropout, autocast == "bf16")
+            matmul_attention = dev.type == "cpu" and packing and (autocast == "bf16" or precision == "bf16")
+            need = max_batch_tokens * activation_bytes_per_token(model_config, mode, config.lora_dropout, autocast == "bf16", matmul_attention)
             free = free_memory()
             if free is not None and need > ACTIVATION_MEMORY_SHARE * free:
                 ckpt = True
