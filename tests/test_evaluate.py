@@ -423,6 +423,52 @@ def test_cli_problem_selection_for_generated_families():
     assert [(p.subset, p.split) for p in load_eval_problems(args)] == [("unseen", "val")] * 3
 
 
+# ------------------------------------------------------------------ journal ---
+
+
+def _hash_student(calls=None, fail_after=None):
+    """A stateless scripted student: each piece depends on its prefix alone,
+    so a replayed call and a generated one are interchangeable."""
+    import hashlib
+
+    def gen(prefixes, stop):
+        if calls is not None:
+            calls.append(len(prefixes))
+            if fail_after is not None and len(calls) > fail_after:
+                raise KeyboardInterrupt("killed")
+        outs = []
+        for x in prefixes:
+            h = int(hashlib.sha256(x.encode()).hexdigest()[:6], 16)
+            outs.append(f" So the answer is {h % 7}." if h % 3 else " " + Feedback(1, None).render())
+        return outs
+
+    return gen
+
+
+def test_a_killed_evaluation_resumes_from_its_journal_with_the_same_result(tmp_path):
+    problems = sample_problems(get_task("arithmetic"), split="test", subset="seen", n=6, seed=3)
+    cfg = EvalConfig(progress=False, n_bootstrap=50, batch_size=1, max_turns=2)
+    ref = evaluate(_hash_student(), problems, cfg)
+    journal = tmp_path / "eval.journal.jsonl"
+    done: list[int] = []
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(_hash_student(done, fail_after=2), problems, cfg, journal=journal)
+    assert len(journal.read_text().splitlines()) == 3  # the header and the two calls that returned
+    with open(journal, "a") as f:
+        f.write('{"key": "cut off by the ki')  # a line the kill cut short
+    again: list[int] = []
+    res = evaluate(_hash_student(again), problems, cfg, journal=journal)
+    assert [r.to_dict() for r in res.records] == [r.to_dict() for r in ref.records]
+    assert res.metrics == ref.metrics and res.generation["replayed_calls"] == 2
+    total_calls = len(journal.read_text().splitlines()) - 1
+    assert total_calls > 3 and len(again) == total_calls - 2  # only the calls the journal did not hold were generated
+    # Another evaluation does not replay it: one clear error, and nothing generated.
+    with pytest.raises(TripostError, match="written by a different evaluation \\(generation differ\\); pass --force"):
+        evaluate(_hash_student(), problems, EvalConfig(progress=False, n_bootstrap=50, batch_size=1, max_turns=1), journal=journal)
+    with pytest.raises(TripostError, match="written by a different evaluation \\(problems differ\\)"):
+        evaluate(_hash_student(), problems[:5], cfg, journal=journal)
+
+
 # --------------------------------------------------- tiny model, end to end ---
 
 
@@ -473,6 +519,21 @@ def test_end_to_end_on_the_tiny_model(tiny_model_dir, tmp_path, run_cli, capsys,
     assert res.student["precision"] == precision and saved["student"]["precision"] == precision
     p1, p2 = res.save(tmp_path / "py.json")
     assert p2.name == "py.transcripts.jsonl" and len(p2.read_text().splitlines()) == 2
+
+
+def test_cli_eval_journal_goes_once_the_result_is_written_and_a_foreign_one_is_refused(tiny_model_dir, tmp_path, run_cli, capsys):
+    data = write_jsonl(tmp_path / "q.jsonl", [{"question": "What is 2 + 2?", "answer": "4", "split": "test"}])
+    out, journal = tmp_path / "eval.json", tmp_path / "eval.journal.jsonl"
+    argv = ("--student", f"hf:{tiny_model_dir}", "--task", "qa", "--data", str(data), "--max-turns", "1", "--max-new-tokens", "6",
+            "--bootstrap", "50", "--out", str(out), "--no-progress", "--json")
+    journal.write_text(json.dumps({"schema": "tripost.eval-journal/1", "fingerprint": {"generation": {"max_turns": 9}}}) + "\n")
+    rc = run_cli(*argv)
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "was written by a different evaluation" in err and "pass --force" in err, err
+    assert journal.exists() and not out.exists()  # the journal is kept for the evaluation that wrote it
+    assert run_cli(*argv, "--force") == 0
+    assert out.exists() and not journal.exists()
+    capsys.readouterr()
 
 
 # ----------------------------------------------------------------- CLI errors ---

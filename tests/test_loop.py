@@ -38,10 +38,16 @@ def test_run_end_to_end_then_resume_after_kill(tmp_path, tiny):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (out / "report.md").exists()
+    # A journal another evaluation left where iteration 1's will be: the run starts that one over.
+    stale = out / "it1" / "eval" / "eval.journal.jsonl"
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    stale.write_text(json.dumps({"schema": "tripost.eval-journal/1", "fingerprint": {"problems": "other"}}) + "\n")
 
     done = subprocess.run(run_cmd(tiny, out), env=env(tmp_path), capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "[it0/train] done earlier, skipped" in done.stderr
+    assert "note: [it1/eval] starting over:" in done.stderr and "was written by a different evaluation" in done.stderr
+    assert not list(out.rglob("*.journal.jsonl"))  # each evaluation's journal goes once its result is written
 
     for t in (0, 1):
         adapter = out / f"it{t}" / "train"

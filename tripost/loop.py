@@ -31,7 +31,7 @@ from typing import Any
 from tripost.buffer import build_buffer, preference_pairs, rationale_examples, save_buffer, save_preference_buffer, to_dataset
 from tripost.config import config_hash, flatten, write_config
 from tripost.errors import TripostError, clip
-from tripost.evaluate import evaluate
+from tripost.evaluate import JournalMismatch, evaluate, journal_path
 from tripost.fileio import FolderLock, LOCK_FILE, atomic_write_json
 from tripost.gap import gap_for_run
 from tripost.layout import RunLayout, SKIPPED
@@ -330,8 +330,17 @@ class Run:
 
     def stage_eval(self, folder: Path, adapter: str | None) -> dict[str, Any]:
         student = self.open_student(adapter)
-        res = evaluate(student, self.eval_problems(), self.cfg.eval_config(self.progress))
+        # Every generate call is journalled beside eval.json, so a killed run
+        # resumes its evaluation where it stopped (tripost/evaluate/journal.py).
+        journal = journal_path(folder / "eval.json")
+        try:
+            res = evaluate(student, self.eval_problems(), self.cfg.eval_config(self.progress), journal=journal)
+        except JournalMismatch as e:  # from an evaluation this run no longer makes (its weights were trained again)
+            self.say(f"note: [{folder.parent.name}/{folder.name}] starting over: {e}".replace("; pass --force to start over", ""))
+            journal.unlink(missing_ok=True)
+            res = evaluate(student, self.eval_problems(), self.cfg.eval_config(self.progress), journal=journal)
         res.save(folder / "eval.json")
+        journal.unlink(missing_ok=True)
         m = res.metrics["total"]
         return {"first_accuracy": m["first_accuracy"], "final_accuracy": m["final_accuracy"]}
 

@@ -10,7 +10,7 @@ from typing import Any
 from tripost.cli._io import (add_bootstrap_flag, add_problem_flags, add_sampling_flags, add_student_flags, check_out_file,
                              check_student_args, open_student, problems_from_args)
 from tripost.errors import TripostError
-from tripost.evaluate import EvalConfig, evaluate, transcripts_path
+from tripost.evaluate import EvalConfig, check_journal, eval_fingerprint, evaluate, journal_path, transcripts_path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,8 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         f"test-time re-prompting), whole = the whole transcript (default {EvalConfig.turns})")
     p.add_argument("--no-force-feedback", action="store_true", help="stop when the student ends its text without writing feedback itself")
     add_bootstrap_flag(p, EvalConfig.n_bootstrap)
-    p.add_argument("--out", metavar="FILE.json", help="write the metrics JSON here and the transcripts to FILE.transcripts.jsonl beside it")
-    p.add_argument("--force", action="store_true", help="overwrite an existing --out file (and its transcripts)")
+    p.add_argument("--out", metavar="FILE.json", help="write the metrics JSON here and the transcripts to FILE.transcripts.jsonl beside it; "
+                   "until then every generate call is journalled in FILE.journal.jsonl, and the same command resumes a killed evaluation from it")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --out file (and its transcripts); start over instead of resuming its journal")
     p.add_argument("--json", action="store_true", help="print the metrics JSON instead of a table")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=cmd_eval)
@@ -55,9 +56,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
     check_out_file(args.out, "eval.json", overwrite=args.force)
     if args.out and not args.force and transcripts_path(args.out).exists():
         raise TripostError(f"{transcripts_path(args.out)} already exists (the transcripts --out would write); pass --force to overwrite it")
+    journal = journal_path(args.out) if args.out else None
+    if journal is not None and args.force:
+        journal.unlink(missing_ok=True)
+    elif journal is not None:
+        check_journal(journal, eval_fingerprint(cfg, problems))  # the student's part is checked once it is loaded
     student = open_student(args)
-    result = evaluate(student, problems, cfg)
+    result = evaluate(student, problems, cfg, journal=journal)
     saved = result.save(args.out) if args.out else None
+    if journal is not None:
+        journal.unlink(missing_ok=True)  # the result is written: nothing left to resume
+        if result.generation.get("replayed_calls"):
+            print(f"tripost eval: resumed from {journal}: {result.generation['replayed_calls']} generate calls replayed", file=sys.stderr)
     summary = result.summary()
     if saved:
         summary["transcripts"] = str(saved[1])

@@ -16,6 +16,7 @@ the gold answers, rates, Wilson intervals, a paired bootstrap for the improvemen
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections import Counter
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from tripost.errors import TripostError
+from tripost.evaluate.journal import CallJournal, JournalMismatch, check_journal, files_identity, journal_path
 from tripost.evaluate.metrics import EvalRecord, compute_metrics, group_metrics, score
 from tripost.evaluate.selfimprove import (GenerateFn, Piece, PromptFn, TURN_MODES, Transcript, plain_prompt, run_self_improvement,
                                           run_self_improvement_batch, student_generate_fn, student_prompt_fn)
@@ -123,17 +125,36 @@ def transcripts_path(path: str | Path) -> Path:
     return path.with_name(stem + ".transcripts.jsonl")
 
 
+def eval_fingerprint(cfg: EvalConfig, problems: Sequence[Problem], student: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What decides an evaluation's text, for its journal (journal.py): the
+    generation settings, the problems, and (once loaded) the student's
+    description and its weights' files. Without `student`, the part a
+    command can check before it loads the student."""
+    fp: dict[str, Any] = {
+        "generation": {k: v for k, v in cfg.to_dict().items() if k in ("max_turns", "turns", "max_new_tokens", "batch_size", "force_feedback")},
+        "problems": hashlib.sha256(json.dumps([[p.id, p.question] for p in problems], ensure_ascii=False).encode("utf-8")).hexdigest(),
+    }
+    if student is not None:
+        fp["student"] = student
+        fp["weights"] = files_identity(student.get("adapter") or student.get("source_dir"))
+    return fp
+
+
 def evaluate(
     student: StudentLike | GenerationBackend | GenerateFn,
     problems: Sequence[Problem],
     config: EvalConfig | None = None,
     *,
     prompt_fn: PromptFn | None = None,
+    journal: str | Path | None = None,
 ) -> EvalResult:
     """Greedy attempt + test-time self-improvement on every problem, scored
     against the gold answers. `student`: a `Student`, a `GenerationBackend` or
     a `GenerateFn`. `prompt_fn` defaults to the student's own prompt
-    (student/prompt.py, through its chat template when it has one)."""
+    (student/prompt.py, through its chat template when it has one).
+    `journal`: a file that journals every generate call (journal.py), so an
+    evaluation killed part way resumes from it with the same result; the
+    caller deletes it once the result is saved."""
     cfg = config or EvalConfig()
     if not problems:
         raise TripostError("evaluate: no problems")
@@ -154,6 +175,10 @@ def evaluate(
             prompt_fn = student_prompt_fn(tokenizer)
         describe = getattr(student, "describe", None)
         info = describe() if callable(describe) else {"student": type(student).__name__}
+    calls = None
+    if journal is not None:
+        calls = CallJournal(journal, eval_fingerprint(cfg, problems, info))
+        generate_fn = calls.wrap(generate_fn)
     t0 = time.perf_counter()
     transcripts = run_self_improvement_batch(
         problems, generate_fn, cfg.max_turns, prompt_fn=prompt_fn or plain_prompt,
@@ -170,10 +195,18 @@ def evaluate(
         "seconds": round(gen_seconds, 3),
         "tokens_per_s": round(n_tokens / gen_seconds, 2) if n_tokens and gen_seconds > 0 else None,
     }
+    if calls is not None and calls.replayed:
+        # Resumed: the tokens count every piece, the seconds only those generated now.
+        generation["replayed_calls"] = calls.replayed
+        generation["tokens_per_s"] = None
     return EvalResult(records=records, metrics=metrics, config=cfg, student=info, generation=generation, seconds=time.perf_counter() - t0)
 
 
 __all__ = [
+    "CallJournal",
+    "JournalMismatch",
+    "check_journal",
+    "eval_fingerprint",
     "SCHEMA",
     "STOP_REASONS",
     "EvalConfig",
@@ -196,5 +229,6 @@ __all__ = [
     "score",
     "student_generate_fn",
     "student_prompt_fn",
+    "journal_path",
     "transcripts_path",
 ]
