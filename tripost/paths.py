@@ -9,6 +9,14 @@ from pathlib import Path
 from tripost.errors import TripostError
 
 
+def beside(path: str | Path, suffix: str) -> Path:
+    """The file that goes with a result file: NAME.json -> NAME + `suffix`
+    in the same folder (a name without .json keeps its whole name)."""
+    path = Path(path)
+    stem = path.name[: -len(".json")] if path.name.endswith(".json") else path.name
+    return path.with_name(stem + suffix)
+
+
 def prompts_dir() -> Path:
     """The prompt templates: `tripost._prompts` in an installed wheel (setup.py
     maps the repository's top-level prompts/ there), else the source tree's."""

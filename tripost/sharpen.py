@@ -69,6 +69,7 @@ import numpy as np
 from tripost.errors import TripostError
 from tripost.fileio import atomic_write_json, atomic_write_text
 from tripost.format import parse_trajectory
+from tripost.paths import beside
 from tripost.settings import view
 from tripost.sources.settings import REWARDS, SHARPEN_DEFAULTS, CollectSettings
 from tripost.stats import bootstrap_interval
@@ -463,8 +464,7 @@ class SharpenEval:
 
 def samples_path(path: str | Path) -> Path:
     """Where `SharpenEval.save(path)` writes the samples: NAME.samples.jsonl beside NAME.json."""
-    path = Path(path)
-    return path.with_name((path.name[: -len(".json")] if path.name.endswith(".json") else path.name) + ".samples.jsonl")
+    return beside(path, ".samples.jsonl")
 
 
 def count_answers(items: Any) -> dict[str, int]:

@@ -32,6 +32,7 @@ from tripost.evaluate.selfimprove import (GenerateFn, Piece, PromptFn, TURN_MODE
                                           run_self_improvement_batch, student_generate_fn, student_prompt_fn)
 from tripost.evaluate.stop import STOP_REASONS, StopDecision, decide_stop, loops
 from tripost.fileio import atomic_write_json, atomic_write_text
+from tripost.paths import beside
 from tripost.stats import bootstrap_interval
 from tripost.student.base import StudentLike
 from tripost.student.generate import DEFAULT_BATCH, GenerationBackend
@@ -120,9 +121,7 @@ class EvalResult:
 
 
 def transcripts_path(path: str | Path) -> Path:
-    path = Path(path)
-    stem = path.name[: -len(".json")] if path.name.endswith(".json") else path.name
-    return path.with_name(stem + ".transcripts.jsonl")
+    return beside(path, ".transcripts.jsonl")
 
 
 def eval_fingerprint(cfg: EvalConfig, problems: Sequence[Problem], student: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from tripost.errors import TripostError
+from tripost.paths import beside
 
 SCHEMA = "tripost.eval-journal/1"
 
@@ -47,9 +48,7 @@ class JournaledOutput:
 
 def journal_path(out: str | Path) -> Path:
     """The journal beside an evaluation's --out file: NAME.journal.jsonl."""
-    out = Path(out)
-    stem = out.name[: -len(".json")] if out.name.endswith(".json") else out.name
-    return out.with_name(stem + ".journal.jsonl")
+    return beside(out, ".journal.jsonl")
 
 
 def files_identity(folder: str | Path | None) -> list[list[Any]] | None:
@@ -82,13 +81,16 @@ def check_journal(path: str | Path, fingerprint: dict[str, Any]) -> None:
             header = json.loads(f.readline())
     except (OSError, ValueError):
         return  # no journal, or one cut off before its header: CallJournal starts it afresh or says what is wrong
+    _check_header(path, header, json.loads(json.dumps(fingerprint)), partial=True)
+
+
+def _check_header(path: Path, header: Any, ours: dict[str, Any], partial: bool = False) -> None:
+    """Refuse a header that is not this evaluation's: compared on every key
+    either fingerprint has, or (`partial`) only on the keys of `ours`."""
     if not isinstance(header, dict) or header.get("schema") != SCHEMA:
         raise JournalMismatch(f"{path}: not an evaluation journal ({SCHEMA}); pass --force to start over")
-    _compare(path, json.loads(json.dumps(fingerprint)), header.get("fingerprint") or {}, keys=fingerprint)
-
-
-def _compare(path: Path, ours: dict[str, Any], theirs: dict[str, Any], keys: Any) -> None:
-    differ = sorted(k for k in keys if theirs.get(k) != ours.get(k))
+    theirs = header.get("fingerprint") or {}
+    differ = sorted(k for k in (ours if partial else set(ours) | set(theirs)) if theirs.get(k) != ours.get(k))
     if differ:
         raise JournalMismatch(f"{path} was written by a different evaluation ({', '.join(differ)} differ); pass --force to start over")
 
@@ -124,10 +126,7 @@ class CallJournal:
         if not rows:  # killed before its header was whole: a new journal
             self._append({"schema": SCHEMA, "fingerprint": self.fingerprint})
             return
-        if not isinstance(rows[0], dict) or rows[0].get("schema") != SCHEMA:
-            raise JournalMismatch(f"{self.path}: not an evaluation journal ({SCHEMA}); pass --force to start over")
-        theirs = rows[0].get("fingerprint") or {}
-        _compare(self.path, self.fingerprint, theirs, keys=set(self.fingerprint) | set(theirs))
+        _check_header(self.path, rows[0], self.fingerprint)
         for row in rows[1:]:
             self.calls.append((row["key"], [JournaledOutput(*o) for o in row["outs"]]))
 
@@ -155,10 +154,6 @@ class CallJournal:
             return outs
 
         return generate
-
-    def remove(self) -> None:
-        """Delete the journal (the evaluation's result is written)."""
-        self.path.unlink(missing_ok=True)
 
 
 __all__ = ["CallJournal", "JournalMismatch", "JournaledOutput", "SCHEMA", "check_journal", "files_identity", "journal_path"]
