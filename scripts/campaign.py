@@ -2,6 +2,7 @@
 
     python3 scripts/campaign.py start  [--dir DIR] [--commit REV]   # pinned clone + .venv, then `run` in the background
     python3 scripts/campaign.py start  --dir DIR --advance          # move a stopped campaign to a later commit (new stages)
+    python3 scripts/campaign.py start  --dir NEW --from-docs        # step 4 alone, when the folder of steps 1-3 is lost
     python3 scripts/campaign.py run    --dir DIR                    # the worker (what `start` launches)
     python3 scripts/campaign.py status [--dir DIR]                  # where it stands
     .venv/bin/python scripts/campaign.py publish [--dir DIR]        # learning, self-improve, bigbench .json/.md again, with this checkout's reporting
@@ -70,6 +71,19 @@ the total of both tasks (`pooled`: each method's per-problem records pooled).
    `bbh/TASK.json` (github.com/suzgunmirac/BIG-Bench-Hard) in DIR/bigbench/;
    until then the stage waits (`status` says which file) and the rest runs.
    The task generators are not changed to fit BIG-bench.
+
+`start --from-docs` (a new DIR, when the folder of a campaign whose steps
+1-3 and 5 are committed is lost, as on a new machine): step 4 alone, at the
+pinned commit, rebuilding only what it needs of the committed steps. Per
+task: iteration 0 again (the competence chain up to the committed chosen
+checkpoint: the same problems, seed and chunks, evaluated as the curve was,
+next to the committed point), then its controls (`controls/TASK`: sft-gold,
+that iteration 0 evaluated as the comparison evaluates, and sft-gold+,
+trained further on fresh gold to the committed TriPosT training tokens),
+then its label-free methods at the committed TriPosT tokens per iteration.
+self-improve.* reads each method against these controls (one commit, one
+iteration 0) and records the rebuilt iteration 0 beside the committed one;
+learning.* and bigbench.* are left as committed.
 
 The demo (step 7) is scripts/demo.sh.
 """
@@ -158,6 +172,18 @@ def cmd_start(args: argparse.Namespace) -> int:
     if not state and d.exists() and any(d.iterdir()):
         print(f"campaign: {d} exists but holds no campaign.json; choose an empty or new --dir", file=sys.stderr)
         return 2
+    if state and args.from_docs and not state.get("from_docs"):
+        print(f"campaign: {d} holds a whole campaign; --from-docs begins a new one in another --dir", file=sys.stderr)
+        return 2
+    args.from_docs = args.from_docs or bool(state and state.get("from_docs"))  # a resumed one keeps its mode
+    docs = Path(args.docs) if args.docs else Path(state["docs"]) if state else ROOT / "docs" / "benchmarks"
+    if args.from_docs:
+        for task in TASKS:
+            try:
+                committed_comparison(docs, task)
+            except SystemExit as e:
+                print(e, file=sys.stderr)
+                return 2
     d.mkdir(parents=True, exist_ok=True)
     src = d / "src"
     if not (src / ".git").exists():
@@ -169,9 +195,9 @@ def cmd_start(args: argparse.Namespace) -> int:
         print(f"campaign: {src} is at {head[:12]}, not {commit[:12]}; remove {d} to start over", file=sys.stderr)
         return 2
     subprocess.run(["bash", str(src / "scripts" / "setup.sh")], check=True)
-    docs = Path(args.docs) if args.docs else ROOT / "docs" / "benchmarks"
     if not state:
-        state = {"commit": commit, "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "docs": str(docs)}
+        state = {"commit": commit, "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "docs": str(docs),
+                 **({"from_docs": True} if args.from_docs else {})}
         write_json(d / "campaign.json", state)
     log = open(d / "campaign.log", "a")
     worker = subprocess.Popen([str(src / ".venv" / "bin" / "python"), str(src / "scripts" / "campaign.py"), "run", "--dir", str(d)],
@@ -302,7 +328,12 @@ def comparison_stage(d: Path, task: str) -> dict[str, Any]:
 
 def stages(d: Path) -> list[dict[str, Any]]:
     """Every stage in order: each task's competence curve, its comparison and
-    its BIG-bench transfer; then each task's label-free methods (step 4)."""
+    its BIG-bench transfer; then each task's label-free methods (step 4).
+    A --from-docs campaign: each task's rebuilt iteration 0 and controls,
+    then its label-free methods."""
+    if from_docs(d):
+        docs = Path(load(d / "campaign.json")["docs"])
+        return [s for task in TASKS for s in restore_stages(d, docs, task) + [label_free_stage(d, task, m) for m in LABEL_FREE]]
     return ([s for task in TASKS for s in competence_stages(d, task) + [comparison_stage(d, task), transfer_stage(d, task)]]
             + [label_free_stage(d, task, m) for task in TASKS for m in LABEL_FREE])
 
@@ -419,6 +450,99 @@ def publish_transfer(d: Path, docs: Path) -> None:
     atomic_write_page(docs / "bigbench.md", "\n".join(lines) + "\n")  # a hand-written "## Reading" below the tables is kept
 
 
+# ------------------------------------------------------------ from docs ---
+
+
+def from_docs(d: Path) -> bool:
+    """A campaign begun with `start --from-docs`: step 4 alone, on rebuilt prerequisites."""
+    return bool((load(d / "campaign.json") or {}).get("from_docs"))
+
+
+def committed_comparison(docs: Path, task: str) -> dict[str, Any]:
+    comp = load(docs / f"learning-{task}.json")
+    if not comp or comp["meta"].get("partial") or not (comp["meta"].get("iteration0") or {}).get("problems"):
+        raise SystemExit(f"campaign: stopped: --from-docs needs {task}'s finished comparison, from an iteration 0 of the "
+                         f"competence chain, in {docs / f'learning-{task}.json'}")
+    return comp
+
+
+def committed_tripost_tokens(comp: dict[str, Any]) -> list[int]:
+    """TriPosT's training tokens in each iteration 1..T, read off a committed
+    comparison's rows (each tripost-tK row counts iteration 0 and iterations 1..K)."""
+    T, it0 = comp["meta"]["size"]["iterations"], int(comp["meta"]["iteration0"]["tokens"])
+    upto = {r["iteration"]: int(r["train_tokens"]) for r in comp["rows"]
+            if r["method"] == f"tripost-t{r['iteration']}" and r["subset"] == "total" and r.get("seed", SEED) == SEED}
+    if any(t not in upto for t in range(1, T + 1)):
+        raise SystemExit(f"campaign: stopped: the committed comparison has no rows of TriPosT's iterations 1..{T}")
+    return [upto[t] - (upto[t - 1] if t > 1 else it0) for t in range(1, T + 1)]
+
+
+def restore_stages(d: Path, docs: Path, task: str) -> list[dict[str, Any]]:
+    """The competence chain up to the committed iteration 0, its evaluation, its controls."""
+    k0 = int(committed_comparison(docs, task)["meta"]["iteration0"]["problems"]) // CHUNK
+    chain = [s for s in competence_stages(d, task) if s["k"] <= k0 and (s["kind"] == "train" or s["k"] == k0)]
+    return chain + [{"name": f"controls/{task} sft-gold, sft-gold+", "kind": "controls", "task": task,
+                     "done": (comparison_dir(d, task) / "restored.json").exists()}]
+
+
+def restored_runs(d: Path, task: str) -> dict[str, Path]:
+    """The run folders of a --from-docs campaign's controls, by method (bench_learning's layout)."""
+    root = comparison_dir(d, task) / "runs"
+    return {"tripost": root / "tripost", "rejection": root / "rejection", "tripost-demo": root / "demo", "sft-gold+": root / "sft-gold-plus"}
+
+
+def controls_overrides(task: str) -> list[str]:
+    """The comparison's TriPosT run with no iteration after iteration 0: iteration 0 evaluated as the comparison evaluates."""
+    bl = bench_learning()
+    return bl.base_overrides(bl.SIZES[COMPARISON], "auto", SEED, "smollm2-135m", [task]) + ["loop.iterations=0", "student.eval_base=false"]
+
+
+def run_controls_stage(d: Path, stage: dict[str, Any], docs: Path) -> None:
+    task = stage["task"]
+    comp = committed_comparison(docs, task)
+    folder, gold = comparison_dir(d, task), int(comp["meta"]["iteration0"]["problems"])
+    adapter = StageFolder(chunk_dir(d, gold // CHUNK, task)).train
+    write_json(folder / "iteration0.json", {"adapter": str(adapter), "gold_examples": gold, "problems": gold,
+                                            "tokens": chain_tokens(d, gold, task)})
+    # One commit, one iteration 0: every run of step 4 takes today's defaults (comparison_pins reads this).
+    write_json(folder / "pins.json", {"pins": [], "why": "--from-docs: the controls and the methods run at one commit"})
+    tri = restored_runs(d, task)["tripost"]
+    if not RunLayout(tri).it(0).train.exists():
+        RunLayout(tri).it(0).root.mkdir(parents=True, exist_ok=True)
+        RunLayout(tri).it(0).train.symlink_to(os.path.relpath(adapter, RunLayout(tri).it(0).root), target_is_directory=True)
+    tripost(d, "run", "--out", str(tri), "--no-progress", *controls_overrides(task))
+    command([str(d / "src" / ".venv" / "bin" / "python"), str(d / "src" / "scripts" / "campaign.py"), "gold-plus", "--dir", str(d), "--task", task])
+    curve_then = next((r for r in (load(docs / "learning.json") or {}).get("sft_gold_curve", [])
+                       if r["task"] == task and r["gold_examples"] == gold), {})
+    rebuilt = curve_point(load(chunk_dir(d, gold // CHUNK, task) / "eval.json"), gold, task, adapter)
+    write_json(folder / "restored.json", {
+        "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": (load(d / "campaign.json") or {}).get("commit"),
+        "iteration0": {"gold_examples": gold, "tokens": chain_tokens(d, gold, task), "committed_tokens": comp["meta"]["iteration0"]["tokens"],
+                       "first_acc": rebuilt["first_acc"], "committed_first_acc": curve_then.get("first_acc"),
+                       "seen": rebuilt["seen"], "committed_seen": curve_then.get("seen"),
+                       "unseen": rebuilt["unseen"], "committed_unseen": curve_then.get("unseen")},
+        "sft_gold_plus_target_tokens": sum(committed_tripost_tokens(comp))})
+    say(f"{task}: iteration 0 rebuilt: first attempt {100 * rebuilt['first_acc']:.1f}% "
+        f"(committed {100 * (curve_then.get('first_acc') or 0):.1f}%), {chain_tokens(d, gold, task)} tokens "
+        f"(committed {comp['meta']['iteration0']['tokens']})")
+
+
+def cmd_gold_plus(args: argparse.Namespace) -> int:
+    """The controls stage's sft-gold+ (bench_learning.gold_plus, in the pinned
+    clone): the rebuilt iteration 0 trained further on fresh gold to the
+    committed TriPosT tokens, evaluated as the comparison evaluates."""
+    from tripost.loop import Run
+    from tripost.runconfig import RunConfig
+
+    d = Path(args.dir)
+    comp = committed_comparison(Path(load(d / "campaign.json")["docs"]), args.task)
+    runs = restored_runs(d, args.task)
+    run = Run(runs["tripost"], RunConfig.load(None, controls_overrides(args.task)), progress=False)
+    bench_learning().gold_plus(run, runs["sft-gold+"], sum(committed_tripost_tokens(comp)), say,
+                               skip=int(comp["meta"]["iteration0"]["problems"]))
+    return 0
+
+
 # ------------------------------------------------------------- label-free ---
 
 # Step 4: the label-free self-improvement methods, each a `tripost run` from
@@ -467,6 +591,11 @@ def label_free_run_overrides(folder: Path, task: str, method: str, budget: int, 
     return overrides + (resume_overrides(recorded, RunConfig.load(None, overrides).to_dict()) if recorded else [])
 
 
+def comparison_runs(d: Path, task: str, comp: dict[str, Any]) -> dict[str, Path]:
+    """The comparison's run folders by method: its own, or a --from-docs campaign's rebuilt controls."""
+    return restored_runs(d, task) if from_docs(d) else {k: Path(v) for k, v in comp["meta"]["runs"][str(SEED)].items()}
+
+
 def tripost_tokens_per_iteration(tri: Path, T: int) -> int:
     """TriPosT's mean training tokens per iteration in a comparison run folder."""
     tokens = [int((load(RunLayout(tri).it(t).train_metrics) or {}).get("tokens") or 0) for t in range(1, T + 1)]
@@ -478,9 +607,12 @@ def tripost_tokens_per_iteration(tri: Path, T: int) -> int:
 def run_label_free_stage(d: Path, stage: dict[str, Any], docs: Path) -> None:
     task, method = stage["task"], stage["method"]
     comp = load(docs / f"learning-{task}.json")
-    if not comp or not (comparison_dir(d, task) / "done.json").exists():
-        raise SystemExit(f"campaign: stopped: the label-free methods on {task} need its finished comparison")
-    tri, T = Path(comp["meta"]["runs"][str(SEED)]["tripost"]), comp["meta"]["size"]["iterations"]
+    ready = comparison_dir(d, task) / ("restored.json" if from_docs(d) else "done.json")
+    if not comp or not ready.exists():
+        raise SystemExit(f"campaign: stopped: the label-free methods on {task} need its finished comparison"
+                         + (" and its rebuilt controls" if from_docs(d) else ""))
+    tri, T = comparison_runs(d, task, comp)["tripost"], comp["meta"]["size"]["iterations"]
+    budget = round(sum(committed_tripost_tokens(comp)) / T) if from_docs(d) else tripost_tokens_per_iteration(tri, T)
     folder = label_free_dir(d, task, method)
     folder.mkdir(parents=True, exist_ok=True)
     if not RunLayout(folder).it(0).root.exists():
@@ -488,7 +620,7 @@ def run_label_free_stage(d: Path, stage: dict[str, Any], docs: Path) -> None:
     # The comparison's own settings where a default changed since it ran (comparison_pins): the
     # methods are read against its sft-gold+ on the same problems, evaluated the same way.
     pins = comparison_pins(comparison_dir(d, task), comparison_args(d, task, docs))
-    tripost(d, "run", "--out", str(folder), "--no-progress", *label_free_run_overrides(folder, task, method, tripost_tokens_per_iteration(tri, T), pins))
+    tripost(d, "run", "--out", str(folder), "--no-progress", *label_free_run_overrides(folder, task, method, budget, pins))
     publish_label_free(d, docs)
 
 
@@ -502,10 +634,11 @@ def publish_label_free(d: Path, docs: Path) -> None:
         comp = load(docs / f"learning-{task}.json")
         if not comp or comp["meta"].get("partial"):
             continue
-        runs, T = comp["meta"]["runs"][str(SEED)], comp["meta"]["size"]["iterations"]
-        tri, gp = Path(runs["tripost"]), Path(runs["sft-gold+"])
-        it0_tokens = int((comp["meta"].get("iteration0") or {}).get("tokens") or 0)
-        base = [m for m in bl.methods(tri, Path(runs["rejection"]), gp, T, demo=None, it0_tokens=it0_tokens or None)
+        runs, T = comparison_runs(d, task, comp), comp["meta"]["size"]["iterations"]
+        tri, gp = runs["tripost"], runs["sft-gold+"]
+        it0_tokens = int((load(comparison_dir(d, task) / "restored.json") or {}).get("iteration0", {}).get("tokens") or 0) if from_docs(d) \
+            else int((comp["meta"].get("iteration0") or {}).get("tokens") or 0)
+        base = [m for m in bl.methods(tri, runs["rejection"], gp, T, demo=None, it0_tokens=it0_tokens or None)
                 if m["method"] in ("sft-gold", "sft-gold+")]
         ms = list(base)
         for method in LABEL_FREE:
@@ -519,14 +652,30 @@ def publish_label_free(d: Path, docs: Path) -> None:
             rows += [r for r in bl.rows_of(ms, seed=SEED) if r["task"] != "total"]
     if not rows:
         return
+    state = load(d / "campaign.json") or {}
+    restored = {t: load(comparison_dir(d, t) / "restored.json") for t in TASKS if (comparison_dir(d, t) / "restored.json").exists()}
     write_json(docs / "self-improve.json", {"meta": {"campaign": "issue 28, step 4", "methods": LABEL_FREE, "samples": LABEL_FREE_SAMPLES,
+                                                     "commit": state.get("commit"), "seeds": [SEED],
+                                                     "machine": (load(d / "measure.json") or {}).get("machine"),
+                                                     "command": f"python3 scripts/campaign.py start --dir {d}{' --from-docs' if from_docs(d) else ''}"
+                                                                f"   # at commit {str(state.get('commit'))[:12]}",
+                                                     "restored": restored or None,
                                                      "updated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}, "rows": rows})
     lines = ["# Label-free self-improvement from the campaign's iteration 0 (issue 28, step 4)", "",
              "Each method is a `tripost run` from the comparison's iteration 0 (linked), on its problems and evaluation, every iteration "
              f"trained at TriPosT's mean tokens per iteration (`train.token_budget`), {LABEL_FREE_SAMPLES} samples a problem. Overrides: "
              + "; ".join(f"{m}: `{' '.join(o)}`" for m, o in LABEL_FREE.items()) + ". Accuracy in % (95% Wilson); *vs sft-gold+*: the "
              "paired 95% bootstrap interval of the final-accuracy difference over the same problems.", "",
-             "| task | method | subset | n | first | final | vs sft-gold+ | fix | break | train tokens |", "|---|---|---|---:|---:|---:|---|---:|---:|---:|"]
+             f"Command: `{json.loads((docs / 'self-improve.json').read_text())['meta']['command']}`.", ""]
+    for t, r in restored.items():
+        i0 = r["iteration0"]
+        lines += [f"{t}: the campaign's folder was lost (a new machine), so iteration 0 and the controls were rebuilt at this commit "
+                  f"(`--from-docs`): the competence chain to {i0['gold_examples']} gold examples again ({i0['tokens']} tokens; committed "
+                  f"{i0['committed_tokens']}), first attempt {_pct(i0['first_acc'])} (seen {_pct(i0['seen'])}, unseen {_pct(i0['unseen'])}) "
+                  f"where the committed curve has {_pct(i0['committed_first_acc'])} ({_pct(i0['committed_seen'])}, {_pct(i0['committed_unseen'])}); "
+                  f"sft-gold+ trained to the committed TriPosT tokens ({r['sft_gold_plus_target_tokens']}). sft-gold and sft-gold+ below are "
+                  "the rebuilt ones; TriPosT's rows (learning.md) come from the committed iteration 0.", ""]
+    lines += ["| task | method | subset | n | first | final | vs sft-gold+ | fix | break | train tokens |", "|---|---|---|---:|---:|---:|---|---:|---:|---:|"]
     for r in rows:
         ci = r.get("paired_ci_vs_sft_gold_plus")
         lines.append(f"| {r['task']} | {r['method']} | {r['subset']} | {r['n']} | {_pct(r['first_acc'])} | {_pct(r['final_acc'])} | "
@@ -711,7 +860,10 @@ def iteration0(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def publish(d: Path, docs: Path) -> None:
-    """learning.json / .md with what has finished so far."""
+    """learning.json / .md with what has finished so far (a --from-docs
+    campaign leaves them as committed: its folder holds none of steps 1-3)."""
+    if from_docs(d):
+        return
     state, m = load(d / "campaign.json") or {}, load(d / "measure.json") or {}
     rows = curve(d)
     by_task = {t: [r for r in rows if r["task"] == t] for t in TASKS}
@@ -828,7 +980,7 @@ def plan(d: Path, m: dict[str, Any]) -> list[dict[str, Any]]:
     train_s = CHUNK * m["train_tokens_per_example"] / m["train_tokens_per_s"]
     eval_s = 2 * EVAL_N * 120 / m["sample_tokens_per_s"]  # ~120 tokens a greedy first attempt
     for s in out:
-        s["projected_s"] = round({"train": train_s, "eval": eval_s, "label-free": label_free_seconds(m),
+        s["projected_s"] = round({"train": train_s, "eval": eval_s, "label-free": label_free_seconds(m), "controls": controls_seconds(m),
                                   "transfer": transfer_seconds(m, s.get("task"))}.get(s["kind"]) or comparison_seconds(m))
     return out
 
@@ -841,6 +993,13 @@ def label_free_seconds(m: dict[str, Any]) -> float:
     sample = 2 * 400 * LABEL_FREE_SAMPLES * 150 + 400 * 250
     train = 2 * 2 * 400 * 2 * m["train_tokens_per_example"]
     return sample / m["sample_tokens_per_s"] + train / m["train_tokens_per_s"]
+
+
+def controls_seconds(m: dict[str, Any]) -> float:
+    """A rough projection of a --from-docs task's controls: two test
+    evaluations of 400 problems at ~250 tokens (sft-gold, sft-gold+) and
+    sft-gold+'s training (~2 epochs of ~400 examples of ~2x a gold example)."""
+    return 2 * 400 * 250 / m["sample_tokens_per_s"] + 2 * 400 * 2 * m["train_tokens_per_example"] / m["train_tokens_per_s"]
 
 
 def transfer_seconds(m: dict[str, Any], task: str | None) -> float:
@@ -887,7 +1046,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             continue
         t0 = time.perf_counter()
         say(f"[{i}/{len(stages)}] {s['name']} ...")
-        {"comparison": run_comparison_stage, "label-free": run_label_free_stage,
+        {"comparison": run_comparison_stage, "label-free": run_label_free_stage, "controls": run_controls_stage,
          "transfer": run_transfer_stage}.get(s["kind"], run_competence_stage)(d, s, docs)
         say(f"[{i}/{len(stages)}] {s['name']} finished in {(time.perf_counter() - t0) / 60:.1f} min")
     publish(d, docs)
@@ -942,6 +1101,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--docs", default=None, help="where learning.json/.md go (default: this repository's docs/benchmarks)")
     s.add_argument("--advance", action="store_true", help="move a stopped campaign to --commit (default HEAD), a later commit of its "
                    "history, keeping its finished stages")
+    s.add_argument("--from-docs", action="store_true", help="step 4 alone, rebuilding what it needs of steps 1-3 committed in --docs "
+                   "(a campaign whose folder was lost)")
     r = sub.add_parser("run", help="the worker (foreground)")
     r.add_argument("--dir", default=str(DEFAULT_DIR))
     t = sub.add_parser("status", help="where the campaign stands")
@@ -949,12 +1110,15 @@ def main(argv: list[str] | None = None) -> int:
     u = sub.add_parser("publish", help="rewrite learning.*, self-improve.* and bigbench.* from what has finished (this checkout's reporting code)")
     u.add_argument("--dir", default=str(DEFAULT_DIR))
     u.add_argument("--docs", default=None, help="default: where the campaign publishes")
+    g = sub.add_parser("gold-plus", help="a --from-docs campaign's sft-gold+ of one task (what its controls stage runs)")
+    g.add_argument("--dir", default=str(DEFAULT_DIR))
+    g.add_argument("--task", choices=TASKS, required=True)
     args = p.parse_args(argv)
     if args.verb == "start":
         args.commit_given = args.commit is not None
         args.commit = args.commit or "HEAD"
         return cmd_start(args)
-    return {"run": cmd_run, "status": cmd_status, "publish": cmd_publish}[args.verb](args)
+    return {"run": cmd_run, "status": cmd_status, "publish": cmd_publish, "gold-plus": cmd_gold_plus}[args.verb](args)
 
 
 if __name__ == "__main__":

@@ -281,3 +281,56 @@ def test_a_label_free_run_goes_on_with_the_config_it_began_with(tmp_path):
     campaign.write_json(folder / "config.json", recorded)
     again = campaign.label_free_run_overrides(folder, "arithmetic", "sharpen", 1000, pins)
     assert again[-1] == "collect.temperature=0.5" and RunConfig.load(None, again).to_dict() == recorded
+
+
+def test_a_lost_campaign_folder_runs_step_4_alone_on_rebuilt_prerequisites(tmp_path):
+    """--from-docs: per task the competence chain up to the committed iteration
+    0 (and its evaluation), its controls, its label-free methods; nothing of
+    steps 1-3 and 5 again. The methods train at the committed TriPosT tokens
+    per iteration and are read against the rebuilt controls; learning.* stays
+    as committed."""
+    d, docs = tmp_path / "c", tmp_path / "docs"
+    campaign.write_json(d / "campaign.json", {"commit": "5" * 40, "started": "now", "docs": str(docs), "from_docs": True})
+    rows = [{"seed": 0, "method": m, "iteration": it, "task": "arithmetic", "subset": "total", "train_tokens": tok}
+            for m, it, tok in (("sft-gold", 0, 500), ("tripost-t1", 1, 600), ("tripost-t2", 2, 900))]
+    for task, gold in (("arithmetic", 1600), ("word_sorting", 800)):
+        campaign.write_json(docs / f"learning-{task}.json", {"meta": {"size": {"iterations": 2}, "runs": {"0": {}},
+                                                                      "iteration0": {"tokens": 500, "problems": gold}}, "rows": rows})
+    names = [s["name"] for s in campaign.stages(d)]
+    assert names[:6] == ["competence/arithmetic train 400 gold", "competence/arithmetic train 800 gold", "competence/arithmetic train 1200 gold",
+                         "competence/arithmetic train 1600 gold", "competence/arithmetic eval at 1600 gold", "controls/arithmetic sft-gold, sft-gold+"]
+    assert "competence/arithmetic eval at 400 gold" not in names and "competence/word_sorting eval at 800 gold" in names
+    assert not any(n.startswith(("comparison/", "transfer/")) for n in names)
+    assert names.index("label-free/arithmetic guided") < names.index("competence/word_sorting train 400 gold")
+    assert len([n for n in names if n.startswith("label-free/")]) == 2 * len(campaign.LABEL_FREE)
+    comp = json.loads((docs / "learning-arithmetic.json").read_text())
+    assert campaign.committed_tripost_tokens(comp) == [100, 300]
+    # The controls as the stage leaves them, and a finished method.
+    half = lambda i: (i % 2 == 0, i % 2 == 0)  # noqa: E731
+    runs = campaign.restored_runs(d, "arithmetic")
+    _save_eval(runs["tripost"] / "it0" / "eval" / "eval.json", "arithmetic", half)
+    _save_eval(runs["sft-gold+"] / "eval" / "eval.json", "arithmetic", half)
+    campaign.write_json(runs["sft-gold+"] / "gold_plus.json", {"tokens": 400})
+    i0 = {"gold_examples": 1600, "tokens": 510, "committed_tokens": 500, "first_acc": 0.3, "committed_first_acc": 0.28, "seen": 0.5,
+          "committed_seen": 0.54, "unseen": 0.1, "committed_unseen": 0.02}
+    campaign.write_json(campaign.comparison_dir(d, "arithmetic") / "restored.json", {"iteration0": i0, "sft_gold_plus_target_tokens": 400})
+    _save_eval(campaign.label_free_dir(d, "arithmetic", "guided") / "it2" / "eval" / "eval.json", "arithmetic",
+               lambda i: (i % 2 == 0 or i % 4 == 1,) * 2)
+    campaign.publish(d, docs)
+    assert not (docs / "learning.json").exists()  # steps 1-3 stay as committed
+    campaign.publish_label_free(d, docs)
+    data = json.loads((docs / "self-improve.json").read_text())
+    get = {(r["method"], r["subset"]): r for r in data["rows"]}
+    assert {m for m, _ in get} == {"sft-gold", "sft-gold+", "guided"}
+    assert get[("sft-gold", "total")]["train_tokens"] == 510 and get[("sft-gold+", "total")]["train_tokens"] == 910
+    assert get[("guided", "total")]["paired_ci_vs_sft_gold_plus"][0] > 0
+    assert data["meta"]["restored"]["arithmetic"]["iteration0"]["committed_first_acc"] == 0.28 and "--from-docs" in data["meta"]["command"]
+    md = (docs / "self-improve.md").read_text()
+    assert "first attempt 30.0% (seen 50.0%, unseen 10.0%) where the committed curve has 28.0% (54.0%, 2.0%)" in md
+    # A whole campaign's folder cannot be turned into a --from-docs one.
+    import subprocess
+
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    campaign.write_json(tmp_path / "whole" / "campaign.json", {"commit": head, "started": "now", "docs": str(docs)})
+    assert campaign.main(["start", "--dir", str(tmp_path / "whole"), "--from-docs"]) == 2
+    assert not (tmp_path / "whole" / "src").exists()  # refused before anything was cloned
