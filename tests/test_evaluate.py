@@ -463,7 +463,7 @@ def test_a_killed_evaluation_resumes_from_its_journal_with_the_same_result(tmp_p
     total_calls = len(journal.read_text().splitlines()) - 1
     assert total_calls > 3 and len(again) == total_calls - 2  # only the calls the journal did not hold were generated
     # Another evaluation does not replay it: one clear error, and nothing generated.
-    with pytest.raises(TripostError, match="written by a different evaluation \\(generation differ\\); pass --force"):
+    with pytest.raises(TripostError, match="written by a different evaluation \\(generation differ\\)$"):
         evaluate(_hash_student(), problems, EvalConfig(progress=False, n_bootstrap=50, batch_size=1, max_turns=1), journal=journal)
     with pytest.raises(TripostError, match="written by a different evaluation \\(problems differ\\)"):
         evaluate(_hash_student(), problems[:5], cfg, journal=journal)

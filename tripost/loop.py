@@ -336,7 +336,7 @@ class Run:
         try:
             res = evaluate(student, self.eval_problems(), self.cfg.eval_config(self.progress), journal=journal)
         except JournalMismatch as e:  # from an evaluation this run no longer makes (its weights were trained again)
-            self.say(f"note: [{folder.parent.name}/{folder.name}] starting over: {e}".replace("; pass --force to start over", ""))
+            self.say(f"note: [{folder.parent.name}/{folder.name}] starting over: {e}")
             journal.unlink(missing_ok=True)
             res = evaluate(student, self.eval_problems(), self.cfg.eval_config(self.progress), journal=journal)
         res.save(folder / "eval.json")

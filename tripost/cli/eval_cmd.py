@@ -10,7 +10,7 @@ from typing import Any
 from tripost.cli._io import (add_bootstrap_flag, add_problem_flags, add_sampling_flags, add_student_flags, check_out_file,
                              check_student_args, open_student, problems_from_args)
 from tripost.errors import TripostError
-from tripost.evaluate import EvalConfig, check_journal, eval_fingerprint, evaluate, journal_path, transcripts_path
+from tripost.evaluate import EvalConfig, JournalMismatch, check_journal, eval_fingerprint, evaluate, journal_path, transcripts_path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -59,10 +59,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     journal = journal_path(args.out) if args.out else None
     if journal is not None and args.force:
         journal.unlink(missing_ok=True)
-    elif journal is not None:
-        check_journal(journal, eval_fingerprint(cfg, problems))  # the student's part is checked once it is loaded
-    student = open_student(args)
-    result = evaluate(student, problems, cfg, journal=journal)
+    try:
+        if journal is not None and not args.force:
+            check_journal(journal, eval_fingerprint(cfg, problems))  # the student's part is checked once it is loaded
+        student = open_student(args)
+        result = evaluate(student, problems, cfg, journal=journal)
+    except JournalMismatch as e:  # the library says what differs; the way out is this command's
+        raise TripostError(f"{e}; pass --force to start over") from None
     saved = result.save(args.out) if args.out else None
     if journal is not None:
         journal.unlink(missing_ok=True)  # the result is written: nothing left to resume

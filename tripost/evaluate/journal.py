@@ -88,11 +88,11 @@ def _check_header(path: Path, header: Any, ours: dict[str, Any], partial: bool =
     """Refuse a header that is not this evaluation's: compared on every key
     either fingerprint has, or (`partial`) only on the keys of `ours`."""
     if not isinstance(header, dict) or header.get("schema") != SCHEMA:
-        raise JournalMismatch(f"{path}: not an evaluation journal ({SCHEMA}); pass --force to start over")
+        raise JournalMismatch(f"{path}: not an evaluation journal ({SCHEMA})")
     theirs = header.get("fingerprint") or {}
     differ = sorted(k for k in (ours if partial else set(ours) | set(theirs)) if theirs.get(k) != ours.get(k))
     if differ:
-        raise JournalMismatch(f"{path} was written by a different evaluation ({', '.join(differ)} differ); pass --force to start over")
+        raise JournalMismatch(f"{path} was written by a different evaluation ({', '.join(differ)} differ)")
 
 
 class CallJournal:
@@ -119,7 +119,7 @@ class CallJournal:
             try:
                 rows.append(json.loads(line))
             except ValueError:
-                raise JournalMismatch(f"{self.path}: not an evaluation journal (a line does not parse); pass --force to start over") from None
+                raise JournalMismatch(f"{self.path}: not an evaluation journal (a line does not parse)") from None
         if good < len(raw):  # the kill cut the last line off: drop it, so the next line starts clean
             with open(self.path, "r+b") as f:
                 f.truncate(good)
@@ -146,7 +146,7 @@ class CallJournal:
                 recorded_key, outs = self.calls[k]
                 if recorded_key != key or len(outs) != len(prefixes):
                     raise JournalMismatch(f"{self.path}: call {k + 1} asks for other prompts than the journal holds "
-                                       "(the evaluation changed since it was written); pass --force to start over")
+                                       "(the evaluation changed since it was written)")
                 self.replayed += 1
                 return list(outs)
             outs = list(generate_fn(prefixes, stop))

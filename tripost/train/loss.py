@@ -119,17 +119,20 @@ def matmul_causal_attention(query: Any, key: Any, value: Any, scale: float, low:
     return _matmul_attention().apply(query[0], key[0], value[0], scale, low)[None]
 
 
+def takes_matmul_attention(device_type: str, bf16: bool) -> bool:
+    """The rule for `matmul_causal_attention`: a CPU computing in bf16 (where
+    SDPA's flash kernel is slow at these lengths); everywhere else SDPA. One
+    rule for the attention itself (from its tensors) and for the memory
+    estimate (tripost.train.setup, from the resolved config)."""
+    return device_type == "cpu" and bf16
+
+
 def _matmul_dtype(query: Any) -> Any:
-    """bf16 when `packed_attention` should take the matmuls (a CPU computing in bf16), else None."""
+    """bf16 when `packed_attention` takes the matmuls (`takes_matmul_attention`), else None."""
     import torch
 
-    if query.device.type != "cpu":
-        return None
-    if torch.is_autocast_enabled("cpu"):
-        low = torch.get_autocast_dtype("cpu")
-    else:
-        low = query.dtype
-    return low if low == torch.bfloat16 else None
+    low = torch.get_autocast_dtype("cpu") if query.device.type == "cpu" and torch.is_autocast_enabled("cpu") else query.dtype
+    return low if takes_matmul_attention(query.device.type, low == torch.bfloat16) else None
 
 
 def packed_attention(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, dropout: float = 0.0,

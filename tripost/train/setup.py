@@ -26,7 +26,7 @@ from tripost.student.load import (LoraSettings, attach_lora, check_adapter_dir, 
                                   resolve_model_dir)
 from tripost.student.spec import parse_spec
 from tripost.train.config import ACTIVATION_MEMORY_SHARE, COMPILE_MIN_TOKENS, FULL_MEMORY_SHARE, TrainConfig
-from tripost.train.loss import MATMUL_ATTENTION_MAX_TOKENS, use_packed_attention
+from tripost.train.loss import MATMUL_ATTENTION_MAX_TOKENS, takes_matmul_attention, use_packed_attention
 
 
 # ------------------------------------------------------------------ setup ---
@@ -165,7 +165,7 @@ def resolve_setup(config: TrainConfig, *, device: Any = None, model_config: Any 
     else:
         ckpt = False
         if model_config is not None and max_batch_tokens:
-            matmul_attention = dev.type == "cpu" and packing and (autocast == "bf16" or precision == "bf16")
+            matmul_attention = packing and takes_matmul_attention(dev.type, autocast == "bf16" or precision == "bf16")
             need = max_batch_tokens * activation_bytes_per_token(model_config, mode, config.lora_dropout, autocast == "bf16", matmul_attention)
             free = free_memory()
             if free is not None and need > ACTIVATION_MEMORY_SHARE * free:
