@@ -650,10 +650,20 @@ def publish_label_free(d: Path, docs: Path) -> None:
                        "buffer_by_kind": bl.buffer_by_kind(folder, range(1, T + 1)), "seconds": 0.0})
         if len(ms) > len(base):
             rows += [r for r in bl.rows_of(ms, seed=SEED) if r["task"] != "total"]
+    state = load(d / "campaign.json") or {}
+    rows = [{**r, "commit": state.get("commit")} for r in rows]
+    restored = {t: load(comparison_dir(d, t) / "restored.json") for t in TASKS if (comparison_dir(d, t) / "restored.json").exists()}
+    # What an earlier folder published and this one has not (a folder lost with its machine, its
+    # step 4 begun again --from-docs) is kept as committed: each row names the commit it was made at.
+    before = load(docs / "self-improve.json") or {}
+    have = {(r["task"], r["method"]) for r in rows}
+    kept = [r for r in before.get("rows", []) if (r["task"], r["method"]) not in have]
     if not rows:
         return
-    state = load(d / "campaign.json") or {}
-    restored = {t: load(comparison_dir(d, t) / "restored.json") for t in TASKS if (comparison_dir(d, t) / "restored.json").exists()}
+    order = {m: i for i, m in enumerate(["sft-gold", "sft-gold+", *LABEL_FREE])}
+    rows = sorted(rows + kept, key=lambda r: (TASKS.index(r["task"]) if r["task"] in TASKS else len(TASKS), order.get(r["method"], len(order)),
+                                              ["seen", "unseen", "total"].index(r["subset"]) if r["subset"] in ("seen", "unseen", "total") else 3))
+    restored = {**{t: v for t, v in ((before.get("meta") or {}).get("restored") or {}).items() if t not in restored}, **restored}
     write_json(docs / "self-improve.json", {"meta": {"campaign": "issue 28, step 4", "methods": LABEL_FREE, "samples": LABEL_FREE_SAMPLES,
                                                      "commit": state.get("commit"), "seeds": [SEED],
                                                      "machine": (load(d / "measure.json") or {}).get("machine"),
@@ -675,6 +685,10 @@ def publish_label_free(d: Path, docs: Path) -> None:
                   f"where the committed curve has {_pct(i0['committed_first_acc'])} ({_pct(i0['committed_seen'])}, {_pct(i0['committed_unseen'])}); "
                   f"sft-gold+ trained to the committed TriPosT tokens ({r['sft_gold_plus_target_tokens']}). sft-gold and sft-gold+ below are "
                   "the rebuilt ones; TriPosT's rows (learning.md) come from the committed iteration 0.", ""]
+    earlier = sorted({(r["task"], r["method"], str(r.get("commit"))[:12]) for r in kept})
+    if earlier:
+        lines += ["Kept as an earlier campaign folder published them (that folder is gone; its controls were rebuilt the same way): "
+                  + "; ".join(f"{t} {m} (commit {c})" for t, m, c in earlier) + ".", ""]
     lines += ["| task | method | subset | n | first | final | vs sft-gold+ | fix | break | train tokens |", "|---|---|---|---:|---:|---:|---|---:|---:|---:|"]
     for r in rows:
         ci = r.get("paired_ci_vs_sft_gold_plus")

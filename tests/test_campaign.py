@@ -334,3 +334,30 @@ def test_a_lost_campaign_folder_runs_step_4_alone_on_rebuilt_prerequisites(tmp_p
     campaign.write_json(tmp_path / "whole" / "campaign.json", {"commit": head, "started": "now", "docs": str(docs)})
     assert campaign.main(["start", "--dir", str(tmp_path / "whole"), "--from-docs"]) == 2
     assert not (tmp_path / "whole" / "src").exists()  # refused before anything was cloned
+
+
+def test_rows_of_a_lost_folder_stay_published_until_the_new_one_has_them(tmp_path):
+    """A campaign folder lost after some label-free methods finished: the new
+    --from-docs folder's publish keeps those rows as committed (each names its
+    commit) and replaces only what it has evaluated itself."""
+    d, docs = tmp_path / "c", tmp_path / "docs"
+    campaign.write_json(d / "campaign.json", {"commit": "7" * 40, "started": "now", "docs": str(docs), "from_docs": True})
+    rows = [{"seed": 0, "method": m, "iteration": it, "task": "arithmetic", "subset": "total", "train_tokens": tok}
+            for m, it, tok in (("sft-gold", 0, 500), ("tripost-t1", 1, 600), ("tripost-t2", 2, 900))]
+    campaign.write_json(docs / "learning-arithmetic.json", {"meta": {"size": {"iterations": 2}, "runs": {"0": {}},
+                                                                    "iteration0": {"tokens": 500, "problems": 400}}, "rows": rows})
+    old = [{"task": "arithmetic", "method": m, "subset": sub, "n": 20, "first_acc": 0.5, "final_acc": 0.5, "commit": "6" * 40}
+           for m in ("sft-gold", "sft-gold+", "sharpen") for sub in ("seen", "unseen", "total")]
+    campaign.write_json(docs / "self-improve.json", {"meta": {}, "rows": old})
+    half = lambda i: (i % 2 == 0, i % 2 == 0)  # noqa: E731
+    runs = campaign.restored_runs(d, "arithmetic")
+    _save_eval(runs["tripost"] / "it0" / "eval" / "eval.json", "arithmetic", half)
+    _save_eval(runs["sft-gold+"] / "eval" / "eval.json", "arithmetic", half)
+    _save_eval(campaign.label_free_dir(d, "arithmetic", "guided") / "it2" / "eval" / "eval.json", "arithmetic", half)
+    campaign.publish_label_free(d, docs)
+    data = json.loads((docs / "self-improve.json").read_text())
+    by = {(r["method"], r["subset"]): r for r in data["rows"]}
+    assert [r["method"] for r in data["rows"] if r["subset"] == "total"] == ["sft-gold", "sft-gold+", "sharpen", "guided"]
+    assert by[("sharpen", "total")]["commit"] == "6" * 40 and by[("guided", "total")]["commit"] == "7" * 40
+    assert by[("sft-gold", "total")]["commit"] == "7" * 40  # the controls this folder rebuilt replace the earlier ones
+    assert "arithmetic sharpen (commit 666666666666)" in (docs / "self-improve.md").read_text()
