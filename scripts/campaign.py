@@ -695,7 +695,7 @@ def publish_label_free(d: Path, docs: Path) -> None:
         lines.append(f"| {r['task']} | {r['method']} | {r['subset']} | {r['n']} | {_pct(r['first_acc'])} | {_pct(r['final_acc'])} | "
                      + ("—" if not ci else f"[{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]")
                      + f" | {_pct(r.get('fix_rate'))} | {_pct(r.get('break_rate'))} | {r.get('train_tokens')} |")
-    (docs / "self-improve.md").write_text("\n".join(lines) + "\n")
+    atomic_write_page(docs / "self-improve.md", "\n".join(lines) + "\n")  # a hand-written "## Reading" below the table is kept
 
 
 def chain_tokens(d: Path, gold_examples: int, task: str = TASKS[0]) -> int:

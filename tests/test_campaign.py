@@ -361,3 +361,6 @@ def test_rows_of_a_lost_folder_stay_published_until_the_new_one_has_them(tmp_pat
     assert by[("sharpen", "total")]["commit"] == "6" * 40 and by[("guided", "total")]["commit"] == "7" * 40
     assert by[("sft-gold", "total")]["commit"] == "7" * 40  # the controls this folder rebuilt replace the earlier ones
     assert "arithmetic sharpen (commit 666666666666)" in (docs / "self-improve.md").read_text()
+    (docs / "self-improve.md").write_text((docs / "self-improve.md").read_text() + "\n## Reading\n\nWhat it means.\n")
+    campaign.publish_label_free(d, docs)  # written again: the table anew, the reading kept
+    assert (docs / "self-improve.md").read_text().endswith("\n## Reading\n\nWhat it means.\n")
