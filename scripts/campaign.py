@@ -1086,7 +1086,9 @@ def cmd_publish(args: argparse.Namespace) -> int:
     publish(d, docs)
     publish_label_free(d, docs)
     publish_transfer(d, docs)
-    print(f"wrote {docs / 'learning.json'} and {docs / 'learning.md'} (and self-improve.*, bigbench.* where those steps have results)")
+    print(f"wrote self-improve.* in {docs} where step 4 has results (a --from-docs campaign leaves learning.* and bigbench.* as committed)"
+          if from_docs(d) else
+          f"wrote {docs / 'learning.json'} and {docs / 'learning.md'} (and self-improve.*, bigbench.* where those steps have results)")
     return 0
 
 
