@@ -285,7 +285,16 @@ def _load(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def _link(src: Path, dst: Path) -> None:
+# Each method's run folder inside a comparison's --out folder.
+RUN_FOLDERS = {"tripost": "tripost", "rejection": "rejection", "tripost-demo": "demo", "sft-gold+": "sft-gold-plus"}
+
+
+def run_folders(out: Path) -> dict[str, Path]:
+    """Each method's run folder in the comparison folder `out` (RUN_FOLDERS)."""
+    return {m: out / name for m, name in RUN_FOLDERS.items()}
+
+
+def link_folder(src: Path, dst: Path) -> None:
     """Share a finished stage folder between run folders (iteration 0, base)."""
     if dst.exists() or dst.is_symlink():
         return
@@ -320,7 +329,7 @@ def reuse_finished(src: Path, out: Path, tri_cfg: dict[str, Any], rej_cfg: dict[
     linked = []
     for name in ("base", "it0"):
         if (src / "tripost" / name).is_dir():
-            _link((src / "tripost" / name).resolve(), out / "tripost" / name)
+            link_folder((src / "tripost" / name).resolve(), out / "tripost" / name)
             linked.append(f"tripost/{name}")
     state_path = RunLayout(out / "tripost").state
     state = _load(state_path) or {"stages": {}}
@@ -331,7 +340,7 @@ def reuse_finished(src: Path, out: Path, tri_cfg: dict[str, Any], rej_cfg: dict[
     for name, cfg in (("rejection", rej_cfg), ("demo", demo_cfg)):
         old_run = _load(RunLayout(src / name).config)
         if cfg is not None and old_run is not None and same(old_run, cfg, lambda c: {k: v for k, v in c.items() if k != "gap"}):
-            _link((src / name).resolve(), out / name)
+            link_folder((src / name).resolve(), out / name)
             linked.append(name)
     say(f"reused from {src}: {', '.join(linked) or 'nothing'}")
     return linked
@@ -981,7 +990,7 @@ def compare(seed: int, out: Path, size: dict[str, Any], args: argparse.Namespace
 
     T = size["iterations"]
     cfgs = method_configs(args, size, seed)
-    tri_dir, rej_dir, demo_dir, gp_dir = out / "tripost", out / "rejection", out / "demo", out / "sft-gold-plus"
+    tri_dir, rej_dir, demo_dir, gp_dir = run_folders(out).values()
 
     def so_far(sel: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
         return methods(tri_dir, rej_dir, gp_dir, T, demo=demo_dir, chosen=sel, it0_tokens=args.iteration0_tokens)
@@ -991,7 +1000,7 @@ def compare(seed: int, out: Path, size: dict[str, Any], args: argparse.Namespace
         # An external iteration 0 (the campaign's competence checkpoint): the
         # run finds it0/train trained and goes on from it; rejection and
         # tripost-demo link this it0 folder as they link a trained one.
-        _link(Path(args.iteration0).resolve(), RunLayout(tri_dir).it(0).train)
+        link_folder(Path(args.iteration0).resolve(), RunLayout(tri_dir).it(0).train)
     if args.reuse:
         src = Path(args.reuse) if args.seeds is None else Path(args.reuse) / f"seed{seed}"
         reused = reuse_finished(src, out, cfgs["tripost"], cfgs["rejection"], say, demo_cfg=cfgs["demo"])
@@ -1007,7 +1016,7 @@ def compare(seed: int, out: Path, size: dict[str, Any], args: argparse.Namespace
     # 2) rejection sampling and 3) learning from demonstrations, from the same iteration 0.
     for name, folder in (("rejection", rej_dir), ("demo", demo_dir)):
         say(f"== seed {seed}: {name} run -> {folder}")
-        _link(tri_dir / "it0", folder / "it0")
+        link_folder(tri_dir / "it0", folder / "it0")
         runs[name] = Run(folder, cfgs[name], progress=progress, log=say)
         runs[name].run()
         if on_progress:
@@ -1041,7 +1050,7 @@ def gold_curve(seed: int, out: Path, size: dict[str, Any], args: argparse.Namesp
     for n in points:
         folder = out / "curve" / f"gold{n}"
         if n == size["n_train"] and RunLayout(out / "tripost").it(0).train.is_dir():
-            _link(RunLayout(out / "tripost").it(0).train.resolve(), RunLayout(folder).it(0).train)
+            link_folder(RunLayout(out / "tripost").it(0).train.resolve(), RunLayout(folder).it(0).train)
         say(f"== seed {seed}: sft-gold on {n} gold examples per task -> {folder}")
         Run(folder, RunConfig.load(None, curve_overrides(common, n)), progress=progress, log=say).run()
         rows += curve_rows(RunLayout(folder).it(0).eval_json, n, seed)
@@ -1132,9 +1141,7 @@ def main(argv: list[str] | None = None) -> int:
             "stage_seconds": stage_seconds([(out if args.seeds is None else out / f"seed{seed}") for seed in seeds]),  # across resumes
             "overrides": base_overrides(size, args.precision, seeds[0], args.student, args.task_list) + list(args.set),
             "tripost_overrides": list(args.tripost_set), "reused": {"from": args.reuse, "what": reused} if args.reuse else None,
-            "runs": {str(seed): {m: str((out if args.seeds is None else out / f"seed{seed}") / d) for m, d in
-                                 (("tripost", "tripost"), ("rejection", "rejection"), ("tripost-demo", "demo"), ("sft-gold+", "sft-gold-plus"))}
-                     for seed in seeds},
+            "runs": {str(seed): {m: str(f) for m, f in run_folders(out if args.seeds is None else out / f"seed{seed}").items()} for seed in seeds},
             "curve": points,
             "selection": {"rule": args.select, "why": SELECT_WHY[args.select], "n_val": size.get("n_val")},
             "machine": machine_card(),  # tripost machine: CPU, flags, matmul GFLOP/s, the number-format decision

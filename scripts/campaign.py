@@ -487,8 +487,7 @@ def restore_stages(d: Path, docs: Path, task: str) -> list[dict[str, Any]]:
 
 def restored_runs(d: Path, task: str) -> dict[str, Path]:
     """The run folders of a --from-docs campaign's controls, by method (bench_learning's layout)."""
-    root = comparison_dir(d, task) / "runs"
-    return {"tripost": root / "tripost", "rejection": root / "rejection", "tripost-demo": root / "demo", "sft-gold+": root / "sft-gold-plus"}
+    return bench_learning().run_folders(comparison_dir(d, task) / "runs")
 
 
 def controls_overrides(task: str) -> list[str]:
@@ -501,15 +500,12 @@ def run_controls_stage(d: Path, stage: dict[str, Any], docs: Path) -> None:
     task = stage["task"]
     comp = committed_comparison(docs, task)
     folder, gold = comparison_dir(d, task), int(comp["meta"]["iteration0"]["problems"])
-    adapter = StageFolder(chunk_dir(d, gold // CHUNK, task)).train
-    write_json(folder / "iteration0.json", {"adapter": str(adapter), "gold_examples": gold, "problems": gold,
-                                            "tokens": chain_tokens(d, gold, task)})
+    adapter, tokens = StageFolder(chunk_dir(d, gold // CHUNK, task)).train, chain_tokens(d, gold, task)
+    write_json(folder / "iteration0.json", {"adapter": str(adapter), "gold_examples": gold, "problems": gold, "tokens": tokens})
     # One commit, one iteration 0: every run of step 4 takes today's defaults (comparison_pins reads this).
     write_json(folder / "pins.json", {"pins": [], "why": "--from-docs: the controls and the methods run at one commit"})
     tri = restored_runs(d, task)["tripost"]
-    if not RunLayout(tri).it(0).train.exists():
-        RunLayout(tri).it(0).root.mkdir(parents=True, exist_ok=True)
-        RunLayout(tri).it(0).train.symlink_to(os.path.relpath(adapter, RunLayout(tri).it(0).root), target_is_directory=True)
+    bench_learning().link_folder(adapter, RunLayout(tri).it(0).train)
     tripost(d, "run", "--out", str(tri), "--no-progress", *controls_overrides(task))
     command([str(d / "src" / ".venv" / "bin" / "python"), str(d / "src" / "scripts" / "campaign.py"), "gold-plus", "--dir", str(d), "--task", task])
     curve_then = next((r for r in (load(docs / "learning.json") or {}).get("sft_gold_curve", [])
@@ -517,13 +513,13 @@ def run_controls_stage(d: Path, stage: dict[str, Any], docs: Path) -> None:
     rebuilt = curve_point(load(chunk_dir(d, gold // CHUNK, task) / "eval.json"), gold, task, adapter)
     write_json(folder / "restored.json", {
         "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": (load(d / "campaign.json") or {}).get("commit"),
-        "iteration0": {"gold_examples": gold, "tokens": chain_tokens(d, gold, task), "committed_tokens": comp["meta"]["iteration0"]["tokens"],
+        "iteration0": {"gold_examples": gold, "tokens": tokens, "committed_tokens": comp["meta"]["iteration0"]["tokens"],
                        "first_acc": rebuilt["first_acc"], "committed_first_acc": curve_then.get("first_acc"),
                        "seen": rebuilt["seen"], "committed_seen": curve_then.get("seen"),
                        "unseen": rebuilt["unseen"], "committed_unseen": curve_then.get("unseen")},
         "sft_gold_plus_target_tokens": sum(committed_tripost_tokens(comp))})
     say(f"{task}: iteration 0 rebuilt: first attempt {100 * rebuilt['first_acc']:.1f}% "
-        f"(committed {100 * (curve_then.get('first_acc') or 0):.1f}%), {chain_tokens(d, gold, task)} tokens "
+        f"(committed {100 * (curve_then.get('first_acc') or 0):.1f}%), {tokens} tokens "
         f"(committed {comp['meta']['iteration0']['tokens']})")
 
 
@@ -615,8 +611,7 @@ def run_label_free_stage(d: Path, stage: dict[str, Any], docs: Path) -> None:
     budget = round(sum(committed_tripost_tokens(comp)) / T) if from_docs(d) else tripost_tokens_per_iteration(tri, T)
     folder = label_free_dir(d, task, method)
     folder.mkdir(parents=True, exist_ok=True)
-    if not RunLayout(folder).it(0).root.exists():
-        RunLayout(folder).it(0).root.symlink_to(os.path.relpath(RunLayout(tri).it(0).root, folder), target_is_directory=True)  # the same iteration 0
+    bench_learning().link_folder(RunLayout(tri).it(0).root, RunLayout(folder).it(0).root)  # the same iteration 0
     # The comparison's own settings where a default changed since it ran (comparison_pins): the
     # methods are read against its sft-gold+ on the same problems, evaluated the same way.
     pins = comparison_pins(comparison_dir(d, task), comparison_args(d, task, docs))
@@ -664,11 +659,10 @@ def publish_label_free(d: Path, docs: Path) -> None:
     rows = sorted(rows + kept, key=lambda r: (TASKS.index(r["task"]) if r["task"] in TASKS else len(TASKS), order.get(r["method"], len(order)),
                                               ["seen", "unseen", "total"].index(r["subset"]) if r["subset"] in ("seen", "unseen", "total") else 3))
     restored = {**{t: v for t, v in ((before.get("meta") or {}).get("restored") or {}).items() if t not in restored}, **restored}
+    how = f"python3 scripts/campaign.py start --dir {d}{' --from-docs' if from_docs(d) else ''}   # at commit {str(state.get('commit'))[:12]}"
     write_json(docs / "self-improve.json", {"meta": {"campaign": "issue 28, step 4", "methods": LABEL_FREE, "samples": LABEL_FREE_SAMPLES,
                                                      "commit": state.get("commit"), "seeds": [SEED],
-                                                     "machine": (load(d / "measure.json") or {}).get("machine"),
-                                                     "command": f"python3 scripts/campaign.py start --dir {d}{' --from-docs' if from_docs(d) else ''}"
-                                                                f"   # at commit {str(state.get('commit'))[:12]}",
+                                                     "machine": (load(d / "measure.json") or {}).get("machine"), "command": how,
                                                      "restored": restored or None,
                                                      "updated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}, "rows": rows})
     lines = ["# Label-free self-improvement from the campaign's iteration 0 (issue 28, step 4)", "",
@@ -676,7 +670,7 @@ def publish_label_free(d: Path, docs: Path) -> None:
              f"trained at TriPosT's mean tokens per iteration (`train.token_budget`), {LABEL_FREE_SAMPLES} samples a problem. Overrides: "
              + "; ".join(f"{m}: `{' '.join(o)}`" for m, o in LABEL_FREE.items()) + ". Accuracy in % (95% Wilson); *vs sft-gold+*: the "
              "paired 95% bootstrap interval of the final-accuracy difference over the same problems.", "",
-             f"Command: `{json.loads((docs / 'self-improve.json').read_text())['meta']['command']}`.", ""]
+             f"Command: `{how}`.", ""]
     for t, r in restored.items():
         i0 = r["iteration0"]
         lines += [f"{t}: the campaign's folder was lost (a new machine), so iteration 0 and the controls were rebuilt at this commit "
