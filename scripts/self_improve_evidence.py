@@ -1,0 +1,250 @@
+"""What each label-free method trained on, read off its collection logs (issue 28, step 4).
+
+    HF_HUB_OFFLINE=1 .venv/bin/python scripts/self_improve_evidence.py --runs /work/campaign4/selfimprove \
+        --json docs/benchmarks/self-improve-evidence.json --md docs/benchmarks/self-improve-evidence.md
+
+No model runs. Every label-free method (scripts/campaign.py, LABEL_FREE) picks
+or weighs the student's own samples without a gold answer (guided uses the
+gold answer to check and to guide), so whether it can beat plain SFT on gold
+turns on one question the logs answer: is what it trains on right more often
+than what the student samples? For each run folder `--runs/TASK/METHOD` and
+each iteration's collection log it counts:
+
+- **samples**: the attempts drawn, and the share whose answer is right
+  (`final_correct`, the gold check every source records for reporting);
+  **solved**: the share of problems with at least one right sample;
+- **trained**: the examples the log gives the buffer (`direct` records;
+  reweight mode: their weights), the share of that training mass whose answer
+  is right, and the share whose every step is right by the task's step
+  checker (a right answer can come from wrong steps);
+- **mixed problems**: those whose samples are neither all right nor all
+  wrong, the only ones where a choice can matter. On them, *picked right* is
+  the share of the training mass that is right, and *chance* the share of
+  samples that are right (what an arbitrary pick gets). A method whose own
+  judgement is worth training on has picked right well above chance;
+- per method: RLHF-sharpening's preference pairs (chosen right and rejected
+  wrong teach the right direction, the other way round the wrong one; the
+  rest nothing about correctness); the self-verifier's ranking (over the
+  pairs of a right and a wrong sample of the same problem, the share where
+  it scores the right one higher, ties half: 50% is a verifier that does not
+  tell them apart); guided's problems solved in the plain round and after
+  guidance.
+
+Each problem counts where the method groups its samples: a sharpen record
+holds its N samples' counts (`student.sharpen`), a self-verified problem's
+samples of one pass are scored together, guided's rounds of a problem belong
+together.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tripost.errors import TripostError  # noqa: E402
+from tripost.fileio import atomic_write_json, atomic_write_page  # noqa: E402
+from tripost.layout import RunLayout  # noqa: E402
+from tripost.log import LogRecord, read_log  # noqa: E402
+from tripost.tasks import get_task  # noqa: E402
+
+METHODS = ("sharpen", "sharpen-dpo", "self-verified-filter", "self-verified-reweight", "guided")  # campaign.py's LABEL_FREE, in its order
+
+
+@dataclass
+class Sample:
+    """One drawn attempt of a problem, as a method's log tells it."""
+
+    right: bool
+    weight: float = 0.0  # its share of the training mass (0: not trained)
+    steps_right: bool | None = None  # every step right by the step checker (trained samples only)
+    score: float | None = None  # the self-verifier's score
+
+
+@dataclass
+class Group:
+    """The samples a method chose among (one problem, or one pass of it)."""
+
+    samples: list[Sample] = field(default_factory=list)
+    plain_solved: bool = False  # guided: a right sample in the plain round
+
+    @property
+    def mixed(self) -> bool:
+        return 0 < sum(s.right for s in self.samples) < len(self.samples)
+
+
+def steps_right(rec: LogRecord, rationale: str) -> bool | None:
+    """The task's step checker on a trained rationale (None: the checker cannot read it)."""
+    if "error_step" in rec.turns[0]:
+        return rec.turns[0]["error_step"] is None
+    task = get_task(rec.problem.get("family", ""))
+    try:
+        return task.check_steps(task.from_record(rec.problem), rationale).first_error_step is None
+    except (TripostError, ValueError, KeyError):
+        return None
+
+
+def sharpen_groups(records: list[LogRecord]) -> tuple[list[Group], dict[str, int]]:
+    """One record per problem: its pick is trained, its counts say how many of its N samples were right.
+    DPO's pairs: the pick (chosen) against the lowest-rated sample (rejected)."""
+    groups, pairs = [], {"chosen right, rejected wrong": 0, "chosen wrong, rejected right": 0, "both right or both wrong": 0}
+    for rec in records:
+        info = rec.student.get("sharpen") or {}
+        n, right = int(info.get("samples", 1)), int(info.get("correct_samples", int(rec.final_correct)))
+        pick = Sample(rec.final_correct, 1.0, steps_right(rec, rec.turns[0]["rationale"]))
+        others = [Sample(True)] * (right - int(rec.final_correct)) + [Sample(False)] * (n - 1 - right + int(rec.final_correct))
+        groups.append(Group([pick] + others))
+        if rec.rejected is not None:
+            task = get_task(rec.problem.get("family", ""))
+            rejected_right = task.check_answer(task.from_record(rec.problem), rec.rejected.get("answer"))
+            pairs["chosen right, rejected wrong" if rec.final_correct and not rejected_right else
+                  "chosen wrong, rejected right" if rejected_right and not rec.final_correct else "both right or both wrong"] += 1
+    return groups, (pairs if any(r.rejected is not None for r in records) else {})
+
+
+def sample_groups(records: list[LogRecord], by: str) -> list[Group]:
+    """Sources that log every sample: kept ones `direct` (trained at their weight), dropped or wrong ones `failed`."""
+    groups: dict[str, Group] = defaultdict(Group)
+    for rec in records:
+        key = re.sub(r"s\d+@it\d+$", "", rec.key) if by == "pass" else rec.problem.get("id", rec.key)
+        trained = rec.kind == "direct" and rec.weight > 0
+        g = groups[key]
+        g.samples.append(Sample(rec.final_correct, rec.weight if trained else 0.0,
+                                steps_right(rec, rec.turns[0]["rationale"]) if trained else None, rec.turns[0].get("verifier_score")))
+        if rec.guide is None and rec.final_correct:
+            g.plain_solved = True
+    return list(groups.values())
+
+
+def _share(num: float, den: float) -> float | None:
+    return None if den == 0 else num / den
+
+
+def verifier_ranking(groups: list[Group]) -> tuple[float | None, int]:
+    """Over pairs (right, wrong) of samples of one group, the share where the right one scores higher (ties half)."""
+    wins, n = 0.0, 0
+    for g in groups:
+        right = [s.score for s in g.samples if s.right and s.score is not None]
+        wrong = [s.score for s in g.samples if not s.right and s.score is not None]
+        for a in right:
+            for b in wrong:
+                wins, n = wins + (1.0 if a > b else 0.5 if a == b else 0.0), n + 1
+    return _share(wins, n), n
+
+
+def iteration_row(task: str, method: str, t: int, records: list[LogRecord]) -> dict[str, Any]:
+    pairs: dict[str, int] = {}
+    if method.startswith("sharpen"):
+        groups, pairs = sharpen_groups(records)
+    else:
+        groups = sample_groups(records, "problem" if method == "guided" else "pass")
+    samples = [s for g in groups for s in g.samples]
+    trained = [s for s in samples if s.weight > 0]
+    mass = sum(s.weight for s in trained)
+    mixed = [g for g in groups if g.mixed]
+    mixed_trained = [s for g in mixed for s in g.samples if s.weight > 0]
+    checked_steps = [s for s in trained if s.steps_right is not None]
+    row: dict[str, Any] = {
+        "task": task, "method": method, "iteration": t, "groups": len(groups), "samples": len(samples),
+        "samples_right": _share(sum(s.right for s in samples), len(samples)),
+        "solved": _share(sum(any(s.right for s in g.samples) for g in groups), len(groups)),
+        "trained": len(trained), "trained_right": _share(sum(s.weight for s in trained if s.right), mass),
+        "trained_steps_right": _share(sum(s.weight for s in checked_steps if s.steps_right), sum(s.weight for s in checked_steps)),
+        "mixed": len(mixed), "mixed_trained": len(mixed_trained),
+        "mixed_picked_right": _share(sum(s.weight for s in mixed_trained if s.right), sum(s.weight for s in mixed_trained)),
+        # An arbitrary pick among a mixed group's samples is right as often as its samples are, group by group.
+        "mixed_chance": _share(sum(s.weight * sum(x.right for x in g.samples) / len(g.samples) for g in mixed for s in g.samples if s.weight > 0),
+                               sum(s.weight for s in mixed_trained)),
+    }
+    if method == "sharpen-dpo":  # SFT-sharpening logs the worst sample too, but trains the pick alone
+        row["dpo_pairs"] = pairs
+    if method.startswith("self-verified"):
+        row["verifier_ranks_right_higher"], row["verifier_pairs"] = verifier_ranking(groups)
+    if method == "guided":
+        row["solved_plain_round"] = _share(sum(g.plain_solved for g in groups), len(groups))
+    return row
+
+
+def run_rows(folder: Path, task: str, method: str) -> list[dict[str, Any]]:
+    layout, rows = RunLayout(folder), []
+    for t in layout.iterations():
+        log = layout.it(t).log
+        if t > 0 and log.is_file():
+            rows.append(iteration_row(task, method, t, list(read_log(log))))
+    return rows
+
+
+def _pct(x: float | None) -> str:
+    return "—" if x is None else f"{100 * x:.1f}%"
+
+
+def notes(r: dict[str, Any]) -> str:
+    if "dpo_pairs" in r:
+        return "pairs: " + ", ".join(f"{k} {v}" for k, v in r["dpo_pairs"].items())
+    if "verifier_pairs" in r:
+        return f"verifier ranks the right sample higher in {_pct(r['verifier_ranks_right_higher'])} of {r['verifier_pairs']} right/wrong pairs"
+    if "solved_plain_round" in r:
+        return f"solved in the plain round {_pct(r['solved_plain_round'])}, after guidance {_pct(r['solved'])}"
+    return ""
+
+
+def markdown(data: dict[str, Any]) -> str:
+    lines = ["# What the label-free methods trained on (issue 28, step 4)", "", f"Made by: `{data['command']}`", "",
+             "Read off each run's collection logs (no model runs); scripts/self_improve_evidence.py's docstring defines the "
+             "columns. *right samples*: of the attempts drawn; *solved*: problems with a right sample; *trained*: examples "
+             "given to the buffer, and of their training mass the share with a right answer and with every step right; "
+             "*mixed*: problems (self-verified: a problem's pass) whose samples are partly right, where a choice can matter: "
+             "*picked right* is the share of what the method trained on them that is right, *chance* what an arbitrary pick "
+             "would get.", "",
+             "| task | method | it | problems | samples | right samples | solved | trained | trained right | steps right | "
+             "mixed | picked right | chance | notes |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in data["rows"]:
+        lines.append(f"| {r['task']} | {r['method']} | {r['iteration']} | {r['groups']} | {r['samples']} | {_pct(r['samples_right'])} | "
+                     f"{_pct(r['solved'])} | {r['trained']} | {_pct(r['trained_right'])} | {_pct(r['trained_steps_right'])} | "
+                     f"{r['mixed']} | {_pct(r['mixed_picked_right'])} | {_pct(r['mixed_chance'])} | {notes(r)} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--runs", required=True, help="the campaign's label-free folder: one run folder per TASK/METHOD")
+    p.add_argument("--json", default=None, help="write the figures here")
+    p.add_argument("--md", default=None, help="write the table here (a hand-written '## Reading' below it is kept)")
+    args = p.parse_args(argv)
+    runs = Path(args.runs)
+    if not runs.is_dir():
+        print(f"self_improve_evidence: error: {runs}: no such folder", file=sys.stderr)
+        return 2
+    rows: list[dict[str, Any]] = []
+    try:
+        for task_dir in sorted(d for d in runs.iterdir() if d.is_dir()):
+            for method in METHODS:
+                if (task_dir / method).is_dir():
+                    rows += run_rows(task_dir / method, task_dir.name, method)
+    except (OSError, ValueError, KeyError, TripostError) as e:
+        print(f"self_improve_evidence: error: {e}", file=sys.stderr)
+        return 2
+    if not rows:
+        print(f"self_improve_evidence: error: no collection logs under {runs}/TASK/METHOD/itN/collect", file=sys.stderr)
+        return 2
+    command = "HF_HUB_OFFLINE=1 .venv/bin/python scripts/self_improve_evidence.py" + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
+    data = {"command": command, "rows": rows}
+    md = markdown(data)
+    print(md)
+    if args.json:
+        atomic_write_json(args.json, data)
+    if args.md:
+        atomic_write_page(args.md, md)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
