@@ -59,6 +59,9 @@ the total of both tasks (`pooled`: each method's per-problem records pooled).
    comparison's iteration 0 (linked) with its problems and evaluation, each
    iteration at TriPosT's mean training tokens (`train.token_budget`):
    `--docs`/self-improve.{json,md}, beside sft-gold and sft-gold+.
+   RLHF-sharpening links SFT-sharpening's finished iteration-1 collection
+   (`shared_collection`: the same samples and picks; only training differs).
+   scripts/self_improve_evidence.py reads what each method trained on.
 
 5. BIG-bench transfer (issue 28's "real-world transfer"): right after each
    task's comparison, iteration 0, sft-gold+ and the final students (TriPosT's
@@ -615,8 +618,36 @@ def run_label_free_stage(d: Path, stage: dict[str, Any], docs: Path) -> None:
     # The comparison's own settings where a default changed since it ran (comparison_pins): the
     # methods are read against its sft-gold+ on the same problems, evaluated the same way.
     pins = comparison_pins(comparison_dir(d, task), comparison_args(d, task, docs))
-    tripost(d, "run", "--out", str(folder), "--no-progress", *label_free_run_overrides(folder, task, method, budget, pins))
+    overrides = label_free_run_overrides(folder, task, method, budget, pins)
+    shared = shared_collection(d, task, method, overrides)
+    if shared is not None:
+        say(f"{task} {method}: iteration 1 collects what {shared.parent.parent.name} collected: linked, not drawn again")
+        bench_learning().link_folder(shared, RunLayout(folder).it(1).collect)
+    tripost(d, "run", "--out", str(folder), "--no-progress", *overrides)
     publish_label_free(d, docs)
+
+
+def shared_collection(d: Path, task: str, method: str, overrides: list[str]) -> Path | None:
+    """An earlier label-free run's finished iteration-1 collection that `method`
+    would draw again sample for sample: same iteration 0 (every method links the
+    comparison's), and a config that differs only in how it trains. RLHF-sharpening
+    samples, scores and picks exactly what SFT-sharpening does (its pairs are the
+    pick and the lowest-rated sample, which sharpen's records carry too); only
+    the objective differs. On arithmetic the two logs were the same records
+    (config hash aside), drawn in 9.8 and 17.6 min. Later iterations start from
+    different students, so only iteration 1 is shared."""
+    from tripost.runconfig import RunConfig
+
+    if RunLayout(label_free_dir(d, task, method)).it(1).collect.exists():
+        return None  # begun already: it goes on with its own
+    collects = lambda cfg: {k: v for k, v in cfg.items() if k != "train"}  # noqa: E731  what the collection reads
+    mine = collects(RunConfig.load(None, overrides).to_dict())
+    for other in list(LABEL_FREE)[: list(LABEL_FREE).index(method)]:  # the stages before this one
+        layout = RunLayout(label_free_dir(d, task, other))
+        recorded = load(layout.config)
+        if recorded is not None and layout.it(1).collect_json.exists() and collects(recorded) == mine:
+            return layout.it(1).collect
+    return None
 
 
 def publish_label_free(d: Path, docs: Path) -> None:

@@ -283,6 +283,29 @@ def test_a_label_free_run_goes_on_with_the_config_it_began_with(tmp_path):
     assert again[-1] == "collect.temperature=0.5" and RunConfig.load(None, again).to_dict() == recorded
 
 
+def test_rlhf_sharpening_links_sft_sharpening_s_first_collection_and_nothing_else_does(tmp_path):
+    """sharpen-dpo draws, scores and picks what sharpen does at iteration 1;
+    it takes sharpen's finished collection where the configs differ only in
+    training, and never where they differ in what is collected."""
+    from tripost.runconfig import RunConfig
+
+    d, pins = tmp_path / "c", ["eval.batch_size=64"]
+    over = {m: campaign.label_free_run_overrides(campaign.label_free_dir(d, "arithmetic", m), "arithmetic", m, 1000, pins)
+            for m in campaign.LABEL_FREE}
+    sharpen = campaign.RunLayout(campaign.label_free_dir(d, "arithmetic", "sharpen"))
+    assert campaign.shared_collection(d, "arithmetic", "sharpen-dpo", over["sharpen-dpo"]) is None  # sharpen has not run
+    campaign.write_json(sharpen.config, RunConfig.load(None, over["sharpen"]).to_dict())
+    assert campaign.shared_collection(d, "arithmetic", "sharpen-dpo", over["sharpen-dpo"]) is None  # nor finished collecting
+    campaign.write_json(sharpen.it(1).collect_json, {"records_written": 400})
+    assert campaign.shared_collection(d, "arithmetic", "sharpen-dpo", over["sharpen-dpo"]) == sharpen.it(1).collect
+    assert campaign.shared_collection(d, "arithmetic", "self-verified-filter", over["self-verified-filter"]) is None
+    assert campaign.shared_collection(d, "arithmetic", "sharpen", over["sharpen"]) is None  # only the stages before it
+    assert campaign.shared_collection(d, "arithmetic", "sharpen-dpo", over["sharpen-dpo"] + ["collect.temperature=0.5"]) is None
+    dpo = campaign.RunLayout(campaign.label_free_dir(d, "arithmetic", "sharpen-dpo"))
+    dpo.it(1).collect.mkdir(parents=True)  # begun with its own collection: it goes on with it
+    assert campaign.shared_collection(d, "arithmetic", "sharpen-dpo", over["sharpen-dpo"]) is None
+
+
 def test_a_lost_campaign_folder_runs_step_4_alone_on_rebuilt_prerequisites(tmp_path):
     """--from-docs: per task the competence chain up to the committed iteration
     0 (and its evaluation), its controls, its label-free methods; nothing of
