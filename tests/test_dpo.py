@@ -67,7 +67,8 @@ def test_dpo_moves_the_student_toward_the_chosen_side(tiny_model_dir, tmp_path, 
                       dpo_learning_rate=1e-3 if mode == "lora" else 1e-4, logging_steps=1, progress=False, warmup=0)
     m = train_dpo(cfg, pairs, tmp_path / "out")
     assert m["steps"] == 4 and m["pairs"] == 4 and (tmp_path / "out" / "train_metrics.json").is_file()
-    assert m["learning_rate"] == cfg.dpo_learning_rate and m["reference"] == "base"  # DPO's own rate, not SFT's
+    assert m["learning_rate"] == cfg.dpo_learning_rate and m["reference"] == "start"  # DPO's own rate, not SFT's
+    assert m["reference_model"].startswith("the base student")  # a round from the base starts there
     assert not (tmp_path / "out" / "ref").exists()  # no copy of TRL's reference adapter in the folder
     assert m["loss_curve"][0]["loss"] == pytest.approx(0.6931, abs=1e-3)  # log 2: policy = reference at the start
     assert m["loss_curve"][-1]["loss"] < m["loss_curve"][0]["loss"] and m["loss_curve"][-1]["reward_margin"] > 0
@@ -104,40 +105,48 @@ def _logps(model, batch):
 
 
 @pytest.mark.parametrize("mode", ["lora", "full"])
-def test_the_reference_of_a_second_round_is_the_base_or_its_starting_weights(tiny_model_dir, tmp_path, mode):
-    """Round 1 moves the student away from the base; round 2 continues from it.
-    Its reference log-probs are the base model's with dpo_reference=base, and
-    the weights it starts from (round 1's) with previous."""
+def test_the_reference_of_a_later_round_is_where_sharpening_started_the_base_or_its_starting_weights(tiny_model_dir, tmp_path, mode):
+    """Round 1 moves the student away from the base, round 2 continues it, and
+    round 3 continues round 2. Round 3's reference log-probs are round 1's with
+    dpo_reference=start (start_adapter: where the run's sharpening began, as
+    `tripost run` sets it to iteration 0), the base model's with base, and the
+    weights it starts from (round 2's) with previous."""
     import torch
 
     from tripost.train.objectives.dpo import build_dpo
 
     spec = f"hf:{tiny_model_dir}"
     common = dict(student=spec, mode=mode, precision="fp32", objective="dpo", batch_size=2, logging_steps=1, progress=False,
-                  warmup=0, mixed_precision="no")
-    train_dpo(TrainConfig(**common, max_steps=2, dpo_learning_rate=1e-2 if mode == "lora" else 1e-3), _pairs(), tmp_path / "r1")
+                  warmup=0, mixed_precision="no", dpo_learning_rate=1e-2 if mode == "lora" else 1e-3)
+    train_dpo(TrainConfig(**common, max_steps=2), _pairs(), tmp_path / "r1")
+    train_dpo(TrainConfig(**common, max_steps=2, adapter=str(tmp_path / "r1"), dpo_reference="previous"), _pairs(), tmp_path / "r2")
     base = build_dpo(TrainConfig(**common, max_steps=1), _pairs(), tmp_path / "b")  # starts from the base
     batch = base.trainer.data_collator([base.trainer.train_dataset[i] for i in range(2)])
-    base_lp = _logps(base.trainer.model, batch)
-    for reference in ("base", "previous"):
-        run = build_dpo(TrainConfig(**common, max_steps=1, adapter=str(tmp_path / "r1"), dpo_reference=reference), _pairs(),
-                        tmp_path / reference)
+    lps = {"base": _logps(base.trainer.model, batch),
+           "r1": _logps(build_dpo(TrainConfig(**common, max_steps=1, adapter=str(tmp_path / "r1")), _pairs(), tmp_path / "c").trainer.model, batch)}
+    common["dpo_learning_rate"] = None
+    for reference in ("start", "base", "previous"):
+        run = build_dpo(TrainConfig(**common, max_steps=1, adapter=str(tmp_path / "r2"), start_adapter=str(tmp_path / "r1"),
+                                    dpo_reference=reference), _pairs(), tmp_path / reference)
         t = run.trainer
-        start_lp = _logps(t.model, batch)  # the policy before its first step: round 1's weights
-        assert (start_lp - base_lp).abs().max() > 1e-3  # round 1 did move the student
+        lps["r2"] = _logps(t.model, batch)  # the policy before its first step: round 2's weights
         ref_lp = torch.cat(t.compute_ref_log_probs(t.ref_model or t.model, batch))  # what TRL scores the reference with
-        want, other = (base_lp, start_lp) if reference == "base" else (start_lp, base_lp)
-        torch.testing.assert_close(ref_lp, want, rtol=1e-5, atol=1e-4)
-        assert (ref_lp - other).abs().max() > 1e-3
+        want = {"start": "r1", "base": "base", "previous": "r2"}[reference]
+        torch.testing.assert_close(ref_lp, lps[want], rtol=1e-5, atol=1e-4)
+        for other in {"r1", "base", "r2"} - {want}:
+            assert (lps[want] - lps[other]).abs().max() > 1e-3  # the three are different weights
         assert run.learning_rate == (5e-6 if mode == "lora" else 1e-6)  # unset: TRL's rates, not SFT's 2e-4
+        assert run.reference.startswith("the base student" if reference == "base" else
+                                        f"the weights of {tmp_path / ('r1' if reference == 'start' else 'r2')}")
         if mode == "lora":
-            assert ("ref" in t.model.peft_config) == (reference == "previous")  # TRL's copy of the adapter, or the adapter off
+            assert ("ref" in t.model.peft_config) == (reference != "base")  # a frozen adapter copy, or the adapter off
+            assert t.model.active_adapter == "default"
         else:
             assert t.ref_model is not None and not any(p.requires_grad for p in t.ref_model.parameters())
 
 
 def test_dpo_reference_and_learning_rate_are_checked():
-    with pytest.raises(TripostError, match="unknown dpo_reference 'initial'; choose from base, previous"):
+    with pytest.raises(TripostError, match="unknown dpo_reference 'initial'; choose from start, base, previous"):
         TrainConfig(dpo_reference="initial")
     for bad in (0, -1e-6, True, float("nan")):
         with pytest.raises(TripostError, match="dpo_learning_rate must be a number > 0"):
@@ -170,6 +179,8 @@ def test_online_rlhf_sharpening_runs_from_tripost_run(tiny_model_dir, tmp_path, 
         assert f"it{t}/train" in state["stages"]
         m = json.loads((out / f"it{t}" / "train" / "train_metrics.json").read_text())
         assert m["objective"] == "dpo" and m["pairs"] >= 1
+        # Both rounds are scored against iteration 0, where the run's sharpening started (dpo_reference=start).
+        assert m["reference"] == "start" and m["reference_model"] == f"the weights of {out / 'it0' / 'train'} (a frozen copy)"
         ds = datasets.load_from_disk(str(out / f"it{t}" / "buffer" / "dataset"))
         recs = [json.loads(x) for x in (out / f"it{t}" / "collect" / "log.jsonl").read_text().splitlines()]
         assert len(ds) == sum(r["rejected"] is not None for r in recs)

@@ -254,7 +254,8 @@ class Run:
         return self._teacher
 
     def train_config(self, adapter: str | None):
-        return self.cfg.train_config(adapter, self.progress)
+        # Iteration 0's weights: what the self-improvement rounds start from (DPO's `start` reference).
+        return self.cfg.train_config(adapter, self.progress, start_adapter=self.adapter(0))
 
     def stage_gold_sft(self) -> dict[str, Any]:
         # The trainer loads torch and transformers (~7 s), so it is imported here, not with the module.

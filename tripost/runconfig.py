@@ -132,8 +132,8 @@ class GapSection:
 
 
 # TrainConfig's fields a run sets itself: the student is student.spec, the
-# adapter the previous iteration's, the seed the run's.
-TRAIN_SET_BY_RUN = ("student", "adapter", "progress", "system", "seed")
+# adapter the previous iteration's, the start adapter iteration 0's, the seed the run's.
+TRAIN_SET_BY_RUN = ("student", "adapter", "start_adapter", "progress", "system", "seed")
 # A run's training, sized for a 2-core CPU: more epochs on the small buffers
 # of one iteration, saves and logs more often than `tripost train`'s.
 RUN_TRAIN_DEFAULTS = {"epochs": 3.0, "batch_size": 8, "save_steps": 50, "logging_steps": 2}
@@ -324,8 +324,8 @@ class RunConfig:
                             bucket_cap=b.bucket_cap, keep_last=b.keep_last or None, decay=b.decay or None,
                             include_gold=self.include_gold(), turns=b.turns, seed=self.seed + t)
 
-    def train_config(self, adapter: str | None, progress: bool) -> TrainConfig:
-        return replace(self.train, adapter=adapter, progress=progress)
+    def train_config(self, adapter: str | None, progress: bool, start_adapter: str | None = None) -> TrainConfig:
+        return replace(self.train, adapter=adapter, start_adapter=start_adapter, progress=progress)
 
     def eval_config(self, progress: bool) -> EvalConfig:
         e = self.eval

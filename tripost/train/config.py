@@ -23,7 +23,7 @@ CHECKPOINTS = "checkpoints"
 # (a name neither transformers' `checkpoint-*` glob nor its regex matches).
 STAGING_DIR = ".saving"
 MODES = ("auto", "lora", "full")
-DPO_REFERENCES = ("base", "previous")
+DPO_REFERENCES = ("start", "base", "previous")
 # `dpo_learning_rate` unset: TRL's DPOConfig default (trl/trainer/dpo_config.py,
 # learning_rate=1e-6) for full fine-tuning, and the learning rate of TRL's own
 # LoRA DPO example (trl/scripts/dpo.py: 5e-6; its full example: 5e-7).
@@ -72,6 +72,10 @@ class TrainConfig:
 
     student: str = "smollm2-135m"
     adapter: str | None = None  # continue from this folder of trained weights (iteration t-1), loaded trainable
+    # The weights a run's self-improvement started from: `tripost run` sets
+    # iteration 0's (dpo_reference=start scores the reference with them). None:
+    # `adapter` (one round on its own, as `tripost train` runs it).
+    start_adapter: str | None = None
     # lora: a LoRA adapter on a frozen base; full: every weight (TriPosT's own
     # setting); auto: full on a CPU for a student whose training state fits
     # (FULL_MEMORY_SHARE), else lora (QLoRA on GPUs, as before).
@@ -178,12 +182,15 @@ class TrainConfig:
     # (Huang et al. 2024).
     objective: str = "sft"
     dpo_beta: float = 0.1
-    # The DPO reference (tripost/train/objectives/dpo.py). "base": the base student, the
-    # spec's weights without any adapter or continued weights, fixed across
-    # rounds, as in Huang et al.'s RLHF-sharpening (target pi_base^(1+1/beta)).
-    # "previous": the weights the round starts from (`adapter`, else the base):
-    # iterated DPO, whose reference moves each round.
-    dpo_reference: str = "base"
+    # The DPO reference (tripost/train/objectives/dpo.py). "start": the weights
+    # the sharpening started from (`start_adapter`: in `tripost run`, iteration
+    # 0, the gold-SFT student that drew the first samples), fixed across
+    # rounds, as Huang et al.'s RLHF-sharpening fixes pi_base, the model being
+    # sharpened (target pi_base^(1+1/beta)). "base": the spec's weights without
+    # any adapter or continued weights (before iteration 0 taught the format).
+    # "previous": the weights the round starts from (`adapter`, else the
+    # base): iterated DPO, whose reference moves each round.
+    dpo_reference: str = "start"
     # DPO's own learning rate; SFT's 2e-4 is far too large for DPO. None: by
     # the resolved mode, 1e-6 for full fine-tuning (TRL's DPOConfig default)
     # and 5e-6 for LoRA (TRL's LoRA example, trl/scripts/dpo.py).
@@ -234,8 +241,9 @@ class TrainConfig:
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0):
             raise TripostError(f"dpo_learning_rate must be a number > 0 (or unset), got {v!r}")
         self.target_modules = list(self.target_modules)
-        if self.adapter is not None:
-            self.adapter = str(self.adapter)
+        for name in ("adapter", "start_adapter"):
+            if getattr(self, name) is not None:
+                setattr(self, name, str(getattr(self, name)))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":

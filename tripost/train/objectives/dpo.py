@@ -14,12 +14,23 @@ TRL's `DPOTrainer` computes it; `train.dpo_reference` says what ref is.
 Run online, one round per iteration of `tripost run` (sample with the latest
 weights -> pair -> train):
 
-- ``base`` (the default): the base student, the spec's weights without any
-  adapter or continued weights, in every round, as Huang et al. fix it (their
-  KL-regularised optimum is pi_base^(1+1/beta)). LoRA: the same model with
-  its adapter off (PEFT's `disable_adapter`; TRL's copy of the adapter, below,
-  is removed). Full fine-tuning: a frozen copy of the base weights, loaded
-  from the spec at the round's precision.
+- ``start`` (the default): the weights the sharpening started from, in every
+  round: in `tripost run` iteration 0 (`train.start_adapter`, set by the run:
+  the gold-SFT student that drew the first samples); in a `tripost train`
+  round on its own, the weights it continues (`--adapter`), else the base.
+  Huang et al. fix pi_base, the model being sharpened, as the reference (their
+  KL-regularised optimum is pi_base^(1+1/beta)); their pi_base is a pretrained
+  model sampled as it is, ours learnt the format in iteration 0 first. Full
+  fine-tuning: a frozen copy of those weights. LoRA: a frozen copy of that
+  adapter under the name TRL scores its reference with ("ref").
+- ``base``: the spec's weights without any adapter or continued weights, in
+  every round: the student before iteration 0, which has not learnt the
+  answer format (in the campaign it gave the iteration-0 student's answers
+  85-95 nats less log-probability than that student: DPO's logged rewards,
+  beta times that gap, read 8.4-9.4 from the first steps). LoRA: the same model with its adapter off (PEFT's
+  `disable_adapter`; TRL's copy of the adapter, below, is removed). Full
+  fine-tuning: a frozen copy of the base weights, loaded from the spec at the
+  round's precision.
 - ``previous``: the weights the round starts from, i.e. iterated DPO, whose
   reference moves each round (after T rounds the target compounds to
   pi_0^((1+1/beta)^T)). LoRA: a frozen copy of the adapter the round
@@ -28,6 +39,8 @@ weights -> pair -> train):
   adapter "ref" copied from "default" and scores the reference with it active;
   a fresh adapter starts at zero, so there it is the base). Full fine-tuning:
   a frozen copy of the starting weights.
+
+In round 1 of a run, start and previous are the same weights.
 
 The learning rate is DPO's own, `train.dpo_learning_rate` (SFT's 2e-4 would
 move a DPO policy far from its reference in a few steps); unset, 1e-6 for
@@ -106,21 +119,41 @@ def _frozen(model: Any) -> Any:
     return model.eval()
 
 
+def reference_weights(config: TrainConfig) -> str | None:
+    """The folder of trained weights the reference is (None: the base student)."""
+    if config.dpo_reference == "base":
+        return None
+    if config.dpo_reference == "start" and config.start_adapter is not None:
+        return config.start_adapter
+    return config.adapter  # previous, or start for a round on its own
+
+
 def reference_model(config: TrainConfig, student: Any, setup: Any) -> Any:
-    """The frozen reference of a fully fine-tuned round: the base student
-    (`dpo_reference=base`), or a copy of the weights the round starts from
-    (`previous`, and `base` when the round starts from the base)."""
+    """The frozen reference of a fully fine-tuned round: a copy of the weights
+    the round starts from when the reference is those, else the reference's
+    weights (the base student, or start's folder) loaded from the spec."""
     import copy
 
-    if config.dpo_reference == "base" and config.adapter is not None:
-        return _frozen(load_student(config.student, setup.precision, device=student.device).model)
-    return _frozen(copy.deepcopy(student.model))
+    weights = reference_weights(config)
+    if weights == config.adapter:
+        return _frozen(copy.deepcopy(student.model))
+    return _frozen(load_student(config.student, setup.precision, adapter=weights, device=student.device).model)
 
 
 def _reference_words(config: TrainConfig, mode: str) -> str:
-    if config.dpo_reference == "base" or config.adapter is None:
+    weights = reference_weights(config)
+    if weights is None:
         return f"the base student ({'adapter off' if mode == 'lora' else 'a frozen copy'})"
-    return f"the weights of {config.adapter} ({'a frozen copy of the adapter' if mode == 'lora' else 'a frozen copy'})"
+    return f"the weights of {weights} ({'a frozen copy of the adapter' if mode == 'lora' else 'a frozen copy'})"
+
+
+def _use_reference_adapter(model: Any, weights: str) -> None:
+    """Make TRL's reference adapter "ref" a frozen copy of the adapter in
+    `weights` (start's, when the round continues another one)."""
+    if "ref" in getattr(model, "peft_config", {}):
+        model.delete_adapter("ref")
+    model.load_adapter(weights, adapter_name="ref", is_trainable=False)
+    model.set_adapter("default")
 
 
 def build_dpo(config: TrainConfig, pairs: "datasets.Dataset", out: Path) -> DPORun:
@@ -162,15 +195,18 @@ def build_dpo(config: TrainConfig, pairs: "datasets.Dataset", out: Path) -> DPOR
     # (TRL would reload `config._name_or_path`, whatever folder that names).
     ref = reference_model(config, student, setup) if setup.mode == "full" else None
     trainer = DPOTrainer(model=student.model, ref_model=ref, args=args, train_dataset=train_set, processing_class=student.tokenizer)
-    if setup.mode == "lora" and (config.dpo_reference == "base" or config.adapter is None):
+    weights = reference_weights(config)
+    if setup.mode == "lora" and weights is None:
         # TRL 1.16 copied the adapter into "ref" (its reference); without it, it
         # scores the reference with the adapter off: the base.
         _drop_reference_adapter(trainer.model)
     elif setup.mode == "lora" and "ref" not in getattr(trainer.model, "peft_config", {}):
         # Another TRL (or a peft it works around) left no copy: its reference
-        # would be the base, not the weights this round starts from.
-        raise TripostError("dpo_reference=previous with a LoRA student needs TRL's copy of the adapter as the reference "
+        # would be the base, not the weights named.
+        raise TripostError(f"dpo_reference={config.dpo_reference} with a LoRA student needs TRL's copy of the adapter as the reference "
                            "(adapter \"ref\", TRL 1.16), which this TRL/peft did not make; use dpo_reference=base")
+    elif setup.mode == "lora" and weights != config.adapter:
+        _use_reference_adapter(trainer.model, weights)  # start's adapter, not the one this round continues
     return DPORun(student=student, trainer=trainer, setup=setup, learning_rate=lr, reference=_reference_words(config, setup.mode))
 
 
@@ -234,5 +270,5 @@ def summary(m: dict[str, Any], out_dir: str | Path) -> str:
 OBJECTIVE = Objective(train=train, summary=summary)
 
 
-__all__ = ["OBJECTIVE", "PAIR_COLUMNS", "DPORun", "build_dpo", "dpo_dataset", "dpo_learning_rate", "reference_model", "summary", "train",
-           "train_dpo"]
+__all__ = ["OBJECTIVE", "PAIR_COLUMNS", "DPORun", "build_dpo", "dpo_dataset", "dpo_learning_rate", "reference_model", "reference_weights",
+           "summary", "train", "train_dpo"]
