@@ -1159,7 +1159,11 @@ def main(argv: list[str] | None = None) -> int:
         args.commit_given = args.commit is not None
         args.commit = args.commit or "HEAD"
         return cmd_start(args)
-    return {"run": cmd_run, "status": cmd_status, "publish": cmd_publish, "gold-plus": cmd_gold_plus}[args.verb](args)
+    try:
+        return {"run": cmd_run, "status": cmd_status, "publish": cmd_publish, "gold-plus": cmd_gold_plus}[args.verb](args)
+    except BrokenPipeError:  # `status | head` closed stdout early: not an error (as in the tripost CLI)
+        sys.stdout = open(os.devnull, "w")
+        return 0
 
 
 if __name__ == "__main__":
