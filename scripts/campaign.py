@@ -551,7 +551,13 @@ def cmd_gold_plus(args: argparse.Namespace) -> int:
 # 1: a best-of-N, a verifier's filter and GSI's rounds need several.
 LABEL_FREE: dict[str, list[str]] = {
     "sharpen": ["collect.source=sharpen"],  # SFT-sharpening (Huang et al. 2024)
-    "sharpen-dpo": ["collect.source=sharpen", "train.objective=dpo"],  # RLHF-sharpening
+    # RLHF-sharpening. Its learning rate: TRL's 1e-6 (tripost's full fine-tuning
+    # default) barely moved the student in the budget's ~50 steps (reward margin
+    # 0.0066 after 35). Probed on iteration 1's own pairs (no val or test data),
+    # 10 steps at a constant rate: 1e-5 reached a margin of 0.064 with the
+    # chosen side's log-probability steady (-1.0 to -1.4); 5e-5 reached 0.32
+    # but the chosen side fell from -1.1 to -2.5 (DPO's likelihood displacement).
+    "sharpen-dpo": ["collect.source=sharpen", "train.objective=dpo", "train.dpo_learning_rate=1e-5"],
     "self-verified-filter": ["collect.source=self_verified", "collect.verify_mode=filter"],  # Song et al. 2024
     "self-verified-reweight": ["collect.source=self_verified", "collect.verify_mode=reweight", "train.use_example_weight=true"],
     "guided": ["collect.source=guided"],  # Guided Self-Improvement (Ding et al. 2024)
