@@ -14,7 +14,7 @@ each iteration's collection log it counts:
   (`final_correct`, the gold check every source records for reporting);
   **solved**: the share of problems with at least one right sample;
 - **trained**: the examples the log gives the buffer (`direct` records;
-  reweight mode: their weights), the share of that training mass whose answer
+  reweight mode: their weights; DPO: the chosen sides of its pairs), the share of that training mass whose answer
   is right, and the share whose every step is right by the task's step
   checker (a right answer can come from wrong steps);
 - **mixed problems**: those whose samples are neither all right nor all
@@ -91,22 +91,24 @@ def steps_right(rec: LogRecord, rationale: str) -> bool | None:
         return None
 
 
-def sharpen_groups(records: list[LogRecord]) -> tuple[list[Group], dict[str, int]]:
-    """One record per problem: its pick is trained, its counts say how many of its N samples were right.
-    DPO's pairs: the pick (chosen) against the lowest-rated sample (rejected)."""
+def sharpen_groups(records: list[LogRecord], dpo: bool) -> tuple[list[Group], dict[str, int]]:
+    """One record per problem: its pick is trained (DPO: as the chosen side,
+    where the record has a pair), its counts say how many of its N samples were
+    right. DPO's pairs: the pick (chosen) against the lowest-rated sample (rejected)."""
     groups, pairs = [], {"chosen right, rejected wrong": 0, "chosen wrong, rejected right": 0, "both right or both wrong": 0}
     for rec in records:
         info = rec.student.get("sharpen") or {}
         n, right = int(info.get("samples", 1)), int(info.get("correct_samples", int(rec.final_correct)))
-        pick = Sample(rec.final_correct, 1.0, steps_right(rec, rec.turns[0]["rationale"]))
+        trained = not dpo or rec.rejected is not None  # all samples alike: no pair, nothing for DPO to train
+        pick = Sample(rec.final_correct, 1.0 if trained else 0.0, steps_right(rec, rec.turns[0]["rationale"]) if trained else None)
         others = [Sample(True)] * (right - int(rec.final_correct)) + [Sample(False)] * (n - 1 - right + int(rec.final_correct))
         groups.append(Group([pick] + others))
-        if rec.rejected is not None:
+        if dpo and rec.rejected is not None:
             task = get_task(rec.problem.get("family", ""))
             rejected_right = task.check_answer(task.from_record(rec.problem), rec.rejected.get("answer"))
             pairs["chosen right, rejected wrong" if rec.final_correct and not rejected_right else
                   "chosen wrong, rejected right" if rejected_right and not rec.final_correct else "both right or both wrong"] += 1
-    return groups, (pairs if any(r.rejected is not None for r in records) else {})
+    return groups, pairs
 
 
 def sample_groups(records: list[LogRecord], by: str) -> list[Group]:
@@ -142,7 +144,7 @@ def verifier_ranking(groups: list[Group]) -> tuple[float | None, int]:
 def iteration_row(task: str, method: str, t: int, records: list[LogRecord]) -> dict[str, Any]:
     pairs: dict[str, int] = {}
     if method.startswith("sharpen"):
-        groups, pairs = sharpen_groups(records)
+        groups, pairs = sharpen_groups(records, dpo=method == "sharpen-dpo")
     else:
         groups = sample_groups(records, "problem" if method == "guided" else "pass")
     samples = [s for g in groups for s in g.samples]

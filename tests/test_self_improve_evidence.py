@@ -69,13 +69,15 @@ def test_a_sharpen_pick_is_read_against_its_own_samples_and_dpo_against_its_pair
     picks = [record(f"p{i}#sharpen@it1", right, source="sharpen", checked=False, student={"sharpen": {"samples": 4, "correct_samples": c}},
                     rejected={"answer": rej, "rationale": attempt(int(rej))})
              for i, (right, c, rej) in enumerate([(True, 1, "6"), (False, 1, "5"), (True, 4, "5"), (False, 0, "7")])]
+    # Four samples alike (all right): no pair, so nothing DPO trains; SFT-sharpening trains the pick.
+    picks.append(record("p4#sharpen@it1", True, source="sharpen", checked=False, student={"sharpen": {"samples": 4, "correct_samples": 4}}))
     (r,) = sie.run_rows(write(tmp_path, "sharpen-dpo", picks), "arithmetic", "sharpen-dpo")
-    assert (r["samples"], r["samples_right"], r["solved"], r["trained"], r["trained_right"]) == (16, 6 / 16, 0.75, 4, 0.5)
+    assert (r["samples"], r["samples_right"], r["solved"], r["trained"], r["trained_right"]) == (20, 10 / 20, 0.8, 4, 0.5)
     # Mixed: the first two (one right sample of four each); the pick is right once, chance 1/4.
     assert (r["mixed"], r["mixed_picked_right"], r["mixed_chance"]) == (2, 0.5, 0.25)
     assert r["dpo_pairs"] == {"chosen right, rejected wrong": 1, "chosen wrong, rejected right": 1, "both right or both wrong": 2}
     (plain,) = sie.run_rows(write(tmp_path, "sharpen", picks), "arithmetic", "sharpen")
-    assert "dpo_pairs" not in plain  # SFT-sharpening trains the pick alone
+    assert "dpo_pairs" not in plain and (plain["trained"], plain["trained_right"]) == (5, 0.6)  # the pick alone, each problem's
 
 
 def test_guided_counts_what_the_plain_round_solved_and_what_guidance_added(tmp_path):
