@@ -673,8 +673,15 @@ def _si_contribution(g: dict[str, Any]) -> float | None:
 BASELINE = "sft-gold+"
 
 
-def rows_of(ms: list[dict[str, Any]], seed: int = 0, records: dict[str, list[dict[str, Any]] | None] | None = None) -> list[dict[str, Any]]:
-    """One row per (method, task, subset) of one seed's comparison."""
+def paired_key(method: str) -> str:
+    """A row's field for its paired interval against `method` (sft-gold+: paired_ci_vs_sft_gold_plus)."""
+    return "paired_ci_vs_" + method.replace("+", "_plus").replace("-", "_")
+
+
+def rows_of(ms: list[dict[str, Any]], seed: int = 0, records: dict[str, list[dict[str, Any]] | None] | None = None,
+            also_vs: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """One row per (method, task, subset) of one seed's comparison; each with
+    its paired interval against sft-gold+, and against each method of `also_vs`."""
     records = method_records(ms) if records is None else records
     base = records.get(BASELINE)
     rows = []
@@ -692,12 +699,14 @@ def rows_of(ms: list[dict[str, Any]], seed: int = 0, records: dict[str, list[dic
                     continue
                 paired = (paired_ci(_group(own, task, subset), _group(base, task, subset), f"{m['method']} and {BASELINE} ({task}/{subset})")
                           if own and base else None)
+                others = {paired_key(o): paired_ci(_group(own, task, subset), _group(records[o], task, subset), f"{m['method']} and {o} ({task}/{subset})")
+                          if own and records.get(o) else None for o in also_vs}
                 rows.append({
                     "seed": seed, "method": m["method"], "iteration": m.get("iteration"), "chosen": m.get("chosen"),
                     "task": task, "subset": subset, "n": g["n"],
                     "first_acc": g["first_accuracy"], "first_ci": proportion_ci(g, "first_accuracy"),
                     "final_acc": g["final_accuracy"], "final_ci": proportion_ci(g, "final_accuracy"),
-                    "paired_ci_vs_sft_gold_plus": paired,
+                    paired_key(BASELINE): paired, **others,
                     "revised_rate": g.get("revised_rate"), "fix_rate": g.get("fix_rate"), "break_rate": g.get("break_rate"),
                     "si_contribution": _si_contribution(g),
                     "counts": g.get("counts"), "train_tokens": m["train_tokens"], "buffer_by_kind": m.get("buffer_by_kind"),

@@ -202,6 +202,7 @@ def test_the_label_free_methods_follow_both_comparisons_at_tripost_s_tokens(tmp_
     get = {(r["method"], r["subset"]): r for r in data["rows"]}
     assert {m for m, _ in get} == {"sft-gold", "sft-gold+", "sharpen"}
     assert get[("sharpen", "total")]["final_acc"] == 0.75 and get[("sharpen", "total")]["paired_ci_vs_sft_gold_plus"][0] > 0
+    assert get[("sharpen", "total")]["paired_ci_vs_sft_gold"][0] > 0 and get[("sft-gold", "total")]["paired_ci_vs_sft_gold"] == [0.0, 0.0]
     assert "| arithmetic | sharpen | total | 20 |" in (docs / "self-improve.md").read_text()
 
 
