@@ -27,10 +27,10 @@ weights -> pair -> train):
   every round: the student before iteration 0, which has not learnt the
   answer format (in the campaign it gave the iteration-0 student's answers
   85-95 nats less log-probability than that student: DPO's logged rewards,
-  beta times that gap, read 8.4-9.4 from the first steps). LoRA: the same model with its adapter off (PEFT's
-  `disable_adapter`; TRL's copy of the adapter, below, is removed). Full
-  fine-tuning: a frozen copy of the base weights, loaded from the spec at the
-  round's precision.
+  beta times that gap, read 8.4-9.4 from the first steps). LoRA: the same
+  model with its adapter off (PEFT's `disable_adapter`; TRL's copy of the
+  adapter, below, is removed). Full fine-tuning: a frozen copy of the base
+  weights, loaded from the spec at the round's precision.
 - ``previous``: the weights the round starts from, i.e. iterated DPO, whose
   reference moves each round (after T rounds the target compounds to
   pi_0^((1+1/beta)^T)). LoRA: a frozen copy of the adapter the round
