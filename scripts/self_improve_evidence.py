@@ -27,8 +27,11 @@ each iteration's collection log it counts:
   rest nothing about correctness); the self-verifier's ranking (over the
   pairs of a right and a wrong sample of the same problem, the share where
   it scores the right one higher, ties half: 50% is a verifier that does not
-  tell them apart); guided's problems solved in the plain round and after
-  guidance.
+  tell them apart), its mean score of right and of wrong samples, and the
+  samples it keeps per problem whose samples are all right, mixed, all wrong
+  (the quantile filter keeps every sample tied at its cut, so identical
+  samples, common where the student is sure, are all kept); guided's
+  problems solved in the plain round and after guidance.
 
 Each problem counts where the method groups its samples: a sharpen record
 holds its N samples' counts (`student.sharpen`), a self-verified problem's
@@ -167,8 +170,15 @@ def iteration_row(task: str, method: str, t: int, records: list[LogRecord]) -> d
     }
     if method == "sharpen-dpo":  # SFT-sharpening logs the worst sample too, but trains the pick alone
         row["dpo_pairs"] = pairs
+    # Training mass per problem by what its samples were: a filter can favour the problems whose
+    # samples agree (ties keep every sample) without telling right from wrong.
+    kinds = {"all right": [g for g in groups if g.samples and all(s.right for s in g.samples)], "mixed": mixed,
+             "all wrong": [g for g in groups if not any(s.right for s in g.samples)]}
+    row["trained_per_problem"] = {k: _share(sum(s.weight for g in gs for s in g.samples), len(gs)) for k, gs in kinds.items()}
     if method.startswith("self-verified"):
         row["verifier_ranks_right_higher"], row["verifier_pairs"] = verifier_ranking(groups)
+        scores = {k: [s.score for s in samples if s.right == k and s.score is not None] for k in (True, False)}
+        row["mean_score_right"], row["mean_score_wrong"] = (_share(sum(scores[k]), len(scores[k])) for k in (True, False))
     if method == "guided":
         row["solved_plain_round"] = _share(sum(g.plain_solved for g in groups), len(groups))
     return row
@@ -191,7 +201,10 @@ def notes(r: dict[str, Any]) -> str:
     if "dpo_pairs" in r:
         return "pairs: " + ", ".join(f"{k} {v}" for k, v in r["dpo_pairs"].items())
     if "verifier_pairs" in r:
-        return f"verifier ranks the right sample higher in {_pct(r['verifier_ranks_right_higher'])} of {r['verifier_pairs']} right/wrong pairs"
+        per = r["trained_per_problem"]
+        return (f"verifier ranks the right sample higher in {_pct(r['verifier_ranks_right_higher'])} of {r['verifier_pairs']} right/wrong "
+                f"pairs; mean score right {r['mean_score_right']:.3f}, wrong {r['mean_score_wrong']:.3f}; kept a problem: "
+                + ", ".join(f"{k} {'—' if v is None else f'{v:.2f}'}" for k, v in per.items()))
     if "solved_plain_round" in r:
         return f"solved in the plain round {_pct(r['solved_plain_round'])}, after guidance {_pct(r['solved'])}"
     return ""

@@ -47,6 +47,8 @@ def test_a_verifier_that_believes_the_wrong_answers_trains_them_and_ranks_right_
     assert (f["groups"], f["samples"], f["samples_right"], f["solved"]) == (1, 4, 0.5, 1.0)
     assert (f["trained"], f["trained_right"], f["mixed"], f["mixed_picked_right"], f["mixed_chance"]) == (2, 0.0, 1, 0.0, 0.5)
     assert (f["verifier_ranks_right_higher"], f["verifier_pairs"]) == (0.0, 4)  # 0.2 < 0.9 and 0.6, twice
+    assert f["mean_score_right"] == pytest.approx(0.2) and f["mean_score_wrong"] == pytest.approx(0.75)
+    assert f["trained_per_problem"] == {"all right": None, "mixed": 2.0, "all wrong": None}
     # Reweighted: every sample trains, the right ones at 0.2 / 1.9 of the mass each.
     assert w["trained"] == 4 and w["trained_right"] == pytest.approx(0.4 / 1.9) and w["mixed_chance"] == pytest.approx(0.5)
 
