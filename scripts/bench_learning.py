@@ -683,7 +683,6 @@ def rows_of(ms: list[dict[str, Any]], seed: int = 0, records: dict[str, list[dic
     """One row per (method, task, subset) of one seed's comparison; each with
     its paired interval against sft-gold+, and against each method of `also_vs`."""
     records = method_records(ms) if records is None else records
-    base = records.get(BASELINE)
     rows = []
     for m in ms:
         ev = _load(m["eval"])
@@ -697,16 +696,14 @@ def rows_of(ms: list[dict[str, Any]], seed: int = 0, records: dict[str, list[dic
                 g = block.get(subset)
                 if not g:
                     continue
-                paired = (paired_ci(_group(own, task, subset), _group(base, task, subset), f"{m['method']} and {BASELINE} ({task}/{subset})")
-                          if own and base else None)
-                others = {paired_key(o): paired_ci(_group(own, task, subset), _group(records[o], task, subset), f"{m['method']} and {o} ({task}/{subset})")
-                          if own and records.get(o) else None for o in also_vs}
+                paired = {paired_key(o): paired_ci(_group(own, task, subset), _group(records[o], task, subset), f"{m['method']} and {o} ({task}/{subset})")
+                          if own and records.get(o) else None for o in (BASELINE, *also_vs)}
                 rows.append({
                     "seed": seed, "method": m["method"], "iteration": m.get("iteration"), "chosen": m.get("chosen"),
                     "task": task, "subset": subset, "n": g["n"],
                     "first_acc": g["first_accuracy"], "first_ci": proportion_ci(g, "first_accuracy"),
                     "final_acc": g["final_accuracy"], "final_ci": proportion_ci(g, "final_accuracy"),
-                    paired_key(BASELINE): paired, **others,
+                    **paired,
                     "revised_rate": g.get("revised_rate"), "fix_rate": g.get("fix_rate"), "break_rate": g.get("break_rate"),
                     "si_contribution": _si_contribution(g),
                     "counts": g.get("counts"), "train_tokens": m["train_tokens"], "buffer_by_kind": m.get("buffer_by_kind"),
