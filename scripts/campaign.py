@@ -109,6 +109,7 @@ sys.path.insert(0, str(ROOT / "scripts"))  # its sibling bench_learning.py
 
 from tripost.fileio import atomic_write_json, atomic_write_page  # noqa: E402
 from tripost.layout import RunLayout, StageFolder  # noqa: E402
+from tripost.report import percent  # noqa: E402
 from tripost.tasks.base import difficulty_sort_key  # noqa: E402
 
 DEFAULT_DIR = Path(os.environ.get("TRIPOST_CAMPAIGN_DIR", "/work/campaign"))
@@ -442,13 +443,13 @@ def publish_transfer(d: Path, docs: Path) -> None:
         if r["subset"] != "total":  # every BBH example is a `seen` row: the total says it once
             continue
         ci = r.get("paired_ci_vs_sft_gold_plus")
-        lines.append(f"| {r['task']} ({r['bigbench_task']}) | {r['method']} | {r['n']} | {_pct(r['first_acc'])} | {_pct(r['final_acc'])} | "
+        lines.append(f"| {r['task']} ({r['bigbench_task']}) | {r['method']} | {r['n']} | {percent(r['first_acc'])} | {percent(r['final_acc'])} | "
                      + ("—" if not ci else f"[{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]")
-                     + f" | {_pct(r.get('fix_rate'))} | {_pct(r.get('break_rate'))} | {_pct(r.get('revised_rate'))} |")
+                     + f" | {percent(r.get('fix_rate'))} | {percent(r.get('break_rate'))} | {percent(r.get('revised_rate'))} |")
     lines += ["", "By difficulty (the family's label of each example: arithmetic `lenL-D`, D groups of L numbers, where the small preset "
               "the students learnt from has len3-1 and len2-2 (seen) and len3-2 (unseen); word_sorting the number of words, where it "
               "has 2-3 (seen) and 4-5 (unseen)), first / final accuracy:", "", "| task | method | difficulty | n | first | final |", "|---|---|---|---:|---:|---:|"]
-    lines += [f"| {g['task']} | {g['method']} | {g['difficulty']} | {g['n']} | {_pct(g['first_accuracy'])} | {_pct(g['final_accuracy'])} |"
+    lines += [f"| {g['task']} | {g['method']} | {g['difficulty']} | {g['n']} | {percent(g['first_accuracy'])} | {percent(g['final_accuracy'])} |"
               for g in by_difficulty]
     atomic_write_page(docs / "bigbench.md", "\n".join(lines) + "\n")  # a hand-written "## Reading" below the tables is kept
 
@@ -713,8 +714,8 @@ def publish_label_free(d: Path, docs: Path) -> None:
         i0 = r["iteration0"]
         lines += [f"{t}: the campaign's folder was lost (a new machine), so iteration 0 and the controls were rebuilt at this commit "
                   f"(`--from-docs`): the competence chain to {i0['gold_examples']} gold examples again ({i0['tokens']} tokens; committed "
-                  f"{i0['committed_tokens']}), first attempt {_pct(i0['first_acc'])} (seen {_pct(i0['seen'])}, unseen {_pct(i0['unseen'])}) "
-                  f"where the committed curve has {_pct(i0['committed_first_acc'])} ({_pct(i0['committed_seen'])}, {_pct(i0['committed_unseen'])}); "
+                  f"{i0['committed_tokens']}), first attempt {percent(i0['first_acc'])} (seen {percent(i0['seen'])}, unseen {percent(i0['unseen'])}) "
+                  f"where the committed curve has {percent(i0['committed_first_acc'])} ({percent(i0['committed_seen'])}, {percent(i0['committed_unseen'])}); "
                   f"sft-gold+ trained to the committed TriPosT tokens ({r['sft_gold_plus_target_tokens']}). sft-gold and sft-gold+ below are "
                   "the rebuilt ones; TriPosT's rows (learning.md) come from the committed iteration 0.", ""]
     earlier = sorted({(r["task"], r["method"], str(r.get("commit"))[:12]) for r in kept})
@@ -725,9 +726,9 @@ def publish_label_free(d: Path, docs: Path) -> None:
               "|---|---|---|---:|---:|---:|---|---|---:|---:|---:|"]
     interval = lambda ci: "—" if not ci else f"[{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]"  # noqa: E731
     for r in rows:
-        lines.append(f"| {r['task']} | {r['method']} | {r['subset']} | {r['n']} | {_pct(r['first_acc'])} | {_pct(r['final_acc'])} | "
+        lines.append(f"| {r['task']} | {r['method']} | {r['subset']} | {r['n']} | {percent(r['first_acc'])} | {percent(r['final_acc'])} | "
                      f"{interval(r.get('paired_ci_vs_sft_gold_plus'))} | {interval(r.get('paired_ci_vs_sft_gold'))} | "
-                     f"{_pct(r.get('fix_rate'))} | {_pct(r.get('break_rate'))} | {r.get('train_tokens')} |")
+                     f"{percent(r.get('fix_rate'))} | {percent(r.get('break_rate'))} | {r.get('train_tokens')} |")
     atomic_write_page(docs / "self-improve.md", "\n".join(lines) + "\n")  # a hand-written "## Reading" below the table is kept
 
 
@@ -959,7 +960,7 @@ def publish(d: Path, docs: Path) -> None:
               "| task | gold examples | first attempt (total) | 95% CI | seen | unseen | n |", "|---|---:|---:|---|---:|---:|---:|"]
     for r in rows:
         ci = f"[{100 * r['ci'][0]:.1f}, {100 * r['ci'][1]:.1f}]" if r.get("ci") else "—"
-        lines.append(f"| {r['task']} | {r['gold_examples']} | {100 * r['first_acc']:.1f}% | {ci} | {_pct(r['seen'])} | {_pct(r['unseen'])} | {r['n']} |")
+        lines.append(f"| {r['task']} | {r['gold_examples']} | {100 * r['first_acc']:.1f}% | {ci} | {percent(r['seen'])} | {percent(r['unseen'])} | {r['n']} |")
     for t, chosen in it0.items():
         n_done = len(by_task[t])
         met = chosen["first_acc"] >= COMPETENT
@@ -1010,13 +1011,9 @@ def total_row(r: dict[str, Any]) -> str:
     """One bench_learning row as a line of TOTAL_HEADER's table."""
     it = "—" if r.get("iteration") is None else f"{r['iteration']}{' (chosen)' if r.get('chosen') else ''}"
     ci = r.get("paired_ci_vs_sft_gold_plus")
-    return (f"| {r['method']} | {it} | {r['n']} | {_pct(r['first_acc'])} | {_pct(r['final_acc'])} | "
+    return (f"| {r['method']} | {it} | {r['n']} | {percent(r['first_acc'])} | {percent(r['final_acc'])} | "
             + ("—" if not ci else f"[{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]")
-            + f" | {_pct(r.get('fix_rate'))} | {_pct(r.get('break_rate'))} | {_pct(r.get('revised_rate'))} | {r.get('train_tokens')} |")
-
-
-def _pct(x: float | None) -> str:
-    return "—" if x is None else f"{100 * x:.1f}%"
+            + f" | {percent(r.get('fix_rate'))} | {percent(r.get('break_rate'))} | {percent(r.get('revised_rate'))} | {r.get('train_tokens')} |")
 
 
 # -------------------------------------------------------------------- run ---

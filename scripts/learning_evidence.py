@@ -46,6 +46,8 @@ from tripost.errors import TripostError  # noqa: E402
 from tripost.fileio import atomic_write_json, atomic_write_page  # noqa: E402
 from tripost.format import parse_rationale, parse_trajectory  # noqa: E402
 from tripost.layout import RunLayout, StageFolder  # noqa: E402
+from tripost.report import percent  # noqa: E402
+from tripost.stats import share  # noqa: E402
 from tripost.tasks import get_task  # noqa: E402
 
 TASKS = ("arithmetic", "word_sorting")
@@ -77,10 +79,6 @@ def bench_learning():
     return module
 
 
-def _share(num: int, den: int) -> float | None:
-    return None if den == 0 else num / den
-
-
 def verifier_row(task: str, method: str, recs: list[dict[str, Any]], subset: str = "total") -> dict[str, Any]:
     """The first attempt's own verdict against its truth, and what the second turn did."""
     family = get_task(task)
@@ -89,8 +87,8 @@ def verifier_row(task: str, method: str, recs: list[dict[str, Any]], subset: str
     says_ok = lambda r: bool(r["verdicts"]) and r["verdicts"][0] is True  # noqa: E731
     says_wrong = lambda r: bool(r["verdicts"]) and r["verdicts"][0] is False  # noqa: E731
     judged = lambda rs: [r for r in rs if says_ok(r) or says_wrong(r)]  # noqa: E731  feedback that gives a verdict
-    tnr = _share(sum(says_ok(r) for r in right), len(judged(right)))  # right attempts called correct
-    tpr = _share(sum(says_wrong(r) for r in wrong), len(judged(wrong)))  # wrong attempts called wrong
+    tnr = share(sum(says_ok(r) for r in right), len(judged(right)))  # right attempts called correct
+    tpr = share(sum(says_wrong(r) for r in wrong), len(judged(wrong)))  # wrong attempts called wrong
     located = checked = truth_last = 0
     blamed = [r for r in recs if says_wrong(r) and r["claimed_errors"][0] is not None]
     blames_last = sum(r["claimed_errors"][0] == parse_rationale(parse_trajectory(r["text"]).turns[0].rationale).n_steps for r in blamed)
@@ -114,12 +112,12 @@ def verifier_row(task: str, method: str, recs: list[dict[str, Any]], subset: str
         located += int(claim == truth)
         truth_last += int(truth == parse_rationale(first).n_steps)
     return {"task": task, "method": method, "subset": subset, "n": len(recs), "first_right": len(right), "first_wrong": len(wrong),
-            "verdict_given": _share(len(judged(recs)), len(recs)),
+            "verdict_given": share(len(judged(recs)), len(recs)),
             "right_called_correct": tnr, "wrong_called_wrong": tpr,
             "balanced_accuracy": None if tnr is None or tpr is None else (tnr + tpr) / 2,
-            "located_first_error": _share(located, checked), "located_n": checked,
+            "located_first_error": share(located, checked), "located_n": checked,
             # A student that always blames the last step "locates" every error made there: the baseline for `located`.
-            "blames_last_step": _share(blames_last, len(blamed)), "first_error_at_last_step": _share(truth_last, checked),
+            "blames_last_step": share(blames_last, len(blamed)), "first_error_at_last_step": share(truth_last, checked),
             "turn2_after_called_wrong": dict(turn2)}
 
 
@@ -147,10 +145,6 @@ def buffer_rows(task: str, tri: Path, T: int) -> list[dict[str, Any]]:
     return rows
 
 
-def _pct(x: float | None) -> str:
-    return "—" if x is None else f"{100 * x:.1f}%"
-
-
 def markdown(data: dict[str, Any]) -> str:
     lines = ["# Why the learning comparisons came out as they did (issue 28)", "", f"Made by: `{data['command']}`", "",
              "Read off the comparisons' own files (no model runs): each method's greedy test evaluation, where every student is "
@@ -168,10 +162,10 @@ def markdown(data: dict[str, Any]) -> str:
              "|---|---|---|---:|---|---:|---:|---:|---:|---|---:|---:|---|"]
     for r in data["verifier"]:
         t2 = ", ".join(f"{k} {v}" for k, v in sorted(r["turn2_after_called_wrong"].items())) or "—"
-        lines.append(f"| {r['task']} | {r['method']} | {r['subset']} | {r['n']} | {r['first_right']} / {r['first_wrong']} | {_pct(r['verdict_given'])} | "
-                     f"{_pct(r['right_called_correct'])} | "
-                     f"{_pct(r['wrong_called_wrong'])} | {_pct(r['balanced_accuracy'])} | {_pct(r['located_first_error'])} ({r['located_n']}) | "
-                     f"{_pct(r['blames_last_step'])} | {_pct(r['first_error_at_last_step'])} | {t2} |")
+        lines.append(f"| {r['task']} | {r['method']} | {r['subset']} | {r['n']} | {r['first_right']} / {r['first_wrong']} | {percent(r['verdict_given'])} | "
+                     f"{percent(r['right_called_correct'])} | "
+                     f"{percent(r['wrong_called_wrong'])} | {percent(r['balanced_accuracy'])} | {percent(r['located_first_error'])} ({r['located_n']}) | "
+                     f"{percent(r['blames_last_step'])} | {percent(r['first_error_at_last_step'])} | {t2} |")
     lines += ["", "What iteration 0 (sft-gold) gets wrong: the first wrong step of its wrong seen first attempts, in the task's step "
               "checker's words (for arithmetic, the computation done right; quoted words as \"X\", numbers as N); the most common kinds:", "", "| task | kind | count | of |", "|---|---|---:|---:|"]
     lines += [f"| {k['task']} | {k['kind'].replace('|', '/')} | {k['count']} | {k['of']} |" for k in data.get("error_kinds", [])]

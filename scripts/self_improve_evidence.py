@@ -56,6 +56,8 @@ from tripost.errors import TripostError  # noqa: E402
 from tripost.fileio import atomic_write_json, atomic_write_page  # noqa: E402
 from tripost.layout import RunLayout  # noqa: E402
 from tripost.log import LogRecord, read_log  # noqa: E402
+from tripost.report import percent  # noqa: E402
+from tripost.stats import share  # noqa: E402
 from tripost.tasks import get_task  # noqa: E402
 
 METHODS = ("sharpen", "sharpen-dpo", "self-verified-filter", "self-verified-reweight", "guided")  # campaign.py's LABEL_FREE, in its order
@@ -128,10 +130,6 @@ def sample_groups(records: list[LogRecord], by: str) -> list[Group]:
     return list(groups.values())
 
 
-def _share(num: float, den: float) -> float | None:
-    return None if den == 0 else num / den
-
-
 def verifier_ranking(groups: list[Group]) -> tuple[float | None, int]:
     """Over pairs (right, wrong) of samples of one group, the share where the right one scores higher (ties half)."""
     wins, n = 0.0, 0
@@ -141,7 +139,7 @@ def verifier_ranking(groups: list[Group]) -> tuple[float | None, int]:
         for a in right:
             for b in wrong:
                 wins, n = wins + (1.0 if a > b else 0.5 if a == b else 0.0), n + 1
-    return _share(wins, n), n
+    return share(wins, n), n
 
 
 def iteration_row(task: str, method: str, t: int, records: list[LogRecord]) -> dict[str, Any]:
@@ -158,14 +156,14 @@ def iteration_row(task: str, method: str, t: int, records: list[LogRecord]) -> d
     checked_steps = [s for s in trained if s.steps_right is not None]
     row: dict[str, Any] = {
         "task": task, "method": method, "iteration": t, "groups": len(groups), "samples": len(samples),
-        "samples_right": _share(sum(s.right for s in samples), len(samples)),
-        "solved": _share(sum(any(s.right for s in g.samples) for g in groups), len(groups)),
-        "trained": len(trained), "trained_right": _share(sum(s.weight for s in trained if s.right), mass),
-        "trained_steps_right": _share(sum(s.weight for s in checked_steps if s.steps_right), sum(s.weight for s in checked_steps)),
+        "samples_right": share(sum(s.right for s in samples), len(samples)),
+        "solved": share(sum(any(s.right for s in g.samples) for g in groups), len(groups)),
+        "trained": len(trained), "trained_right": share(sum(s.weight for s in trained if s.right), mass),
+        "trained_steps_right": share(sum(s.weight for s in checked_steps if s.steps_right), sum(s.weight for s in checked_steps)),
         "mixed": len(mixed), "mixed_trained": len(mixed_trained),
-        "mixed_picked_right": _share(sum(s.weight for s in mixed_trained if s.right), sum(s.weight for s in mixed_trained)),
+        "mixed_picked_right": share(sum(s.weight for s in mixed_trained if s.right), sum(s.weight for s in mixed_trained)),
         # An arbitrary pick among a mixed group's samples is right as often as its samples are, group by group.
-        "mixed_chance": _share(sum(s.weight * sum(x.right for x in g.samples) / len(g.samples) for g in mixed for s in g.samples if s.weight > 0),
+        "mixed_chance": share(sum(s.weight * sum(x.right for x in g.samples) / len(g.samples) for g in mixed for s in g.samples if s.weight > 0),
                                sum(s.weight for s in mixed_trained)),
     }
     if method == "sharpen-dpo":  # SFT-sharpening logs the worst sample too, but trains the pick alone
@@ -174,13 +172,13 @@ def iteration_row(task: str, method: str, t: int, records: list[LogRecord]) -> d
     # samples agree (ties keep every sample) without telling right from wrong.
     kinds = {"all right": [g for g in groups if g.samples and all(s.right for s in g.samples)], "mixed": mixed,
              "all wrong": [g for g in groups if not any(s.right for s in g.samples)]}
-    row["trained_per_problem"] = {k: _share(sum(s.weight for g in gs for s in g.samples), len(gs)) for k, gs in kinds.items()}
+    row["trained_per_problem"] = {k: share(sum(s.weight for g in gs for s in g.samples), len(gs)) for k, gs in kinds.items()}
     if method.startswith("self-verified"):
         row["verifier_ranks_right_higher"], row["verifier_pairs"] = verifier_ranking(groups)
         scores = {k: [s.score for s in samples if s.right == k and s.score is not None] for k in (True, False)}
-        row["mean_score_right"], row["mean_score_wrong"] = (_share(sum(scores[k]), len(scores[k])) for k in (True, False))
+        row["mean_score_right"], row["mean_score_wrong"] = (share(sum(scores[k]), len(scores[k])) for k in (True, False))
     if method == "guided":
-        row["solved_plain_round"] = _share(sum(g.plain_solved for g in groups), len(groups))
+        row["solved_plain_round"] = share(sum(g.plain_solved for g in groups), len(groups))
     return row
 
 
@@ -193,20 +191,16 @@ def run_rows(folder: Path, task: str, method: str) -> list[dict[str, Any]]:
     return rows
 
 
-def _pct(x: float | None) -> str:
-    return "—" if x is None else f"{100 * x:.1f}%"
-
-
 def notes(r: dict[str, Any]) -> str:
     if "dpo_pairs" in r:
         return "pairs: " + ", ".join(f"{k} {v}" for k, v in r["dpo_pairs"].items())
     if "verifier_pairs" in r:
         per = r["trained_per_problem"]
-        return (f"verifier ranks the right sample higher in {_pct(r['verifier_ranks_right_higher'])} of {r['verifier_pairs']} right/wrong "
+        return (f"verifier ranks the right sample higher in {percent(r['verifier_ranks_right_higher'])} of {r['verifier_pairs']} right/wrong "
                 f"pairs; mean score right {r['mean_score_right']:.3f}, wrong {r['mean_score_wrong']:.3f}; kept a problem: "
                 + ", ".join(f"{k} {'—' if v is None else f'{v:.2f}'}" for k, v in per.items()))
     if "solved_plain_round" in r:
-        return f"solved in the plain round {_pct(r['solved_plain_round'])}, after guidance {_pct(r['solved'])}"
+        return f"solved in the plain round {percent(r['solved_plain_round'])}, after guidance {percent(r['solved'])}"
     return ""
 
 
@@ -222,9 +216,9 @@ def markdown(data: dict[str, Any]) -> str:
              "mixed | picked right | chance | notes |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in data["rows"]:
-        lines.append(f"| {r['task']} | {r['method']} | {r['iteration']} | {r['groups']} | {r['samples']} | {_pct(r['samples_right'])} | "
-                     f"{_pct(r['solved'])} | {r['trained']} | {_pct(r['trained_right'])} | {_pct(r['trained_steps_right'])} | "
-                     f"{r['mixed']} | {_pct(r['mixed_picked_right'])} | {_pct(r['mixed_chance'])} | {notes(r)} |")
+        lines.append(f"| {r['task']} | {r['method']} | {r['iteration']} | {r['groups']} | {r['samples']} | {percent(r['samples_right'])} | "
+                     f"{percent(r['solved'])} | {r['trained']} | {percent(r['trained_right'])} | {percent(r['trained_steps_right'])} | "
+                     f"{r['mixed']} | {percent(r['mixed_picked_right'])} | {percent(r['mixed_chance'])} | {notes(r)} |")
     return "\n".join(lines) + "\n"
 
 

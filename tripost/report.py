@@ -29,7 +29,8 @@ def _load(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def _pct(x: float | None) -> str:
+def percent(x: float | None) -> str:
+    """A proportion as the result pages print it: 12.3%, or — when unknown."""
     return "—" if x is None else f"{100 * x:.1f}%"
 
 
@@ -159,9 +160,9 @@ def accuracy_table(data: dict[str, Any]) -> list[str]:
             m = r["eval"]["metrics"].get(subset)
             if not m:
                 continue
-            lines.append(f"| {r['iteration']} | {subset} | {m['n']} | {_pct(m['first_accuracy'])}{_ci(m, 'first_accuracy')} | "
-                         f"{_pct(m['final_accuracy'])}{_ci(m, 'final_accuracy')} | {_pct(m.get('revised_rate'))} | {_pct(m.get('fix_rate'))} | {_pct(m.get('break_rate'))} | "
-                         f"{_pct(m.get('si_contribution'))}{_ci(m, 'si_contribution')} |")
+            lines.append(f"| {r['iteration']} | {subset} | {m['n']} | {percent(m['first_accuracy'])}{_ci(m, 'first_accuracy')} | "
+                         f"{percent(m['final_accuracy'])}{_ci(m, 'final_accuracy')} | {percent(m.get('revised_rate'))} | {percent(m.get('fix_rate'))} | {percent(m.get('break_rate'))} | "
+                         f"{percent(m.get('si_contribution'))}{_ci(m, 'si_contribution')} |")
     return lines
 
 
@@ -219,8 +220,8 @@ def render_markdown(data: dict[str, Any], plots: list[str]) -> str:
                 ci = x.get("ci")
                 return f"{100 * x['mean']:+.1f}" + (f" [{100 * ci[0]:.0f}, {100 * ci[1]:.0f}]" if ci else "")
 
-            lines.append(f"| {it} | {c.get('verifier')} / {c.get('filter')} | {m['problems']} x {c.get('samples')} | {_pct(m['acc_all']['mean'])} | "
-                         f"{_pct((m.get('acc_kept') or {}).get('mean'))} | {mci(m.get('gap'))} | {mci(m.get('relative_gap'))} | "
+            lines.append(f"| {it} | {c.get('verifier')} / {c.get('filter')} | {m['problems']} x {c.get('samples')} | {percent(m['acc_all']['mean'])} | "
+                         f"{percent((m.get('acc_kept') or {}).get('mean'))} | {mci(m.get('gap'))} | {mci(m.get('relative_gap'))} | "
                          f"{m['excluded']['none_kept']['n']} / {m['excluded']['all_right']['n']} |")
     if plots:
         lines += ["", "## Plots", ""] + [f"![{Path(p).stem}]({p})" for p in plots]

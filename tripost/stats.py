@@ -19,6 +19,12 @@ import numpy as np
 from tripost.errors import TripostError
 
 
+def share(num: float, den: float) -> float | None:
+    """num / den, a proportion or a mean, or None when there is nothing to
+    divide by (den == 0): an empty cell reads "—", not 0%."""
+    return None if den == 0 else num / den
+
+
 def proportion_interval(successes: int | float, n: int, confidence: float = 0.95) -> tuple[float, float] | None:
     """Wilson score interval of the proportion `successes` / `n` of 0/1
     outcomes; None when n == 0 (nothing observed, as `bootstrap_interval`).
