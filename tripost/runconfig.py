@@ -342,8 +342,7 @@ class RunConfig:
 
 def key_help() -> str:
     """Every config key, its default as TOML spells it, and its help
-    (`tripost run --keys`); [train]'s keys are tripost.train.TrainConfig's
-    (`tripost train --help` says what each does)."""
+    (`tripost run --keys`); [train]'s keys are tripost.train.TrainConfig's."""
     defaults = RunConfig.defaults()
     lines = [f"seed = {json.dumps(defaults['seed'])}"]
     for name, cls in _SECTIONS.items():
@@ -352,8 +351,11 @@ def key_help() -> str:
             choices = f.metadata.get("choices")
             extra = f" ({', '.join(choices)})" if choices else ""
             lines.append(f"{f.name} = {json.dumps(defaults[name][f.name])}  # {f.metadata.get('help', '')}{extra}")
-    lines += ["", "[train]  # tripost train --help says what each does"]
-    lines += [f"{k} = {json.dumps(v)}" for k, v in defaults["train"].items()]
+    lines += ["", "[train]"]
+    helps = {f.name: (f.metadata.get("help", ""), f.metadata.get("choices")) for f in fields(TrainConfig)}
+    for k, v in defaults["train"].items():
+        text, choices = helps[k]
+        lines.append(f"{k} = {json.dumps(v)}  # {text}" + (f" ({', '.join(choices)})" if choices else ""))
     return "\n".join(lines)
 
 

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import sys
+import textwrap
 
 from tripost.cli._io import TRAIN_PRECISION_HELP, check_out_dir
 from tripost.config import apply_override, check_types, merge, read_toml
@@ -20,13 +21,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
         help="fine-tune the student on a replay buffer (weighted QLoRA SFT)",
-        description=(
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=key_list(),
+        description=textwrap.fill(
             "Weighted SFT on the buffer (TriPosT): prompt tokens weigh 0, the first attempt 1.0, everything from the "
-            "first 'Feedback:' on 1.5 in examples built from improvements (1.0 in the others); loss = sum w*CE / target tokens. LoRA r=16 on all linear layers (mode=lora, the default) or every weight (mode=full); "
+            "first 'Feedback:' on 1.5 in examples built from improvements (1.0 in the others); loss = sum w*CE / target tokens. LoRA r=16 on all linear layers (mode=lora) or every weight (mode=full); mode=auto, the default, picks full on a CPU where the training state fits, else LoRA; "
             "the setup is chosen for the device and printed: QLoRA on a GPU, fp32 with packed rows on a CPU (bf16 autocast "
             "where the CPU has bf16 matrix units). Writes a PEFT adapter folder, or the full weights, (plus tokenizer, "
             "train_config.json, train_metrics.json) to --out; an interrupted run "
-            "resumes from OUT/checkpoints. Any TrainConfig field can be set as KEY=VALUE, e.g. epochs=2 "
+            "resumes from OUT/checkpoints. Any TrainConfig field can be set as KEY=VALUE (listed below with their defaults and help), e.g. epochs=2 "
             "feedback_weight=1.0 report_to=tensorboard (a 'train.' prefix is accepted). Several GPUs: "
             "accelerate launch --multi_gpu --num_processes N -m tripost train ... (README, 'Several GPUs')"
         ),
@@ -43,6 +46,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the result as one JSON line")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="TrainConfig overrides")
     p.set_defaults(handler=cmd_train)
+
+
+def key_list() -> str:
+    """Every TrainConfig field as KEY=DEFAULT and its help: the epilog of
+    `tripost train --help`, from the field metadata (written once, in
+    tripost/train/config.py)."""
+    lines = ["TrainConfig keys (KEY=VALUE), with their defaults:"]
+    for f in dataclasses.fields(TrainConfig):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        choices = f.metadata.get("choices")
+        lines.append(f"  {f.name}={json.dumps(default)}")
+        lines += textwrap.wrap(f.metadata.get("help", "") + (f" ({', '.join(choices)})" if choices else ""), 76,
+                               initial_indent="      ", subsequent_indent="      ")
+    return "\n".join(lines)
 
 
 def train_config_from_args(args: argparse.Namespace):

@@ -10,9 +10,11 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from tripost.config import switch
+from tripost.config import SWITCH_WORDS, switch
 from tripost.errors import TripostError
+from tripost.settings import option
 from tripost.student.load import PRECISIONS
+from tripost.student.prompt import CHAT_MODES
 from tripost.train.objectives import OBJECTIVES
 
 
@@ -70,79 +72,79 @@ LOGS = "logs"  # OUT/logs: where the tensorboard event files go
 class TrainConfig:
     """Everything a training run depends on; written resolved into the output."""
 
-    student: str = "smollm2-135m"
-    adapter: str | None = None  # continue from this folder of trained weights (iteration t-1), loaded trainable
+    student: str = option("smollm2-135m", "the student spec: the embedded default, a transformers folder or a GGUF file")
+    adapter: str | None = option(None, "continue from this folder of trained weights (iteration t-1), loaded trainable")
     # The weights a run's self-improvement started from: `tripost run` sets
     # iteration 0's (dpo_reference=start scores the reference with them). None:
     # `adapter` (one round on its own, as `tripost train` runs it).
-    start_adapter: str | None = None
+    start_adapter: str | None = option(None, "the weights the self-improvement started from (tripost run: iteration 0; unset: adapter)")
     # lora: a LoRA adapter on a frozen base; full: every weight (TriPosT's own
     # setting); auto: full on a CPU for a student whose training state fits
     # (FULL_MEMORY_SHARE), else lora (QLoRA on GPUs, as before).
-    mode: str = "auto"
+    mode: str = option("auto", "lora (an adapter on a frozen base), full (every weight) or auto (full on a CPU where it fits, else lora)", choices=MODES)
     # Base weights: auto = nf4 (QLoRA) on a GPU in lora mode, else fp32 (with
     # bf16 autocast where the device computes bf16 fast: mixed_precision).
-    precision: str = "auto"
+    precision: str = option("auto", "base weights (auto: nf4 for LoRA on a GPU, else fp32)", choices=PRECISIONS)
 
     # Per-token loss weights (TriPosT Section 2.2): prompt / first attempt /
     # everything from the first "Feedback:" on (incl. the closing EOS), the
     # last only in examples built from improvements (the buffer's
     # weighted_feedback column; others train at attempt_weight throughout).
-    prompt_weight: float = 0.0
-    attempt_weight: float = 1.0
-    feedback_weight: float = 1.5
+    prompt_weight: float = option(0.0, "loss weight of the prompt's tokens")
+    attempt_weight: float = option(1.0, "loss weight of the first attempt")
+    feedback_weight: float = option(1.5, "loss weight from the first 'Feedback:' on, in examples built from improvements")
     # The first attempt of an example that goes on to revise it ("Updated
     # Answer:" after the first feedback: an improvement trajectory, whose first
     # attempt is the student's own, with a wrong step). None = attempt_weight,
     # as TriPosT trains on it. 0 masks it, so the student learns to flag and fix
     # its attempts without also imitating the wrong ones; only examples with a
     # revision change, so gold SFT (iteration 0) is the same either way.
-    revised_attempt_weight: float | None = None
+    revised_attempt_weight: float | None = option(None, "loss weight of a first attempt that the example goes on to revise (unset: attempt_weight; 0 masks it)")
     # Multiply each example's token weights by the buffer's `weight` column
     # (difficulty-aware reweighting, tripost.buffer; the self-verified
     # source's reweight mode, whose weights average 1 per problem); off by
     # default. The loss is normalised by the number of target tokens, not by
     # their total weight (module docstring), so a weight below 1 trains less.
-    use_example_weight: bool = False
+    use_example_weight: bool = option(False, "multiply each example's token weights by the buffer's weight column")
 
     # The prompt, rendered exactly as the student renders it at sampling time
     # (tripost.student.prompt.PromptFormat).
-    prompt_template: str = "student.txt"
-    chat: str = "auto"
-    system: str | None = None
+    prompt_template: str = option("student.txt", "the student's prompt template, rendered as at sampling time")
+    chat: str = option("auto", "the tokenizer's chat template: auto (when it has one), on (required) or off", choices=CHAT_MODES)
+    system: str | None = option(None, "a system message for the chat template (unset: the template's own default)")
 
     # LoRA (a new adapter; a continued one keeps its own settings).
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    lora_r: int = option(16, "LoRA rank (a new adapter)")
+    lora_alpha: int = option(32, "LoRA alpha (a new adapter)")
+    lora_dropout: float = option(0.05, "LoRA dropout (a new adapter), in [0, 1)")
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"], metadata={"help": "the linear layers LoRA adapts (a new adapter)"})
 
     # Optimisation. LoRA wants a much larger learning rate than TriPosT's full
     # fine-tuning; 2e-4 with a 0.3 clip is QLoRA's setting for small models.
-    epochs: float = 3.0
-    max_steps: int = -1  # > 0 overrides epochs
+    epochs: float = option(3.0, "passes over the buffer, a fraction allowed")
+    max_steps: int = option(-1, "> 0: train this many optimizer steps (overrides epochs)")
     # > 0: train about this many tokens whatever the data's size (epochs =
     # budget / the training set's tokens, a fraction allowed): methods
     # compared at an equal training-token budget (issue 28, step 4).
-    token_budget: int = 0
-    batch_size: int = 8
-    grad_accum: int = 1
-    learning_rate: float = 2e-4
-    lr_scheduler: str = "cosine"
-    warmup: float = 0.03  # < 1: a fraction of the steps; else a step count
-    weight_decay: float = 0.0
-    max_grad_norm: float = 0.3
+    token_budget: int = option(0, "> 0: train about this many tokens whatever the data's size (equal-budget comparisons)")
+    batch_size: int = option(8, "examples (or packed rows) per micro-batch")
+    grad_accum: int = option(1, "micro-batches per optimizer step")
+    learning_rate: float = option(2e-4, "peak learning rate (SFT)")
+    lr_scheduler: str = option("cosine", "transformers' scheduler name")
+    warmup: float = option(0.03, "< 1: a fraction of the steps; else a step count")
+    weight_decay: float = option(0.0, "AdamW weight decay")
+    max_grad_norm: float = option(0.3, "gradient clipping norm")
     # transformers' optimizer name. adamw_torch_fused: torch's AdamW as one
     # kernel per parameter (transformers' own default since torch 2.8): the
     # same update as adamw_torch without its per-parameter temporaries, and
     # faster (the 135M student's step on a 2-core CPU: ~0.15 vs ~0.5 s).
-    optim: str = "adamw_torch_fused"
-    seed: int = 0
+    optim: str = option("adamw_torch_fused", "transformers' optimizer name")
+    seed: int = option(0, "training seed (data order, dropout, new adapter weights)")
 
     # Batching and memory.
-    max_length: int = 2048  # longer examples are dropped (a truncated one would never learn to stop)
-    group_by_length: bool = True
-    pad_to_multiple_of: int | None = None
+    max_length: int = option(2048, "longer examples are dropped (a truncated one would never learn to stop)")
+    group_by_length: bool = option(True, "batch examples of similar length together (padded batches)")
+    pad_to_multiple_of: int | None = option(None, "pad each batch to a multiple of this many tokens (unset: no rounding)")
     # Activation checkpointing keeps ~0.1 GiB of activations per 1000 tokens
     # instead of ~1.3 GiB (fp32, the 135M student) for ~30% more compute.
     # Full fine-tuning of the 135M student at 8 x 256 tokens on a CPU: peak
@@ -150,29 +152,29 @@ class TrainConfig:
     # steps ~20% slower with it.
     # auto: on for QLoRA (nf4, its recipe), else only when the largest
     # micro-batch's activations would not fit in memory (ACTIVATION_MEMORY_SHARE).
-    gradient_checkpointing: str = "auto"
+    gradient_checkpointing: str = option("auto", "activation checkpointing (auto: on for QLoRA, or when the activations would not fit in memory)", choices=SWITCH_WORDS)
     # Packed rows (module docstring); auto: on CPU, off on GPUs (padded,
     # length-grouped batches: the GPU path as it was).
-    packing: str = "auto"
+    packing: str = option("auto", "pack examples into full rows (auto: on a CPU)", choices=SWITCH_WORDS)
     # torch.compile the model (its cache reused across runs under
     # $TRIPOST_HOME/inductor); auto: on CPUs with bf16 matrix units for runs
     # of COMPILE_MIN_TOKENS or more, else off (measured slower on an AVX2 CPU:
     # docs/benchmarks/train.md).
-    compile: str = "auto"
-    mixed_precision: str = "auto"  # auto: bf16 autocast where the device computes bf16 fast (GPUs, AMX/AVX512-BF16 CPUs)
-    device: str | None = None  # None: CUDA when available
+    compile: str = option("auto", "torch.compile the model (auto: on bf16 CPUs for long runs)", choices=SWITCH_WORDS)
+    mixed_precision: str = option("auto", "bf16 autocast (auto: where the device computes bf16 fast: GPUs, AMX/AVX512-BF16 CPUs)", choices=MIXED)
+    device: str | None = option(None, "cpu, cuda, cuda:N ... (unset: CUDA when available)")
 
     # Checkpoints, logging.
-    save_steps: int = 200
-    save_total_limit: int = 2
-    keep_checkpoints: bool = False
-    resume: bool = True  # continue from the last checkpoint under OUT/checkpoints
-    logging_steps: int = 5
-    progress: bool = True
+    save_steps: int = option(200, "write a checkpoint every this many steps")
+    save_total_limit: int = option(2, "checkpoints kept while training")
+    keep_checkpoints: bool = option(False, "keep OUT/checkpoints after training finishes")
+    resume: bool = option(True, "continue from the last checkpoint under OUT/checkpoints")
+    logging_steps: int = option(5, "log the loss every this many steps")
+    progress: bool = option(True, "show progress bars")
     # Experiment trackers the loss curve also goes to, passed through to
     # transformers: "none", or names from REPORTERS, comma-separated
     # ("tensorboard", "tensorboard,wandb"); tensorboard writes under OUT/logs.
-    report_to: str = "none"
+    report_to: str = option("none", "experiment trackers, comma-separated (none, tensorboard, wandb, ...)")
 
     # What the loss is: "sft", weighted SFT on the buffer (TriPosT); "dpo",
     # preference optimisation on (chosen, rejected) pairs with a KL pull to the
@@ -180,8 +182,8 @@ class TrainConfig:
     # TRL's DPOTrainer; tripost/train/objectives/dpo.py): RLHF-sharpening when the pairs
     # are the student's own best and worst samples by its own likelihood
     # (Huang et al. 2024).
-    objective: str = "sft"
-    dpo_beta: float = 0.1
+    objective: str = option("sft", "the loss: sft (weighted SFT, TriPosT) or dpo (preference pairs)")
+    dpo_beta: float = option(0.1, "DPO's KL strength")
     # The DPO reference (tripost/train/objectives/dpo.py). "start": the weights
     # the sharpening started from (`start_adapter`: in `tripost run`, iteration
     # 0, the gold-SFT student that drew the first samples), fixed across
@@ -190,11 +192,11 @@ class TrainConfig:
     # any adapter or continued weights (before iteration 0 taught the format).
     # "previous": the weights the round starts from (`adapter`, else the
     # base): iterated DPO, whose reference moves each round.
-    dpo_reference: str = "start"
+    dpo_reference: str = option("start", "DPO reference: start (the weights sharpening started from), base, or previous (the round's start)", choices=DPO_REFERENCES)
     # DPO's own learning rate; SFT's 2e-4 is far too large for DPO. None: by
     # the resolved mode, 1e-6 for full fine-tuning (TRL's DPOConfig default)
     # and 5e-6 for LoRA (TRL's LoRA example, trl/scripts/dpo.py).
-    dpo_learning_rate: float | None = None
+    dpo_learning_rate: float | None = option(None, "DPO's learning rate (unset: 1e-6 full, 5e-6 LoRA, TRL's)")
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
