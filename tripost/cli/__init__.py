@@ -1,8 +1,9 @@
 """The `tripost` command: thin verbs over the library.
 
-Each verb lives in its own module with `register(subparsers)`; the module's
-handler returns an exit code. A `TripostError` anywhere becomes one line on
-stderr and exit code 2: the user sees what is wrong, never a traceback wall.
+Each verb (or pair of related verbs) lives in its own module with
+`register(subparsers)`; the module's handler returns an exit code. A
+`TripostError` anywhere becomes one line on stderr and exit code 2: the user
+sees what is wrong, never a traceback wall.
 Ctrl-C is one line ("interrupted") and exit code 130; SIGTERM (a scheduler, a
 container stop, `kill`) unwinds the same way, says "terminated" and exits
 143 (128 + 15, what a shell reports for a process SIGTERM ended).

@@ -7,7 +7,7 @@ cheap for a 135M student). How (`resolve_setup`, decided per device and
 written into train_metrics.json): on a GPU, QLoRA (Dettmers et al. 2023: the
 base in 4-bit NF4, bf16 compute) as before; on a CPU, fp32 weights with bf16
 autocast where the CPU has bf16 matrix instructions (tripost.student.hardware
-measures it), packed rows, no activation checkpointing while the activations
+reads them off the CPU's flags), packed rows, no activation checkpointing while the activations
 fit in memory. Iteration t continues from iteration t-1's weights, as TriPosT
 trains one model across iterations.
 """
