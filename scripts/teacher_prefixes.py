@@ -13,6 +13,7 @@ writes docs/benchmarks/teacher-prefixes.{md,json}; no request is sent.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -32,7 +33,8 @@ FAMILIES = ("arithmetic", "word_sorting", "date_understanding", "logical_deducti
 MODELS = ("claude-sonnet-4-5", "claude-3-5-haiku-latest", "claude-haiku-4-5")
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " ")).parse_args(argv)
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(embedded_model_dir()))
