@@ -8,13 +8,16 @@ or weighs the student's own samples without a gold answer (guided uses the
 gold answer to check and to guide), so whether it can beat plain SFT on gold
 turns on one question the logs answer: is what it trains on right more often
 than what the student samples? For each run folder `--runs/TASK/METHOD` and
-each iteration's collection log it counts:
+each iteration's collection log it counts (a collection still running,
+without its collect.json, is marked *collecting* and read as far as it got):
 
 - **samples**: the attempts drawn, and the share whose answer is right
   (`final_correct`, the gold check every source records for reporting);
   **solved**: the share of problems with at least one right sample;
-- **trained**: the examples the log gives the buffer (`direct` records;
-  reweight mode: their weights; DPO: the chosen sides of its pairs), the share of that training mass whose answer
+- **trained**: the examples the log gives the buffer and the buffer keeps
+  (`direct` records less the duplicate texts its dedupe drops, where the run
+  deduped; reweight mode: their weights; DPO: the chosen sides of its pairs),
+  the share of that training mass whose answer
   is right, and the share whose every step is right by the task's step
   checker (a right answer can come from wrong steps);
 - **mixed problems**: those whose samples are neither all right nor all
@@ -30,7 +33,9 @@ each iteration's collection log it counts:
   tell them apart), its mean score of right and of wrong samples, and the
   samples it keeps per problem whose samples are all right, mixed, all wrong
   (the quantile filter keeps every sample tied at its cut, so identical
-  samples, common where the student is sure, are all kept); guided's
+  samples, common where the student is sure, are all kept), and the range
+  of the training weights (reweight: all near 1 is every sample trained
+  alike); guided's
   problems solved in the plain round and after guidance.
 
 Each problem counts where the method groups its samples: a sharpen record
@@ -42,6 +47,7 @@ together.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from collections import defaultdict
@@ -52,11 +58,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tripost.buffer import attempt_text, dedupe_key  # noqa: E402
 from tripost.errors import TripostError  # noqa: E402
 from tripost.fileio import atomic_write_json, atomic_write_page  # noqa: E402
 from tripost.layout import RunLayout  # noqa: E402
 from tripost.log import LogRecord, read_log  # noqa: E402
 from tripost.report import percent  # noqa: E402
+from tripost.runconfig import RunConfig  # noqa: E402
 from tripost.stats import share  # noqa: E402
 from tripost.tasks import get_task  # noqa: E402
 
@@ -116,12 +124,18 @@ def sharpen_groups(records: list[LogRecord], dpo: bool) -> tuple[list[Group], di
     return groups, pairs
 
 
-def sample_groups(records: list[LogRecord], by: str) -> list[Group]:
-    """Sources that log every sample: kept ones `direct` (trained at their weight), dropped or wrong ones `failed`."""
+def sample_groups(records: list[LogRecord], by: str, dedupe: bool = True) -> list[Group]:
+    """Sources that log every sample: kept ones `direct` (trained at their weight), dropped or wrong ones `failed`.
+    With `dedupe` (the run's buffer.dedupe, resolved), a kept sample whose example text an earlier one already has is
+    not trained, as the buffer drops it (tripost.buffer.build_buffer): a problem's identical samples train once."""
     groups: dict[str, Group] = defaultdict(Group)
+    seen: set[str] = set()
     for rec in records:
         key = re.sub(r"s\d+@it\d+$", "", rec.key) if by == "pass" else rec.problem.get("id", rec.key)
         trained = rec.kind == "direct" and rec.weight > 0
+        if trained and dedupe:
+            text = dedupe_key(rec.problem["question"] + "\n" + attempt_text(rec.turns[0]["rationale"]))
+            trained, _ = text not in seen, seen.add(text)
         g = groups[key]
         g.samples.append(Sample(rec.final_correct, rec.weight if trained else 0.0,
                                 steps_right(rec, rec.turns[0]["rationale"]) if trained else None, rec.turns[0].get("verifier_score")))
@@ -142,12 +156,12 @@ def verifier_ranking(groups: list[Group]) -> tuple[float | None, int]:
     return share(wins, n), n
 
 
-def iteration_row(task: str, method: str, t: int, records: list[LogRecord]) -> dict[str, Any]:
+def iteration_row(task: str, method: str, t: int, records: list[LogRecord], dedupe: bool = True) -> dict[str, Any]:
     pairs: dict[str, int] = {}
     if method.startswith("sharpen"):
         groups, pairs = sharpen_groups(records, dpo=method == "sharpen-dpo")
     else:
-        groups = sample_groups(records, "problem" if method == "guided" else "pass")
+        groups = sample_groups(records, "problem" if method == "guided" else "pass", dedupe)
     samples = [s for g in groups for s in g.samples]
     trained = [s for s in samples if s.weight > 0]
     mass = sum(s.weight for s in trained)
@@ -177,6 +191,8 @@ def iteration_row(task: str, method: str, t: int, records: list[LogRecord]) -> d
         row["verifier_ranks_right_higher"], row["verifier_pairs"] = verifier_ranking(groups)
         scores = {k: [s.score for s in samples if s.right == k and s.score is not None] for k in (True, False)}
         row["mean_score_right"], row["mean_score_wrong"] = (share(sum(scores[k]), len(scores[k])) for k in (True, False))
+    if method == "self-verified-reweight" and trained:  # how far the weights move from 1 (all ~1: every sample trained alike)
+        row["weight_range"] = [round(min(s.weight for s in trained), 4), round(max(s.weight for s in trained), 4)]
     if method == "guided":
         row["solved_plain_round"] = share(sum(g.plain_solved for g in groups), len(groups))
     return row
@@ -184,21 +200,35 @@ def iteration_row(task: str, method: str, t: int, records: list[LogRecord]) -> d
 
 def run_rows(folder: Path, task: str, method: str) -> list[dict[str, Any]]:
     layout, rows = RunLayout(folder), []
+    config = json.loads(layout.config.read_text()) if layout.config.is_file() else {}
+    # As the run's buffer resolved it; without a config, as a run today would for these label-free sources (off).
+    dedupe = RunConfig.from_dict(config).dedupe() if config else False
     for t in layout.iterations():
-        log = layout.it(t).log
-        if t > 0 and log.is_file():
-            rows.append(iteration_row(task, method, t, list(read_log(log))))
+        stage = layout.it(t)
+        if t > 0 and stage.log.is_file():
+            row = iteration_row(task, method, t, list(read_log(stage.log)), dedupe)
+            if stage.buffer_stats.is_file():  # what the buffer itself kept: the count above should match it
+                stats = json.loads(stage.buffer_stats.read_text())
+                row["buffer_examples"] = sum(stats.get("by_kind_after", {}).values())
+                row["duplicates_dropped"] = int(stats.get("dropped", {}).get("duplicate", 0))
+            row["finished"] = stage.collect_json.is_file()  # written when the collection ends; else its records so far
+            rows.append(row)
     return rows
 
 
 def notes(r: dict[str, Any]) -> str:
+    if not r.get("finished", True):
+        return "collecting: its records so far; " + (notes({**r, "finished": True}) or "")
+    if r.get("duplicates_dropped"):
+        return f"the buffer dropped {r['duplicates_dropped']} duplicate texts; " + notes({**r, "duplicates_dropped": 0})
     if "dpo_pairs" in r:
         return "pairs: " + ", ".join(f"{k} {v}" for k, v in r["dpo_pairs"].items())
     if "verifier_pairs" in r:
         per = r["trained_per_problem"]
         return (f"verifier ranks the right sample higher in {percent(r['verifier_ranks_right_higher'])} of {r['verifier_pairs']} right/wrong "
                 f"pairs; mean score right {r['mean_score_right']:.3f}, wrong {r['mean_score_wrong']:.3f}; kept a problem: "
-                + ", ".join(f"{k} {'—' if v is None else f'{v:.2f}'}" for k, v in per.items()))
+                + ", ".join(f"{k} {'—' if v is None else f'{v:.2f}'}" for k, v in per.items())
+                + (f"; weights {r['weight_range'][0]:.3f}-{r['weight_range'][1]:.3f}" if r.get("weight_range") else ""))
     if "solved_plain_round" in r:
         return f"solved in the plain round {percent(r['solved_plain_round'])}, after guidance {percent(r['solved'])}"
     return ""
@@ -208,7 +238,7 @@ def markdown(data: dict[str, Any]) -> str:
     lines = ["# What the label-free methods trained on (issue 28, step 4)", "", f"Made by: `{data['command']}`", "",
              "Read off each run's collection logs (no model runs); scripts/self_improve_evidence.py's docstring defines the "
              "columns. *right samples*: of the attempts drawn; *solved*: problems with a right sample; *trained*: examples "
-             "given to the buffer, and of their training mass the share with a right answer and with every step right; "
+             "the buffer kept (after its dedupe, where the run deduped), and of their training mass the share with a right answer and with every step right; "
              "*mixed*: problems (self-verified: a problem's pass) whose samples are partly right, where a choice can matter: "
              "*picked right* is the share of what the method trained on them that is right, *chance* what an arbitrary pick "
              "would get.", "",

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from tripost.config import write_config
 from tripost.layout import RunLayout
 from tripost.log import LogRecord, LogWriter
+from tripost.runconfig import RunConfig
 from tripost.sources.selfverify import SelfVerifyConfig, self_verified_collect
 from tripost.tasks.base import Problem
 
@@ -51,6 +53,8 @@ def test_a_verifier_that_believes_the_wrong_answers_trains_them_and_ranks_right_
     assert f["trained_per_problem"] == {"all right": None, "mixed": 2.0, "all wrong": None}
     # Reweighted: every sample trains, the right ones at 0.2 / 1.9 of the mass each.
     assert w["trained"] == 4 and w["trained_right"] == pytest.approx(0.4 / 1.9) and w["mixed_chance"] == pytest.approx(0.5)
+    # Scores 0.2, 0.2, 0.9, 0.6 normalised to mean 1: weights from 0.2 * 4 / 1.9 to 0.9 * 4 / 1.9.
+    assert w["weight_range"] == pytest.approx([round(0.8 / 1.9, 4), round(3.6 / 1.9, 4)])
 
 
 def record(key: str, right: bool, kind: str = "direct", **kw) -> LogRecord:
@@ -65,6 +69,18 @@ def write(runs: Path, method: str, records: list[LogRecord]) -> Path:
         for r in records:
             w.write(r)
     return folder
+
+
+def test_a_run_whose_buffer_deduped_trains_a_problems_repeated_sample_once(tmp_path):
+    """Samples 5 6 5 7: with buffer.dedupe on (the default before it became auto), the second 5 is the
+    first's text, and the buffer drops it; the figures count what the buffer kept."""
+    self_verified(tmp_path, "self-verified-reweight", mode="reweight")
+    folder = tmp_path / "arithmetic" / "self-verified-reweight"
+    (kept,) = sie.run_rows(folder, "arithmetic", "self-verified-reweight")
+    write_config(RunConfig.load(None, ["collect.source=self_verified", "buffer.dedupe=true"]).to_dict(), folder)
+    (deduped,) = sie.run_rows(folder, "arithmetic", "self-verified-reweight")
+    assert (kept["trained"], deduped["trained"]) == (4, 3)
+    assert kept["trained_right"] == pytest.approx(0.4 / 1.9) and deduped["trained_right"] == pytest.approx(0.2 / 1.7)
 
 
 def test_a_sharpen_pick_is_read_against_its_own_samples_and_dpo_against_its_pairs(tmp_path):
@@ -96,6 +112,11 @@ def test_the_command_writes_its_figures_keeps_a_reading_and_refuses_an_empty_fol
     assert sie.main(["--runs", str(tmp_path / "runs"), "--md", str(md), "--json", str(tmp_path / "e.json")]) == 0
     assert md.read_text().endswith("## Reading\n\nWhat it means.\n") and "| arithmetic | self-verified-filter | 1 |" in md.read_text()
     assert json.loads((tmp_path / "e.json").read_text())["rows"][0]["verifier_pairs"] == 4
+    # No collect.json: the collection has not finished, and the row says so.
+    assert json.loads((tmp_path / "e.json").read_text())["rows"][0]["finished"] is False and "collecting: its records so far" in md.read_text()
+    RunLayout(tmp_path / "runs" / "arithmetic" / "self-verified-filter").it(1).collect_json.write_text("{}")
+    assert sie.main(["--runs", str(tmp_path / "runs"), "--md", str(md), "--json", str(tmp_path / "e.json")]) == 0
+    assert json.loads((tmp_path / "e.json").read_text())["rows"][0]["finished"] is True and "collecting" not in md.read_text()
     capsys.readouterr()
     assert sie.main(["--runs", str(tmp_path / "nothing")]) == 2
     (tmp_path / "empty").mkdir()
