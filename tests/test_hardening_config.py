@@ -40,7 +40,7 @@ TOML_CASES = [
     ("train = 5\n", "'train' is a section"),
     ('[tasks]\nfamilies = "arithmetic"\n', "'tasks.families' must be a list of strings"),
     ("[collect]\ntemperature = [1]\n", "'collect.temperature' must be a number"),
-    ("[buffer]\ndedupe = 1\n", "'buffer.dedupe' must be true/false"),
+    ("[buffer]\ndedupe = 1\n", "buffer.dedupe must be one of auto, on, off (or true/false), got 1"),
     ('[train]\nepochs = "two"\n', "'train.epochs' must be a number"),
 ]
 

@@ -73,3 +73,13 @@ def test_the_layout_names_the_run_folder(tmp_path):
     (tmp_path / "it3").write_text("not a folder")
     (tmp_path / "itx").mkdir()
     assert lay.iterations() == [0, 2, 10]
+
+
+@pytest.mark.parametrize("source, setting, expected", [
+    ("teacher", None, True), ("rejection", None, True), ("demo", None, True),  # TriPosT drops a text it already has
+    ("self_verified", None, False), ("guided", None, False), ("sharpen", None, False),  # repeated samples are the signal
+    ("self_verified", "true", True), ("self_verified", "on", True), ("teacher", "off", False), ("teacher", "false", False),
+])
+def test_dedupe_auto_keeps_a_label_free_sources_repeated_samples(source, setting, expected):
+    overrides = [f"collect.source={source}"] + ([f"buffer.dedupe={setting}"] if setting else [])
+    assert RunConfig.load(None, overrides).buffer_config(1).dedupe is expected

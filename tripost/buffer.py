@@ -34,7 +34,8 @@ runners/trainer/train_self_improve_rl_noeval.py; lines cited below):
    correct" is a verdict, written only where a check stands behind it (the
    gold answer, the teacher), and it would be trained at TriPosT's 1.5
    feedback weight (tripost.train);
-3. filters: final answer correct, length limit, dedupe on normalised text;
+3. filters: final answer correct, length limit, dedupe on normalised text
+   (`dedupe`; a run keeps a label-free source's repeats: RunConfig.dedupe);
 4. rebalancing (`rebalance`), the authors' rule at ratio improvement :
    non-improvement : gold = 1.5 : 1 : 1: every improvement example is kept,
    non-improvement examples (`direct`) are drawn up to ceil(improvements /
@@ -191,7 +192,9 @@ def rationale_examples(problems: Sequence[Any], iteration: int = 0) -> list[Exam
                     subset=p.subset, problem_id=p.id, iteration=iteration, n_edits=0) for p in problems if p.rationale]
 
 
-def _normalise(text: str) -> str:
+def dedupe_key(text: str) -> str:
+    """The text as the buffer's dedupe compares it: whitespace runs as one
+    space, case folded (scripts/self_improve_evidence.py counts with it too)."""
     return re.sub(r"\s+", " ", text).strip().lower()
 
 
@@ -359,7 +362,7 @@ def build_buffer(records: Sequence[LogRecord], cfg: BufferConfig | None = None, 
         if len(e.prompt) + len(e.completion) > cfg.max_chars:
             dropped["too long"] += 1
             continue
-        key = _normalise(e.prompt + "\n" + e.completion)
+        key = dedupe_key(e.prompt + "\n" + e.completion)
         if cfg.dedupe and key in seen:
             dropped["duplicate"] += 1
             continue
@@ -421,7 +424,7 @@ def preference_pairs(records: Sequence[LogRecord], cfg: BufferConfig | None = No
         if len(pair.prompt) + max(len(pair.chosen), len(pair.rejected)) > cfg.max_chars:
             dropped["too long"] += 1
             continue
-        key = (_normalise(pair.prompt), _normalise(pair.chosen), _normalise(pair.rejected))
+        key = (dedupe_key(pair.prompt), dedupe_key(pair.chosen), dedupe_key(pair.rejected))
         if cfg.dedupe and key in seen:
             dropped["duplicate"] += 1
             continue

@@ -96,7 +96,16 @@ class BufferSection:
     keep_last: int = option(1, "iterations whose logs the buffer keeps (0: all)")
     decay: float = option(0.0, "retention: keep iteration i with probability decay ** (t - i) (0: no decay)")
     max_chars: int = option(BufferConfig.max_chars, "length limit on prompt + completion")
-    dedupe: bool = option(BufferConfig.dedupe, "drop duplicate examples")
+    # auto: on for the sources whose examples are edits and gold (TriPosT
+    # drops a collected text it already has: __collect_data's unique_data,
+    # runners/trainer/train_self_improve_rl_noeval.py:549-553), off for the label-free
+    # ones (GOLD_FREE_SOURCES), whose repeated samples are their signal: GSI keeps
+    # every correct prediction (generate_train_data.py:76-86), a self-verified
+    # filter keeps the samples its verifier agrees on, and reweight's weights are
+    # normalised over all of a problem's samples. Deduped, a problem whose 4
+    # samples are one text (the student is sure, mostly right) trains once and one
+    # with 4 different wrong answers 4 times (docs/benchmarks/self-improve-evidence.md).
+    dedupe: str = option("auto", "drop duplicate examples: auto (on, off for the label-free sources), on or off")
     # auto: gold examples for the sources that use the gold answers anyway
     # (teacher, demo, rejection), none for the label-free ones (GOLD_FREE_SOURCES).
     include_gold: str = option("auto", "gold examples in the buffer: auto, on or off")
@@ -318,9 +327,14 @@ class RunConfig:
         v = switch("buffer.include_gold", self.buffer.include_gold)
         return v == "on" or (v == "auto" and self.collect.source not in GOLD_FREE_SOURCES)
 
+    def dedupe(self) -> bool:
+        """buffer.dedupe resolved: auto means on unless the source is label-free."""
+        v = switch("buffer.dedupe", self.buffer.dedupe)
+        return v == "on" or (v == "auto" and self.collect.source not in GOLD_FREE_SOURCES)
+
     def buffer_config(self, t: int) -> BufferConfig:
         b = self.buffer
-        return BufferConfig(ratio=tuple(b.ratio), max_chars=b.max_chars, dedupe=b.dedupe, difficulty_mode=b.difficulty_mode,
+        return BufferConfig(ratio=tuple(b.ratio), max_chars=b.max_chars, dedupe=self.dedupe(), difficulty_mode=b.difficulty_mode,
                             bucket_cap=b.bucket_cap, keep_last=b.keep_last or None, decay=b.decay or None,
                             include_gold=self.include_gold(), turns=b.turns, seed=self.seed + t)
 

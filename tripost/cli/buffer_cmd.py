@@ -42,7 +42,7 @@ def add_buffer_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--keep-last", type=int, default=None, metavar="K", help="keep only the last K iterations' records (default: every record of the logs given; a run keeps the last 1)")
     g.add_argument("--decay", type=float, default=None, help="keep a record from i iterations ago with probability DECAY**i")
     g.add_argument("--max-chars", type=int, default=d.max_chars, help=f"drop examples longer than this (default {d.max_chars})")
-    g.add_argument("--no-dedupe", action="store_true", help="keep duplicate texts")
+    g.add_argument("--no-dedupe", action="store_true", help="keep duplicate texts (what `tripost run` does for the label-free sources, whose repeated samples are their signal)")
     g.add_argument("--no-gold", action="store_true", help="no gold-rationale examples")
     g.add_argument("--turns", choices=("single", "whole"), default=BufferConfig.turns,
                    help=f"an improvement trajectory as one example per edit (single, TriPosT's authors) or one example (whole) "
