@@ -357,19 +357,16 @@ class RunConfig:
 def key_help() -> str:
     """Every config key, its default as TOML spells it, and its help
     (`tripost run --keys`); [train]'s keys are tripost.train.TrainConfig's."""
+    def line(f: Any, value: Any) -> str:
+        choices = f.metadata.get("choices")
+        return f"{f.name} = {json.dumps(value)}  # {f.metadata.get('help', '')}" + (f" ({', '.join(choices)})" if choices else "")
+
     defaults = RunConfig.defaults()
     lines = [f"seed = {json.dumps(defaults['seed'])}"]
     for name, cls in _SECTIONS.items():
-        lines += ["", f"[{name}]"]
-        for f in fields(cls):
-            choices = f.metadata.get("choices")
-            extra = f" ({', '.join(choices)})" if choices else ""
-            lines.append(f"{f.name} = {json.dumps(defaults[name][f.name])}  # {f.metadata.get('help', '')}{extra}")
-    lines += ["", "[train]"]
-    helps = {f.name: (f.metadata.get("help", ""), f.metadata.get("choices")) for f in fields(TrainConfig)}
-    for k, v in defaults["train"].items():
-        text, choices = helps[k]
-        lines.append(f"{k} = {json.dumps(v)}  # {text}" + (f" ({', '.join(choices)})" if choices else ""))
+        lines += ["", f"[{name}]"] + [line(f, defaults[name][f.name]) for f in fields(cls)]
+    train_fields = {f.name: f for f in fields(TrainConfig)}
+    lines += ["", "[train]"] + [line(train_fields[k], v) for k, v in defaults["train"].items()]
     return "\n".join(lines)
 
 
