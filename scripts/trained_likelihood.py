@@ -1,0 +1,111 @@
+"""Where the loss of a self-training round comes from: the student's own
+likelihood of what its buffer trains, right answers against wrong ones
+(issue 28, step 4).
+
+    HF_HUB_OFFLINE=1 .venv/bin/python scripts/trained_likelihood.py \
+        --run /work/campaign4/selfimprove/arithmetic/sharpen --run /work/campaign4/selfimprove/arithmetic/self-verified-filter \
+        --json docs/benchmarks/trained-likelihood.json
+
+For each run folder and iteration (default 1) it scores every example of the
+iteration's buffer (`itT/buffer`, what the trainer was given) under the
+weights the iteration started from (`it{T-1}/train`), the completion and its
+closing end-of-sequence token after the prompt rendered as in training. The
+trainer's loss is the cross-entropy summed over target tokens and divided by
+their number, so an example's share of the first step's loss is its summed
+negative log-likelihood: a sample the student already writes with high
+probability (its confident answers) contributes little, a low-probability one
+drawn at temperature 1.0 a lot. Printed per run: examples and target tokens
+by right / wrong answer (the task's check against the gold answer), their
+mean per-token NLL, and the share of the summed NLL (the loss) the wrong ones
+carry. One model pass over each buffer (bf16 where the CPU has it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tripost.errors import TripostError  # noqa: E402
+from tripost.fileio import atomic_write_json  # noqa: E402
+from tripost.layout import RunLayout  # noqa: E402
+from tripost.log import read_log  # noqa: E402
+from tripost.stats import share  # noqa: E402
+from tripost.tasks import get_task  # noqa: E402
+
+
+def score_run(folder: Path, t: int, batch_size: int) -> dict[str, Any]:
+    from tripost.student import build_prompt, load_student
+    from tripost.student.hardware import machine_card
+    from tripost.student.logprob import sequence_logprobs
+    from tripost.train.data import load_buffer_dataset
+
+    layout = RunLayout(folder)
+    stage, start = layout.it(t), layout.it(t - 1).train
+    if not start.exists():
+        raise TripostError(f"{start}: no weights for iteration {t} to start from")
+    problems = {r.problem["id"]: r.problem for r in read_log(stage.log)}
+    ds = load_buffer_dataset(stage.buffer)
+    student = load_student("smollm2-135m", precision="auto", adapter=str(start))
+    prompts = [build_prompt(student.tokenizer, q) for q in ds["prompt"]]
+    scores = sequence_logprobs(student, prompts, list(ds["completion"]), batch_size=batch_size, append_eos=True, progress=True)
+    rows = {True: {"examples": 0, "tokens": 0, "nll": 0.0}, False: {"examples": 0, "tokens": 0, "nll": 0.0}}
+    for pid, completion, score in zip(ds["problem_id"], ds["completion"], scores):
+        problem = problems[pid]
+        task = get_task(problem["family"])
+        right = task.check_answer(task.from_record(problem), task.parse_answer(completion))
+        rows[right]["examples"] += 1
+        rows[right]["tokens"] += score.n_tokens
+        rows[right]["nll"] -= score.sum
+    total = rows[True]["nll"] + rows[False]["nll"]
+    out: dict[str, Any] = {"run": str(folder), "iteration": t, "start": str(start)}
+    for right, name in ((True, "right"), (False, "wrong")):
+        r = rows[right]
+        out[name] = {"examples": r["examples"], "tokens": r["tokens"], "mean_token_nll": share(r["nll"], r["tokens"])}
+    out["wrong_share_of_examples"] = share(rows[False]["examples"], rows[True]["examples"] + rows[False]["examples"])
+    out["wrong_share_of_loss"] = share(rows[False]["nll"], total)
+    return out
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    lines = ["| run | it | right: examples | wrong: examples | right: NLL/token | wrong: NLL/token | wrong share of examples | wrong share of loss |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        f = lambda x: "—" if x is None else f"{x:.3f}"  # noqa: E731
+        p = lambda x: "—" if x is None else f"{100 * x:.1f}%"  # noqa: E731
+        lines.append(f"| {Path(r['run']).name} | {r['iteration']} | {r['right']['examples']} | {r['wrong']['examples']} | "
+                     f"{f(r['right']['mean_token_nll'])} | {f(r['wrong']['mean_token_nll'])} | {p(r['wrong_share_of_examples'])} | "
+                     f"{p(r['wrong_share_of_loss'])} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
+    p.add_argument("--run", action="append", required=True, help="a label-free run folder (repeat for several)")
+    p.add_argument("--iteration", type=int, default=1, help="the iteration whose buffer is scored (default 1)")
+    p.add_argument("--batch-size", type=int, default=16, help="examples scored together (default 16)")
+    p.add_argument("--json", default=None, help="write the figures here")
+    args = p.parse_args(argv)
+    if args.iteration < 1:
+        print("trained_likelihood: error: --iteration must be 1 or more", file=sys.stderr)
+        return 2
+    try:
+        results = [score_run(Path(run), args.iteration, args.batch_size) for run in args.run]
+    except (OSError, KeyError, TripostError) as e:
+        print(f"trained_likelihood: error: {e}", file=sys.stderr)
+        return 2
+    print(table(results))
+    if args.json:
+        command = "HF_HUB_OFFLINE=1 .venv/bin/python scripts/trained_likelihood.py" + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
+        from tripost.student.hardware import machine_card
+
+        atomic_write_json(args.json, {"command": command, "machine": machine_card(measure=False), "runs": results})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
