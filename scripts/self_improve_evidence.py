@@ -124,7 +124,7 @@ def sharpen_groups(records: list[LogRecord], dpo: bool) -> tuple[list[Group], di
     return groups, pairs
 
 
-def sample_groups(records: list[LogRecord], by: str, dedupe: bool = True) -> list[Group]:
+def sample_groups(records: list[LogRecord], by: str, dedupe: bool = False) -> list[Group]:
     """Sources that log every sample: kept ones `direct` (trained at their weight), dropped or wrong ones `failed`.
     With `dedupe` (the run's buffer.dedupe, resolved), a kept sample whose example text an earlier one already has is
     not trained, as the buffer drops it (tripost.buffer.build_buffer): a problem's identical samples train once."""
@@ -135,7 +135,8 @@ def sample_groups(records: list[LogRecord], by: str, dedupe: bool = True) -> lis
         trained = rec.kind == "direct" and rec.weight > 0
         if trained and dedupe:
             text = dedupe_key(rec.problem["question"] + "\n" + attempt_text(rec.turns[0]["rationale"]))
-            trained, _ = text not in seen, seen.add(text)
+            trained = text not in seen
+            seen.add(text)
         g = groups[key]
         g.samples.append(Sample(rec.final_correct, rec.weight if trained else 0.0,
                                 steps_right(rec, rec.turns[0]["rationale"]) if trained else None, rec.turns[0].get("verifier_score")))
@@ -156,7 +157,7 @@ def verifier_ranking(groups: list[Group]) -> tuple[float | None, int]:
     return share(wins, n), n
 
 
-def iteration_row(task: str, method: str, t: int, records: list[LogRecord], dedupe: bool = True) -> dict[str, Any]:
+def iteration_row(task: str, method: str, t: int, records: list[LogRecord], dedupe: bool = False) -> dict[str, Any]:
     pairs: dict[str, int] = {}
     if method.startswith("sharpen"):
         groups, pairs = sharpen_groups(records, dpo=method == "sharpen-dpo")
@@ -178,7 +179,7 @@ def iteration_row(task: str, method: str, t: int, records: list[LogRecord], dedu
         "mixed_picked_right": share(sum(s.weight for s in mixed_trained if s.right), sum(s.weight for s in mixed_trained)),
         # An arbitrary pick among a mixed group's samples is right as often as its samples are, group by group.
         "mixed_chance": share(sum(s.weight * sum(x.right for x in g.samples) / len(g.samples) for g in mixed for s in g.samples if s.weight > 0),
-                               sum(s.weight for s in mixed_trained)),
+                              sum(s.weight for s in mixed_trained)),
     }
     if method == "sharpen-dpo":  # SFT-sharpening logs the worst sample too, but trains the pick alone
         row["dpo_pairs"] = pairs
