@@ -23,6 +23,7 @@ carry. One model pass over each buffer (bf16 where the CPU has it).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,6 @@ from tripost.tasks import get_task  # noqa: E402
 
 def score_run(folder: Path, t: int, batch_size: int) -> dict[str, Any]:
     from tripost.student import build_prompt, load_student
-    from tripost.student.hardware import machine_card
     from tripost.student.logprob import sequence_logprobs
     from tripost.train.data import load_buffer_dataset
 
@@ -50,7 +50,8 @@ def score_run(folder: Path, t: int, batch_size: int) -> dict[str, Any]:
         raise TripostError(f"{start}: no weights for iteration {t} to start from")
     problems = {r.problem["id"]: r.problem for r in read_log(stage.log)}
     ds = load_buffer_dataset(stage.buffer)
-    student = load_student("smollm2-135m", precision="auto", adapter=str(start))
+    config = json.loads(layout.config.read_text()) if layout.config.is_file() else {}
+    student = load_student(config.get("student", {}).get("spec", "smollm2-135m"), precision="auto", adapter=str(start))
     prompts = [build_prompt(student.tokenizer, q) for q in ds["prompt"]]
     scores = sequence_logprobs(student, prompts, list(ds["completion"]), batch_size=batch_size, append_eos=True, progress=True)
     rows = {True: {"examples": 0, "tokens": 0, "nll": 0.0}, False: {"examples": 0, "tokens": 0, "nll": 0.0}}
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         results = [score_run(Path(run), args.iteration, args.batch_size) for run in args.run]
-    except (OSError, KeyError, TripostError) as e:
+    except (OSError, KeyError, ValueError, TripostError) as e:
         print(f"trained_likelihood: error: {e}", file=sys.stderr)
         return 2
     print(table(results))
