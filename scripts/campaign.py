@@ -442,10 +442,8 @@ def publish_transfer(d: Path, docs: Path) -> None:
     for r in rows:
         if r["subset"] != "total":  # every BBH example is a `seen` row: the total says it once
             continue
-        ci = r.get("paired_ci_vs_sft_gold_plus")
         lines.append(f"| {r['task']} ({r['bigbench_task']}) | {r['method']} | {r['n']} | {percent(r['first_acc'])} | {percent(r['final_acc'])} | "
-                     + ("—" if not ci else f"[{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]")
-                     + f" | {percent(r.get('fix_rate'))} | {percent(r.get('break_rate'))} | {percent(r.get('revised_rate'))} |")
+                     f"{interval(r.get('paired_ci_vs_sft_gold_plus'))} | {percent(r.get('fix_rate'))} | {percent(r.get('break_rate'))} | {percent(r.get('revised_rate'))} |")
     lines += ["", "By difficulty (the family's label of each example: arithmetic `lenL-D`, D groups of L numbers, where the small preset "
               "the students learnt from has len3-1 and len2-2 (seen) and len3-2 (unseen); word_sorting the number of words, where it "
               "has 2-3 (seen) and 4-5 (unseen)), first / final accuracy:", "", "| task | method | difficulty | n | first | final |", "|---|---|---|---:|---:|---:|"]
@@ -724,7 +722,6 @@ def publish_label_free(d: Path, docs: Path) -> None:
                   + "; ".join(f"{t} {m} (commit {c})" for t, m, c in earlier) + ".", ""]
     lines += ["| task | method | subset | n | first | final | vs sft-gold+ | vs sft-gold | fix | break | train tokens |",
               "|---|---|---|---:|---:|---:|---|---|---:|---:|---:|"]
-    interval = lambda ci: "—" if not ci else f"[{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]"  # noqa: E731
     for r in rows:
         lines.append(f"| {r['task']} | {r['method']} | {r['subset']} | {r['n']} | {percent(r['first_acc'])} | {percent(r['final_acc'])} | "
                      f"{interval(r.get('paired_ci_vs_sft_gold_plus'))} | {interval(r.get('paired_ci_vs_sft_gold'))} | "
@@ -1010,10 +1007,13 @@ TOTAL_HEADER = ["| method | iteration | n | first | final | vs sft-gold+ | fix |
 def total_row(r: dict[str, Any]) -> str:
     """One bench_learning row as a line of TOTAL_HEADER's table."""
     it = "—" if r.get("iteration") is None else f"{r['iteration']}{' (chosen)' if r.get('chosen') else ''}"
-    ci = r.get("paired_ci_vs_sft_gold_plus")
     return (f"| {r['method']} | {it} | {r['n']} | {percent(r['first_acc'])} | {percent(r['final_acc'])} | "
-            + ("—" if not ci else f"[{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]")
-            + f" | {percent(r.get('fix_rate'))} | {percent(r.get('break_rate'))} | {percent(r.get('revised_rate'))} | {r.get('train_tokens')} |")
+            f"{interval(r.get('paired_ci_vs_sft_gold_plus'))} | {percent(r.get('fix_rate'))} | {percent(r.get('break_rate'))} | {percent(r.get('revised_rate'))} | {r.get('train_tokens')} |")
+
+
+def interval(ci: list[float] | None) -> str:
+    """A paired interval of a difference as the pages print it, in points: [-6.8, +0.2]; — when there is none."""
+    return "—" if not ci else f"[{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]"
 
 
 # -------------------------------------------------------------------- run ---

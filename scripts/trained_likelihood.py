@@ -35,6 +35,7 @@ from tripost.errors import TripostError  # noqa: E402
 from tripost.fileio import atomic_write_json  # noqa: E402
 from tripost.layout import RunLayout  # noqa: E402
 from tripost.log import read_log  # noqa: E402
+from tripost.report import percent  # noqa: E402
 from tripost.stats import share  # noqa: E402
 from tripost.tasks import get_task  # noqa: E402
 
@@ -77,10 +78,9 @@ def table(results: list[dict[str, Any]]) -> str:
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         f = lambda x: "—" if x is None else f"{x:.3f}"  # noqa: E731
-        p = lambda x: "—" if x is None else f"{100 * x:.1f}%"  # noqa: E731
         lines.append(f"| {Path(r['run']).name} | {r['iteration']} | {r['right']['examples']} | {r['wrong']['examples']} | "
-                     f"{f(r['right']['mean_token_nll'])} | {f(r['wrong']['mean_token_nll'])} | {p(r['wrong_share_of_examples'])} | "
-                     f"{p(r['wrong_share_of_loss'])} |")
+                     f"{f(r['right']['mean_token_nll'])} | {f(r['wrong']['mean_token_nll'])} | {percent(r['wrong_share_of_examples'])} | "
+                     f"{percent(r['wrong_share_of_loss'])} |")
     return "\n".join(lines)
 
 

@@ -38,7 +38,7 @@ from tripost.config import check_types, config_hash, load_config, switch
 from tripost.errors import TripostError, clip
 from tripost.evaluate import EvalConfig
 from tripost.gap import GapConfig
-from tripost.settings import from_section, option
+from tripost.settings import described, from_section, option
 from tripost.sources.registry import make_source
 from tripost.sources.settings import CollectSettings
 from tripost.student.load import PRECISIONS
@@ -358,8 +358,7 @@ def key_help() -> str:
     """Every config key, its default as TOML spells it, and its help
     (`tripost run --keys`); [train]'s keys are tripost.train.TrainConfig's."""
     def line(f: Any, value: Any) -> str:
-        choices = f.metadata.get("choices")
-        return f"{f.name} = {json.dumps(value)}  # {f.metadata.get('help', '')}" + (f" ({', '.join(choices)})" if choices else "")
+        return f"{f.name} = {json.dumps(value)}  # {described(f)}"
 
     defaults = RunConfig.defaults()
     lines = [f"seed = {json.dumps(defaults['seed'])}"]

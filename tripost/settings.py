@@ -37,6 +37,12 @@ def option(default: Any, help: str, *, metavar: str | None = None, choices: Sequ
     return field(default=default, metadata={"help": help, "metavar": metavar, "choices": tuple(choices) if choices else None, "flag": flag})
 
 
+def described(f: Any) -> str:
+    """A field's help with its choices, as `tripost run --keys` and `tripost train --help` list it."""
+    choices = f.metadata.get("choices")
+    return f.metadata.get("help", "") + (f" ({', '.join(choices)})" if choices else "")
+
+
 def default_of(cls: type, name: str) -> Any:
     """The default of one section field."""
     return next(f.default for f in fields(cls) if f.name == name)

@@ -11,6 +11,7 @@ import textwrap
 from tripost.cli._io import TRAIN_PRECISION_HELP, check_out_dir
 from tripost.config import apply_override, check_types, merge, read_toml
 from tripost.errors import TripostError
+from tripost.settings import described
 from tripost.student.load import PRECISIONS
 from tripost.student.spec import SPEC_HELP
 from tripost.train import OBJECTIVES, is_main_process, load_buffer_dataset
@@ -53,20 +54,23 @@ def key_list() -> str:
     `tripost train --help`, from the field metadata (written once, in
     tripost/train/config.py)."""
     lines = ["TrainConfig keys (KEY=VALUE), with their defaults:"]
+    defaults = train_defaults()
     for f in dataclasses.fields(TrainConfig):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        choices = f.metadata.get("choices")
-        lines.append(f"  {f.name}={json.dumps(default)}")
-        lines += textwrap.wrap(f.metadata.get("help", "") + (f" ({', '.join(choices)})" if choices else ""), 76,
-                               initial_indent="      ", subsequent_indent="      ")
+        lines.append(f"  {f.name}={json.dumps(defaults[f.name])}")
+        lines += textwrap.wrap(described(f), 76, initial_indent="      ", subsequent_indent="      ")
     return "\n".join(lines)
+
+
+def train_defaults() -> dict:
+    """Every TrainConfig field at its default, by name."""
+    return {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory() for f in dataclasses.fields(TrainConfig)}  # type: ignore[misc]
 
 
 def train_config_from_args(args: argparse.Namespace):
     """TrainConfig defaults < --config FILE (top level or a [train] table) <
     KEY=VALUE overrides < the flags; every key and type checked by the run
     config's loader (tripost.config), errors naming `train.KEY`."""
-    known = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory() for f in dataclasses.fields(TrainConfig)}  # type: ignore[misc]
+    known = train_defaults()
     values: dict = dict(known)
     if args.config:
         data = read_toml(args.config)
