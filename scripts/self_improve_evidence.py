@@ -58,7 +58,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tripost.buffer import attempt_text, dedupe_key  # noqa: E402
+from tripost.buffer import example_key, examples_from_records  # noqa: E402
 from tripost.errors import TripostError  # noqa: E402
 from tripost.fileio import atomic_write_json, atomic_write_page  # noqa: E402
 from tripost.layout import RunLayout  # noqa: E402
@@ -134,7 +134,8 @@ def sample_groups(records: list[LogRecord], by: str, dedupe: bool = False) -> li
         key = re.sub(r"s\d+@it\d+$", "", rec.key) if by == "pass" else rec.problem.get("id", rec.key)
         trained = rec.kind == "direct" and rec.weight > 0
         if trained and dedupe:
-            text = dedupe_key(rec.problem["question"] + "\n" + attempt_text(rec.turns[0]["rationale"]))
+            (example,), _ = examples_from_records([rec], include_gold=False)  # the example the buffer makes of it
+            text = example_key(example)
             trained = text not in seen
             seen.add(text)
         g = groups[key]

@@ -194,8 +194,13 @@ def rationale_examples(problems: Sequence[Any], iteration: int = 0) -> list[Exam
 
 def dedupe_key(text: str) -> str:
     """The text as the buffer's dedupe compares it: whitespace runs as one
-    space, case folded (scripts/self_improve_evidence.py counts with it too)."""
+    space, case folded."""
     return re.sub(r"\s+", " ", text).strip().lower()
+
+
+def example_key(e: Example) -> str:
+    """What `build_buffer` deduplicates an example by (scripts/self_improve_evidence.py counts with it too)."""
+    return dedupe_key(e.prompt + "\n" + e.completion)
 
 
 def _stable_unit(*parts: Any) -> float:
@@ -362,7 +367,7 @@ def build_buffer(records: Sequence[LogRecord], cfg: BufferConfig | None = None, 
         if len(e.prompt) + len(e.completion) > cfg.max_chars:
             dropped["too long"] += 1
             continue
-        key = dedupe_key(e.prompt + "\n" + e.completion)
+        key = example_key(e)
         if cfg.dedupe and key in seen:
             dropped["duplicate"] += 1
             continue
