@@ -17,7 +17,10 @@ probability (its confident answers) contributes little, a low-probability one
 drawn at temperature 1.0 a lot. Printed per run: examples and target tokens
 by right / wrong answer (the task's check against the gold answer), their
 mean per-token NLL, and the share of the summed NLL (the loss) the wrong ones
-carry. One model pass over each buffer (bf16 where the CPU has it).
+carry; then the same by the source of the sample each example came from (the
+log record's `source`): for guided (GSI), the plain round's samples
+(`rejection`) against those drawn with a hint (`guided`), which train under
+the plain prompt. One model pass over each buffer (bf16 where the CPU has it).
 """
 
 from __future__ import annotations
@@ -25,12 +28,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tripost.buffer import Example, example_key, examples_from_records  # noqa: E402
 from tripost.errors import TripostError  # noqa: E402
 from tripost.fileio import atomic_write_json  # noqa: E402
 from tripost.layout import RunLayout  # noqa: E402
@@ -49,28 +54,44 @@ def score_run(folder: Path, t: int, batch_size: int) -> dict[str, Any]:
     stage, start = layout.it(t), layout.it(t - 1).train
     if not start.exists():
         raise TripostError(f"{start}: no weights for iteration {t} to start from")
-    problems = {r.problem["id"]: r.problem for r in read_log(stage.log)}
+    records = list(read_log(stage.log))
+    problems = {r.problem["id"]: r.problem for r in records}
+    origin = source_by_example(records)
     ds = load_buffer_dataset(stage.buffer)
     config = json.loads(layout.config.read_text()) if layout.config.is_file() else {}
     student = load_student(config.get("student", {}).get("spec", "smollm2-135m"), precision="auto", adapter=str(start))
     prompts = [build_prompt(student.tokenizer, q) for q in ds["prompt"]]
     scores = sequence_logprobs(student, prompts, list(ds["completion"]), batch_size=batch_size, append_eos=True, progress=True)
-    rows = {True: {"examples": 0, "tokens": 0, "nll": 0.0}, False: {"examples": 0, "tokens": 0, "nll": 0.0}}
-    for pid, completion, score in zip(ds["problem_id"], ds["completion"], scores):
-        problem = problems[pid]
+    new = lambda: {"examples": 0, "tokens": 0, "nll": 0.0}  # noqa: E731
+    rows, sources = {True: new(), False: new()}, defaultdict(new)
+    for row, score in zip(ds, scores):
+        problem = problems[row["problem_id"]]
         task = get_task(problem["family"])
-        right = task.check_answer(task.from_record(problem), task.parse_answer(completion))
-        rows[right]["examples"] += 1
-        rows[right]["tokens"] += score.n_tokens
-        rows[right]["nll"] -= score.sum
+        right = task.check_answer(task.from_record(problem), task.parse_answer(row["completion"]))
+        for r in (rows[right], sources[origin.get(example_key(Example(**row)), "unknown")]):
+            r["examples"] += 1
+            r["tokens"] += score.n_tokens
+            r["nll"] -= score.sum
     total = rows[True]["nll"] + rows[False]["nll"]
-    out: dict[str, Any] = {"run": str(folder), "iteration": t, "start": str(start)}
-    for right, name in ((True, "right"), (False, "wrong")):
-        r = rows[right]
-        out[name] = {"examples": r["examples"], "tokens": r["tokens"], "mean_token_nll": share(r["nll"], r["tokens"])}
+    summary = lambda r: {"examples": r["examples"], "tokens": r["tokens"], "mean_token_nll": share(r["nll"], r["tokens"])}  # noqa: E731
+    out: dict[str, Any] = {"run": str(folder), "iteration": t, "start": str(start),
+                           "right": summary(rows[True]), "wrong": summary(rows[False])}
     out["wrong_share_of_examples"] = share(rows[False]["examples"], rows[True]["examples"] + rows[False]["examples"])
     out["wrong_share_of_loss"] = share(rows[False]["nll"], total)
+    out["by_source"] = {name: {**summary(r), "share_of_loss": share(r["nll"], total)} for name, r in sorted(sources.items())}
     return out
+
+
+def source_by_example(records: list[Any]) -> dict[str, str]:
+    """The source of the log record each trained example came from, by the buffer's own key (first one wins,
+    as the buffer's dedupe keeps the first), whether the buffer ended right attempts with their verdict or not."""
+    origin: dict[str, str] = {}
+    for rec in records:
+        if rec.kind == "direct":
+            for verdict in (True, False):
+                for example in examples_from_records([rec], include_gold=False, verdict=verdict)[0]:
+                    origin.setdefault(example_key(example), rec.source)
+    return origin
 
 
 def table(results: list[dict[str, Any]]) -> str:
@@ -81,6 +102,11 @@ def table(results: list[dict[str, Any]]) -> str:
         lines.append(f"| {Path(r['run']).name} | {r['iteration']} | {r['right']['examples']} | {r['wrong']['examples']} | "
                      f"{f(r['right']['mean_token_nll'])} | {f(r['wrong']['mean_token_nll'])} | {percent(r['wrong_share_of_examples'])} | "
                      f"{percent(r['wrong_share_of_loss'])} |")
+    lines += ["", "| run | it | source | examples | NLL/token | share of loss |", "|---|---:|---|---:|---:|---:|"]
+    for r in results:
+        for name, row in r.get("by_source", {}).items():
+            nll = "—" if row["mean_token_nll"] is None else f"{row['mean_token_nll']:.3f}"
+            lines.append(f"| {Path(r['run']).name} | {r['iteration']} | {name} | {row['examples']} | {nll} | {percent(row['share_of_loss'])} |")
     return "\n".join(lines)
 
 
