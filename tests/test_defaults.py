@@ -64,6 +64,8 @@ ALLOWED: dict[str, str] = {
     # The same for dedupe: a run resolves auto per source (RunConfig.dedupe);
     # BufferConfig, `tripost buffer`'s, dedupes unless told not to.
     "BufferSection.dedupe": "auto/on/off, resolved per source into BufferConfig's bool",
+    # And for the closing verdict (RunConfig.verdict): off for the label-free sources.
+    "BufferSection.verdict": "auto/on/off, resolved per source into BufferConfig's bool",
     # The run's per-iteration gap probe is sized down from `tripost gap`'s
     # measurement and uses the student's own verdict (runconfig.GapSection).
     "GapSection.samples": "the run's probe (4 samples), not `tripost gap`'s measurement (8)",

@@ -89,6 +89,13 @@ def test_dedupe_and_length_limit():
     assert len(examples) == 1 and stats.dropped["duplicate"] == 1 and stats.dropped["too long"] == 1
 
 
+def test_a_right_attempt_ends_with_its_verdict_unless_told_not_to():
+    (with_verdict,), _ = build_buffer([record(1, "direct")], BufferConfig(ratio=(0, 1, 0), include_gold=False))
+    (alone,), _ = build_buffer([record(1, "direct")], BufferConfig(ratio=(0, 1, 0), include_gold=False, verdict=False))
+    assert alone.completion == "(1) 1 + 1 = 2.\n(Final response) So the answer is 2."  # GSI's: the sampled rationale alone
+    assert with_verdict.completion.startswith(alone.completion + "\nFeedback:") and "correct" in with_verdict.completion
+
+
 def test_difficulty_aware_mode_raises_hard_share_on_skewed_pool():
     # 90% easy, 10% hard direct examples; the buffer keeps 1 in 3 of them.
     recs = [record(i, "improvement", "easy") for i in range(20)]

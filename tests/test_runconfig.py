@@ -83,3 +83,13 @@ def test_the_layout_names_the_run_folder(tmp_path):
 def test_dedupe_auto_keeps_a_label_free_sources_repeated_samples(source, setting, expected):
     overrides = [f"collect.source={source}"] + ([f"buffer.dedupe={setting}"] if setting else [])
     assert RunConfig.load(None, overrides).buffer_config(1).dedupe is expected
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    (["collect.source=teacher"], True), (["collect.source=rejection"], True), (["collect.source=demo"], True),  # TriPosT's verdict
+    (["collect.source=guided"], False), (["collect.source=sharpen"], False), (["collect.source=self_verified"], False),  # GSI: the rationale
+    (["collect.source=guided", "collect.guided_teacher_edits=true"], True),  # edits teach feedback: the right ones keep theirs
+    (["collect.source=guided", "buffer.verdict=on"], True), (["collect.source=teacher", "buffer.verdict=off"], False),
+])
+def test_verdict_auto_trains_a_label_free_sources_attempt_alone(overrides, expected):
+    assert RunConfig.load(None, overrides).buffer_config(1).verdict is expected

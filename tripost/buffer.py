@@ -93,6 +93,12 @@ class BufferConfig:
     keep_last: int | None = 1
     decay: float | None = None  # retention: keep iteration i with prob decay ** (current - i)
     include_gold: bool = True
+    # A checked right attempt trained as a direct example ends with its closing
+    # "correct" feedback (TriPosT's non-improvement data, which teaches the
+    # verdict); off, the attempt alone: what GSI trains (train.py:72-83 of
+    # Yiwen-Ding/Guided-Self-Improvement: the question, then the sampled
+    # rationale and EOS).
+    verdict: bool = True
     # single: an improvement trajectory becomes one example per edit (the
     # authors' --convert_to_turns); whole: one example of the whole transcript.
     turns: str = "single"
@@ -224,9 +230,10 @@ def retain(records: Sequence[LogRecord], cfg: BufferConfig) -> list[LogRecord]:
     return out
 
 
-def examples_from_records(records: Sequence[LogRecord], include_gold: bool = True, turns: str = "single") -> tuple[list[Example], Counter]:
+def examples_from_records(records: Sequence[LogRecord], include_gold: bool = True, turns: str = "single",
+                          verdict: bool = True) -> tuple[list[Example], Counter]:
     """Examples of every kind, before filtering; also the count of records
-    dropped and why. `turns`: BufferConfig.turns."""
+    dropped and why. `turns`, `verdict`: BufferConfig's."""
     examples: list[Example] = []
     dropped: Counter = Counter()
     gold_seen: set[str] = set()
@@ -257,7 +264,8 @@ def examples_from_records(records: Sequence[LogRecord], include_gold: bool = Tru
         elif r.kind == "failed" or not r.final_correct:
             dropped["not correct"] += 1
         elif r.kind == "direct":
-            examples.append(Example(completion=trajectory_text(r.turns[:1]), kind="direct", n_edits=0, weight=r.weight, **base))
+            text = trajectory_text(r.turns[:1]) if verdict else attempt_text(r.turns[0]["rationale"])
+            examples.append(Example(completion=text, kind="direct", n_edits=0, weight=r.weight, **base))
         elif turns == "whole":
             examples.append(Example(completion=trajectory_text(r.turns), kind="improvement", n_edits=len(r.turns) - 1, weight=r.weight,
                                     weighted_feedback=True, **base))
@@ -355,7 +363,7 @@ def build_buffer(records: Sequence[LogRecord], cfg: BufferConfig | None = None, 
     stats = BufferStats(records=len(records))
     kept = retain(records, cfg)
     stats.retained = len(kept)
-    examples, dropped = examples_from_records(kept, cfg.include_gold, cfg.turns)
+    examples, dropped = examples_from_records(kept, cfg.include_gold, cfg.turns, cfg.verdict)
     stats.by_kind_before = {k: sum(e.kind == k for e in examples) for k in KIND_ORDER}
     stats.by_task_before = dict(Counter(e.family for e in examples))
 

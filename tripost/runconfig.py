@@ -109,6 +109,13 @@ class BufferSection:
     # auto: gold examples for the sources that use the gold answers anyway
     # (teacher, demo, rejection), none for the label-free ones (GOLD_FREE_SOURCES).
     include_gold: str = option("auto", "gold examples in the buffer: auto, on or off")
+    # auto: on where the run teaches feedback (teacher, demo, rejection as
+    # TriPosT's baseline, guided with teacher edits), off for the label-free
+    # sources: GSI trains the sampled rationale alone (BufferConfig.verdict), and
+    # a verdict line iteration 0 never wrote took most of guided's loss (its
+    # first buffer's NLL under iteration 0: 1.17 a token against sharpen's
+    # 0.006; docs/benchmarks/trained-likelihood-guided.json).
+    verdict: str = option("auto", "end a right attempt with its 'correct' feedback: auto (on, off for the label-free sources), on or off")
     # single: the authors' one example per edit; whole: one per transcript.
     turns: str = option(BufferConfig.turns, "single or whole")
 
@@ -332,11 +339,18 @@ class RunConfig:
         v = switch("buffer.dedupe", self.buffer.dedupe)
         return v == "on" or (v == "auto" and self.collect.source not in GOLD_FREE_SOURCES)
 
+    def verdict(self) -> bool:
+        """buffer.verdict resolved: auto means on unless the source is label-free
+        (guided with TriPosT's teacher edits teaches feedback, so it keeps it)."""
+        v = switch("buffer.verdict", self.buffer.verdict)
+        teaches_feedback = self.collect.source not in GOLD_FREE_SOURCES or (self.collect.source == "guided" and self.collect.guided_teacher_edits)
+        return v == "on" or (v == "auto" and teaches_feedback)
+
     def buffer_config(self, t: int) -> BufferConfig:
         b = self.buffer
         return BufferConfig(ratio=tuple(b.ratio), max_chars=b.max_chars, dedupe=self.dedupe(), difficulty_mode=b.difficulty_mode,
                             bucket_cap=b.bucket_cap, keep_last=b.keep_last or None, decay=b.decay or None,
-                            include_gold=self.include_gold(), turns=b.turns, seed=self.seed + t)
+                            include_gold=self.include_gold(), verdict=self.verdict(), turns=b.turns, seed=self.seed + t)
 
     def train_config(self, adapter: str | None, progress: bool, start_adapter: str | None = None) -> TrainConfig:
         return replace(self.train, adapter=adapter, start_adapter=start_adapter, progress=progress)

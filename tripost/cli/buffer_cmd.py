@@ -44,6 +44,8 @@ def add_buffer_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-chars", type=int, default=d.max_chars, help=f"drop examples longer than this (default {d.max_chars})")
     g.add_argument("--no-dedupe", action="store_true", help="keep duplicate texts (what `tripost run` does for the label-free sources, whose repeated samples are their signal)")
     g.add_argument("--no-gold", action="store_true", help="no gold-rationale examples")
+    g.add_argument("--no-verdict", action="store_true",
+                   help="train a right attempt alone, without its closing 'correct' feedback (what `tripost run` does for the label-free sources)")
     g.add_argument("--turns", choices=("single", "whole"), default=BufferConfig.turns,
                    help=f"an improvement trajectory as one example per edit (single, TriPosT's authors) or one example (whole) "
                         f"(default {BufferConfig.turns})")
@@ -54,7 +56,7 @@ def add_buffer_options(p: argparse.ArgumentParser) -> None:
 def buffer_config(args: argparse.Namespace) -> BufferConfig:
     return BufferConfig(
         ratio=args.ratio, max_chars=args.max_chars, dedupe=not args.no_dedupe, difficulty_mode=args.difficulty_mode,
-        bucket_cap=args.bucket_cap, keep_last=args.keep_last, decay=args.decay, include_gold=not args.no_gold, turns=args.turns,
+        bucket_cap=args.bucket_cap, keep_last=args.keep_last, decay=args.decay, include_gold=not args.no_gold, verdict=not args.no_verdict, turns=args.turns,
         seed=args.seed,
     )
 
