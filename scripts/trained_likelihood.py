@@ -94,19 +94,24 @@ def source_by_example(records: list[Any]) -> dict[str, str]:
     return origin
 
 
+def run_name(run: str) -> str:
+    """A run folder as its last two parts (task/method, or archive/method)."""
+    return "/".join(Path(run).parts[-2:])
+
+
 def table(results: list[dict[str, Any]]) -> str:
     lines = ["| run | it | right: examples | wrong: examples | right: NLL/token | wrong: NLL/token | wrong share of examples | wrong share of loss |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         f = lambda x: "—" if x is None else f"{x:.3f}"  # noqa: E731
-        lines.append(f"| {Path(r['run']).name} | {r['iteration']} | {r['right']['examples']} | {r['wrong']['examples']} | "
+        lines.append(f"| {run_name(r['run'])} | {r['iteration']} | {r['right']['examples']} | {r['wrong']['examples']} | "
                      f"{f(r['right']['mean_token_nll'])} | {f(r['wrong']['mean_token_nll'])} | {percent(r['wrong_share_of_examples'])} | "
                      f"{percent(r['wrong_share_of_loss'])} |")
     lines += ["", "| run | it | source | examples | NLL/token | share of loss |", "|---|---:|---|---:|---:|---:|"]
     for r in results:
         for name, row in r.get("by_source", {}).items():
             nll = "—" if row["mean_token_nll"] is None else f"{row['mean_token_nll']:.3f}"
-            lines.append(f"| {Path(r['run']).name} | {r['iteration']} | {name} | {row['examples']} | {nll} | {percent(row['share_of_loss'])} |")
+            lines.append(f"| {run_name(r['run'])} | {r['iteration']} | {name} | {row['examples']} | {nll} | {percent(row['share_of_loss'])} |")
     return "\n".join(lines)
 
 

@@ -21,7 +21,7 @@ def test_a_run_without_the_weights_it_started_from_is_one_line(tmp_path, capsys)
 def test_the_table_gives_the_wrong_answers_share_of_the_loss():
     row = {"run": "/x/sharpen", "iteration": 1, "right": {"examples": 3, "tokens": 30, "mean_token_nll": 0.01},
            "wrong": {"examples": 1, "tokens": 10, "mean_token_nll": 0.09}, "wrong_share_of_examples": 0.25, "wrong_share_of_loss": 0.75}
-    assert "| sharpen | 1 | 3 | 1 | 0.010 | 0.090 | 25.0% | 75.0% |" in tl.table([row])
+    assert "| x/sharpen | 1 | 3 | 1 | 0.010 | 0.090 | 25.0% | 75.0% |" in tl.table([row])
 
 
 def test_the_table_splits_the_loss_by_the_source_of_each_sample():
@@ -30,5 +30,5 @@ def test_the_table_splits_the_loss_by_the_source_of_each_sample():
            "by_source": {"guided": {"examples": 1, "tokens": 10, "mean_token_nll": 0.05, "share_of_loss": 0.625},
                          "rejection": {"examples": 3, "tokens": 30, "mean_token_nll": 0.01, "share_of_loss": 0.375}}}
     text = tl.table([row])
-    assert "| guided | 1 | 4 | 0 | 0.020 | — | 0.0% | 0.0% |" in text
-    assert "| guided | 1 | guided | 1 | 0.050 | 62.5% |" in text and "| guided | 1 | rejection | 3 | 0.010 | 37.5% |" in text
+    assert "| x/guided | 1 | 4 | 0 | 0.020 | — | 0.0% | 0.0% |" in text
+    assert "| x/guided | 1 | guided | 1 | 0.050 | 62.5% |" in text and "| x/guided | 1 | rejection | 3 | 0.010 | 37.5% |" in text
