@@ -96,6 +96,20 @@ def test_a_right_attempt_ends_with_its_verdict_unless_told_not_to():
     assert with_verdict.completion.startswith(alone.completion + "\nFeedback:") and "correct" in with_verdict.completion
 
 
+def test_tripost_buffer_no_verdict_trains_the_attempt_alone(tmp_path):
+    import datasets
+
+    from tripost.cli import main
+
+    with LogWriter(tmp_path / "log.jsonl") as w:
+        w.write(record(1, "direct"))
+    for flags, has_verdict in (([], True), (["--no-verdict"], False)):
+        out = tmp_path / ("alone" if flags else "verdict")
+        assert main(["buffer", str(tmp_path / "log.jsonl"), "--out", str(out), "--no-gold", *flags]) == 0
+        (completion,) = datasets.load_from_disk(str(out / "dataset"))["completion"]
+        assert ("Feedback:" in completion) is has_verdict
+
+
 def test_difficulty_aware_mode_raises_hard_share_on_skewed_pool():
     # 90% easy, 10% hard direct examples; the buffer keeps 1 in 3 of them.
     recs = [record(i, "improvement", "easy") for i in range(20)]
