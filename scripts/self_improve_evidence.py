@@ -59,6 +59,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tripost.buffer import example_key, examples_from_records  # noqa: E402
+from tripost.config import merge  # noqa: E402
 from tripost.errors import TripostError  # noqa: E402
 from tripost.fileio import atomic_write_json, atomic_write_page  # noqa: E402
 from tripost.layout import RunLayout  # noqa: E402
@@ -203,8 +204,9 @@ def iteration_row(task: str, method: str, t: int, records: list[LogRecord], dedu
 def run_rows(folder: Path, task: str, method: str) -> list[dict[str, Any]]:
     layout, rows = RunLayout(folder), []
     config = json.loads(layout.config.read_text()) if layout.config.is_file() else {}
-    # As the run's buffer resolved it; without a config, as a run today would for these label-free sources (off).
-    dedupe = RunConfig.from_dict(config).dedupe() if config else False
+    # As the run's buffer resolved it (a key added since the run began at its default); without a config,
+    # as a run today would for these label-free sources (off).
+    dedupe = RunConfig.from_dict(merge(RunConfig.defaults(), config)).dedupe() if config else False
     for t in layout.iterations():
         stage = layout.it(t)
         if t > 0 and stage.log.is_file():

@@ -81,6 +81,11 @@ def test_a_run_whose_buffer_deduped_trains_a_problems_repeated_sample_once(tmp_p
     (deduped,) = sie.run_rows(folder, "arithmetic", "self-verified-reweight")
     assert (kept["trained"], deduped["trained"]) == (4, 3)
     assert kept["trained_right"] == pytest.approx(0.4 / 1.9) and deduped["trained_right"] == pytest.approx(0.2 / 1.7)
+    # A run begun before a key was added (here buffer.verdict) is read with that key at its default.
+    old = RunConfig.load(None, ["collect.source=self_verified", "buffer.dedupe=true"]).to_dict()
+    del old["buffer"]["verdict"]
+    write_config(old, folder)
+    assert sie.run_rows(folder, "arithmetic", "self-verified-reweight")[0]["trained"] == 3
 
 
 def test_a_sharpen_pick_is_read_against_its_own_samples_and_dpo_against_its_pairs(tmp_path):
