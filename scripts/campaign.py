@@ -55,7 +55,8 @@ When both comparisons have finished, learning.json carries the targets on
 the total of both tasks (`pooled`: each method's per-problem records pooled).
 
 4. label-free methods: per task, SFT-sharpening, RLHF-sharpening (DPO),
-   self-verified filter and reweight, and GSI, each a `tripost run` from the
+   self-verified filter and reweight, GSI, and GSI's own baseline (its plain
+   round alone: vanilla self-improvement), each a `tripost run` from the
    comparison's iteration 0 (linked) with its problems and evaluation, each
    iteration at TriPosT's mean training tokens (`train.token_budget`):
    `--docs`/self-improve.{json,md}, beside sft-gold and sft-gold+.
@@ -560,6 +561,13 @@ LABEL_FREE: dict[str, list[str]] = {
     "self-verified-filter": ["collect.source=self_verified", "collect.verify_mode=filter"],  # Song et al. 2024
     "self-verified-reweight": ["collect.source=self_verified", "collect.verify_mode=reweight", "train.use_example_weight=true"],
     "guided": ["collect.source=guided"],  # Guided Self-Improvement (Ding et al. 2024)
+    # GSI's own baseline, vanilla self-improvement: its plain round alone, every
+    # right sample trained and no guided round (min_correct_num=0, max_resample_num=0 in
+    # the authors' scripts/llama3/cot_train_iter_original.sh). The same source and buffer
+    # rules as guided, so the two differ only in the guidance; guided's 118 verbatim
+    # copies of the gold rationale among 158 hinted right samples (arithmetic, iteration
+    # 1) made the question which of the two its result comes from.
+    "guided-vanilla": ["collect.source=guided", "collect.guided_rounds=0"],
 }
 LABEL_FREE_SAMPLES = 4
 

@@ -69,7 +69,7 @@ from tripost.runconfig import RunConfig  # noqa: E402
 from tripost.stats import share  # noqa: E402
 from tripost.tasks import get_task  # noqa: E402
 
-METHODS = ("sharpen", "sharpen-dpo", "self-verified-filter", "self-verified-reweight", "guided")  # campaign.py's LABEL_FREE, in its order
+METHODS = ("sharpen", "sharpen-dpo", "self-verified-filter", "self-verified-reweight", "guided", "guided-vanilla")  # campaign.py's LABEL_FREE, in its order
 
 
 @dataclass
@@ -164,7 +164,7 @@ def iteration_row(task: str, method: str, t: int, records: list[LogRecord], dedu
     if method.startswith("sharpen"):
         groups, pairs = sharpen_groups(records, dpo=method == "sharpen-dpo")
     else:
-        groups = sample_groups(records, "problem" if method == "guided" else "pass", dedupe)
+        groups = sample_groups(records, "problem" if method.startswith("guided") else "pass", dedupe)
     samples = [s for g in groups for s in g.samples]
     trained = [s for s in samples if s.weight > 0]
     mass = sum(s.weight for s in trained)
@@ -196,7 +196,7 @@ def iteration_row(task: str, method: str, t: int, records: list[LogRecord], dedu
         row["mean_score_right"], row["mean_score_wrong"] = (share(sum(scores[k]), len(scores[k])) for k in (True, False))
     if method == "self-verified-reweight" and trained:  # how far the weights move from 1 (all ~1: every sample trained alike)
         row["weight_range"] = [round(min(s.weight for s in trained), 4), round(max(s.weight for s in trained), 4)]
-    if method == "guided":
+    if method.startswith("guided"):
         row["solved_plain_round"] = share(sum(g.plain_solved for g in groups), len(groups))
     return row
 

@@ -178,7 +178,7 @@ def test_the_label_free_methods_follow_both_comparisons_at_tripost_s_tokens(tmp_
     campaign.write_json(d / "campaign.json", {"commit": "3" * 40, "started": "now", "docs": str(docs)})
     names = [s["name"] for s in campaign.stages(d)]
     assert names.index("comparison/word_sorting") < names.index("label-free/arithmetic sharpen")
-    assert len([n for n in names if n.startswith("label-free/")]) == 2 * len(campaign.LABEL_FREE) == 10
+    assert len([n for n in names if n.startswith("label-free/")]) == 2 * len(campaign.LABEL_FREE) == 12
     for method, extra in campaign.LABEL_FREE.items():
         cfg = RunConfig.load(None, campaign.label_free_overrides("arithmetic", method, 12345)).to_dict()
         assert cfg["train"]["token_budget"] == 12345 and cfg["tasks"]["families"] == ["arithmetic"] and cfg["tasks"]["n_eval"] == 200
