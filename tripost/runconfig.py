@@ -331,20 +331,22 @@ class RunConfig:
 
     def include_gold(self) -> bool:
         """buffer.include_gold resolved: auto means gold unless the source is label-free."""
-        v = switch("buffer.include_gold", self.buffer.include_gold)
-        return v == "on" or (v == "auto" and self.collect.source not in GOLD_FREE_SOURCES)
+        return self._buffer_switch("include_gold", self.collect.source not in GOLD_FREE_SOURCES)
 
     def dedupe(self) -> bool:
         """buffer.dedupe resolved: auto means on unless the source is label-free."""
-        v = switch("buffer.dedupe", self.buffer.dedupe)
-        return v == "on" or (v == "auto" and self.collect.source not in GOLD_FREE_SOURCES)
+        return self._buffer_switch("dedupe", self.collect.source not in GOLD_FREE_SOURCES)
 
     def verdict(self) -> bool:
         """buffer.verdict resolved: auto means on unless the source is label-free
         (guided with TriPosT's teacher edits teaches feedback, so it keeps it)."""
-        v = switch("buffer.verdict", self.buffer.verdict)
-        teaches_feedback = self.collect.source not in GOLD_FREE_SOURCES or (self.collect.source == "guided" and self.collect.guided_teacher_edits)
-        return v == "on" or (v == "auto" and teaches_feedback)
+        c = self.collect
+        return self._buffer_switch("verdict", c.source not in GOLD_FREE_SOURCES or (c.source == "guided" and c.guided_teacher_edits))
+
+    def _buffer_switch(self, key: str, auto: bool) -> bool:
+        """A [buffer] switch (auto, on or off, or a bool) resolved; `auto` is what auto means for this run."""
+        v = switch(f"buffer.{key}", getattr(self.buffer, key))
+        return v == "on" or (v == "auto" and auto)
 
     def buffer_config(self, t: int) -> BufferConfig:
         b = self.buffer
