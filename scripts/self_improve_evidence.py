@@ -58,7 +58,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tripost.buffer import example_key, examples_from_records  # noqa: E402
+from tripost.buffer import BufferConfig, example_key, examples_from_records  # noqa: E402
 from tripost.config import merge  # noqa: E402
 from tripost.errors import TripostError  # noqa: E402
 from tripost.fileio import atomic_write_json, atomic_write_page  # noqa: E402
@@ -125,17 +125,19 @@ def sharpen_groups(records: list[LogRecord], dpo: bool) -> tuple[list[Group], di
     return groups, pairs
 
 
-def sample_groups(records: list[LogRecord], by: str, dedupe: bool = False) -> list[Group]:
+def sample_groups(records: list[LogRecord], by: str, buffer: BufferConfig | None = None) -> list[Group]:
     """Sources that log every sample: kept ones `direct` (trained at their weight), dropped or wrong ones `failed`.
-    With `dedupe` (the run's buffer.dedupe, resolved), a kept sample whose example text an earlier one already has is
-    not trained, as the buffer drops it (tripost.buffer.build_buffer): a problem's identical samples train once."""
+    `buffer`: the run's BufferConfig as it resolved (RunConfig.buffer_config); None, a label-free run's of today
+    (no dedupe, no verdict). Where it dedupes, a kept sample whose example text (made with its verdict and turns
+    rules) an earlier one already has is not trained, as the buffer drops it (tripost.buffer.build_buffer)."""
+    buffer = buffer or BufferConfig(dedupe=False, verdict=False)
     groups: dict[str, Group] = defaultdict(Group)
     seen: set[str] = set()
     for rec in records:
         key = re.sub(r"s\d+@it\d+$", "", rec.key) if by == "pass" else rec.problem.get("id", rec.key)
         trained = rec.kind == "direct" and rec.weight > 0
-        if trained and dedupe:
-            (example,), _ = examples_from_records([rec], include_gold=False)  # the example the buffer makes of it
+        if trained and buffer.dedupe:
+            (example,), _ = examples_from_records([rec], include_gold=False, turns=buffer.turns, verdict=buffer.verdict)  # as the buffer makes it
             text = example_key(example)
             trained = text not in seen
             seen.add(text)
@@ -159,12 +161,12 @@ def verifier_ranking(groups: list[Group]) -> tuple[float | None, int]:
     return share(wins, n), n
 
 
-def iteration_row(task: str, method: str, t: int, records: list[LogRecord], dedupe: bool = False) -> dict[str, Any]:
+def iteration_row(task: str, method: str, t: int, records: list[LogRecord], buffer: BufferConfig | None = None) -> dict[str, Any]:
     pairs: dict[str, int] = {}
     if method.startswith("sharpen"):
         groups, pairs = sharpen_groups(records, dpo=method == "sharpen-dpo")
     else:
-        groups = sample_groups(records, "problem" if method.startswith("guided") else "pass", dedupe)
+        groups = sample_groups(records, "problem" if method.startswith("guided") else "pass", buffer)
     samples = [s for g in groups for s in g.samples]
     trained = [s for s in samples if s.weight > 0]
     mass = sum(s.weight for s in trained)
@@ -205,12 +207,12 @@ def run_rows(folder: Path, task: str, method: str) -> list[dict[str, Any]]:
     layout, rows = RunLayout(folder), []
     config = json.loads(layout.config.read_text()) if layout.config.is_file() else {}
     # As the run's buffer resolved it (a key added since the run began at its default); without a config,
-    # as a run today would for these label-free sources (off).
-    dedupe = RunConfig.from_dict(merge(RunConfig.defaults(), config)).dedupe() if config else False
+    # as a run today would for these label-free sources (sample_groups' default).
+    run_cfg = RunConfig.from_dict(merge(RunConfig.defaults(), config)) if config else None
     for t in layout.iterations():
         stage = layout.it(t)
         if t > 0 and stage.log.is_file():
-            row = iteration_row(task, method, t, list(read_log(stage.log)), dedupe)
+            row = iteration_row(task, method, t, list(read_log(stage.log)), run_cfg.buffer_config(t) if run_cfg else None)
             if stage.buffer_stats.is_file():  # what the buffer itself kept: the count above should match it
                 stats = json.loads(stage.buffer_stats.read_text())
                 row["buffer_examples"] = sum(stats.get("by_kind_after", {}).values())
