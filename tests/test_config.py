@@ -75,3 +75,45 @@ def test_a_run_made_before_new_config_keys_resumes(tmp_path):
     assert "tasks.n_train: 5 there, 4 here" in str(e.value) and str(e.value).endswith("resume it with its own values: tasks.n_train=5")
     again = RunConfig.load(None, ["tasks.n_train=4", "tasks.n_train=5"]).to_dict()
     Run(out, {**again, "gap": cfg["gap"]}, progress=False, log=notes.append).prepare()  # with them, the same run
+
+
+def test_a_run_made_before_a_key_whose_default_changes_it_resumes_only_as_it_ran(tmp_path):
+    """buffer.verdict came after runs had been made, and its default (auto) leaves a guided
+    run's verdict off where that run had it on: resuming at the default would train its later
+    iterations otherwise than its first, so the run asks for the value it ran with."""
+    import json
+
+    from tripost.loop import Run
+    from tripost.runconfig import RunConfig
+
+    def made_before(out, overrides):
+        old = RunConfig.load(None, ["tasks.n_train=4", *overrides]).to_dict()
+        del old["buffer"]["verdict"]
+        out.mkdir()
+        (out / "config.json").write_text(json.dumps(old))
+        (out / "state.json").write_text(json.dumps({"stages": {"it0/train": {"seconds": 1.0}}}))
+
+    def prepare(out, overrides):
+        notes = []
+        Run(out, RunConfig.load(None, ["tasks.n_train=4", *overrides]).to_dict(), progress=False, log=notes.append).prepare()
+        return notes
+
+    guided = tmp_path / "guided"
+    made_before(guided, ["collect.source=guided"])
+    with pytest.raises(TripostError, match="made before buffer.verdict existed") as e:
+        prepare(guided, ["collect.source=guided"])
+    assert str(e.value).endswith('resume it with buffer.verdict="on", or use a new --out')
+    with pytest.raises(TripostError, match="different config \\(buffer.verdict: 'on' there, 'off' here\\)") as e:
+        prepare(guided, ["collect.source=guided", "buffer.verdict=off"])
+    assert str(e.value).endswith('its own values: buffer.verdict="on"')
+    notes = prepare(guided, ["collect.source=guided", "buffer.verdict=on"])
+    assert 'buffer.verdict="on"' in notes[0] and json.loads((guided / "config.json").read_text())["buffer"]["verdict"] == "on"
+    # A teacher run had the verdict then and has it at auto now: the same run, resumed at the default.
+    teacher = tmp_path / "teacher"
+    made_before(teacher, [])
+    assert 'buffer.verdict="auto"' in prepare(teacher, [])[0]
+    # A guided folder where nothing was made yet starts over with today's default.
+    fresh = tmp_path / "fresh"
+    made_before(fresh, ["collect.source=guided"])
+    (fresh / "state.json").unlink()
+    assert "starting it over" in prepare(fresh, ["collect.source=guided"])[0]

@@ -37,7 +37,7 @@ from tripost.gap import gap_for_run
 from tripost.layout import RunLayout, SKIPPED
 from tripost.log import read_log
 from tripost.report import LoopTracker, write_report
-from tripost.runconfig import RunConfig
+from tripost.runconfig import LEGACY_VALUES, RunConfig
 from tripost.sources.collect import collect_to
 from tripost.student import load_student
 from tripost.student.hardware import ComputeProfile, compute_profile, machine_card, pinned
@@ -74,22 +74,27 @@ def check_device(device: str | None) -> None:
         raise TripostError(f"train.device={device}, but this machine (or this build of torch) has no {dev.type} device")
 
 
-def added_defaults(old: dict[str, Any], new: dict[str, Any], defaults: dict[str, Any]) -> list[str] | None:
+def added_defaults(old: dict[str, Any], new: dict[str, Any], defaults: dict[str, Any],
+                   legacy: dict[str, Any] | None = None) -> list[str] | None:
     """The keys `new` has and `old` lacks, when every one of them is at its
-    default and all shared keys agree; None when the configs really differ."""
-    o, n, d = flatten(old), flatten(new), flatten(defaults)
+    default (or at the value a run made before it existed ran with, `legacy`)
+    and all shared keys agree; None when the configs really differ."""
+    o, n, d, lg = flatten(old), flatten(new), flatten(defaults), legacy or {}
     if set(o) - set(n) or any(json.dumps(o[k], sort_keys=True) != json.dumps(n[k], sort_keys=True) for k in o):
         return None
     added = sorted(set(n) - set(o))
-    if any(k not in d or n[k] != d[k] for k in added):
+    if any(k not in d or (n[k] != d[k] and (k not in lg or n[k] != lg[k])) for k in added):
         return None
     return added
 
 
 def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, Any, Any]]:
     """(dotted key, the recorded value, this command's value) of every key the
-    two configs both have and set differently, sorted by key."""
-    o, n = flatten(old), flatten(new)
+    two configs set differently, sorted by key. A key the recorded config lacks
+    (made before the key existed) counts at the value that run ran with:
+    LEGACY_VALUES', else the key's default."""
+    o, n, d = flatten(old), flatten(new), flatten(RunConfig.defaults())
+    o = {**{k: LEGACY_VALUES.get(k, d[k]) for k in set(n) - set(o) if k in d}, **o}
     return [(k, o[k], n[k]) for k in sorted(set(o) & set(n)) if json.dumps(o[k], sort_keys=True) != json.dumps(n[k], sort_keys=True)]
 
 
@@ -145,13 +150,21 @@ class Run:
         if cfg_path.exists():
             old = json.loads(cfg_path.read_text())
             if config_hash(old) != self.hash:
-                added = added_defaults(old, config, RunConfig.defaults())
-                if added is not None:
+                added = added_defaults(old, config, RunConfig.defaults(), LEGACY_VALUES)
+                legacy = self.cfg.legacy_overrides(added) if added else []
+                if added is not None and not legacy:
                     # A run made by an older tripost: the keys added since are at
                     # their defaults, so the run is the same run.
-                    self.say(f"note: {self.out} was made before these config keys existed; resuming with their defaults: {', '.join(added)}")
+                    flat = flatten(config)
+                    self.say(f"note: {self.out} was made before these config keys existed; resuming with "
+                             f"{', '.join(f'{k}={json.dumps(flat[k])}' for k in added)}")
                 elif self._untouched():
                     self.say(f"note: {self.out} holds only the config of a run that wrote nothing else; starting it over with this config")
+                elif legacy:
+                    # Resumed at today's default, it would train otherwise than it began.
+                    raise TripostError(f"{self.out} was made before {', '.join(o.split('=')[0] for o in legacy)} existed and ran as "
+                                       f"{' '.join(legacy)} does, which this command's default would change; resume it with "
+                                       f"{' '.join(legacy)}, or use a new --out")
                 else:
                     diffs = config_differences(old, config)
                     shown = "; ".join(f"{k}: {clip(a, 40)} there, {clip(b, 40)} here" for k, a, b in diffs[:6]) + ("; ..." if len(diffs) > 6 else "")

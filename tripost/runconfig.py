@@ -165,6 +165,13 @@ def _run_train() -> TrainConfig:
 # by definition). The teacher, demo and rejection sources use the gold answers.
 GOLD_FREE_SOURCES = ("sharpen", "self_verified", "guided")
 
+# Keys added after runs had been made with a default under which such a run,
+# resumed, would train otherwise than it began: the value it ran with. Run.prepare
+# asks for it where this run's default resolves otherwise (tripost.loop).
+# buffer.verdict (5317f24): before it, every checked right attempt ended with its
+# verdict, which auto now leaves off for guided.
+LEGACY_VALUES = {"buffer.verdict": "on"}
+
 _SECTIONS = {"student": StudentSection, "tasks": TasksSection, "teacher": TeacherSection, "loop": LoopSection,
              "collect": CollectSettings, "buffer": BufferSection, "eval": EvalSection, "gap": GapSection}
 
@@ -347,6 +354,19 @@ class RunConfig:
         """A [buffer] switch (auto, on or off, or a bool) resolved; `auto` is what auto means for this run."""
         v = switch(f"buffer.{key}", getattr(self.buffer, key))
         return v == "on" or (v == "auto" and auto)
+
+    def legacy_overrides(self, missing: list[str]) -> list[str]:
+        """Of the dotted keys a run's recorded config lacks (`missing`), the
+        `KEY=VALUE` overrides that make this config run as that run began: one
+        per key of LEGACY_VALUES whose value here resolves otherwise."""
+        out = []
+        for key, value in LEGACY_VALUES.items():
+            if key in missing:
+                section, name = key.split(".")
+                then = replace(self, **{section: replace(getattr(self, section), **{name: value})})
+                if then.buffer_config(0) != self.buffer_config(0):
+                    out.append(f"{key}={json.dumps(value)}")
+        return out
 
     def buffer_config(self, t: int) -> BufferConfig:
         b = self.buffer
