@@ -669,6 +669,7 @@ def publish_label_free(d: Path, docs: Path) -> None:
     columns (paired intervals against sft-gold+ over the same problems)."""
     bl = bench_learning()
     rows: list[dict[str, Any]] = []
+    records: dict[str, dict[str, list[dict[str, Any]]]] = {}  # task -> method -> its final evaluation's per-problem records
     for task in TASKS:
         comp = load(docs / f"learning-{task}.json")
         if not comp or comp["meta"].get("partial"):
@@ -690,6 +691,7 @@ def publish_label_free(d: Path, docs: Path) -> None:
         if len(ms) > len(base):
             # Against sft-gold too: does the method improve on the iteration 0 it started from?
             rows += [r for r in bl.rows_of(ms, seed=SEED, also_vs=("sft-gold",)) if r["task"] != "total"]
+            records[task] = {m: r for m, r in bl.method_records(ms[len(base):]).items() if r}
     state = load(d / "campaign.json") or {}
     rows = [{**r, "commit": state.get("commit")} for r in rows]
     restored = {t: load(comparison_dir(d, t) / "restored.json") for t in TASKS if (comparison_dir(d, t) / "restored.json").exists()}
@@ -704,12 +706,15 @@ def publish_label_free(d: Path, docs: Path) -> None:
     rows = sorted(rows + kept, key=lambda r: (TASKS.index(r["task"]) if r["task"] in TASKS else len(TASKS), order.get(r["method"], len(order)),
                                               ["seen", "unseen", "total"].index(r["subset"]) if r["subset"] in ("seen", "unseen", "total") else 3))
     restored = {**{t: v for t, v in ((before.get("meta") or {}).get("restored") or {}).items() if t not in restored}, **restored}
+    pairs = method_pairs(records)
+    pairs += [p for p in before.get("pairs", []) if p["task"] not in {q["task"] for q in pairs}]  # a lost folder's, as committed
     how = f"python3 scripts/campaign.py start --dir {d}{' --from-docs' if from_docs(d) else ''}   # at commit {str(state.get('commit'))[:12]}"
     write_json(docs / "self-improve.json", {"meta": {"campaign": "issue 28, step 4", "methods": LABEL_FREE, "samples": LABEL_FREE_SAMPLES,
                                                      "commit": state.get("commit"), "seeds": [SEED],
                                                      "machine": (load(d / "measure.json") or {}).get("machine"), "command": how,
                                                      "restored": restored or None,
-                                                     "updated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}, "rows": rows})
+                                                     "updated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}, "rows": rows,
+                                            "pairs": pairs})
     lines = ["# Label-free self-improvement from the campaign's iteration 0 (issue 28, step 4)", "",
              "Each method is a `tripost run` from the comparison's iteration 0 (linked), on its problems and evaluation, every iteration "
              f"trained at TriPosT's mean tokens per iteration (`train.token_budget`), {LABEL_FREE_SAMPLES} samples a problem. Overrides: "
@@ -734,7 +739,45 @@ def publish_label_free(d: Path, docs: Path) -> None:
         lines.append(f"| {r['task']} | {r['method']} | {r['subset']} | {r['n']} | {percent(r['first_acc'])} | {percent(r['final_acc'])} | "
                      f"{interval(r.get('paired_ci_vs_sft_gold_plus'))} | {interval(r.get('paired_ci_vs_sft_gold'))} | "
                      f"{percent(r.get('fix_rate'))} | {percent(r.get('break_rate'))} | {r.get('train_tokens')} |")
+    lines += pair_tables(pairs)
     atomic_write_page(docs / "self-improve.md", "\n".join(lines) + "\n")  # a hand-written "## Reading" below the table is kept
+
+
+def method_pairs(records: dict[str, dict[str, list[dict[str, Any]]]]) -> list[dict[str, Any]]:
+    """Each label-free method against each one LABEL_FREE lists before it, on the
+    same problems: its final accuracy minus the other's (`diff`) with bench_learning's
+    paired 95% interval; per task, and over both tasks pooled (task "total") for the
+    methods finished on both, as the issue reads its targets."""
+    bl = bench_learning()
+    groups = dict(records)
+    if all(t in groups for t in TASKS):
+        groups["total"] = {m: [r for t in TASKS for r in groups[t][m]] for m in LABEL_FREE if all(m in groups[t] for t in TASKS)}
+    out = []
+    for task, recs in groups.items():
+        names = [m for m in LABEL_FREE if recs.get(m)]
+        for i, a in enumerate(names):
+            for b in names[:i]:
+                acc = {m: sum(r["final_correct"] for r in recs[m]) / len(recs[m]) for m in (a, b)}
+                out.append({"task": task, "method": a, "minus": b, "n": len(recs[a]), "diff": acc[a] - acc[b],
+                            "paired_ci": bl.paired_ci(recs[a], recs[b], f"{a} and {b} ({task})")})
+    return out
+
+
+def pair_tables(pairs: list[dict[str, Any]]) -> list[str]:
+    """The pages' method-against-method tables: per task, a row's method minus a column's, in points, with its paired interval."""
+    if not pairs:
+        return []
+    lines = ["", "## Method against method", "",
+             "Final accuracy of the row's method minus the column's on the same test problems, in points, with the paired 95% "
+             "bootstrap interval (`scripts/bench_learning.py` `paired_ci`: the test problems resampled; one training seed per run). "
+             "*total*: both tasks pooled, for the methods finished on both."]
+    for task in dict.fromkeys(p["task"] for p in pairs):
+        mine = [p for p in pairs if p["task"] == task]
+        rows, cols = list(dict.fromkeys(p["method"] for p in mine)), list(dict.fromkeys(p["minus"] for p in mine))
+        cell = {(p["method"], p["minus"]): f"{100 * p['diff']:+.1f} {interval(p['paired_ci'])}" for p in mine}
+        lines += ["", f"{task} (n = {mine[0]['n']}):", "", "| minus → | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+        lines += [f"| {r} | " + " | ".join(cell.get((r, c), "") for c in cols) + " |" for r in rows]
+    return lines
 
 
 def chain_tokens(d: Path, gold_examples: int, task: str = TASKS[0]) -> int:

@@ -7,6 +7,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 spec = importlib.util.spec_from_file_location("campaign", ROOT / "scripts" / "campaign.py")
 campaign = importlib.util.module_from_spec(spec)
@@ -340,12 +342,19 @@ def test_a_lost_campaign_folder_runs_step_4_alone_on_rebuilt_prerequisites(tmp_p
     campaign.write_json(campaign.comparison_dir(d, "arithmetic") / "restored.json", {"iteration0": i0, "sft_gold_plus_target_tokens": 400})
     _save_eval(campaign.label_free_dir(d, "arithmetic", "guided") / "it2" / "eval" / "eval.json", "arithmetic",
                lambda i: (i % 2 == 0 or i % 4 == 1,) * 2)
+    _save_eval(campaign.label_free_dir(d, "arithmetic", "sharpen") / "it2" / "eval" / "eval.json", "arithmetic", half)
     campaign.publish(d, docs)
     assert not (docs / "learning.json").exists()  # steps 1-3 stay as committed
     campaign.publish_label_free(d, docs)
     data = json.loads((docs / "self-improve.json").read_text())
     get = {(r["method"], r["subset"]): r for r in data["rows"]}
-    assert {m for m, _ in get} == {"sft-gold", "sft-gold+", "guided"}
+    assert {m for m, _ in get} == {"sft-gold", "sft-gold+", "sharpen", "guided"}
+    # Method against method on the same problems: guided (15 of 20) minus sharpen (10 of 20); no pooled
+    # total while word_sorting has none.
+    (pair,) = data["pairs"]
+    assert (pair["task"], pair["method"], pair["minus"], pair["n"]) == ("arithmetic", "guided", "sharpen", 20)
+    assert pair["diff"] == pytest.approx(0.25) and pair["paired_ci"][0] > 0
+    assert "| guided | +25.0 [" in (docs / "self-improve.md").read_text()
     assert get[("sft-gold", "total")]["train_tokens"] == 510 and get[("sft-gold+", "total")]["train_tokens"] == 910
     assert get[("guided", "total")]["paired_ci_vs_sft_gold_plus"][0] > 0
     assert data["meta"]["restored"]["arithmetic"]["iteration0"]["committed_first_acc"] == 0.28 and "--from-docs" in data["meta"]["command"]
