@@ -63,6 +63,9 @@ the total of both tasks (`pooled`: each method's per-problem records pooled).
    RLHF-sharpening links SFT-sharpening's finished iteration-1 collection
    (`shared_collection`: the same samples and picks; only training differs).
    scripts/self_improve_evidence.py reads what each method trained on.
+   Last, a second training seed of sharpen, the reweight and guided on
+   arithmetic (LABEL_FREE_REPEATS; folders METHOD-seed1): how far a run moves
+   with its seed alone, the spread a difference between methods has to clear.
 
 5. BIG-bench transfer (issue 28's "real-world transfer"): right after each
    task's comparison, iteration 0, sft-gold+ and the final students (TriPosT's
@@ -338,9 +341,10 @@ def stages(d: Path) -> list[dict[str, Any]]:
     then its label-free methods."""
     if from_docs(d):
         docs = Path(load(d / "campaign.json")["docs"])
-        return [s for task in TASKS for s in restore_stages(d, docs, task) + [label_free_stage(d, task, m) for m in LABEL_FREE]]
+        return ([s for task in TASKS for s in restore_stages(d, docs, task) + [label_free_stage(d, task, m) for m in LABEL_FREE]]
+                + repeat_stages(d))
     return ([s for task in TASKS for s in competence_stages(d, task) + [comparison_stage(d, task), transfer_stage(d, task)]]
-            + [label_free_stage(d, task, m) for task in TASKS for m in LABEL_FREE])
+            + [label_free_stage(d, task, m) for task in TASKS for m in LABEL_FREE] + repeat_stages(d))
 
 
 # --------------------------------------------------------------- transfer ---
@@ -571,26 +575,40 @@ LABEL_FREE: dict[str, list[str]] = {
 }
 LABEL_FREE_SAMPLES = 4
 
+# A second training seed of some methods, after every task's methods have run:
+# each method is one seed, and the paired intervals between methods resample the
+# test problems only, so how far a run moves with its seed alone (what it draws,
+# the order it trains in; iteration 0 is the same) is what tells a difference
+# between methods from training noise. sharpen is the first baseline, guided
+# the one that did not lose, and the reweight the run that moved by 7.5 points
+# when only its buffer's dedupe changed (self-improve.md's Reading).
+LABEL_FREE_REPEATS: dict[str, tuple[str, ...]] = {"arithmetic": ("sharpen", "self-verified-reweight", "guided")}
+REPEAT_SEED = 1
 
-def label_free_dir(d: Path, task: str, method: str) -> Path:
-    return d / "selfimprove" / task / method
+
+def label_free_dir(d: Path, task: str, method: str, seed: int = SEED) -> Path:
+    return d / "selfimprove" / task / (method if seed == SEED else f"{method}-seed{seed}")
 
 
-def label_free_stage(d: Path, task: str, method: str) -> dict[str, Any]:
-    return {"name": f"label-free/{task} {method}", "kind": "label-free", "task": task, "method": method,
-            "done": (label_free_dir(d, task, method) / "report.md").exists()}
+def label_free_stage(d: Path, task: str, method: str, seed: int = SEED) -> dict[str, Any]:
+    return {"name": f"label-free/{task} {method}" + ("" if seed == SEED else f" seed {seed}"), "kind": "label-free", "task": task,
+            "method": method, "seed": seed, "done": (label_free_dir(d, task, method, seed) / "report.md").exists()}
 
 
-def label_free_overrides(task: str, method: str, budget: int) -> list[str]:
+def repeat_stages(d: Path) -> list[dict[str, Any]]:
+    return [label_free_stage(d, task, m, REPEAT_SEED) for task, ms in LABEL_FREE_REPEATS.items() for m in ms]
+
+
+def label_free_overrides(task: str, method: str, budget: int, seed: int = SEED) -> list[str]:
     """The run config of one label-free method: the comparison's sizes and
     evaluation (bench_learning's campaign size), its source, the budget."""
     bl = bench_learning()
-    return (bl.base_overrides(bl.SIZES[COMPARISON], "auto", SEED, "smollm2-135m", [task])
+    return (bl.base_overrides(bl.SIZES[COMPARISON], "auto", seed, "smollm2-135m", [task])
             + ["student.eval_base=false", "eval.every_iteration=false", f"collect.samples_per_problem={LABEL_FREE_SAMPLES}",
                f"train.token_budget={budget}"] + LABEL_FREE[method])
 
 
-def label_free_run_overrides(folder: Path, task: str, method: str, budget: int, pins: list[str]) -> list[str]:
+def label_free_run_overrides(folder: Path, task: str, method: str, budget: int, pins: list[str], seed: int = SEED) -> list[str]:
     """The overrides of one label-free run: its method's, its comparison's
     pins, and, for a run already begun, its own recorded values wherever
     they differ from those (a default or a method's overrides changed by a
@@ -598,7 +616,7 @@ def label_free_run_overrides(folder: Path, task: str, method: str, budget: int, 
     from tripost.loop import resume_overrides
     from tripost.runconfig import RunConfig
 
-    overrides = label_free_overrides(task, method, budget) + pins
+    overrides = label_free_overrides(task, method, budget, seed) + pins
     recorded = load(RunLayout(folder).config)
     return overrides + (resume_overrides(recorded, RunConfig.load(None, overrides).to_dict()) if recorded else [])
 
@@ -617,7 +635,7 @@ def tripost_tokens_per_iteration(tri: Path, T: int) -> int:
 
 
 def run_label_free_stage(d: Path, stage: dict[str, Any], docs: Path) -> None:
-    task, method = stage["task"], stage["method"]
+    task, method, seed = stage["task"], stage["method"], stage.get("seed", SEED)
     comp = load(docs / f"learning-{task}.json")
     ready = comparison_dir(d, task) / ("restored.json" if from_docs(d) else "done.json")
     if not comp or not ready.exists():
@@ -625,14 +643,14 @@ def run_label_free_stage(d: Path, stage: dict[str, Any], docs: Path) -> None:
                          + (" and its rebuilt controls" if from_docs(d) else ""))
     tri, T = comparison_runs(d, task, comp)["tripost"], comp["meta"]["size"]["iterations"]
     budget = round(sum(committed_tripost_tokens(comp)) / T) if from_docs(d) else tripost_tokens_per_iteration(tri, T)
-    folder = label_free_dir(d, task, method)
+    folder = label_free_dir(d, task, method, seed)
     folder.mkdir(parents=True, exist_ok=True)
     bench_learning().link_folder(RunLayout(tri).it(0).root, RunLayout(folder).it(0).root)  # the same iteration 0
     # The comparison's own settings where a default changed since it ran (comparison_pins): the
     # methods are read against its sft-gold+ on the same problems, evaluated the same way.
     pins = comparison_pins(comparison_dir(d, task), comparison_args(d, task, docs))
-    overrides = label_free_run_overrides(folder, task, method, budget, pins)
-    shared = shared_collection(d, task, method, overrides)
+    overrides = label_free_run_overrides(folder, task, method, budget, pins, seed)
+    shared = shared_collection(d, task, method, overrides, seed)
     if shared is not None:
         say(f"{task} {method}: iteration 1 collects what {shared.parent.parent.name} collected: linked, not drawn again")
         bench_learning().link_folder(shared, RunLayout(folder).it(1).collect)
@@ -640,7 +658,7 @@ def run_label_free_stage(d: Path, stage: dict[str, Any], docs: Path) -> None:
     publish_label_free(d, docs)
 
 
-def shared_collection(d: Path, task: str, method: str, overrides: list[str]) -> Path | None:
+def shared_collection(d: Path, task: str, method: str, overrides: list[str], seed: int = SEED) -> Path | None:
     """An earlier label-free run's finished iteration-1 collection that `method`
     would draw again sample for sample: same iteration 0 (every method links the
     comparison's), and a config that differs only in how it trains. RLHF-sharpening
@@ -651,12 +669,12 @@ def shared_collection(d: Path, task: str, method: str, overrides: list[str]) -> 
     different students, so only iteration 1 is shared."""
     from tripost.runconfig import RunConfig
 
-    if RunLayout(label_free_dir(d, task, method)).it(1).collect.exists():
+    if RunLayout(label_free_dir(d, task, method, seed)).it(1).collect.exists():
         return None  # begun already: it goes on with its own
     collects = lambda cfg: {k: v for k, v in cfg.items() if k != "train"}  # noqa: E731  what the collection reads
     mine = collects(RunConfig.load(None, overrides).to_dict())
     for other in list(LABEL_FREE)[: list(LABEL_FREE).index(method)]:  # the stages before this one
-        layout = RunLayout(label_free_dir(d, task, other))
+        layout = RunLayout(label_free_dir(d, task, other, seed))
         recorded = load(layout.config)
         if recorded is not None and layout.it(1).collect_json.exists() and collects(recorded) == mine:
             return layout.it(1).collect
@@ -669,7 +687,7 @@ def publish_label_free(d: Path, docs: Path) -> None:
     columns (paired intervals against sft-gold+ over the same problems)."""
     bl = bench_learning()
     rows: list[dict[str, Any]] = []
-    records: dict[str, dict[str, list[dict[str, Any]]]] = {}  # task -> method -> its final evaluation's per-problem records
+    records: dict[int, dict[str, dict[str, list[dict[str, Any]]]]] = {}  # seed -> task -> method -> its final evaluation's per-problem records
     for task in TASKS:
         comp = load(docs / f"learning-{task}.json")
         if not comp or comp["meta"].get("partial"):
@@ -680,41 +698,47 @@ def publish_label_free(d: Path, docs: Path) -> None:
             else int((comp["meta"].get("iteration0") or {}).get("tokens") or 0)
         base = [m for m in bl.methods(tri, runs["rejection"], gp, T, demo=None, it0_tokens=it0_tokens or None)
                 if m["method"] in ("sft-gold", "sft-gold+")]
-        ms = list(base)
-        for method in LABEL_FREE:
-            folder = label_free_dir(d, task, method)
+
+        def finished(method: str, seed: int) -> dict[str, Any] | None:
+            folder = label_free_dir(d, task, method, seed)
             if not RunLayout(folder).it(T).eval_json.exists():
-                continue
-            ms.append({"method": method, "iteration": T, "chosen": True, "eval": RunLayout(folder).it(T).eval_json,
-                       "train_tokens": it0_tokens + sum(bl.iteration_tokens(RunLayout(folder).it(t)) for t in range(1, T + 1)),
-                       "buffer_by_kind": bl.buffer_by_kind(folder, range(1, T + 1)), "seconds": 0.0})
-        if len(ms) > len(base):
-            # Against sft-gold too: does the method improve on the iteration 0 it started from?
-            rows += [r for r in bl.rows_of(ms, seed=SEED, also_vs=("sft-gold",)) if r["task"] != "total"]
-            records[task] = {m: r for m, r in bl.method_records(ms[len(base):]).items() if r}
+                return None
+            return {"method": method, "iteration": T, "chosen": True, "eval": RunLayout(folder).it(T).eval_json,
+                    "train_tokens": it0_tokens + sum(bl.iteration_tokens(RunLayout(folder).it(t)) for t in range(1, T + 1)),
+                    "buffer_by_kind": bl.buffer_by_kind(folder, range(1, T + 1)), "seconds": 0.0}
+
+        for seed, names in ((SEED, list(LABEL_FREE)), (REPEAT_SEED, list(LABEL_FREE_REPEATS.get(task, ())))):
+            ms = [m for m in (finished(name, seed) for name in names) if m]
+            if ms:
+                # Against sft-gold too: does the method improve on the iteration 0 it started from?
+                rows += [r for r in bl.rows_of(base + ms, seed=seed, also_vs=("sft-gold",))
+                         if r["task"] != "total" and (seed == SEED or r["method"] in LABEL_FREE)]
+                records.setdefault(seed, {})[task] = {m: r for m, r in bl.method_records(ms).items() if r}
     state = load(d / "campaign.json") or {}
     rows = [{**r, "commit": state.get("commit")} for r in rows]
     restored = {t: load(comparison_dir(d, t) / "restored.json") for t in TASKS if (comparison_dir(d, t) / "restored.json").exists()}
     # What an earlier folder published and this one has not (a folder lost with its machine, its
     # step 4 begun again --from-docs) is kept as committed: each row names the commit it was made at.
     before = load(docs / "self-improve.json") or {}
-    have = {(r["task"], r["method"]) for r in rows}
-    kept = [r for r in before.get("rows", []) if (r["task"], r["method"]) not in have]
+    have = {(r["task"], r["method"], r.get("seed", SEED)) for r in rows}
+    kept = [r for r in before.get("rows", []) if (r["task"], r["method"], r.get("seed", SEED)) not in have]
     if not rows:
         return
     order = {m: i for i, m in enumerate(["sft-gold", "sft-gold+", *LABEL_FREE])}
     rows = sorted(rows + kept, key=lambda r: (TASKS.index(r["task"]) if r["task"] in TASKS else len(TASKS), order.get(r["method"], len(order)),
+                                              r.get("seed", SEED),
                                               ["seen", "unseen", "total"].index(r["subset"]) if r["subset"] in ("seen", "unseen", "total") else 3))
     restored = {**{t: v for t, v in ((before.get("meta") or {}).get("restored") or {}).items() if t not in restored}, **restored}
-    pairs = method_pairs(records)
+    pairs = method_pairs(records.get(SEED, {}))
     pairs += [p for p in before.get("pairs", []) if p["task"] not in {q["task"] for q in pairs}]  # a lost folder's, as committed
+    seed_pairs = [p for t, recs in records.get(REPEAT_SEED, {}).items() for p in seed_differences(t, records[SEED].get(t, {}), recs)]
     how = f"python3 scripts/campaign.py start --dir {d}{' --from-docs' if from_docs(d) else ''}   # at commit {str(state.get('commit'))[:12]}"
     write_json(docs / "self-improve.json", {"meta": {"campaign": "issue 28, step 4", "methods": LABEL_FREE, "samples": LABEL_FREE_SAMPLES,
-                                                     "commit": state.get("commit"), "seeds": [SEED],
+                                                     "commit": state.get("commit"), "seeds": sorted({r.get("seed", SEED) for r in rows}),
                                                      "machine": (load(d / "measure.json") or {}).get("machine"), "command": how,
                                                      "restored": restored or None,
                                                      "updated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}, "rows": rows,
-                                            "pairs": pairs})
+                                            "pairs": pairs, "seed_pairs": seed_pairs})
     lines = ["# Label-free self-improvement from the campaign's iteration 0 (issue 28, step 4)", "",
              "Each method is a `tripost run` from the comparison's iteration 0 (linked), on its problems and evaluation, every iteration "
              f"trained at TriPosT's mean tokens per iteration (`train.token_budget`), {LABEL_FREE_SAMPLES} samples a problem. Overrides: "
@@ -736,10 +760,11 @@ def publish_label_free(d: Path, docs: Path) -> None:
     lines += ["| task | method | subset | n | first | final | vs sft-gold+ | vs sft-gold | fix | break | train tokens |",
               "|---|---|---|---:|---:|---:|---|---|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['task']} | {r['method']} | {r['subset']} | {r['n']} | {percent(r['first_acc'])} | {percent(r['final_acc'])} | "
+        seed = "" if r.get("seed", SEED) == SEED else f" (seed {r['seed']})"
+        lines.append(f"| {r['task']} | {r['method']}{seed} | {r['subset']} | {r['n']} | {percent(r['first_acc'])} | {percent(r['final_acc'])} | "
                      f"{interval(r.get('paired_ci_vs_sft_gold_plus'))} | {interval(r.get('paired_ci_vs_sft_gold'))} | "
                      f"{percent(r.get('fix_rate'))} | {percent(r.get('break_rate'))} | {r.get('train_tokens')} |")
-    lines += pair_tables(pairs)
+    lines += pair_tables(pairs) + seed_table(seed_pairs)
     atomic_write_page(docs / "self-improve.md", "\n".join(lines) + "\n")  # a hand-written "## Reading" below the table is kept
 
 
@@ -761,6 +786,30 @@ def method_pairs(records: dict[str, dict[str, list[dict[str, Any]]]]) -> list[di
                 out.append({"task": task, "method": a, "minus": b, "n": len(recs[a]), "diff": acc[a] - acc[b],
                             "paired_ci": bl.paired_ci(recs[a], recs[b], f"{a} and {b} ({task})")})
     return out
+
+
+def seed_differences(task: str, first: dict[str, list[dict[str, Any]]], again: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Each method run at REPEAT_SEED (`again`) against its run at SEED (`first`)
+    on the same problems: the difference a training seed alone makes."""
+    bl = bench_learning()
+    acc = lambda recs: sum(r["final_correct"] for r in recs) / len(recs)  # noqa: E731
+    return [{"task": task, "method": m, "seed": REPEAT_SEED, "minus_seed": SEED, "n": len(again[m]), "acc": acc(again[m]),
+             "minus_acc": acc(first[m]), "diff": acc(again[m]) - acc(first[m]),
+             "paired_ci": bl.paired_ci(again[m], first[m], f"{m} at seeds {REPEAT_SEED} and {SEED} ({task})")}
+            for m in again if first.get(m)]
+
+
+def seed_table(seed_pairs: list[dict[str, Any]]) -> list[str]:
+    if not seed_pairs:
+        return []
+    lines = ["", "## Training seed against training seed", "",
+             f"The same method from the same iteration 0 at seed {REPEAT_SEED} (what it samples, the order it trains in) against seed {SEED}, "
+             "on the same test problems: final accuracy, and the difference in points with its paired 95% bootstrap interval. "
+             "It is the spread a difference between two methods of one seed each has to clear.", "",
+             f"| task | method | seed {SEED} | seed {REPEAT_SEED} | difference |", "|---|---|---:|---:|---|"]
+    lines += [f"| {p['task']} | {p['method']} | {percent(p['minus_acc'])} | {percent(p['acc'])} | {100 * p['diff']:+.1f} {interval(p['paired_ci'])} |"
+              for p in seed_pairs]
+    return lines
 
 
 def pair_tables(pairs: list[dict[str, Any]]) -> list[str]:

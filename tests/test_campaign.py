@@ -42,7 +42,8 @@ def test_the_curve_the_iteration0_rule_and_the_published_files(tmp_path):
     stages = campaign.plan(d, json.loads((d / "measure.json").read_text()))
     # Per task: 8 chunks, 4 evaluations, the comparison, the BIG-bench transfer; arithmetic's first.
     # ... then the label-free methods of each task.
-    assert len(stages) == 2 * (8 + 4 + 1 + 1) + 2 * len(campaign.LABEL_FREE) and all(s["projected_s"] > 0 for s in stages)
+    repeats = sum(len(ms) for ms in campaign.LABEL_FREE_REPEATS.values())
+    assert len(stages) == 2 * (8 + 4 + 1 + 1) + 2 * len(campaign.LABEL_FREE) + repeats and all(s["projected_s"] > 0 for s in stages)
     assert [s["name"] for s in stages if s["kind"] == "comparison"] == ["comparison/arithmetic", "comparison/word_sorting"]
     assert stages[12]["name"] == "comparison/arithmetic" and stages[13]["name"] == "transfer/arithmetic BIG-bench"
     assert stages[14]["name"] == "competence/word_sorting train 400 gold"
@@ -180,7 +181,12 @@ def test_the_label_free_methods_follow_both_comparisons_at_tripost_s_tokens(tmp_
     campaign.write_json(d / "campaign.json", {"commit": "3" * 40, "started": "now", "docs": str(docs)})
     names = [s["name"] for s in campaign.stages(d)]
     assert names.index("comparison/word_sorting") < names.index("label-free/arithmetic sharpen")
-    assert len([n for n in names if n.startswith("label-free/")]) == 2 * len(campaign.LABEL_FREE) == 12
+    assert len([n for n in names if n.startswith("label-free/")]) == 2 * len(campaign.LABEL_FREE) + 3 == 15
+    # A second training seed of three methods comes after every task's methods, in a folder of its own.
+    assert names[-3:] == ["label-free/arithmetic sharpen seed 1", "label-free/arithmetic self-verified-reweight seed 1",
+                          "label-free/arithmetic guided seed 1"]
+    assert campaign.label_free_dir(d, "arithmetic", "guided", 1).name == "guided-seed1"
+    assert RunConfig.load(None, campaign.label_free_overrides("arithmetic", "guided", 1, seed=1)).to_dict()["seed"] == 1
     for method, extra in campaign.LABEL_FREE.items():
         cfg = RunConfig.load(None, campaign.label_free_overrides("arithmetic", method, 12345)).to_dict()
         assert cfg["train"]["token_budget"] == 12345 and cfg["tasks"]["families"] == ["arithmetic"] and cfg["tasks"]["n_eval"] == 200
@@ -206,6 +212,18 @@ def test_the_label_free_methods_follow_both_comparisons_at_tripost_s_tokens(tmp_
     assert get[("sharpen", "total")]["final_acc"] == 0.75 and get[("sharpen", "total")]["paired_ci_vs_sft_gold_plus"][0] > 0
     assert get[("sharpen", "total")]["paired_ci_vs_sft_gold"][0] > 0 and get[("sft-gold", "total")]["paired_ci_vs_sft_gold"] == [0.0, 0.0]
     assert "| arithmetic | sharpen | total | 20 |" in (docs / "self-improve.md").read_text()
+    assert data["meta"]["seeds"] == [0] and data["seed_pairs"] == []
+    # sharpen at seed 1 (10 of 20 right) beside its seed-0 run (15 of 20): a row of its own, and the difference.
+    _save_eval(campaign.label_free_dir(d, "arithmetic", "sharpen", 1) / "it2" / "eval" / "eval.json", "arithmetic", half)
+    campaign.publish_label_free(d, docs)
+    data = json.loads((docs / "self-improve.json").read_text())
+    again = {(r["method"], r["subset"]): r for r in data["rows"] if r["seed"] == 1}
+    assert set(again) == {("sharpen", s) for s in ("seen", "unseen", "total")} and again[("sharpen", "total")]["final_acc"] == 0.5
+    assert data["meta"]["seeds"] == [0, 1] and len([r for r in data["rows"] if r["method"] == "sft-gold"]) == 3
+    (p,) = data["seed_pairs"]
+    assert (p["method"], p["seed"], p["minus_seed"], p["n"]) == ("sharpen", 1, 0, 20) and p["diff"] == pytest.approx(-0.25)
+    md = (docs / "self-improve.md").read_text()
+    assert "| arithmetic | sharpen (seed 1) | total | 20 |" in md and "| arithmetic | sharpen | 75.0% | 50.0% | -25.0 [" in md
 
 
 def test_the_bigbench_transfer_waits_for_its_file_then_scores_each_student(tmp_path):
@@ -328,7 +346,7 @@ def test_a_lost_campaign_folder_runs_step_4_alone_on_rebuilt_prerequisites(tmp_p
     assert "competence/arithmetic eval at 400 gold" not in names and "competence/word_sorting eval at 800 gold" in names
     assert not any(n.startswith(("comparison/", "transfer/")) for n in names)
     assert names.index("label-free/arithmetic guided") < names.index("competence/word_sorting train 400 gold")
-    assert len([n for n in names if n.startswith("label-free/")]) == 2 * len(campaign.LABEL_FREE)
+    assert len([n for n in names if n.startswith("label-free/")]) == 2 * len(campaign.LABEL_FREE) + 3
     comp = json.loads((docs / "learning-arithmetic.json").read_text())
     assert campaign.committed_tripost_tokens(comp) == [100, 300]
     # The controls as the stage leaves them, and a finished method.
