@@ -8,7 +8,8 @@ or weighs the student's own samples without a gold answer (guided uses the
 gold answer to check and to guide), so whether it can beat plain SFT on gold
 turns on one question the logs answer: is what it trains on right more often
 than what the student samples? For each run folder `--runs/TASK/METHOD` and
-each iteration's collection log it counts (a collection still running,
+each iteration's collection log (and each `--runs/TASK/METHOD-seedN`, the
+campaign's second training seed of a method) it counts (a collection still running,
 without its collect.json, is marked *collecting* and read as far as it got):
 
 - **samples**: the attempts drawn, and the share whose answer is right
@@ -252,7 +253,8 @@ def markdown(data: dict[str, Any]) -> str:
              "mixed | picked right | chance | notes |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in data["rows"]:
-        lines.append(f"| {r['task']} | {r['method']} | {r['iteration']} | {r['groups']} | {r['samples']} | {percent(r['samples_right'])} | "
+        seed = f" (seed {r['seed']})" if r.get("seed") else ""
+        lines.append(f"| {r['task']} | {r['method']}{seed} | {r['iteration']} | {r['groups']} | {r['samples']} | {percent(r['samples_right'])} | "
                      f"{percent(r['solved'])} | {r['trained']} | {percent(r['trained_right'])} | {percent(r['trained_steps_right'])} | "
                      f"{r['mixed']} | {percent(r['mixed_picked_right'])} | {percent(r['mixed_chance'])} | {notes(r)} |")
     return "\n".join(lines) + "\n"
@@ -272,8 +274,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for task_dir in sorted(d for d in runs.iterdir() if d.is_dir()):
             for method in METHODS:
-                if (task_dir / method).is_dir():
-                    rows += run_rows(task_dir / method, task_dir.name, method)
+                # The method's run, then its runs at other seeds (campaign.label_free_dir: METHOD-seedN).
+                again = sorted((int(f.name.rsplit("-seed", 1)[1]), f) for f in task_dir.glob(f"{method}-seed*")
+                               if f.is_dir() and f.name.rsplit("-seed", 1)[1].isdigit())
+                for seed, folder in ([(0, task_dir / method)] if (task_dir / method).is_dir() else []) + again:
+                    rows += [{**r, "seed": seed} for r in run_rows(folder, task_dir.name, method)]
     except (OSError, ValueError, KeyError, TripostError) as e:
         print(f"self_improve_evidence: error: {e}", file=sys.stderr)
         return 2

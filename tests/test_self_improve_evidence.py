@@ -122,6 +122,12 @@ def test_the_command_writes_its_figures_keeps_a_reading_and_refuses_an_empty_fol
     RunLayout(tmp_path / "runs" / "arithmetic" / "self-verified-filter").it(1).collect_json.write_text("{}")
     assert sie.main(["--runs", str(tmp_path / "runs"), "--md", str(md), "--json", str(tmp_path / "e.json")]) == 0
     assert json.loads((tmp_path / "e.json").read_text())["rows"][0]["finished"] is True and "collecting" not in md.read_text()
+    # A second training seed's folder (campaign.label_free_dir: METHOD-seed1) is read as the same method, its rows marked.
+    self_verified(tmp_path / "runs", "self-verified-filter-seed1", mode="filter", filter="quantile", quantile=0.5)
+    assert sie.main(["--runs", str(tmp_path / "runs"), "--md", str(md), "--json", str(tmp_path / "e.json")]) == 0
+    rows = json.loads((tmp_path / "e.json").read_text())["rows"]
+    assert [(r["method"], r["seed"]) for r in rows] == [("self-verified-filter", 0), ("self-verified-filter", 1)]
+    assert "| arithmetic | self-verified-filter (seed 1) | 1 |" in md.read_text()
     capsys.readouterr()
     assert sie.main(["--runs", str(tmp_path / "nothing")]) == 2
     (tmp_path / "empty").mkdir()
