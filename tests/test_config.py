@@ -112,6 +112,10 @@ def test_a_run_made_before_a_key_whose_default_changes_it_resumes_only_as_it_ran
     teacher = tmp_path / "teacher"
     made_before(teacher, [])
     assert 'buffer.verdict="auto"' in prepare(teacher, [])[0]
+    made_before(teacher2 := tmp_path / "teacher2", [])
+    with pytest.raises(TripostError, match="different config") as e:  # and asks only for what differs
+        prepare(teacher2, ["seed=1"])
+    assert str(e.value).endswith("its own values: seed=0")
     # A guided folder where nothing was made yet starts over with today's default.
     fresh = tmp_path / "fresh"
     made_before(fresh, ["collect.source=guided"])

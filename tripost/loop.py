@@ -91,10 +91,13 @@ def added_defaults(old: dict[str, Any], new: dict[str, Any], defaults: dict[str,
 def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, Any, Any]]:
     """(dotted key, the recorded value, this command's value) of every key the
     two configs set differently, sorted by key. A key the recorded config lacks
-    (made before the key existed) counts at the value that run ran with:
-    LEGACY_VALUES', else the key's default."""
+    (made before the key existed) counts at the value that run ran with: its
+    LEGACY_VALUES one where this config's would resolve otherwise
+    (RunConfig.legacy_overrides), else the key's default."""
     o, n, d = flatten(old), flatten(new), flatten(RunConfig.defaults())
-    o = {**{k: LEGACY_VALUES.get(k, d[k]) for k in set(n) - set(o) if k in d}, **o}
+    absent = sorted(k for k in set(n) - set(o) if k in d)
+    changed = {x.split("=")[0] for x in RunConfig.from_dict(new).legacy_overrides(absent)} if absent else set()
+    o = {**{k: LEGACY_VALUES[k] if k in changed else d[k] for k in absent}, **o}
     return [(k, o[k], n[k]) for k in sorted(set(o) & set(n)) if json.dumps(o[k], sort_keys=True) != json.dumps(n[k], sort_keys=True)]
 
 
