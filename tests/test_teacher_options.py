@@ -255,7 +255,7 @@ def test_a_run_made_before_the_teacher_options_resumes_with_their_defaults(tmp_p
     (run / "config.json").write_text(json.dumps(old))
     said: list[str] = []
     Run(run, cfg, progress=False, log=said.append).prepare()
-    assert len(said) == 1 and "resuming with their defaults" in said[0] and "teacher.token_param" in said[0]
+    assert len(said) == 1 and "made before these config keys existed; resuming with" in said[0] and 'teacher.token_param="auto"' in said[0]
 
 
 # ---------------------------------------------------------------- the flags ---
