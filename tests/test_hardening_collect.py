@@ -135,7 +135,9 @@ def test_unreachable_teacher_stops_collection_keeping_what_was_collected(tmp_pat
     def collect(n: int, base_url: str, key: str) -> subprocess.CompletedProcess:
         return run_cli(["collect", "--student", f"hf:{tiny_model_dir}", "--precision", "fp32", "--task", "arithmetic", "--n", str(n),
                         "--samples", "1", "--problems-per-call", str(max_unavailable), "--teacher-concurrency", str(max_unavailable), "--max-new-tokens", "16",
-                        "--teacher", "openai:scripted", "--out", str(run)],
+                        "--teacher", "openai:scripted", "--out", str(run),
+                        # Two tries a request, not six: a refused connection is retried all the same, without 15 s of backoff.
+                        "--teacher-max-attempts", "2"],
                        {**env, "OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": key})
 
     with start_server(ScriptedTeacher()) as srv:
@@ -168,7 +170,7 @@ def test_unreachable_teacher_stops_the_run_before_its_collect_stage_is_done(tmp_
     run = tmp_path / "run"
     k = CollectConfig.max_unavailable
     r = run_cli(["run", "--out", str(run), "--no-progress", f"student.spec=hf:{tiny_model_dir}", "student.sample_precision=fp32",
-                 "teacher.spec=openai:scripted", f"teacher.concurrency={k}", "loop.iteration0=false", "gap.enabled=false",
+                 "teacher.spec=openai:scripted", f"teacher.concurrency={k}", "teacher.max_attempts=2", "loop.iteration0=false", "gap.enabled=false",
                  f"tasks.n_train={3 * k}", f"collect.batch_size={k}", "collect.samples_per_problem=1", "collect.max_new_tokens=16"],
                 {**env, "OPENAI_BASE_URL": f"http://127.0.0.1:{closed_port()}/v1", "OPENAI_API_KEY": "sk-not-used-0000"})
     assert r.returncode == 2 and "Traceback" not in r.stderr

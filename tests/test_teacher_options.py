@@ -231,7 +231,7 @@ def test_a_set_temperature_reaches_a_model_that_takes_one(server):
 
 def test_run_config_teacher_section_reaches_make_teacher_and_the_server(server, tmp_path):
     prices = prices_file(tmp_path)
-    cfg = RunConfig.load(None, ["teacher.spec=openai:scripted", "teacher.timeout=30", "teacher.max_tokens=99", "teacher.temperature=0.5",
+    cfg = RunConfig.load(None, ["teacher.spec=openai:scripted", "teacher.timeout=30", "teacher.max_attempts=2", "teacher.max_tokens=99", "teacher.temperature=0.5",
                                 "teacher.token_param=max_completion_tokens", "teacher.concurrency=3", "teacher.cache=false",
                                 f"teacher.prices={prices}"]).to_dict()
     t = Run(tmp_path / "run", cfg, progress=False).teacher()
@@ -240,6 +240,7 @@ def test_run_config_teacher_section_reaches_make_teacher_and_the_server(server, 
         assert (t.max_tokens, t.temperature, t.requester.concurrency, t.cache) == (99, 0.5, 3, None)
         assert t.feedback(*wrong_attempts(1)[0]).rejected is None
         assert t.backend.timeout == 30 and t.backend.client().timeout == 30  # the SDK client's own
+        assert t.requester.policy.max_attempts == 2
         assert t.ledger.unpriced_models() == [] and t.ledger.total_cost() > 0
     finally:
         t.close()
@@ -302,7 +303,7 @@ def test_collect_flags_reach_make_teacher(monkeypatch, tmp_path):
     from tripost.cli import build_parser
     from tripost.teachers import TeacherOptions
 
-    flags = ["--teacher-timeout", "12.5", "--teacher-max-tokens", "64", "--teacher-temperature", "0.7",
+    flags = ["--teacher-timeout", "12.5", "--teacher-max-attempts", "3", "--teacher-max-tokens", "64", "--teacher-temperature", "0.7",
              "--teacher-token-param", "max_completion_tokens", "--teacher-concurrency", "5", "--no-teacher-cache"]
     parser = build_parser()
     collect_args = parser.parse_args(["collect", "--task", "arithmetic", "--out", str(tmp_path / "c"), *flags])
@@ -312,7 +313,7 @@ def test_collect_flags_reach_make_teacher(monkeypatch, tmp_path):
     monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
     t = make_teacher("openai:scripted", **options.teacher_kwargs())
     try:
-        assert t.backend.timeout == 12.5 and t.backend.token_param == "max_completion_tokens"
+        assert t.backend.timeout == 12.5 and t.backend.token_param == "max_completion_tokens" and t.requester.policy.max_attempts == 3
         assert (t.max_tokens, t.temperature, t.requester.concurrency, t.cache) == (64, 0.7, 5, None)
     finally:
         t.close()
@@ -333,6 +334,7 @@ def test_collect_flags_reach_make_teacher(monkeypatch, tmp_path):
     ("teacher.temperature=hot", "teacher.temperature must be a number between 0 and 2 (or unset: the provider's default), not 'hot'"),
     ("teacher.temperature=true", "teacher.temperature must be a number between 0 and 2"),
     ("teacher.max_tokens=-1", "teacher.max_tokens must be at least 1"),
+    ("teacher.max_attempts=0", "teacher.max_attempts must be at least 1 (the first try), not 0"),
     ("teacher.concurrency=0", "teacher.concurrency must be at least 1"),
     ("teacher.cache=maybe", "config key 'teacher.cache' must be true/false"),
     ("teacher.prices=no-such-prices.toml", "teacher.prices: price table no-such-prices.toml: cannot read"),
@@ -350,6 +352,7 @@ def test_a_wrong_teacher_option_in_the_run_config_is_one_line(tmp_path, capsys, 
     (["--teacher-timeout", "x"], "argument --teacher-timeout: invalid float value: 'x'"),
     (["--teacher-token-param", "max_tokenz"], "argument --teacher-token-param: invalid choice: 'max_tokenz'"),
     (["--teacher-timeout", "0"], "tripost teach: error: --teacher-timeout must be more than 0 seconds"),
+    (["--teacher-max-attempts", "0"], "tripost teach: error: --teacher-max-attempts must be at least 1 (the first try), not 0"),
     (["--teacher-temperature", "-1"], "tripost teach: error: --teacher-temperature must be between 0 and 2"),
     (["--teacher-temperature", "x"], "tripost teach: error: --teacher-temperature must be a number between 0 and 2"),
     (["--teacher-prices", "BAD"], "tripost teach: error: --teacher-prices: price table"),

@@ -93,7 +93,7 @@ def make_teacher(
     prices: str | Path | Mapping[str, Any] | None = None,
     ledger: Any = None,
     timeout: float = _DEFAULT.timeout,
-    max_attempts: int = 6,
+    max_attempts: int = _DEFAULT.max_attempts,
     policy: Any = None,
     max_tokens: int | None = None,
     temperature: float | str | None = _DEFAULT.temperature,

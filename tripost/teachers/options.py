@@ -7,6 +7,8 @@ section (tripost/loop.py) is built from it, `tripost collect` and
 both end in `make_teacher(spec, **options.teacher_kwargs())`:
 
     timeout      seconds per HTTP request before it counts as failed (and is retried)
+    max_attempts tries per request, the first included, before it counts as unavailable
+                 (retry.py's backoff between them)
     max_tokens   the answer length limit (0: the backend's default)
     temperature  sampling temperature, sent only when set and the model takes one
                  (unset, "": the provider's default); part of the cache key (sampling.py)
@@ -38,6 +40,7 @@ from typing import Any
 from tripost.errors import TripostError
 from tripost.settings import add_flags, from_section, option, section_defaults
 from tripost.settings import from_args as section_from_args
+from tripost.teachers.retry import RetryPolicy
 from tripost.teachers.sampling import AUTO, MAX_TEMPERATURE, check_spec_temperature, parse_temperature
 from tripost.teachers.usage import load_prices
 
@@ -54,6 +57,9 @@ UNSET = ""  # a temperature left unset (TOML has no null): the provider's defaul
 @dataclass(frozen=True)
 class TeacherOptions:
     timeout: float = option(60.0, "seconds per teacher request before it counts as failed and is retried", metavar="SECONDS")
+    max_attempts: int = option(RetryPolicy.max_attempts, "tries per teacher request, the first included, before it counts as "
+                                                         "unavailable (backoff 0.5 s doubling to 20 s between them, or the "
+                                                         "server's Retry-After)", metavar="N")
     max_tokens: int = option(0, "answer length limit in tokens (0: the backend's default, 768; 320 for hf)", metavar="N")
     # A number once `check` has read it; auto is greedy where the model takes a temperature (the
     # authors' feedback and fixes) and its provider's default where it takes none; unset (UNSET) is
@@ -101,6 +107,8 @@ class TeacherOptions:
         (`name` spells a field the way the user set it)."""
         if not self.timeout > 0:
             raise TripostError(f"{name('timeout')} must be more than 0 seconds, not {self.timeout}")
+        if self.max_attempts < 1:
+            raise TripostError(f"{name('max_attempts')} must be at least 1 (the first try), not {self.max_attempts}")
         if self.max_tokens < 0:
             raise TripostError(f"{name('max_tokens')} must be at least 1 (or 0: the backend's default), not {self.max_tokens}")
         # A flag arrives as text, a config value as a number or "": read once, here.
@@ -134,6 +142,7 @@ class TeacherOptions:
         """The keyword arguments of `make_teacher` these options set."""
         return {
             "timeout": float(self.timeout),
+            "max_attempts": self.max_attempts,
             "max_tokens": self.max_tokens or None,
             "temperature": self.sampling_temperature,
             "token_param": self.token_param,
