@@ -742,7 +742,9 @@ def publish_label_free(d: Path, docs: Path) -> None:
     lines = ["# Label-free self-improvement from the campaign's iteration 0 (issue 28, step 4)", "",
              "Each method is a `tripost run` from the comparison's iteration 0 (linked), on its problems and evaluation, every iteration "
              f"trained at TriPosT's mean tokens per iteration (`train.token_budget`), {LABEL_FREE_SAMPLES} samples a problem. Overrides: "
-             + "; ".join(f"{m}: `{' '.join(o)}`" for m, o in LABEL_FREE.items()) + ". Accuracy in % (95% Wilson); *vs sft-gold+* and *vs sft-gold* (iteration 0, where every method starts): the "
+             + "; ".join(f"{m}: `{' '.join(o)}`" for m, o in LABEL_FREE.items()) + ". Each row is the method's last iteration "
+             "(no iteration is chosen on validation: the methods are read against each other and the controls, which have none to choose). "
+             "Accuracy in % (95% Wilson); *vs sft-gold+* and *vs sft-gold* (iteration 0, where every method starts): the "
              "paired 95% bootstrap interval of the final-accuracy difference over the same problems, in points.", "",
              f"Command: `{how}`.", ""]
     for t, r in restored.items():
