@@ -100,7 +100,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -1224,6 +1226,13 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def stage_minutes(d: Path) -> dict[str, float]:
+    """Each stage's minutes as the worker logged them when it finished ("[i/n] NAME finished in X min"); the last, if several."""
+    log = d / "campaign.log"
+    text = log.read_text(errors="replace") if log.exists() else ""
+    return {m.group(1): float(m.group(2)) for m in re.finditer(r"^\[[^]]*\] \[\d+/\d+\] (.+) finished in ([\d.]+) min$", text, re.M)}
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     d = Path(args.dir)
     state = load(d / "campaign.json")
@@ -1233,8 +1242,17 @@ def cmd_status(args: argparse.Namespace) -> int:
     pid = (d / "worker.pid").read_text().strip() if (d / "worker.pid").exists() else ""
     alive = worker_alive(d)
     print(f"campaign at {state['commit'][:12]} since {state['started']}; worker {'running (pid ' + pid + ')' if alive else 'not running'}")
-    for s in stages(d):
-        print(f"  {'done ' if s['done'] else 'waits' if s.get('blocked') else 'to do'}  {s['name']}" + (f" ({s['blocked']})" if s.get("blocked") and not s["done"] else ""))
+    took, every = stage_minutes(d), stages(d)
+    for s in every:
+        print(f"  {'done ' if s['done'] else 'waits' if s.get('blocked') else 'to do'}  {s['name']}" + (f" ({s['blocked']})" if s.get("blocked") and not s["done"] else "")
+              + (f"  [{took[s['name']]:.1f} min]" if s["done"] and s["name"] in took else ""))
+    # What is left, each stage at the median of the logged times of the finished stages of its kind
+    # (the plan's projections from the first measurement run about 2x long for the label-free methods).
+    kind = {s["name"]: s["kind"] for s in every}
+    left = [[m for name, m in took.items() if kind.get(name) == s["kind"]] for s in every if not s["done"]]
+    if left and all(left):
+        print(f"  left: about {sum(statistics.median(ms) for ms in left) / 60:.1f} h on this machine "
+              "(each stage at the median of the finished stages of its kind)")
     for r in curve(d):
         print(f"  {r['task']} {r['gold_examples']:>5} gold: first attempt {100 * r['first_acc']:.1f}% (n={r['n']})")
     return 0

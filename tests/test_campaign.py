@@ -415,3 +415,27 @@ def test_rows_of_a_lost_folder_stay_published_until_the_new_one_has_them(tmp_pat
     (docs / "self-improve.md").write_text((docs / "self-improve.md").read_text() + "\n## Reading\n\nWhat it means.\n")
     campaign.publish_label_free(d, docs)  # written again: the table anew, the reading kept
     assert (docs / "self-improve.md").read_text().endswith("\n## Reading\n\nWhat it means.\n")
+
+
+def test_status_shows_each_finished_stage_s_minutes_and_what_is_left(tmp_path, capsys, monkeypatch):
+    """`status` reads the worker's "finished in" lines: a finished stage shows its minutes, and what is left
+    is each stage to do at the median of the finished stages of its kind (none while a kind has none)."""
+    d = tmp_path / "c"
+    campaign.write_json(d / "campaign.json", {"commit": "5" * 40, "started": "now", "docs": str(tmp_path / "docs")})
+    plan = [{"name": n, "kind": k, "done": done} for n, k, done in
+            [("a", "label-free", True), ("b", "label-free", True), ("c", "label-free", True), ("x", "eval", True),
+             ("d", "label-free", False), ("e", "label-free", False), ("y", "eval", False)]]
+    monkeypatch.setattr(campaign, "stages", lambda _: plan)
+    (d / "campaign.log").write_text("[2026-12-07 09:00:00] [1/7] a finished in 10.0 min\nnoise\n"
+                                    + "".join(f"[2026-12-07 10:00:00] [{i}/7] {n} finished in {m} min\n"
+                                              for i, (n, m) in enumerate((("a", 40.0), ("b", 50.0), ("c", 90.0), ("x", 3.0)))))
+    assert campaign.stage_minutes(d) == {"a": 40.0, "b": 50.0, "c": 90.0, "x": 3.0}  # a stage run twice: its last time
+    capsys.readouterr()
+    assert campaign.main(["status", "--dir", str(d)]) == 0
+    out = capsys.readouterr().out
+    assert "done   c  [90.0 min]" in out and "to do  d\n" in out
+    assert "left: about 1.7 h on this machine" in out  # 50 + 50 + 3 minutes
+    (d / "campaign.log").write_text("[2026-12-07 10:00:00] [1/7] a finished in 40.0 min\n")
+    plan[3]["done"] = False  # no eval has finished: no estimate rather than a wrong one
+    assert campaign.main(["status", "--dir", str(d)]) == 0
+    assert "left:" not in capsys.readouterr().out
