@@ -4,7 +4,7 @@
     python3 scripts/campaign.py start  --dir DIR --advance          # move a stopped campaign to a later commit (new stages)
     python3 scripts/campaign.py start  --dir NEW --from-docs        # step 4 alone, when the folder of steps 1-3 is lost
     python3 scripts/campaign.py run    --dir DIR                    # the worker (what `start` launches)
-    python3 scripts/campaign.py status [--dir DIR]                  # where it stands
+    python3 scripts/campaign.py status [--dir DIR]                  # where it stands: minutes per finished stage, hours left
     .venv/bin/python scripts/campaign.py publish [--dir DIR]        # learning, self-improve, bigbench .json/.md again, with this checkout's reporting
     tail -f DIR/campaign.log                                        # one line per stage
 
