@@ -733,7 +733,8 @@ def publish_label_free(d: Path, docs: Path) -> None:
     restored = {**{t: v for t, v in ((before.get("meta") or {}).get("restored") or {}).items() if t not in restored}, **restored}
     pairs = method_pairs(records.get(SEED, {}))
     pairs += [p for p in before.get("pairs", []) if p["task"] not in {q["task"] for q in pairs}]  # a lost folder's, as committed
-    seed_pairs = [p for t, recs in records.get(REPEAT_SEED, {}).items() for p in seed_differences(t, records[SEED].get(t, {}), recs)]
+    seed_pairs = [p for t, recs in records.get(REPEAT_SEED, {}).items() for p in seed_differences(t, records.get(SEED, {}).get(t, {}), recs)]
+    seed_pairs += [p for p in before.get("seed_pairs", []) if (p["task"], p["method"]) not in {(q["task"], q["method"]) for q in seed_pairs}]
     how = f"python3 scripts/campaign.py start --dir {d}{' --from-docs' if from_docs(d) else ''}   # at commit {str(state.get('commit'))[:12]}"
     write_json(docs / "self-improve.json", {"meta": {"campaign": "issue 28, step 4", "methods": LABEL_FREE, "samples": LABEL_FREE_SAMPLES,
                                                      "commit": state.get("commit"), "seeds": sorted({r.get("seed", SEED) for r in rows}),
