@@ -540,7 +540,11 @@ def cmd_gold_plus(args: argparse.Namespace) -> int:
     from tripost.runconfig import RunConfig
 
     d = Path(args.dir)
-    comp = committed_comparison(Path(load(d / "campaign.json")["docs"]), args.task)
+    state = load(d / "campaign.json")
+    if not state:
+        print(f"campaign: {d} holds no campaign (its gold-plus is a stage of `campaign.py start --from-docs`)", file=sys.stderr)
+        return 2
+    comp = committed_comparison(Path(state["docs"]), args.task)
     runs = restored_runs(d, args.task)
     run = Run(runs["tripost"], RunConfig.load(None, controls_overrides(args.task)), progress=False)
     bench_learning().gold_plus(run, runs["sft-gold+"], sum(committed_tripost_tokens(comp)), say,
