@@ -364,9 +364,15 @@ class RunConfig:
             if key in missing:
                 section, name = key.split(".")
                 then = replace(self, **{section: replace(getattr(self, section), **{name: value})})
-                if then.buffer_config(0) != self.buffer_config(0):
+                if then.stage_configs() != self.stage_configs():
                     out.append(f"{key}={json.dumps(value)}")
         return out
+
+    def stage_configs(self) -> tuple[Any, ...]:
+        """What the stages are built from, every auto resolved: two configs
+        equal here run alike (a key's raw value aside)."""
+        return (self.collect_settings(), self.buffer_config(0), self.train_config(None, False), self.eval_config(False),
+                self.gap_config(False), self.teacher_options())
 
     def buffer_config(self, t: int) -> BufferConfig:
         b = self.buffer
