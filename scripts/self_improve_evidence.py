@@ -223,6 +223,11 @@ def run_rows(folder: Path, task: str, method: str) -> list[dict[str, Any]]:
     return rows
 
 
+def score(x: float | None) -> str:
+    """A mean verifier score, or — where there is none (no right, or no wrong, sample scored yet)."""
+    return "—" if x is None else f"{x:.3f}"
+
+
 def notes(r: dict[str, Any]) -> str:
     if not r.get("finished", True):
         return "collecting: its records so far; " + (notes({**r, "finished": True}) or "")
@@ -233,7 +238,7 @@ def notes(r: dict[str, Any]) -> str:
     if "verifier_pairs" in r:
         per = r["trained_per_problem"]
         return (f"verifier ranks the right sample higher in {percent(r['verifier_ranks_right_higher'])} of {r['verifier_pairs']} right/wrong "
-                f"pairs; mean score right {r['mean_score_right']:.3f}, wrong {r['mean_score_wrong']:.3f}; kept a problem: "
+                f"pairs; mean score right {score(r['mean_score_right'])}, wrong {score(r['mean_score_wrong'])}; kept a problem: "
                 + ", ".join(f"{k} {'—' if v is None else f'{v:.2f}'}" for k, v in per.items())
                 + (f"; weights {r['weight_range'][0]:.3f}-{r['weight_range'][1]:.3f}" if r.get("weight_range") else ""))
     if "solved_plain_round" in r:

@@ -128,6 +128,12 @@ def test_the_command_writes_its_figures_keeps_a_reading_and_refuses_an_empty_fol
     rows = json.loads((tmp_path / "e.json").read_text())["rows"]
     assert [(r["method"], r["seed"]) for r in rows] == [("self-verified-filter", 0), ("self-verified-filter", 1)]
     assert "| arithmetic | self-verified-filter (seed 1) | 1 |" in md.read_text()
+    # A self-verified collection that has begun with no record yet: its row, with no score to show.
+    empty = RunLayout(tmp_path / "runs" / "word_sorting" / "self-verified-reweight").it(1).log
+    empty.parent.mkdir(parents=True)
+    empty.write_text("")
+    assert sie.main(["--runs", str(tmp_path / "runs"), "--md", str(md)]) == 0
+    assert "| word_sorting | self-verified-reweight | 1 | 0 | 0 |" in md.read_text() and "mean score right —, wrong —" in md.read_text()
     capsys.readouterr()
     assert sie.main(["--runs", str(tmp_path / "nothing")]) == 2
     (tmp_path / "empty").mkdir()
