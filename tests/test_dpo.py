@@ -72,6 +72,7 @@ def test_dpo_moves_the_student_toward_the_chosen_side(tiny_model_dir, tmp_path, 
     assert not (tmp_path / "out" / "ref").exists()  # no copy of TRL's reference adapter in the folder
     assert m["loss_curve"][0]["loss"] == pytest.approx(0.6931, abs=1e-3)  # log 2: policy = reference at the start
     assert m["loss_curve"][-1]["loss"] < m["loss_curve"][0]["loss"] and m["loss_curve"][-1]["reward_margin"] > 0
+    assert all(p["logp_chosen"] < 0 and p["logp_rejected"] < 0 for p in m["loss_curve"])  # each side's summed log-probability
     before, after = load_student(spec, precision="fp32"), load_student(spec, precision="fp32", adapter=tmp_path / "out")
 
     def ratio(s):

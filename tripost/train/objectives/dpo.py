@@ -242,8 +242,12 @@ def train_dpo(config: TrainConfig, pairs: "datasets.Dataset", out_dir: str | Pat
         "pairs": len(trainer.train_dataset), "steps": int(trainer.state.global_step),
         "epochs": float(trainer.state.epoch or 0.0), "train_loss": float(output.training_loss),
         "final_loss": float(history[-1]["loss"]) if history else None,
+        # With each side's summed log-probability: a margin can grow while the chosen side loses
+        # likelihood too (DPO's likelihood displacement), which the margin alone hides.
         "loss_curve": [{"step": int(h["step"]), "loss": float(h["loss"]),
-                        "reward_margin": float(h["rewards/margins"]) if "rewards/margins" in h else None} for h in history],
+                        **{name: float(h[key]) if key in h else None for name, key in (
+                            ("reward_margin", "rewards/margins"), ("logp_chosen", "logps/chosen"), ("logp_rejected", "logps/rejected"))}}
+                       for h in history],
         # Tokens the policy processed (chosen and rejected, prompts included), as TRL counts them.
         "tokens": int(float(history[-1].get("num_tokens", 0))) if history else 0,
         "seconds": round(seconds, 3), "setup": setup.to_dict(), "processes": int(trainer.args.world_size),
