@@ -439,3 +439,23 @@ def test_status_shows_each_finished_stage_s_minutes_and_what_is_left(tmp_path, c
     plan[3]["done"] = False  # no eval has finished: no estimate rather than a wrong one
     assert campaign.main(["status", "--dir", str(d)]) == 0
     assert "left:" not in capsys.readouterr().out
+
+
+def test_start_and_status_run_on_a_python_without_tripost_s_dependencies(tmp_path):
+    """`python3 scripts/campaign.py start` (README) runs on the system python, before any .venv
+    exists: campaign.py and what its start and status import must not need torch, transformers,
+    the SDKs, tenacity, datasets or matplotlib (a teacher option importing tenacity broke that once)."""
+    import subprocess
+    import sys
+
+    d = tmp_path / "c"
+    campaign.write_json(d / "campaign.json", {"commit": "5" * 40, "started": "now", "docs": str(tmp_path / "docs")})
+    blocked = ["torch", "transformers", "peft", "trl", "accelerate", "bitsandbytes", "datasets", "tenacity", "openai", "anthropic",
+               "matplotlib", "gguf", "httpx"]
+    code = ("import sys\n"
+            f"for name in {blocked!r}:\n    sys.modules[name] = None  # `import name` raises ImportError\n"
+            f"sys.path.insert(0, {str(ROOT / 'scripts')!r})\n"
+            "import campaign\n"
+            f"raise SystemExit(campaign.main(['status', '--dir', {str(d)!r}]))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "campaign at 555555555555" in r.stdout, r.stderr[-2000:]

@@ -40,7 +40,6 @@ from typing import Any
 from tripost.errors import TripostError
 from tripost.settings import add_flags, from_section, option, section_defaults
 from tripost.settings import from_args as section_from_args
-from tripost.teachers.retry import RetryPolicy
 from tripost.teachers.sampling import AUTO, MAX_TEMPERATURE, check_spec_temperature, parse_temperature
 from tripost.teachers.usage import load_prices
 
@@ -57,7 +56,7 @@ UNSET = ""  # a temperature left unset (TOML has no null): the provider's defaul
 @dataclass(frozen=True)
 class TeacherOptions:
     timeout: float = option(60.0, "seconds per teacher request before it counts as failed and is retried", metavar="SECONDS")
-    max_attempts: int = option(RetryPolicy.max_attempts, "tries per teacher request, the first included, before it counts as "
+    max_attempts: int = option(6, "tries per teacher request, the first included, before it counts as "
                                                          "unavailable (backoff 0.5 s doubling to 20 s between them, or the "
                                                          "server's Retry-After)", metavar="N")
     max_tokens: int = option(0, "answer length limit in tokens (0: the backend's default, 768; 320 for hf)", metavar="N")

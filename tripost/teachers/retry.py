@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from tripost.errors import TripostError
+from tripost.teachers.options import TeacherOptions
 
 T = TypeVar("T")
 
@@ -219,7 +220,7 @@ class RetryPolicy:
     longer than `max_retry_after` ends the retries (the caller learns now
     instead of sleeping for an hour)."""
 
-    max_attempts: int = 6
+    max_attempts: int = TeacherOptions.max_attempts  # teacher.max_attempts' default, declared there
     initial: float = 0.5
     max_wait: float = 20.0
     jitter: float = 0.5
