@@ -777,6 +777,11 @@ def publish_label_free(d: Path, docs: Path) -> None:
     atomic_write_page(docs / "self-improve.md", "\n".join(lines) + "\n")  # a hand-written "## Reading" below the table is kept
 
 
+def final_accuracy(records: list[dict[str, Any]]) -> float:
+    """The share of an evaluation's per-problem records whose final answer is right."""
+    return sum(r["final_correct"] for r in records) / len(records)
+
+
 def method_pairs(records: dict[str, dict[str, list[dict[str, Any]]]]) -> list[dict[str, Any]]:
     """Each label-free method against each one LABEL_FREE lists before it, on the
     same problems: its final accuracy minus the other's (`diff`) with bench_learning's
@@ -791,8 +796,7 @@ def method_pairs(records: dict[str, dict[str, list[dict[str, Any]]]]) -> list[di
         names = [m for m in LABEL_FREE if recs.get(m)]
         for i, a in enumerate(names):
             for b in names[:i]:
-                acc = {m: sum(r["final_correct"] for r in recs[m]) / len(recs[m]) for m in (a, b)}
-                out.append({"task": task, "method": a, "minus": b, "n": len(recs[a]), "diff": acc[a] - acc[b],
+                out.append({"task": task, "method": a, "minus": b, "n": len(recs[a]), "diff": final_accuracy(recs[a]) - final_accuracy(recs[b]),
                             "paired_ci": bl.paired_ci(recs[a], recs[b], f"{a} and {b} ({task})")})
     return out
 
@@ -801,9 +805,8 @@ def seed_differences(task: str, first: dict[str, list[dict[str, Any]]], again: d
     """Each method run at REPEAT_SEED (`again`) against its run at SEED (`first`)
     on the same problems: the difference a training seed alone makes."""
     bl = bench_learning()
-    acc = lambda recs: sum(r["final_correct"] for r in recs) / len(recs)  # noqa: E731
-    return [{"task": task, "method": m, "seed": REPEAT_SEED, "minus_seed": SEED, "n": len(again[m]), "acc": acc(again[m]),
-             "minus_acc": acc(first[m]), "diff": acc(again[m]) - acc(first[m]),
+    return [{"task": task, "method": m, "seed": REPEAT_SEED, "minus_seed": SEED, "n": len(again[m]), "acc": final_accuracy(again[m]),
+             "minus_acc": final_accuracy(first[m]), "diff": final_accuracy(again[m]) - final_accuracy(first[m]),
              "paired_ci": bl.paired_ci(again[m], first[m], f"{m} at seeds {REPEAT_SEED} and {SEED} ({task})")}
             for m in again if first.get(m)]
 

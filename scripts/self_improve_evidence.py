@@ -280,8 +280,8 @@ def main(argv: list[str] | None = None) -> int:
         for task_dir in sorted(d for d in runs.iterdir() if d.is_dir()):
             for method in METHODS:
                 # The method's run, then its runs at other seeds (campaign.label_free_dir: METHOD-seedN).
-                again = sorted((int(f.name.rsplit("-seed", 1)[1]), f) for f in task_dir.glob(f"{method}-seed*")
-                               if f.is_dir() and f.name.rsplit("-seed", 1)[1].isdigit())
+                again = sorted((int(m.group(1)), f) for f in task_dir.glob(f"{method}-seed*")
+                               if f.is_dir() and (m := re.fullmatch(rf"{re.escape(method)}-seed(\d+)", f.name)))
                 for seed, folder in ([(0, task_dir / method)] if (task_dir / method).is_dir() else []) + again:
                     rows += [{**r, "seed": seed} for r in run_rows(folder, task_dir.name, method)]
     except (OSError, ValueError, KeyError, TripostError) as e:

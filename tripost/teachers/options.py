@@ -56,9 +56,8 @@ UNSET = ""  # a temperature left unset (TOML has no null): the provider's defaul
 @dataclass(frozen=True)
 class TeacherOptions:
     timeout: float = option(60.0, "seconds per teacher request before it counts as failed and is retried", metavar="SECONDS")
-    max_attempts: int = option(6, "tries per teacher request, the first included, before it counts as "
-                                                         "unavailable (backoff 0.5 s doubling to 20 s between them, or the "
-                                                         "server's Retry-After)", metavar="N")
+    max_attempts: int = option(6, "tries per teacher request, the first included, before it counts as unavailable "
+                                  "(backoff 0.5 s doubling to 20 s between them, or the server's Retry-After)", metavar="N")
     max_tokens: int = option(0, "answer length limit in tokens (0: the backend's default, 768; 320 for hf)", metavar="N")
     # A number once `check` has read it; auto is greedy where the model takes a temperature (the
     # authors' feedback and fixes) and its provider's default where it takes none; unset (UNSET) is
