@@ -3,6 +3,7 @@
     python3 scripts/campaign.py start  [--dir DIR] [--commit REV]   # pinned clone + .venv, then `run` in the background
     python3 scripts/campaign.py start  --dir DIR --advance          # move a stopped campaign to a later commit (new stages)
     python3 scripts/campaign.py start  --dir NEW --from-docs        # step 4 alone, when the folder of steps 1-3 is lost
+    python3 scripts/campaign.py start  --dir NEW --from-docs --keep-published   # ... and only the step-4 runs not yet published
     python3 scripts/campaign.py run    --dir DIR                    # the worker (what `start` launches)
     python3 scripts/campaign.py status [--dir DIR]                  # where it stands: minutes per finished stage, hours left
     .venv/bin/python scripts/campaign.py publish [--dir DIR]        # learning, self-improve, bigbench .json/.md again, with this checkout's reporting
@@ -90,7 +91,10 @@ trained further on fresh gold to the committed TriPosT training tokens),
 then its label-free methods at the committed TriPosT tokens per iteration.
 self-improve.* reads each method against these controls (one commit, one
 iteration 0) and records the rebuilt iteration 0 beside the committed one;
-learning.* and bigbench.* are left as committed.
+learning.* and bigbench.* are left as committed. With --keep-published
+(when step 4's folder is lost too, part way), the runs self-improve.json
+already has rows of are kept as published and not run again; a task's
+iteration 0 and controls are rebuilt just before its first run that is left.
 
 The demo (step 7) is scripts/demo.sh.
 """
@@ -185,6 +189,9 @@ def cmd_start(args: argparse.Namespace) -> int:
     if state and args.from_docs and not state.get("from_docs"):
         print(f"campaign: {d} holds a whole campaign; --from-docs begins a new one in another --dir", file=sys.stderr)
         return 2
+    if args.keep_published and not (args.from_docs and not state):
+        print("campaign: --keep-published goes with --from-docs, for a new --dir (a resumed campaign keeps its mode)", file=sys.stderr)
+        return 2
     args.from_docs = args.from_docs or bool(state and state.get("from_docs"))  # a resumed one keeps its mode
     docs = Path(args.docs) if args.docs else Path(state["docs"]) if state else ROOT / "docs" / "benchmarks"
     if args.from_docs:
@@ -207,7 +214,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     subprocess.run(["bash", str(src / "scripts" / "setup.sh")], check=True)
     if not state:
         state = {"commit": commit, "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "docs": str(docs),
-                 **({"from_docs": True} if args.from_docs else {})}
+                 **({"from_docs": True} if args.from_docs else {}), **({"keep_published": True} if args.keep_published else {})}
         write_json(d / "campaign.json", state)
     log = open(d / "campaign.log", "a")
     worker = subprocess.Popen([str(src / ".venv" / "bin" / "python"), str(src / "scripts" / "campaign.py"), "run", "--dir", str(d)],
@@ -343,8 +350,21 @@ def stages(d: Path) -> list[dict[str, Any]]:
     then its label-free methods."""
     if from_docs(d):
         docs = Path(load(d / "campaign.json")["docs"])
-        return ([s for task in TASKS for s in restore_stages(d, docs, task) + [label_free_stage(d, task, m) for m in LABEL_FREE]]
-                + repeat_stages(d))
+        methods = [label_free_stage(d, task, m) for task in TASKS for m in LABEL_FREE] + repeat_stages(d)
+        if not keeps_published(d):
+            return [s for task in TASKS for s in restore_stages(d, docs, task) + [m for m in methods if m["task"] == task and m["seed"] == SEED]] \
+                + [m for m in methods if m["seed"] != SEED]
+        # --keep-published: a run whose rows docs already holds counts as done, kept as published;
+        # a task's iteration 0 and controls are rebuilt just before its first run left, or not at all.
+        published = {(r["task"], r["method"], r.get("seed", SEED)) for r in (load(docs / "self-improve.json") or {}).get("rows", [])}
+        out: list[dict[str, Any]] = []
+        for m in methods:
+            if not m["done"] and (m["task"], m["method"], m["seed"]) in published:
+                m = {**m, "done": True, "kept": True}
+            if not m["done"] and not any(s["task"] == m["task"] and s["kind"] == "controls" for s in out):
+                out += restore_stages(d, docs, m["task"])
+            out.append(m)
+        return out
     return ([s for task in TASKS for s in competence_stages(d, task) + [comparison_stage(d, task), transfer_stage(d, task)]]
             + [label_free_stage(d, task, m) for task in TASKS for m in LABEL_FREE] + repeat_stages(d))
 
@@ -465,6 +485,11 @@ def publish_transfer(d: Path, docs: Path) -> None:
 def from_docs(d: Path) -> bool:
     """A campaign begun with `start --from-docs`: step 4 alone, on rebuilt prerequisites."""
     return bool((load(d / "campaign.json") or {}).get("from_docs"))
+
+
+def keeps_published(d: Path) -> bool:
+    """A --from-docs campaign begun with --keep-published: it runs only the label-free runs docs has no rows of."""
+    return bool((load(d / "campaign.json") or {}).get("keep_published"))
 
 
 def committed_comparison(docs: Path, task: str) -> dict[str, Any]:
@@ -736,10 +761,11 @@ def publish_label_free(d: Path, docs: Path) -> None:
                                               ["seen", "unseen", "total"].index(r["subset"]) if r["subset"] in ("seen", "unseen", "total") else 3))
     restored = {**{t: v for t, v in ((before.get("meta") or {}).get("restored") or {}).items() if t not in restored}, **restored}
     pairs = method_pairs(records.get(SEED, {}))
-    pairs += [p for p in before.get("pairs", []) if p["task"] not in {q["task"] for q in pairs}]  # a lost folder's, as committed
+    # A lost folder's pairs, as committed, where this folder has not both sides of the pair.
+    pairs += [p for p in before.get("pairs", []) if (p["task"], p["method"], p["minus"]) not in {(q["task"], q["method"], q["minus"]) for q in pairs}]
     seed_pairs = [p for t, recs in records.get(REPEAT_SEED, {}).items() for p in seed_differences(t, records.get(SEED, {}).get(t, {}), recs)]
     seed_pairs += [p for p in before.get("seed_pairs", []) if (p["task"], p["method"]) not in {(q["task"], q["method"]) for q in seed_pairs}]
-    how = f"python3 scripts/campaign.py start --dir {d}{' --from-docs' if from_docs(d) else ''}   # at commit {str(state.get('commit'))[:12]}"
+    how = f"python3 scripts/campaign.py start --dir {d}{' --from-docs' if from_docs(d) else ''}{' --keep-published' if keeps_published(d) else ''}   # at commit {str(state.get('commit'))[:12]}"
     write_json(docs / "self-improve.json", {"meta": {"campaign": "issue 28, step 4", "methods": LABEL_FREE, "samples": LABEL_FREE_SAMPLES,
                                                      "commit": state.get("commit"), "seeds": sorted({r.get("seed", SEED) for r in rows}),
                                                      "machine": (load(d / "measure.json") or {}).get("machine"), "command": how,
@@ -1192,7 +1218,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     left = [s for s in stages if not s["done"]]
     say(f"plan: {len(stages)} stages, {len(stages) - len(left)} done, {len(left)} to go, projected {sum(s['projected_s'] for s in left) / 3600:.1f} h:")
     for s in stages:
-        say(f"  {'done ' if s['done'] else 'to do'}  {s['name']:<34} ~{s['projected_s'] / 60:.0f} min")
+        say(f"  {'kept ' if s.get('kept') else 'done ' if s['done'] else 'to do'}  {s['name']:<34} ~{s['projected_s'] / 60:.0f} min")
     say("  the demo (issue 28, step 7) is scripts/demo.sh")
     for i, s in enumerate(stages, 1):
         if s["done"]:
@@ -1252,7 +1278,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"campaign at {state['commit'][:12]} since {state['started']}; worker {'running (pid ' + pid + ')' if alive else 'not running'}")
     took, every = stage_minutes(d), stages(d)
     for s in every:
-        print(f"  {'done ' if s['done'] else 'waits' if s.get('blocked') else 'to do'}  {s['name']}" + (f" ({s['blocked']})" if s.get("blocked") and not s["done"] else "")
+        print(f"  {'kept ' if s.get('kept') else 'done ' if s['done'] else 'waits' if s.get('blocked') else 'to do'}  {s['name']}" + (f" ({s['blocked']})" if s.get("blocked") and not s["done"] else "")
               + (f"  [{took[s['name']]:.1f} min]" if s["done"] and s["name"] in took else ""))
     # What is left, each stage at the median of the logged times of the finished stages of its kind
     # (the plan's projections from the first measurement run about 2x long for the label-free methods).
@@ -1277,6 +1303,9 @@ def main(argv: list[str] | None = None) -> int:
                    "history, keeping its finished stages")
     s.add_argument("--from-docs", action="store_true", help="step 4 alone, rebuilding what it needs of steps 1-3 committed in --docs "
                    "(a campaign whose folder was lost)")
+    s.add_argument("--keep-published", action="store_true", help="with --from-docs: keep the label-free runs whose rows --docs' "
+                   "self-improve.json already holds, as published, and run only the rest (each task's iteration 0 and controls "
+                   "are rebuilt only where one of its runs is left)")
     r = sub.add_parser("run", help="the worker (foreground)")
     r.add_argument("--dir", default=str(DEFAULT_DIR))
     t = sub.add_parser("status", help="where the campaign stands")

@@ -459,3 +459,50 @@ def test_start_and_status_run_on_a_python_without_tripost_s_dependencies(tmp_pat
             f"raise SystemExit(campaign.main(['status', '--dir', {str(d)!r}]))\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "campaign at 555555555555" in r.stdout, r.stderr[-2000:]
+
+
+def test_keep_published_runs_only_the_step_4_runs_docs_has_no_rows_of(tmp_path):
+    """--from-docs --keep-published (step 4's own folder lost part way): runs
+    published already are kept, not run again; a task's iteration 0 and
+    controls are rebuilt just before its first run left, and not at all for a
+    task with none left. A lost folder's pairs stay where this one has not
+    both sides."""
+    d, docs = tmp_path / "c", tmp_path / "docs"
+    campaign.write_json(d / "campaign.json", {"commit": "5" * 40, "started": "now", "docs": str(docs), "from_docs": True,
+                                              "keep_published": True})
+    rows = [{"seed": 0, "method": m, "iteration": it, "task": "arithmetic", "subset": "total", "train_tokens": tok}
+            for m, it, tok in (("sft-gold", 0, 500), ("tripost-t1", 1, 600), ("tripost-t2", 2, 900))]
+    for task, gold in (("arithmetic", 800), ("word_sorting", 800)):
+        campaign.write_json(docs / f"learning-{task}.json", {"meta": {"size": {"iterations": 2}, "runs": {"0": {}},
+                                                                      "iteration0": {"tokens": 500, "problems": gold}}, "rows": rows})
+    published = [("arithmetic", m) for m in campaign.LABEL_FREE] + [("word_sorting", "sharpen"), ("word_sorting", "sharpen-dpo")]
+    old_pair = {"task": "word_sorting", "method": "sharpen-dpo", "minus": "sharpen", "n": 20, "diff": -0.05, "paired_ci": [-0.1, 0.0]}
+    campaign.write_json(docs / "self-improve.json", {"meta": {}, "pairs": [old_pair], "rows": [
+        {"task": t, "method": m, "subset": sub, "n": 20, "first_acc": 0.5, "final_acc": 0.5, "commit": "6" * 40, "seed": 0}
+        for t, m in published for sub in ("seen", "unseen", "total")]})
+    every = campaign.stages(d)
+    kept = [s["name"] for s in every if s.get("kept")]
+    assert kept == [f"label-free/{t} {m}" for t, m in published]
+    todo = [s["name"] for s in every if not s["done"]]
+    assert todo == ["competence/word_sorting train 400 gold", "competence/word_sorting train 800 gold",
+                    "competence/word_sorting eval at 800 gold", "controls/word_sorting sft-gold, sft-gold+",
+                    "label-free/word_sorting self-verified-filter", "label-free/word_sorting self-verified-reweight",
+                    "label-free/word_sorting guided", "label-free/word_sorting guided-vanilla",
+                    "competence/arithmetic train 400 gold", "competence/arithmetic train 800 gold",
+                    "competence/arithmetic eval at 800 gold", "controls/arithmetic sft-gold, sft-gold+",
+                    *[f"label-free/arithmetic {m} seed 1" for m in campaign.LABEL_FREE_REPEATS["arithmetic"]]]
+    # Publishing what this folder finished keeps the lost folder's rows and its pair.
+    half = lambda i: (i % 2 == 0, i % 2 == 0)  # noqa: E731
+    runs = campaign.restored_runs(d, "word_sorting")
+    _save_eval(runs["tripost"] / "it0" / "eval" / "eval.json", "word_sorting", half)
+    _save_eval(runs["sft-gold+"] / "eval" / "eval.json", "word_sorting", half)
+    for m in ("self-verified-filter", "guided"):
+        _save_eval(campaign.label_free_dir(d, "word_sorting", m) / "it2" / "eval" / "eval.json", "word_sorting", half)
+    campaign.publish_label_free(d, docs)
+    data = json.loads((docs / "self-improve.json").read_text())
+    assert {(p["task"], p["method"], p["minus"]) for p in data["pairs"]} == {("word_sorting", "sharpen-dpo", "sharpen"),
+                                                                            ("word_sorting", "guided", "self-verified-filter")}
+    assert {(r["task"], r["method"]) for r in data["rows"]} >= set(published)
+    # The flag starts a new --from-docs campaign only.
+    assert campaign.main(["start", "--dir", str(tmp_path / "other"), "--keep-published"]) == 2
+    assert campaign.main(["start", "--dir", str(d), "--keep-published"]) == 2
