@@ -60,7 +60,9 @@ the total of both tasks (`pooled`: each method's per-problem records pooled).
    round alone: vanilla self-improvement), each a `tripost run` from the
    comparison's iteration 0 (linked) with its problems and evaluation, each
    iteration at TriPosT's mean training tokens (`train.token_budget`):
-   `--docs`/self-improve.{json,md}, beside sft-gold and sft-gold+.
+   `--docs`/self-improve.{json,md}, beside sft-gold and sft-gold+, and each
+   run's per-problem outcomes in self-improve-outcomes.json (what a later
+   folder pairs its runs with when this one is lost).
    RLHF-sharpening links SFT-sharpening's finished iteration-1 collection
    (`shared_collection`: the same samples and picks; only training differs).
    scripts/self_improve_evidence.py reads what each method trained on.
@@ -719,6 +721,7 @@ def publish_label_free(d: Path, docs: Path) -> None:
     bl = bench_learning()
     rows: list[dict[str, Any]] = []
     records: dict[int, dict[str, dict[str, list[dict[str, Any]]]]] = {}  # seed -> task -> method -> its final evaluation's per-problem records
+    outcomes: list[dict[str, Any]] = []  # each run's per-problem outcomes, committed (OUTCOMES)
     for task in TASKS:
         comp = load(docs / f"learning-{task}.json")
         if not comp or comp["meta"].get("partial"):
@@ -744,9 +747,12 @@ def publish_label_free(d: Path, docs: Path) -> None:
                 # Against sft-gold too: does the method improve on the iteration 0 it started from?
                 rows += [r for r in bl.rows_of(base + ms, seed=seed, also_vs=("sft-gold",))
                          if r["task"] != "total" and (seed == SEED or r["method"] in LABEL_FREE)]
-                records.setdefault(seed, {})[task] = {m: r for m, r in bl.method_records(ms).items() if r}
+                mine = {m: r for m, r in bl.method_records(base + ms).items() if r}
+                records.setdefault(seed, {})[task] = {m: r for m, r in mine.items() if m in LABEL_FREE}
+                outcomes += [outcome_entry(task, m, seed, r) for m, r in mine.items() if seed == SEED or m in LABEL_FREE]
     state = load(d / "campaign.json") or {}
     rows = [{**r, "commit": state.get("commit")} for r in rows]
+    outcomes = [{**o, "commit": state.get("commit")} for o in outcomes]
     restored = {t: load(comparison_dir(d, t) / "restored.json") for t in TASKS if (comparison_dir(d, t) / "restored.json").exists()}
     # What an earlier folder published and this one has not (a folder lost with its machine, its
     # step 4 begun again --from-docs) is kept as committed: each row names the commit it was made at.
@@ -755,12 +761,29 @@ def publish_label_free(d: Path, docs: Path) -> None:
     kept = [r for r in before.get("rows", []) if (r["task"], r["method"], r.get("seed", SEED)) not in have]
     if not rows:
         return
+    # The kept runs' per-problem outcomes, as committed, so that this folder's runs are paired with them too.
+    published = {(o["task"], o["method"], o["seed"]): o for o in (load(docs / OUTCOMES) or {}).get("runs", [])}
+    ours = {(o["task"], o["method"], o["seed"]) for o in outcomes}
+    from_kept = {(o["task"], o["method"], o["seed"]) for o in published.values() if (o["task"], o["method"], o["seed"]) not in ours}
+    for key in sorted(from_kept):
+        task, method, seed = key
+        if method in LABEL_FREE:
+            records.setdefault(seed, {}).setdefault(task, {})[method] = outcome_records(published[key])
+    checks = {t: same_outcomes(published.get((t, "sft-gold", SEED)), next((o for o in outcomes if (o["task"], o["method"]) == (t, "sft-gold")), None))
+              for t in TASKS}
+    write_json(docs / OUTCOMES, {"about": "Each step-4 run's final evaluation, problem by problem (campaign.py publish_label_free): "
+                                          "`problems` (id/subset) in the evaluation's order, `first` and `final` one character a problem "
+                                          "(1: right). A later folder pairs its runs with these when this one is lost.",
+                                 "runs": outcomes + [published[k] for k in sorted(from_kept)]})
     order = {m: i for i, m in enumerate(["sft-gold", "sft-gold+", *LABEL_FREE])}
     rows = sorted(rows + kept, key=lambda r: (TASKS.index(r["task"]) if r["task"] in TASKS else len(TASKS), order.get(r["method"], len(order)),
                                               r.get("seed", SEED),
                                               ["seen", "unseen", "total"].index(r["subset"]) if r["subset"] in ("seen", "unseen", "total") else 3))
     restored = {**{t: v for t, v in ((before.get("meta") or {}).get("restored") or {}).items() if t not in restored}, **restored}
-    pairs = method_pairs(records.get(SEED, {}))
+    # Once written, the rebuilt outcomes replace the published ones: the check made then is carried on.
+    checks = {**((before.get("meta") or {}).get("rebuild_checks") or {}), **{t: c for t, c in checks.items() if c}}
+    pairs = [{**p, "across_folders": True} if {(p["task"], p["method"], SEED), (p["task"], p["minus"], SEED)} & from_kept else p
+             for p in method_pairs(records.get(SEED, {}))]
     # A lost folder's pairs, as committed, where this folder has not both sides of the pair.
     pairs += [p for p in before.get("pairs", []) if (p["task"], p["method"], p["minus"]) not in {(q["task"], q["method"], q["minus"]) for q in pairs}]
     seed_pairs = [p for t, recs in records.get(REPEAT_SEED, {}).items() for p in seed_differences(t, records.get(SEED, {}).get(t, {}), recs)]
@@ -769,7 +792,7 @@ def publish_label_free(d: Path, docs: Path) -> None:
     write_json(docs / "self-improve.json", {"meta": {"campaign": "issue 28, step 4", "methods": LABEL_FREE, "samples": LABEL_FREE_SAMPLES,
                                                      "commit": state.get("commit"), "seeds": sorted({r.get("seed", SEED) for r in rows}),
                                                      "machine": (load(d / "measure.json") or {}).get("machine"), "command": how,
-                                                     "restored": restored or None,
+                                                     "restored": restored or None, "rebuild_checks": checks or None,
                                                      "updated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}, "rows": rows,
                                             "pairs": pairs, "seed_pairs": seed_pairs})
     lines = ["# Label-free self-improvement from the campaign's iteration 0 (issue 28, step 4)", "",
@@ -788,6 +811,10 @@ def publish_label_free(d: Path, docs: Path) -> None:
                   f"where the committed curve has {percent(i0['committed_first_acc'])} ({percent(i0['committed_seen'])}, {percent(i0['committed_unseen'])}); "
                   f"sft-gold+ trained to the committed TriPosT tokens ({r['sft_gold_plus_target_tokens']}). sft-gold and sft-gold+ below are "
                   "the rebuilt ones; TriPosT's rows (learning.md) come from the committed iteration 0.", ""]
+        check = checks.get(t)
+        if check:
+            lines += [f"{t}: this rebuild's iteration 0 (sft-gold) answers the {check['n']} test problems as the published one (commit "
+                      f"{check['commit'][:12]}) did on " + ("every one." if not check["differ"] else f"all but {check['differ']}."), ""]
     earlier = sorted({(r["task"], r["method"], str(r.get("commit"))[:12]) for r in kept})
     if earlier:
         lines += ["Kept as an earlier campaign folder published them (that folder is gone; its controls were rebuilt the same way): "
@@ -801,6 +828,33 @@ def publish_label_free(d: Path, docs: Path) -> None:
                      f"{percent(r.get('fix_rate'))} | {percent(r.get('break_rate'))} | {r.get('train_tokens')} |")
     lines += pair_tables(pairs) + seed_table(seed_pairs)
     atomic_write_page(docs / "self-improve.md", "\n".join(lines) + "\n")  # a hand-written "## Reading" below the table is kept
+
+
+OUTCOMES = "self-improve-outcomes.json"  # beside self-improve.json: every run's per-problem outcomes
+
+
+def outcome_entry(task: str, method: str, seed: int, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """One run's final evaluation as committed: its problems and, one character each, first and final right (1) or wrong (0)."""
+    bit = lambda v: "1" if v else "0"  # noqa: E731
+    return {"task": task, "method": method, "seed": seed, "problems": [f"{r['problem_id']}/{r['subset']}" for r in records],
+            "first": "".join(bit(r["first_correct"]) for r in records), "final": "".join(bit(r["final_correct"]) for r in records)}
+
+
+def outcome_records(entry: dict[str, Any]) -> list[dict[str, Any]]:
+    """A committed outcome entry as the per-problem records bench_learning's paired intervals read."""
+    out = []
+    for key, first, final in zip(entry["problems"], entry["first"], entry["final"], strict=True):
+        pid, subset = key.rsplit("/", 1)
+        out.append({"problem_id": pid, "subset": subset, "family": entry["task"], "first_correct": first == "1", "final_correct": final == "1"})
+    return out
+
+
+def same_outcomes(before: dict[str, Any] | None, now: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A rebuilt run against the one an earlier folder published (another commit): on how many problems it answers otherwise."""
+    if not before or not now or before.get("commit") == now.get("commit") or before["problems"] != now["problems"]:
+        return None
+    differ = sum(a != b for a, b in zip(zip(before["first"], before["final"]), zip(now["first"], now["final"])))
+    return {"commit": str(before.get("commit")), "n": len(now["problems"]), "differ": differ}
 
 
 def final_accuracy(records: list[dict[str, Any]]) -> float:
@@ -857,11 +911,13 @@ def pair_tables(pairs: list[dict[str, Any]]) -> list[str]:
     lines = ["", "## Method against method", "",
              "Final accuracy of the row's method minus the column's on the same test problems, in points, with the paired 95% "
              "bootstrap interval (`scripts/bench_learning.py` `paired_ci`: the test problems resampled; one training seed per run). "
-             "*total*: both tasks pooled, for the methods finished on both."]
+             "*total*: both tasks pooled, for the methods finished on both. †: one of the two runs is kept from a lost folder "
+             f"(its outcomes from {OUTCOMES}), each from its own rebuild of iteration 0."]
     for task in dict.fromkeys(p["task"] for p in pairs):
         mine = [p for p in pairs if p["task"] == task]
         rows, cols = list(dict.fromkeys(p["method"] for p in mine)), list(dict.fromkeys(p["minus"] for p in mine))
-        cell = {(p["method"], p["minus"]): f"{100 * p['diff']:+.1f} {interval(p['paired_ci'])}" for p in mine}
+        cell = {(p["method"], p["minus"]): f"{100 * p['diff']:+.1f} {interval(p['paired_ci'])}" + (" †" if p.get("across_folders") else "")
+                for p in mine}
         lines += ["", f"{task} (n = {mine[0]['n']}):", "", "| minus → | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
         lines += [f"| {r} | " + " | ".join(cell.get((r, c), "") for c in cols) + " |" for r in rows]
     return lines

@@ -506,3 +506,42 @@ def test_keep_published_runs_only_the_step_4_runs_docs_has_no_rows_of(tmp_path):
     # The flag starts a new --from-docs campaign only.
     assert campaign.main(["start", "--dir", str(tmp_path / "other"), "--keep-published"]) == 2
     assert campaign.main(["start", "--dir", str(d), "--keep-published"]) == 2
+
+
+def test_a_lost_folder_s_runs_are_paired_from_their_committed_outcomes(tmp_path):
+    """publish_label_free commits each run's per-problem outcomes (OUTCOMES);
+    a later folder that keeps those runs pairs its own with them (marked as
+    across folders) and says whether its rebuilt iteration 0 answers as the
+    published one did."""
+    docs = tmp_path / "docs"
+    rows = [{"seed": 0, "method": m, "iteration": it, "task": "arithmetic", "subset": "total", "train_tokens": tok}
+            for m, it, tok in (("sft-gold", 0, 500), ("tripost-t1", 1, 600), ("tripost-t2", 2, 900))]
+    campaign.write_json(docs / "learning-arithmetic.json", {"meta": {"size": {"iterations": 2}, "runs": {"0": {}},
+                                                                    "iteration0": {"tokens": 500, "problems": 400}}, "rows": rows})
+    half = lambda i: (i % 2 == 0, i % 2 == 0)  # noqa: E731
+    i0 = {"gold_examples": 400, "tokens": 500, "committed_tokens": 500, "first_acc": 0.5, "committed_first_acc": 0.5, "seen": 0.5,
+          "committed_seen": 0.5, "unseen": 0.5, "committed_unseen": 0.5}
+    for name, commit, method, outcome, it0 in (("a", "6", "sharpen", half, half), ("b", "7", "guided", lambda i: (i % 4 != 3,) * 2,
+                                                                                 lambda i: (i % 2 == 0 or i == 1, i % 2 == 0 or i == 1))):
+        d = tmp_path / name
+        campaign.write_json(d / "campaign.json", {"commit": commit * 40, "started": "now", "docs": str(docs), "from_docs": True,
+                                                  "keep_published": True})
+        runs = campaign.restored_runs(d, "arithmetic")
+        _save_eval(runs["tripost"] / "it0" / "eval" / "eval.json", "arithmetic", it0)
+        _save_eval(runs["sft-gold+"] / "eval" / "eval.json", "arithmetic", half)
+        campaign.write_json(campaign.comparison_dir(d, "arithmetic") / "restored.json", {"iteration0": i0, "sft_gold_plus_target_tokens": 400})
+        _save_eval(campaign.label_free_dir(d, "arithmetic", method) / "it2" / "eval" / "eval.json", "arithmetic", outcome)
+        campaign.publish_label_free(d, docs)
+    committed = json.loads((docs / campaign.OUTCOMES).read_text())
+    by = {(o["method"], o["commit"][0]) for o in committed["runs"]}
+    assert by == {("sft-gold", "7"), ("sft-gold+", "7"), ("guided", "7"), ("sharpen", "6")}  # the rebuilt controls replace the lost ones
+    sharpen = next(o for o in committed["runs"] if o["method"] == "sharpen")
+    assert sharpen["final"] == "10" * 10 and sharpen["problems"][0] == "arithmetic-test-seen-0/seen"
+    (pair,) = json.loads((docs / "self-improve.json").read_text())["pairs"]
+    assert (pair["method"], pair["minus"], pair["across_folders"]) == ("guided", "sharpen", True)
+    assert pair["diff"] == pytest.approx(0.25)
+    md = (docs / "self-improve.md").read_text()
+    assert "| guided | +25.0 [" in md and " †" in md
+    assert "answers the 20 test problems as the published one (commit 666666666666) did on all but 1." in md
+    campaign.publish_label_free(tmp_path / "b", docs)  # again: the check made when the rebuilt outcomes replaced the lost ones is kept
+    assert "did on all but 1." in (docs / "self-improve.md").read_text()
