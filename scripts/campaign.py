@@ -97,6 +97,9 @@ learning.* and bigbench.* are left as committed. With --keep-published
 (when step 4's folder is lost too, part way), the runs self-improve.json
 already has rows of are kept as published and not run again; a task's
 iteration 0 and controls are rebuilt just before its first run that is left.
+A second-seed run still to come is read against its first seed problem by
+problem: where the kept first seed has no committed outcomes
+(self-improve-outcomes.json), the first seed runs again, just before it.
 
 The demo (step 7) is scripts/demo.sh.
 """
@@ -359,9 +362,22 @@ def stages(d: Path) -> list[dict[str, Any]]:
         # --keep-published: a run whose rows docs already holds counts as done, kept as published;
         # a task's iteration 0 and controls are rebuilt just before its first run left, or not at all.
         published = {(r["task"], r["method"], r.get("seed", SEED)) for r in (load(docs / "self-improve.json") or {}).get("rows", [])}
-        out: list[dict[str, Any]] = []
+        # A second seed is read against its first seed's per-problem outcomes: where the kept first
+        # seed has none committed (published before OUTCOMES existed), it runs again here, next to it.
+        paired = {(o["task"], o["method"], o["seed"]) for o in (load(docs / OUTCOMES) or {}).get("runs", [])}
+        again = {(m["task"], m["method"]) for m in methods
+                 if m["seed"] != SEED and (m["task"], m["method"], m["seed"]) not in published and (m["task"], m["method"], SEED) not in paired}
+        first = {(m["task"], m["method"]): m for m in methods if m["seed"] == SEED}
+        order: list[dict[str, Any]] = []
         for m in methods:
-            if not m["done"] and (m["task"], m["method"], m["seed"]) in published:
+            if (m["task"], m["method"]) in again:
+                if m["seed"] == SEED:
+                    continue  # it runs just before its second seed
+                order.append(first[m["task"], m["method"]])
+            order.append(m)
+        out: list[dict[str, Any]] = []
+        for m in order:
+            if not m["done"] and (m["task"], m["method"], m["seed"]) in published and not (m["seed"] == SEED and (m["task"], m["method"]) in again):
                 m = {**m, "done": True, "kept": True}
             if not m["done"] and not any(s["task"] == m["task"] and s["kind"] == "controls" for s in out):
                 out += restore_stages(d, docs, m["task"])
