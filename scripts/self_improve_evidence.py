@@ -1,7 +1,7 @@
 """What each label-free method trained on, read off its collection logs (issue 28, step 4).
 
-    HF_HUB_OFFLINE=1 .venv/bin/python scripts/self_improve_evidence.py --runs /work/campaign4/selfimprove \
-        --json docs/benchmarks/self-improve-evidence.json --md docs/benchmarks/self-improve-evidence.md
+    HF_HUB_OFFLINE=1 .venv/bin/python scripts/self_improve_evidence.py --runs /work/campaign5/selfimprove \
+        --json docs/benchmarks/self-improve-evidence.json --md docs/benchmarks/self-improve-evidence.md --keep-published
 
 No model runs. Every label-free method (scripts/campaign.py, LABEL_FREE) picks
 or weighs the student's own samples without a gold answer (guided uses the
@@ -246,6 +246,19 @@ def notes(r: dict[str, Any]) -> str:
     return ""
 
 
+def kept_note(rows: list[dict[str, Any]]) -> list[str]:
+    """Where the rows come from more than one folder (--keep-published): which runs were read from which."""
+    folders: dict[str, list[str]] = defaultdict(list)
+    for r in rows:
+        name = f"{r['task']} {r['method']}" + (f" (seed {r['seed']})" if r.get("seed") else "")
+        if name not in folders[str(r.get("runs"))]:
+            folders[str(r.get("runs"))].append(name)
+    if len(folders) < 2:
+        return []
+    return ["Read from more than one campaign folder (the earlier ones are gone; their rows are kept as published): "
+            + "; ".join(f"`{f}`: {', '.join(names)}" for f, names in folders.items()) + ".", ""]
+
+
 def markdown(data: dict[str, Any]) -> str:
     lines = ["# What the label-free methods trained on (issue 28, step 4)", "", f"Made by: `{data['command']}`", "",
              "Read off each run's collection logs (no model runs); scripts/self_improve_evidence.py's docstring defines the "
@@ -254,6 +267,7 @@ def markdown(data: dict[str, Any]) -> str:
              "*mixed*: problems (self-verified: a problem's pass) whose samples are partly right, where a choice can matter: "
              "*picked right* is the share of what the method trained on them that is right, *chance* what an arbitrary pick "
              "would get.", "",
+             *kept_note(data["rows"]),
              "| task | method | it | problems | samples | right samples | solved | trained | trained right | steps right | "
              "mixed | picked right | chance | notes |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
@@ -265,12 +279,30 @@ def markdown(data: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def with_published(rows: list[dict[str, Any]], published: Path) -> list[dict[str, Any]]:
+    """`rows` and the rows `published` holds of runs (task, method, seed) that
+    `rows` has none of, as published; those written before rows named their
+    folder take the --runs of the command that wrote them."""
+    before = json.loads(published.read_text()) if published.exists() else {}
+    was = re.search(r"--runs (\S+)", before.get("command", ""))
+    have = {(r["task"], r["method"], r["seed"]) for r in rows}
+    kept = [{**r, "seed": r.get("seed", 0), "runs": r.get("runs") or (was.group(1) if was else None)} for r in before.get("rows", [])
+            if (r["task"], r["method"], r.get("seed", 0)) not in have]
+    order = {m: i for i, m in enumerate(METHODS)}
+    return sorted(rows + kept, key=lambda r: (r["task"], order.get(r["method"], len(order)), r["seed"], r["iteration"]))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", required=True, help="the campaign's label-free folder: one run folder per TASK/METHOD")
     p.add_argument("--json", default=None, help="write the figures here")
     p.add_argument("--md", default=None, help="write the table here (a hand-written '## Reading' below it is kept)")
+    p.add_argument("--keep-published", action="store_true", help="keep --json's rows of runs that --runs has no folder of, as "
+                   "published (campaign.py start --from-docs --keep-published: a lost folder's runs), each naming the folder it was read from")
     args = p.parse_args(argv)
+    if args.keep_published and not args.json:
+        print("self_improve_evidence: error: --keep-published keeps the rows of --json; name it", file=sys.stderr)
+        return 2
     runs = Path(args.runs)
     if not runs.is_dir():
         print(f"self_improve_evidence: error: {runs}: no such folder", file=sys.stderr)
@@ -283,7 +315,9 @@ def main(argv: list[str] | None = None) -> int:
                 again = sorted((int(m.group(1)), f) for f in task_dir.glob(f"{method}-seed*")
                                if f.is_dir() and (m := re.fullmatch(rf"{re.escape(method)}-seed(\d+)", f.name)))
                 for seed, folder in ([(0, task_dir / method)] if (task_dir / method).is_dir() else []) + again:
-                    rows += [{**r, "seed": seed} for r in run_rows(folder, task_dir.name, method)]
+                    rows += [{**r, "seed": seed, "runs": str(runs)} for r in run_rows(folder, task_dir.name, method)]
+        if args.keep_published:
+            rows = with_published(rows, Path(args.json))
     except (OSError, ValueError, KeyError, TripostError) as e:
         print(f"self_improve_evidence: error: {e}", file=sys.stderr)
         return 2

@@ -140,3 +140,28 @@ def test_the_command_writes_its_figures_keeps_a_reading_and_refuses_an_empty_fol
     assert sie.main(["--runs", str(tmp_path / "empty")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all(line.startswith("self_improve_evidence: error: ") for line in err)
+
+
+def test_keep_published_keeps_a_lost_folder_s_rows_and_names_each_folder(tmp_path, capsys):
+    """--keep-published: the rows --json holds of runs --runs has no folder of
+    stay, naming the folder they were read from (rows written before rows
+    named it: the --runs of the command that wrote them); a run read again
+    replaces its published rows."""
+    old = {"command": "x.py --runs /gone/selfimprove --json e.json",
+           "rows": [{"task": "arithmetic", "method": "sharpen", "iteration": 1, "seed": 0, "groups": 4, "samples": 16, "samples_right": 0.5,
+                     "solved": 0.5, "trained": 4, "trained_right": 0.5, "trained_steps_right": 0.5, "mixed": 2, "mixed_picked_right": 0.5,
+                     "mixed_chance": 0.5, "finished": True},
+                    {"task": "arithmetic", "method": "self-verified-filter", "iteration": 1, "seed": 0, "groups": 0, "samples": 0,
+                     "samples_right": None, "solved": None, "trained": 0, "trained_right": None, "trained_steps_right": None, "mixed": 0,
+                     "mixed_picked_right": None, "mixed_chance": None, "finished": True}]}
+    (tmp_path / "e.json").write_text(json.dumps(old))
+    self_verified(tmp_path / "runs", "self-verified-filter", mode="filter", filter="quantile", quantile=0.5)
+    md = tmp_path / "e.md"
+    assert sie.main(["--runs", str(tmp_path / "runs"), "--md", str(md), "--json", str(tmp_path / "e.json"), "--keep-published"]) == 0
+    rows = json.loads((tmp_path / "e.json").read_text())["rows"]
+    assert [(r["method"], r["runs"]) for r in rows] == [("sharpen", "/gone/selfimprove"), ("self-verified-filter", str(tmp_path / "runs"))]
+    assert rows[1]["samples"] > 0  # read again, not the published row
+    assert "`/gone/selfimprove`: arithmetic sharpen;" in md.read_text()
+    capsys.readouterr()
+    assert sie.main(["--runs", str(tmp_path / "runs"), "--keep-published"]) == 2
+    assert capsys.readouterr().err.strip() == "self_improve_evidence: error: --keep-published keeps the rows of --json; name it"
