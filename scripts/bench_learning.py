@@ -313,7 +313,7 @@ def reuse_finished(src: Path, out: Path, tri_cfg: dict[str, Any], rej_cfg: dict[
     evaluation of the iteration chosen) are written there, once."""
     from tripost.errors import TripostError
     from tripost.loop import added_defaults
-    from tripost.runconfig import RunConfig
+    from tripost.runconfig import LEGACY_VALUES, RunConfig
 
     old = _load(RunLayout(src / "tripost").config)
     if old is None:
@@ -321,8 +321,11 @@ def reuse_finished(src: Path, out: Path, tri_cfg: dict[str, Any], rej_cfg: dict[
 
     def same(a: dict[str, Any], b: dict[str, Any], keep) -> bool:
         """The same run once `keep` has set aside what may differ, or one made
-        before keys that are now at their defaults existed."""
-        return added_defaults(keep(a), keep(b), keep(RunConfig.defaults())) is not None
+        before keys that are now at their defaults existed, where those
+        defaults run as it ran (loop.Run.prepare's rule: not a key of
+        LEGACY_VALUES that resolves otherwise here)."""
+        added = added_defaults(keep(a), keep(b), keep(RunConfig.defaults()), LEGACY_VALUES)
+        return added is not None and not RunConfig.from_dict(b).legacy_overrides(added)
 
     if not same(old, tri_cfg, without_tripost_only):
         raise TripostError(f"--reuse {src}: its run differs from this one beyond what --tripost-set may change (sizes, seed or --set); nothing reused")

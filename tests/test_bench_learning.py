@@ -545,3 +545,20 @@ def test_stage_seconds_add_up_every_invocation_of_a_comparison(bl, tmp_path):
     (tmp_path / "sft-gold-plus" / "gold_plus.json").write_text(json.dumps({"train_seconds": 9.0, "eval_seconds": 0.5}))
     assert bl.stage_seconds([tmp_path]) == 180.0
     assert bl.stage_seconds([tmp_path / "nothing-here"]) == 0.0
+
+
+def test_reuse_links_a_run_made_before_a_key_only_where_the_default_runs_as_it_ran(bl, tmp_path):
+    """A rejection run recorded before buffer.verdict existed ran as verdict=on
+    (LEGACY_VALUES). With a label-free source, whose auto resolves off, today's
+    default would train otherwise: not the same run, not linked; with verdict=on
+    it is."""
+    src = old_bench(bl, tmp_path, ["collect.source=sharpen"])
+    old_rej = json.loads((src / "rejection" / "config.json").read_text())
+    old_rej["collect"]["source"] = "sharpen"
+    del old_rej["buffer"]["verdict"]
+    (src / "rejection" / "config.json").write_text(json.dumps(old_rej))
+    tri, rej = configs(bl, ["collect.source=sharpen"])
+    rej["collect"]["source"] = "sharpen"
+    assert bl.reuse_finished(src, tmp_path / "new", tri, rej, lambda m: None) == ["tripost/base", "tripost/it0"]
+    rej["buffer"]["verdict"] = "on"
+    assert bl.reuse_finished(src, tmp_path / "again", tri, rej, lambda m: None) == ["tripost/base", "tripost/it0", "rejection"]
