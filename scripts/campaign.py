@@ -66,8 +66,9 @@ the total of both tasks (`pooled`: each method's per-problem records pooled).
    RLHF-sharpening links SFT-sharpening's finished iteration-1 collection
    (`shared_collection`: the same samples and picks; only training differs).
    scripts/self_improve_evidence.py reads what each method trained on.
-   Last, a second training seed of sharpen, the reweight and guided on
-   arithmetic (LABEL_FREE_REPEATS; folders METHOD-seed1): how far a run moves
+   Last, a second training seed of the reweight and guided on word_sorting,
+   then of sharpen, the reweight and guided on arithmetic
+   (LABEL_FREE_REPEATS; folders METHOD-seed1): how far a run moves
    with its seed alone, the spread a difference between methods has to clear.
 
 5. BIG-bench transfer (issue 28's "real-world transfer"): right after each
@@ -366,7 +367,8 @@ def stages(d: Path) -> list[dict[str, Any]]:
         # seed has none committed (published before OUTCOMES existed), it runs again here, next to it.
         paired = {(o["task"], o["method"], o["seed"]) for o in (load(docs / OUTCOMES) or {}).get("runs", [])}
         again = {(m["task"], m["method"]) for m in methods
-                 if m["seed"] != SEED and (m["task"], m["method"], m["seed"]) not in published and (m["task"], m["method"], SEED) not in paired}
+                 if m["seed"] != SEED and (m["task"], m["method"], m["seed"]) not in published
+                 and (m["task"], m["method"], SEED) in published and (m["task"], m["method"], SEED) not in paired}
         first = {(m["task"], m["method"]): m for m in methods if m["seed"] == SEED}
         order: list[dict[str, Any]] = []
         for m in methods:
@@ -630,8 +632,12 @@ LABEL_FREE_SAMPLES = 4
 # the order it trains in; iteration 0 is the same) is what tells a difference
 # between methods from training noise. sharpen is the first baseline, guided
 # the one that did not lose, and the reweight the run that moved by 7.5 points
-# when only its buffer's dedupe changed (self-improve.md's Reading).
-LABEL_FREE_REPEATS: dict[str, tuple[str, ...]] = {"arithmetic": ("sharpen", "self-verified-reweight", "guided")}
+# when only its buffer's dedupe changed (self-improve.md's Reading). word_sorting's
+# two come first: its iteration 0 costs 16 min to rebuild where arithmetic's costs
+# about an hour, and its seed-0 runs are in the folder of the campaign begun
+# --keep-published after the machine came back without the earlier one.
+LABEL_FREE_REPEATS: dict[str, tuple[str, ...]] = {"word_sorting": ("self-verified-reweight", "guided"),
+                                                  "arithmetic": ("sharpen", "self-verified-reweight", "guided")}
 REPEAT_SEED = 1
 
 

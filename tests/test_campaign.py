@@ -181,9 +181,11 @@ def test_the_label_free_methods_follow_both_comparisons_at_tripost_s_tokens(tmp_
     campaign.write_json(d / "campaign.json", {"commit": "3" * 40, "started": "now", "docs": str(docs)})
     names = [s["name"] for s in campaign.stages(d)]
     assert names.index("comparison/word_sorting") < names.index("label-free/arithmetic sharpen")
-    assert len([n for n in names if n.startswith("label-free/")]) == 2 * len(campaign.LABEL_FREE) + 3 == 15
-    # A second training seed of three methods comes after every task's methods, in a folder of its own.
-    assert names[-3:] == ["label-free/arithmetic sharpen seed 1", "label-free/arithmetic self-verified-reweight seed 1",
+    assert len([n for n in names if n.startswith("label-free/")]) == 2 * len(campaign.LABEL_FREE) + 5 == 17
+    # A second training seed of some methods comes after every task's methods, each in a folder of its own:
+    # word_sorting's two, then arithmetic's three.
+    assert names[-5:] == ["label-free/word_sorting self-verified-reweight seed 1", "label-free/word_sorting guided seed 1",
+                          "label-free/arithmetic sharpen seed 1", "label-free/arithmetic self-verified-reweight seed 1",
                           "label-free/arithmetic guided seed 1"]
     assert campaign.label_free_dir(d, "arithmetic", "guided", 1).name == "guided-seed1"
     assert RunConfig.load(None, campaign.label_free_overrides("arithmetic", "guided", 1, seed=1)).to_dict()["seed"] == 1
@@ -346,7 +348,7 @@ def test_a_lost_campaign_folder_runs_step_4_alone_on_rebuilt_prerequisites(tmp_p
     assert "competence/arithmetic eval at 400 gold" not in names and "competence/word_sorting eval at 800 gold" in names
     assert not any(n.startswith(("comparison/", "transfer/")) for n in names)
     assert names.index("label-free/arithmetic guided") < names.index("competence/word_sorting train 400 gold")
-    assert len([n for n in names if n.startswith("label-free/")]) == 2 * len(campaign.LABEL_FREE) + 3
+    assert len([n for n in names if n.startswith("label-free/")]) == 2 * len(campaign.LABEL_FREE) + sum(map(len, campaign.LABEL_FREE_REPEATS.values()))
     comp = json.loads((docs / "learning-arithmetic.json").read_text())
     assert campaign.committed_tripost_tokens(comp) == [100, 300]
     # The controls as the stage leaves them, and a finished method.
@@ -493,6 +495,7 @@ def test_keep_published_runs_only_the_step_4_runs_docs_has_no_rows_of(tmp_path):
                     "competence/word_sorting eval at 800 gold", "controls/word_sorting sft-gold, sft-gold+",
                     "label-free/word_sorting self-verified-filter", "label-free/word_sorting self-verified-reweight",
                     "label-free/word_sorting guided", "label-free/word_sorting guided-vanilla",
+                    *[f"label-free/word_sorting {m} seed 1" for m in campaign.LABEL_FREE_REPEATS["word_sorting"]],
                     "competence/arithmetic train 400 gold", "competence/arithmetic train 800 gold",
                     "competence/arithmetic eval at 800 gold", "controls/arithmetic sft-gold, sft-gold+",
                     "label-free/arithmetic sharpen seed 1", *[f"label-free/arithmetic {m}{s}" for m in again for s in ("", " seed 1")]]
