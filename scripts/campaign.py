@@ -774,7 +774,7 @@ def publish_label_free(d: Path, docs: Path) -> None:
                 outcomes += [outcome_entry(task, m, seed, r) for m, r in mine.items() if seed == SEED or m in LABEL_FREE]
     state = load(d / "campaign.json") or {}
     rows = [{**r, "commit": state.get("commit")} for r in rows]
-    outcomes = [{**o, "commit": state.get("commit")} for o in outcomes]
+    outcomes = [{**o, "commit": state.get("commit"), "folder": str(d)} for o in outcomes]
     restored = {t: load(comparison_dir(d, t) / "restored.json") for t in TASKS if (comparison_dir(d, t) / "restored.json").exists()}
     # What an earlier folder published and this one has not (a folder lost with its machine, its
     # step 4 begun again --from-docs) is kept as committed: each row names the commit it was made at.
@@ -872,8 +872,9 @@ def outcome_records(entry: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def same_outcomes(before: dict[str, Any] | None, now: dict[str, Any] | None) -> dict[str, Any] | None:
-    """A rebuilt run against the one an earlier folder published (another commit): on how many problems it answers otherwise."""
-    if not before or not now or before.get("commit") == now.get("commit") or before["problems"] != now["problems"]:
+    """A rebuilt run against the one an earlier folder published: on how many problems it answers otherwise
+    (None where `before` is this folder's own, or names no folder, or was evaluated on other problems)."""
+    if not before or not now or before.get("folder") in (None, now.get("folder")) or before["problems"] != now["problems"]:
         return None
     differ = sum(a != b for a, b in zip(zip(before["first"], before["final"]), zip(now["first"], now["final"])))
     return {"commit": str(before.get("commit")), "n": len(now["problems"]), "differ": differ}

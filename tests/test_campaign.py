@@ -554,3 +554,8 @@ def test_a_lost_folder_s_runs_are_paired_from_their_committed_outcomes(tmp_path)
     assert "answers the 20 test problems as the published one (commit 666666666666) did on all but 1." in md
     campaign.publish_label_free(tmp_path / "b", docs)  # again: the check made when the rebuilt outcomes replaced the lost ones is kept
     assert "did on all but 1." in (docs / "self-improve.md").read_text()
+    # A folder's own outcomes, published at an earlier pin of the same campaign (start --advance), are no rebuild to check.
+    (docs / "self-improve.json").write_text(json.dumps({**json.loads((docs / "self-improve.json").read_text()), "meta": {}}))
+    campaign.write_json(tmp_path / "b" / "campaign.json", {**json.loads((tmp_path / "b" / "campaign.json").read_text()), "commit": "8" * 40})
+    campaign.publish_label_free(tmp_path / "b", docs)
+    assert "answers the 20 test problems" not in (docs / "self-improve.md").read_text()
