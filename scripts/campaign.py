@@ -936,9 +936,12 @@ def pair_tables(pairs: list[dict[str, Any]]) -> list[str]:
              "bootstrap interval (`scripts/bench_learning.py` `paired_ci`: the test problems resampled; one training seed per run). "
              "*total*: both tasks pooled, for the methods finished on both. †: one of the two runs is kept from a lost folder "
              f"(its outcomes from {OUTCOMES}), each from its own rebuild of iteration 0."]
-    for task in dict.fromkeys(p["task"] for p in pairs):
+    # Tasks, rows and columns in the campaign's order, whichever folder each pair came from.
+    order = {m: i for i, m in enumerate(LABEL_FREE)}
+    for task in sorted(dict.fromkeys(p["task"] for p in pairs), key=lambda t: TASKS.index(t) if t in TASKS else len(TASKS)):
         mine = [p for p in pairs if p["task"] == task]
-        rows, cols = list(dict.fromkeys(p["method"] for p in mine)), list(dict.fromkeys(p["minus"] for p in mine))
+        rows = sorted({p["method"] for p in mine}, key=lambda m: order.get(m, len(order)))
+        cols = sorted({p["minus"] for p in mine}, key=lambda m: order.get(m, len(order)))
         cell = {(p["method"], p["minus"]): f"{100 * p['diff']:+.1f} {interval(p['paired_ci'])}" + (" †" if p.get("across_folders") else "")
                 for p in mine}
         lines += ["", f"{task} (n = {mine[0]['n']}):", "", "| minus → | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]

@@ -512,6 +512,10 @@ def test_keep_published_runs_only_the_step_4_runs_docs_has_no_rows_of(tmp_path):
     assert {(p["task"], p["method"], p["minus"]) for p in data["pairs"]} == {("word_sorting", "sharpen-dpo", "sharpen"),
                                                                             ("word_sorting", "guided", "self-verified-filter")}
     assert {(r["task"], r["method"]) for r in data["rows"]} >= set(published)
+    # One table per task in the campaign's order, rows and columns in LABEL_FREE's, whichever folder a pair came from.
+    md = (docs / "self-improve.md").read_text()
+    assert "| minus → | sharpen | self-verified-filter |" in md
+    assert md.index("| sharpen-dpo | -5.0 [") < md.index("| guided |  | +0.0 [")
     # The flag starts a new --from-docs campaign only.
     assert campaign.main(["start", "--dir", str(tmp_path / "other"), "--keep-published"]) == 2
     assert campaign.main(["start", "--dir", str(d), "--keep-published"]) == 2
