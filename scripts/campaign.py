@@ -361,14 +361,14 @@ def stages(d: Path) -> list[dict[str, Any]]:
             return [s for task in TASKS for s in restore_stages(d, docs, task) + [m for m in methods if m["task"] == task and m["seed"] == SEED]] \
                 + [m for m in methods if m["seed"] != SEED]
         # --keep-published: a run whose rows docs already holds counts as done, kept as published;
-        # a task's iteration 0 and controls are rebuilt just before its first run left, or not at all.
+        # a task's iteration 0 and controls come just before its first run not kept, or not at all.
         published = {(r["task"], r["method"], r.get("seed", SEED)) for r in (load(docs / "self-improve.json") or {}).get("rows", [])}
         # A second seed is read against its first seed's per-problem outcomes: where the kept first
         # seed has none committed (published before OUTCOMES existed), it runs again here, next to it.
-        paired = {(o["task"], o["method"], o["seed"]) for o in (load(docs / OUTCOMES) or {}).get("runs", [])}
+        unpaired = published - {(o["task"], o["method"], o["seed"]) for o in (load(docs / OUTCOMES) or {}).get("runs", [])}
         again = {(m["task"], m["method"]) for m in methods
-                 if m["seed"] != SEED and (m["task"], m["method"], m["seed"]) not in published
-                 and (m["task"], m["method"], SEED) in published and (m["task"], m["method"], SEED) not in paired}
+                 if m["seed"] != SEED and (m["task"], m["method"], m["seed"]) not in published and (m["task"], m["method"], SEED) in unpaired}
+        kept = published - {(task, method, SEED) for task, method in again}
         first = {(m["task"], m["method"]): m for m in methods if m["seed"] == SEED}
         order: list[dict[str, Any]] = []
         for m in methods:
@@ -379,9 +379,9 @@ def stages(d: Path) -> list[dict[str, Any]]:
             order.append(m)
         out: list[dict[str, Any]] = []
         for m in order:
-            if not m["done"] and (m["task"], m["method"], m["seed"]) in published and not (m["seed"] == SEED and (m["task"], m["method"]) in again):
+            if not m["done"] and (m["task"], m["method"], m["seed"]) in kept:
                 m = {**m, "done": True, "kept": True}
-            if not m["done"] and not any(s["task"] == m["task"] and s["kind"] == "controls" for s in out):
+            if not m.get("kept") and not any(s["task"] == m["task"] and s["kind"] == "controls" for s in out):
                 out += restore_stages(d, docs, m["task"])
             out.append(m)
         return out
@@ -797,8 +797,7 @@ def publish_label_free(d: Path, docs: Path) -> None:
                                           "`problems` (id/subset) in the evaluation's order, `first` and `final` one character a problem "
                                           "(1: right). A later folder pairs its runs with these when this one is lost.",
                                  "runs": outcomes + [published[k] for k in sorted(from_kept)]})
-    order = {m: i for i, m in enumerate(["sft-gold", "sft-gold+", *LABEL_FREE])}
-    rows = sorted(rows + kept, key=lambda r: (TASKS.index(r["task"]) if r["task"] in TASKS else len(TASKS), order.get(r["method"], len(order)),
+    rows = sorted(rows + kept, key=lambda r: (task_rank(r["task"]), method_rank(r["method"]),
                                               r.get("seed", SEED),
                                               ["seen", "unseen", "total"].index(r["subset"]) if r["subset"] in ("seen", "unseen", "total") else 3))
     restored = {**{t: v for t, v in ((before.get("meta") or {}).get("restored") or {}).items() if t not in restored}, **restored}
@@ -850,6 +849,17 @@ def publish_label_free(d: Path, docs: Path) -> None:
                      f"{percent(r.get('fix_rate'))} | {percent(r.get('break_rate'))} | {r.get('train_tokens')} |")
     lines += pair_tables(pairs) + seed_table(seed_pairs)
     atomic_write_page(docs / "self-improve.md", "\n".join(lines) + "\n")  # a hand-written "## Reading" below the table is kept
+
+
+def task_rank(task: str) -> int:
+    """A task's place on the pages: TASKS' order, anything else (the pooled "total") after."""
+    return TASKS.index(task) if task in TASKS else len(TASKS)
+
+
+def method_rank(method: str) -> int:
+    """A method's place on the pages: the controls, then LABEL_FREE's order."""
+    order = ["sft-gold", "sft-gold+", *LABEL_FREE]
+    return order.index(method) if method in order else len(order)
 
 
 OUTCOMES = "self-improve-outcomes.json"  # beside self-improve.json: every run's per-problem outcomes
@@ -937,11 +947,9 @@ def pair_tables(pairs: list[dict[str, Any]]) -> list[str]:
              "*total*: both tasks pooled, for the methods finished on both. †: one of the two runs is kept from a lost folder "
              f"(its outcomes from {OUTCOMES}), each from its own rebuild of iteration 0."]
     # Tasks, rows and columns in the campaign's order, whichever folder each pair came from.
-    order = {m: i for i, m in enumerate(LABEL_FREE)}
-    for task in sorted(dict.fromkeys(p["task"] for p in pairs), key=lambda t: TASKS.index(t) if t in TASKS else len(TASKS)):
+    for task in sorted({p["task"] for p in pairs}, key=task_rank):
         mine = [p for p in pairs if p["task"] == task]
-        rows = sorted({p["method"] for p in mine}, key=lambda m: order.get(m, len(order)))
-        cols = sorted({p["minus"] for p in mine}, key=lambda m: order.get(m, len(order)))
+        rows, cols = sorted({p["method"] for p in mine}, key=method_rank), sorted({p["minus"] for p in mine}, key=method_rank)
         cell = {(p["method"], p["minus"]): f"{100 * p['diff']:+.1f} {interval(p['paired_ci'])}" + (" †" if p.get("across_folders") else "")
                 for p in mine}
         lines += ["", f"{task} (n = {mine[0]['n']}):", "", "| minus → | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]

@@ -500,6 +500,17 @@ def test_keep_published_runs_only_the_step_4_runs_docs_has_no_rows_of(tmp_path):
                     "competence/arithmetic eval at 800 gold", "controls/arithmetic sft-gold, sft-gold+",
                     "label-free/arithmetic sharpen seed 1", *[f"label-free/arithmetic {m}{s}" for m in again for s in ("", " seed 1")]]
     (docs / campaign.OUTCOMES).unlink()
+    # Once runs have finished here, the plan still lists the rebuild before them, as it ran.
+    StageFolder = campaign.StageFolder
+    for k in (1, 2):
+        StageFolder(campaign.chunk_dir(d, k, "word_sorting")).train_metrics.parent.mkdir(parents=True, exist_ok=True)
+        StageFolder(campaign.chunk_dir(d, k, "word_sorting")).train_metrics.write_text("{}")
+    (campaign.chunk_dir(d, 2, "word_sorting") / "eval.json").write_text("{}")
+    campaign.write_json(campaign.comparison_dir(d, "word_sorting") / "restored.json", {})
+    campaign.write_json(campaign.label_free_dir(d, "word_sorting", "self-verified-filter") / "report.md", "")
+    names = [s["name"] for s in campaign.stages(d)]
+    assert names.index("controls/word_sorting sft-gold, sft-gold+") < names.index("label-free/word_sorting self-verified-filter")
+    (campaign.comparison_dir(d, "word_sorting") / "restored.json").unlink()
     # Publishing what this folder finished keeps the lost folder's rows and its pair.
     half = lambda i: (i % 2 == 0, i % 2 == 0)  # noqa: E731
     runs = campaign.restored_runs(d, "word_sorting")
