@@ -235,6 +235,16 @@ def worker_alive(d: Path) -> bool:
     return bool(pid) and Path(f"/proc/{pid}").exists()
 
 
+def stage_commit(state: dict[str, Any], name: str) -> str | None:
+    """The commit a finished stage was made at: the pin of the last `history` entry
+    it had not finished before (`advance` moves the pin only between stages)."""
+    history = state.get("history") or [{"commit": state.get("commit")}]
+    for entry, later in zip(history, [*history[1:], None]):
+        if later is None or name in later.get("stages_done_before", []):
+            return entry["commit"]
+    return state.get("commit")
+
+
 def advance(d: Path, state: dict[str, Any] | None, commit: str) -> int:
     """Move a stopped campaign's pinned clone to `commit`, a descendant of the
     recorded one, keeping what has finished (its results name the commit they
@@ -773,8 +783,15 @@ def publish_label_free(d: Path, docs: Path) -> None:
                 records.setdefault(seed, {})[task] = {m: r for m, r in mine.items() if m in LABEL_FREE}
                 outcomes += [outcome_entry(task, m, seed, r) for m, r in mine.items() if seed == SEED or m in LABEL_FREE]
     state = load(d / "campaign.json") or {}
-    rows = [{**r, "commit": state.get("commit")} for r in rows]
-    outcomes = [{**o, "commit": state.get("commit"), "folder": str(d)} for o in outcomes]
+    # Each row names the commit its run was made at, not the pin at publish time (an advance moves the pin).
+    def made_at(r: dict[str, Any]) -> str | None:
+        if r["method"] in LABEL_FREE:
+            return stage_commit(state, label_free_stage(d, r["task"], r["method"], r.get("seed", SEED))["name"])
+        controls = restore_stages(d, docs, r["task"])[-1] if from_docs(d) else comparison_stage(d, r["task"])
+        return stage_commit(state, controls["name"])
+
+    rows = [{**r, "commit": made_at(r)} for r in rows]
+    outcomes = [{**o, "commit": made_at(o), "folder": str(d)} for o in outcomes]
     restored = {t: load(comparison_dir(d, t) / "restored.json") for t in TASKS if (comparison_dir(d, t) / "restored.json").exists()}
     # What an earlier folder published and this one has not (a folder lost with its machine, its
     # step 4 begun again --from-docs) is kept as committed: each row names the commit it was made at.

@@ -417,6 +417,16 @@ def test_rows_of_a_lost_folder_stay_published_until_the_new_one_has_them(tmp_pat
     (docs / "self-improve.md").write_text((docs / "self-improve.md").read_text() + "\n## Reading\n\nWhat it means.\n")
     campaign.publish_label_free(d, docs)  # written again: the table anew, the reading kept
     assert (docs / "self-improve.md").read_text().endswith("\n## Reading\n\nWhat it means.\n")
+    # Advanced since (`start --advance`): the runs finished before name the pin they were made at, not the new one.
+    campaign.write_json(d / "campaign.json", {"commit": "9" * 40, "started": "now", "docs": str(docs), "from_docs": True,
+                                              "history": [{"commit": "7" * 40, "since": "now"}, {"commit": "9" * 40, "since": "later",
+                                                          "stages_done_before": ["controls/arithmetic sft-gold, sft-gold+",
+                                                                                 "label-free/arithmetic guided"]}]})
+    campaign.publish_label_free(d, docs)
+    data = json.loads((docs / "self-improve.json").read_text())
+    assert {r["commit"] for r in data["rows"] if r["method"] in ("sft-gold", "sft-gold+", "guided")} == {"7" * 40}
+    assert data["meta"]["commit"] == "9" * 40
+    assert {o["commit"] for o in json.loads((docs / campaign.OUTCOMES).read_text())["runs"] if o["method"] == "guided"} == {"7" * 40}
 
 
 def test_status_shows_each_finished_stage_s_minutes_and_what_is_left(tmp_path, capsys, monkeypatch):
