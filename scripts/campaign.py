@@ -831,6 +831,9 @@ def publish_label_free(d: Path, docs: Path) -> None:
                                                      "commit": state.get("commit"), "seeds": sorted({r.get("seed", SEED) for r in rows}),
                                                      "machine": (load(d / "measure.json") or {}).get("machine"), "command": how,
                                                      "restored": restored or None, "rebuild_checks": checks or None,
+                                                     # each stage's minutes, this folder's over a lost one's (`status` reads them)
+                                                     "stage_minutes": {**((before.get("meta") or {}).get("stage_minutes") or {}),
+                                                                       **stage_minutes(d)},
                                                      "updated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}, "rows": rows,
                                             "pairs": pairs, "seed_pairs": seed_pairs})
     lines = ["# Label-free self-improvement from the campaign's iteration 0 (issue 28, step 4)", "",
@@ -1388,12 +1391,19 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"  {'kept ' if s.get('kept') else 'done ' if s['done'] else 'waits' if s.get('blocked') else 'to do'}  {s['name']}" + (f" ({s['blocked']})" if s.get("blocked") and not s["done"] else "")
               + (f"  [{took[s['name']]:.1f} min]" if s["done"] and s["name"] in took else ""))
     # What is left, each stage at the median of the logged times of the finished stages of its kind
-    # (the plan's projections from the first measurement run about 2x long for the label-free methods).
+    # (the plan's projections from the first measurement run about 2x long for the label-free methods);
+    # a kind none of whose stages has finished in this folder (a new one) at the minutes published before.
     kind = {s["name"]: s["kind"] for s in every}
-    left = [[m for name, m in took.items() if kind.get(name) == s["kind"]] for s in every if not s["done"]]
-    if left and all(left):
-        print(f"  left: about {sum(statistics.median(ms) for ms in left) / 60:.1f} h on this machine "
-              "(each stage at the median of the finished stages of its kind)")
+    published = ((load(Path(state["docs"]) / "self-improve.json") or {}).get("meta") or {}).get("stage_minutes") or {}
+    def minutes(k: str) -> tuple[list[float], bool]:
+        here = [m for name, m in took.items() if kind.get(name) == k]
+        return (here, False) if here else ([m for name, m in published.items() if kind.get(name) == k], True)
+    left = [minutes(s["kind"]) for s in every if not s["done"]]
+    if left and all(ms for ms, _ in left):
+        print(f"  left: about {sum(statistics.median(ms) for ms, _ in left) / 60:.1f} h on this machine "
+              "(each stage at the median of the finished stages of its kind"
+              + ("; kinds none of whose stages has finished here at the minutes published in self-improve.json)"
+                 if any(before for _, before in left) else ")"))
     for r in curve(d):
         print(f"  {r['task']} {r['gold_examples']:>5} gold: first attempt {100 * r['first_acc']:.1f}% (n={r['n']})")
     return 0

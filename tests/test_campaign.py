@@ -451,6 +451,11 @@ def test_status_shows_each_finished_stage_s_minutes_and_what_is_left(tmp_path, c
     plan[3]["done"] = False  # no eval has finished: no estimate rather than a wrong one
     assert campaign.main(["status", "--dir", str(d)]) == 0
     assert "left:" not in capsys.readouterr().out
+    # A new folder (the last one lost): a kind none of whose stages has finished here at the minutes published before.
+    campaign.write_json(tmp_path / "docs" / "self-improve.json", {"meta": {"stage_minutes": {"x": 6.0, "y": 4.0, "a": 99.0}}, "rows": []})
+    assert campaign.main(["status", "--dir", str(d)]) == 0
+    out = capsys.readouterr().out
+    assert "left: about 1.5 h on this machine" in out and "published in self-improve.json" in out  # d, e at 40; x, y at 5 minutes
 
 
 def test_start_and_status_run_on_a_python_without_tripost_s_dependencies(tmp_path):
