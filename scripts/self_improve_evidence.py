@@ -67,10 +67,11 @@ from tripost.layout import RunLayout  # noqa: E402
 from tripost.log import LogRecord, read_log  # noqa: E402
 from tripost.report import percent  # noqa: E402
 from tripost.runconfig import RunConfig  # noqa: E402
+from tripost.sources.guided import key_round  # noqa: E402
 from tripost.stats import share  # noqa: E402
 from tripost.tasks import get_task  # noqa: E402
 
-METHODS = ("sharpen", "sharpen-dpo", "self-verified-filter", "self-verified-reweight", "guided", "guided-vanilla")  # campaign.py's LABEL_FREE, in its order
+METHODS = ("sharpen", "sharpen-dpo", "self-verified-filter", "self-verified-reweight", "guided", "guided-vanilla", "guided-resample")  # campaign.py's LABEL_FREE, in its order
 
 
 @dataclass
@@ -145,7 +146,7 @@ def sample_groups(records: list[LogRecord], by: str, buffer: BufferConfig | None
         g = groups[key]
         g.samples.append(Sample(rec.final_correct, rec.weight if trained else 0.0,
                                 steps_right(rec, rec.turns[0]["rationale"]) if trained else None, rec.turns[0].get("verifier_score")))
-        if rec.guide is None and rec.final_correct:
+        if key_round(rec.key) == 0 and rec.final_correct:  # not a resample round's, unguided too
             g.plain_solved = True
     return list(groups.values())
 
@@ -242,7 +243,8 @@ def notes(r: dict[str, Any]) -> str:
                 + ", ".join(f"{k} {'—' if v is None else f'{v:.2f}'}" for k, v in per.items())
                 + (f"; weights {r['weight_range'][0]:.3f}-{r['weight_range'][1]:.3f}" if r.get("weight_range") else ""))
     if "solved_plain_round" in r:
-        return f"solved in the plain round {percent(r['solved_plain_round'])}, after guidance {percent(r['solved'])}"
+        after = "after the unguided rounds" if r["method"] == "guided-resample" else "after guidance"
+        return f"solved in the plain round {percent(r['solved_plain_round'])}, {after} {percent(r['solved'])}"
     return ""
 
 

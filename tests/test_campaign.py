@@ -181,7 +181,7 @@ def test_the_label_free_methods_follow_both_comparisons_at_tripost_s_tokens(tmp_
     campaign.write_json(d / "campaign.json", {"commit": "3" * 40, "started": "now", "docs": str(docs)})
     names = [s["name"] for s in campaign.stages(d)]
     assert names.index("comparison/word_sorting") < names.index("label-free/arithmetic sharpen")
-    assert len([n for n in names if n.startswith("label-free/")]) == 2 * len(campaign.LABEL_FREE) + 5 == 17
+    assert len([n for n in names if n.startswith("label-free/")]) == 2 * len(campaign.LABEL_FREE) + 5 == 19
     # A second training seed of some methods comes after every task's methods, each in a folder of its own:
     # word_sorting's two, then arithmetic's three.
     assert names[-5:] == ["label-free/word_sorting self-verified-reweight seed 1", "label-free/word_sorting guided seed 1",
@@ -504,12 +504,13 @@ def test_keep_published_runs_only_the_step_4_runs_docs_has_no_rows_of(tmp_path):
     again = [m for m in campaign.LABEL_FREE_REPEATS["arithmetic"] if m != "sharpen"]
     every = campaign.stages(d)
     kept = [s["name"] for s in every if s.get("kept")]
-    assert kept == [f"label-free/{t} {m}" for t, m in published if m not in again]
+    # One task at a time, word_sorting first here (its first run left comes first); its kept runs with it.
+    assert kept == [f"label-free/{t} {m}" for t, m in sorted(published, key=lambda tm: tm[0] == "arithmetic") if m not in again]
     todo = [s["name"] for s in every if not s["done"]]
     assert todo == ["competence/word_sorting train 400 gold", "competence/word_sorting train 800 gold",
                     "competence/word_sorting eval at 800 gold", "controls/word_sorting sft-gold, sft-gold+",
                     "label-free/word_sorting self-verified-filter", "label-free/word_sorting self-verified-reweight",
-                    "label-free/word_sorting guided", "label-free/word_sorting guided-vanilla",
+                    "label-free/word_sorting guided", "label-free/word_sorting guided-vanilla", "label-free/word_sorting guided-resample",
                     *[f"label-free/word_sorting {m} seed 1" for m in campaign.LABEL_FREE_REPEATS["word_sorting"]],
                     "competence/arithmetic train 400 gold", "competence/arithmetic train 800 gold",
                     "competence/arithmetic eval at 800 gold", "controls/arithmetic sft-gold, sft-gold+",
@@ -525,6 +526,18 @@ def test_keep_published_runs_only_the_step_4_runs_docs_has_no_rows_of(tmp_path):
     campaign.write_json(campaign.label_free_dir(d, "word_sorting", "self-verified-filter") / "report.md", "")
     names = [s["name"] for s in campaign.stages(d)]
     assert names.index("controls/word_sorting sft-gold, sft-gold+") < names.index("label-free/word_sorting self-verified-filter")
+    # A task whose rebuild this folder has begun goes on first, though another's run left (a method
+    # added since: arithmetic's guided-resample) comes earlier in LABEL_FREE; a new folder starts with that one.
+    text = (docs / "self-improve.json").read_text()
+    data = json.loads(text)
+    campaign.write_json(docs / "self-improve.json", {**data, "rows": [r for r in data["rows"] if r["method"] != "guided-resample"]})
+    todo = [s["name"] for s in campaign.stages(d) if not s["done"]]
+    assert todo.index("label-free/word_sorting guided") < todo.index("controls/arithmetic sft-gold, sft-gold+") \
+        < todo.index("label-free/arithmetic guided-resample")
+    campaign.write_json(tmp_path / "new" / "campaign.json", campaign.load(d / "campaign.json"))
+    todo = [s["name"] for s in campaign.stages(tmp_path / "new") if not s["done"]]
+    assert todo[:2] == ["competence/arithmetic train 400 gold", "competence/arithmetic train 800 gold"]
+    (docs / "self-improve.json").write_text(text)
     (campaign.comparison_dir(d, "word_sorting") / "restored.json").unlink()
     # Publishing what this folder finished keeps the lost folder's rows and its pair.
     half = lambda i: (i % 2 == 0, i % 2 == 0)  # noqa: E731

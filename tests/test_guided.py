@@ -23,6 +23,7 @@ from tripost.sources.guided import (
     guided_collect,
     guided_key,
     guided_student_sampler,
+    key_round,
     mentions_guidance,
     plain_instruction,
     reset_prefix,
@@ -408,6 +409,8 @@ def test_round0_is_shared_between_strategies(problems, tmp_path):
     assert len(sampler.calls) == 1 and res.records_skipped == len(problems)  # only the rationale round was sampled
     assert guided_key(problems[0], 0, 0, 0, "answer") == guided_key(problems[0], 0, 0, 0, "rationale")
     assert guided_key(problems[0], 1, 0, 0, "answer") != guided_key(problems[0], 1, 0, 0, "rationale")
+    assert [key_round(guided_key(problems[0], r, 3, 2, s)) for r, s in ((0, "answer"), (7, "state_reset"), (12, "resample"))] == [0, 7, 12]
+    assert key_round(f"{problems[0].id}#sharpen@it1") is None
 
 
 def test_templates_fill_in_one_pass():

@@ -108,6 +108,10 @@ def test_guided_counts_what_the_plain_round_solved_and_what_guidance_added(tmp_p
                                                                              guide={"strategy": "rationale", "round": 1})]
     (r,) = sie.run_rows(write(tmp_path, "guided", recs), "arithmetic", "guided")
     assert (r["groups"], r["solved_plain_round"], r["solved"], r["trained"], r["trained_right"], r["trained_steps_right"]) == (1, 0.0, 1.0, 1, 1.0, 1.0)
+    # GSI's brute-force baseline: its extra rounds are unguided too (no guide), and still not the plain round.
+    recs = [record("p0#g0s0@it1", False, "failed", source="rejection"), record("p0#g1-resamples0@it1", True, source="rejection")]
+    (r,) = sie.run_rows(write(tmp_path, "guided-resample", recs), "arithmetic", "guided-resample")
+    assert (r["solved_plain_round"], r["solved"]) == (0.0, 1.0) and "after the unguided rounds 100.0%" in sie.notes(r)
 
 
 def test_the_command_writes_its_figures_keeps_a_reading_and_refuses_an_empty_folder(tmp_path, capsys):

@@ -80,6 +80,7 @@ stop reasons, this run's teacher calls and their cost), the batch seed rule
 
 from __future__ import annotations
 
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -215,6 +216,12 @@ def guided_key(problem: Problem, round_index: int, sample_index: int, iteration:
     """Round 0 is plain sampling whatever the strategy, so its key does not name one."""
     tag = "" if round_index == 0 else f"-{strategy}"
     return f"{problem.id}#g{round_index}{tag}s{sample_index}@it{iteration}"
+
+
+def key_round(key: str) -> int | None:
+    """The round a guided_key names (0: the plain round); None for a key of another source."""
+    m = re.search(r"#g(\d+)(?:-[a-z_]+)?s\d+@it\d+$", key)
+    return int(m.group(1)) if m else None
 
 
 def round_seed(seed: int, iteration: int, round_index: int, problem_ids: Sequence[str]) -> int:
