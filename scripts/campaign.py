@@ -56,8 +56,9 @@ When both comparisons have finished, learning.json carries the targets on
 the total of both tasks (`pooled`: each method's per-problem records pooled).
 
 4. label-free methods: per task, SFT-sharpening, RLHF-sharpening (DPO),
-   self-verified filter and reweight, GSI, and GSI's own baseline (its plain
-   round alone: vanilla self-improvement), each a `tripost run` from the
+   self-verified filter and reweight, GSI, and GSI's own baselines (its plain
+   round alone: vanilla self-improvement; and its extra rounds unguided:
+   brute-force resampling), each a `tripost run` from the
    comparison's iteration 0 (linked) with its problems and evaluation, each
    iteration at TriPosT's mean training tokens (`train.token_budget`):
    `--docs`/self-improve.{json,md}, beside sft-gold and sft-gold+, and each
@@ -97,7 +98,8 @@ iteration 0) and records the rebuilt iteration 0 beside the committed one;
 learning.* and bigbench.* are left as committed. With --keep-published
 (when step 4's folder is lost too, part way), the runs self-improve.json
 already has rows of are kept as published and not run again; a task's
-iteration 0 and controls are rebuilt just before its first run that is left.
+iteration 0 and controls are rebuilt just before its first run that is left,
+one task at a time (the task whose rebuild this folder has begun first).
 A second-seed run still to come is read against its first seed problem by
 problem: where the kept first seed has no committed outcomes
 (self-improve-outcomes.json), the first seed runs again, just before it.
