@@ -241,10 +241,10 @@ def stage_commit(state: dict[str, Any], name: str) -> str | None:
     """The commit a finished stage was made at: the pin of the last `history` entry
     it had not finished before (`advance` moves the pin only between stages)."""
     history = state.get("history") or [{"commit": state.get("commit")}]
-    for entry, later in zip(history, [*history[1:], None]):
-        if later is None or name in later.get("stages_done_before", []):
+    for entry, later in zip(history, history[1:]):
+        if name in later.get("stages_done_before", []):
             return entry["commit"]
-    return state.get("commit")
+    return history[-1]["commit"]
 
 
 def advance(d: Path, state: dict[str, Any] | None, commit: str) -> int:
@@ -799,11 +799,13 @@ def publish_label_free(d: Path, docs: Path) -> None:
                 outcomes += [outcome_entry(task, m, seed, r) for m, r in mine.items() if seed == SEED or m in LABEL_FREE]
     state = load(d / "campaign.json") or {}
     # Each row names the commit its run was made at, not the pin at publish time (an advance moves the pin).
+    controls = {t: stage_commit(state, (restore_stages(d, docs, t)[-1] if from_docs(d) else comparison_stage(d, t))["name"])
+                for t in {r["task"] for r in rows}}  # read once a task, not once a row
+
     def made_at(r: dict[str, Any]) -> str | None:
         if r["method"] in LABEL_FREE:
             return stage_commit(state, label_free_stage(d, r["task"], r["method"], r.get("seed", SEED))["name"])
-        controls = restore_stages(d, docs, r["task"])[-1] if from_docs(d) else comparison_stage(d, r["task"])
-        return stage_commit(state, controls["name"])
+        return controls[r["task"]]
 
     rows = [{**r, "commit": made_at(r)} for r in rows]
     outcomes = [{**o, "commit": made_at(o), "folder": str(d)} for o in outcomes]
